@@ -1,0 +1,46 @@
+# netmark: `make demo` and `make test` work on a fresh machine.
+# They create .venv, install torch 2.13.0 (CPU wheel) *first* so that the `torch>=2.2`
+# requirement is already satisfied and pip never pulls a CUDA build, then the project.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.netmark-installed
+TORCH  := torch==2.13.0
+FMNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: venv data test demo lint reproduce clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Fashion-MNIST from Debian when apt is there and the data is absent; skipped quietly otherwise.
+data:
+	@if [ ! -f $(FMNIST)/train-images-idx3-ubyte.gz ] && command -v apt-get >/dev/null 2>&1 \
+	  && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 \
+	   || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1)) \
+	  || echo "note: dataset-fashion-mnist not installed; tests that need it are skipped"; \
+	fi
+
+test: venv data
+	$(VENV)/bin/ruff check src tests
+	$(PY) -m pytest -q
+
+demo: venv data
+	$(VENV)/bin/netmark demo
+
+lint: venv
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+
+reproduce: venv data
+	$(VENV)/bin/netmark reproduce uchida
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,81 @@
+"""Small shared helpers: local seeding, atomic writes, canonical JSON."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from netmark.errors import OutputExistsError
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block with torch's global RNG seeded, then restore the caller's RNG state.
+
+    Layer initialisation and dropout draw from torch's global generator; forking it keeps
+    netmark from leaking or consuming the caller's random state.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def generator(seed: int) -> torch.Generator:
+    """A fresh CPU generator seeded with ``seed`` (never the global one)."""
+    g = torch.Generator()
+    g.manual_seed(int(seed))
+    return g
+
+
+def canonical_json(obj: Any) -> str:
+    """JSON with sorted keys and no whitespace: stable input for fingerprints."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def sha256_hex(*parts: bytes) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(len(p).to_bytes(8, "little"))
+        h.update(p)
+    return h.hexdigest()
+
+
+def check_writable(path: str | os.PathLike[str], force: bool) -> Path:
+    """Refuse to overwrite ``path`` unless ``force``; return it as a Path."""
+    p = Path(path)
+    if p.exists() and not force:
+        raise OutputExistsError(f"{p} already exists; pass --force (force=True) to overwrite it")
+    if p.exists() and p.is_dir():
+        raise OutputExistsError(f"{p} is a directory, expected a file path")
+    return p
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None], *, force: bool = False) -> Path:
+    """Write a file atomically: ``write(tmp)`` into the same directory, then ``os.replace``.
+
+    A crash or an exception leaves neither a partial file nor a changed original behind.
+    """
+    target = check_writable(path, force)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return target
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, force: bool = False) -> Path:
+    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"), force=force)

@@ -1,0 +1,93 @@
+"""Small convolutional networks for digits: LeNet5-caffe and Chen & Wu's simple CNN.
+
+* ``lenet5``: LeNet5-caffe as used by Tartaglione et al. (2021), Sec. V-A, on MNIST: conv 20@5×5,
+  max-pool 2, conv 50@5×5, max-pool 2, fc 500, fc classes, ReLU. Their Fig. 3 shows the weights of
+  ``conv2``, the typical host layer.
+* ``simple-cnn``: Chen & Wu (2018), Table 1: conv1 [3×3, 32], max-pool 2×2, conv2 [3×3, 64],
+  max-pool 2×2, fc1 1024 with dropout 0.5, fc2 (softmax) output; ReLU everywhere (Sec. 3.1).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from netmark.models.registry import check_fraction, check_spatial, conv_out, register
+
+
+class LeNet5(nn.Module):
+    """LeNet5-caffe: ``conv1`` → pool → ``conv2`` → pool → ``fc1`` → ``fc2`` (ReLU activations)."""
+
+    def __init__(self, in_channels: int, image_size: int, num_classes: int, padding: int) -> None:
+        super().__init__()
+        s1 = conv_out(image_size, 5, padding=padding)
+        p1 = s1 // 2
+        s2 = conv_out(p1, 5, padding=padding)
+        p2 = s2 // 2
+        check_spatial("lenet5", image_size, [("conv1", s1), ("pool1", p1), ("conv2", s2), ("pool2", p2)])
+        self.conv1 = nn.Conv2d(in_channels, 20, 5, padding=padding)
+        self.conv2 = nn.Conv2d(20, 50, 5, padding=padding)
+        self.pool = nn.MaxPool2d(2)
+        self.relu = nn.ReLU(inplace=True)
+        self.fc1 = nn.Linear(50 * p2 * p2, 500)
+        self.fc2 = nn.Linear(500, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Class scores (logits) for a batch ``(N, C, H, W)``."""
+        x = self.pool(self.relu(self.conv1(x)))
+        x = self.pool(self.relu(self.conv2(x)))
+        x = self.relu(self.fc1(x.flatten(1)))
+        return self.fc2(x)
+
+
+@register(
+    "lenet5",
+    summary="LeNet5-caffe: conv 20@5x5, pool, conv 50@5x5, pool, fc 500, fc classes (ReLU).",
+    paper="Tartaglione et al. 2021, Sec. V-A and Table I (LeNet5-caffe on MNIST)",
+    host_layer="conv2",
+    min_values={"padding": 0},
+)
+def lenet5(in_channels: int = 1, image_size: int = 28, num_classes: int = 10, padding: int = 0) -> nn.Module:
+    """LeNet5-caffe; 28×28 inputs give a 50·4·4 flattened feature map before ``fc1``.
+
+    ``padding`` (default 0, as in the original) pads both convolutions so that tiny inputs work,
+    e.g. 8×8 digits with ``padding=2`` (8 → 8 → 4 → 4 → 2).
+    """
+    return LeNet5(in_channels, image_size, num_classes, padding)
+
+
+class SimpleCNN(nn.Module):
+    """Chen & Wu's simple CNN: ``conv1`` → pool → ``conv2`` → pool → ``fc1`` (+dropout) → ``fc2``."""
+
+    def __init__(self, in_channels: int, image_size: int, num_classes: int, dropout: float) -> None:
+        super().__init__()
+        p1 = image_size // 2
+        p2 = p1 // 2
+        check_spatial("simple-cnn", image_size, [("pool1", p1), ("pool2", p2)])
+        self.conv1 = nn.Conv2d(in_channels, 32, 3, padding=1)
+        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.relu = nn.ReLU(inplace=True)
+        self.fc1 = nn.Linear(64 * p2 * p2, 1024)
+        self.dropout = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(1024, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Class scores (logits) for a batch ``(N, C, H, W)``."""
+        x = self.pool(self.relu(self.conv1(x)))
+        x = self.pool(self.relu(self.conv2(x)))
+        x = self.dropout(self.relu(self.fc1(x.flatten(1))))
+        return self.fc2(x)
+
+
+@register(
+    "simple-cnn",
+    summary="Chen & Wu simple CNN: conv 32@3x3, pool, conv 64@3x3, pool, fc 1024 + dropout, fc classes.",
+    paper="Chen & Wu 2018, Table 1 (simple CNN) and Sec. 3.1",
+    host_layer="conv2",
+)
+def simple_cnn(
+    in_channels: int = 1, image_size: int = 28, num_classes: int = 10, dropout: float = 0.5
+) -> nn.Module:
+    """Chen & Wu's simple CNN (same-padded 3×3 convs, so 28 → 14 → 7 and 8 → 4 → 2)."""
+    check_fraction("simple-cnn", "dropout", dropout)
+    return SimpleCNN(in_channels, image_size, num_classes, dropout)

@@ -1,0 +1,273 @@
+"""The single model registry: ``@register`` builders, ``build``, ``arch_of`` and layer look-up.
+
+Every architecture is a builder function ``(in_channels, image_size, num_classes, **family_args)
+-> nn.Module`` decorated with :func:`register`. :func:`build` binds and validates the arguments
+against the builder's signature, builds the module and records the bound arguments on it
+(attribute :data:`ARCH_ATTR`), so that ``build(**arch_of(model))`` rebuilds the same
+architecture, e.g. when a saved model file is reloaded.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from netmark.errors import ArchitectureError
+
+__all__ = [
+    "ARCH_ATTR",
+    "MODELS",
+    "ModelSpec",
+    "arch_of",
+    "available",
+    "build",
+    "conv_and_linear_layers",
+    "get_layer",
+    "register",
+]
+
+#: Name of the attribute on which :func:`build` records ``{"name": ..., "args": {...}}``.
+ARCH_ATTR = "netmark_arch"
+
+#: Argument names every builder must accept.
+COMMON_ARGS = ("in_channels", "image_size", "num_classes")
+
+_RESERVED = ("name", "args")
+
+Builder = Callable[..., nn.Module]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registered architecture.
+
+    Attributes:
+        name: registry key, e.g. ``"lenet5"``.
+        builder: function building the ``nn.Module`` from keyword arguments.
+        summary: one-line human description.
+        paper: the paper (and section/table) the architecture comes from.
+        host_layer: qualified name of the layer the papers typically watermark (default args).
+        min_values: lower bound for ``int`` arguments that may be below 1 (e.g. ``padding: 0``);
+            every other ``int`` argument must be positive.
+    """
+
+    name: str
+    builder: Builder
+    summary: str
+    paper: str
+    host_layer: str
+    min_values: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def signature(self) -> inspect.Signature:
+        """The builder's signature with annotations resolved to real types."""
+        return inspect.signature(self.builder, eval_str=True)
+
+    def defaults(self) -> dict[str, Any]:
+        """Every argument of the builder with its default value."""
+        return {p.name: p.default for p in self.signature.parameters.values()}
+
+
+#: The one registry of architectures, keyed by name.
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register(
+    name: str,
+    *,
+    summary: str,
+    paper: str,
+    host_layer: str,
+    min_values: Mapping[str, int] | None = None,
+) -> Callable[[Builder], Builder]:
+    """Decorator adding a builder function to :data:`MODELS` under ``name``.
+
+    The builder must take keyword arguments with defaults only, including ``in_channels``,
+    ``image_size`` and ``num_classes``; ``name`` and ``args`` are reserved.
+    """
+
+    def decorator(builder: Builder) -> Builder:
+        if name in MODELS:
+            raise ArchitectureError(f"model name {name!r} is already registered.")
+        params = inspect.signature(builder).parameters
+        missing = [a for a in COMMON_ARGS if a not in params]
+        reserved = [a for a in _RESERVED if a in params]
+        no_default = [p.name for p in params.values() if p.default is inspect.Parameter.empty]
+        variadic = [p.name for p in params.values() if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        if missing or reserved or no_default or variadic:
+            raise ArchitectureError(
+                f"builder for {name!r} must take keyword args with defaults including "
+                f"{', '.join(COMMON_ARGS)} (missing: {missing}, reserved: {reserved}, "
+                f"without default: {no_default}, variadic: {variadic})."
+            )
+        MODELS[name] = ModelSpec(
+            name=name,
+            builder=builder,
+            summary=summary,
+            paper=paper,
+            host_layer=host_layer,
+            min_values=dict(min_values or {}),
+        )
+        return builder
+
+    return decorator
+
+
+def available() -> list[str]:
+    """Sorted names of every registered architecture."""
+    return sorted(MODELS)
+
+
+def _spec(name: object) -> ModelSpec:
+    if not isinstance(name, str) or name not in MODELS:
+        raise ArchitectureError(f"unknown model {name!r}; available models: {', '.join(available())}.")
+    return MODELS[name]
+
+
+def _check_value(model: str, arg: str, value: Any, annotation: Any, min_value: int) -> Any:
+    """Type-check one argument against its annotation; return it in JSON-friendly form."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        for option in options:
+            base = typing.get_origin(option) or option
+            kinds = (list, tuple) if base is list else (int, float) if base is float else (base,)
+            if (
+                isinstance(base, type)
+                and isinstance(value, kinds)
+                and not (isinstance(value, bool) and base is not bool)
+            ):
+                return _check_value(model, arg, value, option, min_value)
+        wanted = " or ".join(getattr(o, "__name__", str(o)) for o in options)
+        raise ArchitectureError(f"model {model!r}: argument {arg!r} must be {wanted}, got {value!r}.")
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ArchitectureError(f"model {model!r}: argument {arg!r} must be a bool, got {value!r}.")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ArchitectureError(f"model {model!r}: argument {arg!r} must be an int, got {value!r}.")
+        if value < min_value:
+            raise ArchitectureError(f"model {model!r}: argument {arg!r} must be >= {min_value}, got {value}.")
+        return int(value)
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ArchitectureError(
+                f"model {model!r}: argument {arg!r} must be a finite number, got {value!r}."
+            )
+        return float(value)
+    if origin is list:
+        (item_type,) = typing.get_args(annotation) or (Any,)
+        if not isinstance(value, list | tuple) or not value:
+            raise ArchitectureError(
+                f"model {model!r}: argument {arg!r} must be a non-empty list, got {value!r}."
+            )
+        return [_check_value(model, arg, v, item_type, min_value) for v in value]
+    return value
+
+
+def build(name: str, args: Mapping[str, Any] | None = None, **kwargs: Any) -> nn.Module:
+    """Build the registered architecture ``name``.
+
+    Arguments may be given as keywords or as the ``args`` mapping (the form :func:`arch_of`
+    returns), so ``build(**arch_of(model))`` rebuilds ``model``'s architecture. Unknown or
+    ill-typed arguments raise :class:`~netmark.errors.ArchitectureError`.
+    """
+    spec = _spec(name)
+    if args is not None and not isinstance(args, Mapping):
+        raise ArchitectureError(f"model {name!r}: 'args' must be a mapping of argument names to values.")
+    given = dict(args or {})
+    twice = sorted(set(given) & set(kwargs))
+    if twice:
+        raise ArchitectureError(f"model {name!r}: argument(s) {', '.join(twice)} given twice.")
+    given.update(kwargs)
+    signature = spec.signature
+    unknown = sorted(set(given) - set(signature.parameters))
+    if unknown:
+        raise ArchitectureError(
+            f"model {name!r} has no argument(s) {', '.join(map(repr, unknown))}; "
+            f"valid arguments: {', '.join(signature.parameters)}."
+        )
+    bound = signature.bind(**given)
+    bound.apply_defaults()
+    checked = {
+        arg: _check_value(name, arg, value, signature.parameters[arg].annotation, spec.min_values.get(arg, 1))
+        for arg, value in bound.arguments.items()
+    }
+    model = spec.builder(**checked)
+    setattr(model, ARCH_ATTR, {"name": name, "args": checked})
+    return model
+
+
+def arch_of(model: nn.Module) -> dict[str, Any]:
+    """``{"name": ..., "args": {...}}`` of a model made by :func:`build` (a JSON-serialisable copy)."""
+    arch = getattr(model, ARCH_ATTR, None)
+    if not isinstance(arch, dict) or "name" not in arch or "args" not in arch:
+        raise ArchitectureError(
+            f"{type(model).__name__} was not built by netmark.models.build, so its architecture is unknown."
+        )
+    return {"name": arch["name"], "args": _json_copy(arch["args"])}
+
+
+def _json_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_copy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_copy(v) for v in value]
+    return value
+
+
+def conv_and_linear_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Every ``nn.Conv2d`` / ``nn.Linear`` of ``model`` keyed by qualified module name, in order."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)}
+
+
+def get_layer(model: nn.Module, name: str) -> nn.Module:
+    """The conv/linear layer called ``name`` (e.g. ``"conv2.0.conv2"``) of ``model``."""
+    layers = conv_and_linear_layers(model)
+    if name not in layers:
+        arch = getattr(model, ARCH_ATTR, None)
+        label = arch["name"] if isinstance(arch, dict) and "name" in arch else type(model).__name__
+        raise ArchitectureError(
+            f"model {label!r} has no layer {name!r}; conv/linear layers: {', '.join(layers) or 'none'}"
+        )
+    return layers[name]
+
+
+def conv_out(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
+    """Spatial output size of a convolution / pooling layer (floor mode)."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def check_spatial(model: str, image_size: int, sizes: list[tuple[str, int]]) -> None:
+    """Raise if any layer's spatial output (``(layer, size)`` pairs, in order) is below 1×1."""
+    for layer, size in sizes:
+        if size < 1:
+            raise ArchitectureError(
+                f"model {model!r} cannot take {image_size}x{image_size} inputs: the feature map "
+                f"shrinks below 1x1 at {layer} (use larger images or more padding)."
+            )
+
+
+def check_fraction(model: str, arg: str, value: float) -> None:
+    """Raise unless ``0 <= value < 1`` (dropout probabilities)."""
+    if not 0.0 <= value < 1.0:
+        raise ArchitectureError(f"model {model!r}: argument {arg!r} must be in [0, 1), got {value}.")
+
+
+def check_positive(model: str, arg: str, value: float) -> None:
+    """Raise unless ``value > 0`` (width multipliers)."""
+    if not value > 0.0:
+        raise ArchitectureError(f"model {model!r}: argument {arg!r} must be > 0, got {value}.")
+
+
+def scaled(channels: int, width: float) -> int:
+    """``channels`` scaled by a width multiplier, at least 1."""
+    return max(1, round(channels * width))
