@@ -1,0 +1,74 @@
+"""Base class and single registry of attacks: model in → new model out.
+
+Every attack (one file each) is a class with a validated dataclass config. The base class
+owns what every attack needs (torchattacks style): it deep-copies the victim so the input
+model is never modified, seeds the run locally (torch's global RNG is forked and restored),
+puts the result in eval mode and rejects NaN/Inf results.
+
+Docstring template of an attack: paper/section, threat model, args with paper defaults,
+example.
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, TypeVar
+
+from torch import nn
+from torch.utils.data import Dataset
+
+from netmark._util import seeded
+from netmark.errors import ConfigError
+from netmark.io import check_finite
+
+
+@dataclass
+class AttackConfig:
+    """Base of attack configs. ``seed`` drives everything random in the attack."""
+
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Attack(ABC):
+    """An attack on a (watermarked) model; call it: ``attacked = attack(model, data)``."""
+
+    name: ClassVar[str]
+    config_cls: ClassVar[type[AttackConfig]]
+    needs_data: ClassVar[bool] = False
+
+    def __init__(self, config: AttackConfig | None = None) -> None:
+        cfg = config if config is not None else self.config_cls()
+        if not isinstance(cfg, self.config_cls):
+            raise ConfigError(f"{type(self).__name__} needs a {self.config_cls.__name__}")
+        self.config = cfg
+
+    def __call__(self, model: nn.Module, data: Dataset | None = None) -> nn.Module:
+        if self.needs_data and data is None:
+            raise ConfigError(f"the {self.name} attack needs training data")
+        victim = copy.deepcopy(model)
+        with seeded(self.config.seed):
+            out = self.apply(victim, data)
+        out.eval()
+        check_finite(out, source=f"model after the {self.name} attack")
+        return out
+
+    @abstractmethod
+    def apply(self, model: nn.Module, data: Dataset | None) -> nn.Module:
+        """Attack ``model`` (a private copy; may be modified in place) and return the result."""
+
+
+ATTACKS: dict[str, type[Attack]] = {}
+A = TypeVar("A", bound=type[Attack])
+
+
+def register_attack(cls: A) -> A:
+    """Class decorator: add an attack to :data:`ATTACKS` under ``cls.name`` (once)."""
+    if cls.name in ATTACKS:
+        raise ValueError(f"attack {cls.name!r} registered twice")
+    ATTACKS[cls.name] = cls
+    return cls

@@ -1,0 +1,1 @@
+"""Paper reproductions (data + one runner → JSON, markdown, PNG) and the demo."""

@@ -1,0 +1,178 @@
+"""Model files: safetensors + metadata; untrusted pickles are never unpickled.
+
+The release format is a ``.safetensors`` file whose header metadata ``netmark`` holds the
+architecture (registry name + args, so the network is rebuilt by name) and the netmark
+version. A suspect model may also come as a plain ``state_dict`` in ``.pt`` / ``.pth``:
+it is read with ``torch.load(weights_only=True)``, which refuses every pickled global, so a
+file that would need full unpickling (a code payload) is rejected without running it.
+Every problem is a :class:`~netmark.errors.NetmarkError` with one sentence.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load_bytes
+from safetensors.torch import save_file
+from torch import nn
+
+from netmark import __version__
+from netmark._util import atomic_write, canonical_json
+from netmark.errors import ArchitectureError, ModelFileError, NetmarkError
+
+MODEL_FORMAT_VERSION = 1
+_META = "netmark"
+_PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+
+
+def save_model(model: nn.Module, path: str | os.PathLike[str], *, extra: dict[str, Any] | None = None,
+               force: bool = False) -> Path:
+    """Save ``model`` as safetensors with its architecture in the metadata (atomic, no overwrite).
+
+    ``extra`` is JSON metadata stored beside the architecture (never put secrets here).
+    """
+    from netmark.models import arch_of
+
+    check_finite(model)
+    meta = {_META: canonical_json({"arch": arch_of(model), "netmark_version": __version__,
+                                   "format_version": MODEL_FORMAT_VERSION, "extra": extra or {}})}
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    return atomic_write(path, lambda p: save_file(state, str(p), metadata=meta), force=force)
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``netmark`` metadata of a safetensors model file (architecture, version, extra)."""
+    p = _existing(path)
+    raw = p.read_bytes()
+    return _parse_meta(raw, p)
+
+
+def load_model(path: str | os.PathLike[str], *, arch: dict[str, Any] | None = None) -> nn.Module:
+    """Load a model file, rebuild its architecture and check its weights.
+
+    Args:
+        path: a netmark ``.safetensors`` file, or a plain ``state_dict`` in ``.pt``/``.pth``.
+        arch: ``{"name", "args"}`` to use when the file carries none (plain state_dicts,
+            e.g. taken from a key's ``arch``). A safetensors file's own architecture wins.
+
+    Raises:
+        ModelFileError: missing, truncated, unsafe or NaN-carrying file.
+        ArchitectureError: the weights do not fit the architecture.
+    """
+    from netmark.models import build
+
+    p = _existing(path)
+    raw = p.read_bytes()
+    if raw[:2] == b"PK" or p.suffix.lower() in _PICKLE_SUFFIXES or raw[:1] == b"\x80":
+        state = _load_torch_state(p)
+        file_arch = None
+    else:
+        meta = _parse_meta(raw, p, require=False)
+        try:
+            state = st_load_bytes(raw)
+        except (SafetensorError, ValueError, RuntimeError) as e:
+            raise ModelFileError(f"model file {p} is corrupt or truncated ({_first_line(e)})") from None
+        file_arch = meta.get("arch") if meta else None
+    use_arch = file_arch or arch
+    if not isinstance(use_arch, dict) or "name" not in use_arch:
+        raise ModelFileError(f"model file {p} records no architecture; pass one (e.g. from the key) to load it")
+    try:
+        model = build(use_arch["name"], **dict(use_arch.get("args", {})))
+    except NetmarkError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ArchitectureError(f"cannot rebuild architecture {use_arch.get('name')!r}: {e}") from None
+    load_state(model, state, source=str(p))
+    model.eval()
+    return model
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], *, source: str = "state_dict") -> None:
+    """Load ``state`` strictly into ``model``, turning mismatches into one-line errors."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    bad_shape = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or bad_shape:
+        parts = []
+        if bad_shape:
+            k = bad_shape[0]
+            parts.append(f"{k} has shape {tuple(state[k].shape)}, expected {tuple(own[k].shape)}")
+        if missing:
+            parts.append(f"{len(missing)} missing tensors (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})")
+        raise ArchitectureError(f"{source} does not fit this architecture: " + "; ".join(parts))
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
+    check_finite(model, source=source)
+
+
+def check_finite(model: nn.Module, *, source: str = "model") -> None:
+    """Raise ModelFileError if any parameter or buffer holds NaN or Inf."""
+    for name, t in model.state_dict().items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise ModelFileError(f"{source} has NaN/Inf weights in {name}")
+
+
+def _existing(path: str | os.PathLike[str]) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise ModelFileError(f"model file {p} does not exist")
+    return p
+
+
+def _first_line(e: BaseException) -> str:
+    s = str(e).strip()
+    return s.splitlines()[0][:200] if s else type(e).__name__
+
+
+def _parse_meta(raw: bytes, p: Path, *, require: bool = True) -> dict[str, Any] | None:
+    if len(raw) < 8:
+        raise ModelFileError(f"model file {p} is truncated or not a safetensors file")
+    n = int.from_bytes(raw[:8], "little")
+    if n <= 0 or 8 + n > len(raw):
+        raise ModelFileError(f"model file {p} is truncated or not a safetensors file")
+    try:
+        header = json.loads(raw[8 : 8 + n])
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ModelFileError(f"model file {p} has a corrupt safetensors header") from None
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(meta, dict) or _META not in meta:
+        if require:
+            raise ModelFileError(f"model file {p} carries no netmark metadata")
+        return None
+    try:
+        d = json.loads(meta[_META])
+    except (json.JSONDecodeError, TypeError):
+        raise ModelFileError(f"model file {p} has malformed netmark metadata") from None
+    if not isinstance(d, dict) or not isinstance(d.get("arch"), dict):
+        raise ModelFileError(f"model file {p} has malformed netmark metadata")
+    return d
+
+
+def _load_torch_state(p: Path) -> dict[str, torch.Tensor]:
+    """``torch.load(weights_only=True)``: tensors and plain containers only, no code."""
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ModelFileError(
+            f"refusing to load {p}: it needs full unpickling (it may carry code); only plain state_dicts are read"
+        ) from None
+    except (RuntimeError, EOFError, ValueError, OSError, KeyError, TypeError) as e:
+        raise ModelFileError(f"model file {p} is corrupt or truncated ({_first_line(e)})") from None
+    if isinstance(obj, dict):
+        for wrapper in ("state_dict", "model_state_dict", "model"):
+            if isinstance(obj.get(wrapper), dict):
+                obj = obj[wrapper]
+                break
+    if not isinstance(obj, dict) or not obj or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    ):
+        raise ModelFileError(f"{p} is not a state_dict (a mapping of names to tensors)")
+    return obj

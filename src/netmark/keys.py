@@ -1,0 +1,181 @@
+"""Secret key files: one per embedding, versioned, validated and fingerprinted.
+
+A key holds everything needed to extract and verify one watermark, and nothing of the
+released model: the method name, the host layer, the message bits, the secret tensors
+(e.g. Uchida's projection matrix X), the method config, the host architecture, the seed
+that generated it, the format version and a sha256 fingerprint over all of it.
+
+On disk a key is a safetensors file (no pickle anywhere): the tensors are the secret
+tensors and the header metadata holds ``netmark_key`` = canonical JSON of the fields.
+Loading validates every field and recomputes the fingerprint; any mismatch, truncation or
+malformed field raises :class:`~netmark.errors.KeyFileError` with one clear sentence.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load_bytes
+from safetensors.torch import save_file
+
+from netmark import __version__
+from netmark._util import atomic_write, canonical_json, sha256_hex
+from netmark.errors import KeyFileError
+
+KEY_FORMAT_VERSION = 1
+_META = "netmark_key"
+_MAX_KEY_BYTES = 1 << 30
+
+
+def bits_to_str(bits: torch.Tensor | list[int]) -> str:
+    return "".join(str(int(b)) for b in (bits.tolist() if isinstance(bits, torch.Tensor) else bits))
+
+
+def str_to_bits(s: str) -> torch.Tensor:
+    if not s or any(c not in "01" for c in s):
+        raise KeyFileError("message must be a non-empty string of 0/1 characters")
+    return torch.tensor([int(c) for c in s], dtype=torch.int64)
+
+
+@dataclass
+class WatermarkKey:
+    """The owner's secret for one embedded watermark (never stored in the model file).
+
+    Attributes:
+        method: registered method name (``"uchida"``, ...).
+        layer: host layer's qualified module name, or ``None`` for black-box methods.
+        message: the embedded bits as a ``0``/``1`` string ('' for zero-bit schemes).
+        tensors: secret tensors by name (e.g. ``{"X": T×M matrix}``).
+        config: the method config as a JSON-serialisable dict.
+        arch: the host architecture ``{"name", "args"}`` (lets ``verify`` load a plain state_dict).
+        seed: the seed the key material was generated from (provenance only).
+        created: ISO timestamp.
+        netmark_version: version that wrote the key.
+        format_version: key file format version.
+        message_random: True when the message was drawn uniformly at random by netmark; the
+            binomial p-value is exact only then.
+    """
+
+    method: str
+    layer: str | None
+    message: str
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    arch: dict[str, Any] | None = None
+    seed: int | None = None
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    netmark_version: str = __version__
+    format_version: int = KEY_FORMAT_VERSION
+    message_random: bool = True
+
+    @property
+    def bits(self) -> torch.Tensor:
+        return str_to_bits(self.message) if self.message else torch.zeros(0, dtype=torch.int64)
+
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "method": self.method, "layer": self.layer, "message": self.message, "config": self.config,
+            "arch": self.arch, "seed": self.seed, "created": self.created,
+            "netmark_version": self.netmark_version, "format_version": self.format_version,
+            "message_random": self.message_random,
+            "tensor_names": sorted(self.tensors),
+        }
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 over the canonical fields and the raw bytes of every secret tensor."""
+        parts = [canonical_json(self._fields()).encode()]
+        for name in sorted(self.tensors):
+            t = self.tensors[name].detach().cpu().contiguous()
+            parts += [name.encode(), str(t.dtype).encode(), str(tuple(t.shape)).encode(),
+                      t.view(torch.uint8).numpy().tobytes() if t.numel() else b""]
+        return sha256_hex(*parts)
+
+    def save(self, path: str | os.PathLike[str], *, force: bool = False) -> Path:
+        """Write the key atomically; refuses to overwrite unless ``force``."""
+        meta = {_META: canonical_json({**self._fields(), "fingerprint": self.fingerprint})}
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.tensors.items()}
+        return atomic_write(path, lambda p: save_file(tensors, str(p), metadata=meta), force=force)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> WatermarkKey:
+        """Read and validate a key file (see module docstring)."""
+        p = Path(path)
+        if not p.is_file():
+            raise KeyFileError(f"key file {p} does not exist")
+        size = p.stat().st_size
+        if size > _MAX_KEY_BYTES:
+            raise KeyFileError(f"key file {p} is implausibly large ({size} bytes)")
+        raw = p.read_bytes()
+        meta_json = _read_metadata(raw, p)
+        try:
+            tensors = st_load_bytes(raw)
+        except (SafetensorError, ValueError, RuntimeError) as e:
+            raise KeyFileError(f"key file {p} is corrupt or truncated ({_short(e)})") from None
+        return cls._from_fields(meta_json, tensors, p)
+
+    @classmethod
+    def _from_fields(cls, meta_json: str, tensors: dict[str, torch.Tensor], p: Path) -> WatermarkKey:
+        try:
+            d = json.loads(meta_json)
+        except json.JSONDecodeError:
+            raise KeyFileError(f"key file {p} has malformed metadata (not JSON)") from None
+        if not isinstance(d, dict):
+            raise KeyFileError(f"key file {p} has malformed metadata (not an object)")
+        fv = d.get("format_version")
+        if fv != KEY_FORMAT_VERSION:
+            raise KeyFileError(f"key file {p} has format version {fv!r}; this netmark reads {KEY_FORMAT_VERSION}")
+        expected: dict[str, tuple[type, ...]] = {
+            "method": (str,), "layer": (str, type(None)), "message": (str,), "config": (dict,),
+            "arch": (dict, type(None)), "seed": (int, type(None)), "created": (str,),
+            "netmark_version": (str,), "fingerprint": (str,), "message_random": (bool,),
+            "tensor_names": (list,),
+        }
+        for name, types in expected.items():
+            if name not in d:
+                raise KeyFileError(f"key file {p} is missing the field {name!r}")
+            if not isinstance(d[name], types) or (name == "seed" and isinstance(d[name], bool)):
+                raise KeyFileError(f"key file {p} has a malformed field {name!r}")
+        if d["message"] and any(c not in "01" for c in d["message"]):
+            raise KeyFileError(f"key file {p} has a malformed message (expected 0/1 characters)")
+        if sorted(tensors) != sorted(d["tensor_names"]):
+            raise KeyFileError(f"key file {p} lists tensors {d['tensor_names']} but holds {sorted(tensors)}")
+        for name, t in tensors.items():
+            if t.is_floating_point() and not torch.isfinite(t).all():
+                raise KeyFileError(f"key file {p} has non-finite values in tensor {name!r}")
+        key = cls(
+            method=d["method"], layer=d["layer"], message=d["message"], tensors=dict(tensors),
+            config=d["config"], arch=d["arch"], seed=d["seed"], created=d["created"],
+            netmark_version=d["netmark_version"], format_version=fv, message_random=d["message_random"],
+        )
+        if key.fingerprint != d["fingerprint"]:
+            raise KeyFileError(f"key file {p} fails its sha256 fingerprint check (modified or corrupt)")
+        return key
+
+
+def _short(e: BaseException) -> str:
+    return str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+
+
+def _read_metadata(raw: bytes, p: Path) -> str:
+    """Parse the safetensors header by hand so that errors are ours, not a crash."""
+    if len(raw) < 8:
+        raise KeyFileError(f"key file {p} is truncated or not a netmark key")
+    n = int.from_bytes(raw[:8], "little")
+    if n <= 0 or 8 + n > len(raw):
+        raise KeyFileError(f"key file {p} is truncated or not a netmark key")
+    try:
+        header = json.loads(raw[8 : 8 + n])
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise KeyFileError(f"key file {p} is corrupt (unreadable header)") from None
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(meta, dict) or not isinstance(meta.get(_META), str):
+        raise KeyFileError(f"{p} is not a netmark key file (no {_META!r} metadata)")
+    return meta[_META]

@@ -1,0 +1,61 @@
+"""Watermarking schemes: one file per scheme, one protocol (:mod:`netmark.methods.base`).
+
+Importing this package registers every scheme in :data:`METHODS`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+from torch.utils.data import Dataset
+
+from netmark.errors import ConfigError, KeyFileError
+from netmark.keys import WatermarkKey
+from netmark.methods import uchida
+from netmark.methods.base import (
+    METHODS,
+    Extraction,
+    MethodConfig,
+    WatermarkMethod,
+    random_message,
+    register_method,
+)
+
+__all__ = [
+    "METHODS", "Extraction", "MethodConfig", "WatermarkMethod", "embed", "get_method", "method_for_config",
+    "method_from_key",
+    "random_message", "register_method", "uchida",
+]
+
+
+def get_method(name: str) -> type[WatermarkMethod]:
+    """The registered method class called ``name``."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise KeyFileError(f"unknown watermark method {name!r}; known: {', '.join(sorted(METHODS))}") from None
+
+
+def method_from_key(key: WatermarkKey) -> WatermarkMethod:
+    """Instantiate the key's method with the key's own config."""
+    return get_method(key.method).from_key(key)
+
+
+def method_for_config(config: MethodConfig) -> WatermarkMethod:
+    """The registered method whose config class ``config`` is an instance of."""
+    for cls in METHODS.values():
+        if type(config) is cls.config_cls:
+            return cls(config)
+    raise ConfigError(f"no registered watermark method takes a {type(config).__name__}")
+
+
+def embed(model: nn.Module, data: Dataset, config: MethodConfig, train_config: Any = None, *, seed: int = 0,
+          message: str | None = None, eval_data: Dataset | None = None, teacher: nn.Module | None = None,
+          ) -> tuple[nn.Module, WatermarkKey, Any]:
+    """``embed(model, data, UchidaConfig(...), TrainConfig(...))`` → ``(model, key, history)``.
+
+    The method is chosen by the config's type; see :meth:`WatermarkMethod.embed`.
+    """
+    return method_for_config(config).embed(model, data, train_config, seed=seed, message=message,
+                                           eval_data=eval_data, teacher=teacher)

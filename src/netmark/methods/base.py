@@ -1,0 +1,137 @@
+"""The protocol every watermarking scheme implements, and its single registry.
+
+A method is a class with a validated dataclass config (torchao style: ``Method(Config(...))``)
+registered once with :func:`register_method`; the registry, the CLI and the test table
+(``tests/test_methods.py`` is parametrised over :data:`METHODS`) all read that one dict.
+
+Life cycle of a multi-bit watermark::
+
+    method = Uchida(UchidaConfig(layer="conv2", bits=256))
+    key = method.create_key(model, seed=1)          # secret; never stored in the model
+    hook = method.hook(key)                         # a TrainHook: adds the embedding loss
+    train(model, data, TrainConfig(...), hooks=[hook])
+    result = method.verify(model, key)              # VerificationResult with a p-value
+
+or all at once: ``model, key, run = method.embed(model, data, TrainConfig(...), seed=1)``.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar, Self, TypeVar
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from netmark.errors import ConfigError, KeyFileError
+from netmark.keys import WatermarkKey
+from netmark.training import TrainConfig, TrainHook, TrainResult, train
+from netmark.verify import DEFAULT_ALPHA, VerificationResult, bit_match_result
+
+
+@dataclass
+class MethodConfig:
+    """Base of every method config; subclasses validate in ``__post_init__``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"{cls.__name__} has no option(s) {', '.join(unknown)}")
+        return cls(**d)
+
+
+@dataclass
+class Extraction:
+    """What a method reads out of a model: bits (multi-bit) and the raw scores behind them."""
+
+    bits: torch.Tensor
+    scores: torch.Tensor
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class WatermarkMethod(ABC):
+    """Base class of watermarking schemes (one file per scheme under ``netmark.methods``).
+
+    Subclasses set ``name``, ``config_cls``, ``paper`` and ``white_box`` and implement
+    :meth:`create_key`, :meth:`hook` and :meth:`extract`; the default :meth:`verify`
+    compares extracted bits with the key's message under the binomial null.
+    """
+
+    name: ClassVar[str]
+    config_cls: ClassVar[type[MethodConfig]]
+    paper: ClassVar[str] = ""
+    white_box: ClassVar[bool] = True
+
+    def __init__(self, config: MethodConfig | None = None) -> None:
+        cfg = config if config is not None else self.config_cls()
+        if not isinstance(cfg, self.config_cls):
+            raise ConfigError(f"{type(self).__name__} needs a {self.config_cls.__name__}, got {type(cfg).__name__}")
+        self.config = cfg
+
+    @classmethod
+    def from_key(cls, key: WatermarkKey) -> Self:
+        if key.method != cls.name:
+            raise KeyFileError(f"key is for method {key.method!r}, not {cls.name!r}")
+        try:
+            return cls(cls.config_cls.from_dict(key.config))
+        except (ConfigError, TypeError) as e:
+            raise KeyFileError(f"key has an invalid {cls.name} config: {e}") from None
+
+    @abstractmethod
+    def create_key(self, model: nn.Module, *, seed: int, message: str | None = None) -> WatermarkKey:
+        """Generate the secret key for embedding into ``model`` (checks the host layer)."""
+
+    @abstractmethod
+    def hook(self, key: WatermarkKey) -> TrainHook:
+        """A training hook that embeds the watermark of ``key`` while the model trains."""
+
+    @abstractmethod
+    def extract(self, model: nn.Module, key: WatermarkKey) -> Extraction:
+        """Read the watermark of ``key`` out of ``model``."""
+
+    def verify(self, model: nn.Module, key: WatermarkKey, *, alpha: float = DEFAULT_ALPHA) -> VerificationResult:
+        """Decide whether ``model`` carries the watermark of ``key`` (binomial p-value)."""
+        ex = self.extract(model, key)
+        return bit_match_result(ex.bits, key.bits, method=self.name, alpha=alpha, details=ex.details,
+                                exact_null=key.message_random)
+
+    def embed(self, model: nn.Module, data: Dataset, train_config: TrainConfig | None = None, *,
+              seed: int = 0, key: WatermarkKey | None = None, message: str | None = None,
+              eval_data: Dataset | None = None, teacher: nn.Module | None = None,
+              ) -> tuple[nn.Module, WatermarkKey, TrainResult]:
+        """Train ``model`` (in place) on ``data`` while embedding; returns (model, key, history).
+
+        Train-to-embed: pass a freshly built model. Fine-tune-to-embed: pass a trained one.
+        Distill-to-embed: pass ``teacher`` (its soft predictions replace the labels).
+        """
+        key = key if key is not None else self.create_key(model, seed=seed, message=message)
+        run = train(model, data, train_config, hooks=[self.hook(key)], eval_data=eval_data, teacher=teacher)
+        return model, key, run
+
+
+def random_message(bits: int, seed: int) -> str:
+    """A uniformly random bit string (the p-value is exact only for such messages)."""
+    rng = random.Random(seed)
+    return "".join(rng.choice("01") for _ in range(bits))
+
+
+METHODS: dict[str, type[WatermarkMethod]] = {}
+
+
+M = TypeVar("M", bound=type[WatermarkMethod])
+
+
+def register_method(cls: M) -> M:
+    """Class decorator: add a method to :data:`METHODS` under ``cls.name`` (once)."""
+    if cls.name in METHODS:
+        raise ValueError(f"watermark method {cls.name!r} registered twice")
+    METHODS[cls.name] = cls
+    return cls

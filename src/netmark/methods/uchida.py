@@ -1,0 +1,249 @@
+"""Uchida et al. 2017, "Embedding Watermarks into Deep Neural Networks" (white-box, multi-bit).
+
+Paper: ``uchida2017-embedding-regularizer.txt``. Threat model (§2.3): the thief holds the
+weights and may fine-tune or prune them; the owner later gets white-box access to a
+suspect copy and holds the secret key (X, b).
+
+Embedding (§3.1–3.3): the host layer's weights W (S×S×D×L, PyTorch ``(L, D, S, S)``) are
+averaged over the L filters and flattened into ``w ∈ R^M`` (M = S·S·D; a Linear layer
+``(out, in)`` gives M = in). A secret matrix X (T×M) and message b ∈ {0,1}^T define the
+embedding regularizer (Eq. 4) ``E_R(w) = Σ_j BCE(σ((Xw)_j), b_j)`` added to the task loss
+``E = E_0 + λ·E_R`` (Eq. 1). Extraction (Eq. 2–3): ``b̂_j = 1 if (Xw)_j >= 0 else 0``.
+X is ``random`` (N(0,1) entries; the paper's choice after Table 4), ``direct`` (one 1 per
+row) or ``diff`` (one 1 and one −1 per row).
+
+Paper defaults (:func:`paper_config`, :data:`PAPER_TRAIN`): λ = 0.01, T = 256 bits, X random,
+WRN-16-4 host "second conv of the conv 2 group" (``conv2.0.conv2``, M = 576), CIFAR-10, SGD
+Nesterov lr 0.1 momentum 0.9 wd 5e-4 batch 64, 200 epochs, lr ×0.2 at 60/120/160.
+
+Args (:class:`UchidaConfig`):
+    layer: host layer's module name; ``None`` picks the first conv layer with M ≥ bits
+        (then the first Linear), as the paper embeds into a conv layer.
+    bits: message length T (paper 256). Capacity: keep T < M (§4.2 "Capacity").
+    key_type: ``random`` | ``direct`` | ``diff`` (paper: random).
+    strength: λ (paper 0.01).
+    reduction: ``sum`` over bits as in Eq. 4 (paper) or ``mean``.
+
+Example::
+
+    from netmark.methods.uchida import Uchida, UchidaConfig
+    model, key, run = Uchida(UchidaConfig(layer="conv2", bits=256)).embed(model, train_set, TrainConfig(epochs=10))
+    Uchida.from_key(key).verify(model, key).detected   # True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from netmark._util import generator
+from netmark.errors import ArchitectureError, ConfigError
+from netmark.keys import WatermarkKey, str_to_bits
+from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod, random_message, register_method
+from netmark.training import TrainConfig, TrainHook
+
+KEY_TYPES = ("random", "direct", "diff")
+
+#: Uchida §4.1 training schedule (WRN on CIFAR-10).
+PAPER_TRAIN = TrainConfig(epochs=200, batch_size=64, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True,
+                          weight_decay=5e-4, milestones=(60, 120, 160), gamma=0.2)
+
+
+@dataclass
+class UchidaConfig(MethodConfig):
+    """Uchida embedding-regularizer options (paper defaults; see module docstring)."""
+
+    layer: str | None = None
+    bits: int = 256
+    key_type: Literal["random", "direct", "diff"] = "random"
+    strength: float = 0.01
+    reduction: Literal["sum", "mean"] = "sum"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or self.bits < 1:
+            raise ConfigError(f"bits must be a positive integer, got {self.bits!r}")
+        if self.key_type not in KEY_TYPES:
+            raise ConfigError(f"key_type must be one of {', '.join(KEY_TYPES)}, got {self.key_type!r}")
+        if not isinstance(self.strength, int | float) or not math.isfinite(self.strength) or self.strength < 0:
+            raise ConfigError(f"strength (lambda) must be a finite number >= 0, got {self.strength!r}")
+        if self.reduction not in ("sum", "mean"):
+            raise ConfigError(f"reduction must be 'sum' or 'mean', got {self.reduction!r}")
+        if self.layer is not None and (not isinstance(self.layer, str) or not self.layer):
+            raise ConfigError("layer must be a module name such as 'conv2'")
+
+
+def paper_config() -> UchidaConfig:
+    """The §4.1 setting: 256 bits, random X, λ = 0.01, host ``conv2.0.conv2`` of WRN-16-4."""
+    return UchidaConfig(layer="conv2.0.conv2", bits=256, key_type="random", strength=0.01)
+
+
+def host_module(model: nn.Module, name: str) -> nn.Conv2d | nn.Linear:
+    """The Conv2d/Linear module called ``name`` (ArchitectureError otherwise)."""
+    from netmark.models import get_layer
+
+    mod = get_layer(model, name)
+    if not isinstance(mod, nn.Conv2d | nn.Linear):
+        raise ArchitectureError(f"layer {name!r} is a {type(mod).__name__}, not a Conv2d or Linear layer")
+    return mod
+
+
+def host_vector(weight: Tensor) -> Tensor:
+    """§3.1: mean over the output filters, flattened (``(L, D, S, S)`` → ``D·S·S``)."""
+    return weight.mean(dim=0).reshape(-1)
+
+
+def embedding_loss(w: Tensor, X: Tensor, bits: Tensor, reduction: str = "sum") -> Tensor:
+    """Eq. 4: binary cross-entropy between σ(Xw) and the message bits."""
+    return F.binary_cross_entropy_with_logits(X @ w, bits.to(w.dtype), reduction=reduction)
+
+
+def make_matrix(key_type: str, T: int, M: int, g: torch.Generator) -> Tensor:
+    """The secret embedding parameter X (§3.3) of shape (T, M)."""
+    if key_type == "random":
+        return torch.randn(T, M, generator=g)
+    if M < 2 and key_type == "diff":
+        raise ConfigError("a 'diff' key needs a host layer with at least 2 parameters")
+    X = torch.zeros(T, M)
+    rows = torch.arange(T)
+    if T <= M:  # distinct positions per bit where capacity allows
+        pos = torch.randperm(M, generator=g)[:T]
+    else:
+        pos = torch.randint(0, M, (T,), generator=g)
+    X[rows, pos] = 1.0
+    if key_type == "diff":
+        shift = torch.randint(1, M, (T,), generator=g)
+        X[rows, (pos + shift) % M] = -1.0
+    return X
+
+
+def auto_layer(model: nn.Module, bits: int) -> str:
+    """First conv layer with M ≥ bits, else first Linear with M ≥ bits."""
+    from netmark.models import conv_and_linear_layers
+
+    layers = conv_and_linear_layers(model)
+    for kind in (nn.Conv2d, nn.Linear):
+        for name, mod in layers.items():
+            if isinstance(mod, kind) and host_vector(mod.weight).numel() >= bits:
+                return name
+    caps = ", ".join(f"{n} (M={host_vector(m.weight).numel()})" for n, m in layers.items())
+    raise ConfigError(f"no layer can hold {bits} bits (needs M >= bits); layers: {caps}")
+
+
+class UchidaHook(TrainHook):
+    """Adds ``λ·E_R`` to the loss; logs E_R and the bit error rate after each epoch.
+
+    From your own loop: ``loss = task_loss + hook.regularizer(model)``.
+    """
+
+    def __init__(self, key: WatermarkKey, config: UchidaConfig) -> None:
+        self.key = key
+        self.config = config
+        self.X = key.tensors["X"]
+        self.bits = key.bits
+
+    def regularizer(self, model: nn.Module) -> Tensor:
+        w = host_vector(host_module(model, self.key.layer or "").weight)
+        X = self.X.to(w.device)
+        if X.shape[1] != w.numel():
+            raise ArchitectureError(f"layer {self.key.layer!r} has M={w.numel()}, key expects {X.shape[1]}")
+        return self.config.strength * embedding_loss(w, X, self.bits.to(w.device), self.config.reduction)
+
+    def on_train_start(self, model: nn.Module) -> None:
+        self.regularizer(model)  # fail fast on a wrong layer
+
+    def extra_loss(self, model: nn.Module, x: Tensor, y: Tensor, logits: Tensor) -> dict[str, Tensor]:
+        return {"embed_loss": self.regularizer(model)}
+
+    def on_epoch_end(self, model: nn.Module, epoch: int, metrics: dict[str, float]) -> None:
+        ex = Uchida(self.config).extract(model, self.key)
+        metrics["embed_loss_raw"] = float(ex.details["embed_loss"])
+        metrics["bit_error_rate"] = float((ex.bits != self.bits).float().mean())
+
+
+@register_method
+class Uchida(WatermarkMethod):
+    """Uchida et al. 2017 embedding regularizer (see module docstring)."""
+
+    name = "uchida"
+    config_cls = UchidaConfig
+    paper = "Uchida et al., Embedding Watermarks into Deep Neural Networks, ICMR 2017"
+    white_box = True
+    config: UchidaConfig
+
+    def create_key(self, model: nn.Module, *, seed: int, message: str | None = None) -> WatermarkKey:
+        cfg = self.config
+        if message is not None:
+            str_to_bits(message)
+            if len(message) != cfg.bits:
+                raise ConfigError(f"message has {len(message)} bits but bits={cfg.bits}")
+        layer = cfg.layer or auto_layer(model, cfg.bits)
+        M = host_vector(host_module(model, layer).weight).numel()
+        g = generator(seed)
+        X = make_matrix(cfg.key_type, cfg.bits, M, g)
+        msg = message if message is not None else random_message(cfg.bits, seed)
+        resolved = UchidaConfig(**{**cfg.to_dict(), "layer": layer})
+        return WatermarkKey(method=self.name, layer=layer, message=msg, tensors={"X": X},
+                            config=resolved.to_dict(), arch=_arch_or_none(model), seed=seed,
+                            message_random=message is None)
+
+    def hook(self, key: WatermarkKey) -> UchidaHook:
+        return UchidaHook(key, self.config)
+
+    @torch.no_grad()
+    def extract(self, model: nn.Module, key: WatermarkKey) -> Extraction:
+        if key.layer is None or "X" not in key.tensors:
+            raise ArchitectureError("uchida key has no host layer or no X matrix")
+        w = host_vector(host_module(model, key.layer).weight).float().cpu()
+        X = key.tensors["X"].float()
+        if X.shape[1] != w.numel():
+            raise ArchitectureError(
+                f"layer {key.layer!r} has {w.numel()} averaged weights but the key expects {X.shape[1]}"
+                " (a model of another architecture?)")
+        proj = X @ w
+        bits = (proj >= 0).to(torch.int64)
+        loss = embedding_loss(w, X, key.bits, self.config.reduction)
+        details: dict[str, Any] = {"layer": key.layer, "key_type": self.config.key_type,
+                                   "embed_loss": float(loss), "M": int(w.numel())}
+        return Extraction(bits=bits, scores=torch.sigmoid(proj), details=details)
+
+
+def _arch_or_none(model: nn.Module) -> dict[str, Any] | None:
+    from netmark.models import arch_of
+
+    try:
+        return arch_of(model)
+    except (ArchitectureError, AttributeError, KeyError):
+        return None
+
+
+def embed_without_training(model: nn.Module, key: WatermarkKey, *, lam: float, steps: int = 2000,
+                           lr: float = 1e-3) -> dict[str, float]:
+    """§4.2 "Embedding without training" baseline (Eq. 6), in place on ``model``.
+
+    Minimises ``λ·E_R(w) + ‖W − W0‖²`` over the host layer's weights only, with no task
+    loss (Adam, ``steps`` steps). Table 7 of the paper sweeps λ ∈ {0, 1, 10, 100}: λ = 0
+    leaves the weights alone, large λ embeds the bits but hurts the task — which is why
+    netmark embeds during training. (The λ sits on E_R, as Table 7's λ = 0 row, which
+    changes nothing, implies.) Returns the final ``‖W − W0‖²`` and ``E_R``.
+    """
+    if not math.isfinite(lam) or lam < 0:
+        raise ConfigError(f"lam must be a finite number >= 0, got {lam!r}")
+    cfg = UchidaConfig.from_dict(key.config)
+    mod = host_module(model, key.layer or "")
+    W0 = mod.weight.detach().clone()
+    X, bits = key.tensors["X"].to(W0.device), key.bits.to(W0.device)
+    opt = torch.optim.Adam([mod.weight], lr=lr)
+    for _ in range(steps if lam > 0 else 0):
+        opt.zero_grad(set_to_none=True)
+        loss = lam * embedding_loss(host_vector(mod.weight), X, bits, cfg.reduction) + (mod.weight - W0).pow(2).sum()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        dist = float((mod.weight - W0).pow(2).sum())
+        er = float(embedding_loss(host_vector(mod.weight), X, bits, cfg.reduction))
+    return {"weight_distance": dist, "embed_loss": er}
