@@ -257,7 +257,8 @@ def train(
                         terms.update(h.extra_loss(model, x, y, logits))
                     loss = torch.stack([t.reshape(()) for t in terms.values()]).sum()
                     if not torch.isfinite(loss):
-                        raise ConfigError(f"training diverged at epoch {epoch} (loss {float(loss)}); lower the lr")
+                        bad = float(loss.detach())
+                        raise ConfigError(f"training diverged at epoch {epoch} (loss {bad}); lower the learning rate")
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
@@ -272,11 +273,11 @@ def train(
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix(epoch=epoch, loss=f"{float(loss.detach()):.3f}")
-                if sched is not None:
-                    sched.step()
                 metrics = {k: v / max(n_seen, 1) for k, v in sums.items()}
                 metrics["epoch"] = float(epoch)
-                metrics["lr"] = float(opt.param_groups[0]["lr"])
+                metrics["lr"] = float(opt.param_groups[0]["lr"])  # the rate this epoch used
+                if sched is not None:
+                    sched.step()
                 if teacher is None:
                     metrics["train_accuracy"] = n_correct / max(n_seen, 1)
                 metrics["seconds"] = time.perf_counter() - t0

@@ -34,12 +34,16 @@ def get_method(name: str) -> type[WatermarkMethod]:
     try:
         return METHODS[name]
     except KeyError:
-        raise KeyFileError(f"unknown watermark method {name!r}; known: {', '.join(sorted(METHODS))}") from None
+        raise ConfigError(f"unknown watermark method {name!r}; known: {', '.join(sorted(METHODS))}") from None
 
 
 def method_from_key(key: WatermarkKey) -> WatermarkMethod:
     """Instantiate the key's method with the key's own config."""
-    return get_method(key.method).from_key(key)
+    try:
+        cls = get_method(key.method)
+    except ConfigError as e:
+        raise KeyFileError(f"key names {e}") from None
+    return cls.from_key(key)
 
 
 def method_for_config(config: MethodConfig) -> WatermarkMethod:

@@ -1,0 +1,205 @@
+"""Shared rendering of paper reproductions: ``results.json`` → markdown tables and PNG plots.
+
+Every reproduction (``netmark.experiments.<paper>``) writes one ``results.json`` whose top-level
+``"experiment"`` names it, and exposes ``render(results_json_path, out_dir)`` that rebuilds
+``README.md`` and the PNGs from that file alone. :func:`render` here dispatches on that name
+(:data:`REPRODUCTIONS`), which is what ``netmark report`` calls.
+
+The helpers below are deliberately small and paper-agnostic:
+
+* :func:`fmt`, :func:`pct`, :func:`markdown_table` — tables with a paper column beside the
+  measured one (``None``/NaN render as ``—``);
+* :func:`write_json` / :func:`read_results` — strict JSON (NaN/Inf become ``null``), atomic writes;
+* :func:`figure` — a matplotlib (Agg) figure saved atomically as PNG; :func:`plot_lines` and
+  :func:`plot_hist` draw onto its axes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from netmark._util import atomic_write, atomic_write_text
+from netmark.errors import ConfigError, OutputExistsError
+
+#: experiment id (``results["experiment"]``) → module exposing ``render(results_json_path, out_dir)``.
+REPRODUCTIONS: dict[str, str] = {
+    "uchida2017": "netmark.experiments.uchida",
+}
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+DASH = "—"
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and not math.isfinite(v))
+
+
+def fmt(v: Any, digits: int = 3) -> str:
+    """A table cell: floats with ``digits`` decimals (scientific when tiny), ints as is, None → —."""
+    if _missing(v):
+        return DASH
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if v != 0 and abs(v) < 10 ** (-digits):
+            return f"{v:.2e}"
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def pct(v: Any, digits: int = 2) -> str:
+    """A fraction shown in percent (``0.0797`` → ``7.97``)."""
+    return DASH if _missing(v) else f"{100.0 * float(v):.{digits}f}"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub markdown table; cells that are not strings go through :func:`fmt`."""
+    def cell(c: Any) -> str:
+        return (c if isinstance(c, str) else fmt(c)).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- JSON
+
+
+def _clean(obj: Any) -> Any:
+    """Make ``obj`` strict-JSON serialisable (NaN/Inf → None, tuples → lists, Paths → str)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    return obj
+
+
+def write_json(path: str | os.PathLike[str], obj: Any, *, force: bool = False) -> Path:
+    """Write ``obj`` as indented strict JSON, atomically; refuses to overwrite unless ``force``."""
+    text = json.dumps(_clean(obj), indent=2, sort_keys=False, allow_nan=False) + "\n"
+    return atomic_write_text(path, text, force=force)
+
+
+def read_results(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a ``results.json`` (ConfigError if missing or not a JSON object)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"results file {p} does not exist")
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"results file {p} is not valid JSON ({e.msg if hasattr(e, 'msg') else e})") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"results file {p} does not hold a JSON object")
+    return d
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+@contextlib.contextmanager
+def figure(path: str | os.PathLike[str], *, ncols: int = 1, nrows: int = 1, size: tuple[float, float] = (5.0, 3.6),
+           title: str | None = None) -> Iterator[Any]:
+    """Yield the axes of a new figure (a flat list if more than one) and save it as PNG on exit."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    try:
+        yield flat[0] if len(flat) == 1 else flat
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
+        atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110), force=True)
+    finally:
+        plt.close(fig)
+
+
+def plot_lines(ax: Any, series: Mapping[str, tuple[Sequence[float], Sequence[float | None]]], *,
+               xlabel: str = "", ylabel: str = "", title: str = "", style: str = "-", marker: str | None = "o",
+               logy: bool = False, legend: bool = True) -> None:
+    """One line per ``label → (x, y)``; ``None`` y values are skipped."""
+    for label, (xs, ys) in series.items():
+        pts = [(x, y) for x, y in zip(xs, ys, strict=True) if not _missing(y)]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker=marker, markersize=3, label=label)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    if legend and series:
+        ax.legend(fontsize="small")
+
+
+def plot_hist(ax: Any, groups: Mapping[str, Sequence[float]], *, bins: int = 40,
+              value_range: tuple[float, float] | None = (0.0, 1.0), xlabel: str = "", title: str = "",
+              vline: float | None = None) -> None:
+    """Overlaid histograms, one per ``label → values``."""
+    for label, values in groups.items():
+        if len(values):
+            ax.hist(list(values), bins=bins, range=value_range, alpha=0.55, label=label)
+    if vline is not None:
+        ax.axvline(vline, color="k", linestyle=":", linewidth=1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("count")
+    if title:
+        ax.set_title(title)
+    if groups:
+        ax.legend(fontsize="small")
+
+
+def is_png(path: str | os.PathLike[str]) -> bool:
+    """True if ``path`` starts with the PNG signature."""
+    p = Path(path)
+    return p.is_file() and p.read_bytes()[:8] == PNG_MAGIC
+
+
+# ----------------------------------------------------------------------------- dispatch
+
+
+def check_render_target(results_json: Path, out_dir: Path, names: Sequence[str], force: bool) -> None:
+    """Rendering next to ``results.json`` may overwrite the derived files (README, PNGs);
+    rendering into another directory refuses to overwrite them unless ``force``."""
+    if force or out_dir.resolve() == results_json.resolve().parent:
+        return
+    taken = [n for n in names if (out_dir / n).exists()]
+    if taken:
+        raise OutputExistsError(f"{out_dir / taken[0]} already exists; pass --force (force=True) to overwrite it")
+
+
+def render(results_json_path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None, *,
+           force: bool = False) -> list[Path]:
+    """Regenerate README.md and the PNGs of any reproduction from its ``results.json``.
+
+    ``out_dir`` defaults to the directory of ``results.json``. Returns the files written.
+    """
+    path = Path(results_json_path)
+    results = read_results(path)
+    exp = results.get("experiment")
+    if exp not in REPRODUCTIONS:
+        known = ", ".join(sorted(REPRODUCTIONS))
+        raise ConfigError(f"{path} is not a known reproduction (experiment={exp!r}; known: {known})")
+    module = importlib.import_module(REPRODUCTIONS[exp])
+    return module.render(path, out_dir, force=force)

@@ -1,0 +1,231 @@
+"""Measurements of each experiment (``MEASURES[name](runner, experiment) -> dict``), on cached runs."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from torch import nn
+
+from netmark.attacks import PruneConfig, prune
+from netmark.keys import WatermarkKey
+from netmark.methods.uchida import Uchida, embed_without_training, embedding_loss, host_module, host_vector
+from netmark.training import evaluate
+from netmark.verify import false_positive_rate, log10_binomial_tail, verify
+
+from .spec import Experiment, capacity_run, independent_run
+
+if TYPE_CHECKING:
+    from .runner import Runner, Trained
+
+Measure = Callable[["Runner", Experiment], dict[str, Any]]
+MEASURES: dict[str, Measure] = {}
+KEY_TYPES = ("direct", "diff", "random")
+HIST_ALPHAS = (0.65, 0.95)
+
+
+def measure(fn: Measure) -> Measure:
+    MEASURES[fn.__name__] = fn
+    return fn
+
+
+def wm_stats(model: nn.Module, key: WatermarkKey) -> dict[str, Any]:
+    """BER, matches, p-value and E_R (per bit and summed) of ``key``'s watermark in ``model``."""
+    r = verify(model, key)
+    w = host_vector(host_module(model, key.layer or "").weight).detach().float().cpu()
+    er = float(embedding_loss(w, key.tensors["X"].float(), key.bits, "mean"))
+    return {"ber": r.bit_error_rate, "matched_bits": r.matched_bits, "total_bits": r.total_bits,
+            "detected": r.detected, "p_value": r.p_value, "log10_p_value": r.details["log10_p_value"],
+            "embed_loss": er, "embed_loss_sum": er * len(key.message)}
+
+
+def test_error(model: nn.Module, t: Trained) -> float:
+    return 1.0 - evaluate(model, t.test)["accuracy"]
+
+
+def correct_prob(model: nn.Module, key: WatermarkKey) -> list[float]:
+    """σ(Xw) oriented toward each embedded bit (σ((2b−1)·Xw)): the paper's histogram for its
+    all-ones message; values > 0.5 are correctly extracted bits."""
+    s = Uchida.from_key(key).extract(model, key).scores.double()
+    p = s.where(key.bits.bool(), 1.0 - s)
+    return [round(float(v), 5) for v in p]
+
+
+def _history(t: Trained, k: str, scale: float = 1.0) -> list[float | None]:
+    return [h[k] * scale if k in h else None for h in t.history]
+
+
+@measure
+def fig1(runner: Runner, exp: Experiment) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in exp.runs:
+        t = runner.get(name)
+        bits = len(t.key.message) if t.key is not None else 1
+        out[name] = {"epoch": _history(t, "epoch"), "test_error": [1 - a for a in _history(t, "test_accuracy")],
+                     "train_loss": _history(t, "loss"), "task_loss": _history(t, "task_loss"),
+                     "embed_loss": _history(t, "embed_loss_raw", 1.0 / bits) if t.key is not None else None,
+                     "ber": _history(t, "bit_error_rate") if t.key is not None else None}
+    return out
+
+
+@measure
+def table4(runner: Runner, exp: Experiment) -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    for name, label in (("plain", "none"), ("direct", "direct"), ("diff", "diff"), ("random", "random")):
+        t = runner.get(name)
+        errs = [1 - h["test_accuracy"] for h in t.history]
+        row: dict[str, Any] = {"test_error": 1 - t.test_accuracy, "best_test_error": min(errs) if errs else None,
+                               "final_train_loss": t.history[-1]["loss"] if t.history else None}
+        row.update(wm_stats(t.model, t.key) if t.key is not None else {"embed_loss": None, "ber": None})
+        rows[label] = row
+    owner = runner.get("random").key
+    assert owner is not None
+    rows["none"]["embed_loss_owner_key"] = wm_stats(runner.get("plain").model, owner)["embed_loss"]
+    return rows
+
+
+@measure
+def fig2(runner: Runner, exp: Experiment) -> dict[str, Any]:
+    plain = runner.get("plain").model
+    out: dict[str, Any] = {}
+    for kt in KEY_TYPES:
+        t = runner.get(kt)
+        assert t.key is not None
+        emb, not_emb = correct_prob(t.model, t.key), correct_prob(plain, t.key)
+        out[kt] = {"embedded": emb, "not_embedded": not_emb, "embedded_min": min(emb),
+                   "not_embedded_min": min(not_emb), "embedded_correct": sum(v > 0.5 for v in emb)}
+    return out
+
+
+@measure
+def table6(runner: Runner, exp: Experiment) -> dict[str, Any]:
+    sc = runner.scale
+    cells: dict[str, dict[str, Any]] = {}
+    for layer in sc.capacity_layers:
+        cells[layer] = {}
+        for bits in sc.capacity_bits:
+            t = runner.get(capacity_run(layer, bits))
+            assert t.key is not None
+            cells[layer][str(bits)] = {"test_error": 1 - t.test_accuracy, **wm_stats(t.model, t.key)}
+    base = runner.get("capacity-plain")
+    return {"layers": {la: runner.host_size(la) for la in sc.capacity_layers}, "bits": list(sc.capacity_bits),
+            "cells": cells, "plain_test_error": 1 - base.test_accuracy, "train_size": base.train_size,
+            "epochs": sc.small_train.epochs}
+
+
+@measure
+def table7(runner: Runner, exp: Experiment) -> dict[str, Any]:
+    plain, owner = runner.get("plain"), runner.get("random").key
+    assert owner is not None
+    out: dict[str, Any] = {"steps": runner.scale.table7_steps, "optimizer": "adam lr 1e-3"}
+    for reduction in ("mean", "sum"):
+        key = replace(owner, config={**owner.config, "reduction": reduction})
+        rows: dict[str, Any] = {}
+        for lam in runner.scale.table7_lams:
+            m = copy.deepcopy(plain.model)
+            res = embed_without_training(m, key, lam=lam, steps=runner.scale.table7_steps)
+            st = wm_stats(m, owner)
+            rows[f"{lam:g}"] = {"weight_distance": res["weight_distance"], "embed_loss": st["embed_loss"],
+                                "test_error": test_error(m, plain), "ber": st["ber"], "detected": st["detected"]}
+        out[reduction] = rows
+    return out
+
+
+@measure
+def table8(runner: Runner, exp: Experiment) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for label, before_name, after_name in (("same", "random", "finetune-same"),
+                                           ("different", "random-domain-a", "finetune-domain-b")):
+        before, after = runner.get(before_name), runner.get(after_name)
+        assert before.key is not None
+        b, a = wm_stats(before.model, before.key), wm_stats(after.model, before.key)
+        out[label] = {"embed_loss_before": b["embed_loss"], "embed_loss_after": a["embed_loss"],
+                      "ber_before": b["ber"], "ber_after": a["ber"], "detected_after": a["detected"],
+                      "log10_p_value_after": a["log10_p_value"], "test_error_before": 1 - before.test_accuracy,
+                      "test_error": 1 - after.test_accuracy, "train_size": after.train_size,
+                      "epochs": runner.scale.train.epochs, "lr": runner.scale.train.lr}
+    sc = runner.scale
+    out["domains"] = {"embed_classes": list(sc.domain_a), "finetune_classes": list(sc.domain_b)}
+    return out
+
+
+def pruned(runner: Runner, t: Trained, rate: float, order: str) -> nn.Module:
+    return prune(t.model, PruneConfig(rate=rate, order=order, layer=t.key.layer if t.key else None,
+                                      seed=runner.scale.key_seed))
+
+
+@measure
+def fig5(runner: Runner, exp: Experiment) -> dict[str, Any]:
+    owner = runner.get("random")
+    assert owner.key is not None
+    rates = list(runner.scale.prune_rates)
+    out: dict[str, Any] = {"rates": rates, "layer": owner.key.layer}
+    for order in ("ascending", "descending", "random"):
+        rows = []
+        for a in rates:
+            m = pruned(runner, owner, a, order)
+            st = wm_stats(m, owner.key)
+            rows.append({"embed_loss": st["embed_loss"], "ber": st["ber"], "detected": st["detected"],
+                         "test_error": test_error(m, owner) if order == "ascending" else None})
+        out[order] = rows
+    hist = {f"{a:g}": correct_prob(pruned(runner, owner, a, "ascending"), owner.key) for a in HIST_ALPHAS}
+    hist["not_embedded"] = correct_prob(runner.get("plain").model, owner.key)
+    out["histograms"] = hist
+    return out
+
+
+@measure
+def overwrite(runner: Runner, exp: Experiment) -> dict[str, Any]:
+    owner, atk = runner.get("random"), runner.get("overwrite")
+    assert owner.key is not None and atk.attacker_key is not None
+    o, a = wm_stats(atk.model, owner.key), wm_stats(atk.model, atk.attacker_key)
+    return {"layer": owner.key.layer, "owner_ber": o["ber"], "owner_detected": o["detected"],
+            "owner_log10_p_value": o["log10_p_value"], "owner_embed_loss": o["embed_loss"],
+            "attacker_ber": a["ber"], "attacker_detected": a["detected"],
+            "test_error_before": 1 - owner.test_accuracy, "test_error": 1 - atk.test_accuracy,
+            "epochs": runner.scale.train.epochs, "attacker_key_seed": atk.attacker_key.seed}
+
+
+@measure
+def acceptance(runner: Runner, exp: Experiment) -> dict[str, Any]:
+    sc = runner.scale
+    plain, owner = runner.get("plain"), runner.get("random")
+    key = owner.key
+    assert key is not None
+    gap_pp = 100.0 * (plain.test_accuracy - owner.test_accuracy)
+    own = wm_stats(owner.model, key)
+    pr = wm_stats(pruned(runner, owner, 0.65, "ascending"), key)
+    ft = wm_stats(runner.get("finetune-same").model, key)
+    dd = wm_stats(runner.get("finetune-domain-b").model, key)
+    ow = wm_stats(runner.get("overwrite").model, key)
+    indep = [runner.get(independent_run(i)) for i in range(sc.n_independent)]
+    fp = false_positive_rate([t.model for t in indep] + [plain.model], key)
+    T = len(key.message)
+    fp_d = fp.to_dict()
+    fp_d.pop("scores")
+    fp_d["log10_min_p_value"] = log10_binomial_tail(fp.max_matched_bits or 0, T)
+    fp_d["models"] = (f"{len(indep)} independent {sc.model} (seeds 1000..{999 + len(indep)}, {indep[0].train_size} "
+                      f"images, {sc.small_train.epochs} epochs) + the plain baseline")
+    fp_d["independent_test_error_mean"] = sum(1 - t.test_accuracy for t in indep) / len(indep)
+    criteria = {
+        "fidelity_gap_pp": {"value": gap_pp, "threshold": "<= 0.5", "passed": gap_pp <= 0.5},
+        "ber_owner": {"value": own["ber"], "threshold": "== 0", "passed": own["ber"] == 0},
+        "ber_pruned_65_ascending": {"value": pr["ber"], "threshold": "== 0", "passed": pr["ber"] == 0},
+        "ber_finetuned_same_domain": {"value": ft["ber"], "threshold": "== 0", "passed": ft["ber"] == 0},
+        "false_positives": {"value": fp.n_detected, "threshold": "== 0", "passed": fp.n_detected == 0},
+    }
+    return {
+        "fidelity": {"plain_test_accuracy": plain.test_accuracy, "watermarked_test_accuracy": owner.test_accuracy,
+                     "gap_pp": gap_pp, "ber": own["ber"], "detected": own["detected"],
+                     "log10_p_value": own["log10_p_value"], "bits": T, "layer": key.layer,
+                     "epochs": sc.train.epochs, "same_seed": True},
+        "pruned_65": {"ber": pr["ber"], "detected": pr["detected"], "log10_p_value": pr["log10_p_value"]},
+        "finetuned_same_domain": {"ber": ft["ber"], "detected": ft["detected"], "epochs": sc.train.epochs},
+        "finetuned_different_domain": {"ber": dd["ber"], "detected": dd["detected"]},
+        "overwritten": {"ber": ow["ber"], "detected": ow["detected"]},
+        "false_positives": fp_d,
+        "criteria": criteria,
+        "all_passed": all(c["passed"] for c in criteria.values()),
+    }

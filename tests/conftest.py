@@ -1,0 +1,43 @@
+"""Shared fixtures: tiny data and models so unit tests stay fast on 2 CPU cores."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from netmark._util import seeded
+from netmark.data import ArrayDataset, load
+from netmark.models import build
+from netmark.training import TrainConfig
+
+
+@pytest.fixture(scope="session")
+def digits_train() -> ArrayDataset:
+    return load("digits", "train")
+
+
+@pytest.fixture(scope="session")
+def digits_test() -> ArrayDataset:
+    return load("digits", "test")
+
+
+@pytest.fixture()
+def tiny_data() -> ArrayDataset:
+    """64 random 1×8×8 images, 4 classes, labels a function of the mean brightness."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 1, 8, 8, generator=g)
+    y = (x.mean(dim=(1, 2, 3)) * 40).long() % 4
+    return ArrayDataset(x, y, name="tiny", num_classes=4)
+
+
+def make_cnn(seed: int = 0, num_classes: int = 10) -> torch.nn.Module:
+    with seeded(seed):
+        return build("simple-cnn", in_channels=1, image_size=8, num_classes=num_classes)
+
+
+@pytest.fixture()
+def cnn() -> torch.nn.Module:
+    return make_cnn()
+
+
+FAST = TrainConfig(epochs=2, lr=0.05, batch_size=32, progress=False)

@@ -1,0 +1,108 @@
+"""Attacks: model in → new model out; the registry table checks every attack's contract."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from netmark.attacks import (
+    ATTACKS,
+    FinetuneConfig,
+    Overwrite,
+    OverwriteConfig,
+    PruneConfig,
+    finetune,
+    prune,
+    replace_head,
+)
+from netmark.attacks.prune import prune_tensor
+from netmark.errors import ConfigError
+from netmark.models import arch_of
+from netmark.training import TrainConfig
+from tests.conftest import make_cnn
+
+QUICK = TrainConfig(epochs=1, lr=0.01, batch_size=32, progress=False)
+SMALL_ATTACKS = {
+    "prune": PruneConfig(rate=0.5),
+    "finetune": FinetuneConfig(train=QUICK),
+    "overwrite": OverwriteConfig(method_config={"layer": "conv2", "bits": 16}, train=QUICK),
+}
+
+
+def test_every_attack_has_a_test_config() -> None:
+    assert set(ATTACKS) == set(SMALL_ATTACKS)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_attack_contract(name: str, tiny_data) -> None:
+    """The input model is untouched, the output is a new eval-mode model that differs from it."""
+    model = make_cnn(num_classes=4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    out = ATTACKS[name](SMALL_ATTACKS[name])(model, tiny_data)
+    assert out is not model and not out.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert any(not torch.equal(before[k], v) for k, v in out.state_dict().items())
+    assert arch_of(out)["name"] == "simple-cnn"
+
+
+@pytest.mark.parametrize("name", ["finetune", "overwrite"])
+def test_data_attacks_need_data(name: str) -> None:
+    with pytest.raises(ConfigError, match="needs training data"):
+        ATTACKS[name](SMALL_ATTACKS[name])(make_cnn())
+
+
+def test_prune_orders() -> None:
+    w = torch.tensor([0.1, -5.0, 0.3, 2.0, -0.2, 1.0, 4.0, -0.05, 0.7, -3.0])
+    asc = prune_tensor(w, 0.3, "ascending")
+    assert torch.equal(asc == 0, torch.tensor([1, 0, 0, 0, 1, 0, 0, 1, 0, 0], dtype=torch.bool))
+    desc = prune_tensor(w, 0.3, "descending")
+    assert set(torch.nonzero(desc == 0).flatten().tolist()) == {1, 6, 9}
+    rnd = prune_tensor(w, 0.5, "random", torch.Generator().manual_seed(0))
+    assert int((rnd == 0).sum()) == 5
+    assert torch.equal(prune_tensor(w, 0.0, "ascending"), w)
+    assert int((prune_tensor(w, 1.0, "random", torch.Generator()) == 0).sum()) == 10
+
+
+def test_prune_one_layer_or_all(cnn) -> None:
+    one = prune(cnn, PruneConfig(rate=0.65, layer="conv2"))
+    frac = float((one.conv2.weight == 0).float().mean())
+    assert abs(frac - 0.65) < 0.01
+    assert torch.equal(one.conv1.weight, cnn.conv1.weight)
+    every = prune(cnn, PruneConfig(rate=0.4))
+    for name in ("conv1", "conv2", "fc1", "fc2"):
+        assert abs(float((getattr(every, name).weight == 0).float().mean()) - 0.4) < 0.02
+
+
+@pytest.mark.parametrize("bad", [{"rate": 1.5}, {"rate": -0.1}, {"order": "biggest"}])
+def test_prune_bad_config(bad) -> None:
+    with pytest.raises(ConfigError):
+        PruneConfig(**bad)
+
+
+def test_finetune_different_domain_replaces_head(digits_train) -> None:
+    model = make_cnn()
+    sub = digits_train.select_classes([5, 6, 7])
+    out = finetune(model, sub, FinetuneConfig(train=QUICK))
+    assert out.fc2.out_features == 3 and arch_of(out)["args"]["num_classes"] == 3
+    assert model.fc2.out_features == 10
+    # everything below the head started from the victim's weights
+    same = replace_head(model, 3)
+    assert torch.equal(same.conv2.weight, model.conv2.weight)
+    assert not torch.equal(same.fc2.weight[:3], model.fc2.weight[:3]) or same.fc2.weight.shape != model.fc2.weight.shape
+
+
+def test_overwrite_keeps_attacker_key(tiny_data) -> None:
+    atk = Overwrite(SMALL_ATTACKS["overwrite"])
+    out = atk(make_cnn(num_classes=4), tiny_data)
+    assert atk.attacker_key is not None and atk.attacker_key.layer == "conv2"
+    from netmark.verify import verify
+
+    assert verify(out, atk.attacker_key).total_bits == 16
+
+
+def test_overwrite_config_validates_method() -> None:
+    with pytest.raises(ConfigError, match="unknown watermark method"):
+        OverwriteConfig(method="nope")
+    with pytest.raises(ConfigError):
+        OverwriteConfig(method_config={"bits": -1})

@@ -1,0 +1,171 @@
+"""The CLI end to end on digits, and the bad-input table: one stderr line, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from netmark.cli import app
+from netmark.keys import WatermarkKey
+
+runner = CliRunner()
+EMBED = ["--model", "simple-cnn", "--dataset", "digits", "--epochs", "12", "--lr", "0.05", "--bits", "64", "-q"]
+
+
+def invoke(*args: str | Path):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def owner(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("owner")
+    r = invoke("embed", *EMBED, "--seed", "3", "--out", out, "--force")
+    assert r.exit_code == 0, r.stderr
+    return out
+
+
+def test_embed_writes_release_key_and_report(owner: Path) -> None:
+    assert sorted(p.name for p in owner.iterdir()) == ["model.safetensors", "owner.key", "report.json"]
+    rep = json.loads((owner / "report.json").read_text())
+    assert rep["bit_error_rate"] == 0.0 and rep["test_accuracy"] > 0.85 and rep["situation"] == "train-to-embed"
+    assert rep["key_fingerprint"] == WatermarkKey.load(owner / "owner.key").fingerprint
+    # the release carries no secret: no key tensor, no message in its metadata
+    raw = (owner / "model.safetensors").read_bytes()
+    assert WatermarkKey.load(owner / "owner.key").message.encode() not in raw
+
+
+def test_verify_detects_with_json(owner: Path) -> None:
+    r = invoke("verify", owner / "model.safetensors", "--key", owner / "owner.key", "--json")
+    assert r.exit_code == 0
+    d = json.loads(r.stdout)
+    assert d["detected"] is True and d["bit_error_rate"] == 0.0 and d["method"] == "uchida" and d["p_value"] < 1e-6
+
+
+def test_attacks_then_verify(owner: Path, tmp_path: Path) -> None:
+    model, key = owner / "model.safetensors", owner / "owner.key"
+    r = invoke("attack", "prune", model, "--rate", "0.65", "--layer", "conv2", "--out", tmp_path / "p.safetensors")
+    assert r.exit_code == 0, r.stderr
+    assert invoke("verify", tmp_path / "p.safetensors", "--key", key).exit_code == 0
+    r = invoke("attack", "finetune", model, "--dataset", "digits", "--epochs", "2", "-q",
+               "--out", tmp_path / "f.safetensors")
+    assert r.exit_code == 0, r.stderr
+    assert invoke("verify", tmp_path / "f.safetensors", "--key", key).exit_code == 0
+    r = invoke("attack", "finetune", model, "--dataset", "digits", "--classes", "5,6,7,8,9", "--epochs", "1", "-q",
+               "--out", tmp_path / "d.safetensors")
+    assert r.exit_code == 0, r.stderr
+    r = invoke("attack", "overwrite", model, "--seed", "9", "--bits", "64", "--layer", "conv2", "--epochs", "1", "-q",
+               "--dataset", "digits", "--out", tmp_path / "o.safetensors", "--key-out", tmp_path / "thief.key")
+    assert r.exit_code == 0, r.stderr
+    assert WatermarkKey.load(tmp_path / "thief.key").seed == 9
+
+
+def test_independent_model_not_detected(owner: Path, tmp_path: Path) -> None:
+    r = invoke("train", "--model", "simple-cnn", "--dataset", "digits", "--epochs", "3", "--lr", "0.05", "--seed", "42",
+               "-q", "--out", tmp_path)
+    assert r.exit_code == 0, r.stderr
+    r = invoke("verify", tmp_path / "model.safetensors", "--key", owner / "owner.key")
+    assert r.exit_code == 1 and r.stdout.startswith("NOT DETECTED")
+
+
+def _assert_bad(r, match: str) -> None:
+    assert r.exit_code == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("netmark: error:"), r.stderr
+    assert "Traceback" not in r.stderr and match in lines[0]
+
+
+class _Payload:
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.target}",))
+
+
+def _bad_inputs(owner: Path, tmp: Path) -> dict[str, tuple[Path, Path, str]]:
+    model, key = owner / "model.safetensors", owner / "owner.key"
+    k = WatermarkKey.load(key)
+    cases: dict[str, tuple[Path, Path, str]] = {}
+    (tmp / "garbage.key").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
+    cases["malformed key"] = (model, tmp / "garbage.key", "corrupt")
+    (tmp / "trunc.key").write_bytes(key.read_bytes()[:100])
+    cases["truncated key"] = (model, tmp / "trunc.key", "truncated")
+    (tmp / "trunc.safetensors").write_bytes(model.read_bytes()[:-500])
+    cases["truncated model"] = (tmp / "trunc.safetensors", key, "truncated")
+    from netmark.models import build
+
+    torch.save(build("mlp", in_channels=1, image_size=8, num_classes=10).state_dict(), tmp / "mlp.pt")
+    cases["other architecture"] = (tmp / "mlp.pt", key, "does not fit")
+    missing = WatermarkKey(method="uchida", layer="conv9", message=k.message, tensors=k.tensors, config=k.config,
+                           arch=k.arch, seed=1)
+    missing.save(tmp / "missing.key")
+    cases["missing layer"] = (model, tmp / "missing.key", "no layer 'conv9'")
+    from netmark.io import load_model
+
+    net = load_model(model)
+    state = net.state_dict()
+    state["conv2.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(state, tmp / "nan.pt")
+    cases["NaN weights"] = (tmp / "nan.pt", key, "NaN")
+    torch.save({"conv1.weight": _Payload(tmp / "pwned")}, tmp / "evil.pt")
+    cases["pickle payload"] = (tmp / "evil.pt", key, "full unpickling")
+    cases["missing model"] = (tmp / "absent.safetensors", key, "does not exist")
+    return cases
+
+
+CASES = ["malformed key", "truncated key", "truncated model", "other architecture", "missing layer", "NaN weights",
+         "pickle payload", "missing model"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_verify(case: str, owner: Path, tmp_path: Path) -> None:
+    model, key, match = _bad_inputs(owner, tmp_path)[case]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    _assert_bad(invoke("verify", model, "--key", key, "--json"), match)
+    assert not (tmp_path / "pwned").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize("case", ["truncated model", "NaN weights", "pickle payload", "other architecture"])
+def test_bad_input_attack_writes_nothing(case: str, owner: Path, tmp_path: Path) -> None:
+    model, key, match = _bad_inputs(owner, tmp_path)[case]
+    out = tmp_path / "out.safetensors"
+    _assert_bad(invoke("attack", "prune", model, "--arch-from-key", key, "--out", out), match)
+    assert not out.exists() and not (tmp_path / "pwned").exists()
+
+
+def test_outputs_never_overwritten_without_force(owner: Path, tmp_path: Path) -> None:
+    target = tmp_path / "p.safetensors"
+    target.write_bytes(b"precious")
+    _assert_bad(invoke("attack", "prune", owner / "model.safetensors", "--out", target), "--force")
+    assert target.read_bytes() == b"precious"
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "owner.key").write_bytes(b"precious key")
+    _assert_bad(invoke("embed", *EMBED, "--out", tmp_path / "run"), "already exists")
+    assert (tmp_path / "run" / "owner.key").read_bytes() == b"precious key"
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["owner.key"]
+
+
+@pytest.mark.parametrize("args,match", [
+    (["embed", "--model", "nosuchnet", "--dataset", "digits", "--epochs", "1", "-q"], "nosuchnet"),
+    (["embed", "--method", "nosuch", "--dataset", "digits", "--epochs", "1", "-q"], "unknown watermark method"),
+    (["embed", "--model", "simple-cnn", "--layer", "conv9", "--bits", "8", "--epochs", "1", "-q"], "conv9"),
+    (["train", "--dataset", "nosuchdata", "--epochs", "1", "-q"], "nosuchdata"),
+    (["train", "--model", "simple-cnn", "--optimizer", "lbfgs", "--epochs", "1", "-q"], "optimizer"),
+    (["embed", "--model", "simple-cnn", "--distill", "--epochs", "1", "-q"], "--from"),
+])
+def test_bad_options(args: list[str], match: str, tmp_path: Path) -> None:
+    _assert_bad(invoke(*args, "--out", tmp_path / "o"), match)
+    assert not (tmp_path / "o" / "model.safetensors").exists()
+
+
+def test_help_explains_commands() -> None:
+    r = invoke("--help")
+    assert r.exit_code == 0
+    for cmd in ("train", "embed", "attack", "verify", "demo"):
+        assert cmd in r.stdout

@@ -1,0 +1,104 @@
+"""Contract tests every registered watermarking method must pass (parametrised over METHODS).
+
+A new method registers once and adds one entry to ``SMALL_CONFIGS`` (a config that embeds on
+digits with a simple-cnn in a few epochs); ``test_every_method_has_a_test_config`` fails until it does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from netmark.errors import ArchitectureError, KeyFileError
+from netmark.keys import WatermarkKey
+from netmark.methods import METHODS, MethodConfig, get_method, method_from_key
+from netmark.methods.uchida import UchidaConfig
+from netmark.training import TrainConfig, train
+from netmark.verify import verify
+from tests.conftest import make_cnn
+
+SMALL_CONFIGS: dict[str, MethodConfig] = {
+    "uchida": UchidaConfig(layer="conv2", bits=64),
+}
+EMBED = TrainConfig(epochs=12, lr=0.05, batch_size=64, seed=0, progress=False)
+
+
+def test_every_method_has_a_test_config() -> None:
+    assert set(METHODS) == set(SMALL_CONFIGS)
+
+
+@pytest.fixture(scope="module", params=sorted(METHODS))
+def embedded(request, digits_train):
+    name = request.param
+    method = get_method(name)(SMALL_CONFIGS[name])
+    model, key, run = method.embed(make_cnn(seed=0), digits_train, EMBED, seed=11)
+    return name, method, model, key, run
+
+
+def test_embedded_watermark_is_detected(embedded, digits_test) -> None:
+    name, method, model, key, run = embedded
+    res = verify(model, key)
+    assert res.method == name
+    assert res.detected and res.p_value <= res.threshold
+    assert res.bit_error_rate == 0.0
+    from netmark.training import evaluate
+
+    assert evaluate(model, digits_test)["accuracy"] > 0.85
+
+
+def test_independent_models_are_not_detected(embedded, digits_train) -> None:
+    _, _, _, key, _ = embedded
+    for seed in (101, 102):
+        other = make_cnn(seed=seed)
+        train(other, digits_train, TrainConfig(epochs=3, lr=0.05, seed=seed, progress=False))
+        res = verify(other, key)
+        assert not res.detected and res.p_value > 1e-3
+
+
+def test_key_round_trips_and_rebuilds_method(embedded, tmp_path: Path) -> None:
+    name, method, model, key, _ = embedded
+    back = WatermarkKey.load(key.save(tmp_path / "k.key"))
+    m2 = method_from_key(back)
+    assert type(m2) is type(method) and m2.config == method_from_key(key).config
+    assert verify(model, back).matched_bits == verify(model, key).matched_bits
+
+
+def test_wrong_architecture_is_a_clear_error(embedded) -> None:
+    from netmark.models import build
+
+    _, _, _, key, _ = embedded
+    other = build("mlp", in_channels=1, image_size=8, num_classes=10)
+    with pytest.raises(ArchitectureError):
+        verify(other, key)
+
+
+def test_key_for_another_method_is_refused(embedded) -> None:
+    name, method, _, key, _ = embedded
+    forged = WatermarkKey(method="no-such-method", layer=key.layer, message=key.message, tensors=key.tensors)
+    with pytest.raises(KeyFileError):
+        method_from_key(forged)
+
+
+def test_hook_works_in_a_users_own_loop(embedded, digits_train) -> None:
+    """The README's "your own training loop" recipe: on_train_start / transform_batch / extra_loss / after_step."""
+    name, method, _, _, _ = embedded
+    model = make_cnn(seed=5)
+    key = method.create_key(model, seed=12)
+    hook = method.hook(key)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    hook.on_train_start(model)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(12):
+        for x, y in digits_train.loader(64, shuffle=True, generator=g):
+            x, y = hook.transform_batch(x, y)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y) + sum(hook.extra_loss(model, x, y, logits).values())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            hook.after_step(model)
+    hook.on_train_end(model)
+    assert verify(model.eval(), key).detected
