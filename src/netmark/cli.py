@@ -340,6 +340,43 @@ def attack_overwrite(model: Annotated[Path, typer.Argument(help="model file")], 
 
 @app.command()
 @handles_errors
+def reproduce(paper: Annotated[str, typer.Argument(help="which paper: uchida")],
+              quick: Annotated[bool, typer.Option("--quick", help="digits + simple-cnn, under a minute")] = False,
+              scale: Annotated[str | None, typer.Option("--scale", help="preset: quick | cpu | paper (overrides --quick)")] = None,
+              out: Annotated[Path | None, typer.Option("--out", "-o", help="output directory (default reports/PAPER[-quick])")] = None,
+              data_dir: DataDir = None, force: Force = False, quiet: Quiet = False) -> None:
+    """Re-run a paper's tables and figures at CPU scale -> results.json, README.md (paper vs measured), PNGs."""
+    import importlib
+
+    from netmark.experiments.report import REPRODUCTIONS
+
+    # "uchida" names the reproduction "uchida2017" (the paper's first author, year optional)
+    ids = [k for k in REPRODUCTIONS if paper in (k, k.rstrip("0123456789"))]
+    if not ids:
+        raise ConfigError(f"no reproduction called {paper!r}; known: {', '.join(sorted(REPRODUCTIONS))}")
+    target = out or Path("reports") / (paper + ("-quick" if quick and scale is None else ""))
+    t0 = time.perf_counter()
+    module = importlib.import_module(REPRODUCTIONS[ids[0]])
+    module.run(target, quick=quick, scale=scale, force=force, data_dir=data_dir,
+               progress=None if quiet else (lambda m: _echo(m)))
+    typer.echo(f"wrote {target}/results.json, README.md and plots ({time.perf_counter() - t0:.0f} s)")
+
+
+@app.command()
+@handles_errors
+def report(results: Annotated[Path, typer.Argument(help="a reproduction's results.json (or its directory)")],
+           out: Annotated[Path | None, typer.Option("--out", "-o", help="output directory (default: beside results.json)")] = None,
+           force: Force = False) -> None:
+    """Re-render a reproduction's markdown report and PNG plots from its results.json alone."""
+    from netmark.experiments.report import render
+
+    path = results / "results.json" if results.is_dir() else results
+    for p in render(path, out, force=force):
+        typer.echo(f"wrote {p}")
+
+
+@app.command()
+@handles_errors
 def models() -> None:
     """List the registered architectures."""
     from netmark.models import MODELS

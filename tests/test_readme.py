@@ -1,0 +1,22 @@
+"""The README's Python example must run as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_python_example_runs(capsys) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert blocks, "README has no python example"
+    exec(compile(blocks[0], "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "detected=True" in out and "bit_error_rate=0.0" in out
+
+
+def test_readme_names_the_two_commands_and_the_patent() -> None:
+    text = README.read_text()
+    assert "make demo" in text and "make test" in text
+    assert "11,687,623 B2" in text
