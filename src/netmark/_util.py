@@ -48,6 +48,27 @@ def sha256_hex(*parts: bytes) -> str:
     return h.hexdigest()
 
 
+def safetensors_metadata(raw: bytes) -> dict[str, object] | None:
+    """The ``__metadata__`` of a safetensors file's bytes (None if it has none).
+
+    Parses the header by hand so callers can turn problems into their own one-line errors:
+    raises ``ValueError("truncated")`` or ``ValueError("corrupt")``.
+    """
+    if len(raw) < 8:
+        raise ValueError("truncated")
+    n = int.from_bytes(raw[:8], "little")
+    if n <= 0 or 8 + n > len(raw):
+        raise ValueError("truncated")
+    try:
+        header = json.loads(raw[8 : 8 + n])
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ValueError("corrupt") from None
+    if not isinstance(header, dict):
+        raise ValueError("corrupt")
+    meta = header.get("__metadata__")
+    return meta if isinstance(meta, dict) else None
+
+
 def check_writable(path: str | os.PathLike[str], force: bool) -> Path:
     """Refuse to overwrite ``path`` unless ``force``; return it as a Path."""
     p = Path(path)

@@ -23,7 +23,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from netmark import __version__
-from netmark._util import atomic_write, canonical_json
+from netmark._util import atomic_write, canonical_json, safetensors_metadata
 from netmark.errors import ArchitectureError, ModelFileError, NetmarkError
 
 MODEL_FORMAT_VERSION = 1
@@ -133,23 +133,18 @@ def _first_line(e: BaseException) -> str:
 
 
 def _parse_meta(raw: bytes, p: Path, *, require: bool = True) -> dict[str, Any] | None:
-    if len(raw) < 8:
-        raise ModelFileError(f"model file {p} is truncated or not a safetensors file")
-    n = int.from_bytes(raw[:8], "little")
-    if n <= 0 or 8 + n > len(raw):
-        raise ModelFileError(f"model file {p} is truncated or not a safetensors file")
     try:
-        header = json.loads(raw[8 : 8 + n])
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ModelFileError(f"model file {p} has a corrupt safetensors header") from None
-    meta = header.get("__metadata__") if isinstance(header, dict) else None
-    if not isinstance(meta, dict) or _META not in meta:
+        meta = safetensors_metadata(raw)
+    except ValueError as e:
+        what = "is truncated or not a safetensors file" if str(e) == "truncated" else "has a corrupt safetensors header"
+        raise ModelFileError(f"model file {p} {what}") from None
+    if meta is None or _META not in meta:
         if require:
             raise ModelFileError(f"model file {p} carries no netmark metadata")
         return None
     try:
-        d = json.loads(meta[_META])
-    except (json.JSONDecodeError, TypeError):
+        d = json.loads(str(meta[_META]))
+    except json.JSONDecodeError:
         raise ModelFileError(f"model file {p} has malformed netmark metadata") from None
     if not isinstance(d, dict) or not isinstance(d.get("arch"), dict):
         raise ModelFileError(f"model file {p} has malformed netmark metadata")

@@ -26,7 +26,7 @@ from safetensors.torch import load as st_load_bytes
 from safetensors.torch import save_file
 
 from netmark import __version__
-from netmark._util import atomic_write, canonical_json, sha256_hex
+from netmark._util import atomic_write, canonical_json, safetensors_metadata, sha256_hex
 from netmark.errors import KeyFileError
 
 KEY_FORMAT_VERSION = 1
@@ -165,17 +165,11 @@ def _short(e: BaseException) -> str:
 
 
 def _read_metadata(raw: bytes, p: Path) -> str:
-    """Parse the safetensors header by hand so that errors are ours, not a crash."""
-    if len(raw) < 8:
-        raise KeyFileError(f"key file {p} is truncated or not a netmark key")
-    n = int.from_bytes(raw[:8], "little")
-    if n <= 0 or 8 + n > len(raw):
-        raise KeyFileError(f"key file {p} is truncated or not a netmark key")
     try:
-        header = json.loads(raw[8 : 8 + n])
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise KeyFileError(f"key file {p} is corrupt (unreadable header)") from None
-    meta = header.get("__metadata__") if isinstance(header, dict) else None
-    if not isinstance(meta, dict) or not isinstance(meta.get(_META), str):
+        meta = safetensors_metadata(raw)
+    except ValueError as e:
+        what = "truncated or not a netmark key" if str(e) == "truncated" else "corrupt (unreadable header)"
+        raise KeyFileError(f"key file {p} is {what}") from None
+    if meta is None or not isinstance(meta.get(_META), str):
         raise KeyFileError(f"{p} is not a netmark key file (no {_META!r} metadata)")
-    return meta[_META]
+    return str(meta[_META])
