@@ -169,3 +169,16 @@ def test_help_explains_commands() -> None:
     assert r.exit_code == 0
     for cmd in ("train", "embed", "attack", "verify", "demo"):
         assert cmd in r.stdout
+
+
+@pytest.mark.parametrize("situation,extra", [("fine-tune-to-embed", []), ("distill-to-embed", ["--distill"])])
+def test_embed_from_a_trained_model(situation: str, extra: list[str], tmp_path: Path) -> None:
+    """Uchida §2.2: embedding while fine-tuning a trained model, or distilling it without labels."""
+    r = invoke("train", "--model", "simple-cnn", "--dataset", "digits", "--epochs", "3", "--lr", "0.05", "-q",
+               "--out", tmp_path / "base")
+    assert r.exit_code == 0, r.stderr
+    r = invoke("embed", *EMBED, "--from", tmp_path / "base" / "model.safetensors", *extra, "--out", tmp_path / "wm")
+    assert r.exit_code == 0, r.stderr
+    rep = json.loads((tmp_path / "wm" / "report.json").read_text())
+    assert rep["situation"] == situation and rep["bit_error_rate"] == 0.0 and rep["test_accuracy"] > 0.85
+    assert invoke("verify", tmp_path / "wm" / "model.safetensors", "--key", tmp_path / "wm" / "owner.key").exit_code == 0
