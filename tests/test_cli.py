@@ -58,6 +58,8 @@ def test_attacks_then_verify(owner: Path, tmp_path: Path) -> None:
     r = invoke("attack", "finetune", model, "--dataset", "digits", "--classes", "5,6,7,8,9", "--epochs", "1", "-q",
                "--out", tmp_path / "d.safetensors")
     assert r.exit_code == 0, r.stderr
+    r = invoke("verify", tmp_path / "d.safetensors", "--key", key, "--json")  # 5-class head, same host layer
+    assert r.exit_code == 0 and json.loads(r.stdout)["bit_error_rate"] == 0.0
     r = invoke("attack", "overwrite", model, "--seed", "9", "--bits", "64", "--layer", "conv2", "--epochs", "1", "-q",
                "--dataset", "digits", "--out", tmp_path / "o.safetensors", "--key-out", tmp_path / "thief.key")
     assert r.exit_code == 0, r.stderr
@@ -181,4 +183,5 @@ def test_embed_from_a_trained_model(situation: str, extra: list[str], tmp_path: 
     assert r.exit_code == 0, r.stderr
     rep = json.loads((tmp_path / "wm" / "report.json").read_text())
     assert rep["situation"] == situation and rep["bit_error_rate"] == 0.0 and rep["test_accuracy"] > 0.85
-    assert invoke("verify", tmp_path / "wm" / "model.safetensors", "--key", tmp_path / "wm" / "owner.key").exit_code == 0
+    wm = tmp_path / "wm"
+    assert invoke("verify", wm / "model.safetensors", "--key", wm / "owner.key").exit_code == 0

@@ -159,3 +159,13 @@ def test_nan_weights_refused_on_save_and_load(tmp_path: Path, cnn, key: Watermar
 def test_missing_model_file(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match="does not exist"):
         load_model(tmp_path / "nope.safetensors")
+
+
+def test_plain_state_dict_with_another_head_loads(tmp_path: Path, key: WatermarkKey) -> None:
+    """A transfer-learned copy (5-class head) saved as .pt still loads with the key's architecture."""
+    from netmark.attacks import replace_head
+
+    five = replace_head(make_cnn(), 5)
+    torch.save(five.state_dict(), tmp_path / "five.pt")
+    back = load_model(tmp_path / "five.pt", arch=key.arch)
+    assert back.fc2.out_features == 5 and torch.equal(back.conv2.weight, five.conv2.weight)

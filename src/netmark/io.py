@@ -82,8 +82,11 @@ def load_model(path: str | os.PathLike[str], *, arch: dict[str, Any] | None = No
     use_arch = file_arch or arch
     if not isinstance(use_arch, dict) or "name" not in use_arch:
         raise ModelFileError(f"model file {p} records no architecture; pass one (e.g. from the key) to load it")
+    args = dict(use_arch.get("args", {}))
+    if file_arch is None:
+        args = _adapt_num_classes(use_arch["name"], args, state)
     try:
-        model = build(use_arch["name"], **dict(use_arch.get("args", {})))
+        model = build(use_arch["name"], **args)
     except NetmarkError:
         raise
     except (TypeError, ValueError) as e:
@@ -91,6 +94,25 @@ def load_model(path: str | os.PathLike[str], *, arch: dict[str, Any] | None = No
     load_state(model, state, source=str(p))
     model.eval()
     return model
+
+
+def _adapt_num_classes(name: str, args: dict[str, Any], state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """A plain state_dict of a transfer-learned copy has another output size than the key's
+    architecture: when the only mismatches are the first dimension of some tensors and all
+    agree on one size, rebuild with that ``num_classes`` (the host layers are unaffected)."""
+    from netmark.models import build
+
+    if "num_classes" not in args:
+        return args
+    try:
+        own = build(name, **args).state_dict()
+    except (NetmarkError, TypeError, ValueError):
+        return args
+    mismatched = [k for k in own if k in state and state[k].shape != own[k].shape]
+    sizes = {int(state[k].shape[0]) for k in mismatched if state[k].ndim}
+    if len(sizes) == 1 and all(state[k].ndim and state[k].shape[1:] == own[k].shape[1:] for k in mismatched):
+        return {**args, "num_classes": sizes.pop()}
+    return args
 
 
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], *, source: str = "state_dict") -> None:
