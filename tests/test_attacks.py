@@ -11,11 +11,14 @@ from netmark.attacks import (
     Overwrite,
     OverwriteConfig,
     PruneConfig,
+    QuantizeConfig,
     finetune,
     prune,
+    quantize,
     replace_head,
 )
 from netmark.attacks.prune import prune_tensor
+from netmark.attacks.quantize import quantize_tensor
 from netmark.errors import ConfigError
 from netmark.models import arch_of
 from netmark.training import TrainConfig
@@ -24,6 +27,7 @@ from tests.conftest import make_cnn
 QUICK = TrainConfig(epochs=1, lr=0.01, batch_size=32, progress=False)
 SMALL_ATTACKS = {
     "prune": PruneConfig(rate=0.5),
+    "quantize": QuantizeConfig(bits=4),
     "finetune": FinetuneConfig(train=QUICK),
     "overwrite": OverwriteConfig(method_config={"layer": "conv2", "bits": 16}, train=QUICK),
 }
@@ -106,3 +110,24 @@ def test_overwrite_config_validates_method() -> None:
         OverwriteConfig(method="nope")
     with pytest.raises(ConfigError):
         OverwriteConfig(method_config={"bits": -1})
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 8])
+def test_quantize_levels(bits: int) -> None:
+    w = torch.randn(6, 3, 3, 3, generator=torch.Generator().manual_seed(0))
+    q = quantize_tensor(w, bits)
+    for ch in range(6):
+        assert len(torch.unique(q[ch])) <= max(2, 2**bits - 1)
+    err = float((q - w).abs().max())
+    assert err <= float(w.abs().max()) * (1.0 if bits == 1 else 1.0 / (2 ** (bits - 1) - 1))
+
+
+def test_quantize_8bit_barely_changes_predictions(digits_train) -> None:
+    model = make_cnn()
+    q = quantize(model, QuantizeConfig(bits=8))
+    model.eval()
+    with torch.no_grad():
+        agree = (q(digits_train.x[:200]).argmax(1) == model(digits_train.x[:200]).argmax(1)).float().mean()
+    assert agree > 0.97
+    with pytest.raises(ConfigError):
+        QuantizeConfig(bits=0)

@@ -51,6 +51,9 @@ def test_attacks_then_verify(owner: Path, tmp_path: Path) -> None:
     r = invoke("attack", "prune", model, "--rate", "0.65", "--layer", "conv2", "--out", tmp_path / "p.safetensors")
     assert r.exit_code == 0, r.stderr
     assert invoke("verify", tmp_path / "p.safetensors", "--key", key).exit_code == 0
+    r = invoke("attack", "quantize", model, "--bits", "4", "--out", tmp_path / "q.safetensors")
+    assert r.exit_code == 0, r.stderr
+    assert invoke("verify", tmp_path / "q.safetensors", "--key", key).exit_code == 0
     r = invoke("attack", "finetune", model, "--dataset", "digits", "--epochs", "2", "-q",
                "--out", tmp_path / "f.safetensors")
     assert r.exit_code == 0, r.stderr

@@ -277,6 +277,22 @@ def attack_prune(model: Annotated[Path, typer.Argument(help="model file")], out:
     _save_attacked(prune(_load(model, arch_from_key), cfg), out, model, {"prune": cfg.to_dict()}, force)
 
 
+@attack_app.command("quantize")
+@handles_errors
+def attack_quantize(model: Annotated[Path, typer.Argument(help="model file")], out: Out,
+                    bits: Annotated[int, typer.Option("--bits", help="bits per weight (1-16)")] = 8,
+                    layer: Annotated[str | None, typer.Option("--layer", help="one layer (default: every conv/linear)")] = None,
+                    per_layer: Annotated[bool, typer.Option("--per-layer", help="one scale per layer, not per output channel")] = False,
+                    arch_from_key: ArchKey = None, force: Force = False) -> None:
+    """Round weights to 2**bits uniform levels (model compression)."""
+    from netmark._util import check_writable
+    from netmark.attacks import QuantizeConfig, quantize
+
+    check_writable(out, force)
+    cfg = QuantizeConfig(bits=bits, layer=layer, per_channel=not per_layer)
+    _save_attacked(quantize(_load(model, arch_from_key), cfg), out, model, {"quantize": cfg.to_dict()}, force)
+
+
 @attack_app.command("finetune")
 @handles_errors
 def attack_finetune(model: Annotated[Path, typer.Argument(help="model file")], out: Out,
