@@ -163,6 +163,7 @@ def test_outputs_never_overwritten_without_force(owner: Path, tmp_path: Path) ->
     (["train", "--dataset", "nosuchdata", "--epochs", "1", "-q"], "nosuchdata"),
     (["train", "--model", "simple-cnn", "--optimizer", "lbfgs", "--epochs", "1", "-q"], "optimizer"),
     (["embed", "--model", "simple-cnn", "--distill", "--epochs", "1", "-q"], "--from"),
+    (["embed", "--model", "simple-cnn", "--variant", "auto", "--epochs", "1", "-q"], "no option --variant"),
 ])
 def test_bad_options(args: list[str], match: str, tmp_path: Path) -> None:
     _assert_bad(invoke(*args, "--out", tmp_path / "o"), match)

@@ -112,6 +112,22 @@ def _data(name: str, data_dir: Path | None, train_size: int | None) -> tuple[Any
             load(name, "test", data_dir=data_dir))
 
 
+def _method(name: str, flags: dict[str, Any], extra: list[str] | None) -> Any:
+    """Instantiate method ``name`` from the CLI flags its config has (unset flags keep the
+    method's own paper defaults) plus ``--method-arg k=v`` extras."""
+    import dataclasses
+
+    from netmark.methods import get_method
+
+    cls = get_method(name)
+    fields = {f.name for f in dataclasses.fields(cls.config_cls)}
+    unsupported = sorted(k for k, v in flags.items() if v is not None and k not in fields)
+    if unsupported:
+        raise ConfigError(f"method {name!r} has no option {', '.join('--' + k.replace('_', '-') for k in unsupported)}")
+    opts = {k: v for k, v in flags.items() if v is not None}
+    return cls(cls.config_cls.from_dict({**opts, **_parse_kv(extra)}))
+
+
 def _fresh_model(name: str, data: Any, seed: int, model_args: list[str] | None) -> Any:
     from netmark._util import seeded
     from netmark.models import build
@@ -173,10 +189,11 @@ def train(model: Model = "lenet5", dataset: Dataset_ = "digits", epochs: Epochs 
 def embed(method: Annotated[str, typer.Option("--method", help="watermarking scheme")] = "uchida",
           model: Model = "lenet5", dataset: Dataset_ = "digits", epochs: Epochs = 10,
           out: Annotated[Path, typer.Option("--out", "-o", help="output directory")] = Path("runs/owner"),
-          bits: Annotated[int, typer.Option("--bits", min=1, help="message length T")] = 256,
+          bits: Annotated[int | None, typer.Option("--bits", min=1, help="message length (default: the method's, uchida 256)")] = None,
           layer: Annotated[str | None, typer.Option("--layer", help="host layer (default: first layer with M >= bits)")] = None,
-          key_type: Annotated[str, typer.Option("--key-type", help="uchida X: random | direct | diff")] = "random",
-          strength: Annotated[float, typer.Option("--strength", help="regularizer weight lambda")] = 0.01,
+          key_type: Annotated[str | None, typer.Option("--key-type", help="uchida X: random | direct | diff")] = None,
+          strength: Annotated[float | None, typer.Option("--strength", help="regularizer weight lambda (default: the method's paper value)")] = None,
+          variant: Annotated[str | None, typer.Option("--variant", help="method variant, e.g. wang: auto | manu")] = None,
           method_arg: Annotated[list[str] | None, typer.Option("--method-arg", help="extra method option k=v")] = None,
           from_model: Annotated[Path | None, typer.Option("--from", help="start from this trained model (fine-tune-to-embed)")] = None,
           distill: Annotated[bool, typer.Option("--distill", help="with --from: no labels, the --from model's soft predictions are the targets (distill-to-embed)")] = False,
@@ -188,16 +205,14 @@ def embed(method: Annotated[str, typer.Option("--method", help="watermarking sch
     import copy
 
     from netmark.io import save_model
-    from netmark.methods import get_method
     from netmark.verify import verify as run_verify
 
     t0 = time.perf_counter()
     model_path, key_path, report_path = _outputs(out, ["model.safetensors", "owner.key", "report.json"], force)
     if distill and from_model is None:
         raise ConfigError("--distill needs --from MODEL (the teacher)")
-    cls = get_method(method)
-    opts = {"layer": layer, "bits": bits, "key_type": key_type, "strength": strength} if method == "uchida" else {}
-    wm = cls(cls.config_cls.from_dict({**opts, **_parse_kv(method_arg)}))
+    wm = _method(method, {"layer": layer, "bits": bits, "key_type": key_type, "strength": strength,
+                          "variant": variant}, method_arg)
     cfg = _train_config(epochs, lr, batch_size, optimizer, momentum, nesterov, weight_decay, milestones, gamma,
                         seed, quiet)
     tr, te = _data(dataset, data_dir, train_size)
@@ -330,7 +345,7 @@ def attack_overwrite(model: Annotated[Path, typer.Argument(help="model file")], 
                      method: Annotated[str, typer.Option("--method", help="scheme the attacker embeds with")] = "uchida",
                      dataset: Dataset_ = "digits", epochs: Epochs = 10,
                      layer: Annotated[str | None, typer.Option("--layer", help="layer to overwrite")] = None,
-                     bits: Annotated[int, typer.Option("--bits", min=1, help="attacker message length")] = 256,
+                     bits: Annotated[int | None, typer.Option("--bits", min=1, help="attacker message length (default: the method's)")] = None,
                      key_out: Annotated[Path | None, typer.Option("--key-out", help="also save the attacker key")] = None,
                      train_size: TrainSize = None, seed: Seed = 666, lr: Lr = 0.01, batch_size: Batch = 64,
                      data_dir: DataDir = None, arch_from_key: ArchKey = None, force: Force = False,
@@ -342,7 +357,7 @@ def attack_overwrite(model: Annotated[Path, typer.Argument(help="model file")], 
     check_writable(out, force)
     if key_out is not None:
         check_writable(key_out, force)
-    mcfg = {"layer": layer, "bits": bits} if method == "uchida" else {}
+    mcfg = _method(method, {"layer": layer, "bits": bits}, None).config.to_dict()
     cfg = OverwriteConfig(method=method, method_config=mcfg, seed=seed, train=_train_config(
         epochs, lr, batch_size, "sgd", 0.9, False, 0.0, "", 0.1, seed, quiet))
     net = _load(model, arch_from_key)
