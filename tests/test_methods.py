@@ -2,6 +2,7 @@
 
 A new method registers once and adds one entry to ``SMALL_CONFIGS`` (a config that embeds on
 digits with a simple-cnn in a few epochs); ``test_every_method_has_a_test_config`` fails until it does.
+Further variants of a method go in ``EXTRA_CASES``; the table runs over both.
 """
 
 from __future__ import annotations
@@ -16,13 +17,23 @@ from netmark.errors import ArchitectureError, KeyFileError
 from netmark.keys import WatermarkKey
 from netmark.methods import METHODS, MethodConfig, get_method, method_from_key
 from netmark.methods.uchida import UchidaConfig
+from netmark.methods.wang import WangConfig
 from netmark.training import TrainConfig, train
 from netmark.verify import verify
 from tests.conftest import make_cnn
 
 SMALL_CONFIGS: dict[str, MethodConfig] = {
     "uchida": UchidaConfig(layer="conv2", bits=64),
+    "wang": WangConfig(layer="conv1", bits=64, null_samples=1024),  # AUTO
 }
+#: (case id, method name, config): variants beyond each method's SMALL_CONFIGS entry.
+EXTRA_CASES: list[tuple[str, str, MethodConfig]] = [
+    # MANU snapshots every 10 optimizer steps (the user-loop test never calls on_epoch_end); augment=0 keeps
+    # its extractor specific on the 83 convergent weights of conv1 (see netmark.methods.wang)
+    ("wang-manu", "wang", WangConfig(layer="conv1", bits=64, variant="manu", snapshot_every=10, augment=0,
+                                     null_samples=1024)),
+]
+CASES: list[tuple[str, str, MethodConfig]] = [(n, n, SMALL_CONFIGS[n]) for n in sorted(SMALL_CONFIGS)] + EXTRA_CASES
 EMBED = TrainConfig(epochs=12, lr=0.05, batch_size=64, seed=0, progress=False)
 
 
@@ -30,10 +41,10 @@ def test_every_method_has_a_test_config() -> None:
     assert set(METHODS) == set(SMALL_CONFIGS)
 
 
-@pytest.fixture(scope="module", params=sorted(METHODS))
+@pytest.fixture(scope="module", params=CASES, ids=[c[0] for c in CASES])
 def embedded(request, digits_train):
-    name = request.param
-    method = get_method(name)(SMALL_CONFIGS[name])
+    _, name, config = request.param
+    method = get_method(name)(config)
     model, key, run = method.embed(make_cnn(seed=0), digits_train, EMBED, seed=11)
     return name, method, model, key, run
 

@@ -23,6 +23,9 @@ Args (:class:`UchidaConfig`):
     key_type: ``random`` | ``direct`` | ``diff`` (paper: random).
     strength: λ (paper 0.01).
     reduction: ``sum`` over bits as in Eq. 4 (paper) or ``mean``.
+    average: average over the L output filters (§3.1, paper: True). ``False`` embeds into all
+        weights of the layer, flattened (M = L·S·S·D; a Linear layer gives M = out·in), as
+        Wang et al. 2020 do when they compare with Uchida on the 64×10 = 640 weights of an MLP layer.
 
 Example::
 
@@ -63,6 +66,7 @@ class UchidaConfig(MethodConfig):
     key_type: Literal["random", "direct", "diff"] = "random"
     strength: float = 0.01
     reduction: Literal["sum", "mean"] = "sum"
+    average: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.bits, bool) or not isinstance(self.bits, int) or self.bits < 1:
@@ -75,6 +79,8 @@ class UchidaConfig(MethodConfig):
             raise ConfigError(f"reduction must be 'sum' or 'mean', got {self.reduction!r}")
         if self.layer is not None and (not isinstance(self.layer, str) or not self.layer):
             raise ConfigError("layer must be a module name such as 'conv2'")
+        if not isinstance(self.average, bool):
+            raise ConfigError(f"average must be true or false, got {self.average!r}")
 
 
 def paper_config() -> UchidaConfig:
@@ -92,9 +98,10 @@ def host_module(model: nn.Module, name: str) -> nn.Conv2d | nn.Linear:
     return mod
 
 
-def host_vector(weight: Tensor) -> Tensor:
-    """§3.1: mean over the output filters, flattened (``(L, D, S, S)`` → ``D·S·S``)."""
-    return weight.mean(dim=0).reshape(-1)
+def host_vector(weight: Tensor, average: bool = True) -> Tensor:
+    """§3.1: mean over the output filters, flattened (``(L, D, S, S)`` → ``D·S·S``);
+    ``average=False``: every weight, flattened (``L·D·S·S``)."""
+    return weight.mean(dim=0).reshape(-1) if average else weight.reshape(-1)
 
 
 def embedding_loss(w: Tensor, X: Tensor, bits: Tensor, reduction: str = "sum") -> Tensor:
@@ -121,16 +128,16 @@ def make_matrix(key_type: str, T: int, M: int, g: torch.Generator) -> Tensor:
     return X
 
 
-def auto_layer(model: nn.Module, bits: int) -> str:
+def auto_layer(model: nn.Module, bits: int, average: bool = True) -> str:
     """First conv layer with M ≥ bits, else first Linear with M ≥ bits."""
     from netmark.models import conv_and_linear_layers
 
     layers = conv_and_linear_layers(model)
     for kind in (nn.Conv2d, nn.Linear):
         for name, mod in layers.items():
-            if isinstance(mod, kind) and host_vector(mod.weight).numel() >= bits:
+            if isinstance(mod, kind) and host_vector(mod.weight, average).numel() >= bits:
                 return name
-    caps = ", ".join(f"{n} (M={host_vector(m.weight).numel()})" for n, m in layers.items())
+    caps = ", ".join(f"{n} (M={host_vector(m.weight, average).numel()})" for n, m in layers.items())
     raise ConfigError(f"no layer can hold {bits} bits (needs M >= bits); layers: {caps}")
 
 
@@ -147,7 +154,7 @@ class UchidaHook(TrainHook):
         self.bits = key.bits
 
     def regularizer(self, model: nn.Module) -> Tensor:
-        w = host_vector(host_module(model, self.key.layer or "").weight)
+        w = host_vector(host_module(model, self.key.layer or "").weight, self.config.average)
         X = self.X.to(w.device)
         if X.shape[1] != w.numel():
             raise ArchitectureError(f"layer {self.key.layer!r} has M={w.numel()}, key expects {X.shape[1]}")
@@ -181,8 +188,8 @@ class Uchida(WatermarkMethod):
             str_to_bits(message)
             if len(message) != cfg.bits:
                 raise ConfigError(f"message has {len(message)} bits but bits={cfg.bits}")
-        layer = cfg.layer or auto_layer(model, cfg.bits)
-        M = host_vector(host_module(model, layer).weight).numel()
+        layer = cfg.layer or auto_layer(model, cfg.bits, cfg.average)
+        M = host_vector(host_module(model, layer).weight, cfg.average).numel()
         g = generator(seed)
         X = make_matrix(cfg.key_type, cfg.bits, M, g)
         msg = message if message is not None else random_message(cfg.bits, seed)
@@ -198,11 +205,12 @@ class Uchida(WatermarkMethod):
     def extract(self, model: nn.Module, key: WatermarkKey) -> Extraction:
         if key.layer is None or "X" not in key.tensors:
             raise ArchitectureError("uchida key has no host layer or no X matrix")
-        w = host_vector(host_module(model, key.layer).weight).float().cpu()
+        w = host_vector(host_module(model, key.layer).weight, self.config.average).float().cpu()
         X = key.tensors["X"].float()
         if X.shape[1] != w.numel():
             raise ArchitectureError(
-                f"layer {key.layer!r} has {w.numel()} averaged weights but the key expects {X.shape[1]}"
+                f"layer {key.layer!r} has {w.numel()} {'averaged ' if self.config.average else ''}weights but the key "
+                f"expects {X.shape[1]}"
                 " (a model of another architecture?)")
         proj = X @ w
         bits = (proj >= 0).to(torch.int64)
@@ -240,10 +248,11 @@ def embed_without_training(model: nn.Module, key: WatermarkKey, *, lam: float, s
     opt = torch.optim.Adam([mod.weight], lr=lr)
     for _ in range(steps if lam > 0 else 0):
         opt.zero_grad(set_to_none=True)
-        loss = lam * embedding_loss(host_vector(mod.weight), X, bits, cfg.reduction) + (mod.weight - W0).pow(2).sum()
+        v = host_vector(mod.weight, cfg.average)
+        loss = lam * embedding_loss(v, X, bits, cfg.reduction) + (mod.weight - W0).pow(2).sum()
         loss.backward()
         opt.step()
     with torch.no_grad():
         dist = float((mod.weight - W0).pow(2).sum())
-        er = float(embedding_loss(host_vector(mod.weight), X, bits, cfg.reduction))
+        er = float(embedding_loss(host_vector(mod.weight, cfg.average), X, bits, cfg.reduction))
     return {"weight_distance": dist, "embed_loss": er}

@@ -1,0 +1,397 @@
+"""Wang et al. 2020, "Watermarking in Deep Neural Networks via Error Back-propagation" (white-box, multi-bit).
+
+Paper: ``wang2020-error-backpropagation.txt``. Threat model (Introduction, "Robustness"): the thief
+holds the weights and may fine-tune (same domain, or another with a new head) or prune them; the
+owner gets white-box access to a suspect and holds the key: extractor, selection layer, message.
+
+Embedding ("General Framework", "Watermark Embedding", Eq. 1): the M weights of one host layer
+(biases excluded, flattened in PyTorch order) are the *input* of a bias-free MLP (Table 2)::
+
+    w ∈ R^M  →  s ⊙ w  →  h = ReLU(W1 (s ⊙ w)) ∈ R^256  →  y = σ(W2 h) ∈ (0, 1)^l
+
+``L2 = BCE(y, m)``, mean over the l bits (Eq. 1). The host trains on ``L1 + λ·L2`` (λ = 0.05);
+the extractor (W1, W2, AUTO's s) on L2 alone, not λ·L2, with its own optimizer, which the hook
+steps after every host step (each update treats the other network as constant). Extraction
+("Watermark Verification"): bit i = 1[y_i > 0.5]; details give L2 (``l2_loss``).
+
+The "trainable layer" (Fig. 3, Table 2, Setup) has M nodes and, for MANU, "each parameter [is]
+fixed as either 1 or 0" to select convergent weights: netmark reads it as an elementwise
+(diagonal) layer s ∈ R^M without activation. AUTO learns s (initialised to ones); MANU fixes it
+to the 0/1 mask, so L2 reaches only the selected ("reachable") weights. ReLU acts on h only.
+
+MANU (footnote 1): the host trains without the extractor for ``converge_epochs`` epochs (paper: 6
+for the MLP, 26 for VGG16); a weight is convergent when the sample std of its last
+``converge_window`` (5) per-epoch values is < ``converge_threshold`` (0.01); then s = 1[convergent]
+and training goes on with the extractor. Fewer than ``min_selected`` convergent weights raises
+ConfigError (the paper's MLP put 512 bits into 163 of 640). ``snapshot_every=N`` records every N
+optimizer steps instead of every epoch (for loops that do not call ``on_epoch_end``).
+
+A specific extractor (netmark addition; ``negatives=0, augment=0`` is the paper's). Trained on L2
+alone the extractor outputs the message *whatever its input*: on digits it maps independently
+trained MLPs to all 256 bits (binomial p ≈ 1e-77), so the paper's 100% bit accuracies, after
+pruning or fine-tuning too, say nothing about ownership. netmark also trains it, at each of its
+steps, to map ``negatives`` fresh inputs (half U(−1, 1), half the host weights with 70-100% of
+them permuted) to the complement 1 − m, and ``augment`` host-weight copies, magnitude-pruned at
+random rates in [0, 0.9), to m. The host's loss is unchanged. MANU needs enough epochs after its
+selection for this (on digits: 7 of 12).
+
+P-value. The extractor was trained on the message, so on a model that never saw the key its bits
+are no fair coins and can flip together: Binomial(l, 1/2) does not hold. At ``on_train_end`` the
+final extractor reads ``null_samples`` fresh inputs, half from each family:
+
+* ``init``: i.i.d. U(−1, 1) vectors (a fresh layer). The extractor is bias-free with ReLU, so its
+  logits are positively homogeneous (bits(c·w) = bits(w), c > 0): any init scale is covered;
+* ``shuffle``: random permutations of the marked layer (a trained histogram, no positions).
+
+An independently trained model lies between the two (on digits, fc2's of independent MLPs have
+cosines up to 0.14: shared structure neither family has), hence the tests on independently
+*trained* (and pruned) models. The key keeps per-bit match rates ``(c_i + 1)/(N + 2)`` (larger
+family) and the null match counts; the p-value (:func:`netmark.verify.calibrated_bit_match_result`)
+is the largest of a Poisson-binomial tail over the rates (each ≥ 1/2), a beta-binomial tail fitted
+to the counts (bits matching together) and the empirical rate of null inputs within 3 sd of the
+observed count: never below the fair binomial's, never extrapolated into the measured null. With
+the paper's extractor it says "not detected" for the marked model too: the honest answer.
+
+Paper defaults (:func:`paper_config`, :data:`PAPER_TRAIN_MLP`, :data:`PAPER_TRAIN_VGG16`): 512 bits,
+λ = 0.05, hidden 256; MLP 784-64-10 on MNIST (48k/12k/10k: ``load("mnist", val_size=12000)``), Adam
+1e-3, batch 32, 50 epochs, host ``fc2`` (M = 640); VGG16 on CIFAR-10 (40k/10k/10k), SGD 0.01, batch
+32, 150 epochs, host ``features.conv1_1`` (M = 1728). One optimizer trains both networks in the
+paper; the extractor's is set to match. Keras' SGD ``decay=1e-6`` (lr/(1 + 1e-6·t), not weight
+decay) has no TrainConfig equivalent and is left out.
+
+Args (:class:`WangConfig`): ``layer`` (host Conv2d/Linear; ``None`` = the architecture's
+registered host layer), ``bits`` (l, paper 512; Tables 5-6 up to 4096), ``variant`` (``auto`` |
+``manu``), ``strength`` (λ, 0.05), ``hidden`` (256), ``extractor_optimizer``/``extractor_lr``
+(paper: the host's), MANU's ``converge_epochs``, ``converge_window``, ``converge_threshold``,
+``min_selected``, ``snapshot_every``; ``negatives``, ``augment``, ``null_samples`` (above).
+
+Example::
+
+    model, key, run = Wang(WangConfig(layer="fc2", bits=256)).embed(model, train_set, TrainConfig(epochs=20))
+    Wang.from_key(key).verify(model, key).detected   # True
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from netmark._util import generator
+from netmark.errors import ArchitectureError, ConfigError, KeyFileError
+from netmark.keys import WatermarkKey, str_to_bits
+from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod, random_message, register_method
+from netmark.methods.uchida import _arch_or_none, host_module
+from netmark.training import TrainConfig, TrainHook, TrainResult
+from netmark.verify import DEFAULT_ALPHA, VerificationResult, calibrated_bit_match_result
+
+log = logging.getLogger(__name__)
+
+VARIANTS = ("auto", "manu")
+EXTRACTOR_OPTIMIZERS = ("adam", "sgd")
+EXTRACTOR_TENSORS = ("selection", "W1", "W2")
+AUGMENT_MAX_RATE = 0.9
+
+#: Wang et al. "Setup": the MLP on MNIST.
+PAPER_TRAIN_MLP = TrainConfig(epochs=50, batch_size=32, optimizer="adam", lr=1e-3)
+#: Wang et al. "Setup": VGG16 on CIFAR-10 (plain SGD; Keras' lr decay 1e-6 left out, see module docstring).
+PAPER_TRAIN_VGG16 = TrainConfig(epochs=150, batch_size=32, optimizer="sgd", lr=0.01, momentum=0.0)
+
+
+def _int_at_least(name: str, v: object, low: int = 1) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+        raise ConfigError(f"{name} must be an integer >= {low}, got {v!r}")
+
+
+def _finite(name: str, v: object, *, positive: bool) -> None:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0 or (positive and v == 0):
+        raise ConfigError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {v!r}")
+
+
+@dataclass
+class WangConfig(MethodConfig):
+    """Wang et al. options (paper defaults for the MLP; see module docstring)."""
+
+    layer: str | None = None
+    bits: int = 512
+    variant: Literal["auto", "manu"] = "auto"
+    strength: float = 0.05
+    hidden: int = 256
+    extractor_optimizer: Literal["adam", "sgd"] = "adam"
+    extractor_lr: float = 1e-3
+    converge_epochs: int = 6
+    converge_window: int = 5
+    converge_threshold: float = 0.01
+    min_selected: int = 1
+    snapshot_every: int | None = None
+    null_samples: int = 4096
+    negatives: int = 16
+    augment: int = 4
+
+    def __post_init__(self) -> None:
+        if self.layer is not None and (not isinstance(self.layer, str) or not self.layer):
+            raise ConfigError("layer must be a module name such as 'fc2'")
+        for name in ("bits", "hidden", "converge_epochs", "min_selected"):
+            _int_at_least(name, getattr(self, name))
+        for name in ("negatives", "augment"):
+            _int_at_least(name, getattr(self, name), 0)
+        _int_at_least("null_samples", self.null_samples, 4)
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+        if self.extractor_optimizer not in EXTRACTOR_OPTIMIZERS:
+            raise ConfigError(f"extractor_optimizer must be adam or sgd, got {self.extractor_optimizer!r}")
+        _finite("strength (lambda)", self.strength, positive=False)
+        _finite("extractor_lr", self.extractor_lr, positive=True)
+        _finite("converge_threshold", self.converge_threshold, positive=True)
+        _int_at_least("converge_window", self.converge_window, 2)
+        if self.converge_window > self.converge_epochs:
+            raise ConfigError(f"converge_window={self.converge_window} exceeds converge_epochs={self.converge_epochs}")
+        if self.snapshot_every is not None:
+            _int_at_least("snapshot_every", self.snapshot_every)
+
+
+def paper_config(model: Literal["mlp", "vgg16"] = "mlp", variant: Literal["auto", "manu"] = "auto",
+                 bits: int = 512, *, specific: bool = True) -> WangConfig:
+    """The paper's setting for its MLP (``fc2``, Adam 1e-3, MANU after 6 epochs) or VGG16
+    (``features.conv1_1``, SGD 0.01, MANU after 26 epochs). ``specific=False``: the paper's own
+    extractor (no negatives, no augmentation), whose bits match unrelated models too."""
+    extra = {} if specific else {"negatives": 0, "augment": 0}
+    if model == "mlp":
+        return WangConfig(layer="fc2", bits=bits, variant=variant, converge_epochs=6, **extra)  # type: ignore[arg-type]
+    if model == "vgg16":
+        return WangConfig(layer="features.conv1_1", bits=bits, variant=variant, converge_epochs=26,
+                          extractor_optimizer="sgd", extractor_lr=0.01, **extra)  # type: ignore[arg-type]
+    raise ConfigError(f"the paper uses model 'mlp' or 'vgg16', got {model!r}")
+
+
+def host_layer_name(model: nn.Module) -> str:
+    """The registered host layer of a netmark architecture (``fc2`` for the MLP)."""
+    from netmark.models import MODELS, arch_of
+
+    try:
+        return MODELS[arch_of(model)["name"]].host_layer
+    except (ArchitectureError, KeyError):
+        raise ConfigError(f"{type(model).__name__} has no registered host layer; pass layer=...") from None
+
+
+def extractor_logits(w: Tensor, selection: Tensor, W1: Tensor, W2: Tensor) -> Tensor:
+    """Pre-sigmoid outputs ``W2 · ReLU(W1 · (s ⊙ w))`` for ``w`` of shape ``(M,)`` or ``(N, M)``."""
+    return F.relu((w * selection) @ W1.T) @ W2.T
+
+
+def l2_loss(logits: Tensor, message: Tensor) -> Tensor:
+    """Eq. 1: binary cross-entropy between σ(logits) and the message, mean over the l bits."""
+    return F.binary_cross_entropy_with_logits(logits, message.to(logits.dtype).expand_as(logits))
+
+
+def _glorot(fan_out: int, fan_in: int, g: torch.Generator) -> Tensor:
+    return (torch.rand(fan_out, fan_in, generator=g) * 2 - 1) * math.sqrt(6.0 / (fan_in + fan_out))
+
+
+def _extractor(key: WatermarkKey) -> tuple[Tensor, Tensor, Tensor]:
+    missing = [n for n in EXTRACTOR_TENSORS if n not in key.tensors]
+    if missing:
+        raise KeyFileError(f"wang key lacks the extractor tensor(s) {', '.join(missing)}")
+    return tuple(key.tensors[n].detach().float() for n in EXTRACTOR_TENSORS)  # type: ignore[return-value]
+
+
+def host_weight(model: nn.Module, key: WatermarkKey) -> Tensor:
+    """The key's host-layer weight of ``model`` (ArchitectureError if its size differs from the key's M)."""
+    w = host_module(model, key.layer or "").weight
+    M = int(key.tensors["selection"].numel()) if "selection" in key.tensors else -1
+    if w.numel() != M:
+        raise ArchitectureError(f"layer {key.layer!r} has {w.numel()} weights but the key's extractor reads {M}"
+                                " (a model of another architecture?)")
+    return w
+
+
+@torch.no_grad()
+def calibrate(model: nn.Module, key: WatermarkKey, *, samples: int | None = None, seed: int | None = None,
+              ) -> dict[str, Tensor]:
+    """Measure the key's extractor on null inputs (module docstring); writes into ``key.tensors`` and
+    returns ``null_rates`` (per-bit match rates, max over the families) and ``null_counts``."""
+    sel, W1, W2 = _extractor(key)
+    w = host_weight(model, key).detach().float().cpu().reshape(-1)
+    n = samples if samples is not None else int(key.config.get("null_samples", 4096))
+    g = generator((key.seed or 0) + 7_919 if seed is None else seed)
+    init = torch.rand(n // 2, w.numel(), generator=g) * 2 - 1
+    shuffle = w[torch.rand(n - n // 2, w.numel(), generator=g).argsort(dim=1)]
+    rates, counts = [], []
+    for x in (init, shuffle):
+        match = (extractor_logits(x, sel, W1, W2) > 0).long() == key.bits
+        rates.append((match.sum(0).double() + 1) / (len(x) + 2))
+        counts.append(match.sum(1))
+    out = {"null_rates": torch.stack(rates).amax(0).float(), "null_counts": torch.cat(counts).to(torch.int64)}
+    key.tensors.update(out)
+    return out
+
+
+class WangHook(TrainHook):
+    """Adds ``λ·L2`` to the host loss, steps the extractor on L2 after each host step, selects
+    MANU's convergent weights, and writes the trained extractor and its null calibration back
+    into the key at ``on_train_end``."""
+
+    def __init__(self, key: WatermarkKey, config: WangConfig) -> None:
+        self.key, self.config, self.message = key, config, key.bits.float()
+        self.sel, self.W1, self.W2 = (t.clone() for t in _extractor(key))
+        self.active = config.variant == "auto" or bool(self.sel.any())  # a MANU key already masked
+        self.opt: torch.optim.Optimizer | None = None
+        self.snapshots: list[Tensor] = []
+        self.n_snapshots = self.n_steps = 0
+        self.gen = generator((key.seed or 0) + 104_729)
+
+    def _ready(self, model: nn.Module) -> Tensor:
+        w = host_weight(model, self.key)
+        if self.opt is None or self.W1.device != w.device:
+            dev = w.device
+            self.W1 = self.W1.detach().to(dev).requires_grad_(True)
+            self.W2 = self.W2.detach().to(dev).requires_grad_(True)
+            self.sel = self.sel.detach().to(dev).requires_grad_(self.config.variant == "auto")
+            self.message = self.message.to(dev)
+            params = [self.W1, self.W2] + ([self.sel] if self.config.variant == "auto" else [])
+            opt_cls = torch.optim.Adam if self.config.extractor_optimizer == "adam" else torch.optim.SGD
+            self.opt = opt_cls(params, lr=self.config.extractor_lr)
+        return w
+
+    def on_train_start(self, model: nn.Module) -> None:
+        self._ready(model)  # fail fast on a wrong layer
+
+    def extra_loss(self, model: nn.Module, x: Tensor, y: Tensor, logits: Tensor) -> dict[str, Tensor]:
+        w = self._ready(model)
+        if not self.active:
+            return {}
+        out = extractor_logits(w.reshape(-1), self.sel.detach(), self.W1.detach(), self.W2.detach())
+        return {"wang_loss": self.config.strength * l2_loss(out, self.message)}
+
+    def after_step(self, model: nn.Module) -> None:
+        w = self._ready(model).detach().reshape(-1)
+        self.n_steps += 1
+        if self.active and self.opt is not None:  # _ready made the optimizer
+            neg, aug = self.config.negatives, self.config.augment
+            rate = torch.rand(aug, 1, generator=self.gen).to(w.device) * AUGMENT_MAX_RATE
+            rank = w.abs().argsort().argsort().to(w.dtype) / w.numel()
+            # rows: the host weights -> m; null inputs -> 1 - m; host weights pruned at random rates -> m
+            x = torch.cat([w[None], self._negatives(w), w * (rank >= rate)])
+            target = torch.cat([self.message[None], (1 - self.message).expand(neg, -1), self.message.expand(aug, -1)])
+            weight = torch.tensor([1.0] + [1 / max(neg, 1)] * neg + [1 / max(aug, 1)] * aug, device=w.device)
+            out = extractor_logits(x, self.sel, self.W1, self.W2)
+            self.opt.zero_grad(set_to_none=True)
+            (F.binary_cross_entropy_with_logits(out, target, reduction="none").mean(dim=1) @ weight).backward()
+            self.opt.step()
+        elif self.config.snapshot_every is not None and self.n_steps % self.config.snapshot_every == 0:
+            self._snapshot(w)
+
+    def _negatives(self, w: Tensor) -> Tensor:
+        """Fresh null inputs: half i.i.d. U(-1, 1); half the host weights with a random 70-100% of
+        them replaced by a permutation (cosine to w below ~0.3: hard negatives)."""
+        n, M, g, wc = self.config.negatives, w.numel(), self.gen, w.cpu()
+        k = n - n // 2
+        keep = torch.rand(k, M, generator=g) >= 0.7 + 0.3 * torch.rand(k, 1, generator=g)
+        blend = torch.where(keep, wc, wc[torch.rand(k, M, generator=g).argsort(dim=1)])
+        return torch.cat([torch.rand(n - k, M, generator=g) * 2 - 1, blend]).to(w.device)
+
+    def on_epoch_end(self, model: nn.Module, epoch: int, metrics: dict[str, float]) -> None:
+        w = self._ready(model).detach().reshape(-1)
+        if not self.active and self.config.snapshot_every is None:
+            self._snapshot(w)
+        if self.config.variant == "manu":
+            metrics["wang_selected"] = float((self.sel > 0).sum()) if self.active else 0.0
+        if self.active:
+            with torch.no_grad():
+                out = extractor_logits(w, self.sel, self.W1, self.W2)
+                metrics["wang_l2"] = float(l2_loss(out, self.message))
+                metrics["bit_error_rate"] = float(((out > 0).float() != self.message).float().mean())
+
+    def _snapshot(self, w: Tensor) -> None:
+        self.snapshots = [*self.snapshots[-(self.config.converge_window - 1):], w.cpu().clone()]
+        self.n_snapshots += 1
+        if self.n_snapshots >= self.config.converge_epochs:
+            self._select()
+
+    def _select(self) -> None:
+        cfg = self.config
+        mask = torch.stack(self.snapshots).std(dim=0, unbiased=True) < cfg.converge_threshold
+        n, M = int(mask.sum()), mask.numel()
+        if n < cfg.min_selected:
+            raise ConfigError(f"MANU: only {n} of the {M} weights of {self.key.layer!r} converged after "
+                              f"{self.n_snapshots} snapshots (std of the last {cfg.converge_window} < "
+                              f"{cfg.converge_threshold}) but min_selected={cfg.min_selected}; select later "
+                              "(converge_epochs), raise converge_threshold, or use variant='auto'")
+        log.info("wang MANU: %d of %d weights of %s are convergent; attaching the extractor", n, M, self.key.layer)
+        self.sel = mask.float().to(self.W1.device)
+        self.key.tensors["selection"] = mask.float().cpu()
+        self.active = True
+
+    def on_train_end(self, model: nn.Module) -> None:
+        if not self.active:
+            log.warning("wang MANU: the convergent weights were never selected (train longer than converge_epochs=%d"
+                        " epochs); nothing was embedded", self.config.converge_epochs)
+        trained = (self.sel, self.W1, self.W2)
+        self.key.tensors.update({n: t.detach().cpu().clone() for n, t in zip(EXTRACTOR_TENSORS, trained, strict=True)})
+        calibrate(model, self.key)
+
+
+@register_method
+class Wang(WatermarkMethod):
+    """Wang et al. 2020 independent extractor network, MANU and AUTO (see module docstring)."""
+
+    name = "wang"
+    config_cls = WangConfig
+    paper = "Wang et al., Watermarking in Deep Neural Networks via Error Back-propagation, EI 2020"
+    white_box = True
+    config: WangConfig
+
+    def create_key(self, model: nn.Module, *, seed: int, message: str | None = None) -> WatermarkKey:
+        cfg = self.config
+        if message is not None:
+            str_to_bits(message)
+            if len(message) != cfg.bits:
+                raise ConfigError(f"message has {len(message)} bits but bits={cfg.bits}")
+        layer = cfg.layer or host_layer_name(model)
+        M = host_module(model, layer).weight.numel()
+        g = generator(seed)
+        tensors = {"selection": torch.ones(M) if cfg.variant == "auto" else torch.zeros(M),
+                   "W1": _glorot(cfg.hidden, M, g), "W2": _glorot(cfg.bits, cfg.hidden, g)}
+        msg = message if message is not None else random_message(cfg.bits, seed)
+        resolved = WangConfig(**{**cfg.to_dict(), "layer": layer})
+        return WatermarkKey(method=self.name, layer=layer, message=msg, tensors=tensors, config=resolved.to_dict(),
+                            arch=_arch_or_none(model), seed=seed, message_random=message is None)
+
+    def hook(self, key: WatermarkKey) -> WangHook:
+        return WangHook(key, self.config)
+
+    def embed(self, model: nn.Module, data: Dataset, train_config: TrainConfig | None = None, *,
+              seed: int = 0, key: WatermarkKey | None = None, message: str | None = None,
+              eval_data: Dataset | None = None, teacher: nn.Module | None = None,
+              ) -> tuple[nn.Module, WatermarkKey, TrainResult]:
+        cfg, epochs = self.config, (train_config or TrainConfig()).epochs
+        if cfg.variant == "manu" and cfg.snapshot_every is None and epochs <= cfg.converge_epochs:
+            raise ConfigError(f"MANU selects convergent weights after converge_epochs={cfg.converge_epochs} epochs, "
+                              f"so it needs more than that to embed; got epochs={epochs}")
+        return super().embed(model, data, train_config, seed=seed, key=key, message=message, eval_data=eval_data,
+                             teacher=teacher)
+
+    @torch.no_grad()
+    def extract(self, model: nn.Module, key: WatermarkKey) -> Extraction:
+        sel, W1, W2 = _extractor(key)
+        w = host_weight(model, key).detach().float().cpu().reshape(-1)
+        out = extractor_logits(w, sel, W1, W2)
+        details: dict[str, Any] = {"layer": key.layer, "variant": self.config.variant, "M": int(w.numel()),
+                                   "selected_weights": int((sel != 0).sum()), "l2_loss": float(l2_loss(out, key.bits))}
+        return Extraction(bits=(out > 0).to(torch.int64), scores=torch.sigmoid(out), details=details)
+
+    def verify(self, model: nn.Module, key: WatermarkKey, *, alpha: float = DEFAULT_ALPHA) -> VerificationResult:
+        """Extract and test against the null measured on this key's extractor (module docstring)."""
+        ex = self.extract(model, key)
+        if "null_rates" not in key.tensors or "null_counts" not in key.tensors:
+            raise KeyFileError("this wang key has no null calibration (its embedding never finished: the hook's "
+                               "on_train_end was not called); run netmark.methods.wang.calibrate(model, key)")
+        return calibrated_bit_match_result(ex.bits, key.bits, null_rates=key.tensors["null_rates"],
+                                           null_counts=key.tensors["null_counts"], method=self.name, alpha=alpha,
+                                           details=ex.details)
