@@ -136,14 +136,18 @@ def figure(path: str | os.PathLike[str], *, ncols: int = 1, nrows: int = 1, size
 
 def plot_lines(ax: Any, series: Mapping[str, tuple[Sequence[float], Sequence[float | None]]], *,
                xlabel: str = "", ylabel: str = "", title: str = "", style: str = "-", marker: str | None = "o",
-               logy: bool = False, legend: bool = True) -> None:
-    """One line per ``label → (x, y)``; ``None`` y values are skipped."""
+               logy: bool = False, legend: bool = True, integer_x: bool = False) -> None:
+    """One line per ``label → (x, y)``; ``None`` y values are skipped; ``integer_x`` for epochs."""
     for label, (xs, ys) in series.items():
         pts = [(x, y) for x, y in zip(xs, ys, strict=True) if not _missing(y)]
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker=marker, markersize=3, label=label)
     if logy:
         ax.set_yscale("log")
+    if integer_x:
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:

@@ -112,7 +112,7 @@ def table6(runner: Runner, exp: Experiment) -> dict[str, Any]:
     base = runner.get("capacity-plain")
     return {"layers": {la: runner.host_size(la) for la in sc.capacity_layers}, "bits": list(sc.capacity_bits),
             "cells": cells, "plain_test_error": 1 - base.test_accuracy, "train_size": base.train_size,
-            "epochs": sc.small_train.epochs}
+            "epochs": sc.capacity_train.epochs}
 
 
 @measure
@@ -145,7 +145,7 @@ def table8(runner: Runner, exp: Experiment) -> dict[str, Any]:
                       "ber_before": b["ber"], "ber_after": a["ber"], "detected_after": a["detected"],
                       "log10_p_value_after": a["log10_p_value"], "test_error_before": 1 - before.test_accuracy,
                       "test_error": 1 - after.test_accuracy, "train_size": after.train_size,
-                      "epochs": runner.scale.train.epochs, "lr": runner.scale.train.lr}
+                      "epochs": runner.scale.train.epochs, "lr": runner.scale.finetune_lr or runner.scale.train.lr}
     sc = runner.scale
     out["domains"] = {"embed_classes": list(sc.domain_a), "finetune_classes": list(sc.domain_b)}
     return out

@@ -91,8 +91,9 @@ class Runner:
             if role == "main":
                 tr = load(sc.dataset, "train", train_size=sc.train_size, **kw)
                 te = load(sc.dataset, "test", **kw)
-            elif role == "small":
-                tr = load(sc.dataset, "train", train_size=sc.small_train_size, **kw)
+            elif role in ("small", "capacity"):
+                size = sc.small_train_size if role == "small" else sc.capacity_train_size
+                tr = load(sc.dataset, "train", train_size=size, **kw)
                 te = self.data("main")[1]
             elif role in ("domain-a", "domain-b"):
                 classes = sc.domain_a if role == "domain-a" else sc.domain_b
@@ -192,13 +193,28 @@ def run(out_dir: str | Path, *, quick: bool = False, force: bool = False, progre
     Returns:
         The results dictionary that was written to ``results.json``.
     """
-    from .measure import MEASURES
     from .render import render
 
     out = Path(out_dir)
     results_path = check_writable(out / "results.json", force)
     sc = get_scale(scale, quick)
     say: Progress = progress or (lambda _msg: None)
+    threads = torch.get_num_threads()
+    if sc.threads is not None:
+        torch.set_num_threads(sc.threads)
+    try:
+        results = _run_all(sc, say, data_dir)
+    finally:
+        torch.set_num_threads(threads)
+    write_json(results_path, results, force=force)
+    render(results_path, out, force=True)
+    say(f"done in {results['timing']['total_seconds']:.0f} s: {results_path}")
+    return results
+
+
+def _run_all(sc: Scale, say: Progress, data_dir: Any) -> dict[str, Any]:
+    from .measure import MEASURES
+
     runner = Runner(sc, data_dir=data_dir, progress=say)
     start = time.perf_counter()
     say(f"Uchida et al. 2017 reproduction, scale {sc.name!r}: {sc.model} on {sc.dataset}, host {sc.layer}")
@@ -224,7 +240,8 @@ def run(out_dir: str | Path, *, quick: bool = False, force: bool = False, progre
         "command": sc.command,
         "quick": sc.name == "quick",
         "scale": {**sc.to_dict(), "train_size_used": len(tr), "test_size": len(te),
-                  "small_train_size_used": len(runner.data("small")[0]), "host_M": runner.host_size(),
+                  "small_train_size_used": len(runner.data("small")[0]),
+                  "capacity_train_size_used": len(runner.data("capacity")[0]), "host_M": runner.host_size(),
                   "capacity_M": {la: runner.host_size(la) for la in sc.capacity_layers},
                   "torch_threads": torch.get_num_threads()},
         "seeds": {"model_seed": sc.model_seed, "train_seed": sc.train_seed, "key_seed": sc.key_seed,
@@ -236,7 +253,4 @@ def run(out_dir: str | Path, *, quick: bool = False, force: bool = False, progre
         "timing": {"total_seconds": round(total, 1),
                    "train_seconds": round(sum(t.seconds for t in runner.cache.values()), 1)},
     }
-    write_json(results_path, results, force=force)
-    render(results_path, out, force=True)
-    say(f"done in {total:.0f} s: {results_path}")
     return results

@@ -35,8 +35,11 @@ class Scale:
         capacity_bits: message lengths of Table 6.
         train / train_size: schedule and training-set size of every main run (embedding, plain
             baseline, fine-tuning, overwriting); ``None`` = the whole official training set.
-        small_train / small_train_size: cheaper schedule for the sweeps (Table 6, the independent
-            models of the false-positive check).
+        capacity_train / capacity_train_size: schedule and training-set size of the Table 6 sweep.
+        small_train / small_train_size: cheaper schedule of the independent models of the
+            false-positive check.
+        finetune_lr: initial learning rate of the attacks (fine-tuning, overwriting); ``None`` = reset
+            to the training lr, as the paper does (footnote 5).
         n_independent: independently trained models for the false-positive check (≥ 20).
         domain_a / domain_b: disjoint class sets for different-domain fine-tuning (embed on A,
             fine-tune on B with a new output head).
@@ -44,6 +47,9 @@ class Scale:
         table7_lams / table7_steps: λ sweep and Adam steps of "embedding without training".
         model_seed / train_seed / key_seed / split_seed: seeds of initialisation, shuffling, the
             secret key and the data split.
+        threads: torch intra-op threads while the runner works (restored afterwards); ``None`` keeps
+            torch's setting. ``quick`` uses 1: its tiny models gain nothing from more, and on a shared
+            2-core machine several multi-threaded torch processes slow each other down many-fold.
         command: the command line that reproduces this scale (shown in the README).
     """
 
@@ -55,9 +61,12 @@ class Scale:
     bits: int
     capacity_bits: tuple[int, ...]
     train: TrainConfig
+    capacity_train: TrainConfig
     small_train: TrainConfig
     train_size: int | None = None
+    capacity_train_size: int | None = None
     small_train_size: int | None = None
+    finetune_lr: float | None = None
     model_args: tuple[tuple[str, Any], ...] = ()
     strength: float = 0.01
     n_independent: int = 20
@@ -70,9 +79,12 @@ class Scale:
     train_seed: int = 0
     key_seed: int = 2017
     split_seed: int = 0
+    threads: int | None = None
     command: str = ""
 
     def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError("threads must be >= 1 or None")
         if self.n_independent < 1:
             raise ConfigError("n_independent must be >= 1")
         if set(self.domain_a) & set(self.domain_b):
@@ -81,6 +93,7 @@ class Scale:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["train"] = self.train.to_dict()
+        d["capacity_train"] = self.capacity_train.to_dict()
         d["small_train"] = self.small_train.to_dict()
         d["model_args"] = dict(self.model_args)
         return d
@@ -95,21 +108,25 @@ def _sgd(epochs: int, lr: float, *, milestones: tuple[int, ...] = (), batch_size
 SCALES: dict[str, Scale] = {
     "quick": Scale(
         name="quick", dataset="digits", model="simple-cnn", layer="conv2", capacity_layers=("conv2", "fc1"),
-        bits=128, capacity_bits=(64, 128, 512), train=_sgd(25, 0.05, milestones=(20,)), small_train=_sgd(8, 0.05),
-        small_train_size=720, n_independent=20, prune_rates=(0.0, 0.2, 0.4, 0.5, 0.6, 0.65, 0.7, 0.8, 0.9, 0.95),
-        table7_steps=300, command='python -c "from netmark.experiments.uchida import run; run(OUT, quick=True)"',
+        bits=128, capacity_bits=(64, 512), train=_sgd(12, 0.05, milestones=(9,), batch_size=32), finetune_lr=0.02,
+        capacity_train=_sgd(5, 0.05, batch_size=32), small_train=_sgd(3, 0.05), small_train_size=720,
+        n_independent=20, prune_rates=(0.0, 0.2, 0.4, 0.5, 0.6, 0.65, 0.7, 0.8, 0.9, 0.95),
+        table7_steps=300, threads=1,
+        command="netmark reproduce uchida --quick",
     ),
     "cpu": Scale(
         name="cpu", dataset="fashion-mnist", model="lenet5", layer="conv2", capacity_layers=("conv2", "fc1"),
         bits=256, capacity_bits=(256, 512, 1024, 2048), train=_sgd(5, 0.01, milestones=(4,)),
-        small_train=_sgd(3, 0.01), small_train_size=10000, n_independent=20,
-        command='python -c "from netmark.experiments.uchida import run; run(\'reports/uchida\')"',
+        capacity_train=_sgd(4, 0.01, milestones=(3,)), capacity_train_size=15000,
+        small_train=_sgd(2, 0.01), small_train_size=10000, n_independent=20,
+        command="netmark reproduce uchida",
     ),
     "paper": Scale(
         name="paper", dataset="cifar10", model="wrn", model_args=(("depth", 10), ("widen", 4)),
         layer="conv2.0.conv2", capacity_layers=("conv2.0.conv2", "conv3.0.conv2", "conv4.0.conv2"),
-        bits=256, capacity_bits=(256, 512, 1024, 2048), train=PAPER_TRAIN, small_train=PAPER_TRAIN,
-        n_independent=20, command='python -c "from netmark.experiments.uchida import run; run(OUT, scale=\'paper\')"',
+        bits=256, capacity_bits=(256, 512, 1024, 2048), train=PAPER_TRAIN, capacity_train=PAPER_TRAIN,
+        small_train=PAPER_TRAIN,
+        n_independent=20, command="netmark reproduce uchida --scale paper",
     ),
 }
 DEFAULT_SCALE = "cpu"
@@ -136,8 +153,9 @@ class RunSpec:
         name: unique run name (key of ``results["runs"]``).
         key_type: ``None`` for a plain model, else the Uchida key type (``random``/``direct``/``diff``).
         bits / layer: message length and host layer (``None``: the scale's).
-        data: ``main`` | ``small`` (the sweep subset) | ``domain-a`` | ``domain-b``.
-        schedule: ``main`` | ``small`` (the scale's ``train`` / ``small_train``).
+        data: ``main`` | ``capacity`` | ``small`` (the sweep subsets) | ``domain-a`` | ``domain-b``.
+        schedule: ``main`` | ``capacity`` | ``small`` (the scale's ``train`` / ``capacity_train`` /
+            ``small_train``); attacks start at ``finetune_lr`` when the scale sets one.
         model_seed / train_seed / key_seed: initialisation, shuffling and key seeds.
         parent / attack: a derived model — ``attack`` (``finetune``, ``finetune-new-head``,
             ``overwrite``) applied to run ``parent`` on ``data``; ``train_seed`` seeds the attack.
@@ -175,9 +193,9 @@ def plan(scale: Scale) -> dict[str, RunSpec]:
     ]
     for layer in scale.capacity_layers:
         for bits in scale.capacity_bits:
-            runs.append(RunSpec(capacity_run(layer, bits), key_type="random", bits=bits, layer=layer, data="small",
-                                schedule="small", model_seed=ms, train_seed=ts, key_seed=ks))
-    runs.append(RunSpec("capacity-plain", data="small", schedule="small", model_seed=ms, train_seed=ts))
+            runs.append(RunSpec(capacity_run(layer, bits), key_type="random", bits=bits, layer=layer,
+                                data="capacity", schedule="capacity", model_seed=ms, train_seed=ts, key_seed=ks))
+    runs.append(RunSpec("capacity-plain", data="capacity", schedule="capacity", model_seed=ms, train_seed=ts))
     for i in range(scale.n_independent):
         runs.append(RunSpec(independent_run(i), data="small", schedule="small", model_seed=1000 + i,
                             train_seed=1000 + i))
@@ -193,8 +211,12 @@ def independent_run(i: int) -> str:
 
 
 def schedule_of(scale: Scale, spec: RunSpec) -> TrainConfig:
-    """The TrainConfig of a run: the scale's schedule with the run's seed."""
-    base = scale.train if spec.schedule == "main" else scale.small_train
+    """The TrainConfig of a run: the scale's schedule with the run's seed (and ``finetune_lr`` for attacks)."""
+    base = {"main": scale.train, "capacity": scale.capacity_train, "small": scale.small_train}.get(spec.schedule)
+    if base is None:
+        raise ConfigError(f"unknown schedule {spec.schedule!r}")
+    if spec.attack is not None and scale.finetune_lr is not None:
+        base = replace(base, lr=scale.finetune_lr)
     return replace(base, seed=spec.train_seed)
 
 
