@@ -169,3 +169,13 @@ def test_plain_state_dict_with_another_head_loads(tmp_path: Path, key: Watermark
     torch.save(five.state_dict(), tmp_path / "five.pt")
     back = load_model(tmp_path / "five.pt", arch=key.arch)
     assert back.fc2.out_features == 5 and torch.equal(back.conv2.weight, five.conv2.weight)
+
+
+def test_file_permissions_models_public_keys_private(tmp_path: Path, cnn, key: WatermarkKey) -> None:
+    old = os.umask(0o022)
+    try:
+        p = save_model(cnn, tmp_path / "m.safetensors")
+    finally:
+        os.umask(old)
+    assert p.stat().st_mode & 0o777 == 0o644
+    assert key.save(tmp_path / "owner.key").stat().st_mode & 0o777 == 0o600

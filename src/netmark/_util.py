@@ -79,10 +79,13 @@ def check_writable(path: str | os.PathLike[str], force: bool) -> Path:
     return p
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None], *, force: bool = False) -> Path:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None], *, force: bool = False,
+                 private: bool = False) -> Path:
     """Write a file atomically: ``write(tmp)`` into the same directory, then ``os.replace``.
 
     A crash or an exception leaves neither a partial file nor a changed original behind.
+    ``private=True`` (secret keys) keeps the file readable by its owner only (0600); other
+    files get the usual ``0666 & ~umask``.
     """
     target = check_writable(path, force)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -91,6 +94,10 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None], *,
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        if not private:  # mkstemp creates 0600; give ordinary files the usual permissions
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
     finally:
         if tmp.exists():

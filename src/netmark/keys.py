@@ -99,10 +99,10 @@ class WatermarkKey:
         return sha256_hex(*parts)
 
     def save(self, path: str | os.PathLike[str], *, force: bool = False) -> Path:
-        """Write the key atomically; refuses to overwrite unless ``force``."""
+        """Write the key atomically, readable by its owner only (0600); refuses to overwrite unless ``force``."""
         meta = {_META: canonical_json({**self._fields(), "fingerprint": self.fingerprint})}
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.tensors.items()}
-        return atomic_write(path, lambda p: save_file(tensors, str(p), metadata=meta), force=force)
+        return atomic_write(path, lambda p: save_file(tensors, str(p), metadata=meta), force=force, private=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> WatermarkKey:
