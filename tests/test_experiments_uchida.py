@@ -168,3 +168,20 @@ def test_full_cpu_scale(tmp_path: Path) -> None:
     assert acc["fidelity"]["ber"] == 0.0 and acc["false_positives"]["n_detected"] == 0
     assert acc["pruned_65"]["ber"] == 0.0 and acc["finetuned_same_domain"]["ber"] == 0.0
     assert abs(acc["fidelity"]["gap_pp"]) < 1.0
+
+
+def test_cli_report_and_reproduce_refusals(quick, tmp_path: Path) -> None:
+    """`netmark report DIR` re-renders from results.json; `reproduce` refuses unknown papers and existing output."""
+    from typer.testing import CliRunner
+
+    from netmark.cli import app
+
+    out, _, _ = quick
+    runner = CliRunner()
+    r = runner.invoke(app, ["report", str(out), "--out", str(tmp_path / "again")])
+    assert r.exit_code == 0, r.stderr
+    assert (tmp_path / "again" / "README.md").read_text() == (out / "README.md").read_text()
+    r = runner.invoke(app, ["reproduce", "nosuchpaper", "--quick", "--out", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "no reproduction called 'nosuchpaper'" in r.stderr
+    r = runner.invoke(app, ["reproduce", "uchida", "--quick", "--out", str(out)])
+    assert r.exit_code == 2 and "already exists" in r.stderr and "--force" in r.stderr
