@@ -31,6 +31,7 @@ from netmark.errors import ConfigError, OutputExistsError
 #: experiment id (``results["experiment"]``) → module exposing ``render(results_json_path, out_dir)``.
 REPRODUCTIONS: dict[str, str] = {
     "uchida2017": "netmark.experiments.uchida",
+    "wang2020": "netmark.experiments.wang",
 }
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

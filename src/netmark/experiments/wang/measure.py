@@ -1,0 +1,218 @@
+"""Measurements of each experiment (``MEASURES[name](runner, experiment) -> dict``), on cached runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from torch import nn
+
+from netmark.attacks import PruneConfig, prune
+from netmark.keys import WatermarkKey
+from netmark.metrics import histogram_correlation_matrix, layer_weights
+from netmark.training import evaluate
+from netmark.verify import false_positive_rate, verify
+
+from .runner import method_of
+from .spec import METHODS, Experiment, all_bits, attacked_run, independent_run, marked_run
+
+if TYPE_CHECKING:
+    from .runner import Runner, Trained
+
+Measure = Callable[["Runner", Experiment], dict[str, Any]]
+MEASURES: dict[str, Measure] = {}
+ORDERS = ("ascending", "random", "descending")
+HIST_MODELS = ("plain", "uchida", "manu", "auto")
+
+
+def measure(fn: Measure) -> Measure:
+    MEASURES[fn.__name__] = fn
+    return fn
+
+
+def wm_stats(model: nn.Module, key: WatermarkKey) -> dict[str, Any]:
+    """Bit accuracy, matches, detection, p-value and L2 (per-bit BCE) of ``key``'s watermark in ``model``."""
+    r = verify(model, key)
+    ex = method_of(key).extract(model, key)
+    l2 = ex.details["l2_loss"] if key.method == "wang" else ex.details["embed_loss"] / len(key.message)
+    return {"bit_accuracy": r.score, "matched_bits": r.matched_bits, "total_bits": r.total_bits,
+            "detected": r.detected, "p_value": r.p_value, "log10_p_value": r.details.get("log10_p_value"), "l2": l2}
+
+
+def _main(runner: Runner, method: str) -> Trained:
+    return runner.get(marked_run(method, runner.scale.bits))
+
+
+def _key(t: Trained) -> WatermarkKey:
+    assert t.key is not None
+    return t.key
+
+
+@measure
+def table3(runner: Runner, exp: Experiment) -> dict[str, Any]:
+    plain = runner.get("plain")
+    rows: dict[str, Any] = {"plain": {"test_accuracy": plain.test_accuracy}}
+    for method in METHODS:
+        t = _main(runner, method)
+        key = _key(t)
+        rows[method] = {"test_accuracy": t.test_accuracy, "gap_pp": 100 * (plain.test_accuracy - t.test_accuracy),
+                        **wm_stats(t.model, key)}
+        rows[method]["plain_with_key"] = wm_stats(plain.model, key)
+        if key.method == "wang":
+            rows[method]["selected_weights"] = int((key.tensors["selection"] != 0).sum())
+    return {"bits": runner.scale.bits, "epochs": runner.scale.train.epochs, "rows": rows,
+            "converge_epochs": runner.scale.converge_epochs}
+
+
+@measure
+def table4(runner: Runner, exp: Experiment) -> dict[str, Any]:
+    sc = runner.scale
+    out: dict[str, Any] = {}
+    for method in METHODS:
+        before = _main(runner, method)
+        key = _key(before)
+        b = wm_stats(before.model, key)
+        out[method] = {}
+        for domain in ("sd", "dd"):
+            after = runner.get(attacked_run(method, sc.bits, domain))
+            a = wm_stats(after.model, key)
+            out[method][domain] = {
+                "l2_before": b["l2"], "l2_after": a["l2"], "bit_accuracy_before": b["bit_accuracy"],
+                "bit_accuracy_after": a["bit_accuracy"], "detected_after": a["detected"],
+                "log10_p_value_after": a["log10_p_value"], "test_accuracy_before": before.test_accuracy,
+                "test_accuracy_after": after.test_accuracy,
+                "fashion_test_accuracy_after": evaluate(after.model, before.test)["accuracy"],
+                "train_size": after.train_size}
+    sd, dd = runner.data("sd"), runner.data("dd")
+    return {**out, "epochs": sc.finetune_epochs, "lr": sc.train.lr, "optimizer": sc.train.optimizer,
+            "sd_data": f"{len(sd[0])} held-out {sd[0].name} training images (the validation split)",
+            "dd_data": f"{len(dd[0])} {dd[0].name} images (test: {len(dd[1])})", "dd_source": sc.dd_source}
+
+
+def pruned(runner: Runner, t: Trained, rate: float, order: str) -> nn.Module:
+    return prune(t.model, PruneConfig(rate=rate, order=order, layer=runner.scale.layer, seed=runner.scale.key_seed))
+
+
+def prune_curve(runner: Runner, t: Trained, order: str) -> list[dict[str, Any]]:
+    rows = []
+    for a in runner.scale.prune_rates:
+        m = pruned(runner, t, a, order)
+        st = wm_stats(m, _key(t))
+        rows.append({"rate": a, "test_accuracy": evaluate(m, t.test)["accuracy"], "l2": st["l2"],
+                     "bit_accuracy": st["bit_accuracy"], "detected": st["detected"],
+                     "log10_p_value": st["log10_p_value"]})
+    return rows
+
+
+@measure
+def fig4(runner: Runner, exp: Experiment) -> dict[str, Any]:
+    out: dict[str, Any] = {"rates": list(runner.scale.prune_rates), "layer": runner.scale.layer,
+                           "bits": runner.scale.bits}
+    plain = runner.get("plain")
+    out["plain"] = {o: [{"rate": a, "test_accuracy": evaluate(pruned(runner, plain, a, o), plain.test)["accuracy"]}
+                        for a in runner.scale.prune_rates] for o in ORDERS}
+    for method in METHODS:
+        out[method] = {o: prune_curve(runner, _main(runner, method), o) for o in ORDERS}
+    return out
+
+
+@measure
+def table5(runner: Runner, exp: Experiment) -> dict[str, Any]:
+    sc = runner.scale
+    plain = runner.get("plain")
+    cells: dict[str, dict[str, Any]] = {}
+    for bits in sc.capacity_bits:
+        cells[str(bits)] = {}
+        for method in METHODS:
+            t = runner.get(marked_run(method, bits))
+            key = _key(t)
+            st = wm_stats(t.model, key)
+            cells[str(bits)][method] = {"test_accuracy": t.test_accuracy, "bit_accuracy": st["bit_accuracy"],
+                                        "detected": st["detected"], "l2": st["l2"],
+                                        "log10_p_value": st["log10_p_value"], "seconds": t.seconds}
+            if key.method == "wang":
+                cells[str(bits)][method]["selected_weights"] = int((key.tensors["selection"] != 0).sum())
+    return {"bits": list(sc.capacity_bits), "cells": cells, "plain_test_accuracy": plain.test_accuracy,
+            "epochs": sc.train.epochs, "train_size": plain.train_size}
+
+
+@measure
+def table7(runner: Runner, exp: Experiment) -> dict[str, Any]:
+    sc = runner.scale
+    out: dict[str, Any] = {"layer": sc.layer, "bin_width": 0.1}
+    for label, bits in (("main", sc.bits), ("largest", max(sc.capacity_bits))):
+        models = {"plain": runner.get("plain").model,
+                  **{m: runner.get(marked_run(m, bits)).model for m in ("auto", "manu", "uchida")}}
+        out[label] = {"bits": bits, "matrix": histogram_correlation_matrix(models, layer=sc.layer)}
+    out["weights"] = {m: [round(float(v), 5) for v in layer_weights(
+        runner.get("plain").model if m == "plain" else runner.get(marked_run(m, sc.bits)).model, sc.layer)]
+        for m in HIST_MODELS}
+    return out
+
+
+def _fp(runner: Runner, key: WatermarkKey, models: list[nn.Module], desc: str) -> dict[str, Any]:
+    fp = false_positive_rate(models, key).to_dict()
+    fp.pop("scores", None)
+    fp["models"] = desc
+    fp["key_bits"] = len(key.message)
+    return fp
+
+
+@measure
+def acceptance(runner: Runner, exp: Experiment) -> dict[str, Any]:
+    sc = runner.scale
+    plain = runner.get("plain")
+    big = max(sc.capacity_bits)
+    capacity: dict[str, Any] = {}
+    for method in METHODS:
+        t = runner.get(marked_run(method, big))
+        st = wm_stats(t.model, _key(t))
+        capacity[method] = {"bits": big, "test_accuracy": t.test_accuracy, "bit_accuracy": st["bit_accuracy"],
+                            "detected": st["detected"], "log10_p_value": st["log10_p_value"],
+                            "gap_pp": 100 * (plain.test_accuracy - t.test_accuracy)}
+    pruning: dict[str, Any] = {}
+    for name in (marked_run("auto", sc.bits), marked_run("manu", sc.bits), marked_run("auto", big),
+                 marked_run("manu", big)):
+        t = runner.get(name)
+        m = pruned(runner, t, 0.9, "ascending")
+        st = wm_stats(m, _key(t))
+        pruning[name] = {"bit_accuracy": st["bit_accuracy"], "detected": st["detected"],
+                         "log10_p_value": st["log10_p_value"], "test_accuracy": evaluate(m, t.test)["accuracy"]}
+    finetuning: dict[str, Any] = {}
+    for method in METHODS:
+        key = _key(_main(runner, method))
+        for domain in ("sd", "dd"):
+            t = runner.get(attacked_run(method, sc.bits, domain))
+            st = wm_stats(t.model, key)
+            finetuning[f"{method}-{domain}"] = {"bit_accuracy": st["bit_accuracy"], "detected": st["detected"],
+                                                "log10_p_value": st["log10_p_value"], "epochs": sc.finetune_epochs}
+    indep = [runner.get(independent_run(i)) for i in range(sc.n_independent)]
+    desc = (f"{len(indep)} independent {sc.model} (seeds 1000..{999 + len(indep)}, {indep[0].train_size} "
+            f"{sc.dataset} images, {sc.small_train.epochs} epochs) + the plain baseline")
+    models = [t.model for t in indep] + [plain.model]
+    fps = {name: _fp(runner, _key(runner.get(name)), models, desc)
+           for name in dict.fromkeys([marked_run("auto", big), marked_run("manu", big), marked_run("auto", sc.bits),
+                                      marked_run("manu", sc.bits)])}
+    a_auto, a_manu = capacity["auto"], capacity["manu"]
+    p90 = pruning[marked_run("auto", sc.bits)]
+    sd = finetuning["auto-sd"]
+    n_fp = sum(f["n_detected"] for f in fps.values())
+    criteria = {
+        f"auto_{big}_bit_accuracy": {"value": a_auto["bit_accuracy"], "threshold": "== 1", "passed":
+                                     a_auto["bit_accuracy"] == 1.0},
+        f"manu_{big}_bit_accuracy": {"value": a_manu["bit_accuracy"], "threshold": "== 1", "passed":
+                                     a_manu["bit_accuracy"] == 1.0},
+        f"auto_{big}_fidelity_gap_pp": {"value": a_auto["gap_pp"], "threshold": "<= 0.5",
+                                        "passed": a_auto["gap_pp"] <= 0.5},
+        f"manu_{big}_fidelity_gap_pp": {"value": a_manu["gap_pp"], "threshold": "<= 0.5",
+                                        "passed": a_manu["gap_pp"] <= 0.5},
+        "auto_pruned_90_ascending_bit_accuracy": {"value": p90["bit_accuracy"], "threshold": "== 1",
+                                                  "passed": p90["bit_accuracy"] == 1.0},
+        "auto_sd_finetuned_bit_accuracy": {"value": sd["bit_accuracy"], "threshold": "== 1",
+                                           "passed": sd["bit_accuracy"] == 1.0},
+        "false_positives": {"value": n_fp, "threshold": "== 0", "passed": n_fp == 0},
+    }
+    return {"plain_test_accuracy": plain.test_accuracy, "capacity": capacity, "pruned_90_ascending": pruning,
+            "finetuned": finetuning, "false_positives": fps, "criteria": criteria,
+            "epochs": sc.train.epochs, "bits_main": sc.bits, "bits_largest": big,
+            "all_bits": all_bits(sc), "all_passed": all(c["passed"] for c in criteria.values())}

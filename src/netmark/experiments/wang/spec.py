@@ -1,0 +1,293 @@
+"""Wang et al. 2020 reproduction, declared as data: scales, runs (trained models) and experiments.
+
+* :class:`Scale` — dataset, model, host layer, schedules and sweep sizes. Presets in :data:`SCALES`:
+  ``quick`` (digits + mlp, < 1 minute) and ``cpu`` (Fashion-MNIST + the paper's 784-64-10 MLP,
+  ~25 minutes on 2 shared cores; the default "full" mode).
+* :class:`RunSpec` — one model: trained from scratch (plain, Uchida, MANU or AUTO) or derived from
+  another run by fine-tuning (same domain ``sd``, different domain ``dd``). :func:`plan` lists every
+  run of a scale; the runner trains each at most once per invocation and shares it between experiments.
+* :class:`Experiment` — one table/figure of the paper: which runs it needs, the paper's values, and
+  the name of its measurement (``measure.MEASURES``). :data:`EXPERIMENTS` is the whole reproduction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from netmark.errors import ConfigError
+from netmark.methods.wang import PAPER_TRAIN_MLP
+from netmark.training import TrainConfig
+
+#: the methods compared, in the paper's order ("[7]" is Uchida et al.).
+METHODS = ("uchida", "manu", "auto")
+DD_SOURCES = ("digits-28", "permuted-labels")
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Everything that differs between a quick run and the full CPU run.
+
+    Attributes:
+        name: preset name.
+        dataset / model: training data (``netmark.data.load``) and architecture (``netmark.models.build``).
+        layer: host layer (paper: the MLP's hidden→output weights ``fc2``, M = 640).
+        bits: message length of the main runs (paper 512).
+        capacity_bits: message lengths of Table 5 (paper 256…4096).
+        train: schedule of every trained model (paper: Adam 1e-3, batch 32, 50 epochs).
+        val_size: images held out of the official training set (paper 12,000); the same-domain
+            fine-tuning attack draws its data from them.
+        converge_epochs: MANU's selection epoch (paper 6 for the MLP).
+        finetune_epochs: epochs of both fine-tuning attacks (paper 50), Adam at the training lr.
+        dd_source: different-domain data that keeps the 10-way head (``fc2`` is both host and output
+            layer): ``digits-28`` (sklearn digits upsampled to 28×28) or ``permuted-labels`` (the
+            training images with a fixed derangement of the labels).
+        small_train / small_train_size: cheaper schedule of the independent models (false positives).
+        n_independent: independently trained models for the false-positive check (≥ 20).
+        prune_rates: compression rates α of Fig. 4.
+        uchida_strength: λ of the Uchida comparison (its paper's 0.01, summed BCE, ``average=False``).
+        model_seed / train_seed / key_seed / split_seed: seeds.
+        command: the command line that reproduces this scale (shown in the README).
+    """
+
+    name: str
+    dataset: str
+    model: str
+    layer: str
+    bits: int
+    capacity_bits: tuple[int, ...]
+    train: TrainConfig
+    small_train: TrainConfig
+    val_size: int
+    converge_epochs: int = 6
+    finetune_epochs: int = 50
+    dd_source: str = "digits-28"
+    small_train_size: int | None = None
+    n_independent: int = 20
+    prune_rates: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    uchida_strength: float = 0.01
+    model_seed: int = 0
+    train_seed: int = 0
+    key_seed: int = 2020
+    split_seed: int = 0
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        if self.n_independent < 1:
+            raise ConfigError("n_independent must be >= 1")
+        if self.dd_source not in DD_SOURCES:
+            raise ConfigError(f"dd_source must be one of {', '.join(DD_SOURCES)}, got {self.dd_source!r}")
+        if self.train.epochs <= self.converge_epochs:
+            raise ConfigError("MANU needs more training epochs than converge_epochs")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["train"] = self.train.to_dict()
+        d["small_train"] = self.small_train.to_dict()
+        return d
+
+
+def _adam(epochs: int) -> TrainConfig:
+    """The paper's MLP schedule (Adam lr 1e-3, batch 32) with ``epochs`` epochs."""
+    return replace(PAPER_TRAIN_MLP, epochs=epochs, progress=True)
+
+
+SCALES: dict[str, Scale] = {
+    "quick": Scale(
+        name="quick", dataset="digits", model="mlp", layer="fc2", bits=256, capacity_bits=(256, 1024),
+        train=_adam(20), small_train=_adam(4), val_size=360, converge_epochs=5, finetune_epochs=10,
+        dd_source="permuted-labels", n_independent=20, command="netmark reproduce wang --quick",
+    ),
+    "cpu": Scale(
+        name="cpu", dataset="fashion-mnist", model="mlp", layer="fc2", bits=512,
+        capacity_bits=(256, 512, 1024, 2048, 4096), train=_adam(7), small_train=_adam(2), small_train_size=12000,
+        val_size=12000, converge_epochs=5, finetune_epochs=50, dd_source="digits-28", n_independent=20,
+        command="netmark reproduce wang",
+    ),
+}
+DEFAULT_SCALE = "cpu"
+
+
+def get_scale(scale: str | Scale | None, quick: bool = False) -> Scale:
+    """A preset by name (``None``: ``quick`` if ``quick`` else ``cpu``) or a custom :class:`Scale`."""
+    if isinstance(scale, Scale):
+        return scale
+    name = scale if scale is not None else ("quick" if quick else DEFAULT_SCALE)
+    if name not in SCALES:
+        raise ConfigError(f"unknown scale {name!r}; choose one of {', '.join(SCALES)}")
+    return SCALES[name]
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One model of the reproduction.
+
+    Attributes:
+        name: unique run name (key of ``results["runs"]``).
+        method: ``None`` (plain), ``uchida``, ``manu`` or ``auto``.
+        bits: message length (``None`` for a plain model).
+        data: ``main`` | ``small`` (training data) | ``sd`` | ``dd`` (attack data).
+        schedule: ``main`` | ``small`` | ``finetune``.
+        parent / attack: a derived model: ``finetune`` of run ``parent`` on ``data``.
+    """
+
+    name: str
+    method: str | None = None
+    bits: int | None = None
+    data: str = "main"
+    schedule: str = "main"
+    model_seed: int = 0
+    train_seed: int = 0
+    key_seed: int = 2020
+    parent: str | None = None
+    attack: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def marked_run(method: str, bits: int) -> str:
+    return f"{method}-{bits}"
+
+
+def attacked_run(method: str, bits: int, domain: str) -> str:
+    return f"{method}-{bits}-{domain}"
+
+
+def independent_run(i: int) -> str:
+    return f"independent-{i:02d}"
+
+
+def all_bits(scale: Scale) -> list[int]:
+    return sorted({scale.bits, *scale.capacity_bits})
+
+
+def plan(scale: Scale) -> dict[str, RunSpec]:
+    """Every run the experiments can ask for at ``scale`` (trained lazily, at most once)."""
+    ms, ts, ks = scale.model_seed, scale.train_seed, scale.key_seed
+    runs = [RunSpec("plain", model_seed=ms, train_seed=ts)]
+    for method in METHODS:
+        for bits in all_bits(scale):
+            runs.append(RunSpec(marked_run(method, bits), method=method, bits=bits, model_seed=ms, train_seed=ts,
+                                key_seed=ks))
+        for domain in ("sd", "dd"):
+            runs.append(RunSpec(attacked_run(method, scale.bits, domain), data=domain, schedule="finetune",
+                                train_seed=ts + 1, parent=marked_run(method, scale.bits), attack="finetune"))
+    for i in range(scale.n_independent):
+        runs.append(RunSpec(independent_run(i), data="small", schedule="small", model_seed=1000 + i,
+                            train_seed=1000 + i))
+    return {r.name: r for r in runs}
+
+
+def schedule_of(scale: Scale, spec: RunSpec) -> TrainConfig:
+    """The TrainConfig of a run: the scale's schedule with the run's seed."""
+    if spec.schedule == "main":
+        base = scale.train
+    elif spec.schedule == "small":
+        base = scale.small_train
+    elif spec.schedule == "finetune":
+        base = replace(scale.train, epochs=scale.finetune_epochs)
+    else:
+        raise ConfigError(f"unknown schedule {spec.schedule!r}")
+    return replace(base, seed=spec.train_seed)
+
+
+# ----------------------------------------------------------------------------- experiments
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One table or figure of the paper (``runs``: ``@capacity`` / ``@independent`` expand to the sweeps)."""
+
+    name: str
+    paper_ref: str
+    title: str
+    runs: tuple[str, ...]
+    paper: dict[str, Any] = field(default_factory=dict)
+    notes: str = ""
+
+    def resolve_runs(self, scale: Scale) -> list[str]:
+        out: list[str] = []
+        for r in self.runs:
+            if r == "@main":
+                out += ["plain", *(marked_run(m, scale.bits) for m in METHODS)]
+            elif r == "@capacity":
+                out += ["plain", *(marked_run(m, b) for b in scale.capacity_bits for m in METHODS)]
+            elif r == "@finetuned":
+                out += [attacked_run(m, scale.bits, d) for m in METHODS for d in ("sd", "dd")]
+            elif r == "@independent":
+                out += [independent_run(i) for i in range(scale.n_independent)]
+            else:
+                out.append(r)
+        return list(dict.fromkeys(out))
+
+
+#: Table 3, MLP on MNIST: test accuracy (%) non-marked / marked and L2 (VGG16 rows for reference).
+TABLE3_PAPER = {
+    "mlp": {"plain": {"accuracy": 97.45}, "uchida": {"accuracy": 97.28, "l2": 1.55e-1},
+            "manu": {"accuracy": 97.44, "l2": 8.50e-5}, "auto": {"accuracy": 97.49, "l2": 5.90e-8}},
+    "vgg16": {"plain": {"accuracy": 83.65}, "uchida": {"accuracy": 82.62, "l2": 2.38e-3},
+              "manu": {"accuracy": 83.41, "l2": 7.28e-8}, "auto": {"accuracy": 83.21, "l2": 6.63e-8}},
+    "manu_selected": {"mlp": "163 of 640 after 6 epochs", "vgg16": "793 of 1728 after 26 epochs"},
+}
+
+#: Table 4 (VGG16 on CIFAR-10; SD: 12,000 CIFAR-10 images, DD: 12,000 CIFAR-100 images, 50 epochs).
+TABLE4_PAPER = {
+    "uchida": {"sd": {"l2_before": 2.38e-3, "l2_after": 4.03e-2, "bit_accuracy": 98.83},
+               "dd": {"l2_before": 2.38e-3, "l2_after": 1.59e-1, "bit_accuracy": 63.87}},
+    "manu": {"sd": {"l2_before": 7.28e-8, "l2_after": 5.95e-6, "bit_accuracy": 100.0},
+             "dd": {"l2_before": 7.28e-8, "l2_after": 8.23e-2, "bit_accuracy": 100.0}},
+    "auto": {"sd": {"l2_before": 6.63e-8, "l2_after": 2.09e-7, "bit_accuracy": 100.0},
+             "dd": {"l2_before": 6.63e-8, "l2_after": 2.45e-2, "bit_accuracy": 100.0}},
+}
+
+#: Table 5, MLP: bits → method → (AO = task accuracy %, AW = bit accuracy %).
+TABLE5_PAPER = {
+    "256": {"uchida": [97.36, 100.0], "manu": [97.44, 100.0], "auto": [97.44, 100.0]},
+    "512": {"uchida": [97.28, 98.05], "manu": [97.44, 100.0], "auto": [97.49, 100.0]},
+    "1024": {"uchida": [97.27, 79.20], "manu": [97.42, 100.0], "auto": [97.43, 100.0]},
+    "2048": {"uchida": [97.15, 65.87], "manu": [97.39, 100.0], "auto": [97.41, 100.0]},
+    "4096": {"uchida": [97.12, 58.84], "manu": [97.32, 100.0], "auto": [97.33, 100.0]},
+}
+
+#: Table 7, MLP: histogram correlations (Eq. 2) of the embedded layer's weights.
+TABLE7_PAPER = {
+    "auto": {"auto": 1.0, "manu": 0.9731, "uchida": 0.9371, "plain": 0.9191},
+    "manu": {"auto": 0.9731, "manu": 1.0, "uchida": 0.9162, "plain": 0.8844},
+    "uchida": {"auto": 0.9371, "manu": 0.9162, "uchida": 1.0, "plain": 0.8462},
+    "plain": {"auto": 0.9191, "manu": 0.8844, "uchida": 0.8462, "plain": 1.0},
+}
+
+EXPERIMENTS: tuple[Experiment, ...] = (
+    Experiment("table3", "Table 3", "Fidelity (test accuracy) and watermark loss L2, non-marked vs marked",
+               ("@main",), paper=TABLE3_PAPER,
+               notes="L2 is the per-bit mean BCE between the extracted and the embedded message (Eq. 1); for "
+                     "Uchida it is its embedding loss E_R per bit, the paper's 'watermark loss' of [7]."),
+    Experiment("table4", "Table 4", "Robustness to fine-tuning: L2 and bit accuracy before/after SD and DD",
+               ("@main", "@finetuned"), paper=TABLE4_PAPER,
+               notes="The paper's Table 4 is VGG16 only (host conv1_1; DD extends the head to CIFAR-100's 100 "
+                     "classes). The MLP's host fc2 is its output layer, so a new head would delete the watermark: "
+                     "DD here keeps the 10-way head and fine-tunes on another 10-class domain. The extractor is not "
+                     "used during fine-tuning."),
+    Experiment("fig4", "Fig. 4", "Task accuracy, L2 and bit accuracy vs compression rate of the embedded layer",
+               ("@main",),
+               paper={"claim": "at 90% 'ascending' compression AUTO still reconstructs the watermark perfectly "
+                               "while [7] is random guessing; 'ascending' hurts L2 least for every method",
+                      "auto_bit_accuracy_ascending_90": 100.0}),
+    Experiment("table5", "Table 5", "Capacity: task accuracy (AO) and bit accuracy (AW) by watermark size",
+               ("@capacity",), paper=TABLE5_PAPER),
+    Experiment("table7", "Tables 7-8", "Histogram correlation (Eq. 2, bin width 0.1) of the embedded layer",
+               ("@main", "@capacity"), paper=TABLE7_PAPER,
+               notes="Paper Table 7 is the MLP (Table 8 VGG16, not reproduced); all 640 weights of fc2."),
+    Experiment("acceptance", "issue 3", "Acceptance: capacity, fidelity, pruning, fine-tuning, false positives",
+               ("@main", "@capacity", "@finetuned", "@independent"),
+               paper={"fidelity_gap_pp_max": 0.5, "bit_accuracy": 1.0, "pruned_90_ascending_bit_accuracy": 1.0,
+                      "sd_bit_accuracy": 1.0, "false_positives": 0}),
+)
+
+
+def experiment_names() -> list[str]:
+    return [e.name for e in EXPERIMENTS]
