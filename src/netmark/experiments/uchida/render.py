@@ -6,16 +6,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from netmark._util import atomic_write_text
+from netmark.experiments.common import render_reproduction
 from netmark.experiments.report import (
-    check_render_target,
     figure,
     fmt,
     markdown_table,
     pct,
     plot_hist,
     plot_lines,
-    read_results,
 )
 from netmark.methods.uchida import PAPER_TRAIN
 
@@ -31,16 +29,13 @@ def render(results_json_path: str | os.PathLike[str], out_dir: str | os.PathLike
     ``out_dir`` defaults to the directory of ``results.json`` (whose README/PNGs are overwritten);
     another directory's existing files are only overwritten with ``force``.
     """
-    src = Path(results_json_path)
-    res = read_results(src)
-    out = Path(out_dir) if out_dir is not None else src.parent
-    check_render_target(src, out, ("README.md", *FIGURES), force)
-    out.mkdir(parents=True, exist_ok=True)
-    ex = res["experiments"]
-    written = [_fig1(out / FIGURES[0], ex["fig1"]["measured"]), _fig2(out / FIGURES[1], ex["fig2"]["measured"]),
-               _fig5(out / FIGURES[2], ex["fig5"]["measured"]), _fig6(out / FIGURES[3], ex["fig5"]["measured"])]
-    written.append(atomic_write_text(out / "README.md", markdown(res), force=True))
-    return written
+    return render_reproduction(results_json_path, out_dir, force=force, figures=FIGURES, draw=_figures,
+                               markdown=markdown)
+
+
+def _figures(out: Path, ex: dict[str, Any]) -> list[Path]:
+    return [_fig1(out / FIGURES[0], ex["fig1"]["measured"]), _fig2(out / FIGURES[1], ex["fig2"]["measured"]),
+            _fig5(out / FIGURES[2], ex["fig5"]["measured"]), _fig6(out / FIGURES[3], ex["fig5"]["measured"])]
 
 
 # ----------------------------------------------------------------------------- figures

@@ -13,10 +13,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from netmark.errors import ConfigError
+from netmark.experiments.common import ExperimentBase, pick_scale
 from netmark.methods.uchida import PAPER_TRAIN
 from netmark.training import TrainConfig
 
@@ -134,12 +135,7 @@ DEFAULT_SCALE = "cpu"
 
 def get_scale(scale: str | Scale | None, quick: bool = False) -> Scale:
     """A preset by name (``None``: ``quick`` if ``quick`` else ``cpu``) or a custom :class:`Scale`."""
-    if isinstance(scale, Scale):
-        return scale
-    name = scale if scale is not None else ("quick" if quick else DEFAULT_SCALE)
-    if name not in SCALES:
-        raise ConfigError(f"unknown scale {name!r}; choose one of {', '.join(SCALES)}")
-    return SCALES[name]
+    return pick_scale(scale, quick, SCALES, Scale, DEFAULT_SCALE)
 
 
 # ----------------------------------------------------------------------------- runs
@@ -224,7 +220,7 @@ def schedule_of(scale: Scale, spec: RunSpec) -> TrainConfig:
 
 
 @dataclass(frozen=True)
-class Experiment:
+class Experiment(ExperimentBase):
     """One table or figure of the paper.
 
     Attributes:
@@ -235,13 +231,6 @@ class Experiment:
         paper: the paper's values (``None`` where the extracted text lost them).
         notes: how our measurement maps onto the paper's.
     """
-
-    name: str
-    paper_ref: str
-    title: str
-    runs: tuple[str, ...]
-    paper: dict[str, Any] = field(default_factory=dict)
-    notes: str = ""
 
     def resolve_runs(self, scale: Scale) -> list[str]:
         out: list[str] = []

@@ -1,0 +1,285 @@
+"""Machinery shared by the paper reproductions (``netmark.experiments.<paper>``).
+
+Each paper keeps its own data in its package — the :class:`Scale` fields and presets, the run specs,
+the experiments and their measurements, the markdown and figures — and plugs it into the pieces here:
+
+* :func:`pick_scale` — a preset by name or a custom scale (``get_scale`` of each paper);
+* :class:`ExperimentBase` — the fields of one table/figure of a paper;
+* :class:`TrainedBase` — a trained model of a reproduction and its ``results["runs"]`` record;
+* :class:`RunnerBase` — the run cache (:meth:`~RunnerBase.get`), data caching and fresh models; a paper
+  says how to load a data role, which watermark method trains a run and how to derive a run by an attack;
+* :func:`run_reproduction` — the ``run(...)`` entry point: checks the output, sets threads, runs every
+  experiment, writes ``results.json`` and renders it;
+* :func:`render_reproduction` — the ``render(...)`` entry point: reads ``results.json``, checks the
+  target, writes the figures and ``README.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from netmark import __version__
+from netmark._util import atomic_write_text, check_writable, seeded
+from netmark.data import ArrayDataset
+from netmark.errors import ConfigError
+from netmark.experiments.report import check_render_target, read_results, write_json
+from netmark.keys import WatermarkKey
+from netmark.methods.base import WatermarkMethod
+from netmark.models import build
+from netmark.training import TrainConfig, evaluate, train
+
+Progress = Callable[[str], None]
+
+
+def pick_scale(scale: Any, quick: bool, scales: Mapping[str, Any], scale_cls: type, default: str) -> Any:
+    """A preset by name (``None``: ``quick`` if ``quick`` else ``default``) or a custom ``scale_cls``."""
+    if isinstance(scale, scale_cls):
+        return scale
+    name = scale if scale is not None else ("quick" if quick else default)
+    if name not in scales:
+        raise ConfigError(f"unknown scale {name!r}; choose one of {', '.join(scales)}")
+    return scales[name]
+
+
+@dataclass(frozen=True)
+class ExperimentBase:
+    """The fields of one table or figure of a paper (each paper adds ``resolve_runs(scale)``)."""
+
+    name: str
+    paper_ref: str
+    title: str
+    runs: tuple[str, ...]
+    paper: dict[str, Any] = field(default_factory=dict)
+    notes: str = ""
+
+
+@dataclass
+class TrainedBase:
+    """A model of the reproduction, with the owner key it carries (own or inherited)."""
+
+    HISTORY_KEYS: ClassVar[tuple[str, ...]] = ()
+
+    spec: Any
+    model: nn.Module
+    key: WatermarkKey | None
+    test: ArrayDataset
+    train_size: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    test_accuracy: float = float("nan")
+
+    def record(self) -> dict[str, Any]:
+        rec: dict[str, Any] = {
+            "spec": self.spec.to_dict(), "seconds": round(self.seconds, 2), "train_size": self.train_size,
+            "test_size": len(self.test), "test_accuracy": self.test_accuracy, **self._extra_record(),
+            "history": [{k: h[k] for k in self.HISTORY_KEYS if k in h} for h in self.history],
+        }
+        if self.key is not None:
+            rec["key"] = self.key_summary(self.key)
+        return rec
+
+    def _extra_record(self) -> dict[str, Any]:
+        """Entries of the record between ``test_accuracy`` and ``history``."""
+        return {}
+
+    @staticmethod
+    def key_summary(key: WatermarkKey) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class RunnerBase:
+    """Loads the data of a scale and trains/derives runs on demand, each once.
+
+    A paper's runner sets the class attributes and implements :meth:`_load`, :meth:`_schedule`,
+    :meth:`_method`, :meth:`_describe`, :meth:`_summary` and :meth:`_derive` (and the results hooks).
+    """
+
+    #: "Uchida et al. 2017" — the start of the first progress line.
+    TITLE: ClassVar[str] = ""
+    #: the paper's :class:`TrainedBase` subclass.
+    TRAINED: ClassVar[type[TrainedBase]] = TrainedBase
+
+    def __init__(self, scale: Any, *, data_dir: Any = None, progress: Progress | None = None) -> None:
+        self.scale = scale
+        self.data_dir = data_dir
+        self.say: Progress = progress or (lambda _msg: None)
+        self.plan: dict[str, Any] = self._plan(scale)
+        self.cache: dict[str, Any] = {}
+        self._data: dict[str, tuple[ArrayDataset, ArrayDataset]] = {}
+
+    # ------------------------------------------------------------------ per-paper parts
+
+    def _plan(self, scale: Any) -> dict[str, Any]:
+        """Every run of ``scale`` by name."""
+        raise NotImplementedError
+
+    def _load(self, role: str) -> tuple[ArrayDataset, ArrayDataset]:
+        """``(train, test)`` of a data role (called once per role)."""
+        raise NotImplementedError
+
+    def _schedule(self, spec: Any) -> TrainConfig:
+        raise NotImplementedError
+
+    def _method(self, spec: Any) -> WatermarkMethod | None:
+        """The watermark method that trains ``spec`` (``None``: a plain model)."""
+        raise NotImplementedError
+
+    def _describe(self, spec: Any) -> str:
+        """What ``spec`` trains, for the progress line (``plain`` / the key)."""
+        raise NotImplementedError
+
+    def _summary(self, trained: Any) -> str:
+        """The progress line of a finished run."""
+        raise NotImplementedError
+
+    def _derive(self, spec: Any) -> Any:
+        """A run derived from ``spec.parent`` by an attack."""
+        raise NotImplementedError
+
+    def _model_args(self) -> dict[str, Any]:
+        """Extra keyword arguments of ``netmark.models.build``."""
+        return {}
+
+    def scale_record(self) -> dict[str, Any]:
+        """``results["scale"]`` entries after ``test_size`` (data sizes, host size)."""
+        return {}
+
+    def seed_record(self) -> dict[str, Any]:
+        """``results["seeds"]`` entries after ``finetune_seed``."""
+        return {}
+
+    def done_seconds(self, results: dict[str, Any], total: float) -> float:
+        """The duration of the final progress line."""
+        return total
+
+    # ------------------------------------------------------------------ shared
+
+    def data(self, role: str) -> tuple[ArrayDataset, ArrayDataset]:
+        """``(train, test)`` of a data role, loaded once."""
+        if role not in self._data:
+            self._data[role] = self._load(role)
+        return self._data[role]
+
+    def fresh_model(self, data: ArrayDataset, seed: int) -> nn.Module:
+        c, h, _ = data.shape
+        with seeded(seed):
+            return build(self.scale.model, in_channels=c, image_size=h, num_classes=data.num_classes,
+                         **self._model_args())
+
+    def get(self, name: str) -> Any:
+        """The trained model of run ``name`` (trained or derived on first use)."""
+        if name not in self.cache:
+            if name not in self.plan:
+                raise ConfigError(f"unknown run {name!r}")
+            spec = self.plan[name]
+            t0 = time.perf_counter()
+            trained = self._derive(spec) if spec.parent else self._train(spec)
+            trained.seconds = time.perf_counter() - t0
+            trained.test_accuracy = evaluate(trained.model, trained.test)["accuracy"]
+            self.cache[name] = trained
+            self.say(self._summary(trained))
+        return self.cache[name]
+
+    def _train(self, spec: Any) -> Any:
+        tr, te = self.data(spec.data)
+        cfg = self._schedule(spec)
+        self.say(f"training {spec.name} ({self._describe(spec)}): {self.scale.model} on {len(tr)} {tr.name} images, "
+                 f"{cfg.epochs} epochs")
+        model = self.fresh_model(tr, spec.model_seed)
+        method = self._method(spec)
+        if method is None:
+            result = train(model, tr, cfg, eval_data=te)
+            key = None
+        else:
+            model, key, result = method.embed(model, tr, cfg, seed=spec.key_seed, eval_data=te)
+        return self.TRAINED(spec, model, key, te, len(tr), history=result.history)
+
+
+# ---------------------------------------------------------------------- entry points
+
+
+def run_reproduction(out_dir: str | Path, *, quick: bool, force: bool, progress: Progress | None, data_dir: Any,
+                     scale: Any, get_scale: Callable[[Any, bool], Any], runner_cls: type[RunnerBase],
+                     experiments: Sequence[Any], measures: Mapping[str, Callable[[Any, Any], Any]],
+                     render: Callable[..., Any], experiment_id: str, paper: str) -> dict[str, Any]:
+    """The body of a paper's ``run(...)``: see e.g. :func:`netmark.experiments.uchida.run`."""
+    out = Path(out_dir)
+    results_path = check_writable(out / "results.json", force)
+    sc = get_scale(scale, quick)
+    say: Progress = progress or (lambda _msg: None)
+    threads = torch.get_num_threads()
+    if getattr(sc, "threads", None) is not None:
+        torch.set_num_threads(sc.threads)
+    try:
+        runner = runner_cls(sc, data_dir=data_dir, progress=say)
+        results, total = _run_all(runner, experiments, measures, experiment_id, paper)
+    finally:
+        torch.set_num_threads(threads)
+    write_json(results_path, results, force=force)
+    render(results_path, out, force=True)
+    say(f"done in {runner.done_seconds(results, total):.0f} s: {results_path}")
+    return results
+
+
+def _run_all(runner: RunnerBase, experiments: Sequence[Any], measures: Mapping[str, Callable[[Any, Any], Any]],
+             experiment_id: str, paper: str) -> tuple[dict[str, Any], float]:
+    sc, say = runner.scale, runner.say
+    start = time.perf_counter()
+    say(f"{runner.TITLE} reproduction, scale {sc.name!r}: {sc.model} on {sc.dataset}, host {sc.layer}")
+    done: dict[str, Any] = {}
+    for exp in experiments:
+        for r in exp.resolve_runs(sc):
+            runner.get(r)
+        t0 = time.perf_counter()
+        say(f"[{exp.paper_ref}] {exp.title}")
+        measured = measures[exp.name](runner, exp)
+        done[exp.name] = {"paper_ref": exp.paper_ref, "title": exp.title, "paper": exp.paper,
+                          "notes": exp.notes, "runs": exp.resolve_runs(sc), "measured": measured,
+                          "measure_seconds": round(time.perf_counter() - t0, 2)}
+    total = time.perf_counter() - start
+    tr, te = runner.data("main")
+    results: dict[str, Any] = {
+        "experiment": experiment_id,
+        "paper": paper,
+        "netmark_version": __version__,
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": sc.command,
+        "quick": sc.name == "quick",
+        "scale": {**sc.to_dict(), "train_size_used": len(tr), "test_size": len(te), **runner.scale_record(),
+                  "torch_threads": torch.get_num_threads()},
+        "seeds": {"model_seed": sc.model_seed, "train_seed": sc.train_seed, "key_seed": sc.key_seed,
+                  "split_seed": sc.split_seed, "finetune_seed": sc.train_seed + 1, **runner.seed_record(),
+                  "independent_model_seeds": [1000 + i for i in range(sc.n_independent)]},
+        "runs": {name: t.record() for name, t in runner.cache.items()},
+        "experiments": done,
+        "timing": {"total_seconds": round(total, 1),
+                   "train_seconds": round(sum(t.seconds for t in runner.cache.values()), 1)},
+    }
+    return results, total
+
+
+def render_reproduction(results_json_path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None, *,
+                        force: bool,
+                        figures: Sequence[str], draw: Callable[[Path, dict[str, Any]], list[Path]],
+                        markdown: Callable[[dict[str, Any]], str]) -> list[Path]:
+    """The body of a paper's ``render(...)``: ``draw(out, results["experiments"])`` writes ``figures``."""
+    src = Path(results_json_path)
+    res = read_results(src)
+    out = Path(out_dir) if out_dir is not None else src.parent
+    check_render_target(src, out, ("README.md", *figures), force)
+    out.mkdir(parents=True, exist_ok=True)
+    written = draw(out, res["experiments"])
+    written.append(atomic_write_text(out / "README.md", markdown(res), force=True))
+    return written
