@@ -62,6 +62,13 @@ class Attack(ABC):
         """Attack ``model`` (a private copy; may be modified in place) and return the result."""
 
 
+def target_layers(model: nn.Module, layer: str | None) -> dict[str, nn.Module]:
+    """The named layer, or every conv/linear layer when ``layer`` is None."""
+    from netmark.models import conv_and_linear_layers, get_layer
+
+    return {layer: get_layer(model, layer)} if layer else conv_and_linear_layers(model)
+
+
 ATTACKS: dict[str, type[Attack]] = {}
 A = TypeVar("A", bound=type[Attack])
 

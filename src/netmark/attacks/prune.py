@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from netmark.attacks.base import Attack, AttackConfig, register_attack
+from netmark.attacks.base import Attack, AttackConfig, register_attack, target_layers
 from netmark.errors import ConfigError
 
 ORDERS = ("ascending", "descending", "random")
@@ -68,10 +68,8 @@ class Prune(Attack):
     config: PruneConfig
 
     def apply(self, model: nn.Module, data: Dataset | None) -> nn.Module:
-        from netmark.models import conv_and_linear_layers, get_layer
-
         cfg = self.config
-        layers = {cfg.layer: get_layer(model, cfg.layer)} if cfg.layer else conv_and_linear_layers(model)
+        layers = target_layers(model, cfg.layer)
         gen = torch.Generator().manual_seed(cfg.seed)
         with torch.no_grad():
             for name, mod in layers.items():

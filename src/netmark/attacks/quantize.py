@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from netmark.attacks.base import Attack, AttackConfig, register_attack
+from netmark.attacks.base import Attack, AttackConfig, register_attack, target_layers
 from netmark.errors import ConfigError
 
 
@@ -58,10 +58,8 @@ class Quantize(Attack):
     config: QuantizeConfig
 
     def apply(self, model: nn.Module, data: Dataset | None) -> nn.Module:
-        from netmark.models import conv_and_linear_layers, get_layer
-
         cfg = self.config
-        layers = {cfg.layer: get_layer(model, cfg.layer)} if cfg.layer else conv_and_linear_layers(model)
+        layers = target_layers(model, cfg.layer)
         with torch.no_grad():
             for mod in layers.values():
                 mod.weight.copy_(quantize_tensor(mod.weight, cfg.bits, cfg.per_channel))

@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from netmark.errors import ConfigError, KeyFileError
-from netmark.keys import WatermarkKey
+from netmark.keys import WatermarkKey, str_to_bits
 from netmark.training import TrainConfig, TrainHook, TrainResult, train
 from netmark.verify import DEFAULT_ALPHA, VerificationResult, bit_match_result
 
@@ -115,6 +115,15 @@ class WatermarkMethod(ABC):
         key = key if key is not None else self.create_key(model, seed=seed, message=message)
         run = train(model, data, train_config, hooks=[self.hook(key)], eval_data=eval_data, teacher=teacher)
         return model, key, run
+
+
+def check_message(message: str | None, bits: int) -> None:
+    """A user-chosen message must be a 0/1 string of exactly ``bits`` characters."""
+    if message is None:
+        return
+    str_to_bits(message)
+    if len(message) != bits:
+        raise ConfigError(f"message has {len(message)} bits but bits={bits}")
 
 
 def random_message(bits: int, seed: int) -> str:

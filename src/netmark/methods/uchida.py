@@ -46,8 +46,15 @@ from torch import Tensor, nn
 
 from netmark._util import generator
 from netmark.errors import ArchitectureError, ConfigError
-from netmark.keys import WatermarkKey, str_to_bits
-from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod, random_message, register_method
+from netmark.keys import WatermarkKey
+from netmark.methods.base import (
+    Extraction,
+    MethodConfig,
+    WatermarkMethod,
+    check_message,
+    random_message,
+    register_method,
+)
 from netmark.training import TrainConfig, TrainHook
 
 KEY_TYPES = ("random", "direct", "diff")
@@ -184,10 +191,7 @@ class Uchida(WatermarkMethod):
 
     def create_key(self, model: nn.Module, *, seed: int, message: str | None = None) -> WatermarkKey:
         cfg = self.config
-        if message is not None:
-            str_to_bits(message)
-            if len(message) != cfg.bits:
-                raise ConfigError(f"message has {len(message)} bits but bits={cfg.bits}")
+        check_message(message, cfg.bits)
         layer = cfg.layer or auto_layer(model, cfg.bits, cfg.average)
         M = host_vector(host_module(model, layer).weight, cfg.average).numel()
         g = generator(seed)

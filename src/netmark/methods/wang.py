@@ -85,8 +85,15 @@ from torch.utils.data import Dataset
 
 from netmark._util import generator
 from netmark.errors import ArchitectureError, ConfigError, KeyFileError
-from netmark.keys import WatermarkKey, str_to_bits
-from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod, random_message, register_method
+from netmark.keys import WatermarkKey
+from netmark.methods.base import (
+    Extraction,
+    MethodConfig,
+    WatermarkMethod,
+    check_message,
+    random_message,
+    register_method,
+)
 from netmark.methods.uchida import _arch_or_none, host_module
 from netmark.training import TrainConfig, TrainHook, TrainResult
 from netmark.verify import DEFAULT_ALPHA, VerificationResult, calibrated_bit_match_result
@@ -349,10 +356,7 @@ class Wang(WatermarkMethod):
 
     def create_key(self, model: nn.Module, *, seed: int, message: str | None = None) -> WatermarkKey:
         cfg = self.config
-        if message is not None:
-            str_to_bits(message)
-            if len(message) != cfg.bits:
-                raise ConfigError(f"message has {len(message)} bits but bits={cfg.bits}")
+        check_message(message, cfg.bits)
         layer = cfg.layer or host_layer_name(model)
         M = host_module(model, layer).weight.numel()
         g = generator(seed)
