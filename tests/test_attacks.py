@@ -96,6 +96,19 @@ def test_finetune_different_domain_replaces_head(digits_train) -> None:
     assert not torch.equal(same.fc2.weight[:3], model.fc2.weight[:3]) or same.fc2.weight.shape != model.fc2.weight.shape
 
 
+@pytest.mark.parametrize("arch", ["mlp", "lenet5", "all-cnn-c"])
+def test_new_head_is_fresh_even_with_the_same_class_count(arch) -> None:
+    from netmark.attacks.finetune import output_layer
+    from netmark.models import build
+
+    model = build(arch, num_classes=10)
+    head = output_layer(model)
+    fresh = replace_head(model, 10)
+    old, new = model.state_dict(), fresh.state_dict()
+    assert not torch.equal(old[f"{head}.weight"], new[f"{head}.weight"])
+    assert all(torch.equal(v, new[k]) for k, v in old.items() if not k.startswith(head + "."))
+
+
 def test_overwrite_keeps_attacker_key(tiny_data) -> None:
     atk = Overwrite(SMALL_ATTACKS["overwrite"])
     out = atk(make_cnn(num_classes=4), tiny_data)

@@ -48,9 +48,17 @@ def num_classes_of(data: Dataset) -> int | None:
     return int(n) if n is not None else None
 
 
+def output_layer(model: nn.Module) -> str:
+    """The name of the output layer: the last Linear/Conv2d module (a 1×1 class conv in All-CNN-C)."""
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+    if not names:
+        raise ArchitectureError(f"{type(model).__name__} has no Linear or Conv2d output layer")
+    return names[-1]
+
+
 def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
-    """Rebuild the registered architecture with ``num_classes`` outputs and copy every
-    tensor whose shape still fits (everything but the output layer, freshly initialised)."""
+    """Rebuild the registered architecture with ``num_classes`` outputs and copy every tensor
+    except the output layer's, which is freshly initialised (also when the class count is unchanged)."""
     from netmark.models import arch_of, build
 
     try:
@@ -58,8 +66,10 @@ def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
     except (ArchitectureError, AttributeError) as e:
         raise ArchitectureError(f"a new output head needs a registered architecture ({e})") from None
     new = build(arch["name"], **{**arch["args"], "num_classes": num_classes})
+    head = output_layer(model) + "."
     old_state, new_state = model.state_dict(), new.state_dict()
-    kept = {k: v for k, v in old_state.items() if k in new_state and new_state[k].shape == v.shape}
+    kept = {k: v for k, v in old_state.items()
+            if k in new_state and new_state[k].shape == v.shape and not k.startswith(head)}
     new.load_state_dict({**new_state, **kept})
     return new
 
