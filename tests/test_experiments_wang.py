@@ -34,7 +34,7 @@ def test_quick_run_writes_every_file_and_section(quick) -> None:
         assert (out / name).is_file(), name
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["experiment"] == "wang2020"
-    assert set(on_disk["experiments"]) == {"table3", "table4", "fig4", "table5", "table7", "acceptance"}
+    assert set(on_disk["experiments"]) == {"table3", "table4", "fig4", "table5", "table7", "conv", "acceptance"}
     assert on_disk["scale"]["name"] == "quick" and on_disk["scale"]["dataset"] == "digits"
     assert on_disk["scale"]["model"] == "mlp" and on_disk["scale"]["host_M"] == 640
     assert len(on_disk["seeds"]["independent_model_seeds"]) == 20
@@ -58,7 +58,7 @@ def test_readme_puts_paper_values_beside_measured(quick) -> None:
         assert header in md, header
     for paper_value in ("97.45", "97.49", "5.90e-08", "1.55e-01", "63.87", "2.09e-07", "58.84", "0.9731", "0.8462"):
         assert paper_value in md, paper_value
-    for section in ("Acceptance", "Table 3", "Table 4", "Fig. 4", "Table 5", "Tables 7-8"):
+    for section in ("Acceptance", "Table 3", "Table 4", "Fig. 4", "Table 5", "Tables 7-8", "The convolutional case"):
         assert f"## {section}" in md, section
     assert "netmark reproduce wang --quick" in md and results["command"] in md
     for name in FIGURES:
@@ -105,6 +105,24 @@ def test_quick_measurements_are_complete(quick) -> None:
     assert sorted(PERMUTATION) == list(range(10)) and all(p != y for y, p in enumerate(PERMUTATION))
 
 
+def test_quick_convolutional_case(quick) -> None:
+    _, results, _ = quick
+    c = _measured(results, "conv")
+    assert c["model"] == "simple-cnn" and c["layer"] == "conv1" and c["host_M"] == 288
+    for method in METHODS:
+        row = c[method]
+        assert set(row["pruning"]) == {"ascending", "random", "descending"}
+        assert len(row["pruning"]["ascending"]) == len(c["plain"]["pruning"]["ascending"])
+        assert {"sd", "dd"} <= set(row) and row["false_positives"]["n_models"] == 5
+    for method in ("auto", "manu"):
+        assert c[method]["bit_accuracy"] == 1.0, method
+        assert c[method]["false_positives"]["n_detected"] == 0, method
+    assert c["auto"]["detected"] and c["auto"]["sd"]["bit_accuracy_after"] == 1.0
+    dd = results["runs"]["cnn-auto-256-dd"]
+    assert dd["spec"]["attack"] == "finetune-new-head" and dd["spec"]["part"] == "conv"
+    assert _measured(results, "acceptance")["plain_seeds"]["seeds"] == [0]
+
+
 def test_rerun_without_force_refuses_before_training(quick) -> None:
     out, _, _ = quick
     before = (out / "results.json").read_bytes()
@@ -148,6 +166,8 @@ def test_scales_and_plan() -> None:
         for exp in EXPERIMENTS:
             assert set(exp.resolve_runs(sc)) <= set(runs), (name, exp.name)
         assert sum(r.startswith("independent-") for r in runs) >= 20
+    assert cpu.train.epochs == 50 and cpu.finetune_epochs == 50 and cpu.converge_epochs == 6  # the paper's MLP
+    assert cpu.conv_model is not None and cpu.plain_seeds >= 3
 
 
 @pytest.mark.slow

@@ -375,6 +375,8 @@ def reproduce(paper: Annotated[str, typer.Argument(help="which paper: uchida")],
               quick: Annotated[bool, typer.Option("--quick", help="digits + simple-cnn, under a minute")] = False,
               scale: Annotated[str | None, typer.Option("--scale", help="preset: quick | cpu | paper (overrides --quick)")] = None,
               out: Annotated[Path | None, typer.Option("--out", "-o", help="output directory (default reports/PAPER[-quick])")] = None,
+              cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="keep trained runs here and reuse them (resume; key files inside: keep it private)")] = None,
+              jobs: Annotated[int, typer.Option("--jobs", "-j", help="train runs in this many worker processes (needs --cache-dir)")] = 1,
               data_dir: DataDir = None, force: Force = False, quiet: Quiet = False) -> None:
     """Re-run a paper's tables and figures at CPU scale -> results.json, README.md (paper vs measured), PNGs."""
     import importlib
@@ -388,7 +390,7 @@ def reproduce(paper: Annotated[str, typer.Argument(help="which paper: uchida")],
     target = out or Path("reports") / (paper + ("-quick" if quick and scale is None else ""))
     t0 = time.perf_counter()
     module = importlib.import_module(REPRODUCTIONS[ids[0]])
-    module.run(target, quick=quick, scale=scale, force=force, data_dir=data_dir,
+    module.run(target, quick=quick, scale=scale, force=force, data_dir=data_dir, cache_dir=cache_dir, jobs=jobs,
                progress=None if quiet else (lambda m: _echo(m)))
     typer.echo(f"wrote {target}/results.json, README.md and plots ({time.perf_counter() - t0:.0f} s)")
 

@@ -6,8 +6,10 @@ the experiments and their measurements, the markdown and figures — and plugs i
 * :func:`pick_scale` — a preset by name or a custom scale (``get_scale`` of each paper);
 * :class:`ExperimentBase` — the fields of one table/figure of a paper;
 * :class:`TrainedBase` — a trained model of a reproduction and its ``results["runs"]`` record;
-* :class:`RunnerBase` — the run cache (:meth:`~RunnerBase.get`), data caching and fresh models; a paper
-  says how to load a data role, which watermark method trains a run and how to derive a run by an attack;
+* :class:`RunnerBase` — the run cache (:meth:`~RunnerBase.get`; on disk with ``cache_dir``, see
+  :mod:`netmark.experiments.cache`), data caching, fresh models and :meth:`~RunnerBase.prefetch` (train
+  runs in ``jobs`` worker processes); a paper says how to load a data role, which watermark method trains
+  a run and how to derive a run by an attack;
 * :func:`run_reproduction` — the ``run(...)`` entry point: checks the output, sets threads, runs every
   experiment, writes ``results.json`` and renders it;
 * :func:`render_reproduction` — the ``render(...)`` entry point: reads ``results.json``, checks the
@@ -16,10 +18,12 @@ the experiments and their measurements, the markdown and figures — and plugs i
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import platform
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +36,7 @@ from netmark import __version__
 from netmark._util import atomic_write_text, check_writable, seeded
 from netmark.data import ArrayDataset
 from netmark.errors import ConfigError
+from netmark.experiments.cache import RunCache, fingerprint, tensor_digest
 from netmark.experiments.report import check_render_target, read_results, write_json
 from netmark.keys import WatermarkKey
 from netmark.methods.base import WatermarkMethod
@@ -77,11 +82,13 @@ class TrainedBase:
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     test_accuracy: float = float("nan")
+    cached: bool = False
 
     def record(self) -> dict[str, Any]:
         rec: dict[str, Any] = {
             "spec": self.spec.to_dict(), "seconds": round(self.seconds, 2), "train_size": self.train_size,
             "test_size": len(self.test), "test_accuracy": self.test_accuracy, **self._extra_record(),
+            **({"from_cache": True} if self.cached else {}),
             "history": [{k: h[k] for k in self.HISTORY_KEYS if k in h} for h in self.history],
         }
         if self.key is not None:
@@ -108,14 +115,23 @@ class RunnerBase:
     TITLE: ClassVar[str] = ""
     #: the paper's :class:`TrainedBase` subclass.
     TRAINED: ClassVar[type[TrainedBase]] = TrainedBase
+    #: part of every on-disk cache fingerprint: bump it when the runner changes how it trains or
+    #: derives a run in a way the fingerprint's other parts do not show (see :mod:`.cache`).
+    CACHE_VERSION: ClassVar[int] = 1
 
-    def __init__(self, scale: Any, *, data_dir: Any = None, progress: Progress | None = None) -> None:
+    def __init__(self, scale: Any, *, data_dir: Any = None, progress: Progress | None = None,
+                 cache_dir: Any = None) -> None:
         self.scale = scale
         self.data_dir = data_dir
+        self.cache_dir = cache_dir
         self.say: Progress = progress or (lambda _msg: None)
         self.plan: dict[str, Any] = self._plan(scale)
         self.cache: dict[str, Any] = {}
+        self.disk = RunCache(cache_dir) if cache_dir is not None else None
         self._data: dict[str, tuple[ArrayDataset, ArrayDataset]] = {}
+        self._digests: dict[str, str] = {}
+        self._fps: dict[str, str] = {}
+        self._from_workers: set[str] = set()  # trained by this invocation's prefetch workers
 
     # ------------------------------------------------------------------ per-paper parts
 
@@ -150,6 +166,10 @@ class RunnerBase:
         """Extra keyword arguments of ``netmark.models.build``."""
         return {}
 
+    def _model_name(self, spec: Any) -> str:
+        """The architecture that ``spec`` trains (default: the scale's ``model``)."""
+        return str(self.scale.model)
+
     def scale_record(self) -> dict[str, Any]:
         """``results["scale"]`` entries after ``test_size`` (data sizes, host size)."""
         return {}
@@ -170,32 +190,100 @@ class RunnerBase:
             self._data[role] = self._load(role)
         return self._data[role]
 
-    def fresh_model(self, data: ArrayDataset, seed: int) -> nn.Module:
+    def fresh_model(self, data: ArrayDataset, seed: int, model: str | None = None) -> nn.Module:
         c, h, _ = data.shape
         with seeded(seed):
-            return build(self.scale.model, in_channels=c, image_size=h, num_classes=data.num_classes,
+            return build(model or self.scale.model, in_channels=c, image_size=h, num_classes=data.num_classes,
                          **self._model_args())
 
     def get(self, name: str) -> Any:
-        """The trained model of run ``name`` (trained or derived on first use)."""
+        """The trained model of run ``name`` (from the disk cache, or trained/derived on first use)."""
         if name not in self.cache:
             if name not in self.plan:
                 raise ConfigError(f"unknown run {name!r}")
             spec = self.plan[name]
-            t0 = time.perf_counter()
-            trained = self._derive(spec) if spec.parent else self._train(spec)
-            trained.seconds = time.perf_counter() - t0
+            hit = self.disk.load(name, self.fingerprint(name)) if self.disk is not None else None
+            if hit is not None:
+                model, key, rec = hit
+                trained = self.TRAINED(spec, model, key, self.data(spec.data)[1], int(rec["train_size"]),
+                                       history=rec["history"], seconds=float(rec["seconds"]),
+                                       cached=name not in self._from_workers)
+            else:
+                t0 = time.perf_counter()
+                trained = self._derive(spec) if spec.parent else self._train(spec)
+                trained.seconds = time.perf_counter() - t0
+                if self.disk is not None:
+                    self.disk.save(name, self.fingerprint(name), trained.model, trained.key,
+                                   {"run": name, "train_size": trained.train_size, "history": trained.history,
+                                    "seconds": trained.seconds, "torch_threads": torch.get_num_threads()})
             trained.test_accuracy = evaluate(trained.model, trained.test)["accuracy"]
             self.cache[name] = trained
-            self.say(self._summary(trained))
+            self.say(self._summary(trained) + (" (from the cache)" if trained.cached else ""))
         return self.cache[name]
+
+    def data_digest(self, role: str) -> str:
+        """sha256 of a data role's training tensors (part of the cache fingerprint)."""
+        if role not in self._digests:
+            tr = self.data(role)[0]
+            self._digests[role] = f"{tr.name}:{tensor_digest(tr.x, tr.y)}"
+        return self._digests[role]
+
+    def fingerprint(self, name: str) -> str:
+        """What determines run ``name``'s weights, hashed (see :mod:`netmark.experiments.cache`)."""
+        if name not in self._fps:
+            spec = self.plan[name]
+            sched = {k: v for k, v in self._schedule(spec).to_dict().items() if k not in ("progress", "device")}
+            parts: dict[str, Any] = {"runner": self.TITLE, "cache_version": self.CACHE_VERSION,
+                                     "spec": spec.to_dict(), "schedule": sched, "model": self._model_name(spec),
+                                     "model_args": self._model_args(), "data": self.data_digest(spec.data)}
+            if spec.parent:
+                parts["parent"] = self.fingerprint(spec.parent)
+            else:
+                m = self._method(spec)
+                parts["method"] = None if m is None else {"name": m.name, "config": m.config.to_dict()}
+            self._fps[name] = fingerprint(parts)
+        return self._fps[name]
+
+    def prefetch(self, names: Iterable[str], jobs: int) -> None:
+        """Train the runs ``names`` (and their parents) that the disk cache lacks in ``jobs`` worker
+        processes of one torch thread each, parents first; later :meth:`get` calls read them back."""
+        if self.disk is None or jobs < 2:
+            return
+        todo: dict[str, int] = {}
+
+        def depth(n: str) -> int:
+            p = self.plan[n].parent
+            return 0 if not p else 1 + depth(p)
+
+        for n in names:
+            chain = [n]
+            while self.plan[chain[-1]].parent:
+                chain.append(self.plan[chain[-1]].parent)
+            for c in chain:
+                if c not in self.cache and not self.disk.has(c, self.fingerprint(c)):
+                    todo[c] = depth(c)
+        if not todo:
+            return
+        self.say(f"training {len(todo)} runs in {jobs} worker processes (1 torch thread each) into {self.cache_dir}")
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            for level in sorted(set(todo.values())):
+                # largest messages first: the longest runs start early and the pool stays busy
+                wave = sorted((n for n, d in todo.items() if d == level),
+                              key=lambda n: -(getattr(self.plan[n], "bits", None) or 0))
+                futures = {pool.submit(_train_in_worker, type(self), self.scale, self.data_dir, self.cache_dir, n): n
+                           for n in wave}
+                for f in as_completed(futures):
+                    self.say(f"  {futures[f]}: {f.result()}")
+                    self._from_workers.add(futures[f])
 
     def _train(self, spec: Any) -> Any:
         tr, te = self.data(spec.data)
         cfg = self._schedule(spec)
-        self.say(f"training {spec.name} ({self._describe(spec)}): {self.scale.model} on {len(tr)} {tr.name} images, "
+        arch = self._model_name(spec)
+        self.say(f"training {spec.name} ({self._describe(spec)}): {arch} on {len(tr)} {tr.name} images, "
                  f"{cfg.epochs} epochs")
-        model = self.fresh_model(tr, spec.model_seed)
+        model = self.fresh_model(tr, spec.model_seed, arch)
         method = self._method(spec)
         if method is None:
             result = train(model, tr, cfg, eval_data=te)
@@ -205,24 +293,41 @@ class RunnerBase:
         return self.TRAINED(spec, model, key, te, len(tr), history=result.history)
 
 
+def _train_in_worker(runner_cls: type[RunnerBase], scale: Any, data_dir: Any, cache_dir: Any, name: str) -> str:
+    """Body of a :meth:`RunnerBase.prefetch` worker: train ``name`` into the disk cache."""
+    torch.set_num_threads(1)
+    runner = runner_cls(scale, data_dir=data_dir, cache_dir=cache_dir)
+    t = runner.get(name)
+    return f"{t.seconds:.0f} s in a worker, test accuracy {100 * t.test_accuracy:.2f}%"
+
+
 # ---------------------------------------------------------------------- entry points
 
 
 def run_reproduction(out_dir: str | Path, *, quick: bool, force: bool, progress: Progress | None, data_dir: Any,
                      scale: Any, get_scale: Callable[[Any, bool], Any], runner_cls: type[RunnerBase],
                      experiments: Sequence[Any], measures: Mapping[str, Callable[[Any, Any], Any]],
-                     render: Callable[..., Any], experiment_id: str, paper: str) -> dict[str, Any]:
-    """The body of a paper's ``run(...)``: see e.g. :func:`netmark.experiments.uchida.run`."""
+                     render: Callable[..., Any], experiment_id: str, paper: str, cache_dir: Any = None,
+                     jobs: int = 1) -> dict[str, Any]:
+    """The body of a paper's ``run(...)``: see e.g. :func:`netmark.experiments.uchida.run`.
+
+    ``cache_dir``: keep trained runs there and reuse them (:mod:`netmark.experiments.cache`); ``jobs``
+    > 1 (needs ``cache_dir``) trains the runs in that many worker processes first."""
     out = Path(out_dir)
     results_path = check_writable(out / "results.json", force)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"jobs must be an integer >= 1, got {jobs!r}")
+    if jobs > 1 and cache_dir is None:
+        raise ConfigError("jobs > 1 trains runs in worker processes that hand them over through the disk cache: "
+                          "pass cache_dir (--cache-dir) too")
     sc = get_scale(scale, quick)
     say: Progress = progress or (lambda _msg: None)
     threads = torch.get_num_threads()
     if getattr(sc, "threads", None) is not None:
         torch.set_num_threads(sc.threads)
     try:
-        runner = runner_cls(sc, data_dir=data_dir, progress=say)
-        results, total = _run_all(runner, experiments, measures, experiment_id, paper)
+        runner = runner_cls(sc, data_dir=data_dir, progress=say, cache_dir=cache_dir)
+        results, total = _run_all(runner, experiments, measures, experiment_id, paper, jobs)
     finally:
         torch.set_num_threads(threads)
     write_json(results_path, results, force=force)
@@ -232,10 +337,11 @@ def run_reproduction(out_dir: str | Path, *, quick: bool, force: bool, progress:
 
 
 def _run_all(runner: RunnerBase, experiments: Sequence[Any], measures: Mapping[str, Callable[[Any, Any], Any]],
-             experiment_id: str, paper: str) -> tuple[dict[str, Any], float]:
+             experiment_id: str, paper: str, jobs: int = 1) -> tuple[dict[str, Any], float]:
     sc, say = runner.scale, runner.say
     start = time.perf_counter()
     say(f"{runner.TITLE} reproduction, scale {sc.name!r}: {sc.model} on {sc.dataset}, host {sc.layer}")
+    runner.prefetch([r for exp in experiments for r in exp.resolve_runs(sc)], jobs)
     done: dict[str, Any] = {}
     for exp in experiments:
         for r in exp.resolve_runs(sc):
@@ -265,7 +371,8 @@ def _run_all(runner: RunnerBase, experiments: Sequence[Any], measures: Mapping[s
         "runs": {name: t.record() for name, t in runner.cache.items()},
         "experiments": done,
         "timing": {"total_seconds": round(total, 1),
-                   "train_seconds": round(sum(t.seconds for t in runner.cache.values()), 1)},
+                   "train_seconds": round(sum(t.seconds for t in runner.cache.values()), 1),
+                   "cached_runs": sum(t.cached for t in runner.cache.values()), "jobs": jobs},
     }
     return results, total
 

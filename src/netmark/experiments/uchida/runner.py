@@ -152,7 +152,8 @@ class Runner(RunnerBase):
 
 
 def run(out_dir: str | Path, *, quick: bool = False, force: bool = False, progress: Progress | None = None,
-        data_dir: Any = None, scale: str | Scale | None = None) -> dict[str, Any]:
+        data_dir: Any = None, scale: str | Scale | None = None, cache_dir: Any = None, jobs: int = 1,
+        ) -> dict[str, Any]:
     """Reproduce Uchida et al. 2017 and write ``out_dir/results.json``, ``README.md`` and PNG plots.
 
     Args:
@@ -162,6 +163,8 @@ def run(out_dir: str | Path, *, quick: bool = False, force: bool = False, progre
         progress: called with one line per step (the CLI prints it); training shows tqdm on a terminal.
         data_dir: where the datasets live (see :mod:`netmark.data`).
         scale: a preset name from ``SCALES`` (``quick``/``cpu``/``paper``) or a custom :class:`Scale`;
+        cache_dir: keep trained runs there and reuse them on the next call (:mod:`netmark.experiments.cache`).
+        jobs: train the runs in this many worker processes first (needs ``cache_dir``).
             overrides ``quick``.
 
     Returns:
@@ -172,4 +175,5 @@ def run(out_dir: str | Path, *, quick: bool = False, force: bool = False, progre
 
     return run_reproduction(out_dir, quick=quick, force=force, progress=progress, data_dir=data_dir, scale=scale,
                             get_scale=get_scale, runner_cls=Runner, experiments=EXPERIMENTS, measures=MEASURES,
-                            render=render, experiment_id=EXPERIMENT_ID, paper=PAPER)
+                            render=render, experiment_id=EXPERIMENT_ID, paper=PAPER,
+                            cache_dir=cache_dir, jobs=jobs)

@@ -17,7 +17,7 @@ from netmark.experiments.report import (
 )
 from netmark.verify import DEFAULT_ALPHA
 
-FIGURES = ("fig4_compression.png", "table5_capacity.png", "fig5_histograms.png")
+FIGURES = ("fig4_compression.png", "table5_capacity.png", "fig5_histograms.png", "conv_compression.png")
 NAMES = {"plain": "Non-marked", "uchida": "Uchida [7]", "manu": "MANU", "auto": "AUTO"}
 METHODS = ("uchida", "manu", "auto")
 ORDERS = ("ascending", "random", "descending")
@@ -42,8 +42,19 @@ def render(results_json_path: str | os.PathLike[str], out_dir: str | os.PathLike
 
 
 def _figures(out: Path, ex: dict[str, Any]) -> list[Path]:
-    return [_fig4(out / FIGURES[0], ex["fig4"]["measured"]), _capacity(out / FIGURES[1], ex["table5"]),
+    figs = [_fig4(out / FIGURES[0], ex["fig4"]["measured"]), _capacity(out / FIGURES[1], ex["table5"]),
             _hist(out / FIGURES[2], ex["table7"]["measured"])]
+    conv = ex.get("conv", {}).get("measured", {})
+    if conv and "skipped" not in conv:
+        figs.append(_fig4(out / FIGURES[3], _conv_curves(conv)))
+    return figs
+
+
+def _conv_curves(m: dict[str, Any]) -> dict[str, Any]:
+    """The convolutional case's pruning curves in :func:`_fig4`'s layout."""
+    rates = [r["rate"] for r in m["plain"]["pruning"]["ascending"]]
+    return {"rates": rates, "layer": f"{m['model']} {m['layer']}", "bits": m["bits"], "plain": m["plain"]["pruning"],
+            **{method: m[method]["pruning"] for method in METHODS}}
 
 
 # ----------------------------------------------------------------------------- figures
@@ -142,6 +153,7 @@ def markdown(res: dict[str, Any]) -> str:
         _fig4_md(ex["fig4"]),
         _table5(ex["table5"]),
         _table7(ex["table7"]),
+        *([_conv(ex["conv"])] if "conv" in ex and "skipped" not in ex["conv"]["measured"] else []),
         _runs(res["runs"]),
     ]
     return "\n\n".join(parts) + "\n"
@@ -152,6 +164,12 @@ def _acceptance(m: dict[str, Any]) -> str:
             for name, c in m["criteria"].items()]
     lines = ["## Acceptance (issue 3)", markdown_table(["criterion", "measured", "required", ""], rows)]
     bullets = [f"* Unmarked model: test accuracy {pct(m['plain_test_accuracy'])}% ({m['epochs']} epochs)."]
+    ps = m.get("plain_seeds")
+    if ps and len(ps["test_accuracy"]) > 1:
+        bullets.append(f"* Seed noise: {len(ps['test_accuracy'])} unmarked models (seeds "
+                       f"{ps['seeds'][0]}..{ps['seeds'][-1]}) score {', '.join(pct(a) for a in ps['test_accuracy'])}% "
+                       f"(mean {pct(ps['mean'])}%, sd {100 * ps['sd']:.2f} pp, range {ps['range_pp']:.2f} pp): "
+                       "a fidelity gap is the same-seed difference, read against this spread.")
     for method, c in m["capacity"].items():
         bullets.append(f"* {NAMES[method]}, {c['bits']} bits (same seeds): test accuracy {pct(c['test_accuracy'])}% "
                        f"(gap {c['gap_pp']:+.2f} pp), bit accuracy {pct(c['bit_accuracy'])}%, detected "
@@ -256,10 +274,53 @@ def _table7(e: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def _conv(e: dict[str, Any]) -> str:
+    m, p = e["measured"], e["paper"]
+    p3, p4 = p["table3"], p["table4"]
+    rows = [["Non-marked", fmt(p3["plain"]["accuracy"], 2), pct(m["plain"]["test_accuracy"]), "—", "—", "—", "—",
+             "—", "—", "—", "—", "—", "—", "—"]]
+    for method in METHODS:
+        r = m[method]
+        asc90 = r["pruning"]["ascending"][-1]
+        rows.append([NAMES[method], fmt(p3[method]["accuracy"], 2), pct(r["test_accuracy"]), _e(p3[method]["l2"]),
+                     _e(r["l2"]), pct(r["bit_accuracy"]), fmt(r.get("selected_weights")),
+                     f"{pct(r['sd']['bit_accuracy_after'])} ({fmt(p4[method]['sd']['bit_accuracy'], 2)})",
+                     f"{pct(r['dd']['bit_accuracy_after'])} ({fmt(p4[method]['dd']['bit_accuracy'], 2)})",
+                     f"{pct(r['dd']['test_accuracy_after'])}",
+                     f"{pct(asc90['bit_accuracy'])} at {100 * asc90['rate']:.0f}%",
+                     fmt(r["detected"]),
+                     f"{r['false_positives']['n_detected']}/{r['false_positives']['n_models']}"
+                     if "false_positives" in r else "—",
+                     f"{pct(r['plain_with_key']['bit_accuracy'])}, {fmt(r['plain_with_key']['detected'])}"])
+    fps = [m[x]["false_positives"] for x in METHODS if "false_positives" in m[x]]
+    fp_line = (f"False positives: each key against {fps[0]['models']}." if fps else "")
+    return (f"## The convolutional case — Tables 3-4 and Fig. 4 for a CNN\n\n{e['notes']}\n\n"
+            f"* Model: {m['model']}, host `{m['layer']}` (M = {m['host_M']} weights), {m['bits']} bits, "
+            f"{m['optimizer']} lr {m['lr']:g}, batch 32, {m['epochs']} epochs on {m['train_size']} images; MANU "
+            f"selects after {m['converge_epochs']} epochs (paper VGG16: {p['manu_selected']}). The extractor's "
+            "optimizer follows the host's, as the paper trains both with one optimizer.\n"
+            f"* Fine-tuning ({m['finetune']['epochs']} epochs): SD on {m['finetune']['sd_data']}; DD on "
+            f"{m['finetune']['dd_data']}.\n* {fp_line}\n\n"
+            "Cells with a paper value show it in parentheses (paper: VGG16 on CIFAR-10). The last column reads "
+            "the key in the unmarked CNN trained from the *same* random initialisation (model seed) as the marked "
+            "ones: a first conv layer moves little in training, so an extractor that has learnt the marked layer "
+            "can also recognise the owner's initialisation. That model is not independent (only the owner has "
+            "the init), so it is not counted as a false positive, but it shows where the evidence comes from.\n\n"
+            + markdown_table(["method", "paper acc", "acc", "paper L2", "L2", "bit acc", "selected weights",
+                              "bit acc after SD", "bit acc after DD", "DD task acc (digits)",
+                              "bit acc after ascending pruning", "detected", "false positives",
+                              "same-init unmarked CNN: bit acc, detected"], rows)
+            + "\n\n![compression of the CNN's host layer](conv_compression.png)")
+
+
 def _runs(runs: dict[str, Any]) -> str:
     rows = [[f"`{n}`", r["spec"]["method"] or "—", r["spec"]["bits"] or "—",
              f"{r['spec']['attack']} `{r['spec']['parent']}`" if r["spec"]["parent"] else "train",
-             r["train_size"], len(r["history"]) or "—", pct(r["test_accuracy"]), fmt(r["seconds"], 1)]
+             r["train_size"], len(r["history"]) or "—", pct(r["test_accuracy"]),
+             fmt(r["seconds"], 1) + (" (cached)" if r.get("from_cache") else "")]
             for n, r in runs.items()]
-    return "## Runs (each trained once and shared)\n\n" + markdown_table(
-        ["run", "method", "bits", "how", "train images", "epochs logged", "test acc", "seconds"], rows)
+    return ("## Runs (each trained once and shared)\n\nSeconds are training time; '(cached)' runs were read back "
+            "from `--cache-dir`, where an earlier invocation of the same command trained them (same fingerprint: "
+            "spec, schedule, data, code; `netmark.experiments.cache`).\n\n"
+            + markdown_table(["run", "method", "bits", "how", "train images", "epochs logged", "test acc", "seconds"],
+                             rows))

@@ -94,19 +94,39 @@ class Runner(RunnerBase):
             te = digits_28(load("digits", "test", data_dir=self.data_dir))
         elif role == "dd":
             tr, te = (permuted_labels(d) for d in self.data("main"))
+        elif role == "conv-main":
+            tr, te = load(sc.dataset, "train", train_size=sc.conv_train_size, **kw), self.data("main")[1]
+        elif role == "conv-sd":
+            tr, te = load(sc.dataset, "val", **kw), self.data("main")[1]
+            if sc.conv_sd_size is not None and sc.conv_sd_size < len(tr):
+                tr = tr.subset(range(sc.conv_sd_size))
+        elif role == "conv-dd" and sc.dd_source == "digits-28":  # another label space, learnt by a new head
+            tr, te = self.data("dd")
+        elif role == "conv-dd":
+            tr, te = (permuted_labels(d) for d in self.data("conv-main"))
         else:
             raise ConfigError(f"unknown data role {role!r}")
         return tr, te
 
     def method(self, spec: RunSpec) -> WatermarkMethod:
-        bits = spec.bits or self.scale.bits
+        sc, bits, conv = self.scale, spec.bits or self.scale.bits, spec.part == "conv"
+        layer = sc.conv_layer if conv else sc.layer
         if spec.method == "uchida":
-            return Uchida(UchidaConfig(layer=self.scale.layer, bits=bits, strength=self.scale.uchida_strength,
-                                       average=False))
+            return Uchida(UchidaConfig(layer=layer, bits=bits, strength=sc.uchida_strength, average=False))
         if spec.method in ("manu", "auto"):
-            cfg = paper_config("mlp", spec.method, bits)  # type: ignore[arg-type]
-            return Wang(replace(cfg, layer=self.scale.layer, converge_epochs=self.scale.converge_epochs))
+            # the extractor's optimizer follows the host's (the paper trains both with one optimizer)
+            sgd = conv and sc.conv_train is not None and sc.conv_train.optimizer == "sgd"
+            cfg = paper_config("vgg16" if sgd else "mlp", spec.method, bits)  # type: ignore[arg-type]
+            return Wang(replace(cfg, layer=layer, converge_epochs=sc.conv_converge_epochs if conv
+                                else sc.converge_epochs))
         raise ConfigError(f"unknown method {spec.method!r}")
+
+    def _model_name(self, spec: RunSpec) -> str:
+        return str(self.scale.conv_model) if spec.part == "conv" else self.scale.model
+
+    def layer_of(self, spec: RunSpec) -> str:
+        """The host layer of a run's part."""
+        return self.scale.conv_layer if spec.part == "conv" else self.scale.layer
 
     def _plan(self, scale: Scale) -> dict[str, RunSpec]:
         return plan(scale)
@@ -130,11 +150,12 @@ class Runner(RunnerBase):
         parent = self.get(spec.parent or "")
         tr, te = self.data(spec.data)
         cfg = schedule_of(self.scale, spec)
-        if spec.attack != "finetune":
+        if spec.attack not in ("finetune", "finetune-new-head"):
             raise ConfigError(f"unknown attack {spec.attack!r}")
+        new_head = spec.attack == "finetune-new-head"
         self.say(f"attacking {spec.parent} -> {spec.name} (fine-tuning, {cfg.epochs} epochs on {len(tr)} "
-                 f"{tr.name} images, 10-way head kept)")
-        model = Finetune(FinetuneConfig(train=cfg, new_head=False, seed=spec.train_seed))(parent.model, tr)
+                 f"{tr.name} images, {'new' if new_head else '10-way'} head{'' if new_head else ' kept'})")
+        model = Finetune(FinetuneConfig(train=cfg, new_head=new_head, seed=spec.train_seed))(parent.model, tr)
         return Trained(spec, model, parent.key, te, len(tr))
 
     # ------------------------------------------------------------------ results
@@ -150,7 +171,8 @@ class Runner(RunnerBase):
 
 
 def run(out_dir: str | Path, *, quick: bool = False, force: bool = False, progress: Progress | None = None,
-        data_dir: Any = None, scale: str | Scale | None = None) -> dict[str, Any]:
+        data_dir: Any = None, scale: str | Scale | None = None, cache_dir: Any = None, jobs: int = 1,
+        ) -> dict[str, Any]:
     """Reproduce Wang et al. 2020 and write ``out_dir/results.json``, ``README.md`` and PNG plots.
 
     Args:
@@ -160,6 +182,8 @@ def run(out_dir: str | Path, *, quick: bool = False, force: bool = False, progre
         progress: called with one line per step (the CLI prints it).
         data_dir: where the datasets live (see :mod:`netmark.data`).
         scale: a preset name from ``SCALES`` (``quick``/``cpu``) or a custom :class:`Scale`; overrides ``quick``.
+        cache_dir: keep trained runs there and reuse them on the next call (:mod:`netmark.experiments.cache`).
+        jobs: train the runs in this many worker processes first (needs ``cache_dir``).
 
     Returns:
         The results dictionary that was written to ``results.json``.
@@ -169,4 +193,5 @@ def run(out_dir: str | Path, *, quick: bool = False, force: bool = False, progre
 
     return run_reproduction(out_dir, quick=quick, force=force, progress=progress, data_dir=data_dir, scale=scale,
                             get_scale=get_scale, runner_cls=Runner, experiments=EXPERIMENTS, measures=MEASURES,
-                            render=render, experiment_id=EXPERIMENT_ID, paper=PAPER)
+                            render=render, experiment_id=EXPERIMENT_ID, paper=PAPER,
+                            cache_dir=cache_dir, jobs=jobs)

@@ -22,6 +22,8 @@ from netmark.training import TrainConfig
 
 #: the methods compared, in the paper's order ("[7]" is Uchida et al.).
 METHODS = ("uchida", "manu", "auto")
+#: name prefix of the convolutional case's runs.
+CONV_PREFIX = "cnn-"
 DD_SOURCES = ("digits-28", "permuted-labels")
 
 
@@ -45,6 +47,13 @@ class Scale:
             training images with a fixed derangement of the labels).
         small_train / small_train_size: cheaper schedule of the independent models (false positives).
         n_independent: independently trained models for the false-positive check (≥ 20).
+        plain_seeds: unmarked models (seeds 0, 1, ...) whose spread puts the fidelity gaps in scale.
+        conv_model / conv_layer: the convolutional case (paper: VGG16, first CONV3-64 layer, M = 1728);
+            ``None`` leaves it out. Its runs train ``conv_train`` on ``conv_train_size`` images, MANU
+            selects after ``conv_converge_epochs``; SD fine-tunes on ``conv_sd_size`` held-out images, DD
+            puts a new head on the digits (another label space, as the paper's CIFAR-100 head) for
+            ``conv_finetune_epochs``; ``conv_n_independent`` independent CNNs (``conv_train`` for
+            ``conv_small_epochs`` on the ``small`` data) test false positives.
         prune_rates: compression rates α of Fig. 4.
         uchida_strength: λ of the Uchida comparison (its paper's 0.01, summed BCE, ``average=False``).
         model_seed / train_seed / key_seed / split_seed: seeds.
@@ -65,6 +74,16 @@ class Scale:
     dd_source: str = "digits-28"
     small_train_size: int | None = None
     n_independent: int = 20
+    plain_seeds: int = 1
+    conv_model: str | None = None
+    conv_layer: str = "conv1"
+    conv_train: TrainConfig | None = None
+    conv_train_size: int | None = None
+    conv_converge_epochs: int = 6
+    conv_finetune_epochs: int = 20
+    conv_sd_size: int | None = None
+    conv_n_independent: int = 0
+    conv_small_epochs: int = 3
     prune_rates: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     uchida_strength: float = 0.01
     model_seed: int = 0
@@ -80,11 +99,17 @@ class Scale:
             raise ConfigError(f"dd_source must be one of {', '.join(DD_SOURCES)}, got {self.dd_source!r}")
         if self.train.epochs <= self.converge_epochs:
             raise ConfigError("MANU needs more training epochs than converge_epochs")
+        if self.plain_seeds < 1:
+            raise ConfigError("plain_seeds must be >= 1")
+        if self.conv_model is not None and (self.conv_train is None
+                                            or self.conv_train.epochs <= self.conv_converge_epochs):
+            raise ConfigError("the convolutional case needs conv_train with more epochs than conv_converge_epochs")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["train"] = self.train.to_dict()
         d["small_train"] = self.small_train.to_dict()
+        d["conv_train"] = None if self.conv_train is None else self.conv_train.to_dict()
         return d
 
 
@@ -97,13 +122,17 @@ SCALES: dict[str, Scale] = {
     "quick": Scale(
         name="quick", dataset="digits", model="mlp", layer="fc2", bits=256, capacity_bits=(256, 1024),
         train=_adam(20), small_train=_adam(4), val_size=360, converge_epochs=5, finetune_epochs=10,
-        dd_source="permuted-labels", n_independent=20, command="netmark reproduce wang --quick",
+        dd_source="permuted-labels", n_independent=20, conv_model="simple-cnn", conv_train=_adam(8),
+        conv_converge_epochs=5, conv_finetune_epochs=4, conv_n_independent=5, conv_small_epochs=2,
+        command="netmark reproduce wang --quick",
     ),
     "cpu": Scale(
         name="cpu", dataset="fashion-mnist", model="mlp", layer="fc2", bits=512,
-        capacity_bits=(256, 512, 1024, 2048, 4096), train=_adam(7), small_train=_adam(2), small_train_size=12000,
-        val_size=12000, converge_epochs=5, finetune_epochs=50, dd_source="digits-28", n_independent=20,
-        command="netmark reproduce wang",
+        capacity_bits=(256, 512, 1024, 2048, 4096), train=_adam(50), small_train=_adam(10), small_train_size=12000,
+        val_size=12000, converge_epochs=6, finetune_epochs=50, dd_source="digits-28", n_independent=20,
+        plain_seeds=5, conv_model="lenet5", conv_layer="conv1", conv_train=_adam(20), conv_train_size=12000,
+        conv_converge_epochs=6, conv_finetune_epochs=20, conv_sd_size=6000, conv_n_independent=20,
+        command="netmark reproduce wang --jobs 2 --cache-dir .cache/wang",
     ),
 }
 DEFAULT_SCALE = "cpu"
@@ -127,7 +156,9 @@ class RunSpec:
         bits: message length (``None`` for a plain model).
         data: ``main`` | ``small`` (training data) | ``sd`` | ``dd`` (attack data).
         schedule: ``main`` | ``small`` | ``finetune``.
-        parent / attack: a derived model: ``finetune`` of run ``parent`` on ``data``.
+        parent / attack: a derived model: ``finetune`` of run ``parent`` on ``data`` (``finetune-new-head``:
+            with a fresh output layer for the data's labels).
+        part: ``mlp`` (the scale's ``model``) or ``conv`` (its ``conv_model``, host ``conv_layer``).
     """
 
     name: str
@@ -140,21 +171,26 @@ class RunSpec:
     key_seed: int = 2020
     parent: str | None = None
     attack: str | None = None
+    part: str = "mlp"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def marked_run(method: str, bits: int) -> str:
-    return f"{method}-{bits}"
+def marked_run(method: str, bits: int, part: str = "mlp") -> str:
+    return f"{CONV_PREFIX if part == 'conv' else ''}{method}-{bits}"
 
 
-def attacked_run(method: str, bits: int, domain: str) -> str:
-    return f"{method}-{bits}-{domain}"
+def attacked_run(method: str, bits: int, domain: str, part: str = "mlp") -> str:
+    return f"{marked_run(method, bits, part)}-{domain}"
 
 
-def independent_run(i: int) -> str:
-    return f"independent-{i:02d}"
+def independent_run(i: int, part: str = "mlp") -> str:
+    return f"{CONV_PREFIX if part == 'conv' else ''}independent-{i:02d}"
+
+
+def plain_run(seed: int = 0, part: str = "mlp") -> str:
+    return f"{CONV_PREFIX if part == 'conv' else ''}plain" + (f"-s{seed}" if seed else "")
 
 
 def all_bits(scale: Scale) -> list[int]:
@@ -164,7 +200,7 @@ def all_bits(scale: Scale) -> list[int]:
 def plan(scale: Scale) -> dict[str, RunSpec]:
     """Every run the experiments can ask for at ``scale`` (trained lazily, at most once)."""
     ms, ts, ks = scale.model_seed, scale.train_seed, scale.key_seed
-    runs = [RunSpec("plain", model_seed=ms, train_seed=ts)]
+    runs = [RunSpec(plain_run(i), model_seed=ms + i, train_seed=ts + i) for i in range(scale.plain_seeds)]
     for method in METHODS:
         for bits in all_bits(scale):
             runs.append(RunSpec(marked_run(method, bits), method=method, bits=bits, model_seed=ms, train_seed=ts,
@@ -175,17 +211,32 @@ def plan(scale: Scale) -> dict[str, RunSpec]:
     for i in range(scale.n_independent):
         runs.append(RunSpec(independent_run(i), data="small", schedule="small", model_seed=1000 + i,
                             train_seed=1000 + i))
+    if scale.conv_model is not None:
+        c = {"part": "conv"}
+        runs.append(RunSpec(plain_run(0, "conv"), data="conv-main", model_seed=ms, train_seed=ts, **c))
+        for method in METHODS:
+            runs.append(RunSpec(marked_run(method, scale.bits, "conv"), method=method, bits=scale.bits,
+                                data="conv-main", model_seed=ms, train_seed=ts, key_seed=ks, **c))
+            for domain, attack in (("sd", "finetune"), ("dd", "finetune-new-head")):
+                runs.append(RunSpec(attacked_run(method, scale.bits, domain, "conv"), data=f"conv-{domain}",
+                                    schedule="finetune", train_seed=ts + 1,
+                                    parent=marked_run(method, scale.bits, "conv"), attack=attack, **c))
+        for i in range(scale.conv_n_independent):
+            runs.append(RunSpec(independent_run(i, "conv"), data="small", schedule="small", model_seed=1000 + i,
+                                train_seed=1000 + i, **c))
     return {r.name: r for r in runs}
 
 
 def schedule_of(scale: Scale, spec: RunSpec) -> TrainConfig:
     """The TrainConfig of a run: the scale's schedule with the run's seed."""
+    conv = scale.conv_train if scale.conv_train is not None else scale.train
     if spec.schedule == "main":
-        base = scale.train
+        base = conv if spec.part == "conv" else scale.train
     elif spec.schedule == "small":
-        base = scale.small_train
+        base = replace(conv, epochs=scale.conv_small_epochs) if spec.part == "conv" else scale.small_train
     elif spec.schedule == "finetune":
-        base = replace(scale.train, epochs=scale.finetune_epochs)
+        base = replace(conv if spec.part == "conv" else scale.train,
+                       epochs=scale.conv_finetune_epochs if spec.part == "conv" else scale.finetune_epochs)
     else:
         raise ConfigError(f"unknown schedule {spec.schedule!r}")
     return replace(base, seed=spec.train_seed)
@@ -209,6 +260,13 @@ class Experiment(ExperimentBase):
                 out += [attacked_run(m, scale.bits, d) for m in METHODS for d in ("sd", "dd")]
             elif r == "@independent":
                 out += [independent_run(i) for i in range(scale.n_independent)]
+            elif r == "@plain":
+                out += [plain_run(i) for i in range(scale.plain_seeds)]
+            elif r == "@conv":
+                if scale.conv_model is not None:
+                    out += [plain_run(0, "conv"), *(marked_run(m, scale.bits, "conv") for m in METHODS),
+                            *(attacked_run(m, scale.bits, d, "conv") for m in METHODS for d in ("sd", "dd")),
+                            *(independent_run(i, "conv") for i in range(scale.conv_n_independent))]
             else:
                 out.append(r)
         return list(dict.fromkeys(out))
@@ -271,8 +329,14 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("table7", "Tables 7-8", "Histogram correlation (Eq. 2, bin width 0.1) of the embedded layer",
                ("@main", "@capacity"), paper=TABLE7_PAPER,
                notes="Paper Table 7 is the MLP (Table 8 VGG16, not reproduced); all 640 weights of fc2."),
+    Experiment("conv", "Tables 3-4, Fig. 4 (VGG16)", "The convolutional case: fidelity, L2, fine-tuning and pruning",
+               ("@conv",), paper={"table3": TABLE3_PAPER["vgg16"], "table4": TABLE4_PAPER,
+                                  "manu_selected": TABLE3_PAPER["manu_selected"]["vgg16"]},
+               notes="Paper: VGG16 on CIFAR-10, host = first CONV3-64 layer (M = 1728), SGD lr 0.01, 150 epochs; "
+                     "DD fine-tunes on CIFAR-100 with a new head. Here a small CNN on Fashion-MNIST, host = its "
+                     "first conv layer; DD puts a new 10-way head on the digits (28×28)."),
     Experiment("acceptance", "issue 3", "Acceptance: capacity, fidelity, pruning, fine-tuning, false positives",
-               ("@main", "@capacity", "@finetuned", "@independent"),
+               ("@main", "@capacity", "@finetuned", "@independent", "@plain"),
                paper={"fidelity_gap_pp_max": 0.5, "bit_accuracy": 1.0, "pruned_90_ascending_bit_accuracy": 1.0,
                       "sd_bit_accuracy": 1.0, "false_positives": 0}),
 )

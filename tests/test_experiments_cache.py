@@ -1,0 +1,84 @@
+"""The on-disk run cache of the reproductions (``--cache-dir``) and worker-process training (``--jobs``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from netmark.errors import ConfigError
+from netmark.experiments.cache import RunCache, code_digest, fingerprint, tensor_digest
+from netmark.experiments.wang import get_scale, run
+from netmark.experiments.wang.runner import Runner
+from netmark.keys import WatermarkKey
+from netmark.models import build
+from netmark.training import TrainConfig
+
+#: the Wang quick scale cut down to a handful of short runs
+TINY = replace(get_scale("quick"), name="tiny", bits=64, capacity_bits=(64,),
+               train=TrainConfig(epochs=6, progress=False), small_train=TrainConfig(epochs=1, progress=False),
+               n_independent=2, finetune_epochs=1, conv_model=None)
+
+
+def test_fingerprint_depends_on_every_part_and_on_the_code() -> None:
+    base = {"spec": {"name": "a", "seed": 0}, "data": "x"}
+    assert fingerprint(base) == fingerprint(dict(base))
+    assert fingerprint(base) != fingerprint({**base, "spec": {"name": "a", "seed": 1}})
+    assert fingerprint(base) != fingerprint({**base, "data": "y"})
+    assert len(code_digest()) == 64
+    t = torch.arange(6, dtype=torch.float32)
+    assert tensor_digest(t) == tensor_digest(t.clone()) != tensor_digest(t.reshape(2, 3)) != tensor_digest(t + 1)
+
+
+def test_runner_fingerprints_differ_by_run_and_follow_the_parent() -> None:
+    r = Runner(TINY)
+    fps = {n: r.fingerprint(n) for n in r.plan}
+    assert len(set(fps.values())) == len(fps)
+    other = Runner(replace(TINY, key_seed=7))
+    assert other.fingerprint("plain") == fps["plain"]  # plain runs use no key
+    assert other.fingerprint("auto-64") != fps["auto-64"]
+    assert other.fingerprint("auto-64-sd") != fps["auto-64-sd"]  # derived runs inherit the parent's change
+
+
+def test_cache_round_trip_and_damaged_entries_are_retrained(tmp_path: Path) -> None:
+    cache = RunCache(tmp_path)
+    model = build("mlp")
+    key = WatermarkKey(method="uchida", layer="fc2", message="0101", tensors={"X": torch.randn(4, 640)})
+    cache.save("run", "f" * 64, model, key, {"train_size": 3, "history": [{"epoch": 1}], "seconds": 1.5})
+    assert cache.has("run", "f" * 64) and not cache.has("run", "e" * 64)
+    got = cache.load("run", "f" * 64)
+    assert got is not None
+    m2, k2, rec = got
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), m2.state_dict().values(), strict=True))
+    assert k2 is not None and k2.fingerprint == key.fingerprint and rec["seconds"] == 1.5
+    assert (tmp_path / f"run-{'f' * 12}.key").stat().st_mode & 0o077 == 0  # keys stay private
+    model_file = tmp_path / f"run-{'f' * 12}.safetensors"
+    model_file.write_bytes(model_file.read_bytes()[:100])  # truncated: a miss, never an error or a bad model
+    assert cache.load("run", "f" * 64) is None
+    rec_file = tmp_path / f"run-{'f' * 12}.json"
+    rec_file.write_text(json.dumps({"fingerprint": "other"}))
+    assert cache.load("run", "f" * 64) is None
+
+
+def test_second_invocation_reads_every_run_from_the_cache(tmp_path: Path) -> None:
+    first = run(tmp_path / "a", scale=TINY, cache_dir=tmp_path / "cache", jobs=2)
+    assert first["timing"]["cached_runs"] == 0 and first["timing"]["jobs"] == 2
+    second = run(tmp_path / "b", scale=TINY, cache_dir=tmp_path / "cache")
+    assert second["timing"]["cached_runs"] == len(second["runs"]) == len(first["runs"])
+    assert all(r["from_cache"] for r in second["runs"].values())
+    for name, r in first["runs"].items():  # the same models: the same accuracies and histories
+        assert second["runs"][name]["test_accuracy"] == r["test_accuracy"], name
+        assert second["runs"][name]["history"] == r["history"], name
+    assert second["experiments"]["table3"]["measured"] == first["experiments"]["table3"]["measured"]
+    assert "(cached)" in (tmp_path / "b" / "README.md").read_text()
+
+
+def test_jobs_need_a_cache_dir(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cache_dir"):
+        run(tmp_path / "x", scale=TINY, jobs=2)
+    with pytest.raises(ConfigError, match="jobs"):
+        run(tmp_path / "x", scale=TINY, jobs=0)
+    assert not (tmp_path / "x").exists()
