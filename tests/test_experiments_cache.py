@@ -51,13 +51,19 @@ def test_cache_round_trip_and_damaged_entries_are_retrained(tmp_path: Path) -> N
     assert cache.has("run", "f" * 64) and not cache.has("run", "e" * 64)
     got = cache.load("run", "f" * 64)
     assert got is not None
-    m2, k2, rec = got
+    m2, k2, rec, _ = got
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), m2.state_dict().values(), strict=True))
     assert k2 is not None and k2.fingerprint == key.fingerprint and rec["seconds"] == 1.5
     assert (tmp_path / f"run-{'f' * 12}.key").stat().st_mode & 0o077 == 0  # keys stay private
     model_file = tmp_path / f"run-{'f' * 12}.safetensors"
     model_file.write_bytes(model_file.read_bytes()[:100])  # truncated: a miss, never an error or a bad model
     assert cache.load("run", "f" * 64) is None
+    attacker = WatermarkKey(method="uchida", layer="fc2", message="0011", tensors={"X": torch.randn(4, 640)})
+    cache.save("ow", "a" * 64, model, key, {"train_size": 1, "history": [], "seconds": 0.0},
+               {"attacker_key": attacker, "none": None})
+    got = cache.load("ow", "a" * 64, ("attacker_key", "none"))
+    assert got is not None and got[3]["attacker_key"].fingerprint == attacker.fingerprint and got[3]["none"] is None
+    assert cache.load("run", "f" * 64, ("attacker_key",)) is None  # stored without it: retrained, not half-loaded
     rec_file = tmp_path / f"run-{'f' * 12}.json"
     rec_file.write_text(json.dumps({"fingerprint": "other"}))
     assert cache.load("run", "f" * 64) is None

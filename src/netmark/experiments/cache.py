@@ -16,7 +16,8 @@ that determines the trained weights:
 
 Any change there gives a new fingerprint, so a stale model is never reused: it is retrained.
 Files per run: ``<name>-<fp12>.safetensors`` (the model), ``.key`` (its owner key, 0600: the cache
-holds secrets, keep it private) and ``.json`` (history, training seconds, threads). All are
+holds secrets, keep it private), ``.<field>.key`` for other keys a run carries (an attacker's key:
+``RunnerBase._extra_keys``) and ``.json`` (history, training seconds, threads). All are
 written atomically and read back through :mod:`netmark.io` / :mod:`netmark.keys` (no pickle).
 """
 
@@ -75,31 +76,49 @@ class RunCache:
         stem = self.dir / f"{name}-{fp[:12]}"
         return stem.with_suffix(".safetensors"), stem.with_suffix(".key"), stem.with_suffix(".json")
 
-    def has(self, name: str, fp: str) -> bool:
-        return self._paths(name, fp)[2].is_file()
+    def has(self, name: str, fp: str, extras: tuple[str, ...] = ()) -> bool:
+        """Whether a complete entry (with the ``extras`` keys) is stored (its files are checked on load)."""
+        rec_p = self._paths(name, fp)[2]
+        try:
+            record = json.loads(rec_p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return record.get("fingerprint") == fp and set(extras) <= set(record.get("extra_keys", {}))
 
-    def load(self, name: str, fp: str) -> tuple[torch.nn.Module, WatermarkKey | None, dict[str, Any]] | None:
-        """``(model, key, record)`` of a cached run, or ``None`` when absent or unreadable."""
+    def load(self, name: str, fp: str, extras: tuple[str, ...] = (),
+             ) -> tuple[torch.nn.Module, WatermarkKey | None, dict[str, Any], dict[str, WatermarkKey | None]] | None:
+        """``(model, key, record, extra keys)`` of a cached run, or ``None`` when absent, unreadable or
+        stored without one of the ``extras`` (named extra keys of the run, e.g. an attacker's key)."""
         model_p, key_p, rec_p = self._paths(name, fp)
         if not rec_p.is_file():
             return None
         try:
             record = json.loads(rec_p.read_text(encoding="utf-8"))
-            if record.get("fingerprint") != fp:
+            if record.get("fingerprint") != fp or not set(extras) <= set(record.get("extra_keys", {})):
                 return None
             model = load_model(model_p)
             key = WatermarkKey.load(key_p) if record.get("has_key") else None
+            more = {n: WatermarkKey.load(self._extra_path(key_p, n)) if record["extra_keys"][n] else None
+                    for n in extras}
         except (OSError, ValueError, NetmarkError):
             return None  # a damaged entry is retrained (and overwritten), never trusted
-        return model, key, record
+        return model, key, record, more
+
+    @staticmethod
+    def _extra_path(key_p: Path, extra: str) -> Path:
+        return key_p.with_suffix(f".{extra}.key")
 
     def save(self, name: str, fp: str, model: torch.nn.Module, key: WatermarkKey | None,
-             record: dict[str, Any]) -> None:
-        """Store a run (model and key first, the record last: a record means a complete entry)."""
+             record: dict[str, Any], extras: dict[str, WatermarkKey | None] | None = None) -> None:
+        """Store a run (model and keys first, the record last: a record means a complete entry)."""
         model_p, key_p, rec_p = self._paths(name, fp)
         self.dir.mkdir(parents=True, exist_ok=True)
         save_model(model, model_p, force=True)
         if key is not None:
             key.save(key_p, force=True)
-        atomic_write_text(rec_p, json.dumps({**record, "fingerprint": fp, "has_key": key is not None}, indent=1),
-                          force=True)
+        for n, k in (extras or {}).items():
+            if k is not None:
+                k.save(self._extra_path(key_p, n), force=True)
+        atomic_write_text(rec_p, json.dumps({**record, "fingerprint": fp, "has_key": key is not None,
+                                             "extra_keys": {n: k is not None for n, k in (extras or {}).items()}},
+                                            indent=1), force=True)

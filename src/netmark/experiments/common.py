@@ -166,6 +166,11 @@ class RunnerBase:
         """Extra keyword arguments of ``netmark.models.build``."""
         return {}
 
+    def _extra_keys(self, spec: Any) -> tuple[str, ...]:
+        """Fields of the run's :class:`TrainedBase` that hold further WatermarkKeys (an attacker's key),
+        stored by the disk cache too."""
+        return ()
+
     def _model_name(self, spec: Any) -> str:
         """The architecture that ``spec`` trains (default: the scale's ``model``)."""
         return str(self.scale.model)
@@ -202,12 +207,13 @@ class RunnerBase:
             if name not in self.plan:
                 raise ConfigError(f"unknown run {name!r}")
             spec = self.plan[name]
-            hit = self.disk.load(name, self.fingerprint(name)) if self.disk is not None else None
+            extras = self._extra_keys(spec)
+            hit = self.disk.load(name, self.fingerprint(name), extras) if self.disk is not None else None
             if hit is not None:
-                model, key, rec = hit
+                model, key, rec, more = hit
                 trained = self.TRAINED(spec, model, key, self.data(spec.data)[1], int(rec["train_size"]),
                                        history=rec["history"], seconds=float(rec["seconds"]),
-                                       cached=name not in self._from_workers)
+                                       cached=name not in self._from_workers, **more)
             else:
                 t0 = time.perf_counter()
                 trained = self._derive(spec) if spec.parent else self._train(spec)
@@ -215,7 +221,8 @@ class RunnerBase:
                 if self.disk is not None:
                     self.disk.save(name, self.fingerprint(name), trained.model, trained.key,
                                    {"run": name, "train_size": trained.train_size, "history": trained.history,
-                                    "seconds": trained.seconds, "torch_threads": torch.get_num_threads()})
+                                    "seconds": trained.seconds, "torch_threads": torch.get_num_threads()},
+                                   {n: getattr(trained, n) for n in extras})
             trained.test_accuracy = evaluate(trained.model, trained.test)["accuracy"]
             self.cache[name] = trained
             self.say(self._summary(trained) + (" (from the cache)" if trained.cached else ""))
@@ -260,7 +267,7 @@ class RunnerBase:
             while self.plan[chain[-1]].parent:
                 chain.append(self.plan[chain[-1]].parent)
             for c in chain:
-                if c not in self.cache and not self.disk.has(c, self.fingerprint(c)):
+                if c not in self.cache and not self.disk.has(c, self.fingerprint(c), self._extra_keys(self.plan[c])):
                     todo[c] = depth(c)
         if not todo:
             return

@@ -80,6 +80,9 @@ class Runner(RunnerBase):
             raise ConfigError(f"unknown data role {role!r}")
         return tr, te
 
+    def _extra_keys(self, spec: RunSpec) -> tuple[str, ...]:
+        return ("attacker_key",) if spec.attack == "overwrite" else ()
+
     def _model_args(self) -> dict[str, Any]:
         return dict(self.scale.model_args)
 
