@@ -220,3 +220,31 @@ def test_split_replicas_cost_less_than_full_ones(digits_train) -> None:
         method = Tartaglione(replace(TartaglioneConfig(size=50, replicas=4, reinit=False), replica_batch=mode))
         method.embed(model, data, cfg, seed=0)
         assert seen[:5] == samples, mode  # one step, then the end-of-epoch evaluation
+
+
+def test_cli_embed_an_image_payload_verify_and_an_independent_model(tmp_path: Path) -> None:
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from netmark.cli import app
+
+    Image.fromarray((demo_logo(10, 12).permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()).save(
+        tmp_path / "logo.png")
+    runner = CliRunner()
+    common = ["--model", "simple-cnn", "--dataset", "digits", "--epochs", "3", "--lr", "0.05", "--quiet"]
+    r = runner.invoke(app, ["embed", "--method", "tartaglione", "--payload", str(tmp_path / "logo.png"),
+                            "--method-arg", "reinit=false", "--method-arg", "replicas=1", *common,
+                            "--out", str(tmp_path / "owner")])
+    assert r.exit_code == 0, r.output
+    key_path = tmp_path / "owner" / "owner.key"
+    key = WatermarkKey.load(key_path)
+    assert key.config["payload_shape"] == [3, 10, 12] and key.tensors["payload"].numel() == 360
+    r = runner.invoke(app, ["verify", str(tmp_path / "owner" / "model.safetensors"), "--key", str(key_path)])
+    assert r.exit_code == 0 and "DETECTED: Pearson r 1.0000 over 360 values" in r.output, r.output
+    r = runner.invoke(app, ["train", *common, "--seed", "7", "--out", str(tmp_path / "other")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["verify", str(tmp_path / "other" / "model.safetensors"), "--key", str(key_path)])
+    assert r.exit_code == 1 and "NOT DETECTED" in r.output, r.output
+    r = runner.invoke(app, ["embed", "--method", "uchida", "--payload", str(tmp_path / "logo.png"), *common,
+                            "--out", str(tmp_path / "bad")])
+    assert r.exit_code == 2 and "--payload" in r.output and not (tmp_path / "bad" / "owner.key").exists()
