@@ -278,6 +278,22 @@ def _position_seed(key: WatermarkKey) -> int:
     return int(key.seed)
 
 
+def init_seed(key_seed: int) -> int:
+    """The seed of the Eq. 2 re-initialisation that the hook draws for a key of seed ``key_seed``."""
+    return key_seed + 3
+
+
+def initialise(model: nn.Module, key: WatermarkKey) -> None:
+    """Eq. 2 as the hook does it for ``key`` (``reinit``): every Conv2d/Linear parameter from N(μ, σ)."""
+    reinit(model, float(key.config.get("mu", 0.0)), float(key.config.get("sigma", 0.01)),
+           init_seed(_position_seed(key)))
+
+
+def watermark_masks(model: nn.Module, key: WatermarkKey) -> dict[str, Tensor]:
+    """Per parameter name, 1 at the entries that carry ``key``'s payload in ``model`` (model unchanged)."""
+    return _Locked(model, key).masks()
+
+
 class TartaglioneHook(TrainHook):
     """Re-initialises (Eq. 2), writes the payload (Eq. 4), keeps it locked after every step (Eq. 5)
     and ascends the replicas' mean gradient on the free weights (Eqs. 8-10)."""
@@ -291,7 +307,7 @@ class TartaglioneHook(TrainHook):
 
     def on_train_start(self, model: nn.Module) -> None:
         if self.config.reinit:
-            reinit(model, self.config.mu, self.config.sigma, _position_seed(self.key) + 3)
+            reinit(model, self.config.mu, self.config.sigma, init_seed(_position_seed(self.key)))
         self.locked = _Locked(model, self.key)
         self.locked.write()
         self.masks = self.locked.masks()
