@@ -39,8 +39,10 @@ lint: venv
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/ruff format --check src tests
 
+# the committed reports (hours on 2 CPU cores; trained runs are cached in .cache/, so a rerun resumes)
 reproduce: venv data
-	$(VENV)/bin/netmark reproduce uchida
+	$(VENV)/bin/netmark reproduce uchida --jobs 2 --cache-dir .cache/uchida --force
+	$(VENV)/bin/netmark reproduce wang --jobs 2 --cache-dir .cache/wang --force
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

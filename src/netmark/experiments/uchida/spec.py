@@ -120,7 +120,7 @@ SCALES: dict[str, Scale] = {
         bits=256, capacity_bits=(256, 512, 1024, 2048), train=_sgd(5, 0.01, milestones=(4,)),
         capacity_train=_sgd(4, 0.01, milestones=(3,)), capacity_train_size=15000,
         small_train=_sgd(2, 0.01), small_train_size=10000, n_independent=20,
-        command="netmark reproduce uchida",
+        command="netmark reproduce uchida --jobs 2 --cache-dir .cache/uchida",
     ),
     "paper": Scale(
         name="paper", dataset="cifar10", model="wrn", model_args=(("depth", 10), ("widen", 4)),

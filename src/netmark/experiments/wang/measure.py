@@ -170,7 +170,8 @@ def acceptance(runner: Runner, exp: Experiment) -> dict[str, Any]:
         st = wm_stats(t.model, _key(t))
         capacity[method] = {"bits": big, "test_accuracy": t.test_accuracy, "bit_accuracy": st["bit_accuracy"],
                             "detected": st["detected"], "log10_p_value": st["log10_p_value"],
-                            "gap_pp": 100 * (plain.test_accuracy - t.test_accuracy)}
+                            "gap_pp": 100 * (plain.test_accuracy - t.test_accuracy),
+                            "last5_gap_pp": 100 * (last_mean(plain) - last_mean(t))}
     pruning: dict[str, Any] = {}
     for name in (marked_run("auto", sc.bits), marked_run("manu", sc.bits), marked_run("auto", big),
                  marked_run("manu", big)):
@@ -220,13 +221,20 @@ def acceptance(runner: Runner, exp: Experiment) -> dict[str, Any]:
             "all_bits": all_bits(sc), "all_passed": all(c["passed"] for c in criteria.values())}
 
 
+def last_mean(t: Trained, k: int = 5) -> float:
+    """Mean test accuracy of the last ``k`` epochs (the final epoch alone swings by tenths of a pp)."""
+    accs = [h["test_accuracy"] for h in t.history if "test_accuracy" in h][-k:]
+    return sum(accs) / len(accs) if accs else float("nan")
+
+
 def plain_spread(runner: Runner) -> dict[str, Any]:
     """Test accuracies of the unmarked seeds: the noise floor of every fidelity gap."""
     accs = [runner.get(plain_run(i)).test_accuracy for i in range(runner.scale.plain_seeds)]
     mean = sum(accs) / len(accs)
     sd = (sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) ** 0.5 if len(accs) > 1 else float("nan")
+    last = [last_mean(runner.get(plain_run(i))) for i in range(runner.scale.plain_seeds)]
     return {"seeds": list(range(len(accs))), "test_accuracy": accs, "mean": mean, "sd": sd,
-            "range_pp": 100 * (max(accs) - min(accs))}
+            "range_pp": 100 * (max(accs) - min(accs)), "last5_mean": last}
 
 
 @measure

@@ -169,11 +169,13 @@ def _acceptance(m: dict[str, Any]) -> str:
         bullets.append(f"* Seed noise: {len(ps['test_accuracy'])} unmarked models (seeds "
                        f"{ps['seeds'][0]}..{ps['seeds'][-1]}) score {', '.join(pct(a) for a in ps['test_accuracy'])}% "
                        f"(mean {pct(ps['mean'])}%, sd {100 * ps['sd']:.2f} pp, range {ps['range_pp']:.2f} pp): "
-                       "a fidelity gap is the same-seed difference, read against this spread.")
+                       "a fidelity gap is the same-seed difference, read against this spread. The criterion uses "
+                       "the final epoch, as the paper reports; the last-5-epoch means are given for context.")
     for method, c in m["capacity"].items():
         bullets.append(f"* {NAMES[method]}, {c['bits']} bits (same seeds): test accuracy {pct(c['test_accuracy'])}% "
-                       f"(gap {c['gap_pp']:+.2f} pp), bit accuracy {pct(c['bit_accuracy'])}%, detected "
-                       f"{fmt(c['detected'])} (log10 p = {fmt(c['log10_p_value'], 1)}).")
+                       f"(gap {c['gap_pp']:+.2f} pp; over the last 5 epochs' mean accuracies "
+                       f"{c.get('last5_gap_pp', float('nan')):+.2f} pp), bit accuracy {pct(c['bit_accuracy'])}%, "
+                       f"detected {fmt(c['detected'])} (log10 p = {fmt(c['log10_p_value'], 1)}).")
     for name, c in m["pruned_90_ascending"].items():
         bullets.append(f"* `{name}` after 90% ascending pruning of the host layer: bit accuracy "
                        f"{pct(c['bit_accuracy'])}%, detected {fmt(c['detected'])} (log10 p = "

@@ -1,8 +1,9 @@
 """Wang et al. 2020 reproduction, declared as data: scales, runs (trained models) and experiments.
 
 * :class:`Scale` — dataset, model, host layer, schedules and sweep sizes. Presets in :data:`SCALES`:
-  ``quick`` (digits + mlp, < 1 minute) and ``cpu`` (Fashion-MNIST + the paper's 784-64-10 MLP,
-  ~25 minutes on 2 shared cores; the default "full" mode).
+  ``quick`` (digits + mlp, and a simple-cnn for the convolutional case; about a minute) and ``cpu``
+  (Fashion-MNIST + the paper's 784-64-10 MLP for 50 epochs, and LeNet5-caffe's first conv layer for the
+  convolutional case; about 1.5 hours on 2 cores with ``--jobs 2 --cache-dir .cache/wang``; the default).
 * :class:`RunSpec` — one model: trained from scratch (plain, Uchida, MANU or AUTO) or derived from
   another run by fine-tuning (same domain ``sd``, different domain ``dd``). :func:`plan` lists every
   run of a scale; the runner trains each at most once per invocation and shares it between experiments.
@@ -132,6 +133,7 @@ SCALES: dict[str, Scale] = {
         val_size=12000, converge_epochs=6, finetune_epochs=50, dd_source="digits-28", n_independent=20,
         plain_seeds=5, conv_model="lenet5", conv_layer="conv1", conv_train=_adam(20), conv_train_size=12000,
         conv_converge_epochs=6, conv_finetune_epochs=20, conv_sd_size=6000, conv_n_independent=20,
+        conv_small_epochs=2,
         command="netmark reproduce wang --jobs 2 --cache-dir .cache/wang",
     ),
 }
