@@ -8,10 +8,12 @@ import torch
 from netmark.attacks import (
     ATTACKS,
     FinetuneConfig,
+    FixedPointConfig,
     Overwrite,
     OverwriteConfig,
     PruneConfig,
     QuantizeConfig,
+    RoundTripConfig,
     finetune,
     prune,
     quantize,
@@ -28,6 +30,8 @@ QUICK = TrainConfig(epochs=1, lr=0.01, batch_size=32, progress=False)
 SMALL_ATTACKS = {
     "prune": PruneConfig(rate=0.5),
     "quantize": QuantizeConfig(bits=4),
+    "fixed-point": FixedPointConfig(bits=6),
+    "roundtrip": RoundTripConfig(dtype="int8"),
     "finetune": FinetuneConfig(train=QUICK),
     "overwrite": OverwriteConfig(method_config={"layer": "conv2", "bits": 16}, train=QUICK),
 }

@@ -69,6 +69,47 @@ def test_attacks_then_verify(owner: Path, tmp_path: Path) -> None:
     assert WatermarkKey.load(tmp_path / "thief.key").seed == 9
 
 
+def test_compression_attacks_then_verify(owner: Path, tmp_path: Path) -> None:
+    """Tartaglione et al. 2021's fixed-point compression at 8 bits and an fp16 checkpoint keep the watermark."""
+    from netmark.io import load_model, read_metadata
+
+    model, key = owner / "model.safetensors", owner / "owner.key"
+    r = invoke("attack", "fixed-point", model, "--bits", "8", "--out", tmp_path / "fx.safetensors")
+    assert r.exit_code == 0, r.stderr
+    assert read_metadata(tmp_path / "fx.safetensors")["extra"]["attack"]["fixed-point"]["bits"] == 8
+    assert invoke("verify", tmp_path / "fx.safetensors", "--key", key).exit_code == 0
+    r = invoke("attack", "fixed-point", model, "--bits", "3", "--layer", "conv2", "--rounding", "nearest",
+               "--out", tmp_path / "fx3.safetensors")
+    assert r.exit_code == 0, r.stderr
+    before, after = load_model(model), load_model(tmp_path / "fx3.safetensors")
+    assert torch.equal(before.conv1.weight, after.conv1.weight)
+    assert len(torch.unique(after.conv2.weight)) <= 7  # sign + 2 magnitude bits
+    for dtype in ("fp16", "int8"):
+        r = invoke("attack", "roundtrip", model, "--dtype", dtype, "--out", tmp_path / f"{dtype}.safetensors")
+        assert r.exit_code == 0, r.stderr
+        assert invoke("verify", tmp_path / f"{dtype}.safetensors", "--key", key).exit_code == 0
+
+
+@pytest.mark.parametrize("args,match", [
+    (["fixed-point", "--bits", "1"], "2..32"),
+    (["fixed-point", "--bits", "40"], "2..32"),
+    (["fixed-point", "--rounding", "floor"], "rounding"),
+    (["fixed-point", "--layer", "conv9"], "conv9"),
+    (["roundtrip", "--dtype", "int4"], "fp16, bf16, int8"),
+])
+def test_bad_compression_attack_values_write_nothing(args: list[str], match: str, tmp_path: Path) -> None:
+    from netmark.io import save_model
+    from tests.conftest import make_cnn
+
+    model = save_model(make_cnn(), tmp_path / "m.safetensors")
+    out = tmp_path / "out.safetensors"
+    _assert_bad(invoke("attack", args[0], model, *args[1:], "--out", out), match)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+    out.write_bytes(b"precious")
+    _assert_bad(invoke("attack", args[0], model, "--out", out), "--force")
+    assert out.read_bytes() == b"precious"
+
+
 def test_independent_model_not_detected(owner: Path, tmp_path: Path) -> None:
     r = invoke("train", "--model", "simple-cnn", "--dataset", "digits", "--epochs", "3", "--lr", "0.05", "--seed", "42",
                "-q", "--out", tmp_path)

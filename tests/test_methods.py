@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from netmark.errors import ArchitectureError, KeyFileError
 from netmark.keys import WatermarkKey
 from netmark.methods import METHODS, MethodConfig, get_method, method_from_key
+from netmark.methods.tartaglione import TartaglioneConfig
 from netmark.methods.uchida import UchidaConfig
 from netmark.methods.wang import WangConfig
 from netmark.training import TrainConfig, train
@@ -25,6 +26,8 @@ from tests.conftest import make_cnn
 SMALL_CONFIGS: dict[str, MethodConfig] = {
     "uchida": UchidaConfig(layer="conv2", bits=64),
     "wang": WangConfig(layer="conv1", bits=64, null_samples=1024),  # AUTO
+    # the paper's N(0, 0.01) re-initialisation needs far more steps than 12 epochs of digits: keep the default init
+    "tartaglione": TartaglioneConfig(size=300, replicas=2, reinit=False),
 }
 #: (case id, method name, config): variants beyond each method's SMALL_CONFIGS entry.
 EXTRA_CASES: list[tuple[str, str, MethodConfig]] = [
@@ -54,7 +57,8 @@ def test_embedded_watermark_is_detected(embedded, digits_test) -> None:
     res = verify(model, key)
     assert res.method == name
     assert res.detected and res.p_value <= res.threshold
-    assert res.bit_error_rate == 0.0
+    assert res.score == pytest.approx(1.0, abs=1e-6)  # every bit, or Pearson's r of a real-valued payload
+    assert res.bit_error_rate in (0.0, None)
     from netmark.training import evaluate
 
     assert evaluate(model, digits_test)["accuracy"] > 0.85

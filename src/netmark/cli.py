@@ -128,6 +128,15 @@ def _method(name: str, flags: dict[str, Any], extra: list[str] | None) -> Any:
     return cls(cls.config_cls.from_dict({**opts, **_parse_kv(extra)}))
 
 
+def _match_text(res: Any) -> str:
+    """``64/64 bits match (BER 0.0000)`` for bit watermarks, ``Pearson r 0.9990 over 1800 values`` otherwise."""
+    if res.total_bits is not None and res.bit_error_rate is not None:
+        return f"{res.matched_bits}/{res.total_bits} bits match (BER {res.bit_error_rate:.4f})"
+    if "pearson" in res.details:
+        return f"Pearson r {res.details['pearson']:.4f} over {res.details.get('size', '?')} values"
+    return f"score {res.score:.4f}"
+
+
 def _fresh_model(name: str, data: Any, seed: int, model_args: list[str] | None) -> Any:
     from netmark._util import seeded
     from netmark.models import build
@@ -197,6 +206,7 @@ def embed(method: Annotated[str, typer.Option("--method", help="watermarking sch
           method_arg: Annotated[list[str] | None, typer.Option("--method-arg", help="extra method option k=v")] = None,
           from_model: Annotated[Path | None, typer.Option("--from", help="start from this trained model (fine-tune-to-embed)")] = None,
           distill: Annotated[bool, typer.Option("--distill", help="with --from: no labels, the --from model's soft predictions are the targets (distill-to-embed)")] = False,
+          payload: Annotated[Path | None, typer.Option("--payload", help="tartaglione: an image (PNG...) whose RGB pixels are the payload (default: random values)")] = None,
           train_size: TrainSize = None, seed: Seed = 0, lr: Lr = 0.01, batch_size: Batch = 64,
           optimizer: Optim = "sgd", momentum: Momentum = 0.9, nesterov: Nesterov = False, weight_decay: Wd = 0.0,
           milestones: Milestones = "", gamma: Gamma = 0.1, model_arg: ModelArgs = None,
@@ -224,7 +234,15 @@ def embed(method: Annotated[str, typer.Option("--method", help="watermarking sch
         situation = "train-to-embed"
     teacher = copy.deepcopy(net) if distill else None
     _echo(f"{situation}: {method} into {type(net).__name__} on {dataset} ({len(tr)} images, {epochs} epochs)", quiet)
-    net, key, run = wm.embed(net, tr, cfg, seed=seed, eval_data=te, teacher=teacher)
+    key = None
+    if payload is not None:
+        from netmark.methods.tartaglione import Tartaglione, image_payload
+
+        if not isinstance(wm, Tartaglione):
+            raise ConfigError(f"--payload is for real-valued schemes (tartaglione), not {method!r}")
+        values, shape = image_payload(str(payload))
+        key = wm.create_key(net, seed=seed, payload=values, payload_shape=shape)
+    net, key, run = wm.embed(net, tr, cfg, seed=seed, eval_data=te, teacher=teacher, key=key)
     res = run_verify(net, key)
     key.save(key_path, force=force)
     save_model(net, model_path, extra={"dataset": dataset}, force=force)
@@ -232,10 +250,10 @@ def embed(method: Annotated[str, typer.Option("--method", help="watermarking sch
     _write_json(report_path, {
         "command": "embed", "situation": situation, "method": method, "method_config": key.config,
         "model": key.arch, "dataset": dataset, "train_size": len(tr), "train": cfg.to_dict(),
-        "test_accuracy": acc, "bit_error_rate": res.bit_error_rate, "p_value": res.p_value,
+        "test_accuracy": acc, "bit_error_rate": res.bit_error_rate, "score": res.score, "p_value": res.p_value,
         "key_fingerprint": key.fingerprint, "train_seconds": run.seconds,
         "total_seconds": time.perf_counter() - t0, "history": run.history}, force)
-    typer.echo(f"test accuracy {acc:.4f}, BER {res.bit_error_rate:.4f}, p-value {res.p_value:.3g}; "
+    typer.echo(f"test accuracy {acc:.4f}, {_match_text(res)}, p-value {res.p_value:.3g}; "
                f"wrote {model_path} and the secret {key_path} (keep it private)")
 
 
@@ -260,8 +278,8 @@ def verify(model: Annotated[Path, typer.Argument(help="suspect model (.safetenso
         typer.echo(json.dumps({**res.to_dict(), "key_fingerprint": k.fingerprint, "model": str(model)}, default=str))
     else:
         word = "DETECTED" if res.detected else "NOT DETECTED"
-        typer.echo(f"{word}: {res.matched_bits}/{res.total_bits} bits match (BER {res.bit_error_rate:.4f}), "
-                   f"p-value {res.p_value:.3g} vs alpha {alpha:g} [{res.method}, key {k.fingerprint[:12]}]")
+        typer.echo(f"{word}: {_match_text(res)}, p-value {res.p_value:.3g} vs alpha {alpha:g} "
+                   f"[{res.method}, key {k.fingerprint[:12]}]")
     raise typer.Exit(0 if res.detected else 1)
 
 
@@ -306,6 +324,42 @@ def attack_quantize(model: Annotated[Path, typer.Argument(help="model file")], o
     check_writable(out, force)
     cfg = QuantizeConfig(bits=bits, layer=layer, per_channel=not per_layer)
     _save_attacked(quantize(_load(model, arch_from_key), cfg), out, model, {"quantize": cfg.to_dict()}, force)
+
+
+Buffers = Annotated[bool, typer.Option("--include-buffers", help="also convert BatchNorm running statistics")]
+
+
+@attack_app.command("fixed-point")
+@handles_errors
+def attack_fixed_point(model: Annotated[Path, typer.Argument(help="model file")], out: Out,
+                       bits: Annotated[int, typer.Option("--bits", help="total bits per parameter, sign included (2-32)")] = 8,
+                       layer: Annotated[str | None, typer.Option("--layer", help="one layer (default: every parameter)")] = None,
+                       rounding: Annotated[str, typer.Option("--rounding", help="mask (drop LSBs, paper) | nearest")] = "mask",
+                       include_buffers: Buffers = False, arch_from_key: ArchKey = None, force: Force = False) -> None:
+    """Store every parameter in fixed point and mask the LSBs (Tartaglione et al. 2021 compression)."""
+    from netmark._util import check_writable
+    from netmark.attacks import FixedPointConfig, fixed_point_model
+
+    check_writable(out, force)
+    cfg = FixedPointConfig(bits=bits, layer=layer, rounding=rounding,  # type: ignore[arg-type]
+                           include_buffers=include_buffers)
+    _save_attacked(fixed_point_model(_load(model, arch_from_key), cfg), out, model, {"fixed-point": cfg.to_dict()},
+                   force)
+
+
+@attack_app.command("roundtrip")
+@handles_errors
+def attack_roundtrip(model: Annotated[Path, typer.Argument(help="model file")], out: Out,
+                     dtype: Annotated[str, typer.Option("--dtype", help="fp16 | bf16 | int8 (per-tensor symmetric)")] = "fp16",
+                     layer: Annotated[str | None, typer.Option("--layer", help="one layer (default: every parameter)")] = None,
+                     include_buffers: Buffers = False, arch_from_key: ArchKey = None, force: Force = False) -> None:
+    """Save the parameters as an fp16 / bf16 / int8 checkpoint and load them back."""
+    from netmark._util import check_writable
+    from netmark.attacks import RoundTripConfig, roundtrip
+
+    check_writable(out, force)
+    cfg = RoundTripConfig(dtype=dtype, layer=layer, include_buffers=include_buffers)  # type: ignore[arg-type]
+    _save_attacked(roundtrip(_load(model, arch_from_key), cfg), out, model, {"roundtrip": cfg.to_dict()}, force)
 
 
 @attack_app.command("finetune")
@@ -371,7 +425,7 @@ def attack_overwrite(model: Annotated[Path, typer.Argument(help="model file")], 
 
 @app.command()
 @handles_errors
-def reproduce(paper: Annotated[str, typer.Argument(help="which paper: uchida")],
+def reproduce(paper: Annotated[str, typer.Argument(help="which paper: uchida | wang | tartaglione")],
               quick: Annotated[bool, typer.Option("--quick", help="digits + simple-cnn, under a minute")] = False,
               scale: Annotated[str | None, typer.Option("--scale", help="preset: quick | cpu | paper (overrides --quick)")] = None,
               out: Annotated[Path | None, typer.Option("--out", "-o", help="output directory (default reports/PAPER[-quick])")] = None,

@@ -112,6 +112,33 @@ def bit_match_result(extracted: torch.Tensor, message: torch.Tensor, *, method: 
                               total_bits=n, details=d)
 
 
+def log10_pearson_tail(r: float, n: int) -> float:
+    """``log10 P[ρ >= r]`` under "no association" for ``n`` pairs: Student's t with ``n − 2`` degrees of
+    freedom for ``t = r √((n−2)/(1−r²))``, the standard approximation of the permutation null."""
+    from scipy.stats import t as student_t
+
+    if n < 3:
+        raise ValueError(f"a correlation p-value needs at least 3 pairs, got {n}")
+    if not math.isfinite(r):
+        return 0.0
+    r = min(max(r, -1.0), 1.0)
+    if r >= 1.0:
+        return -math.inf
+    t = r * math.sqrt((n - 2) / (1.0 - r * r))
+    return float(student_t.logsf(t, n - 2)) / math.log(10)
+
+
+def pearson_result(r: float, n: int, *, method: str, alpha: float = DEFAULT_ALPHA,
+                   details: dict[str, Any] | None = None) -> VerificationResult:
+    """A real-valued payload (Tartaglione et al.): Pearson ``r`` over ``n`` values, one-sided p-value
+    against a suspect that does not carry the payload (:func:`log10_pearson_tail`). ``score`` is ``r``."""
+    lg = log10_pearson_tail(r, n)
+    p = 0.0 if lg == -math.inf else 10.0**lg
+    d = {"log10_p_value": lg, "null": "permutation null of Pearson's r (Student t, n - 2 df)", "pearson": r}
+    d.update(details or {})
+    return VerificationResult(detected=p <= alpha, p_value=p, score=r, threshold=alpha, method=method, details=d)
+
+
 def verify(model: nn.Module, key: WatermarkKey, *, alpha: float = DEFAULT_ALPHA) -> VerificationResult:
     """Check ``model`` against ``key`` with the key's own method."""
     from netmark.methods import method_from_key

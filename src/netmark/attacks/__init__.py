@@ -1,20 +1,24 @@
 """Attacks a thief would use: model in → new model out (the input is never modified).
 
-``prune`` (magnitude/random pruning), ``quantize`` (uniform k-bit weights), ``finetune`` (same or
-different domain) and ``overwrite`` (a second watermark with an attacker key). Importing this package registers
-them all in :data:`ATTACKS`.
+``prune`` (magnitude/random pruning), ``quantize`` (uniform k-bit weights), ``fixed-point`` (Tartaglione et al.
+2021's fixed-point conversion with LSB masking), ``roundtrip`` (an fp16/bf16/int8 checkpoint and back),
+``finetune`` (same or different domain) and ``overwrite`` (a second watermark with an attacker key). Importing this
+package registers them all in :data:`ATTACKS`.
 """
 
 from __future__ import annotations
 
 from netmark.attacks.base import ATTACKS, Attack, AttackConfig, register_attack
 from netmark.attacks.finetune import Finetune, FinetuneConfig, finetune, replace_head
+from netmark.attacks.fixed_point import FixedPoint, FixedPointConfig, fixed_point, fixed_point_model
 from netmark.attacks.overwrite import Overwrite, OverwriteConfig, overwrite
 from netmark.attacks.prune import Prune, PruneConfig, prune
 from netmark.attacks.quantize import Quantize, QuantizeConfig, quantize
+from netmark.attacks.roundtrip import RoundTrip, RoundTripConfig, roundtrip
 
 __all__ = [
-    "ATTACKS", "Attack", "AttackConfig", "Finetune", "FinetuneConfig", "Overwrite", "OverwriteConfig", "Prune",
-    "PruneConfig", "Quantize", "QuantizeConfig", "finetune", "overwrite", "prune", "quantize", "register_attack",
-    "replace_head",
+    "ATTACKS", "Attack", "AttackConfig", "Finetune", "FinetuneConfig", "FixedPoint", "FixedPointConfig", "Overwrite",
+    "OverwriteConfig", "Prune", "PruneConfig", "Quantize", "QuantizeConfig", "RoundTrip", "RoundTripConfig",
+    "finetune", "fixed_point", "fixed_point_model", "overwrite", "prune", "quantize", "register_attack",
+    "replace_head", "roundtrip",
 ]

@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, TypeVar
 
+import torch
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -67,6 +68,18 @@ def target_layers(model: nn.Module, layer: str | None) -> dict[str, nn.Module]:
     from netmark.models import conv_and_linear_layers, get_layer
 
     return {layer: get_layer(model, layer)} if layer else conv_and_linear_layers(model)
+
+
+def target_tensors(model: nn.Module, layer: str | None, include_buffers: bool = False) -> dict[str, torch.Tensor]:
+    """The floating-point parameters (and, with ``include_buffers``, floating-point buffers such as
+    BatchNorm running statistics) of the named conv/linear layer, or of the whole model when
+    ``layer`` is None, keyed by their ``state_dict`` name. Integer buffers (``num_batches_tracked``)
+    are never included."""
+    from netmark.models import get_layer
+
+    root, prefix = (get_layer(model, layer), layer + ".") if layer else (model, "")
+    named = list(root.named_parameters()) + (list(root.named_buffers()) if include_buffers else [])
+    return {prefix + n: t for n, t in named if t.is_floating_point()}
 
 
 ATTACKS: dict[str, type[Attack]] = {}

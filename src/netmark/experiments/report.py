@@ -32,6 +32,7 @@ from netmark.errors import ConfigError, OutputExistsError
 REPRODUCTIONS: dict[str, str] = {
     "uchida2017": "netmark.experiments.uchida",
     "wang2020": "netmark.experiments.wang",
+    "tartaglione2021": "netmark.experiments.tartaglione",
 }
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

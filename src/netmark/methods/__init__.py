@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from netmark.errors import ConfigError, KeyFileError
 from netmark.keys import WatermarkKey
-from netmark.methods import uchida, wang
+from netmark.methods import tartaglione, uchida, wang
 from netmark.methods.base import (
     METHODS,
     Extraction,
@@ -25,7 +25,7 @@ from netmark.methods.base import (
 __all__ = [
     "METHODS", "Extraction", "MethodConfig", "WatermarkMethod", "embed", "get_method", "method_for_config",
     "method_from_key",
-    "random_message", "register_method", "uchida", "wang",
+    "random_message", "register_method", "tartaglione", "uchida", "wang",
 ]
 
 

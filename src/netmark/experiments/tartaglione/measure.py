@@ -1,0 +1,264 @@
+"""Measurements of each experiment (``MEASURES[name](runner, experiment) -> dict``), on cached runs."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from netmark._util import seeded
+from netmark.attacks import FixedPointConfig, RoundTripConfig, fixed_point_model, roundtrip
+from netmark.attacks.roundtrip import DTYPES
+from netmark.keys import WatermarkKey
+from netmark.methods.tartaglione import Tartaglione, initialise, watermark_masks
+from netmark.training import TrainHook, evaluate, make_optimizer
+from netmark.verify import false_positive_rate, verify
+
+from .runner import method_config, payload_of
+from .spec import FULL_RUN, REFERENCE_R, Experiment, finetuned_run, independent_run, marked_run, marked_runs
+
+if TYPE_CHECKING:
+    from .runner import Runner, Trained
+
+Measure = Callable[["Runner", Experiment], dict[str, Any]]
+MEASURES: dict[str, Measure] = {}
+REF = marked_run(REFERENCE_R)
+HIST_BINS = 60
+
+
+def measure(fn: Measure) -> Measure:
+    MEASURES[fn.__name__] = fn
+    return fn
+
+
+def _key(t: Trained) -> WatermarkKey:
+    assert t.key is not None
+    return t.key
+
+
+def wm_stats(model: nn.Module, key: WatermarkKey) -> dict[str, Any]:
+    """Pearson ρ, detection, p-value, mean absolute error and exact 8-bit share of ``key``'s payload."""
+    r = verify(model, key)
+    return {"pearson": r.score, "detected": r.detected, "log10_p_value": r.details.get("log10_p_value"),
+            "mean_abs_error": r.details.get("mean_abs_error"), "exact_8bit": r.details.get("exact_8bit")}
+
+
+def _error(model: nn.Module, t: Trained) -> float:
+    return 100.0 * (1.0 - evaluate(model, t.test)["accuracy"])
+
+
+@measure
+def table1(runner: Runner, exp: Experiment) -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    for name in exp.resolve_runs(runner.scale):
+        t = runner.get(name)
+        row: dict[str, Any] = {"test_accuracy": t.test_accuracy, "test_error": 100.0 * (1.0 - t.test_accuracy),
+                               "seconds": t.seconds, "epochs": len(t.history), "replicas": t.spec.replicas,
+                               "replica_batch": t.spec.replica_batch if t.key else None}
+        if t.key is not None:
+            row.update(wm_stats(t.model, t.key), payload_size=len(t.key.tensors["payload"]),
+                       final_gamma=t.history[-1].get("tartaglione_gamma") if t.history else None)
+        rows[name] = row
+    return {"epochs": runner.scale.train.epochs, "train_size": runner.get("plain").train_size, "rows": rows}
+
+
+@measure
+def fig4a(runner: Runner, exp: Experiment) -> dict[str, Any]:
+    series: dict[str, Any] = {}
+    for name in marked_runs(runner.scale):
+        parent, ft = runner.get(name), runner.get(finetuned_run(name))
+        key = _key(parent)
+        hist = ft.history
+        series[name] = {"replicas": parent.spec.replicas, "replica_batch": parent.spec.replica_batch,
+                        "epochs": list(range(len(hist) + 1)),
+                        "pearson": [verify(parent.model, key).score, *(h.get("pearson") for h in hist)],
+                        "test_accuracy": [parent.test_accuracy, *(h.get("test_accuracy") for h in hist)],
+                        "after": {**wm_stats(ft.model, key), "test_accuracy": ft.test_accuracy}}
+    cfg = runner.scale.train
+    return {"epochs": cfg.epochs, "optimizer": cfg.optimizer, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
+            "train_size": runner.get("plain").train_size, "series": series}
+
+
+def _compressed(model: nn.Module, t: Trained) -> dict[str, Any]:
+    return {"test_error": _error(model, t), **wm_stats(model, _key(t))}
+
+
+@measure
+def fig4b(runner: Runner, exp: Experiment) -> dict[str, Any]:
+    t = runner.get(REF)
+    rows = [{"bits": b, **_compressed(fixed_point_model(t.model, FixedPointConfig(bits=b, rounding="mask")), t)}
+            for b in runner.scale.fixed_point_bits]
+    trips = {d: _compressed(roundtrip(t.model, RoundTripConfig(dtype=d)), t) for d in DTYPES}
+    return {"run": REF, "rounding": "mask", "float32": _compressed(t.model, t), "fixed_point": rows,
+            "roundtrip": trips}
+
+
+def _flat(model: nn.Module, names: list[str]) -> torch.Tensor:
+    params = dict(model.named_parameters())
+    return torch.cat([params[n].detach().reshape(-1).float().cpu() for n in names])
+
+
+@measure
+def fig3(runner: Runner, exp: Experiment) -> dict[str, Any]:
+    """The layer's parameters at init (Eq. 2), after writing the payload (Eq. 4) and after training."""
+    from scipy.stats import ks_2samp
+
+    sc, t = runner.scale, runner.get(REF)
+    key = _key(t)
+    tr = runner.data("main")[0]
+    init = runner.fresh_model(tr, t.spec.model_seed)
+    if sc.reinit:
+        initialise(init, key)
+    written = runner.fresh_model(tr, t.spec.model_seed)
+    Tartaglione.from_key(key).hook(key).on_train_start(written)
+    # the init drawn here must be the one the hook drew: equal free weights everywhere
+    masks, after = watermark_masks(written, key), dict(written.named_parameters())
+    same = all(bool(torch.equal(p.detach()[masks[n] == 0], after[n].detach()[masks[n] == 0])) if n in masks
+               else bool(torch.equal(p.detach(), after[n].detach())) for n, p in init.named_parameters())
+    names = [n for n, _ in written.get_submodule(sc.layer).named_parameters(prefix=sc.layer)]
+    mask = torch.cat([(masks[n] if n in masks else torch.zeros_like(after[n])).reshape(-1).cpu() != 0
+                      for n in names])
+    stages: dict[str, Any] = {}
+    for stage, model in (("init", init), ("written", written), ("trained", t.model)):
+        v = _flat(model, names)
+        wm, free = v[mask], v[~mask]
+        lo, hi = float(v.min()), float(v.max())
+        edges = torch.linspace(lo, hi if hi > lo else lo + 1e-6, HIST_BINS + 1)
+        ks = ks_2samp(wm.numpy(), free.numpy())
+        stages[stage] = {"edges": [round(float(e), 7) for e in edges],
+                         "counts_all": torch.histc(v, HIST_BINS, edges[0], edges[-1]).int().tolist(),
+                         "counts_watermarked": torch.histc(wm, HIST_BINS, edges[0], edges[-1]).int().tolist(),
+                         "mean": float(v.mean()), "std": float(v.std()), "watermarked_mean": float(wm.mean()),
+                         "watermarked_std": float(wm.std()), "free_std": float(free.std()),
+                         "ks_statistic": float(ks.statistic), "ks_p_value": float(ks.pvalue)}
+    return {"run": REF, "layer": sc.layer, "parameters": int(mask.numel()), "watermarked": int(mask.sum()),
+            "watermarked_fraction": float(mask.float().mean()), "reinit": sc.reinit, "init_matches_hook": same,
+            "stages": stages}
+
+
+# ----------------------------------------------------------------------------- step cost
+
+
+def _step(model: nn.Module, hooks: list[TrainHook], opt: torch.optim.Optimizer, x: torch.Tensor,
+          y: torch.Tensor) -> None:
+    """One step exactly as ``netmark.training.train`` takes it."""
+    logits = model(x)
+    terms = {"task_loss": F.cross_entropy(logits, y)}
+    for h in hooks:
+        terms.update(h.extra_loss(model, x, y, logits))
+    loss = torch.stack([v.reshape(()) for v in terms.values()]).sum()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    for h in hooks:
+        h.after_step(model)
+
+
+def step_costs(runner: Runner) -> dict[str, Any]:
+    """Median per-step time of plain training and of every R > 0 with full and split replicas, measured in
+    this process on one torch thread with interleaved rounds (the order rotates each round) on one fixed
+    batch; once per runner."""
+    if runner.costs is None:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            runner.costs = _step_costs(runner)
+        finally:
+            torch.set_num_threads(threads)
+    return runner.costs
+
+
+def _step_costs(runner: Runner) -> dict[str, Any]:
+    sc = runner.scale
+    tr = runner.data("main")[0]
+    bs = sc.train.batch_size
+    x, y = tr.x[:bs], tr.y[:bs]
+    payload = payload_of(sc.payload_shape)
+    cases: dict[str, tuple[nn.Module, list[TrainHook], torch.optim.Optimizer]] = {}
+    for r, batch in [(None, None), *((r, b) for r in sc.replicas if r > 0 for b in ("full", "split"))]:
+        model = runner.fresh_model(tr, sc.model_seed)
+        hooks: list[TrainHook] = []
+        if r is not None and batch is not None:
+            method = Tartaglione(method_config(sc, r, batch, len(payload)))
+            key = method.create_key(model, seed=sc.key_seed, payload=payload, payload_shape=list(sc.payload_shape))
+            hooks = [method.hook(key)]
+            hooks[0].on_train_start(model)
+        model.train()
+        cases["plain" if r is None else f"R{r}-{batch}"] = (model, hooks, make_optimizer(model.parameters(), sc.train))
+    names = list(cases)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    with seeded(sc.train_seed):
+        for n in names:  # warm-up
+            for _ in range(2):
+                _step(*cases[n], x, y)
+        for rnd in range(sc.overhead_rounds):
+            for n in names[rnd % len(names):] + names[: rnd % len(names)]:
+                t0 = time.perf_counter()
+                for _ in range(sc.overhead_steps):
+                    _step(*cases[n], x, y)
+                times[n].append(1000.0 * (time.perf_counter() - t0) / sc.overhead_steps)
+    plain = statistics.median(times["plain"])
+    return {"batch_size": bs, "rounds": sc.overhead_rounds, "steps": sc.overhead_steps,
+            "torch_threads": torch.get_num_threads(), "replica_fraction": sc.replica_fraction,
+            "cases": {n: {"median_ms": statistics.median(v), "rounds_ms": v, "ratio": statistics.median(v) / plain}
+                      for n, v in times.items()}}
+
+
+@measure
+def overhead(runner: Runner, exp: Experiment) -> dict[str, Any]:
+    split, full = runner.get(finetuned_run(REF)), runner.get(finetuned_run(FULL_RUN))
+    key = _key(runner.get(REF))
+    ps, pf = verify(split.model, key).score, verify(full.model, key).score
+    return {"cost": step_costs(runner),
+            "robustness": {"split_run": REF, "full_run": FULL_RUN, "epochs": len(split.history),
+                           "pearson_split": ps, "pearson_full": pf, "abs_difference": abs(ps - pf),
+                           "train_seconds_split": runner.get(REF).seconds,
+                           "train_seconds_full": runner.get(FULL_RUN).seconds}}
+
+
+# ----------------------------------------------------------------------------- acceptance
+
+
+def _crit(value: Any, threshold: str, passed: bool) -> dict[str, Any]:
+    return {"value": value, "threshold": threshold, "passed": bool(passed)}
+
+
+@measure
+def acceptance(runner: Runner, exp: Experiment) -> dict[str, Any]:
+    sc = runner.scale
+    errors = {r: 100.0 * (1.0 - runner.get(marked_run(r)).test_accuracy) for r in (0, 1, REFERENCE_R)}
+    spread = max(errors.values()) - min(errors.values())
+    ref = runner.get(REF)
+    key = _key(ref)
+    ft = {name: verify(runner.get(finetuned_run(name)).model, key).score for name in marked_runs(sc)}
+    p0, p4, pfull = ft[marked_run(0)], ft[REF], ft[FULL_RUN]
+    m8 = fixed_point_model(ref.model, FixedPointConfig(bits=8, rounding="mask"))
+    p8 = verify(m8, key).score
+    cost = step_costs(runner)
+    ratio = cost["cases"][f"{REF}-split"]["ratio"]
+    indep = [runner.get(independent_run(i)) for i in range(sc.n_independent)]
+    models = [t.model for t in indep] + [runner.get("plain").model]
+    fp = false_positive_rate(models, key).to_dict()
+    scores = fp.pop("scores")
+    fp.update(max_pearson=max(scores), models=f"{len(indep)} independent {sc.model} (seeds 1000..{999 + len(indep)}, "
+              f"{indep[0].train_size} images, {sc.small_train.epochs} epochs) + the plain run")
+    n = len(key.tensors["payload"])
+    criteria = {
+        "test_error_spread_pp_R0_R1_R4": _crit(spread, "<= 0.5", spread <= 0.5),
+        "payload_values": _crit(n, ">= 1800", n >= 1800),
+        "R0_finetuned_pearson": _crit(p0, f"<= R{REFERENCE_R}'s − 0.05 ({p4 - 0.05:.4f})", p0 <= p4 - 0.05),
+        f"R{REFERENCE_R}_finetuned_pearson": _crit(p4, ">= 0.99", p4 >= 0.99),
+        "pearson_8bit_fixed_point": _crit(p8, ">= 0.99", p8 >= 0.99),
+        f"R{REFERENCE_R}_step_cost_ratio": _crit(ratio, "<= 2", ratio <= 2.0),
+        "split_vs_full_finetuned_pearson_gap": _crit(abs(p4 - pfull), "<= 0.01", abs(p4 - pfull) <= 0.01),
+        "false_positives": _crit(fp["n_detected"], f"== 0 of {fp['n_models']} (>= 20)",
+                                 fp["n_detected"] == 0 and fp["n_models"] >= 20),
+    }
+    return {"test_error": {str(r): e for r, e in errors.items()}, "finetuned_pearson": ft, "pearson_8bit": p8,
+            "step_cost_ratio": ratio, "false_positives": fp, "criteria": criteria, "epochs": sc.train.epochs,
+            "all_passed": all(c["passed"] for c in criteria.values())}

@@ -1,0 +1,194 @@
+"""The one runner: trains each :class:`~.spec.RunSpec` at most once per invocation and runs every
+:class:`~.spec.Experiment` on the shared models, then writes ``results.json``, README.md and PNGs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+from netmark.attacks import Finetune, FinetuneConfig
+from netmark.data import ArrayDataset, load
+from netmark.errors import ConfigError
+from netmark.experiments.common import Progress, RunnerBase, TrainedBase, run_reproduction
+from netmark.keys import WatermarkKey
+from netmark.methods.tartaglione import Tartaglione, TartaglioneConfig, demo_logo, init_seed, reinit
+from netmark.training import TrainConfig, TrainHook, evaluate, train
+
+from .spec import EXPERIMENTS, RunSpec, Scale, get_scale, plan, schedule_of
+
+EXPERIMENT_ID = "tartaglione2021"
+PAPER = ("Tartaglione, Grangetto, Cavagnino, Botta: Delving in the loss landscape to embed robust watermarks into "
+         "neural networks, ICPR 2020")
+_HISTORY_KEYS = ("epoch", "loss", "task_loss", "replica_loss", "tartaglione_gamma", "pearson", "train_accuracy",
+                 "test_accuracy", "seconds")
+
+
+def payload_of(shape: tuple[int, ...]) -> Tensor:
+    """The ``demo_logo`` of ``shape = (3, h, w)``, flattened channel-first."""
+    return demo_logo(shape[1], shape[2]).reshape(-1)
+
+
+def method_config(scale: Scale, replicas: int, replica_batch: str, size: int) -> TartaglioneConfig:
+    """The scale's Tartaglione config for R = ``replicas`` (``split``: the scale's fraction; ``full``: 1.0)."""
+    return TartaglioneConfig(size=size, mu=scale.mu, sigma=scale.sigma, replicas=replicas, noise=scale.noise,
+                             gamma=scale.gamma, gamma_step=scale.gamma_step, gamma_decay=scale.gamma_decay,
+                             replica_batch=replica_batch,  # type: ignore[arg-type]
+                             replica_fraction=scale.replica_fraction if replica_batch == "split" else 1.0,
+                             reinit=scale.reinit, max_layer_fraction=scale.max_layer_fraction)
+
+
+def key_summary(key: WatermarkKey) -> dict[str, Any]:
+    c = key.config
+    return {"method": key.method, "seed": key.seed, "size": c.get("size"), "payload_shape": c.get("payload_shape"),
+            "replicas": c.get("replicas"), "replica_batch": c.get("replica_batch"), "gamma": c.get("gamma"),
+            "reinit": c.get("reinit"), "fingerprint": key.fingerprint}
+
+
+def pearson_of(model: nn.Module, key: WatermarkKey) -> float:
+    return float(Tartaglione.from_key(key).extract(model, key).details["pearson"])
+
+
+class PearsonHook(TrainHook):
+    """Puts the owner's Pearson ρ (and the test accuracy) into the metrics after every epoch of an attack
+    and keeps the history (``Finetune`` returns only the model)."""
+
+    def __init__(self, key: WatermarkKey, test: ArrayDataset) -> None:
+        self.key, self.test = key, test
+        self.history: list[dict[str, float]] = []
+
+    def on_epoch_end(self, model: nn.Module, epoch: int, metrics: dict[str, float]) -> None:
+        metrics["pearson"] = pearson_of(model, self.key)
+        metrics["test_accuracy"] = evaluate(model, self.test)["accuracy"]
+        self.history.append(dict(metrics))
+
+
+@dataclass
+class Trained(TrainedBase):
+    """A model of the reproduction, with the owner key it carries (own or inherited)."""
+
+    HISTORY_KEYS: ClassVar[tuple[str, ...]] = _HISTORY_KEYS
+    key_summary = staticmethod(key_summary)
+
+
+class Runner(RunnerBase):
+    """Loads the data of a :class:`Scale` and trains/derives runs on demand, each once."""
+
+    TITLE = "Tartaglione et al. 2021"
+    TRAINED = Trained
+    scale: Scale
+    plan: dict[str, RunSpec]
+    cache: dict[str, Trained]
+    #: the step-cost measurement (``measure.step_costs``), shared by ``overhead`` and ``acceptance``.
+    costs: dict[str, Any] | None = None
+
+    def _plan(self, scale: Scale) -> dict[str, RunSpec]:
+        return plan(scale)
+
+    def _load(self, role: str) -> tuple[ArrayDataset, ArrayDataset]:
+        """``(train, test)`` for ``main`` / ``small``."""
+        sc = self.scale
+        if role == "main":
+            return (load(sc.dataset, "train", data_dir=self.data_dir, train_size=sc.train_size,
+                         split_seed=sc.split_seed), load(sc.dataset, "test", data_dir=self.data_dir))
+        if role == "small":
+            return (load(sc.dataset, "train", data_dir=self.data_dir, train_size=sc.small_train_size,
+                         split_seed=sc.split_seed), self.data("main")[1])
+        raise ConfigError(f"unknown data role {role!r}")
+
+    def _model_args(self) -> dict[str, Any]:
+        return dict(self.scale.model_args)
+
+    def _schedule(self, spec: RunSpec) -> TrainConfig:
+        return schedule_of(self.scale, spec)
+
+    def _method(self, spec: RunSpec) -> Tartaglione | None:
+        if spec.replicas is None:
+            return None
+        size = len(payload_of(spec.payload_shape or self.scale.payload_shape))
+        return Tartaglione(method_config(self.scale, spec.replicas, spec.replica_batch, size))
+
+    def _describe(self, spec: RunSpec) -> str:
+        if spec.replicas is None:
+            return "plain" + (f", N{spec.init} init" if spec.init else "")
+        return f"R = {spec.replicas}, {spec.replica_batch} replicas, payload {spec.payload_shape}"
+
+    def _summary(self, trained: Trained) -> str:
+        msg = f"  {trained.spec.name}: {trained.seconds:.0f} s, test accuracy {100 * trained.test_accuracy:.2f}%"
+        if trained.key is not None:
+            msg += f", owner Pearson {pearson_of(trained.model, trained.key):.4f}"
+        return msg
+
+    def _train(self, spec: RunSpec) -> Trained:
+        tr, te = self.data(spec.data)
+        cfg = self._schedule(spec)
+        self.say(f"training {spec.name} ({self._describe(spec)}): {self.scale.model} on {len(tr)} {tr.name} images, "
+                 f"{cfg.epochs} epochs")
+        model = self.fresh_model(tr, spec.model_seed)
+        method = self._method(spec)
+        if method is None:
+            if spec.init is not None:  # the watermarked runs' Eq. 2 initialisation, without a watermark
+                reinit(model, spec.init[0], spec.init[1], init_seed(spec.key_seed))
+            result, key = train(model, tr, cfg, eval_data=te), None
+        else:
+            shape = spec.payload_shape or self.scale.payload_shape
+            key = method.create_key(model, seed=spec.key_seed, payload=payload_of(shape), payload_shape=list(shape))
+            model, key, result = method.embed(model, tr, cfg, key=key, eval_data=te)
+        return Trained(spec, model, key, te, len(tr), history=result.history)
+
+    def _derive(self, spec: RunSpec) -> Trained:
+        parent = self.get(spec.parent or "")
+        if spec.attack != "finetune" or parent.key is None:
+            raise ConfigError(f"unknown attack {spec.attack!r} (or an unmarked parent)")
+        tr, te = self.data(spec.data)
+        cfg = schedule_of(self.scale, spec)
+        self.say(f"attacking {spec.parent} -> {spec.name} (fine-tuning without the lock, {cfg.epochs} epochs on "
+                 f"{len(tr)} {tr.name} images, {cfg.optimizer} lr {cfg.lr:g})")
+        hook = PearsonHook(parent.key, te)
+        model = Finetune(FinetuneConfig(train=cfg, new_head=False, seed=spec.train_seed), hooks=(hook,))(
+            parent.model, tr)
+        return Trained(spec, model, parent.key, te, len(tr), history=hook.history)
+
+    # ------------------------------------------------------------------ results
+
+    def scale_record(self) -> dict[str, Any]:
+        tr = self.data("main")[0]
+        model = self.fresh_model(tr, 0)
+        n_params = sum(p.numel() for p in model.parameters())
+        n = 3 * self.scale.logo[0] * self.scale.logo[1]
+        return {"small_train_size_used": len(self.data("small")[0]), "payload_size": n, "model_parameters": n_params,
+                "watermarked_fraction": n / n_params,
+                "layer_parameters": sum(p.numel() for p in model.get_submodule(self.scale.layer).parameters())}
+
+
+# ---------------------------------------------------------------------- entry point
+
+
+def run(out_dir: str | Path, *, quick: bool = False, force: bool = False, progress: Progress | None = None,
+        data_dir: Any = None, scale: str | Scale | None = None, cache_dir: Any = None, jobs: int = 1,
+        ) -> dict[str, Any]:
+    """Reproduce Tartaglione et al. 2021 and write ``out_dir/results.json``, ``README.md`` and PNG plots.
+
+    Args:
+        out_dir: output directory (created).
+        quick: the ``quick`` scale (digits + simple-cnn, under a minute) instead of ``cpu``.
+        force: overwrite an existing ``results.json`` (otherwise OutputExistsError, before any training).
+        progress: called with one line per step (the CLI prints it).
+        data_dir: where the datasets live (see :mod:`netmark.data`).
+        scale: a preset name from ``SCALES`` (``quick``/``cpu``) or a custom :class:`Scale`; overrides ``quick``.
+        cache_dir: keep trained runs there and reuse them on the next call (:mod:`netmark.experiments.cache`).
+        jobs: train the runs in this many worker processes first (needs ``cache_dir``).
+
+    Returns:
+        The results dictionary that was written to ``results.json``.
+    """
+    from .measure import MEASURES
+    from .render import render
+
+    return run_reproduction(out_dir, quick=quick, force=force, progress=progress, data_dir=data_dir, scale=scale,
+                            get_scale=get_scale, runner_cls=Runner, experiments=EXPERIMENTS, measures=MEASURES,
+                            render=render, experiment_id=EXPERIMENT_ID, paper=PAPER,
+                            cache_dir=cache_dir, jobs=jobs)

@@ -1,0 +1,274 @@
+"""Tartaglione et al. 2021 reproduction, declared as data: scales, runs (trained models) and experiments.
+
+* :class:`Scale` — dataset, model, schedule, the method's hyper-parameters (R values, γ schedule, σ, s)
+  and sweep sizes. Presets in :data:`SCALES`: ``quick`` (digits + simple-cnn, < 1 minute) and ``cpu``
+  (Fashion-MNIST + LeNet5-caffe, the paper's SGD schedule on fewer epochs and images; the default).
+* :class:`RunSpec` — one model: trained from scratch (plain, or watermarked with R replicas, split or
+  full-batch) or derived from another run by the fine-tuning attack. :func:`plan` lists every run of a
+  scale; the runner trains each at most once per invocation and shares it between experiments.
+* :class:`Experiment` — one table/figure of the paper: which runs it needs, the paper's values, and
+  the name of its measurement (``measure.MEASURES``). :data:`EXPERIMENTS` is the whole reproduction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from netmark.errors import ConfigError
+from netmark.experiments.common import ExperimentBase, pick_scale
+from netmark.methods.tartaglione import PAPER_TRAIN
+from netmark.training import TrainConfig
+
+#: the R whose split fast path is compared with the paper's full-batch replicas (the reference).
+REFERENCE_R = 4
+#: R values every scale must train (acceptance: fidelity of R = 0, 1, 4; robustness of 0 vs 4).
+REQUIRED_R = (0, 1, REFERENCE_R)
+FULL_RUN = f"R{REFERENCE_R}-full"
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Everything that differs between a quick run and the CPU run (paper values in brackets).
+
+    Attributes:
+        name: preset name.
+        dataset / model / model_args: training data (``netmark.data.load``) and architecture [MNIST, LeNet5-caffe].
+        layer: the layer whose weight distribution Fig. 3 shows [``conv2``].
+        train / train_size: schedule and training-set size of every trained run [vanilla SGD lr 0.1, weight
+            decay 1e-4, batch 100, 100 epochs, 60000 images]; ``None`` = the whole training split. The
+            fine-tuning attack runs the same schedule (as many epochs as the embedding).
+        replicas: the R values trained with the split fast path [0, 1, 4, 16]; ``R4-full`` (the paper's
+            full-batch replicas) is always added.
+        logo: ``(height, width)`` of the RGB ``demo_logo`` payload, N = 3·h·w [20×30 = 1800].
+        gamma / gamma_step / gamma_decay: γ and its decay [1e-4, × 0.5 every 25 epochs].
+        noise / sigma / mu: s, σ and μ [0.01, 0.01, 0].
+        reinit: draw every parameter from N(μ, σ) before writing the watermark [yes]; the plain run gets
+            the same initialisation (same seed) when set.
+        replica_fraction: the split path's share of the minibatch (netmark's default 0.5).
+        max_layer_fraction: at most this share of a layer is watermarked [1.0: Eq. 3 as written].
+        small_train / small_train_size: cheaper schedule of the independent models (false positives).
+        n_independent: independently trained models for the false-positive check (≥ 20).
+        fixed_point_bits: bit widths of the compression sweep (Fig. 4b) [2..16].
+        overhead_rounds / overhead_steps: interleaved rounds × steps per configuration of the step-cost
+            measurement (one process, one torch thread, a fixed batch of ``train.batch_size``).
+        model_seed / train_seed / key_seed / split_seed: seeds.
+        threads: torch intra-op threads while the runner works (``None`` keeps torch's setting).
+        command: the command line that reproduces this scale (shown in the README).
+    """
+
+    name: str
+    dataset: str
+    model: str
+    layer: str
+    train: TrainConfig
+    small_train: TrainConfig
+    train_size: int | None = None
+    small_train_size: int | None = None
+    replicas: tuple[int, ...] = (0, 1, 4)
+    logo: tuple[int, int] = (20, 30)
+    gamma: float = 1e-4
+    gamma_step: int = 25
+    gamma_decay: float = 0.5
+    noise: float = 0.01
+    sigma: float = 0.01
+    mu: float = 0.0
+    reinit: bool = True
+    replica_fraction: float = 0.5
+    max_layer_fraction: float = 1.0
+    model_args: tuple[tuple[str, Any], ...] = ()
+    n_independent: int = 20
+    fixed_point_bits: tuple[int, ...] = tuple(range(2, 17))
+    overhead_rounds: int = 5
+    overhead_steps: int = 10
+    model_seed: int = 0
+    train_seed: int = 0
+    key_seed: int = 2021
+    split_seed: int = 0
+    threads: int | None = None
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        if not set(REQUIRED_R) <= set(self.replicas) or len(set(self.replicas)) != len(self.replicas) or any(
+                r < 0 for r in self.replicas):
+            raise ConfigError(f"replicas must be distinct integers >= 0 including {REQUIRED_R}, got {self.replicas}")
+        if self.n_independent < 1 or self.overhead_rounds < 1 or self.overhead_steps < 1:
+            raise ConfigError("n_independent, overhead_rounds and overhead_steps must be >= 1")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError("threads must be >= 1 or None")
+        if min(self.logo) < 1:
+            raise ConfigError(f"logo must be (height, width) >= 1, got {self.logo}")
+
+    @property
+    def payload_shape(self) -> tuple[int, int, int]:
+        return (3, *self.logo)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["train"] = self.train.to_dict()
+        d["small_train"] = self.small_train.to_dict()
+        d["model_args"] = dict(self.model_args)
+        return d
+
+
+def _sgd(epochs: int) -> TrainConfig:
+    """The paper's schedule (vanilla SGD lr 0.1, weight decay 1e-4, batch 100) with ``epochs`` epochs."""
+    return replace(PAPER_TRAIN, epochs=epochs, progress=True)
+
+
+SCALES: dict[str, Scale] = {
+    "quick": Scale(
+        name="quick", dataset="digits", model="simple-cnn", layer="conv2", train=_sgd(6), small_train=_sgd(1),
+        replicas=(0, 1, 4), logo=(20, 30), gamma=1e-4, gamma_step=25, reinit=False,
+        max_layer_fraction=0.25, n_independent=20, overhead_rounds=3, overhead_steps=4, threads=1,
+        command="netmark reproduce tartaglione --quick",
+    ),
+    "cpu": Scale(
+        name="cpu", dataset="fashion-mnist", model="lenet5", layer="conv2", train=_sgd(20), train_size=12000,
+        small_train=_sgd(3), small_train_size=6000, replicas=(0, 1, 4, 16), logo=(20, 30), gamma=1e-4,
+        gamma_step=5, reinit=True, max_layer_fraction=1.0, n_independent=20, overhead_rounds=5,
+        overhead_steps=10, command="netmark reproduce tartaglione --jobs 2 --cache-dir .cache/tartaglione",
+    ),
+}
+DEFAULT_SCALE = "cpu"
+
+#: §IV-A, LeNet5-caffe on MNIST (the "paper" column of the scale table).
+PAPER_SETUP = {
+    "dataset": "MNIST: 60000 train / 10000 test images", "model": "LeNet5-caffe",
+    "schedule": "vanilla SGD lr 0.1, weight decay 1e-4, batch 100, 100 epochs",
+    "watermark": "RGB image 20×30×3, N = 1800 (≈ 0.4% of the parameters); μ = 0, σ = 0.01, s = 0.01",
+    "replicas": "R = 0, 1, 4, 16 (every replica sees the whole minibatch)",
+    "gamma": "γ = 1e-4, × 0.5 every 25 epochs", "init": "every parameter from N(0, 0.01) (Eq. 2)",
+}
+
+
+def get_scale(scale: str | Scale | None, quick: bool = False) -> Scale:
+    """A preset by name (``None``: ``quick`` if ``quick`` else ``cpu``) or a custom :class:`Scale`."""
+    return pick_scale(scale, quick, SCALES, Scale, DEFAULT_SCALE)
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One model of the reproduction.
+
+    Attributes:
+        name: unique run name (key of ``results["runs"]``).
+        replicas: R (``None``: a plain model, no watermark).
+        replica_batch: ``split`` (netmark's fast path) or ``full`` (the paper's replicas).
+        payload_shape: ``[3, h, w]`` of the ``demo_logo`` payload (watermarked runs).
+        init: ``(μ, σ)`` when a plain run is re-initialised from N(μ, σ) like the watermarked ones.
+        data: ``main`` | ``small``; schedule: ``main`` | ``small`` | ``finetune``.
+        parent / attack: a derived model: ``finetune`` of run ``parent`` on the training set.
+    """
+
+    name: str
+    replicas: int | None = None
+    replica_batch: str = "split"
+    payload_shape: tuple[int, ...] | None = None
+    init: tuple[float, float] | None = None
+    data: str = "main"
+    schedule: str = "main"
+    model_seed: int = 0
+    train_seed: int = 0
+    key_seed: int = 2021
+    parent: str | None = None
+    attack: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def marked_run(r: int) -> str:
+    return f"R{r}"
+
+
+def finetuned_run(name: str) -> str:
+    return f"{name}-ft"
+
+
+def independent_run(i: int) -> str:
+    return f"independent-{i:02d}"
+
+
+def marked_runs(scale: Scale) -> list[str]:
+    """Every watermarked run: the split R values, then the full-batch reference."""
+    return [*(marked_run(r) for r in scale.replicas), FULL_RUN]
+
+
+def plan(scale: Scale) -> dict[str, RunSpec]:
+    """Every run the experiments can ask for at ``scale`` (trained lazily, at most once)."""
+    ms, ts, ks = scale.model_seed, scale.train_seed, scale.key_seed
+    common = {"model_seed": ms, "train_seed": ts, "key_seed": ks}
+    runs = [RunSpec("plain", init=(scale.mu, scale.sigma) if scale.reinit else None, **common)]
+    marked = [RunSpec(marked_run(r), replicas=r, payload_shape=scale.payload_shape, **common) for r in scale.replicas]
+    marked.append(RunSpec(FULL_RUN, replicas=REFERENCE_R, replica_batch="full", payload_shape=scale.payload_shape,
+                          **common))
+    runs += marked
+    runs += [RunSpec(finetuned_run(m.name), schedule="finetune", train_seed=ts + 1, parent=m.name, attack="finetune")
+             for m in marked]
+    runs += [RunSpec(independent_run(i), data="small", schedule="small", model_seed=1000 + i, train_seed=1000 + i)
+             for i in range(scale.n_independent)]
+    return {r.name: r for r in runs}
+
+
+def schedule_of(scale: Scale, spec: RunSpec) -> TrainConfig:
+    """The TrainConfig of a run: the scale's schedule (the attack's is the embedding's) with the run's seed."""
+    if spec.schedule in ("main", "finetune"):
+        base = scale.train
+    elif spec.schedule == "small":
+        base = scale.small_train
+    else:
+        raise ConfigError(f"unknown schedule {spec.schedule!r}")
+    return replace(base, seed=spec.train_seed)
+
+
+# ----------------------------------------------------------------------------- experiments
+
+
+@dataclass(frozen=True)
+class Experiment(ExperimentBase):
+    """One table or figure (``runs``: ``@marked`` / ``@finetuned`` / ``@independent`` expand per scale)."""
+
+    def resolve_runs(self, scale: Scale) -> list[str]:
+        groups = {"@marked": marked_runs(scale), "@finetuned": [finetuned_run(m) for m in marked_runs(scale)],
+                  "@independent": [independent_run(i) for i in range(scale.n_independent)]}
+        return list(dict.fromkeys(n for r in self.runs for n in groups.get(r, [r])))
+
+
+#: Table I, MNIST / LeNet5-caffe, 100 epochs: test error (%) by R.
+TABLE1_PAPER = {"epochs": 100, "test_error": {"0": 0.78, "1": 0.83, "4": 0.82, "16": 0.85}}
+
+EXPERIMENTS: tuple[Experiment, ...] = (
+    Experiment("table1", "Table I", "Test error after training, by R", ("plain", "@marked"), paper=TABLE1_PAPER,
+               notes="Paper: LeNet5-caffe on MNIST, 100 epochs (its CIFAR-10 rows are not reproduced). `plain` "
+                     "carries no watermark and trains the same initialisation; every `R*` run locks the same "
+                     "N values at the same key positions."),
+    Experiment("fig4a", "Fig. 4a", "Pearson correlation of the payload during fine-tuning, by R", ("@finetuned",),
+               paper={"claim": "with R = 0 the watermark tends to vanish; the larger R, the longer it persists "
+                               "(values are only plotted in the paper)"},
+               notes="The attack fine-tunes on the training set, without the lock, with the embedding's optimizer, "
+                     "learning rate and epoch count; epoch 0 is the watermarked model."),
+    Experiment("fig4b", "Fig. 4b", "Compression: fixed point with LSB masking, test error and Pearson vs bits",
+               (f"R{REFERENCE_R}",),
+               paper={"claim": "the watermark vanishes below 4 bits per parameter, exactly when the test error "
+                               "rises; above 6 bits the Pearson correlation is very close to (not exactly) 1",
+                      "model": "R = 16", "expected_8bit_pearson": 1.0},
+               notes=f"Here the R = {REFERENCE_R} (split) model; the paper compresses its R = 16 model. Every "
+                     "floating-point parameter is stored in signed fixed point, truncating (masking) the LSBs."),
+    Experiment("fig3", "Fig. 3", "Weight distribution of a conv layer: init, after writing the watermark, trained",
+               (f"R{REFERENCE_R}",),
+               paper={"claim": "the watermarked parameters (about 0.4% of the total) cannot be easily detected "
+                               "from the observed empirical distribution", "layer": "conv2 of LeNet5-caffe"}),
+    Experiment("overhead", "§III-C", "Per-step cost of the replicas (full vs split) and robustness of the fast path",
+               (f"R{REFERENCE_R}", FULL_RUN, finetuned_run(f"R{REFERENCE_R}"), finetuned_run(FULL_RUN)),
+               paper={"claim": "the paper's replicas are R extra forward/backward passes per step (not timed there)"}),
+    Experiment("acceptance", "issue 4",
+               "Acceptance: fidelity, payload, fine-tuning, compression, cost, false positives",
+               ("plain", "@marked", "@finetuned", "@independent"),
+               paper={"fidelity_spread_pp_max": 0.5, "payload_min": 1800, "r4_finetuned_pearson_min": 0.99,
+                      "pearson_8bit_min": 0.99, "step_cost_ratio_max": 2.0, "split_vs_full_pearson_max": 0.01,
+                      "false_positives": 0}),
+)

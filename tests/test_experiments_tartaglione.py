@@ -1,0 +1,187 @@
+"""The Tartaglione et al. 2021 reproduction: one quick run (digits + simple-cnn) shared by the tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from netmark.cli import app
+from netmark.errors import ConfigError, OutputExistsError
+from netmark.experiments import report
+from netmark.experiments.tartaglione import EXPERIMENTS, SCALES, Scale, get_scale, plan, render, run
+from netmark.experiments.tartaglione.render import FIGURES
+from netmark.experiments.tartaglione.spec import FULL_RUN, marked_runs
+from netmark.methods.tartaglione import PAPER_TRAIN
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], list[str], Path]:
+    out = tmp_path_factory.mktemp("tartaglione-quick")
+    cache = tmp_path_factory.mktemp("tartaglione-cache")
+    messages: list[str] = []
+    results = run(out, quick=True, progress=messages.append, cache_dir=cache)
+    return out, results, messages, cache
+
+
+def _measured(results: dict[str, Any], name: str) -> dict[str, Any]:
+    return results["experiments"][name]["measured"]
+
+
+def test_quick_run_writes_every_file_and_section(quick) -> None:
+    out, results, messages, _ = quick
+    for name in ("results.json", "README.md", *FIGURES):
+        assert (out / name).is_file(), name
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["experiment"] == "tartaglione2021" and on_disk["command"] == results["command"]
+    assert set(on_disk["experiments"]) == {"table1", "fig4a", "fig4b", "fig3", "overhead", "acceptance"}
+    sc = on_disk["scale"]
+    assert sc["name"] == "quick" and sc["dataset"] == "digits" and sc["model"] == "simple-cnn"
+    assert sc["payload_size"] == 1800 and sc["torch_threads"] == 1
+    needed = {r for e in EXPERIMENTS for r in e.resolve_runs(get_scale("quick"))}
+    assert set(on_disk["runs"]) == needed  # each model trained once, every needed one present
+    assert {"plain", "R0", "R1", "R4", FULL_RUN, "R4-ft", "R4-full-ft"} <= needed
+    assert sum(r.startswith("independent-") for r in needed) >= 20
+    assert any("training R4-full" in m for m in messages) and messages[-1].startswith("done")
+    epochs = get_scale("quick").train.epochs
+    for name in [*marked_runs(get_scale("quick")), "plain"]:
+        rec, ft = on_disk["runs"][name], on_disk["runs"].get(f"{name}-ft")
+        assert rec["spec"]["name"] == name and len(rec["history"]) == epochs
+        if ft is not None:  # the attack's per-epoch Pearson is kept in the run's history
+            assert len(ft["history"]) == epochs and all("pearson" in h for h in ft["history"])
+
+
+def test_pngs_are_valid(quick) -> None:
+    out, _, _, _ = quick
+    for name in FIGURES:
+        assert report.is_png(out / name), name
+        assert (out / name).stat().st_size > 2000
+
+
+def test_readme_puts_paper_values_beside_measured(quick) -> None:
+    out, results, _, _ = quick
+    md = (out / "README.md").read_text()
+    for section in ("Scale", "Acceptance (issue 4)", "Table I", "Fig. 4a", "Fig. 4b", "Fig. 3",
+                    "Replica cost and the split fast path", "Runs"):
+        assert f"## {section}" in md, section
+    assert "paper (§IV-A)" in md and "paper test error (%)" in md
+    for paper_value in ("0.78", "0.83", "0.82", "LeNet5-caffe", "vanilla SGD lr 0.1, weight decay 1e-4, batch 100, "
+                        "100 epochs", "γ = 1e-4, × 0.5 every 25 epochs", "about 0.4%", "below 4 bits"):
+        assert paper_value in md, paper_value
+    t1 = _measured(results, "table1")["rows"]
+    assert f"| `R0` | 0 | split | 0.78 | {t1['R0']['test_error']:.2f} |" in md  # paper beside measured
+    assert "netmark reproduce tartaglione --quick" in md and results["command"] in md
+    assert "reinit off" in md  # the quick scale says why it keeps the default init
+    for name in FIGURES:
+        assert f"({name})" in md
+
+
+def test_owner_pearson_is_one_before_attacks_and_independents_are_not_detected(quick) -> None:
+    _, results, _, _ = quick
+    rows = _measured(results, "table1")["rows"]
+    for name in marked_runs(get_scale("quick")):
+        assert rows[name]["pearson"] == pytest.approx(1.0, abs=1e-6) and rows[name]["detected"], name
+        assert rows[name]["payload_size"] == 1800
+    assert "pearson" not in rows["plain"]
+    for name, s in _measured(results, "fig4a")["series"].items():
+        assert s["pearson"][0] == pytest.approx(1.0, abs=1e-6), name
+    fp = _measured(results, "acceptance")["false_positives"]
+    assert fp["n_models"] == 21 and fp["n_detected"] == 0 and fp["min_p_value"] > 1e-6
+    assert abs(fp["max_pearson"]) < 0.12
+
+
+def test_quick_measurements_are_complete(quick) -> None:
+    _, results, _, _ = quick
+    sc = get_scale("quick")
+    f4a = _measured(results, "fig4a")
+    assert set(f4a["series"]) == set(marked_runs(sc))
+    for s in f4a["series"].values():
+        assert s["epochs"] == list(range(sc.train.epochs + 1)) and len(s["pearson"]) == sc.train.epochs + 1
+        assert all(-1.0 <= p <= 1.0 for p in s["pearson"]) and s["after"]["pearson"] == pytest.approx(s["pearson"][-1])
+    f4b = _measured(results, "fig4b")
+    assert [r["bits"] for r in f4b["fixed_point"]] == list(range(2, 17)) and set(f4b["roundtrip"]) == {
+        "fp16", "bf16", "int8"}
+    by_bits = {r["bits"]: r for r in f4b["fixed_point"]}
+    assert by_bits[16]["pearson"] > 0.999 and by_bits[2]["pearson"] < by_bits[16]["pearson"]
+    assert f4b["roundtrip"]["fp16"]["pearson"] > 0.999
+    f3 = _measured(results, "fig3")
+    assert f3["layer"] == "conv2" and f3["init_matches_hook"] and 0 < f3["watermarked"] < f3["parameters"]
+    for st in f3["stages"].values():
+        assert len(st["edges"]) == len(st["counts_all"]) + 1 and sum(st["counts_all"]) == f3["parameters"]
+        assert sum(st["counts_watermarked"]) == f3["watermarked"] and 0 <= st["ks_p_value"] <= 1
+    cost = _measured(results, "overhead")["cost"]
+    assert set(cost["cases"]) == {"plain", "R1-full", "R1-split", "R4-full", "R4-split"}
+    assert cost["cases"]["plain"]["ratio"] == 1.0 and all(len(c["rounds_ms"]) == 3 for c in cost["cases"].values())
+    assert cost["cases"]["R4-full"]["median_ms"] > cost["cases"]["plain"]["median_ms"]
+    acc = _measured(results, "acceptance")
+    assert len(acc["criteria"]) == 8 and acc["criteria"]["payload_values"]["passed"]
+    assert all({"value", "threshold", "passed"} <= set(c) for c in acc["criteria"].values())
+    assert acc["all_passed"] is all(c["passed"] for c in acc["criteria"].values())
+    assert acc["step_cost_ratio"] == cost["cases"]["R4-split"]["ratio"]  # one measurement, shared
+
+
+def test_rerun_without_force_refuses_before_training(quick) -> None:
+    out, _, _, _ = quick
+    before = (out / "results.json").read_bytes()
+    messages: list[str] = []
+    with pytest.raises(OutputExistsError):
+        run(out, quick=True, progress=messages.append)
+    assert messages == [] and (out / "results.json").read_bytes() == before
+
+
+def test_render_regenerates_readme_and_figures(quick, tmp_path: Path) -> None:
+    out, _, _, _ = quick
+    readme = (out / "README.md").read_text()
+    (out / "README.md").unlink()
+    (out / FIGURES[0]).unlink()
+    written = render(out / "results.json")
+    assert (out / "README.md").read_text() == readme
+    assert report.is_png(out / FIGURES[0]) and out / "README.md" in written
+    other = tmp_path / "copy"
+    render(out / "results.json", other)
+    assert (other / "README.md").read_text() == readme
+    with pytest.raises(OutputExistsError):
+        render(out / "results.json", other)
+    report.render(out / "results.json", tmp_path / "dispatched")  # what `netmark report` uses
+    assert (tmp_path / "dispatched" / "README.md").read_text() == readme
+
+
+def test_cli_reproduce_quick(quick, tmp_path: Path) -> None:
+    """Through the CLI, reading the fixture's trained runs back from its cache (only the measurements rerun)."""
+    _, _, _, cache = quick
+    target = tmp_path / "cli"
+    res = CliRunner().invoke(app, ["reproduce", "tartaglione", "--quick", "--out", str(target),
+                                   "--cache-dir", str(cache), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "wrote" in res.output and (target / "README.md").is_file()
+    results = json.loads((target / "results.json").read_text())
+    assert results["experiment"] == "tartaglione2021" and results["timing"]["cached_runs"] == len(results["runs"])
+
+
+def test_scales_and_plan() -> None:
+    assert {"quick", "cpu"} <= set(SCALES)
+    cpu = get_scale(None)
+    assert cpu.name == "cpu" and cpu.dataset == "fashion-mnist" and cpu.model == "lenet5" and cpu.layer == "conv2"
+    t = cpu.train
+    assert (t.optimizer, t.lr, t.momentum, t.weight_decay, t.batch_size) == (
+        PAPER_TRAIN.optimizer, PAPER_TRAIN.lr, 0.0, 1e-4, 100)
+    assert cpu.reinit and cpu.logo == (20, 30) and cpu.gamma == 1e-4 and 16 in cpu.replicas
+    assert get_scale(None, quick=True).name == "quick"
+    with pytest.raises(ConfigError):
+        get_scale("huge")
+    with pytest.raises(ConfigError, match="replicas"):
+        Scale(name="x", dataset="digits", model="simple-cnn", layer="conv2", train=t, small_train=t, replicas=(0, 4))
+    for name in SCALES:
+        sc = get_scale(name)
+        runs = plan(sc)
+        for exp in EXPERIMENTS:
+            assert set(exp.resolve_runs(sc)) <= set(runs), (name, exp.name)
+        assert sum(r.startswith("independent-") for r in runs) >= 20
+        marked = [runs[r] for r in marked_runs(sc)]
+        assert len({(s.model_seed, s.train_seed, s.key_seed, s.payload_shape) for s in marked}) == 1
+        assert runs[FULL_RUN].replica_batch == "full" and runs["R4"].replica_batch == "split"
+        assert all(runs[f"{m.name}-ft"].parent == m.name for m in marked)
+    assert "R16-ft" in plan(cpu) and "R16" not in plan(get_scale("quick"))
