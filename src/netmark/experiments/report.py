@@ -76,6 +76,13 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(lines)
 
 
+def criteria_table(criteria: dict[str, dict[str, Any]], digits: int = 4) -> str:
+    """The acceptance table of a reproduction: criterion, measured value, required, PASS/FAIL."""
+    rows = [[name.replace("_", " "), fmt(c["value"], digits), c["threshold"], "PASS" if c["passed"] else "FAIL"]
+            for name, c in criteria.items()]
+    return markdown_table(["criterion", "measured", "required", ""], rows)
+
+
 # ----------------------------------------------------------------------------- JSON
 
 

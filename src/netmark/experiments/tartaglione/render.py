@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from netmark.experiments.common import render_reproduction
-from netmark.experiments.report import figure, fmt, markdown_table, pct, plot_lines
+from netmark.experiments.report import criteria_table, figure, fmt, markdown_table, pct, plot_lines
 from netmark.verify import DEFAULT_ALPHA
 
 from .spec import PAPER_SETUP
@@ -134,12 +134,10 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 def _acceptance(m: dict[str, Any]) -> str:
-    rows = [[name.replace("_", " "), fmt(c["value"], 4), c["threshold"], "PASS" if c["passed"] else "FAIL"]
-            for name, c in m["criteria"].items()]
     fp = m["false_positives"]
     errs = ", ".join(f"R{r}: {e:.2f}%" for r, e in m["test_error"].items())
     pft = ", ".join(f"{n}: {p:.4f}" for n, p in m["finetuned_pearson"].items())
-    return ("## Acceptance (issue 4)\n\n" + markdown_table(["criterion", "measured", "required", ""], rows)
+    return ("## Acceptance (issue 4)\n\n" + criteria_table(m["criteria"])
             + f"\n\n* Test errors after {m['epochs']} epochs: {errs}.\n* Pearson after fine-tuning as many epochs "
             f"as the embedding: {pft}.\n* Pearson of the R4 model at 8-bit fixed point: {m['pearson_8bit']:.4f}; "
             f"R4 (split) step cost {m['step_cost_ratio']:.2f}× plain.\n* False positives: the R4 key against "

@@ -8,6 +8,7 @@ from typing import Any
 
 from netmark.experiments.common import render_reproduction
 from netmark.experiments.report import (
+    criteria_table,
     figure,
     fmt,
     markdown_table,
@@ -138,11 +139,9 @@ def markdown(res: dict[str, Any]) -> str:
 
 def _acceptance(m: dict[str, Any]) -> str:
     f, fp = m["fidelity"], m["false_positives"]
-    rows = [[name.replace("_", " "), fmt(c["value"], 3), c["threshold"], "PASS" if c["passed"] else "FAIL"]
-            for name, c in m["criteria"].items()]
     lines = [
         "## Acceptance criteria (measured by this runner)",
-        markdown_table(["criterion", "measured", "required", ""], rows),
+        criteria_table(m["criteria"], 3),
         f"* Fidelity: test accuracy {pct(f['plain_test_accuracy'])}% without the watermark vs "
         f"{pct(f['watermarked_test_accuracy'])}% with the {f['bits']}-bit random-key watermark in `{f['layer']}` "
         f"(same seed, {f['epochs']} epochs): difference {f['gap_pp']:+.2f} percentage points; owner BER "

@@ -8,6 +8,7 @@ from typing import Any
 
 from netmark.experiments.common import render_reproduction
 from netmark.experiments.report import (
+    criteria_table,
     figure,
     fmt,
     markdown_table,
@@ -160,9 +161,7 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 def _acceptance(m: dict[str, Any]) -> str:
-    rows = [[name.replace("_", " "), fmt(c["value"], 4), c["threshold"], "PASS" if c["passed"] else "FAIL"]
-            for name, c in m["criteria"].items()]
-    lines = ["## Acceptance (issue 3)", markdown_table(["criterion", "measured", "required", ""], rows)]
+    lines = ["## Acceptance (issue 3)", criteria_table(m["criteria"])]
     bullets = [f"* Unmarked model: test accuracy {pct(m['plain_test_accuracy'])}% ({m['epochs']} epochs)."]
     ps = m.get("plain_seeds")
     if ps and len(ps["test_accuracy"]) > 1:
