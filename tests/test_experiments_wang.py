@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,24 @@ def test_quick_convolutional_case(quick) -> None:
     assert c["auto"]["detected"] and c["auto"]["sd"]["bit_accuracy_after"] == 1.0
     dd = results["runs"]["cnn-auto-256-dd"]
     assert dd["spec"]["attack"] == "finetune-new-head" and dd["spec"]["part"] == "conv"
-    assert _measured(results, "acceptance")["plain_seeds"]["seeds"] == [0]
+
+
+
+def test_quick_fidelity_uses_paired_seeds(quick) -> None:
+    out, results, _ = quick
+    acc = _measured(results, "acceptance")
+    assert acc["plain_seeds"]["seeds"] == [0, 1]
+    s = acc["capacity"]["auto"]["seeds"]
+    assert s["seeds"] == [0, 1] and len(s["gap_pp"]) == 2 and "seeds" not in acc["capacity"]["uchida"]
+    assert s["gap_pp"][0] == pytest.approx(acc["capacity"]["auto"]["gap_pp"])
+    assert s["mean_gap_pp"] == pytest.approx(sum(s["gap_pp"]) / 2)
+    assert s["ci95_pp"][0] <= s["mean_gap_pp"] <= s["ci95_pp"][1]
+    crit = acc["criteria"]["auto_1024_fidelity_gap_pp"]
+    assert crit["value"] == s["mean_gap_pp"] and "2 paired seeds" in crit["threshold"]
+    assert crit["passed"] == (abs(s["mean_gap_pp"]) <= 0.5)
+    spec = results["runs"]["auto-1024-s1"]["spec"]
+    assert spec["model_seed"] == 1 and spec["train_seed"] == 1 and spec["key_seed"] == 2020
+    assert "2 paired seeds" in (out / "README.md").read_text()
 
 
 def test_rerun_without_force_refuses_before_training(quick) -> None:
@@ -167,7 +185,11 @@ def test_scales_and_plan() -> None:
             assert set(exp.resolve_runs(sc)) <= set(runs), (name, exp.name)
         assert sum(r.startswith("independent-") for r in runs) >= 20
     assert cpu.train.epochs == 50 and cpu.finetune_epochs == 50 and cpu.converge_epochs == 6  # the paper's MLP
-    assert cpu.conv_model is not None and cpu.plain_seeds >= 3
+    assert cpu.conv_model is not None and cpu.plain_seeds >= 3 and cpu.fidelity_seeds >= 3
+    with pytest.raises(ConfigError):
+        replace(cpu, fidelity_seeds=cpu.plain_seeds + 1)
+    with pytest.raises(ConfigError):
+        replace(cpu, fidelity_methods=("deepsigns",))
 
 
 @pytest.mark.slow

@@ -34,6 +34,7 @@ from torch import nn
 
 from netmark import __version__
 from netmark._util import atomic_write_text, check_writable, seeded
+from netmark.attacks import ATTACKS
 from netmark.data import ArrayDataset
 from netmark.errors import ConfigError
 from netmark.experiments.cache import RunCache, fingerprint, tensor_digest
@@ -245,10 +246,14 @@ class RunnerBase:
                                      "model_args": self._model_args(), "data": self.data_digest(spec.data)}
             if spec.parent:
                 parts["parent"] = self.fingerprint(spec.parent)
+                attack = ATTACKS.get(str(spec.attack).removesuffix("-new-head"))
+                roots = ((attack.__module__,) if attack is not None  # an unregistered name: every attack
+                         else tuple(sorted({c.__module__ for c in ATTACKS.values()})))
             else:
                 m = self._method(spec)
                 parts["method"] = None if m is None else {"name": m.name, "config": m.config.to_dict()}
-            self._fps[name] = fingerprint(parts)
+                roots = () if m is None else (type(m).__module__,)
+            self._fps[name] = fingerprint(parts, roots)
         return self._fps[name]
 
     def prefetch(self, names: Iterable[str], jobs: int) -> None:

@@ -175,6 +175,17 @@ def _acceptance(m: dict[str, Any]) -> str:
                        f"(gap {c['gap_pp']:+.2f} pp; over the last 5 epochs' mean accuracies "
                        f"{c.get('last5_gap_pp', float('nan')):+.2f} pp), bit accuracy {pct(c['bit_accuracy'])}%, "
                        f"detected {fmt(c['detected'])} (log10 p = {fmt(c['log10_p_value'], 1)}).")
+        if "seeds" in c:
+            s = c["seeds"]
+            bullets.append(
+                f"* {NAMES[method]}, {c['bits']} bits, {len(s['seeds'])} paired seeds (model and shuffling seed i, "
+                f"same key; unmarked seed i as reference): test accuracy "
+                f"{', '.join(pct(a) for a in s['test_accuracy'])}%, gaps "
+                f"{', '.join(f'{g:+.2f}' for g in s['gap_pp'])} pp: **mean gap {s['mean_gap_pp']:+.2f} pp** "
+                f"(sd {s['sd_pp']:.2f}, 95% t-interval [{s['ci95_pp'][0]:+.2f}, {s['ci95_pp'][1]:+.2f}]); last-5-epoch "
+                f"gaps {', '.join(f'{g:+.2f}' for g in s['last5_gap_pp'])} pp; bit accuracy "
+                f"{', '.join(pct(b) for b in s['bit_accuracy'])}%. The criterion reads this mean: one seed's final "
+                "epoch is as noisy as the unmarked seeds' spread above.")
     for name, c in m["pruned_90_ascending"].items():
         bullets.append(f"* `{name}` after 90% ascending pruning of the host layer: bit accuracy "
                        f"{pct(c['bit_accuracy'])}%, detected {fmt(c['detected'])} (log10 p = "

@@ -49,6 +49,10 @@ class Scale:
         small_train / small_train_size: cheaper schedule of the independent models (false positives).
         n_independent: independently trained models for the false-positive check (≥ 20).
         plain_seeds: unmarked models (seeds 0, 1, ...) whose spread puts the fidelity gaps in scale.
+        fidelity_seeds / fidelity_methods: the largest-capacity model of each of ``fidelity_methods`` is
+            also trained with model/shuffling seeds 1 .. ``fidelity_seeds`` - 1 (key unchanged), paired
+            with the unmarked seed of the same number; the fidelity criterion then uses the mean of the
+            paired gaps (one final-epoch accuracy swings by a few tenths of a pp between seeds).
         conv_model / conv_layer: the convolutional case (paper: VGG16, first CONV3-64 layer, M = 1728);
             ``None`` leaves it out. Its runs train ``conv_train`` on ``conv_train_size`` images, MANU
             selects after ``conv_converge_epochs``; SD fine-tunes on ``conv_sd_size`` held-out images, DD
@@ -76,6 +80,8 @@ class Scale:
     small_train_size: int | None = None
     n_independent: int = 20
     plain_seeds: int = 1
+    fidelity_seeds: int = 1
+    fidelity_methods: tuple[str, ...] = ("auto", "manu")
     conv_model: str | None = None
     conv_layer: str = "conv1"
     conv_train: TrainConfig | None = None
@@ -102,6 +108,11 @@ class Scale:
             raise ConfigError("MANU needs more training epochs than converge_epochs")
         if self.plain_seeds < 1:
             raise ConfigError("plain_seeds must be >= 1")
+        if not 1 <= self.fidelity_seeds <= self.plain_seeds:
+            raise ConfigError("fidelity_seeds must be between 1 and plain_seeds (each marked seed is paired with "
+                              "the unmarked model of the same seed)")
+        if not set(self.fidelity_methods) <= set(METHODS):
+            raise ConfigError(f"fidelity_methods must be among {', '.join(METHODS)}, got {self.fidelity_methods}")
         if self.conv_model is not None and (self.conv_train is None
                                             or self.conv_train.epochs <= self.conv_converge_epochs):
             raise ConfigError("the convolutional case needs conv_train with more epochs than conv_converge_epochs")
@@ -123,7 +134,8 @@ SCALES: dict[str, Scale] = {
     "quick": Scale(
         name="quick", dataset="digits", model="mlp", layer="fc2", bits=256, capacity_bits=(256, 1024),
         train=_adam(20), small_train=_adam(4), val_size=360, converge_epochs=5, finetune_epochs=10,
-        dd_source="permuted-labels", n_independent=20, conv_model="simple-cnn", conv_train=_adam(8),
+        dd_source="permuted-labels", n_independent=20, plain_seeds=2, fidelity_seeds=2, conv_model="simple-cnn",
+        conv_train=_adam(8),
         conv_converge_epochs=5, conv_finetune_epochs=4, conv_n_independent=5, conv_small_epochs=2,
         command="netmark reproduce wang --quick",
     ),
@@ -131,7 +143,8 @@ SCALES: dict[str, Scale] = {
         name="cpu", dataset="fashion-mnist", model="mlp", layer="fc2", bits=512,
         capacity_bits=(256, 512, 1024, 2048, 4096), train=_adam(50), small_train=_adam(10), small_train_size=12000,
         val_size=12000, converge_epochs=6, finetune_epochs=50, dd_source="digits-28", n_independent=20,
-        plain_seeds=5, conv_model="lenet5", conv_layer="conv1", conv_train=_adam(20), conv_train_size=12000,
+        plain_seeds=5, fidelity_seeds=5, fidelity_methods=("auto",),
+        conv_model="lenet5", conv_layer="conv1", conv_train=_adam(20), conv_train_size=12000,
         conv_converge_epochs=6, conv_finetune_epochs=20, conv_sd_size=6000, conv_n_independent=20,
         conv_small_epochs=2,
         command="netmark reproduce wang --jobs 2 --cache-dir .cache/wang",
@@ -183,6 +196,11 @@ def marked_run(method: str, bits: int, part: str = "mlp") -> str:
     return f"{CONV_PREFIX if part == 'conv' else ''}{method}-{bits}"
 
 
+def seeded_run(method: str, bits: int, seed: int) -> str:
+    """A marked MLP run with model/shuffling seed ``seed`` (0: the main run itself)."""
+    return marked_run(method, bits) + (f"-s{seed}" if seed else "")
+
+
 def attacked_run(method: str, bits: int, domain: str, part: str = "mlp") -> str:
     return f"{marked_run(method, bits, part)}-{domain}"
 
@@ -207,6 +225,10 @@ def plan(scale: Scale) -> dict[str, RunSpec]:
         for bits in all_bits(scale):
             runs.append(RunSpec(marked_run(method, bits), method=method, bits=bits, model_seed=ms, train_seed=ts,
                                 key_seed=ks))
+        if method in scale.fidelity_methods:
+            big = max(all_bits(scale))
+            runs += [RunSpec(seeded_run(method, big, i), method=method, bits=big, model_seed=ms + i,
+                             train_seed=ts + i, key_seed=ks) for i in range(1, scale.fidelity_seeds)]
         for domain in ("sd", "dd"):
             runs.append(RunSpec(attacked_run(method, scale.bits, domain), data=domain, schedule="finetune",
                                 train_seed=ts + 1, parent=marked_run(method, scale.bits), attack="finetune"))
@@ -264,6 +286,9 @@ class Experiment(ExperimentBase):
                 out += [independent_run(i) for i in range(scale.n_independent)]
             elif r == "@plain":
                 out += [plain_run(i) for i in range(scale.plain_seeds)]
+            elif r == "@fidelity":
+                big = max(all_bits(scale))
+                out += [seeded_run(m, big, i) for m in scale.fidelity_methods for i in range(1, scale.fidelity_seeds)]
             elif r == "@conv":
                 if scale.conv_model is not None:
                     out += [plain_run(0, "conv"), *(marked_run(m, scale.bits, "conv") for m in METHODS),
@@ -338,7 +363,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                      "DD fine-tunes on CIFAR-100 with a new head. Here a small CNN on Fashion-MNIST, host = its "
                      "first conv layer; DD puts a new 10-way head on the digits (28×28)."),
     Experiment("acceptance", "issue 3", "Acceptance: capacity, fidelity, pruning, fine-tuning, false positives",
-               ("@main", "@capacity", "@finetuned", "@independent", "@plain"),
+               ("@main", "@capacity", "@finetuned", "@independent", "@plain", "@fidelity"),
                paper={"fidelity_gap_pp_max": 0.5, "bit_accuracy": 1.0, "pruned_90_ascending_bit_accuracy": 1.0,
                       "sd_bit_accuracy": 1.0, "false_positives": 0}),
 )
