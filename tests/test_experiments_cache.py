@@ -78,6 +78,14 @@ def test_cache_round_trip_and_damaged_entries_are_retrained(tmp_path: Path) -> N
     got = cache.load("ow", "a" * 64, ("attacker_key", "none"))
     assert got is not None and got[3]["attacker_key"].fingerprint == attacker.fingerprint and got[3]["none"] is None
     assert cache.load("run", "f" * 64, ("attacker_key",)) is None  # stored without it: retrained, not half-loaded
+    # dotted run names ("R4-g0.001") and a run named like another plus a suffix keep separate entries
+    for i, name in enumerate(("R4-g0.001", "R4-g0.001-ft", "R4-g0.002")):
+        cache.save(name, str(i) * 64, model, key, {"train_size": i, "history": [], "seconds": 0.0},
+                   {"attacker_key": attacker})
+    for i, name in enumerate(("R4-g0.001", "R4-g0.001-ft", "R4-g0.002")):
+        got = cache.load(name, str(i) * 64, ("attacker_key",))
+        assert got is not None and got[2]["train_size"] == i, name
+    assert (tmp_path / f"R4-g0.001-{'0' * 12}.attacker_key.key").is_file()
     rec_file = tmp_path / f"run-{'f' * 12}.json"
     rec_file.write_text(json.dumps({"fingerprint": "other"}))
     assert cache.load("run", "f" * 64) is None

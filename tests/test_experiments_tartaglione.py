@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +186,11 @@ def test_scales_and_plan() -> None:
         assert runs[FULL_RUN].replica_batch == "full" and runs["R4"].replica_batch == "split"
         assert all(runs[f"{m.name}-ft"].parent == m.name for m in marked)
     assert "R16-ft" in plan(cpu) and "R16" not in plan(get_scale("quick"))
+    # γ variants: R = 4 with another γ, fine-tuned too; the scale's γ stays out of the run record
+    assert cpu.gamma_variants == (2.5e-3,)
+    runs = plan(cpu)
+    assert runs["R4-g0.0025"].gamma == 2.5e-3 and runs["R4-g0.0025-ft"].parent == "R4-g0.0025"
+    assert "gamma" not in runs["R4"].to_dict() and runs["R4-g0.0025"].to_dict()["gamma"] == 2.5e-3
+    for bad in ((0.0,), (cpu.gamma,)):
+        with pytest.raises(ConfigError, match="gamma_variants"):
+            replace(cpu, gamma_variants=bad)

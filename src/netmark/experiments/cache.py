@@ -127,8 +127,9 @@ class RunCache:
         self.dir = Path(directory)
 
     def _paths(self, name: str, fp: str) -> tuple[Path, Path, Path]:
-        stem = self.dir / f"{name}-{fp[:12]}"
-        return stem.with_suffix(".safetensors"), stem.with_suffix(".key"), stem.with_suffix(".json")
+        # appended, not Path.with_suffix: a run name may contain dots ("R4-g0.001")
+        stem = f"{name}-{fp[:12]}"
+        return self.dir / f"{stem}.safetensors", self.dir / f"{stem}.key", self.dir / f"{stem}.json"
 
     def has(self, name: str, fp: str, extras: tuple[str, ...] = ()) -> bool:
         """Whether a complete entry (with the ``extras`` keys) is stored (its files are checked on load)."""
@@ -160,7 +161,7 @@ class RunCache:
 
     @staticmethod
     def _extra_path(key_p: Path, extra: str) -> Path:
-        return key_p.with_suffix(f".{extra}.key")
+        return key_p.with_name(f"{key_p.name.removesuffix('.key')}.{extra}.key")
 
     def save(self, name: str, fp: str, model: torch.nn.Module, key: WatermarkKey | None,
              record: dict[str, Any], extras: dict[str, WatermarkKey | None] | None = None) -> None:

@@ -32,10 +32,13 @@ def payload_of(shape: tuple[int, ...]) -> Tensor:
     return demo_logo(shape[1], shape[2]).reshape(-1)
 
 
-def method_config(scale: Scale, replicas: int, replica_batch: str, size: int) -> TartaglioneConfig:
-    """The scale's Tartaglione config for R = ``replicas`` (``split``: the scale's fraction; ``full``: 1.0)."""
+def method_config(scale: Scale, replicas: int, replica_batch: str, size: int, gamma: float | None = None,
+                  ) -> TartaglioneConfig:
+    """The scale's Tartaglione config for R = ``replicas`` (``split``: the scale's fraction; ``full``: 1.0),
+    with γ = ``gamma`` (``None``: the scale's)."""
     return TartaglioneConfig(size=size, mu=scale.mu, sigma=scale.sigma, replicas=replicas, noise=scale.noise,
-                             gamma=scale.gamma, gamma_step=scale.gamma_step, gamma_decay=scale.gamma_decay,
+                             gamma=scale.gamma if gamma is None else gamma, gamma_step=scale.gamma_step,
+                             gamma_decay=scale.gamma_decay,
                              replica_batch=replica_batch,  # type: ignore[arg-type]
                              replica_fraction=scale.replica_fraction if replica_batch == "split" else 1.0,
                              reinit=scale.reinit, max_layer_fraction=scale.max_layer_fraction)
@@ -109,12 +112,13 @@ class Runner(RunnerBase):
         if spec.replicas is None:
             return None
         size = len(payload_of(spec.payload_shape or self.scale.payload_shape))
-        return Tartaglione(method_config(self.scale, spec.replicas, spec.replica_batch, size))
+        return Tartaglione(method_config(self.scale, spec.replicas, spec.replica_batch, size, spec.gamma))
 
     def _describe(self, spec: RunSpec) -> str:
         if spec.replicas is None:
             return "plain" + (f", N{spec.init} init" if spec.init else "")
-        return f"R = {spec.replicas}, {spec.replica_batch} replicas, payload {spec.payload_shape}"
+        g = f", γ = {spec.gamma:g}" if spec.gamma is not None else ""
+        return f"R = {spec.replicas}, {spec.replica_batch} replicas{g}, payload {spec.payload_shape}"
 
     def _summary(self, trained: Trained) -> str:
         msg = f"  {trained.spec.name}: {trained.seconds:.0f} s, test accuracy {100 * trained.test_accuracy:.2f}%"

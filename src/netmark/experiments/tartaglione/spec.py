@@ -42,6 +42,9 @@ class Scale:
             full-batch replicas) is always added.
         logo: ``(height, width)`` of the RGB ``demo_logo`` payload, N = 3·h·w [20×30 = 1800].
         gamma / gamma_step / gamma_decay: γ and its decay [1e-4, × 0.5 every 25 epochs].
+        gamma_variants: further R = 4 (split) runs, each with one of these γ (same decay), fine-tuned like the
+            others: does a stronger replica term buy robustness? The cpu scale adds γ = 2.5e-3 = 1e-4 × 60000 /
+            2400, the paper's integrated ascent Σγ over its 60,000 steps spread over this scale's 2,400 steps.
         noise / sigma / mu: s, σ and μ [0.01, 0.01, 0].
         reinit: draw every parameter from N(μ, σ) before writing the watermark [yes]; the plain run gets
             the same initialisation (same seed) when set.
@@ -70,6 +73,7 @@ class Scale:
     gamma: float = 1e-4
     gamma_step: int = 25
     gamma_decay: float = 0.5
+    gamma_variants: tuple[float, ...] = ()
     noise: float = 0.01
     sigma: float = 0.01
     mu: float = 0.0
@@ -96,6 +100,8 @@ class Scale:
             raise ConfigError("n_independent, overhead_rounds and overhead_steps must be >= 1")
         if self.threads is not None and self.threads < 1:
             raise ConfigError("threads must be >= 1 or None")
+        if any(g <= 0 for g in self.gamma_variants) or self.gamma in self.gamma_variants:
+            raise ConfigError(f"gamma_variants must be > 0 and differ from gamma, got {self.gamma_variants}")
         if min(self.logo) < 1:
             raise ConfigError(f"logo must be (height, width) >= 1, got {self.logo}")
 
@@ -119,15 +125,17 @@ def _sgd(epochs: int) -> TrainConfig:
 SCALES: dict[str, Scale] = {
     "quick": Scale(
         name="quick", dataset="digits", model="simple-cnn", layer="conv2", train=_sgd(6), small_train=_sgd(1),
-        replicas=(0, 1, 4), logo=(20, 30), gamma=1e-4, gamma_step=25, reinit=False,
+        replicas=(0, 1, 4), logo=(20, 30), gamma=1e-4, gamma_step=25, gamma_variants=(1e-3,),
+        reinit=False,
         max_layer_fraction=0.25, n_independent=20, overhead_rounds=3, overhead_steps=4, threads=1,
         command="netmark reproduce tartaglione --quick",
     ),
     "cpu": Scale(
         name="cpu", dataset="fashion-mnist", model="lenet5", layer="conv2", train=_sgd(20), train_size=12000,
         small_train=_sgd(3), small_train_size=6000, replicas=(0, 1, 4, 16), logo=(20, 30), gamma=1e-4,
-        gamma_step=5, reinit=True, max_layer_fraction=1.0, n_independent=20, overhead_rounds=5,
-        overhead_steps=10, command="netmark reproduce tartaglione --jobs 2 --cache-dir .cache/tartaglione",
+        gamma_step=5, gamma_variants=(2.5e-3,), reinit=True, max_layer_fraction=1.0, n_independent=20,
+        overhead_rounds=5, overhead_steps=10,
+        command="netmark reproduce tartaglione --jobs 2 --cache-dir .cache/tartaglione",
     ),
 }
 DEFAULT_SCALE = "cpu"
@@ -162,6 +170,7 @@ class RunSpec:
         init: ``(μ, σ)`` when a plain run is re-initialised from N(μ, σ) like the watermarked ones.
         data: ``main`` | ``small``; schedule: ``main`` | ``small`` | ``finetune``.
         parent / attack: a derived model: ``finetune`` of run ``parent`` on the training set.
+        gamma: γ of this run (``None``: the scale's).
     """
 
     name: str
@@ -176,13 +185,21 @@ class RunSpec:
     key_seed: int = 2021
     parent: str | None = None
     attack: str | None = None
+    gamma: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["gamma"] is None:  # the scale's γ: left out, so runs cached before the field existed keep their key
+            del d["gamma"]
+        return d
 
 
 def marked_run(r: int) -> str:
     return f"R{r}"
+
+
+def gamma_run(gamma: float) -> str:
+    return f"R{REFERENCE_R}-g{gamma:g}"
 
 
 def finetuned_run(name: str) -> str:
@@ -194,8 +211,8 @@ def independent_run(i: int) -> str:
 
 
 def marked_runs(scale: Scale) -> list[str]:
-    """Every watermarked run: the split R values, then the full-batch reference."""
-    return [*(marked_run(r) for r in scale.replicas), FULL_RUN]
+    """Every watermarked run: the split R values, the full-batch reference, then the γ variants."""
+    return [*(marked_run(r) for r in scale.replicas), FULL_RUN, *(gamma_run(g) for g in scale.gamma_variants)]
 
 
 def plan(scale: Scale) -> dict[str, RunSpec]:
@@ -206,6 +223,8 @@ def plan(scale: Scale) -> dict[str, RunSpec]:
     marked = [RunSpec(marked_run(r), replicas=r, payload_shape=scale.payload_shape, **common) for r in scale.replicas]
     marked.append(RunSpec(FULL_RUN, replicas=REFERENCE_R, replica_batch="full", payload_shape=scale.payload_shape,
                           **common))
+    marked += [RunSpec(gamma_run(g), replicas=REFERENCE_R, payload_shape=scale.payload_shape, gamma=g, **common)
+               for g in scale.gamma_variants]
     runs += marked
     runs += [RunSpec(finetuned_run(m.name), schedule="finetune", train_seed=ts + 1, parent=m.name, attack="finetune")
              for m in marked]
