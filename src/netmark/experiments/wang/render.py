@@ -168,8 +168,9 @@ def _acceptance(m: dict[str, Any]) -> str:
         bullets.append(f"* Seed noise: {len(ps['test_accuracy'])} unmarked models (seeds "
                        f"{ps['seeds'][0]}..{ps['seeds'][-1]}) score {', '.join(pct(a) for a in ps['test_accuracy'])}% "
                        f"(mean {pct(ps['mean'])}%, sd {100 * ps['sd']:.2f} pp, range {ps['range_pp']:.2f} pp): "
-                       "a fidelity gap is the same-seed difference, read against this spread. The criterion uses "
-                       "the final epoch, as the paper reports; the last-5-epoch means are given for context.")
+                       "a fidelity gap is the same-seed difference, read against this spread. Gaps use the final "
+                       "epoch, as the paper reports (last-5-epoch means for context); where a method was trained "
+                       "with several seeds (below), its criterion reads the mean of the paired gaps.")
     for method, c in m["capacity"].items():
         bullets.append(f"* {NAMES[method]}, {c['bits']} bits (same seeds): test accuracy {pct(c['test_accuracy'])}% "
                        f"(gap {c['gap_pp']:+.2f} pp; over the last 5 epochs' mean accuracies "
@@ -185,7 +186,8 @@ def _acceptance(m: dict[str, Any]) -> str:
                 f"(sd {s['sd_pp']:.2f}, 95% t-interval [{s['ci95_pp'][0]:+.2f}, {s['ci95_pp'][1]:+.2f}]); last-5-epoch "
                 f"gaps {', '.join(f'{g:+.2f}' for g in s['last5_gap_pp'])} pp; bit accuracy "
                 f"{', '.join(pct(b) for b in s['bit_accuracy'])}%. The criterion reads this mean: one seed's final "
-                "epoch is as noisy as the unmarked seeds' spread above.")
+                "epoch is as noisy as the unmarked seeds' spread above (seed 0 alone: the gap in the bullet "
+                "before).")
     for name, c in m["pruned_90_ascending"].items():
         bullets.append(f"* `{name}` after 90% ascending pruning of the host layer: bit accuracy "
                        f"{pct(c['bit_accuracy'])}%, detected {fmt(c['detected'])} (log10 p = "
