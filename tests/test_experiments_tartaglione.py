@@ -15,7 +15,7 @@ from netmark.errors import ConfigError, OutputExistsError
 from netmark.experiments import report
 from netmark.experiments.tartaglione import EXPERIMENTS, SCALES, Scale, get_scale, plan, render, run
 from netmark.experiments.tartaglione.render import FIGURES
-from netmark.experiments.tartaglione.spec import FULL_RUN, marked_runs
+from netmark.experiments.tartaglione.spec import FULL_RUN, marked_runs, schedule_of
 from netmark.methods.tartaglione import PAPER_TRAIN
 
 
@@ -102,6 +102,12 @@ def test_quick_measurements_are_complete(quick) -> None:
     for s in f4a["series"].values():
         assert s["epochs"] == list(range(sc.train.epochs + 1)) and len(s["pearson"]) == sc.train.epochs + 1
         assert all(-1.0 <= p <= 1.0 for p in s["pearson"]) and s["after"]["pearson"] == pytest.approx(s["pearson"][-1])
+    sweep = f4a["lr_sweep"]
+    assert set(sweep) == {"0.01"} and set(sweep["0.01"]) == {"R0", "R4"}
+    for name, v in sweep["0.01"].items():
+        assert len(v["pearson"]) == sc.train.epochs + 1 and v["pearson"][0] == f4a["series"][name]["pearson"][0]
+        assert v["after"]["pearson"] == pytest.approx(v["pearson"][-1])
+    assert results["runs"]["R4-ft-lr0.01"]["spec"]["lr"] == 0.01
     f4b = _measured(results, "fig4b")
     assert [r["bits"] for r in f4b["fixed_point"]] == list(range(2, 17)) and set(f4b["roundtrip"]) == {
         "fp16", "bf16", "int8"}
@@ -194,3 +200,9 @@ def test_scales_and_plan() -> None:
     for bad in ((0.0,), (cpu.gamma,)):
         with pytest.raises(ConfigError, match="gamma_variants"):
             replace(cpu, gamma_variants=bad)
+    # attacker-lr sweep: R0, R4 and the largest R fine-tuned at each further lr
+    assert {"R0-ft-lr0.01", "R4-ft-lr0.001", "R16-ft-lr0.01"} <= set(runs)
+    assert runs["R0-ft-lr0.01"].lr == 0.01 and "lr" not in runs["R0-ft"].to_dict()
+    assert schedule_of(cpu, runs["R4-ft-lr0.001"]).lr == 0.001 and schedule_of(cpu, runs["R4-ft"]).lr == cpu.train.lr
+    with pytest.raises(ConfigError, match="finetune_lrs"):
+        replace(cpu, finetune_lrs=(cpu.train.lr,))

@@ -20,7 +20,16 @@ from netmark.training import TrainHook, evaluate, make_optimizer
 from netmark.verify import false_positive_rate, verify
 
 from .runner import method_config, payload_of
-from .spec import FULL_RUN, REFERENCE_R, Experiment, finetuned_run, independent_run, marked_run, marked_runs
+from .spec import (
+    FULL_RUN,
+    REFERENCE_R,
+    Experiment,
+    finetuned_run,
+    independent_run,
+    lr_sweep_runs,
+    marked_run,
+    marked_runs,
+)
 
 if TYPE_CHECKING:
     from .runner import Runner, Trained
@@ -81,8 +90,15 @@ def fig4a(runner: Runner, exp: Experiment) -> dict[str, Any]:
                         "after": {**wm_stats(ft.model, key), "test_accuracy": ft.test_accuracy},
                         "drift": layer_drift(parent.model, ft.model, key)}
     cfg = runner.scale.train
+    sweep: dict[str, Any] = {}  # attacker learning rate -> parent -> Pearson per epoch and after
+    for lr in runner.scale.finetune_lrs:
+        for name in lr_sweep_runs(runner.scale):
+            parent, ft = runner.get(name), runner.get(finetuned_run(name, lr))
+            sweep.setdefault(f"{lr:g}", {})[name] = {
+                "pearson": [series[name]["pearson"][0], *(h.get("pearson") for h in ft.history)],
+                "after": {**wm_stats(ft.model, _key(parent)), "test_accuracy": ft.test_accuracy}}
     return {"epochs": cfg.epochs, "optimizer": cfg.optimizer, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
-            "train_size": runner.get("plain").train_size, "series": series}
+            "train_size": runner.get("plain").train_size, "series": series, "lr_sweep": sweep}
 
 
 def layer_drift(before: nn.Module, after: nn.Module, key: WatermarkKey) -> dict[str, dict[str, float]]:

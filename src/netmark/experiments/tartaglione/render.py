@@ -156,6 +156,10 @@ def _findings(m: dict[str, Any], sc: dict[str, Any]) -> str:
              f"of `{worst[k][0]}` moved {worst[k][1]['drift_rms']:.4f} RMS against a spread of "
              f"{worst[k][1]['spread']:.4f} ({worst[k][1]['drift_rms'] / worst[k][1]['spread']:.1f}×)."
              for k, v in s.items() if k in worst]
+    sweep = m.get("lr_sweep") or {}
+    if sweep:
+        lines += [f"* attacker lr {lr}: " + ", ".join(f"`{n}` ρ {v['after']['pearson']:.4f}" for n, v in by.items())
+                  for lr, by in sweep.items()]
     return ("## Findings\n\n"
             "Eq. 4 writes the payload as values within ±σ of μ (σ = "
             f"{sc['sigma']:g}): a fine-tuning step that moves a locked weight by a few thousandths already blurs it, "
@@ -202,8 +206,25 @@ def _fig4a_md(e: dict[str, Any]) -> str:
             "Pearson ρ per fine-tuning epoch:\n\n" + markdown_table(["epoch", *(f"`{k}`" for k in names)], rows)
             + "\n\nAfter the attack:\n\n"
             + markdown_table(["model", "ρ", "detected", "test accuracy (%)", "exact 8-bit share"], after)
+            + _lr_sweep_md(m)
             + "\n\nDrift of the watermarked entries per parameter tensor (RMS change / their spread before the "
             "attack; ρ within the tensor):\n\n" + _drift_table(m["series"]))
+
+
+def _lr_sweep_md(m: dict[str, Any]) -> str:
+    """Pearson after the attack by the attacker's learning rate (the paper does not give it)."""
+    sweep = m.get("lr_sweep") or {}
+    if not sweep:
+        return ""
+    names = list(dict.fromkeys(n for by in sweep.values() for n in by))
+    lrs = [f"{m['lr']:g}", *sweep]
+    cell = {(f"{m['lr']:g}", n): m["series"][n]["after"] for n in names}
+    cell.update({(lr, n): v["after"] for lr, by in sweep.items() for n, v in by.items()})
+    rows = [[f"`{n}`", *(f"{cell[(lr, n)]['pearson']:.4f} ({pct(cell[(lr, n)]['test_accuracy'])}%)"
+                        if (lr, n) in cell else "—" for lr in lrs)] for n in names]
+    return ("\n\nThe attacker's learning rate (the paper does not give it): ρ after fine-tuning "
+            f"{m['epochs']} epochs with SGD at each lr (test accuracy after the attack):\n\n"
+            + markdown_table(["model", *(f"lr {lr}" for lr in lrs)], rows))
 
 
 def _drift_table(series: dict[str, Any]) -> str:

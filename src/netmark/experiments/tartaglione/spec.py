@@ -45,6 +45,8 @@ class Scale:
         gamma_variants: further R = 4 (split) runs, each with one of these γ (same decay), fine-tuned like the
             others: does a stronger replica term buy robustness? The cpu scale adds γ = 2.5e-3 = 1e-4 × 60000 /
             2400, the paper's integrated ascent Σγ over its 60,000 steps spread over this scale's 2,400 steps.
+        finetune_lrs: further learning rates of the fine-tuning attack on R = 0, 4 and the largest R (the paper
+            does not give the attacker's lr; the main attack uses the embedding's).
         noise / sigma / mu: s, σ and μ [0.01, 0.01, 0].
         reinit: draw every parameter from N(μ, σ) before writing the watermark [yes]; the plain run gets
             the same initialisation (same seed) when set.
@@ -74,6 +76,7 @@ class Scale:
     gamma_step: int = 25
     gamma_decay: float = 0.5
     gamma_variants: tuple[float, ...] = ()
+    finetune_lrs: tuple[float, ...] = ()
     noise: float = 0.01
     sigma: float = 0.01
     mu: float = 0.0
@@ -102,6 +105,8 @@ class Scale:
             raise ConfigError("threads must be >= 1 or None")
         if any(g <= 0 for g in self.gamma_variants) or self.gamma in self.gamma_variants:
             raise ConfigError(f"gamma_variants must be > 0 and differ from gamma, got {self.gamma_variants}")
+        if any(lr <= 0 for lr in self.finetune_lrs) or self.train.lr in self.finetune_lrs:
+            raise ConfigError(f"finetune_lrs must be > 0 and differ from the training lr, got {self.finetune_lrs}")
         if min(self.logo) < 1:
             raise ConfigError(f"logo must be (height, width) >= 1, got {self.logo}")
 
@@ -125,7 +130,7 @@ def _sgd(epochs: int) -> TrainConfig:
 SCALES: dict[str, Scale] = {
     "quick": Scale(
         name="quick", dataset="digits", model="simple-cnn", layer="conv2", train=_sgd(6), small_train=_sgd(1),
-        replicas=(0, 1, 4), logo=(20, 30), gamma=1e-4, gamma_step=25, gamma_variants=(1e-3,),
+        replicas=(0, 1, 4), logo=(20, 30), gamma=1e-4, gamma_step=25, gamma_variants=(1e-3,), finetune_lrs=(0.01,),
         reinit=False,
         max_layer_fraction=0.25, n_independent=20, overhead_rounds=3, overhead_steps=4, threads=1,
         command="netmark reproduce tartaglione --quick",
@@ -133,7 +138,8 @@ SCALES: dict[str, Scale] = {
     "cpu": Scale(
         name="cpu", dataset="fashion-mnist", model="lenet5", layer="conv2", train=_sgd(20), train_size=12000,
         small_train=_sgd(3), small_train_size=6000, replicas=(0, 1, 4, 16), logo=(20, 30), gamma=1e-4,
-        gamma_step=5, gamma_variants=(2.5e-3,), reinit=True, max_layer_fraction=1.0, n_independent=20,
+        gamma_step=5, gamma_variants=(2.5e-3,), finetune_lrs=(0.01, 0.001), reinit=True, max_layer_fraction=1.0,
+        n_independent=20,
         overhead_rounds=5, overhead_steps=10,
         command="netmark reproduce tartaglione --jobs 2 --cache-dir .cache/tartaglione",
     ),
@@ -171,6 +177,7 @@ class RunSpec:
         data: ``main`` | ``small``; schedule: ``main`` | ``small`` | ``finetune``.
         parent / attack: a derived model: ``finetune`` of run ``parent`` on the training set.
         gamma: γ of this run (``None``: the scale's).
+        lr: learning rate of this run's schedule (``None``: the scale's).
     """
 
     name: str
@@ -186,11 +193,13 @@ class RunSpec:
     parent: str | None = None
     attack: str | None = None
     gamma: float | None = None
+    lr: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        if d["gamma"] is None:  # the scale's γ: left out, so runs cached before the field existed keep their key
-            del d["gamma"]
+        for f in ("gamma", "lr"):  # the scale's value: left out, so runs cached before the field existed keep their key
+            if d[f] is None:
+                del d[f]
         return d
 
 
@@ -202,8 +211,13 @@ def gamma_run(gamma: float) -> str:
     return f"R{REFERENCE_R}-g{gamma:g}"
 
 
-def finetuned_run(name: str) -> str:
-    return f"{name}-ft"
+def finetuned_run(name: str, lr: float | None = None) -> str:
+    return f"{name}-ft" + (f"-lr{lr:g}" if lr is not None else "")
+
+
+def lr_sweep_runs(scale: Scale) -> list[str]:
+    """The parents of the attacker-lr sweep: R = 0, the reference R and the largest R."""
+    return list(dict.fromkeys(marked_run(r) for r in (0, REFERENCE_R, max(scale.replicas))))
 
 
 def independent_run(i: int) -> str:
@@ -228,6 +242,8 @@ def plan(scale: Scale) -> dict[str, RunSpec]:
     runs += marked
     runs += [RunSpec(finetuned_run(m.name), schedule="finetune", train_seed=ts + 1, parent=m.name, attack="finetune")
              for m in marked]
+    runs += [RunSpec(finetuned_run(m, lr), schedule="finetune", train_seed=ts + 1, parent=m, attack="finetune", lr=lr)
+             for lr in scale.finetune_lrs for m in lr_sweep_runs(scale)]
     runs += [RunSpec(independent_run(i), data="small", schedule="small", model_seed=1000 + i, train_seed=1000 + i)
              for i in range(scale.n_independent)]
     return {r.name: r for r in runs}
@@ -241,7 +257,7 @@ def schedule_of(scale: Scale, spec: RunSpec) -> TrainConfig:
         base = scale.small_train
     else:
         raise ConfigError(f"unknown schedule {spec.schedule!r}")
-    return replace(base, seed=spec.train_seed)
+    return replace(base, seed=spec.train_seed, **({} if spec.lr is None else {"lr": spec.lr}))
 
 
 # ----------------------------------------------------------------------------- experiments
@@ -253,6 +269,7 @@ class Experiment(ExperimentBase):
 
     def resolve_runs(self, scale: Scale) -> list[str]:
         groups = {"@marked": marked_runs(scale), "@finetuned": [finetuned_run(m) for m in marked_runs(scale)],
+                  "@lr_sweep": [finetuned_run(m, lr) for lr in scale.finetune_lrs for m in lr_sweep_runs(scale)],
                   "@independent": [independent_run(i) for i in range(scale.n_independent)]}
         return list(dict.fromkeys(n for r in self.runs for n in groups.get(r, [r])))
 
@@ -265,7 +282,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                notes="Paper: LeNet5-caffe on MNIST, 100 epochs (its CIFAR-10 rows are not reproduced). `plain` "
                      "carries no watermark and trains the same initialisation; every `R*` run locks the same "
                      "N values at the same key positions."),
-    Experiment("fig4a", "Fig. 4a", "Pearson correlation of the payload during fine-tuning, by R", ("@finetuned",),
+    Experiment("fig4a", "Fig. 4a", "Pearson correlation of the payload during fine-tuning, by R",
+               ("@finetuned", "@lr_sweep"),
                paper={"claim": "with R = 0 the watermark tends to vanish; the larger R, the longer it persists "
                                "(values are only plotted in the paper)"},
                notes="The attack fine-tunes on the training set, without the lock, with the embedding's optimizer, "
