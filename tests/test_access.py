@@ -1,0 +1,122 @@
+"""Anti-piracy access control (Chen & Wu 2018): transforms, the joint loss and protection on digits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from netmark.access import (
+    KINDS,
+    AntiPiracyHook,
+    ProtectConfig,
+    Protected,
+    TransformConfig,
+    access_accuracy,
+    bipolar,
+    build_transform,
+    paper_train,
+    protect,
+    recover_universal,
+)
+from netmark.data import load
+from netmark.errors import ConfigError
+from netmark.models import build
+from netmark.training import TrainConfig
+
+
+def test_bipolar_pattern_has_the_papers_distribution() -> None:
+    d = bipolar((1, 200, 200), sigma=0.1, p=0.2, seed=3)
+    vals, counts = torch.unique(d, return_counts=True)
+    assert torch.allclose(vals, torch.tensor([-0.1, 0.0, 0.1]))
+    share = counts.float() / d.numel()
+    assert share[0] == pytest.approx(0.2, abs=0.01) and share[1] == pytest.approx(0.6, abs=0.01)
+    assert torch.equal(d, bipolar((1, 200, 200), 0.1, 0.2, 3))
+    assert not torch.equal(d, bipolar((1, 200, 200), 0.1, 0.2, 4))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_transforms_shape_seed_and_trainability(kind: str) -> None:
+    cfg = TransformConfig(kind, seed=5)  # type: ignore[arg-type]
+    g = build_transform(cfg, (1, 8, 8))
+    x = torch.rand(6, 1, 8, 8)
+    xp = g(x)
+    assert xp.shape == x.shape and not torch.equal(xp, x)
+    again = build_transform(cfg, (1, 8, 8))
+    assert torch.equal(again(x), xp)  # the seed alone rebuilds the same G
+    assert (sum(p.numel() for p in g.parameters()) > 0) == (kind != "fixed")
+    delta = g.perturbation(x)
+    universal = kind != "generator"
+    assert torch.allclose(delta[0], delta[1]) == universal
+    if kind == "generator":
+        assert delta.abs().max() <= 1.0  # tanh output
+    with pytest.raises(ConfigError, match="shape"):
+        g(torch.rand(2, 3, 8, 8))
+
+
+def test_one_pair_reveals_a_universal_perturbation_but_not_the_generator() -> None:
+    x = torch.rand(2, 1, 8, 8)
+    for kind in ("fixed", "learned"):
+        g = build_transform(TransformConfig(kind, seed=1), (1, 8, 8))  # type: ignore[arg-type]
+        delta = recover_universal(x[:1], g(x[:1]))
+        assert torch.allclose(x[1:] + delta, g(x[1:]), atol=1e-6)  # a second input is now "authorized"
+    gen = build_transform(TransformConfig("generator", seed=1), (1, 8, 8))
+    delta = recover_universal(x[:1], gen(x[:1]))
+    assert not torch.allclose(x[1:] + delta, gen(x[1:]), atol=1e-3)
+
+
+@pytest.mark.parametrize("bad", [{"kind": "rot13"}, {"sigma": 0.0}, {"p": 0.6}, {"p": 0.0}, {"hidden": 0}])
+def test_transform_config_validates(bad: dict) -> None:
+    with pytest.raises(ConfigError):
+        TransformConfig(**bad)
+
+
+@pytest.mark.parametrize("bad", [{"alpha": 0.0}, {"beta": -1.0}, {"gamma": float("nan")}])
+def test_protect_config_validates(bad: dict) -> None:
+    with pytest.raises(ConfigError):
+        ProtectConfig(**bad)
+
+
+def test_paper_schedule_in_epochs() -> None:
+    cfg = paper_train(60000)  # Fashion-MNIST: 469 iterations per epoch
+    assert (cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.batch_size) == ("sgd", 0.1, 0.9, 5e-4, 128)
+    assert cfg.epochs == 85 and cfg.milestones == (21, 43, 64) and cfg.gamma == 0.1
+    assert paper_train(60000, iterations=2000, epochs=3).epochs == 3
+
+
+def test_hook_terms_follow_eq3() -> None:
+    torch.manual_seed(0)
+    g = build_transform(TransformConfig("fixed"), (1, 8, 8))
+    f = build("simple-cnn", in_channels=1, image_size=8, num_classes=10)
+    pipe = Protected(g, f).eval()  # no dropout: the terms are compared with a second forward pass
+    x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+    terms = AntiPiracyHook(ProtectConfig(alpha=2.0, beta=0.5, gamma=0.1)).extra_loss(pipe, x, y, pipe(x))
+    q = torch.softmax(f(x), 1)[torch.arange(4), y].mean()
+    assert terms["raw_correct_prob"].item() == pytest.approx(0.5 * q.item(), rel=1e-5)
+    assert terms["distortion"].item() == pytest.approx(0.1 * g.delta.pow(2).sum().item(), rel=1e-5)
+    assert terms["processed_extra"].item() == pytest.approx(
+        torch.nn.functional.cross_entropy(pipe(x), y).item(), rel=1e-5)
+    assert set(AntiPiracyHook(ProtectConfig()).extra_loss(pipe, x, y, pipe(x))) == {"raw_correct_prob", "distortion"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_protect_on_digits_works_only_through_the_transform(kind: str) -> None:
+    train_set, test_set = load("digits", "train"), load("digits", "test")
+    model = build("simple-cnn", in_channels=1, image_size=8, num_classes=10)
+    res = protect(model, train_set, ProtectConfig(TransformConfig(kind, seed=11)),  # type: ignore[arg-type]
+                  TrainConfig(epochs=20, batch_size=32, lr=0.05, momentum=0.9, progress=False, seed=0))
+    acc = access_accuracy(res.model, res.transform, test_set)
+    assert acc["authorized"] > 0.85, acc
+    assert acc["unauthorized"] < 0.15, acc
+    assert res.model is model and "raw_correct_prob" in res.history.history[-1]
+    wrong = build_transform(TransformConfig(kind, seed=12), (1, 8, 8))  # type: ignore[arg-type]
+    if kind == "fixed":  # another owner's pattern is no key to this model
+        assert access_accuracy(res.model, wrong, test_set)["authorized"] < acc["authorized"] - 0.3
+
+
+def test_docstring_examples_run() -> None:
+    import doctest
+    import importlib
+
+    for name in ("netmark.access.transforms", "netmark.access.protect"):
+        res = doctest.testmod(importlib.import_module(name))
+        assert res.attempted > 0 and res.failed == 0, name
