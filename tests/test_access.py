@@ -120,3 +120,39 @@ def test_docstring_examples_run() -> None:
     for name in ("netmark.access.transforms", "netmark.access.protect"):
         res = doctest.testmod(importlib.import_module(name))
         assert res.attempted > 0 and res.failed == 0, name
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_transform_key_round_trip(kind: str, tmp_path) -> None:
+    from netmark.access import transform_from_key, transform_key
+    from netmark.keys import WatermarkKey
+
+    g = build_transform(TransformConfig(kind, seed=2), (1, 8, 8))  # type: ignore[arg-type]
+    with torch.no_grad():  # trained state, not only the seed's: the file must carry the tensors
+        for p in g.parameters():
+            p.add_(0.01)
+    path = transform_key(g).save(tmp_path / "g.key")
+    assert path.stat().st_mode & 0o077 == 0  # a secret
+    back = transform_from_key(WatermarkKey.load(path))
+    x = torch.rand(3, 1, 8, 8)
+    assert torch.equal(back(x), g(x)) and back.config == g.config
+
+
+def test_transform_key_rejects_other_and_malformed_keys() -> None:
+    from netmark.access import transform_from_key, transform_key
+    from netmark.errors import KeyFileError
+    from netmark.keys import WatermarkKey
+
+    good = transform_key(build_transform(TransformConfig("generator"), (1, 8, 8)))
+    bad_keys = [
+        WatermarkKey(method="uchida", layer="fc2", message="01", tensors={"X": torch.zeros(2, 3)}),
+        WatermarkKey(method="chen-wu", layer=None, message="", tensors=good.tensors,
+                     config={**good.config, "transform": {**good.config["transform"], "kind": "rot13"}}),
+        WatermarkKey(method="chen-wu", layer=None, message="", tensors=good.tensors, config={"shape": [1, 8, 8]}),
+        WatermarkKey(method="chen-wu", layer=None, message="", tensors={}, config=good.config),
+        WatermarkKey(method="chen-wu", layer=None, message="", tensors=good.tensors,
+                     config={**good.config, "shape": [3, 8, 8]}),
+    ]
+    for key in bad_keys:
+        with pytest.raises(KeyFileError):
+            transform_from_key(key)

@@ -8,6 +8,7 @@ commercial use may need a licence from the patent holder.
 
 from __future__ import annotations
 
+from netmark.access.keyfile import KEY_METHOD, transform_from_key, transform_key
 from netmark.access.protect import (
     PAPER_ITERATIONS,
     AntiPiracyHook,
@@ -28,7 +29,7 @@ from netmark.access.transforms import (
 )
 
 __all__ = [
-    "KINDS", "PAPER_ITERATIONS", "AntiPiracyHook", "AntiPiracyTransform", "ProtectConfig", "ProtectResult",
-    "Protected", "TransformConfig", "access_accuracy", "bipolar", "build_transform", "paper_train", "protect",
-    "recover_universal",
+    "KEY_METHOD", "KINDS", "PAPER_ITERATIONS", "AntiPiracyHook", "AntiPiracyTransform", "ProtectConfig",
+    "ProtectResult", "Protected", "TransformConfig", "access_accuracy", "bipolar", "build_transform",
+    "paper_train", "protect", "recover_universal", "transform_from_key", "transform_key",
 ]
