@@ -31,14 +31,13 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from netmark.access.transforms import AntiPiracyTransform, TransformConfig, build_transform
 from netmark.errors import ConfigError
-from netmark.training import TrainConfig, TrainHook, TrainResult, train
+from netmark.training import TrainConfig, TrainHook, TrainResult, evaluate, train
 
 #: §3.1: SGD lr 0.1, momentum 0.9, weight decay 5e-4, batch 128 (epochs/milestones: :func:`paper_train`).
 PAPER_ITERATIONS = 40_000
@@ -144,25 +143,10 @@ def protect(model: nn.Module, data: Dataset, config: ProtectConfig | None = None
     return ProtectResult(model, transform, history)
 
 
-@torch.no_grad()
 def access_accuracy(model: nn.Module, transform: AntiPiracyTransform | None, data: Dataset,
                     batch_size: int = 512) -> dict[str, float]:
     """Accuracy of ``model`` on ``data``: ``authorized`` through ``transform``, ``unauthorized`` on raw inputs."""
-    was = model.training, None if transform is None else transform.training
-    model.eval()
+    out = {"unauthorized": evaluate(model, data, batch_size=batch_size)["accuracy"]}
     if transform is not None:
-        transform.eval()
-    hits = {"authorized": 0, "unauthorized": 0}
-    n = 0
-    for x, y in DataLoader(data, batch_size=batch_size):
-        hits["unauthorized"] += int((model(x).argmax(1) == y).sum())
-        if transform is not None:
-            hits["authorized"] += int((model(transform(x)).argmax(1) == y).sum())
-        n += len(y)
-    model.train(was[0])
-    if transform is not None and was[1] is not None:
-        transform.train(was[1])
-    out = {"unauthorized": hits["unauthorized"] / max(n, 1)}
-    if transform is not None:
-        out["authorized"] = hits["authorized"] / max(n, 1)
+        out["authorized"] = evaluate(model, data, batch_size=batch_size, transform=transform)["accuracy"]
     return out

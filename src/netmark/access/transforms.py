@@ -31,7 +31,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from netmark._util import generator
+from netmark._util import generator, seeded
 from netmark.errors import ConfigError
 
 TransformKind = Literal["fixed", "learned", "generator"]
@@ -116,14 +116,9 @@ class GeneratorTransform(AntiPiracyTransform):
     def __init__(self, config: TransformConfig, shape: tuple[int, int, int]) -> None:
         super().__init__(config, shape)
         c = self.shape[0]
-        g = generator(config.seed)
-        self.conv = nn.Conv2d(c, config.hidden, 5, padding=2)
-        self.bottleneck = nn.Conv2d(config.hidden, c, 1)
-        with torch.no_grad():  # initialised from the secret's seed, not torch's global RNG
-            for layer in (self.conv, self.bottleneck):
-                bound = (1.0 / layer.weight[0].numel()) ** 0.5
-                layer.weight.copy_(torch.empty(layer.weight.shape).uniform_(-bound, bound, generator=g))
-                layer.bias.copy_(torch.empty(layer.bias.shape).uniform_(-bound, bound, generator=g))
+        with seeded(config.seed):  # torch's default init, drawn from the secret's seed
+            self.conv = nn.Conv2d(c, config.hidden, 5, padding=2)
+            self.bottleneck = nn.Conv2d(config.hidden, c, 1)
 
     def perturbation(self, x: Tensor) -> Tensor:
         return torch.tanh(self.bottleneck(torch.relu(self.conv(x))))

@@ -15,7 +15,7 @@ from netmark._util import seeded
 from netmark.attacks import FixedPointConfig, RoundTripConfig, fixed_point_model, roundtrip
 from netmark.attacks.roundtrip import DTYPES
 from netmark.keys import WatermarkKey
-from netmark.methods.tartaglione import Tartaglione, initialise, watermark_masks
+from netmark.methods.tartaglione import Tartaglione, initialise, pearson, watermark_masks
 from netmark.training import TrainHook, evaluate, make_optimizer
 from netmark.verify import false_positive_rate, verify
 
@@ -113,7 +113,7 @@ def layer_drift(before: nn.Module, after: nn.Module, key: WatermarkKey) -> dict[
             continue
         v0, v1 = b[name].detach()[m], a[name].detach()[m]
         out[name] = {"n": int(m.sum()), "drift_rms": float((v1 - v0).pow(2).mean().sqrt()),
-                     "spread": float(v0.std()), "pearson": float(torch.corrcoef(torch.stack([v0, v1]))[0, 1])}
+                     "spread": float(v0.std()), "pearson": pearson(v0, v1)}
     return out
 
 

@@ -166,9 +166,9 @@ def run(out_dir: str | Path, *, quick: bool = False, force: bool = False, progre
         progress: called with one line per step (the CLI prints it); training shows tqdm on a terminal.
         data_dir: where the datasets live (see :mod:`netmark.data`).
         scale: a preset name from ``SCALES`` (``quick``/``cpu``/``paper``) or a custom :class:`Scale`;
+            overrides ``quick``.
         cache_dir: keep trained runs there and reuse them on the next call (:mod:`netmark.experiments.cache`).
         jobs: train the runs in this many worker processes first (needs ``cache_dir``).
-            overrides ``quick``.
 
     Returns:
         The results dictionary that was written to ``results.json``.
