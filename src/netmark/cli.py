@@ -425,7 +425,7 @@ def attack_overwrite(model: Annotated[Path, typer.Argument(help="model file")], 
 
 @app.command()
 @handles_errors
-def reproduce(paper: Annotated[str, typer.Argument(help="which paper: uchida | wang | tartaglione")],
+def reproduce(paper: Annotated[str, typer.Argument(help="which paper: uchida | wang | tartaglione | chen-wu")],
               quick: Annotated[bool, typer.Option("--quick", help="digits + simple-cnn, under a minute")] = False,
               scale: Annotated[str | None, typer.Option("--scale", help="preset: quick | cpu | paper (overrides --quick)")] = None,
               out: Annotated[Path | None, typer.Option("--out", "-o", help="output directory (default reports/PAPER[-quick])")] = None,
@@ -503,6 +503,9 @@ def main() -> None:
         typer.echo("netmark: interrupted", err=True)
         sys.exit(130)
 
+
+# the anti-piracy commands (protect, evaluate, piracy ...) live in their own module and register on `app`
+from netmark import cli_access  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()

@@ -163,6 +163,14 @@ class RunnerBase:
         """A run derived from ``spec.parent`` by an attack."""
         raise NotImplementedError
 
+    def _method_part(self, spec: Any) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
+        """What trains ``spec`` for its cache fingerprint: the method's name and config, and the netmark
+        modules whose source it runs (default: :meth:`_method`'s watermark method)."""
+        m = self._method(spec)
+        if m is None:
+            return None, ()
+        return {"name": m.name, "config": m.config.to_dict()}, (type(m).__module__,)
+
     def _model_args(self) -> dict[str, Any]:
         """Extra keyword arguments of ``netmark.models.build``."""
         return {}
@@ -250,9 +258,7 @@ class RunnerBase:
                 roots = ((attack.__module__,) if attack is not None  # an unregistered name: every attack
                          else tuple(sorted({c.__module__ for c in ATTACKS.values()})))
             else:
-                m = self._method(spec)
-                parts["method"] = None if m is None else {"name": m.name, "config": m.config.to_dict()}
-                roots = () if m is None else (type(m).__module__,)
+                parts["method"], roots = self._method_part(spec)
             self._fps[name] = fingerprint(parts, roots)
         return self._fps[name]
 

@@ -33,6 +33,7 @@ REPRODUCTIONS: dict[str, str] = {
     "uchida2017": "netmark.experiments.uchida",
     "wang2020": "netmark.experiments.wang",
     "tartaglione2021": "netmark.experiments.tartaglione",
+    "chen-wu2018": "netmark.experiments.chen_wu",
 }
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

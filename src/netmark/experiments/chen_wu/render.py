@@ -1,0 +1,211 @@
+"""``results.json`` → README.md (paper value beside measured value) and the PNG figures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from netmark.access import KINDS
+from netmark.experiments.common import render_reproduction
+from netmark.experiments.report import criteria_table, figure, fmt, markdown_table, pct, plot_lines
+
+from .spec import PAPER_SETUP
+
+FIGURES = ("fig2_transforms.png", "training_curves.png", "table3_attacks.png")
+ZOOM = 5.0
+
+
+def render(results_json_path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None, *,
+           force: bool = False) -> list[Path]:
+    """Write README.md and the PNGs of a Chen & Wu reproduction from its ``results.json`` alone.
+
+    ``out_dir`` defaults to the directory of ``results.json`` (whose README/PNGs are overwritten);
+    another directory's existing files are only overwritten with ``force``.
+    """
+    def draw(out: Path, ex: dict[str, Any]) -> list[Path]:
+        return [_fig2(out / FIGURES[0], ex["fig2"]["measured"]), _curves(out / FIGURES[1], _results["runs"]),
+                _attacks_png(out / FIGURES[2], ex["table3"]["measured"])]
+
+    from netmark.experiments.report import read_results
+
+    _results = read_results(results_json_path)
+    return render_reproduction(results_json_path, out_dir, force=force, figures=FIGURES, draw=draw,
+                               markdown=markdown)
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _fig2(path: Path, m: dict[str, Any]) -> Path:
+    raw = m["raw"]
+    n = len(raw)
+    cols = ["raw"] + [f"{k}{s}" for k in KINDS for s in ("", " δ×5")]
+    with figure(path, ncols=len(cols), nrows=n, size=(1.5, 1.6),
+                title=f"Fig. 2: raw, processed and perturbation ×{ZOOM:g} ({m['arch']})") as axes:
+        for i in range(n):
+            imgs = [(raw[i], "gray", 0.0, 1.0)]
+            for k in KINDS:
+                t = m["transforms"][k]
+                imgs.append((t["processed"][i], "gray", 0.0, 1.0))
+                imgs.append(([[ZOOM * v for v in row] for row in t["perturbation"][i]], "coolwarm", -1.0, 1.0))
+            for j, (img, cmap, lo, hi) in enumerate(imgs):
+                ax = axes[i * len(cols) + j]
+                ax.imshow(img, cmap=cmap, vmin=lo, vmax=hi)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if i == 0:
+                    ax.set_title(cols[j], fontsize=8)
+    return path
+
+
+def _curves(path: Path, runs: dict[str, Any]) -> Path:
+    archs = list(dict.fromkeys(r["spec"]["arch"] for r in runs.values()))
+    with figure(path, ncols=len(archs), title="Authorized test accuracy per epoch (baseline: plain)") as axes:
+        for ax, arch in zip(axes if len(archs) > 1 else [axes], archs, strict=True):
+            series = {}
+            for r in runs.values():
+                if r["spec"]["arch"] == arch and r["history"]:
+                    h = r["history"]
+                    series[r["spec"]["transform"] or "baseline"] = (
+                        [e["epoch"] for e in h], [None if e.get("test_accuracy") is None else 100 * e["test_accuracy"]
+                                                  for e in h])
+            plot_lines(ax, series, xlabel="epoch", ylabel="test accuracy (%)", title=arch, integer_x=True)
+    return path
+
+
+def _attacks_png(path: Path, m: dict[str, Any]) -> Path:
+    archs = list(m["rows"])
+    with figure(path, ncols=len(archs), title=f"Table 3: attacks ({m['test_size']} test images)") as axes:
+        for ax, arch in zip(axes if len(archs) > 1 else [axes], archs, strict=True):
+            labels, means, bests = [], [], []
+            for kind, row in m["rows"][arch].items():
+                for name, v in [("direct", {"mean": row["direct"], "best": row["direct"]}),
+                                ("input-only", row["input_only"]),
+                                ("one pair", dict.fromkeys(("mean", "best"), row["one_pair"]["accuracy"])),
+                                *[(f"pair {float(f):.0%}", p) for f, p in row.get("pair", {}).items()]]:
+                    labels.append(f"{kind}\n{name}")
+                    means.append(v["mean"])
+                    bests.append(v["best"])
+            xs = list(range(len(labels)))
+            ax.bar([x - 0.2 for x in xs], means, width=0.4, label="mean")
+            ax.bar([x + 0.2 for x in xs], bests, width=0.4, label="best")
+            ax.set_xticks(xs, labels, rotation=70, fontsize=7)
+            ax.set_ylabel("stolen model's accuracy (%)")
+            ax.set_title(arch)
+            ax.legend()
+    return path
+
+
+# ----------------------------------------------------------------------------- markdown
+
+
+def markdown(res: dict[str, Any]) -> str:
+    sc, ex, seeds = res["scale"], res["experiments"], res["seeds"]
+    t2, t3 = ex["table2"]["measured"], ex["table3"]["measured"]
+    budgets = "; ".join(f"{a}: {e} epochs ({_sched(sc['train'][a])})" for a, e in sc["archs"])
+    parts = [
+        f"# Chen & Wu 2018 — anti-piracy reproduction at scale `{sc['name']}`",
+        f"*{res['paper']}.* **Patent notice:** the anti-piracy transform + DNN scheme is covered by US patent "
+        "11,687,623 B2 (University of Maryland); commercial use may need a licence.",
+        f"Generated by netmark {res['netmark_version']} (torch {res['torch_version']}) on {res['created']}; "
+        f"wall-clock **{res['timing']['total_seconds']:.0f} s** ({res['timing']['train_seconds']:.0f} s training, "
+        f"{sc['torch_threads']} CPU threads). Command: `{res['command']}` (quick mode: `netmark reproduce chen-wu "
+        "--quick`) — regenerate this page and the figures from `results.json` with `netmark report <dir>`.",
+        "## Scale",
+        markdown_table(["", "this run", "paper (§3)"], [
+            ["dataset", f"{sc['dataset']}: {sc['train_size_used']} train / {sc['test_size']} test images",
+             PAPER_SETUP["dataset"]],
+            ["models", ", ".join(f"{a} ({n} parameters)" for a, n in sc["model_parameters"].items()),
+             PAPER_SETUP["models"]],
+            ["budget", budgets, PAPER_SETUP["schedule"]],
+            ["loss", f"α = {sc['alpha']:g}, β = {sc['beta']:g}, γ = {sc['gamma']:g}", PAPER_SETUP["loss"]],
+            ["transforms", f"Fixed σ = {sc['sigma']:g}, p = {sc['p']:g}; Learned (starts from the Fixed draw); "
+             f"Generator conv 5×5 ({sc['hidden']} ch) → ReLU → 1×1, tanh", PAPER_SETUP["transforms"]],
+            ["attacks", f"both models; {sc['input_only_trials']} input-only trials; pair attack on "
+             f"{', '.join(f'{f:.0%}' for f in sc['pair_fractions'])} of the pairs, {sc['pair_trials']} fits each "
+             f"({t3['pair_config']['optimizer']} lr {t3['pair_config']['lr']:g}, {sc['pair_epochs']} epochs); scored "
+             f"on {t3['test_size']} test images", PAPER_SETUP["attacks"]],
+            ["seeds", f"model {seeds['model_seed']}, shuffling {seeds['train_seed']}, transforms {seeds['key_seed']}, "
+             f"attacks {sc['attack_seed']}", "not given"],
+        ]),
+        _acceptance(ex["acceptance"]["measured"]),
+        _table2(t2, ex["table2"]["paper"]),
+        "## Fig. 2 — raw and processed inputs\n\n![Fig. 2](fig2_transforms.png)\n\n" + _fig2_md(ex["fig2"]["measured"]),
+        _table3(t3, ex["table3"]["paper"], ex["table3"]["notes"]),
+        "## Training curves\n\n![training curves](training_curves.png)",
+        _runs(res["runs"]),
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+def _sched(t: dict[str, Any]) -> str:
+    ms = ", ".join(str(m) for m in t["milestones"]) or "none"
+    return (f"{t['optimizer']} lr {t['lr']:g} ÷ 10 after epochs {ms}, momentum {t['momentum']:g}, weight decay "
+            f"{t['weight_decay']:g}, batch {t['batch_size']}")
+
+
+def _acceptance(m: dict[str, Any]) -> str:
+    verdict = "all criteria pass" if m["all_passed"] else "**not all criteria pass** (see FAIL rows)"
+    return f"## Acceptance (issue 5) — {verdict}\n\n" + criteria_table(m["criteria"], digits=2)
+
+
+def _table2(m: dict[str, Any], paper: dict[str, Any]) -> str:
+    rows = []
+    for arch, r in m["rows"].items():
+        p = paper.get(arch, {})
+        rows.append([arch, "baseline", f"{r['baseline']:.2f}", "—", fmt(p.get("baseline"), 2), "—", r["epochs"]])
+        for k in KINDS:
+            pk = p.get(k, (None, None))
+            rows.append([arch, k, f"{r[k]['authorized']:.2f}", f"{r[k]['unauthorized']:.2f}", fmt(pk[0], 2),
+                         fmt(pk[1], 2), r["epochs"]])
+    return ("## Table 2 — authorized (unauthorized) test accuracy, %\n\n"
+            f"Full test set ({m['test_size']} images), after training on {m['train_size']} images. Paper: "
+            "Fashion-MNIST column of each model, trained 40k iterations.\n\n"
+            + markdown_table(["model", "transform", "authorized", "unauthorized (raw)", "paper authorized",
+                              "paper unauthorized", "epochs"], rows))
+
+
+def _fig2_md(m: dict[str, Any]) -> str:
+    rows = [[k, fmt(t["mean_abs"], 4), fmt(t["max_abs"], 4), fmt(t["l2_per_input"], 3)]
+            for k, t in m["transforms"].items()]
+    return (f"Model {m['arch']}, the first {len(m['raw'])} test images; perturbations shown ×{ZOOM:g} "
+            "(blue −, red +).\n\n" + markdown_table(["transform", "mean |δ|", "max |δ|", "‖δ‖₂ per input"], rows))
+
+
+def _table3(m: dict[str, Any], paper: dict[str, Any], notes: str) -> str:
+    out = ["## Table 3 — piracy attacks (stolen model's accuracy, %)", notes]
+    for arch, rows in m["rows"].items():
+        body = []
+        for k, r in rows.items():
+            p = paper.get(k, {})
+            io = r["input_only"]
+            pio = p.get("input_only", (None, None))
+            body.append([k, f"{r['authorized']:.2f}", fmt(p.get("authorized"), 2), f"{r['direct']:.2f}",
+                         fmt(p.get("direct"), 2), f"{io['mean']:.2f} / {io['best']:.2f}",
+                         f"{fmt(pio[0], 2)} / {fmt(pio[1], 2)}", f"{r['one_pair']['accuracy']:.2f}"])
+        out.append(f"### {arch}\n\n" + markdown_table(
+            ["transform", "authorized", "paper", "direct piracy", "paper", "input-only mean / best", "paper",
+             "one pair"], body))
+        gen = rows.get("generator", {})
+        if gen.get("pair"):
+            pp = paper.get("generator", {}).get("pair", {})
+            prow = [[f"{float(f):.0%}", v["pairs"], v["trials"], f"{v['mean']:.2f} / {v['best']:.2f}",
+                     "{} / {}".format(*(fmt(x, 2) for x in pp.get(f, (None, None)))), fmt(v["test_mse_mean"], 5)]
+                    for f, v in gen["pair"].items()]
+            out.append(f"Pair attack on the Generator ({arch}): the adversary fits a same-structure generator to "
+                       "(raw, processed) pairs.\n\n" + markdown_table(
+                           ["pairs", "n", "fits", "mean / best", "paper mean / best", "fit MSE on test"], prow))
+    out.append("One pair: δ = x_p − x_r of a single training image, added to every test image. It recovers a "
+               "universal (Fixed, Learned) transform exactly; for the Generator it is one input's perturbation.\n\n"
+               + "![attacks](table3_attacks.png)")
+    return "\n\n".join(out)
+
+
+def _runs(runs: dict[str, Any]) -> str:
+    rows = [[f"`{n}`", r["spec"]["arch"], r["spec"]["transform"] or "—", r["train_size"], len(r["history"]),
+             pct(r.get("authorized_accuracy")), pct(r["test_accuracy"]),
+             fmt(r["seconds"], 1) + (" (cached)" if r.get("from_cache") else "")] for n, r in runs.items()]
+    return ("## Runs (each trained once)\n\nSeconds are training time; '(cached)' runs were read back from "
+            "`--cache-dir`.\n\n" + markdown_table(["run", "model", "transform", "train images", "epochs",
+                                                   "authorized (%)", "raw (%)", "seconds"], rows))

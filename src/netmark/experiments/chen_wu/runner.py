@@ -1,0 +1,149 @@
+"""The one runner: trains each :class:`~.spec.RunSpec` at most once per invocation and runs every
+:class:`~.spec.Experiment` on the shared models, then writes ``results.json``, README.md and PNGs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from netmark.access import (
+    AntiPiracyTransform,
+    ProtectConfig,
+    TransformConfig,
+    protect,
+    transform_from_key,
+    transform_key,
+)
+from netmark.data import ArrayDataset, load
+from netmark.errors import ConfigError
+from netmark.experiments.common import Progress, RunnerBase, TrainedBase, run_reproduction
+from netmark.keys import WatermarkKey
+from netmark.training import TrainConfig, evaluate
+
+from .spec import EXPERIMENTS, RunSpec, Scale, get_scale, plan, quarter_schedule
+
+EXPERIMENT_ID = "chen-wu2018"
+PAPER = ("Chen, Wu: Protect your deep neural networks from piracy, IEEE WIFS 2018 "
+         "(US patent 11,687,623 B2, University of Maryland)")
+_HISTORY_KEYS = ("epoch", "lr", "loss", "task_loss", "raw_correct_prob", "distortion", "train_accuracy",
+                 "test_accuracy", "seconds")
+
+
+def key_summary(key: WatermarkKey) -> dict[str, Any]:
+    return {"method": key.method, "seed": key.seed, "transform": key.config.get("transform"),
+            "fingerprint": key.fingerprint}
+
+
+@dataclass
+class Trained(TrainedBase):
+    """A model of the reproduction; ``key`` holds its secret transform (None: the baseline)."""
+
+    HISTORY_KEYS: ClassVar[tuple[str, ...]] = _HISTORY_KEYS
+    key_summary = staticmethod(key_summary)
+
+    def transform(self) -> AntiPiracyTransform | None:
+        return None if self.key is None else transform_from_key(self.key)
+
+    def _extra_record(self) -> dict[str, Any]:
+        t = self.transform()
+        return {} if t is None else {"authorized_accuracy": evaluate(self.model, self.test, transform=t)["accuracy"]}
+
+
+class Runner(RunnerBase):
+    """Loads the data of a :class:`Scale` and trains the runs on demand, each once."""
+
+    TITLE = "Chen & Wu 2018"
+    TRAINED = Trained
+    scale: Scale
+    plan: dict[str, RunSpec]
+    cache: dict[str, Trained]
+    #: every attack of Table 3 (``measure.attack_results``), shared by ``table3`` and ``acceptance``.
+    attacks: dict[str, Any] | None = None
+
+    def _plan(self, scale: Scale) -> dict[str, RunSpec]:
+        return plan(scale)
+
+    def _load(self, role: str) -> tuple[ArrayDataset, ArrayDataset]:
+        sc = self.scale
+        if role != "main":
+            raise ConfigError(f"unknown data role {role!r}")
+        return (load(sc.dataset, "train", data_dir=self.data_dir, train_size=sc.train_size, split_seed=sc.split_seed),
+                load(sc.dataset, "test", data_dir=self.data_dir))
+
+    def _schedule(self, spec: RunSpec) -> TrainConfig:
+        return quarter_schedule(self.scale.epochs(spec.arch), seed=spec.train_seed)
+
+    def _model_name(self, spec: RunSpec) -> str:
+        return spec.arch
+
+    def protect_config(self, spec: RunSpec) -> ProtectConfig:
+        sc = self.scale
+        return ProtectConfig(TransformConfig(spec.transform, sigma=sc.sigma, p=sc.p, hidden=sc.hidden,  # type: ignore[arg-type]
+                                             seed=spec.key_seed), alpha=sc.alpha, beta=sc.beta, gamma=sc.gamma)
+
+    def _method_part(self, spec: RunSpec) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
+        if spec.transform is None:
+            return None, ()
+        return {"name": "chen-wu", "config": self.protect_config(spec).to_dict()}, ("netmark.access.protect",)
+
+    def _method(self, spec: RunSpec) -> None:
+        return None
+
+    def _describe(self, spec: RunSpec) -> str:
+        return "unprotected baseline" if spec.transform is None else f"{spec.transform} transform"
+
+    def _summary(self, trained: Trained) -> str:
+        msg = f"  {trained.spec.name}: {trained.seconds:.0f} s, raw test accuracy {100 * trained.test_accuracy:.2f}%"
+        t = trained.transform()
+        if t is not None:
+            msg += f", authorized {100 * evaluate(trained.model, trained.test, transform=t)['accuracy']:.2f}%"
+        return msg
+
+    def _train(self, spec: RunSpec) -> Trained:
+        if spec.transform is None:
+            return super()._train(spec)  # type: ignore[no-any-return]
+        tr, te = self.data(spec.data)
+        cfg = self._schedule(spec)
+        self.say(f"training {spec.name} ({self._describe(spec)}): {spec.arch} on {len(tr)} {tr.name} images, "
+                 f"{cfg.epochs} epochs")
+        model = self.fresh_model(tr, spec.model_seed, spec.arch)
+        result = protect(model, tr, self.protect_config(spec), cfg, eval_data=te)
+        return Trained(spec, result.model, transform_key(result.transform), te, len(tr),
+                       history=result.history.history)
+
+    def _derive(self, spec: RunSpec) -> Trained:
+        raise ConfigError(f"run {spec.name!r}: the anti-piracy reproduction derives no runs")
+
+    def scale_record(self) -> dict[str, Any]:
+        tr = self.data("main")[0]
+        return {"model_parameters": {a: sum(p.numel() for p in self.fresh_model(tr, 0, a).parameters())
+                                     for a, _ in self.scale.archs}}
+
+
+def run(out_dir: str | Path, *, quick: bool = False, force: bool = False, progress: Progress | None = None,
+        data_dir: Any = None, scale: str | Scale | None = None, cache_dir: Any = None, jobs: int = 1,
+        ) -> dict[str, Any]:
+    """Reproduce Chen & Wu 2018 and write ``out_dir/results.json``, ``README.md`` and PNG plots.
+
+    Args:
+        out_dir: output directory (created).
+        quick: the ``quick`` scale (digits, under two minutes) instead of ``cpu``.
+        force: overwrite an existing ``results.json`` (otherwise OutputExistsError, before any training).
+        progress: called with one line per step (the CLI prints it).
+        data_dir: where the datasets live (see :mod:`netmark.data`).
+        scale: a preset name from ``SCALES`` (``quick``/``cpu``) or a custom :class:`Scale`; overrides ``quick``.
+        cache_dir: keep trained runs there and reuse them on the next call (:mod:`netmark.experiments.cache`).
+        jobs: train the runs in this many worker processes first (needs ``cache_dir``).
+
+    Returns:
+        The results dictionary that was written to ``results.json``.
+    """
+    from .measure import MEASURES
+    from .render import render
+
+    return run_reproduction(out_dir, quick=quick, force=force, progress=progress, data_dir=data_dir, scale=scale,
+                            get_scale=get_scale, runner_cls=Runner, experiments=EXPERIMENTS, measures=MEASURES,
+                            render=render, experiment_id=EXPERIMENT_ID, paper=PAPER,
+                            cache_dir=cache_dir, jobs=jobs)

@@ -1,0 +1,217 @@
+"""Chen & Wu 2018 reproduction, declared as data: scales, runs (trained models) and experiments.
+
+* :class:`Scale` — dataset, the architectures with their epoch budgets, the paper's optimiser (SGD lr 0.1
+  ÷ 10 at each quarter of training, momentum 0.9, weight decay 5e-4, batch 128), Eq. 3's weights, the
+  transforms' parameters and the attacks' trial counts. Presets in :data:`SCALES`: ``quick`` (digits,
+  under two minutes) and ``cpu`` (full Fashion-MNIST; the default).
+* :class:`RunSpec` — one model: the unprotected baseline or a protected model (Fixed / Learned /
+  Generator) of one architecture. :func:`plan` lists every run of a scale.
+* :class:`Experiment` — Table 2, Fig. 2, Table 3 and the acceptance block (issue 5), with the paper's values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from netmark.access.protect import PAPER_ITERATIONS
+from netmark.access.transforms import KINDS
+from netmark.errors import ConfigError
+from netmark.experiments.common import ExperimentBase, pick_scale
+from netmark.training import TrainConfig
+
+#: §3.1: SGD lr 0.1 (÷ 10 every 10k of the 40k iterations), momentum 0.9, weight decay 5e-4, batch 128.
+PAPER_SGD = TrainConfig(epochs=1, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4,
+                        gamma=0.1, progress=True)
+
+
+def quarter_schedule(epochs: int, seed: int = 0) -> TrainConfig:
+    """The paper's schedule compressed to ``epochs``: lr ÷ 10 after each quarter of training (the paper's
+    10k-iteration steps of its 40k iterations)."""
+    milestones = sorted({round(k * epochs / 4) for k in (1, 2, 3)} - {0, epochs})
+    return replace(PAPER_SGD, epochs=epochs, milestones=tuple(milestones), seed=seed)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Everything that differs between a quick run and the CPU run (paper values in brackets).
+
+    Attributes:
+        name: preset name.
+        dataset / train_size: training data [Fashion-MNIST, all 60,000 images] (``None``: the whole split).
+        archs: ``(model, epochs)`` per architecture [simple CNN and ResNet-20, 40k iterations of batch 128
+            = 85 epochs of 60k]; the first is the one of Fig. 2 and the acceptance figures.
+        alpha / beta / gamma: Eq. 3's weights [1, 1, 0.01].
+        sigma / p / hidden: Fixed's amplitude and probability [0.1, 0.2]; the Generator's channels [16].
+        input_only_trials: the adversary's bipolar draws [100].
+        pair_fractions / pair_trials / pair_epochs: the pair attack's shares of the training pairs [10%,
+            50%, 100%], fits per share [100] and epochs per fit (not given in the paper).
+        attack_test_size: test images the attacks are scored on (a fixed random subset; ``None``: all).
+        model_seed / train_seed / key_seed / split_seed / attack_seed: seeds (``key_seed`` draws the transforms).
+        threads: torch intra-op threads while the runner works (``None`` keeps torch's setting).
+        command: the command line that reproduces this scale (shown in the README).
+    """
+
+    name: str
+    dataset: str
+    archs: tuple[tuple[str, int], ...]
+    train_size: int | None = None
+    alpha: float = 1.0
+    beta: float = 1.0
+    gamma: float = 0.01
+    sigma: float = 0.1
+    p: float = 0.2
+    hidden: int = 16
+    input_only_trials: int = 100
+    pair_fractions: tuple[float, ...] = (0.1, 0.5, 1.0)
+    pair_trials: int = 100
+    pair_epochs: int = 5
+    attack_test_size: int | None = None
+    model_seed: int = 0
+    train_seed: int = 0
+    key_seed: int = 2018
+    split_seed: int = 0
+    attack_seed: int = 7
+    threads: int | None = None
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.archs or any(e < 1 for _, e in self.archs) or len({a for a, _ in self.archs}) != len(self.archs):
+            raise ConfigError(f"archs must be distinct (model, epochs >= 1) pairs, got {self.archs}")
+        if self.input_only_trials < 1 or self.pair_trials < 1 or self.pair_epochs < 1:
+            raise ConfigError("input_only_trials, pair_trials and pair_epochs must be >= 1")
+        if not self.pair_fractions or any(not 0 < f <= 1 for f in self.pair_fractions):
+            raise ConfigError(f"pair_fractions must be in (0, 1], got {self.pair_fractions}")
+        if self.attack_test_size is not None and self.attack_test_size < 1:
+            raise ConfigError("attack_test_size must be >= 1 or None")
+
+    # the shared runner's header and results block expect these
+    @property
+    def model(self) -> str:
+        return " + ".join(a for a, _ in self.archs)
+
+    @property
+    def layer(self) -> str:
+        return "input transform (no host layer)"
+
+    @property
+    def n_independent(self) -> int:
+        return 0
+
+    @property
+    def main_arch(self) -> str:
+        return self.archs[0][0]
+
+    def epochs(self, arch: str) -> int:
+        return dict(self.archs)[arch]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["archs"] = [list(a) for a in self.archs]
+        d["train"] = {a: quarter_schedule(e).to_dict() for a, e in self.archs}
+        return d
+
+
+SCALES: dict[str, Scale] = {
+    "quick": Scale(name="quick", dataset="digits", archs=(("simple-cnn", 15), ("resnet20", 4)),
+                   input_only_trials=10, pair_fractions=(0.1, 1.0), pair_trials=2, pair_epochs=3, threads=1,
+                   command="netmark reproduce chen-wu --quick"),
+    "cpu": Scale(name="cpu", dataset="fashion-mnist", archs=(("simple-cnn", 8), ("resnet20", 2)),
+                 input_only_trials=100, pair_fractions=(0.1, 0.5, 1.0), pair_trials=10, pair_epochs=3,
+                 attack_test_size=2000,
+                 command="netmark reproduce chen-wu --jobs 2 --cache-dir .cache/chen-wu"),
+}
+DEFAULT_SCALE = "cpu"
+
+#: §3.1–3.2 (the "paper" column of the scale table).
+PAPER_SETUP = {
+    "dataset": "Fashion-MNIST 60000 train / 10000 test images (also MNIST, CIFAR-10), grey in [0, 1]",
+    "models": "simple CNN (Table 1) and ResNet-20",
+    "schedule": f"SGD lr 0.1 ÷ 10 every 10k iterations, momentum 0.9, weight decay 5e-4, batch 128, "
+                f"{PAPER_ITERATIONS // 1000}k iterations (≈ 85 epochs of 60k images)",
+    "loss": "E = α·E_p + β·E_r + γ·‖x_p − x_r‖², α = β = 1, γ = 0.01",
+    "transforms": "Fixed σ = 0.1, p = 0.2; Learned; Generator conv 5×5 (16 ch) → 1×1, tanh",
+    "attacks": "ResNet-20 / Fashion, 100 trials each; pair attack on 10/50/100% of the training pairs",
+}
+
+
+def get_scale(scale: str | Scale | None, quick: bool = False) -> Scale:
+    """A preset by name (``None``: ``quick`` if ``quick`` else ``cpu``) or a custom :class:`Scale`."""
+    return pick_scale(scale, quick, SCALES, Scale, DEFAULT_SCALE)
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One model: ``arch`` trained unprotected (``transform`` None) or with the ``transform`` kind."""
+
+    name: str
+    arch: str
+    transform: str | None = None
+    data: str = "main"
+    model_seed: int = 0
+    train_seed: int = 0
+    key_seed: int = 2018
+    parent: str | None = None
+    attack: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_name(arch: str, transform: str | None) -> str:
+    return f"{arch}-{transform or 'baseline'}"
+
+
+def plan(scale: Scale) -> dict[str, RunSpec]:
+    """Every run of ``scale``: per architecture the baseline and one protected model per transform."""
+    common = {"model_seed": scale.model_seed, "train_seed": scale.train_seed, "key_seed": scale.key_seed}
+    runs = [RunSpec(run_name(a, t), arch=a, transform=t, **common) for a, _ in scale.archs for t in (None, *KINDS)]
+    return {r.name: r for r in runs}
+
+
+# ----------------------------------------------------------------------------- experiments
+
+
+@dataclass(frozen=True)
+class Experiment(ExperimentBase):
+    """One table or figure (``runs``: ``@all`` / ``@protected`` / ``@main`` expand per scale)."""
+
+    def resolve_runs(self, scale: Scale) -> list[str]:
+        groups = {"@all": list(plan(scale)),
+                  "@protected": [run_name(a, t) for a, _ in scale.archs for t in KINDS],
+                  "@main": [run_name(scale.main_arch, t) for t in (None, *KINDS)]}
+        return list(dict.fromkeys(n for r in self.runs for n in groups.get(r, [r])))
+
+
+#: Table 2, Fashion column of each architecture: authorized accuracy (unauthorized in brackets), %.
+TABLE2_PAPER = {
+    "simple-cnn": {"baseline": 91.80, "fixed": (91.88, 1.09), "learned": (92.06, 2.18), "generator": (91.82, 2.76)},
+    "resnet20": {"baseline": 92.63, "fixed": (91.65, 0.63), "learned": (92.56, 0.65), "generator": (92.55, 1.55)},
+}
+#: Table 3, ResNet-20 on Fashion (100 trials per attack), %.
+TABLE3_PAPER = {
+    "fixed": {"authorized": 91.65, "direct": 0.63, "input_only": (66.23, 78.96)},
+    "learned": {"authorized": 92.56, "direct": 0.65, "input_only": (55.37, 79.42)},
+    "generator": {"authorized": 92.55, "direct": 1.55, "input_only": (3.17, 4.95),
+                  "pair": {"0.1": (75.05, 82.11), "0.5": (76.31, 84.17), "1": (77.24, 86.00)}},
+}
+
+EXPERIMENTS: tuple[Experiment, ...] = (
+    Experiment("table2", "Table 2", "Authorized (unauthorized) accuracy: baseline and the three transforms",
+               ("@all",), paper=TABLE2_PAPER,
+               notes="Authorized: the model on G(x); unauthorized: the same model on raw x. The baseline is trained "
+                     "without protection on the same budget."),
+    Experiment("fig2", "Fig. 2", "Raw inputs, processed inputs and perturbations (×5)", ("@main",),
+               paper={"claim": "raw and processed inputs appear very similar; the learned transforms give subtler "
+                               "perturbations than Fixed"}),
+    Experiment("table3", "Table 3", "Piracy attacks: direct, input-only, pair and one-pair", ("@protected",),
+               paper=TABLE3_PAPER,
+               notes="Every attack forges a transform G' for the stolen model and is scored on a fixed random "
+                     "subset of the test set (the scale's attack_test_size), the same subset for every row."),
+    Experiment("acceptance", "issue 5", "Acceptance: fidelity, unauthorized accuracy, attacks", ("@all",),
+               paper={"fidelity_pp_max": 1.0, "unauthorized_max": 5.0, "input_only_generator_mean_max": 10.0,
+                      "pair_100_best_gap_pp_min": 5.0}),
+)
