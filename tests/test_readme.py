@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -14,6 +15,19 @@ def test_readme_python_example_runs(capsys) -> None:
     exec(compile(blocks[0], "README.md", "exec"), {})
     out = capsys.readouterr().out
     assert "detected=True" in out and "bit_error_rate=0.0" in out
+
+
+def test_readme_anti_piracy_example_runs(tmp_path, monkeypatch, capsys) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    example = next(b for b in blocks if "from netmark.access import" in b)
+    monkeypatch.chdir(tmp_path)
+    ns: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), ns)  # defines netmark and data
+    capsys.readouterr()
+    exec(compile(example, "README.md", "exec"), ns)
+    acc = ast.literal_eval(capsys.readouterr().out.strip())  # the printed dict of two floats
+    assert acc["authorized"] > 0.8 and acc["unauthorized"] < 0.2
+    assert (tmp_path / "transform.key").is_file() and (tmp_path / "model.safetensors").is_file()
 
 
 def test_readme_names_the_two_commands_and_the_patent() -> None:

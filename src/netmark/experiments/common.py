@@ -18,6 +18,7 @@ the experiments and their measurements, the markdown and figures — and plugs i
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import os
 import platform
@@ -352,6 +353,43 @@ def run_reproduction(out_dir: str | Path, *, quick: bool, force: bool, progress:
     render(results_path, out, force=True)
     say(f"done in {runner.done_seconds(results, total):.0f} s: {results_path}")
     return results
+
+
+_RUN_DOC = """Reproduce {title} and write ``out_dir/results.json``, ``README.md`` and PNG plots.
+
+    Args:
+        out_dir: output directory (created).
+        quick: the ``quick`` scale ({quick}) instead of ``cpu``.
+        force: overwrite an existing ``results.json`` (otherwise OutputExistsError, before any training).
+        progress: called with one line per step (the CLI prints it); training shows tqdm on a terminal.
+        data_dir: where the datasets live (see :mod:`netmark.data`).
+        scale: a preset name from ``SCALES`` ({scales}) or a custom ``Scale``; overrides ``quick``.
+        cache_dir: keep trained runs there and reuse them on the next call (:mod:`netmark.experiments.cache`).
+        jobs: train the runs in this many worker processes first (needs ``cache_dir``).
+
+    Returns:
+        The results dictionary that was written to ``results.json``.
+    """
+
+
+def make_run(package: str, title: str, quick: str, scales: str = "quick/cpu") -> Callable[..., dict[str, Any]]:
+    """The ``run(...)`` entry point of the reproduction package ``package``: its ``runner`` module
+    (``Runner``, ``EXPERIMENT_ID``, ``PAPER``), ``spec`` (``get_scale``, ``EXPERIMENTS``), ``measure``
+    (``MEASURES``) and ``render`` (``render``), imported when called."""
+
+    def run(out_dir: str | Path, *, quick: bool = False, force: bool = False, progress: Progress | None = None,
+            data_dir: Any = None, scale: Any = None, cache_dir: Any = None, jobs: int = 1) -> dict[str, Any]:
+        runner, spec, measure, render = (importlib.import_module(f"{package}.{m}")
+                                         for m in ("runner", "spec", "measure", "render"))
+        return run_reproduction(out_dir, quick=quick, force=force, progress=progress, data_dir=data_dir,
+                                scale=scale, get_scale=spec.get_scale, runner_cls=runner.Runner,
+                                experiments=spec.EXPERIMENTS, measures=measure.MEASURES, render=render.render,
+                                experiment_id=runner.EXPERIMENT_ID, paper=runner.PAPER, cache_dir=cache_dir,
+                                jobs=jobs)
+
+    run.__doc__ = _RUN_DOC.format(title=title, quick=quick, scales=scales)
+    run.__module__, run.__qualname__ = f"{package}.runner", "run"
+    return run
 
 
 def _run_all(runner: RunnerBase, experiments: Sequence[Any], measures: Mapping[str, Callable[[Any, Any], Any]],

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
@@ -13,12 +12,12 @@ from torch import Tensor, nn
 from netmark.attacks import Finetune, FinetuneConfig
 from netmark.data import ArrayDataset, load
 from netmark.errors import ConfigError
-from netmark.experiments.common import Progress, RunnerBase, TrainedBase, run_reproduction
+from netmark.experiments.common import RunnerBase, TrainedBase, make_run
 from netmark.keys import WatermarkKey
 from netmark.methods.tartaglione import Tartaglione, TartaglioneConfig, demo_logo, init_seed, reinit
 from netmark.training import TrainConfig, TrainHook, evaluate, train
 
-from .spec import EXPERIMENTS, RunSpec, Scale, get_scale, plan, schedule_of
+from .spec import RunSpec, Scale, plan, schedule_of
 
 EXPERIMENT_ID = "tartaglione2021"
 PAPER = ("Tartaglione, Grangetto, Cavagnino, Botta: Delving in the loss landscape to embed robust watermarks into "
@@ -168,31 +167,4 @@ class Runner(RunnerBase):
                 "layer_parameters": sum(p.numel() for p in model.get_submodule(self.scale.layer).parameters())}
 
 
-# ---------------------------------------------------------------------- entry point
-
-
-def run(out_dir: str | Path, *, quick: bool = False, force: bool = False, progress: Progress | None = None,
-        data_dir: Any = None, scale: str | Scale | None = None, cache_dir: Any = None, jobs: int = 1,
-        ) -> dict[str, Any]:
-    """Reproduce Tartaglione et al. 2021 and write ``out_dir/results.json``, ``README.md`` and PNG plots.
-
-    Args:
-        out_dir: output directory (created).
-        quick: the ``quick`` scale (digits + simple-cnn, under a minute) instead of ``cpu``.
-        force: overwrite an existing ``results.json`` (otherwise OutputExistsError, before any training).
-        progress: called with one line per step (the CLI prints it).
-        data_dir: where the datasets live (see :mod:`netmark.data`).
-        scale: a preset name from ``SCALES`` (``quick``/``cpu``) or a custom :class:`Scale`; overrides ``quick``.
-        cache_dir: keep trained runs there and reuse them on the next call (:mod:`netmark.experiments.cache`).
-        jobs: train the runs in this many worker processes first (needs ``cache_dir``).
-
-    Returns:
-        The results dictionary that was written to ``results.json``.
-    """
-    from .measure import MEASURES
-    from .render import render
-
-    return run_reproduction(out_dir, quick=quick, force=force, progress=progress, data_dir=data_dir, scale=scale,
-                            get_scale=get_scale, runner_cls=Runner, experiments=EXPERIMENTS, measures=MEASURES,
-                            render=render, experiment_id=EXPERIMENT_ID, paper=PAPER,
-                            cache_dir=cache_dir, jobs=jobs)
+run = make_run(__package__, "Tartaglione et al. 2021", "digits + simple-cnn, under a minute", "``quick``/``cpu``")

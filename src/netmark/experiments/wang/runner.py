@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -14,7 +13,7 @@ import torch.nn.functional as F
 from netmark.attacks import Finetune, FinetuneConfig
 from netmark.data import ArrayDataset, load
 from netmark.errors import ConfigError
-from netmark.experiments.common import Progress, RunnerBase, TrainedBase, run_reproduction
+from netmark.experiments.common import RunnerBase, TrainedBase, make_run
 from netmark.keys import WatermarkKey
 from netmark.methods.base import WatermarkMethod
 from netmark.methods.uchida import Uchida, UchidaConfig
@@ -22,7 +21,7 @@ from netmark.methods.wang import Wang, paper_config
 from netmark.training import TrainConfig
 from netmark.verify import verify
 
-from .spec import EXPERIMENTS, RunSpec, Scale, get_scale, plan, schedule_of
+from .spec import RunSpec, Scale, plan, schedule_of
 
 EXPERIMENT_ID = "wang2020"
 PAPER = ("Wang, Li, Li, Zhang, Wu, Wang, Gu: Watermarking in Deep Neural Networks via Error Back-propagation, "
@@ -167,31 +166,4 @@ class Runner(RunnerBase):
                 "host_M": int(self.fresh_model(tr, 0).get_submodule(sc.layer).weight.numel())}
 
 
-# ---------------------------------------------------------------------- entry point
-
-
-def run(out_dir: str | Path, *, quick: bool = False, force: bool = False, progress: Progress | None = None,
-        data_dir: Any = None, scale: str | Scale | None = None, cache_dir: Any = None, jobs: int = 1,
-        ) -> dict[str, Any]:
-    """Reproduce Wang et al. 2020 and write ``out_dir/results.json``, ``README.md`` and PNG plots.
-
-    Args:
-        out_dir: output directory (created).
-        quick: the ``quick`` scale (digits + mlp, under a minute) instead of ``cpu``.
-        force: overwrite an existing ``results.json`` (otherwise OutputExistsError, before any training).
-        progress: called with one line per step (the CLI prints it).
-        data_dir: where the datasets live (see :mod:`netmark.data`).
-        scale: a preset name from ``SCALES`` (``quick``/``cpu``) or a custom :class:`Scale`; overrides ``quick``.
-        cache_dir: keep trained runs there and reuse them on the next call (:mod:`netmark.experiments.cache`).
-        jobs: train the runs in this many worker processes first (needs ``cache_dir``).
-
-    Returns:
-        The results dictionary that was written to ``results.json``.
-    """
-    from .measure import MEASURES
-    from .render import render
-
-    return run_reproduction(out_dir, quick=quick, force=force, progress=progress, data_dir=data_dir, scale=scale,
-                            get_scale=get_scale, runner_cls=Runner, experiments=EXPERIMENTS, measures=MEASURES,
-                            render=render, experiment_id=EXPERIMENT_ID, paper=PAPER,
-                            cache_dir=cache_dir, jobs=jobs)
+run = make_run(__package__, "Wang et al. 2020", "digits + mlp, under a minute", "``quick``/``cpu``")
