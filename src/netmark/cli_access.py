@@ -54,7 +54,21 @@ def _transform(path: Path) -> Any:
     return transform_from_key(WatermarkKey.load(path))
 
 
-def _split(dataset: str, split: str, data_dir: Path | None, limit: int | None) -> Any:
+def _model(path: Path) -> tuple[Any, str]:
+    """The model of ``path`` and the input range it was protected on (``unit`` unless its metadata says)."""
+    from netmark.access.inputs import RANGES
+    from netmark.io import load_model, read_metadata
+
+    net = load_model(path)
+    rng = str(read_metadata(path).get("extra", {}).get("input_range", "unit")) if path.suffix == ".safetensors" \
+        else "unit"
+    if rng not in RANGES:
+        raise ConfigError(f"{path} records an unknown input range {rng!r}")
+    return net, rng
+
+
+def _split(dataset: str, split: str, data_dir: Path | None, limit: int | None, input_range: str = "unit") -> Any:
+    from netmark.access.inputs import to_range
     from netmark.data import load
 
     if split not in ("train", "test"):
@@ -62,7 +76,7 @@ def _split(dataset: str, split: str, data_dir: Path | None, limit: int | None) -
     data = load(dataset, split, data_dir=data_dir)
     if limit is not None and limit < len(data):
         data = data.subset(range(limit))
-    return data
+    return to_range(data, input_range)
 
 
 def _accuracy(model: Any, data: Any, transform: Any = None) -> float:
@@ -99,6 +113,7 @@ def protect(transform: Annotated[str, typer.Option("--transform", help="fixed | 
     OUT/model.safetensors (release), OUT/transform.key (secret), OUT/report.json."""
     from netmark.access import ProtectConfig, TransformConfig, access_accuracy, transform_key
     from netmark.access import protect as run_protect
+    from netmark.access.inputs import paper_range, to_range
     from netmark.experiments.chen_wu.spec import quarter_schedule
     from netmark.io import save_model
 
@@ -109,13 +124,16 @@ def protect(transform: Annotated[str, typer.Option("--transform", help="fixed | 
     ms = milestones if milestones is not None else ",".join(str(m) for m in quarter_schedule(epochs).milestones)
     tcfg = _train_config(epochs, lr, batch_size, "sgd", momentum, False, weight_decay, ms, 0.1, seed, quiet)
     tr, te = _data(dataset, data_dir, train_size)
+    rng = paper_range(tr.shape[0])  # §3.2: grey in [0, 1], colour in [-1, 1]
+    tr, te = to_range(tr, rng), to_range(te, rng)
     net = _fresh_model(model, tr, seed, model_arg)
     _echo(f"protecting {model} with a {transform} transform on {dataset} ({len(tr)} images, {epochs} epochs)", quiet)
     res = run_protect(net, tr, cfg, tcfg, eval_data=te)
     acc = access_accuracy(res.model, res.transform, te)
-    key = transform_key(res.transform, dataset=dataset, model=model)
+    key = transform_key(res.transform, dataset=dataset, model=model, input_range=rng)
     key.save(key_path, force=force)
-    save_model(res.model, model_path, extra={"dataset": dataset, "protected": "chen-wu"}, force=force)
+    save_model(res.model, model_path, extra={"dataset": dataset, "protected": "chen-wu", "input_range": rng},
+               force=force)
     _write_json(report_path, {"command": "protect", "model": model, "dataset": dataset, "train_size": len(tr),
                               "protect": cfg.to_dict(), "train": tcfg.to_dict(), **acc,
                               "transform_fingerprint": key.fingerprint, "train_seconds": res.history.seconds,
@@ -130,11 +148,10 @@ def evaluate(model: Annotated[Path, typer.Argument(help="model file (.safetensor
              dataset: Dataset_ = "digits", transform: TransformKey = None, split: Split = "test", limit: Limit = None,
              data_dir: DataDir = None, as_json: AsJson = False) -> None:
     """Test accuracy of MODEL: unauthorized (raw inputs) and, with --transform, authorized (through it)."""
-    from netmark.io import load_model
 
     g = _transform(transform) if transform is not None else None
-    net = load_model(model)
-    data = _split(dataset, split, data_dir, limit)
+    net, rng = _model(model)
+    data = _split(dataset, split, data_dir, limit, rng)
     out: dict[str, Any] = {"model": str(model), "dataset": dataset, "split": split, "images": len(data),
                            "unauthorized": _accuracy(net, data)}
     if g is not None:
@@ -169,12 +186,12 @@ def piracy_direct(model: Annotated[Path, typer.Argument(help="the stolen model f
                   out: PiracyOut = None, force: Force = False) -> None:
     """Direct piracy: raw inputs into the stolen model."""
     from netmark.access.piracy import PiracyResult
-    from netmark.io import load_model
 
     if out is not None:
         _outputs(out.parent, [out.name], force)
-    data = _split(dataset, split, data_dir, limit)
-    _report(PiracyResult("direct", [_accuracy(load_model(model), data)]), as_json, out, force)
+    net, rng = _model(model)
+    data = _split(dataset, split, data_dir, limit, rng)
+    _report(PiracyResult("direct", [_accuracy(net, data)]), as_json, out, force)
 
 
 @piracy_app.command("input-only")
@@ -187,13 +204,12 @@ def piracy_input_only(model: Annotated[Path, typer.Argument(help="the stolen mod
                       as_json: AsJson = False, out: PiracyOut = None, force: Force = False) -> None:
     """Input-only attack: the thief's own universal bipolar perturbations (mean and best of --trials)."""
     from netmark.access.piracy import InputOnlyConfig, input_only_attack
-    from netmark.io import load_model
 
     if out is not None:
         _outputs(out.parent, [out.name], force)
     cfg = InputOnlyConfig(trials=trials, sigma=sigma, p=p, seed=seed)
-    net = load_model(model)
-    data = _split(dataset, split, data_dir, limit)
+    net, rng = _model(model)
+    data = _split(dataset, split, data_dir, limit, rng)
     _accuracy(net, data)  # a clear error if the model does not fit the data
     _report(input_only_attack(net, data, cfg), as_json, out, force)
 
@@ -210,15 +226,14 @@ def piracy_pair(model: Annotated[Path, typer.Argument(help="the stolen model fil
                 out: PiracyOut = None, force: Force = False) -> None:
     """Pair attack: fit a copy of the Generator to (raw, processed) pairs, score the stolen model through it."""
     from netmark.access.piracy import PairAttackConfig, pair_attack
-    from netmark.io import load_model
 
     if out is not None:
         _outputs(out.parent, [out.name], force)
     cfg = PairAttackConfig(fraction=fraction, trials=trials, epochs=epochs, seed=seed)
     g = _transform(transform)
-    net = load_model(model)
-    train_data = _split(dataset, "train", data_dir, None)
-    test = _split(dataset, "test", data_dir, limit)
+    net, rng = _model(model)
+    train_data = _split(dataset, "train", data_dir, None, rng)
+    test = _split(dataset, "test", data_dir, limit, rng)
     _accuracy(net, test, g)
     _report(pair_attack(net, g, train_data, test, cfg), as_json, out, force)
 
@@ -232,15 +247,14 @@ def piracy_one_pair(model: Annotated[Path, typer.Argument(help="the stolen model
                     force: Force = False) -> None:
     """One-pair attack: delta = processed - raw of one image, added to every input (breaks Fixed/Learned)."""
     from netmark.access.piracy import one_pair_attack
-    from netmark.io import load_model
 
     if out is not None:
         _outputs(out.parent, [out.name], force)
     g = _transform(transform)
-    net = load_model(model)
-    train_data = _split(dataset, "train", data_dir, None)
+    net, rng = _model(model)
+    train_data = _split(dataset, "train", data_dir, None, rng)
     if index >= len(train_data):
         raise ConfigError(f"--index {index} is past the {len(train_data)} training images")
-    test = _split(dataset, "test", data_dir, limit)
+    test = _split(dataset, "test", data_dir, limit, rng)
     _accuracy(net, test, g)
     _report(one_pair_attack(net, g, train_data, test, index=index), as_json, out, force)

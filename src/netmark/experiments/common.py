@@ -58,6 +58,15 @@ def pick_scale(scale: Any, quick: bool, scales: Mapping[str, Any], scale_cls: ty
     return scales[name]
 
 
+class MeasureRegistry(dict[str, Callable[[Any, Any], dict[str, Any]]]):
+    """A paper's measurements by experiment name (``measure.MEASURES``): decorating a function
+    ``(runner, experiment) -> dict`` with the registry registers it under its own name."""
+
+    def __call__(self, fn: Callable[[Any, Any], dict[str, Any]]) -> Callable[[Any, Any], dict[str, Any]]:
+        self[fn.__name__] = fn
+        return fn
+
+
 @dataclass(frozen=True)
 class ExperimentBase:
     """The fields of one table or figure of a paper (each paper adds ``resolve_runs(scale)``)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -18,6 +17,7 @@ from netmark.access.piracy import (
     pair_attack,
 )
 from netmark.data import ArrayDataset
+from netmark.experiments.common import MeasureRegistry
 from netmark.training import evaluate
 
 from .spec import Experiment, run_name
@@ -25,14 +25,11 @@ from .spec import Experiment, run_name
 if TYPE_CHECKING:
     from .runner import Runner, Trained
 
-Measure = Callable[["Runner", Experiment], dict[str, Any]]
-MEASURES: dict[str, Measure] = {}
+MEASURES = MeasureRegistry()
+#: ``@measure`` registers a measurement under its function name.
+measure = MEASURES
 FIG2_IMAGES = 4
 
-
-def measure(fn: Measure) -> Measure:
-    MEASURES[fn.__name__] = fn
-    return fn
 
 
 def _transform(t: Trained) -> AntiPiracyTransform:

@@ -130,6 +130,7 @@ def markdown(res: dict[str, Any]) -> str:
              f"attacks {sc['attack_seed']}", "not given"],
         ]),
         _acceptance(ex["acceptance"]["measured"]),
+        _findings(t2, t3),
         _table2(t2, ex["table2"]["paper"]),
         "## Fig. 2 — raw and processed inputs\n\n![Fig. 2](fig2_transforms.png)\n\n" + _fig2_md(ex["fig2"]["measured"]),
         _table3(t3, ex["table3"]["paper"], ex["table3"]["notes"]),
@@ -148,6 +149,33 @@ def _sched(t: dict[str, Any]) -> str:
 def _acceptance(m: dict[str, Any]) -> str:
     verdict = "all criteria pass" if m["all_passed"] else "**not all criteria pass** (see FAIL rows)"
     return f"## Acceptance (issue 5) — {verdict}\n\n" + criteria_table(m["criteria"], digits=2)
+
+
+def _findings(t2: dict[str, Any], t3: dict[str, Any]) -> str:
+    """What the numbers say, per architecture (generated from the measurements, never typed in)."""
+    out = ["## Findings"]
+    for arch, r in t2["rows"].items():
+        gaps = ", ".join(f"{k} {r[k]['gap_pp']:+.2f} pp" for k in KINDS)
+        raw = ", ".join(f"{k} {r[k]['unauthorized']:.2f}%" for k in KINDS)
+        line = (f"* **{arch}** ({r['epochs']} epochs): authorized accuracy minus the same-budget baseline "
+                f"({r['baseline']:.2f}%): {gaps}; raw inputs: {raw}.")
+        rows = t3["rows"].get(arch)
+        if rows:
+            uni = [k for k in ("fixed", "learned") if k in rows]
+            line += (" One (raw, processed) pair gives back " + " and ".join(
+                f"{k} {rows[k]['one_pair']['accuracy']:.2f}% (authorized {rows[k]['authorized']:.2f}%)" for k in uni)
+                + ": a universal transform is no secret once a single pair leaks.")
+            io = ", ".join(f"{k} {rows[k]['input_only']['mean']:.2f} / {rows[k]['input_only']['best']:.2f}%"
+                           for k in rows)
+            line += f" Input-only attack (mean / best of {rows['generator']['input_only']['trials']}): {io}."
+            pair = rows["generator"].get("pair", {})
+            if pair:
+                auth = rows["generator"]["authorized"]
+                parts = "; ".join(f"{float(f):.0%} of the pairs: mean {v['mean']:.2f}%, best {v['best']:.2f}% "
+                                  f"({v['best'] - auth:+.2f} pp vs authorized)" for f, v in pair.items())
+                line += f" Pair attack on the Generator (authorized {auth:.2f}%): {parts}."
+        out.append(line)
+    return "\n".join(out)
 
 
 def _table2(m: dict[str, Any], paper: dict[str, Any]) -> str:

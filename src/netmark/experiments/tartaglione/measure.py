@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -14,6 +13,7 @@ from torch import nn
 from netmark._util import seeded
 from netmark.attacks import FixedPointConfig, RoundTripConfig, fixed_point_model, roundtrip
 from netmark.attacks.roundtrip import DTYPES
+from netmark.experiments.common import MeasureRegistry
 from netmark.keys import WatermarkKey
 from netmark.methods.tartaglione import Tartaglione, initialise, pearson, watermark_masks
 from netmark.training import TrainHook, evaluate, make_optimizer
@@ -34,15 +34,12 @@ from .spec import (
 if TYPE_CHECKING:
     from .runner import Runner, Trained
 
-Measure = Callable[["Runner", Experiment], dict[str, Any]]
-MEASURES: dict[str, Measure] = {}
+MEASURES = MeasureRegistry()
+#: ``@measure`` registers a measurement under its function name.
+measure = MEASURES
 REF = marked_run(REFERENCE_R)
 HIST_BINS = 60
 
-
-def measure(fn: Measure) -> Measure:
-    MEASURES[fn.__name__] = fn
-    return fn
 
 
 def _key(t: Trained) -> WatermarkKey:

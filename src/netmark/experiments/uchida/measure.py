@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from netmark.attacks import PruneConfig, prune
+from netmark.experiments.common import MeasureRegistry
 from netmark.keys import WatermarkKey
 from netmark.methods.uchida import Uchida, embed_without_training, embedding_loss, host_module, host_vector
 from netmark.training import evaluate
@@ -20,15 +20,12 @@ from .spec import Experiment, capacity_run, independent_run
 if TYPE_CHECKING:
     from .runner import Runner, Trained
 
-Measure = Callable[["Runner", Experiment], dict[str, Any]]
-MEASURES: dict[str, Measure] = {}
+MEASURES = MeasureRegistry()
+#: ``@measure`` registers a measurement under its function name.
+measure = MEASURES
 KEY_TYPES = ("direct", "diff", "random")
 HIST_ALPHAS = (0.65, 0.95)
 
-
-def measure(fn: Measure) -> Measure:
-    MEASURES[fn.__name__] = fn
-    return fn
 
 
 def wm_stats(model: nn.Module, key: WatermarkKey) -> dict[str, Any]:

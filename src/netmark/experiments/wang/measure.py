@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from scipy import stats
 from torch import nn
 
 from netmark.attacks import PruneConfig, prune
+from netmark.experiments.common import MeasureRegistry
 from netmark.keys import WatermarkKey
 from netmark.metrics import histogram_correlation_matrix, layer_weights
 from netmark.training import evaluate
@@ -29,15 +29,12 @@ from .spec import (
 if TYPE_CHECKING:
     from .runner import Runner, Trained
 
-Measure = Callable[["Runner", Experiment], dict[str, Any]]
-MEASURES: dict[str, Measure] = {}
+MEASURES = MeasureRegistry()
+#: ``@measure`` registers a measurement under its function name.
+measure = MEASURES
 ORDERS = ("ascending", "random", "descending")
 HIST_MODELS = ("plain", "uchida", "manu", "auto")
 
-
-def measure(fn: Measure) -> Measure:
-    MEASURES[fn.__name__] = fn
-    return fn
 
 
 def wm_stats(model: nn.Module, key: WatermarkKey) -> dict[str, Any]:
