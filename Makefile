@@ -44,6 +44,7 @@ reproduce: venv data
 	$(VENV)/bin/netmark reproduce uchida --jobs 2 --cache-dir .cache/uchida --force
 	$(VENV)/bin/netmark reproduce wang --jobs 2 --cache-dir .cache/wang --force
 	$(VENV)/bin/netmark reproduce tartaglione --jobs 2 --cache-dir .cache/tartaglione --force
+	$(VENV)/bin/netmark reproduce chen-wu --jobs 2 --cache-dir .cache/chen-wu --force
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
