@@ -99,6 +99,28 @@ def test_hook_terms_follow_eq3() -> None:
     assert set(AntiPiracyHook(ProtectConfig()).extra_loss(pipe, x, y, pipe(x))) == {"raw_correct_prob", "distortion"}
 
 
+def test_raw_pass_uses_and_keeps_the_batchnorm_running_statistics() -> None:
+    """E_r's raw pass sees BatchNorm as deployed (running statistics, no update); the layer stays in train mode."""
+    from torch import nn
+
+    with seeded(0):
+        net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(144, 10))
+    pipe = Protected(build_transform(TransformConfig("fixed"), (1, 8, 8)), net).train()
+    bn = net[1]
+    bn.running_mean.fill_(0.3)
+    bn.running_var.fill_(2.0)
+    before = (bn.running_mean.clone(), bn.running_var.clone())
+    x, y = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    terms = AntiPiracyHook(ProtectConfig()).extra_loss(pipe, x, y, torch.zeros(16, 10))
+    assert torch.equal(bn.running_mean, before[0]) and torch.equal(bn.running_var, before[1])
+    assert bn.training and net.training
+    net.eval()
+    expected = torch.softmax(net(x), 1).gather(1, y.view(-1, 1)).mean()
+    assert terms["raw_correct_prob"].item() == pytest.approx(expected.item(), rel=1e-5)
+    terms["raw_correct_prob"].backward()  # gradients still flow through the raw pass
+    assert net[0].weight.grad is not None and float(net[0].weight.grad.abs().sum()) > 0
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_protect_on_digits_works_only_through_the_transform(kind: str) -> None:
     train_set, test_set = load("digits", "train"), load("digits", "test")

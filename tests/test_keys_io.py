@@ -181,10 +181,7 @@ def test_file_permissions_models_public_keys_private(tmp_path: Path, cnn, key: W
     assert key.save(tmp_path / "owner.key").stat().st_mode & 0o777 == 0o600
 
 
-PENDING = pytest.mark.xfail(strict=True, reason="io sniffing fix pending")
-
-
-@pytest.mark.parametrize("low_byte", [pytest.param(0x80, marks=PENDING), 0x50])
+@pytest.mark.parametrize("low_byte", [0x80, 0x50])
 def test_safetensors_header_length_never_mistaken_for_a_pickle(tmp_path: Path, cnn, low_byte: int) -> None:
     """A safetensors file starts with its header length (8 bytes, little endian): a length whose low byte
     is 0x80 must not be sniffed as a pickle's PROTO opcode (it used to be: 'records no architecture')."""

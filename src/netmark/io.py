@@ -69,7 +69,10 @@ def load_model(path: str | os.PathLike[str], *, arch: dict[str, Any] | None = No
 
     p = _existing(path)
     raw = p.read_bytes()
-    if raw[:2] == b"PK" or p.suffix.lower() in _PICKLE_SUFFIXES or raw[:1] == b"\x80":
+    # safetensors: an 8-byte little-endian header length, then the JSON header ("{"); the length's low
+    # byte may be 0x80, which is also a pickle's PROTO opcode, so the header decides before that byte does
+    safetensors_like = len(raw) > 8 and raw[8:9] == b"{"
+    if raw[:2] == b"PK" or p.suffix.lower() in _PICKLE_SUFFIXES or (raw[:1] == b"\x80" and not safetensors_like):
         state = _load_torch_state(p)
         file_arch = None
     else:

@@ -28,6 +28,8 @@ Example::
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -97,6 +99,23 @@ class Protected(nn.Module):
         return self.model(self.transform(x))
 
 
+@contextmanager
+def deployed_batchnorm(model: nn.Module) -> Iterator[None]:
+    """BatchNorm layers in eval mode for the raw-input pass of E_r: raw inputs are normalised by the
+    running statistics of the processed ones, as in the deployed model, and never update them (a raw
+    batch's statistics in the running averages wreck the authorized accuracy of a BatchNorm network,
+    and a raw pass normalised by its own batch statistics teaches a failure that does not transfer to
+    eval mode). Other layers (dropout) keep their mode; gradients flow as usual."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    for m in bns:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m in bns:
+            m.train()
+
+
 class AntiPiracyHook(TrainHook):
     """Adds (α − 1)·E_p, β·E_r and γ·‖x_p − x_r‖² to the loop's cross-entropy on F(G(x)) (= E_p)."""
 
@@ -111,7 +130,8 @@ class AntiPiracyHook(TrainHook):
         if c.alpha != 1.0:
             out["processed_extra"] = (c.alpha - 1.0) * F.cross_entropy(logits, y)
         if c.beta:
-            q_raw = F.softmax(model.model(x), dim=1)
+            with deployed_batchnorm(model.model):
+                q_raw = F.softmax(model.model(x), dim=1)
             out["raw_correct_prob"] = c.beta * q_raw.gather(1, y.view(-1, 1)).mean()
         if c.gamma:
             out["distortion"] = c.gamma * model.transform.perturbation(x).pow(2).flatten(1).sum(1).mean()

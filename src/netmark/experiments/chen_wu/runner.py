@@ -118,7 +118,8 @@ class Runner(RunnerBase):
     def scale_record(self) -> dict[str, Any]:
         tr = self.data("main")[0]
         return {"model_parameters": {a: sum(p.numel() for p in self.fresh_model(tr, 0, a).parameters())
-                                     for a, _ in self.scale.archs}}
+                                     for a, _ in self.scale.archs},
+                "raw_pass_batchnorm": "eval mode: the processed inputs' running statistics, never updated"}
 
 
 run = make_run(__package__, "Chen & Wu 2018", "digits, under two minutes", "``quick``/``cpu``")
