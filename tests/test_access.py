@@ -127,7 +127,7 @@ def test_protect_on_digits_works_only_through_the_transform(kind: str) -> None:
     with seeded(0):  # the model's initialisation, like everything else in the run, from a seed
         model = build("simple-cnn", in_channels=1, image_size=8, num_classes=10)
     res = protect(model, train_set, ProtectConfig(TransformConfig(kind, seed=11)),  # type: ignore[arg-type]
-                  TrainConfig(epochs=20, batch_size=32, lr=0.05, momentum=0.9, progress=False, seed=0))
+                  TrainConfig(epochs=12, batch_size=64, lr=0.05, momentum=0.9, progress=False, seed=0))
     acc = access_accuracy(res.model, res.transform, test_set)
     assert acc["authorized"] > 0.85, acc
     assert acc["unauthorized"] < 0.15, acc

@@ -33,14 +33,14 @@ def digits():
 
 @pytest.fixture(scope="module")
 def protected(digits):
-    """A fixed- and a generator-protected simple CNN on digits (15 epochs each)."""
+    """A fixed- and a generator-protected simple CNN on digits (10 epochs each)."""
     tr, _ = digits
     out = {}
     for kind in ("fixed", "generator"):
         with seeded(0):
             model = build("simple-cnn", in_channels=1, image_size=8, num_classes=10)
         out[kind] = protect(model, tr, ProtectConfig(TransformConfig(kind, seed=5)),  # type: ignore[arg-type]
-                            TrainConfig(epochs=15, batch_size=32, lr=0.05, progress=False))
+                            TrainConfig(epochs=10, batch_size=64, lr=0.05, progress=False))
     return out
 
 
