@@ -165,6 +165,12 @@ def evaluate(model: Annotated[Path, typer.Argument(help="model file (.safetensor
     typer.echo(msg)
 
 
+def _check_out(out: Path | None, force: bool) -> None:
+    """Refuse an existing ``--out`` before any work (without ``--force``)."""
+    if out is not None:
+        _outputs(out.parent, [out.name], force)
+
+
 def _report(res: Any, as_json: bool, out: Path | None, force: bool) -> None:
     d = res.to_dict()
     if out is not None:
@@ -187,8 +193,7 @@ def piracy_direct(model: Annotated[Path, typer.Argument(help="the stolen model f
     """Direct piracy: raw inputs into the stolen model."""
     from netmark.access.piracy import PiracyResult
 
-    if out is not None:
-        _outputs(out.parent, [out.name], force)
+    _check_out(out, force)
     net, rng = _model(model)
     data = _split(dataset, split, data_dir, limit, rng)
     _report(PiracyResult("direct", [_accuracy(net, data)]), as_json, out, force)
@@ -205,8 +210,7 @@ def piracy_input_only(model: Annotated[Path, typer.Argument(help="the stolen mod
     """Input-only attack: the thief's own universal bipolar perturbations (mean and best of --trials)."""
     from netmark.access.piracy import InputOnlyConfig, input_only_attack
 
-    if out is not None:
-        _outputs(out.parent, [out.name], force)
+    _check_out(out, force)
     cfg = InputOnlyConfig(trials=trials, sigma=sigma, p=p, seed=seed)
     net, rng = _model(model)
     data = _split(dataset, split, data_dir, limit, rng)
@@ -227,8 +231,7 @@ def piracy_pair(model: Annotated[Path, typer.Argument(help="the stolen model fil
     """Pair attack: fit a copy of the Generator to (raw, processed) pairs, score the stolen model through it."""
     from netmark.access.piracy import PairAttackConfig, pair_attack
 
-    if out is not None:
-        _outputs(out.parent, [out.name], force)
+    _check_out(out, force)
     cfg = PairAttackConfig(fraction=fraction, trials=trials, epochs=epochs, seed=seed)
     g = _transform(transform)
     net, rng = _model(model)
@@ -248,8 +251,7 @@ def piracy_one_pair(model: Annotated[Path, typer.Argument(help="the stolen model
     """One-pair attack: delta = processed - raw of one image, added to every input (breaks Fixed/Learned)."""
     from netmark.access.piracy import one_pair_attack
 
-    if out is not None:
-        _outputs(out.parent, [out.name], force)
+    _check_out(out, force)
     g = _transform(transform)
     net, rng = _model(model)
     train_data = _split(dataset, "train", data_dir, None, rng)

@@ -446,12 +446,12 @@ def render_reproduction(results_json_path: str | os.PathLike[str], out_dir: str 
                         force: bool,
                         figures: Sequence[str], draw: Callable[[Path, dict[str, Any]], list[Path]],
                         markdown: Callable[[dict[str, Any]], str]) -> list[Path]:
-    """The body of a paper's ``render(...)``: ``draw(out, results["experiments"])`` writes ``figures``."""
+    """The body of a paper's ``render(...)``: ``draw(out, results)`` writes ``figures``."""
     src = Path(results_json_path)
     res = read_results(src)
     out = Path(out_dir) if out_dir is not None else src.parent
     check_render_target(src, out, ("README.md", *figures), force)
     out.mkdir(parents=True, exist_ok=True)
-    written = draw(out, res["experiments"])
+    written = draw(out, res)
     written.append(atomic_write_text(out / "README.md", markdown(res), force=True))
     return written

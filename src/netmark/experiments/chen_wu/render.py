@@ -30,18 +30,17 @@ def render(results_json_path: str | os.PathLike[str], out_dir: str | os.PathLike
     ``out_dir`` defaults to the directory of ``results.json`` (whose README/PNGs are overwritten);
     another directory's existing files are only overwritten with ``force``.
     """
-    def draw(out: Path, ex: dict[str, Any]) -> list[Path]:
-        return [_fig2(out / FIGURES[0], ex["fig2"]["measured"]), _curves(out / FIGURES[1], _results["runs"]),
-                _attacks_png(out / FIGURES[2], ex["table3"]["measured"])]
-
-    from netmark.experiments.report import read_results
-
-    _results = read_results(results_json_path)
-    return render_reproduction(results_json_path, out_dir, force=force, figures=FIGURES, draw=draw,
+    return render_reproduction(results_json_path, out_dir, force=force, figures=FIGURES, draw=_figures,
                                markdown=markdown)
 
 
 # ----------------------------------------------------------------------------- figures
+
+
+def _figures(out: Path, res: dict[str, Any]) -> list[Path]:
+    ex = res["experiments"]
+    return [_fig2(out / FIGURES[0], ex["fig2"]["measured"]), _curves(out / FIGURES[1], res["runs"]),
+            _attacks_png(out / FIGURES[2], ex["table3"]["measured"])]
 
 
 def _fig2(path: Path, m: dict[str, Any]) -> Path:

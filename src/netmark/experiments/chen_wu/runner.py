@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, ClassVar
 
 from netmark.access import (
@@ -45,9 +46,14 @@ class Trained(TrainedBase):
     def transform(self) -> AntiPiracyTransform | None:
         return None if self.key is None else transform_from_key(self.key)
 
-    def _extra_record(self) -> dict[str, Any]:
+    @cached_property
+    def authorized_accuracy(self) -> float | None:
+        """Test accuracy through the run's transform (None: the baseline), evaluated once."""
         t = self.transform()
-        return {} if t is None else {"authorized_accuracy": evaluate(self.model, self.test, transform=t)["accuracy"]}
+        return None if t is None else evaluate(self.model, self.test, transform=t)["accuracy"]
+
+    def _extra_record(self) -> dict[str, Any]:
+        return {} if self.key is None else {"authorized_accuracy": self.authorized_accuracy}
 
 
 class Runner(RunnerBase):
@@ -95,9 +101,8 @@ class Runner(RunnerBase):
 
     def _summary(self, trained: Trained) -> str:
         msg = f"  {trained.spec.name}: {trained.seconds:.0f} s, raw test accuracy {100 * trained.test_accuracy:.2f}%"
-        t = trained.transform()
-        if t is not None:
-            msg += f", authorized {100 * evaluate(trained.model, trained.test, transform=t)['accuracy']:.2f}%"
+        if trained.authorized_accuracy is not None:
+            msg += f", authorized {100 * trained.authorized_accuracy:.2f}%"
         return msg
 
     def _train(self, spec: RunSpec) -> Trained:

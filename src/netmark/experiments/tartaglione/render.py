@@ -27,7 +27,8 @@ def render(results_json_path: str | os.PathLike[str], out_dir: str | os.PathLike
                                markdown=markdown)
 
 
-def _figures(out: Path, ex: dict[str, Any]) -> list[Path]:
+def _figures(out: Path, res: dict[str, Any]) -> list[Path]:
+    ex = res["experiments"]
     return [_fig4a(out / FIGURES[0], ex["fig4a"]["measured"]), _fig4b(out / FIGURES[1], ex["fig4b"]["measured"]),
             _fig3(out / FIGURES[2], ex["fig3"]["measured"])]
 

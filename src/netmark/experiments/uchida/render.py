@@ -34,7 +34,8 @@ def render(results_json_path: str | os.PathLike[str], out_dir: str | os.PathLike
                                markdown=markdown)
 
 
-def _figures(out: Path, ex: dict[str, Any]) -> list[Path]:
+def _figures(out: Path, res: dict[str, Any]) -> list[Path]:
+    ex = res["experiments"]
     return [_fig1(out / FIGURES[0], ex["fig1"]["measured"]), _fig2(out / FIGURES[1], ex["fig2"]["measured"]),
             _fig5(out / FIGURES[2], ex["fig5"]["measured"]), _fig6(out / FIGURES[3], ex["fig5"]["measured"])]
 

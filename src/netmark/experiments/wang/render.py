@@ -42,7 +42,8 @@ def render(results_json_path: str | os.PathLike[str], out_dir: str | os.PathLike
                                markdown=markdown)
 
 
-def _figures(out: Path, ex: dict[str, Any]) -> list[Path]:
+def _figures(out: Path, res: dict[str, Any]) -> list[Path]:
+    ex = res["experiments"]
     figs = [_fig4(out / FIGURES[0], ex["fig4"]["measured"]), _capacity(out / FIGURES[1], ex["table5"]),
             _hist(out / FIGURES[2], ex["table7"]["measured"])]
     conv = ex.get("conv", {}).get("measured", {})
