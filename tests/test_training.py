@@ -89,11 +89,25 @@ def test_distillation_uses_teacher_not_labels(tiny_data) -> None:
 
 @pytest.mark.parametrize("kwargs", [
     {"optimizer": "lbfgs"}, {"epochs": -1}, {"batch_size": 0}, {"lr": 0.0}, {"lr": float("nan")},
-    {"nesterov": True, "optimizer": "adam"}, {"milestones": (0,)},
+    {"nesterov": True, "optimizer": "adam"}, {"milestones": (0,)}, {"clip_grad_norm": 0.0},
+    {"clip_grad_norm": float("nan")},
 ])
 def test_bad_train_config(kwargs) -> None:
     with pytest.raises(ConfigError):
         TrainConfig(**kwargs)
+
+
+def test_clip_grad_norm_bounds_each_step(tiny_data) -> None:
+    """One full-batch plain-SGD step with lr 1 moves the weights by exactly the (clipped) gradient."""
+    moved = {}
+    for clip in (None, 1e-3):
+        net = make_cnn(num_classes=4)
+        before = torch.cat([p.detach().flatten().clone() for p in net.parameters()])
+        train(net, tiny_data, TrainConfig(epochs=1, batch_size=len(tiny_data), lr=1.0, momentum=0.0,
+                                           clip_grad_norm=clip, progress=False))
+        moved[clip] = float((torch.cat([p.detach().flatten() for p in net.parameters()]) - before).norm())
+    assert moved[1e-3] == pytest.approx(1e-3, rel=1e-3)
+    assert moved[None] > 10 * moved[1e-3]
 
 
 def test_divergence_is_a_clear_error(tiny_data) -> None:

@@ -55,6 +55,8 @@ class TrainConfig:
         seed: seeds shuffling, dropout and anything else random in the run.
         progress: show a progress bar on a terminal.
         device: torch device string.
+        clip_grad_norm: rescale the gradient to at most this global L2 norm before each step
+            (``torch.nn.utils.clip_grad_norm_``); ``None``: no clipping.
     """
 
     epochs: int = 10
@@ -69,6 +71,7 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True
     device: str = "cpu"
+    clip_grad_norm: float | None = None
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -83,6 +86,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a finite non-negative number, got {v!r}")
         if self.lr == 0:
             raise ConfigError("lr must be > 0")
+        if self.clip_grad_norm is not None and not (math.isfinite(self.clip_grad_norm) and self.clip_grad_norm > 0):
+            raise ConfigError(f"clip_grad_norm must be a positive number or None, got {self.clip_grad_norm!r}")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ConfigError("nesterov=True needs optimizer='sgd' and momentum > 0")
         self.milestones = tuple(sorted(int(m) for m in self.milestones))
@@ -173,10 +178,20 @@ def _show_progress(cfg: TrainConfig) -> bool:
     return cfg.progress and sys.stderr.isatty()
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter or buffer (CPU for a model with neither)."""
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Dataset, *, batch_size: int = 512, device: str = "cpu",
+def evaluate(model: nn.Module, data: Dataset, *, batch_size: int = 512, device: str | torch.device | None = None,
              transform: Callable[[Tensor], Tensor] | None = None) -> dict[str, float]:
-    """Accuracy and mean cross-entropy of ``model`` on ``data`` (eval mode, restored after)."""
+    """Accuracy and mean cross-entropy of ``model`` on ``data`` (eval mode, restored after).
+
+    Batches go to ``device`` (default: the model's); ``transform`` must live there too."""
+    device = model_device(model) if device is None else device
     was_training = model.training
     model.eval()
     total, correct, loss_sum = 0, 0, 0.0
@@ -221,7 +236,8 @@ def train(
     model.to(device)
     if teacher is not None:
         teacher.to(device).eval()
-    opt = make_optimizer(list(params) if params is not None else model.parameters(), cfg)
+    trained = list(params) if params is not None else list(model.parameters())
+    opt = make_optimizer(trained, cfg)
     sched = (torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.milestones), gamma=cfg.gamma)
              if cfg.milestones else None)
     gen = generator(cfg.seed)
@@ -261,6 +277,8 @@ def train(
                         raise ConfigError(f"training diverged at epoch {epoch} (loss {bad}); lower the learning rate")
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
+                    if cfg.clip_grad_norm is not None:
+                        torch.nn.utils.clip_grad_norm_(trained, cfg.clip_grad_norm)
                     opt.step()
                     for h in hooks:
                         h.after_step(model)
