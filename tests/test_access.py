@@ -71,7 +71,7 @@ def test_transform_config_validates(bad: dict) -> None:
         TransformConfig(**bad)
 
 
-@pytest.mark.parametrize("bad", [{"alpha": 0.0}, {"beta": -1.0}, {"gamma": float("nan")}])
+@pytest.mark.parametrize("bad", [{"alpha": 0.0}, {"beta": -1.0}, {"gamma": float("nan")}, {"raw_pass": "both"}])
 def test_protect_config_validates(bad: dict) -> None:
     with pytest.raises(ConfigError):
         ProtectConfig(**bad)
@@ -99,8 +99,9 @@ def test_hook_terms_follow_eq3() -> None:
     assert set(AntiPiracyHook(ProtectConfig()).extra_loss(pipe, x, y, pipe(x))) == {"raw_correct_prob", "distortion"}
 
 
-def test_raw_pass_uses_and_keeps_the_batchnorm_running_statistics() -> None:
-    """E_r's raw pass sees BatchNorm as deployed (running statistics, no update); the layer stays in train mode."""
+def test_separate_raw_pass_uses_and_keeps_the_batchnorm_running_statistics() -> None:
+    """raw_pass="separate": E_r's raw pass sees BatchNorm as deployed (running statistics, no update);
+    the layer stays in train mode."""
     from torch import nn
 
     with seeded(0):
@@ -111,7 +112,7 @@ def test_raw_pass_uses_and_keeps_the_batchnorm_running_statistics() -> None:
     bn.running_var.fill_(2.0)
     before = (bn.running_mean.clone(), bn.running_var.clone())
     x, y = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
-    terms = AntiPiracyHook(ProtectConfig()).extra_loss(pipe, x, y, torch.zeros(16, 10))
+    terms = AntiPiracyHook(ProtectConfig(raw_pass="separate")).extra_loss(pipe, x, y, torch.zeros(16, 10))
     assert torch.equal(bn.running_mean, before[0]) and torch.equal(bn.running_var, before[1])
     assert bn.training and net.training
     net.eval()
@@ -119,6 +120,58 @@ def test_raw_pass_uses_and_keeps_the_batchnorm_running_statistics() -> None:
     assert terms["raw_correct_prob"].item() == pytest.approx(expected.item(), rel=1e-5)
     terms["raw_correct_prob"].backward()  # gradients still flow through the raw pass
     assert net[0].weight.grad is not None and float(net[0].weight.grad.abs().sum()) > 0
+
+
+def test_joint_raw_pass_is_one_batchnorm_batch() -> None:
+    """raw_pass="joint" (default): F sees [G(x); x] as one batch, E_r reads the raw half's logits, and the
+    running statistics take one update from the mixture (what deployment then normalises by)."""
+    from torch import nn
+
+    with seeded(0):
+        net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(144, 10))
+    g = build_transform(TransformConfig("fixed"), (1, 8, 8))
+    pipe = Protected(g, net).train()
+    hook = AntiPiracyHook(ProtectConfig())
+    hook.on_train_start(pipe)
+    x, y = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    logits = pipe(x)
+    terms = hook.extra_loss(pipe, x, y, logits)
+    assert int(net[1].num_batches_tracked) == 1 and pipe.raw_logits is None  # consumed by E_r
+    with seeded(0):
+        ref = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(144, 10))
+    both = ref.train()(torch.cat([g(x), x]))
+    assert torch.allclose(logits, both[:16], atol=1e-6)
+    expected = torch.softmax(both[16:], 1).gather(1, y.view(-1, 1)).mean()
+    assert terms["raw_correct_prob"].item() == pytest.approx(expected.item(), rel=1e-5)
+    hook.on_train_end(pipe)
+    assert not pipe.joint_raw and torch.allclose(pipe.eval()(x), net(g(x)))  # evaluation: processed only
+
+
+def test_joint_and_separate_raw_pass_agree_without_batchnorm() -> None:
+    g = build_transform(TransformConfig("fixed"), (1, 8, 8))
+    with seeded(0):
+        net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    x, y = torch.rand(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    out = {}
+    for mode in ("joint", "separate"):
+        pipe, hook = Protected(g, net).train(), AntiPiracyHook(ProtectConfig(raw_pass=mode))  # type: ignore[arg-type]
+        hook.on_train_start(pipe)
+        out[mode] = hook.extra_loss(pipe, x, y, pipe(x))["raw_correct_prob"].item()
+        hook.on_train_end(pipe)
+    assert out["joint"] == pytest.approx(out["separate"], rel=1e-6)
+
+
+def test_protecting_a_batchnorm_network_keeps_its_authorized_accuracy() -> None:
+    """Regression: a ResNet protected with E_r's raw pass outside the processed batch (train-mode BatchNorm,
+    then eval-mode BatchNorm) lost most of its authorized accuracy (GPU run of the gpu scale: 10%)."""
+    train_set, test_set = load("digits", "train"), load("digits", "test")
+    with seeded(0):
+        model = build("resnet", in_channels=1, image_size=8, num_classes=10, depth=8)
+    res = protect(model, train_set, ProtectConfig(TransformConfig("generator", seed=11)),
+                  TrainConfig(epochs=8, batch_size=64, lr=0.05, momentum=0.9, progress=False, seed=0))
+    acc = access_accuracy(res.model, res.transform, test_set)
+    assert acc["authorized"] > 0.85, acc
+    assert acc["unauthorized"] < 0.15, acc
 
 
 @pytest.mark.parametrize("kind", KINDS)

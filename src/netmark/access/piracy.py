@@ -40,7 +40,7 @@ from torch.utils.data import Dataset
 from netmark._util import generator, seeded
 from netmark.access.transforms import AntiPiracyTransform, TransformConfig, bipolar, build_transform, recover_universal
 from netmark.errors import ConfigError
-from netmark.training import TrainConfig, evaluate, iter_batches, make_optimizer
+from netmark.training import TrainConfig, evaluate, iter_batches, make_optimizer, model_device
 
 
 @dataclass
@@ -105,9 +105,10 @@ def input_only_attack(model: nn.Module, data: Dataset, config: InputOnlyConfig |
     """Evaluate ``model`` on ``data`` + δ_i for ``trials`` bipolar perturbations δ_i of the adversary."""
     c = config or InputOnlyConfig()
     shape = _shape(data)
+    dev = model_device(model)
     accs = []
     for i in range(c.trials):
-        delta = bipolar(shape, c.sigma, c.p, c.seed + i)
+        delta = bipolar(shape, c.sigma, c.p, c.seed + i).to(dev)
         accs.append(evaluate(model, data, transform=lambda x, d=delta: x + d)["accuracy"])
     return PiracyResult("input-only", accs, {"config": asdict(c)})
 
@@ -164,16 +165,17 @@ def _inputs(data: Dataset) -> Tensor:
 
 @torch.no_grad()
 def processed_pairs(transform: AntiPiracyTransform, x: Tensor, batch_size: int = 1024) -> Tensor:
-    """G(x) for a batch of raw inputs (what a wiretap of the trusted module records)."""
+    """G(x) for a batch of raw inputs (what a wiretap of the trusted module records), on ``x``'s device."""
     transform.eval()
-    return torch.cat([transform(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    dev = model_device(transform)
+    return torch.cat([transform(x[i : i + batch_size].to(dev)).to(x.device) for i in range(0, len(x), batch_size)])
 
 
 def fit_generator(pairs_raw: Tensor, pairs_processed: Tensor, config: TransformConfig,
                   fit: PairAttackConfig, seed: int) -> AntiPiracyTransform:
-    """A generator of ``config``'s structure fitted to the pairs by least squares (Adam)."""
+    """A generator of ``config``'s structure fitted to the pairs by least squares (Adam), on the pairs' device."""
     g = build_transform(TransformConfig("generator", hidden=config.hidden, seed=seed),
-                        tuple(pairs_raw.shape[1:]))  # type: ignore[arg-type]
+                        tuple(pairs_raw.shape[1:])).to(pairs_raw.device)  # type: ignore[arg-type]
     opt = make_optimizer(g.parameters(), TrainConfig(optimizer="adam", lr=fit.lr, progress=False))
     data = _Pairs(pairs_raw, pairs_processed)
     gen = generator(seed)
@@ -196,8 +198,11 @@ def pair_attack(model: nn.Module, transform: AntiPiracyTransform, train_data: Da
     c = config or PairAttackConfig()
     if transform.config.kind != "generator":
         raise ConfigError("the pair attack fits a Generator copy; a universal transform falls to one_pair_attack")
-    x_all = _inputs(train_data)
+    dev = model_device(model)
+    x_all = _inputs(train_data).to(dev)
     xp_all = processed_pairs(transform, x_all)
+    xt = _inputs(test_data)[:2048].to(dev)
+    xt_p = processed_pairs(transform, xt)
     n = max(1, round(c.fraction * len(x_all)))
     accs, mse = [], []
     for i in range(c.trials):
@@ -205,8 +210,7 @@ def pair_attack(model: nn.Module, transform: AntiPiracyTransform, train_data: Da
         g = fit_generator(x_all[idx], xp_all[idx], transform.config, c, c.seed + i)
         accs.append(evaluate(model, test_data, transform=g)["accuracy"])
         with torch.no_grad():
-            xt = _inputs(test_data)[:2048]
-            mse.append(float(F.mse_loss(g(xt), processed_pairs(transform, xt))))
+            mse.append(float(F.mse_loss(g(xt), xt_p)))
     return PiracyResult("pair", accs, {"config": asdict(c), "pairs": n, "test_mse": mse})
 
 
@@ -214,10 +218,11 @@ def one_pair_attack(model: nn.Module, transform: AntiPiracyTransform, train_data
                     index: int = 0) -> PiracyResult:
     """One (raw, processed) pair → δ = x_p − x_r, applied to every test input (exact for Fixed/Learned;
     for a Generator, δ of one input misses the input-dependent part)."""
-    x = _inputs(train_data)[index : index + 1]
+    dev = model_device(model)
+    x = _inputs(train_data)[index : index + 1].to(dev)
     delta = recover_universal(x, processed_pairs(transform, x))
     acc = evaluate(model, test_data, transform=lambda t: t + delta)["accuracy"]
     with torch.no_grad():
-        xt = _inputs(test_data)[:2048]
+        xt = _inputs(test_data)[:2048].to(dev)
         err = float((processed_pairs(transform, xt) - (xt + delta)).abs().max())
     return PiracyResult("one-pair", [acc], {"index": index, "max_abs_error": err})
