@@ -115,3 +115,25 @@ def test_scales_plan_and_schedule() -> None:
     with pytest.raises(ConfigError):
         get_scale("nosuch")
     assert isinstance(get_scale(TINY), Scale)
+    paper, gpu = get_scale("paper"), get_scale("gpu")
+    assert dict(paper.archs) == {"simple-cnn": 85, "resnet20": 85} and paper.pair_trials == 100
+    assert paper.clip_grad_norm is None and quarter_schedule(85).clip_grad_norm is None  # the paper clips nothing
+    assert gpu.clip_grad_norm == cpu.clip_grad_norm == 5.0 and gpu.attack_test_size is None
+
+
+def test_devices_are_checked_before_any_work(tmp_path: Path) -> None:
+    import torch
+
+    from netmark.experiments.chen_wu.runner import Runner
+    from netmark.experiments.uchida import get_scale as uchida_scale
+    from netmark.experiments.uchida.runner import Runner as UchidaRunner
+
+    with pytest.raises(ConfigError, match="unknown device"):
+        Runner(TINY, device="warp-drive")
+    with pytest.raises(ConfigError, match="CPU only"):
+        UchidaRunner(uchida_scale(None, quick=True), device="cuda")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA"):
+            run(tmp_path / "out", scale=TINY, device="cuda")
+        assert not (tmp_path / "out" / "results.json").exists()
+    assert Runner(TINY).train_config(plan(TINY)["simple-cnn-baseline"]).device == "cpu"

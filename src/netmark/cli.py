@@ -427,10 +427,11 @@ def attack_overwrite(model: Annotated[Path, typer.Argument(help="model file")], 
 @handles_errors
 def reproduce(paper: Annotated[str, typer.Argument(help="which paper: uchida | wang | tartaglione | chen-wu")],
               quick: Annotated[bool, typer.Option("--quick", help="digits + simple-cnn, under a minute")] = False,
-              scale: Annotated[str | None, typer.Option("--scale", help="preset: quick | cpu | paper (overrides --quick)")] = None,
+              scale: Annotated[str | None, typer.Option("--scale", help="preset: quick | cpu | paper (chen-wu: gpu too; overrides --quick)")] = None,
               out: Annotated[Path | None, typer.Option("--out", "-o", help="output directory (default reports/PAPER[-quick])")] = None,
               cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="keep trained runs here and reuse them (resume; key files inside: keep it private)")] = None,
               jobs: Annotated[int, typer.Option("--jobs", "-j", help="train runs in this many worker processes (needs --cache-dir)")] = 1,
+              device: Annotated[str, typer.Option("--device", help="torch device to train and measure on (cuda; chen-wu only)")] = "cpu",
               data_dir: DataDir = None, force: Force = False, quiet: Quiet = False) -> None:
     """Re-run a paper's tables and figures at CPU scale -> results.json, README.md (paper vs measured), PNGs."""
     import importlib
@@ -445,7 +446,7 @@ def reproduce(paper: Annotated[str, typer.Argument(help="which paper: uchida | w
     t0 = time.perf_counter()
     module = importlib.import_module(REPRODUCTIONS[ids[0]])
     module.run(target, quick=quick, scale=scale, force=force, data_dir=data_dir, cache_dir=cache_dir, jobs=jobs,
-               progress=None if quiet else (lambda m: _echo(m)))
+               device=device, progress=None if quiet else (lambda m: _echo(m)))
     typer.echo(f"wrote {target}/results.json, README.md and plots ({time.perf_counter() - t0:.0f} s)")
 
 

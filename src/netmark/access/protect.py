@@ -12,7 +12,9 @@ input (Eq. 2, minimised: F must fail on raw inputs) and the distortion term keep
 
 F and G are trained together by netmark's one training loop: the module it trains is
 :class:`Protected` (G then F), whose forward is the authorized path, and a hook adds β·E_r and the
-distortion term. The released model is F alone; G is the owner's secret.
+distortion term. In training, F sees [G(x); x] as one batch (``ProtectConfig.raw_pass``): BatchNorm
+then normalises both halves alike and its running statistics are those the deployed model uses. The
+released model is F alone; G is the owner's secret.
 
 Example::
 

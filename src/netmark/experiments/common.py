@@ -25,7 +25,7 @@ import platform
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -46,6 +46,26 @@ from netmark.models import build
 from netmark.training import TrainConfig, evaluate, train
 
 Progress = Callable[[str], None]
+
+
+def check_device(device: str) -> None:
+    """ConfigError unless ``device`` names a torch device that this machine has."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as e:
+        raise ConfigError(f"unknown device {device!r} (cpu, cuda, cuda:1, mps, ...)") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r}: this torch build or machine has no CUDA GPU")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r}: MPS is not available here")
+
+
+def device_name(device: str) -> str:
+    """``device`` as a report states it: ``cpu``, or ``cuda (NVIDIA H100 80GB HBM3)``."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(dev)})"
+    return device
 
 
 def pick_scale(scale: Any, quick: bool, scales: Mapping[str, Any], scale_cls: type, default: str) -> Any:
@@ -129,10 +149,17 @@ class RunnerBase:
     #: part of every on-disk cache fingerprint: bump it when the runner changes how it trains or
     #: derives a run in a way the fingerprint's other parts do not show (see :mod:`.cache`).
     CACHE_VERSION: ClassVar[int] = 1
+    #: the reproduction trains and measures on any torch device (``device=``); others run on the CPU only.
+    DEVICES: ClassVar[bool] = False
 
     def __init__(self, scale: Any, *, data_dir: Any = None, progress: Progress | None = None,
-                 cache_dir: Any = None) -> None:
+                 cache_dir: Any = None, device: str = "cpu") -> None:
+        if device != "cpu" and not self.DEVICES:
+            raise ConfigError(f"the {self.TITLE} reproduction runs on the CPU only (device {device!r} asked for)")
+        if device != "cpu":
+            check_device(device)
         self.scale = scale
+        self.device = device
         self.data_dir = data_dir
         self.cache_dir = cache_dir
         self.say: Progress = progress or (lambda _msg: None)
@@ -156,6 +183,10 @@ class RunnerBase:
 
     def _schedule(self, spec: Any) -> TrainConfig:
         raise NotImplementedError
+
+    def train_config(self, spec: Any) -> TrainConfig:
+        """:meth:`_schedule` on the runner's device (the device is not part of the cache fingerprint)."""
+        return replace(self._schedule(spec), device=self.device)
 
     def _method(self, spec: Any) -> WatermarkMethod | None:
         """The watermark method that trains ``spec`` (``None``: a plain model)."""
@@ -242,6 +273,7 @@ class RunnerBase:
                                    {"run": name, "train_size": trained.train_size, "history": trained.history,
                                     "seconds": trained.seconds, "torch_threads": torch.get_num_threads()},
                                    {n: getattr(trained, n) for n in extras})
+            trained.model.to(self.device)
             trained.test_accuracy = evaluate(trained.model, trained.test)["accuracy"]
             self.cache[name] = trained
             self.say(self._summary(trained) + (" (from the cache)" if trained.cached else ""))
@@ -292,14 +324,16 @@ class RunnerBase:
                     todo[c] = depth(c)
         if not todo:
             return
-        self.say(f"training {len(todo)} runs in {jobs} worker processes (1 torch thread each) into {self.cache_dir}")
+        self.say(f"training {len(todo)} runs in {jobs} worker processes (1 torch thread each, device "
+                 f"{self.device}) into {self.cache_dir}")
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
             for level in sorted(set(todo.values())):
                 # largest messages first: the longest runs start early and the pool stays busy
                 wave = sorted((n for n, d in todo.items() if d == level),
                               key=lambda n: -(getattr(self.plan[n], "bits", None) or 0))
-                futures = {pool.submit(_train_in_worker, type(self), self.scale, self.data_dir, self.cache_dir, n): n
+                futures = {pool.submit(_train_in_worker, type(self), self.scale, self.data_dir, self.cache_dir, n,
+                                       self.device): n
                            for n in wave}
                 for f in as_completed(futures):
                     self.say(f"  {futures[f]}: {f.result()}")
@@ -307,7 +341,7 @@ class RunnerBase:
 
     def _train(self, spec: Any) -> Any:
         tr, te = self.data(spec.data)
-        cfg = self._schedule(spec)
+        cfg = self.train_config(spec)
         arch = self._model_name(spec)
         self.say(f"training {spec.name} ({self._describe(spec)}): {arch} on {len(tr)} {tr.name} images, "
                  f"{cfg.epochs} epochs")
@@ -321,10 +355,11 @@ class RunnerBase:
         return self.TRAINED(spec, model, key, te, len(tr), history=result.history)
 
 
-def _train_in_worker(runner_cls: type[RunnerBase], scale: Any, data_dir: Any, cache_dir: Any, name: str) -> str:
+def _train_in_worker(runner_cls: type[RunnerBase], scale: Any, data_dir: Any, cache_dir: Any, name: str,
+                     device: str = "cpu") -> str:
     """Body of a :meth:`RunnerBase.prefetch` worker: train ``name`` into the disk cache."""
     torch.set_num_threads(1)
-    runner = runner_cls(scale, data_dir=data_dir, cache_dir=cache_dir)
+    runner = runner_cls(scale, data_dir=data_dir, cache_dir=cache_dir, device=device)
     t = runner.get(name)
     return f"{t.seconds:.0f} s in a worker, test accuracy {100 * t.test_accuracy:.2f}%"
 
@@ -336,7 +371,7 @@ def run_reproduction(out_dir: str | Path, *, quick: bool, force: bool, progress:
                      scale: Any, get_scale: Callable[[Any, bool], Any], runner_cls: type[RunnerBase],
                      experiments: Sequence[Any], measures: Mapping[str, Callable[[Any, Any], Any]],
                      render: Callable[..., Any], experiment_id: str, paper: str, cache_dir: Any = None,
-                     jobs: int = 1) -> dict[str, Any]:
+                     jobs: int = 1, device: str = "cpu") -> dict[str, Any]:
     """The body of a paper's ``run(...)``: see e.g. :func:`netmark.experiments.uchida.run`.
 
     ``cache_dir``: keep trained runs there and reuse them (:mod:`netmark.experiments.cache`); ``jobs``
@@ -354,7 +389,7 @@ def run_reproduction(out_dir: str | Path, *, quick: bool, force: bool, progress:
     if getattr(sc, "threads", None) is not None:
         torch.set_num_threads(sc.threads)
     try:
-        runner = runner_cls(sc, data_dir=data_dir, progress=say, cache_dir=cache_dir)
+        runner = runner_cls(sc, data_dir=data_dir, progress=say, cache_dir=cache_dir, device=device)
         results, total = _run_all(runner, experiments, measures, experiment_id, paper, jobs)
     finally:
         torch.set_num_threads(threads)
@@ -375,6 +410,7 @@ _RUN_DOC = """Reproduce {title} and write ``out_dir/results.json``, ``README.md`
         scale: a preset name from ``SCALES`` ({scales}) or a custom ``Scale``; overrides ``quick``.
         cache_dir: keep trained runs there and reuse them on the next call (:mod:`netmark.experiments.cache`).
         jobs: train the runs in this many worker processes first (needs ``cache_dir``).
+        device: torch device to train and measure on (``"cuda"``; reproductions that support it).
 
     Returns:
         The results dictionary that was written to ``results.json``.
@@ -387,14 +423,15 @@ def make_run(package: str, title: str, quick: str, scales: str = "quick/cpu") ->
     (``MEASURES``) and ``render`` (``render``), imported when called."""
 
     def run(out_dir: str | Path, *, quick: bool = False, force: bool = False, progress: Progress | None = None,
-            data_dir: Any = None, scale: Any = None, cache_dir: Any = None, jobs: int = 1) -> dict[str, Any]:
+            data_dir: Any = None, scale: Any = None, cache_dir: Any = None, jobs: int = 1,
+            device: str = "cpu") -> dict[str, Any]:
         runner, spec, measure, render = (importlib.import_module(f"{package}.{m}")
                                          for m in ("runner", "spec", "measure", "render"))
         return run_reproduction(out_dir, quick=quick, force=force, progress=progress, data_dir=data_dir,
                                 scale=scale, get_scale=spec.get_scale, runner_cls=runner.Runner,
                                 experiments=spec.EXPERIMENTS, measures=measure.MEASURES, render=render.render,
                                 experiment_id=runner.EXPERIMENT_ID, paper=runner.PAPER, cache_dir=cache_dir,
-                                jobs=jobs)
+                                jobs=jobs, device=device)
 
     run.__doc__ = _RUN_DOC.format(title=title, quick=quick, scales=scales)
     run.__module__, run.__qualname__ = f"{package}.runner", "run"
@@ -429,7 +466,7 @@ def _run_all(runner: RunnerBase, experiments: Sequence[Any], measures: Mapping[s
         "command": sc.command,
         "quick": sc.name == "quick",
         "scale": {**sc.to_dict(), "train_size_used": len(tr), "test_size": len(te), **runner.scale_record(),
-                  "torch_threads": torch.get_num_threads()},
+                  "torch_threads": torch.get_num_threads(), "device": device_name(runner.device)},
         "seeds": {"model_seed": sc.model_seed, "train_seed": sc.train_seed, "key_seed": sc.key_seed,
                   "split_seed": sc.split_seed, "finetune_seed": sc.train_seed + 1, **runner.seed_record(),
                   "independent_model_seeds": [1000 + i for i in range(sc.n_independent)]},

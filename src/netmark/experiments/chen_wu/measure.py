@@ -68,7 +68,7 @@ def fig2(runner: Runner, exp: Experiment) -> dict[str, Any]:
     for kind in KINDS:
         g = _transform(runner.get(run_name(arch, kind)))
         with torch.no_grad():
-            xp = g.eval()(x)
+            xp = g.eval()(x.to(runner.device)).cpu()
         d = xp - x
         out["transforms"][kind] = {
             "processed": xp.squeeze(1).tolist() if x.shape[1] == 1 else xp.tolist(),

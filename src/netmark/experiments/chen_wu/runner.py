@@ -20,7 +20,7 @@ from netmark.data import ArrayDataset, load
 from netmark.errors import ConfigError
 from netmark.experiments.common import RunnerBase, TrainedBase, make_run
 from netmark.keys import WatermarkKey
-from netmark.training import TrainConfig, evaluate
+from netmark.training import TrainConfig, evaluate, model_device
 
 from .spec import RunSpec, Scale, plan, quarter_schedule
 
@@ -44,7 +44,8 @@ class Trained(TrainedBase):
     key_summary = staticmethod(key_summary)
 
     def transform(self) -> AntiPiracyTransform | None:
-        return None if self.key is None else transform_from_key(self.key)
+        """The run's secret transform, on the model's device (None: the baseline)."""
+        return None if self.key is None else transform_from_key(self.key).to(model_device(self.model))
 
     @cached_property
     def authorized_accuracy(self) -> float | None:
@@ -61,6 +62,7 @@ class Runner(RunnerBase):
 
     TITLE = "Chen & Wu 2018"
     TRAINED = Trained
+    DEVICES = True
     scale: Scale
     plan: dict[str, RunSpec]
     cache: dict[str, Trained]
@@ -78,7 +80,8 @@ class Runner(RunnerBase):
                 load(sc.dataset, "test", data_dir=self.data_dir))
 
     def _schedule(self, spec: RunSpec) -> TrainConfig:
-        return quarter_schedule(self.scale.epochs(spec.arch), seed=spec.train_seed)
+        return quarter_schedule(self.scale.epochs(spec.arch), seed=spec.train_seed,
+                                clip_grad_norm=self.scale.clip_grad_norm)
 
     def _model_name(self, spec: RunSpec) -> str:
         return spec.arch
@@ -109,7 +112,7 @@ class Runner(RunnerBase):
         if spec.transform is None:
             return super()._train(spec)  # type: ignore[no-any-return]
         tr, te = self.data(spec.data)
-        cfg = self._schedule(spec)
+        cfg = self.train_config(spec)
         self.say(f"training {spec.name} ({self._describe(spec)}): {spec.arch} on {len(tr)} {tr.name} images, "
                  f"{cfg.epochs} epochs")
         model = self.fresh_model(tr, spec.model_seed, spec.arch)
@@ -124,7 +127,9 @@ class Runner(RunnerBase):
         tr = self.data("main")[0]
         return {"model_parameters": {a: sum(p.numel() for p in self.fresh_model(tr, 0, a).parameters())
                                      for a, _ in self.scale.archs},
-                "raw_pass_batchnorm": "eval mode: the processed inputs' running statistics, never updated"}
+                "raw_pass": ProtectConfig().raw_pass,
+                "raw_pass_batchnorm": "one batch [G(x); x]: shared batch statistics in training, their running "
+                                      "averages when deployed"}
 
 
 run = make_run(__package__, "Chen & Wu 2018", "digits, under two minutes", "``quick``/``cpu``")

@@ -127,7 +127,7 @@ class Runner(RunnerBase):
 
     def _train(self, spec: RunSpec) -> Trained:
         tr, te = self.data(spec.data)
-        cfg = self._schedule(spec)
+        cfg = self.train_config(spec)
         self.say(f"training {spec.name} ({self._describe(spec)}): {self.scale.model} on {len(tr)} {tr.name} images, "
                  f"{cfg.epochs} epochs")
         model = self.fresh_model(tr, spec.model_seed)
