@@ -230,3 +230,11 @@ def test_embed_from_a_trained_model(situation: str, extra: list[str], tmp_path: 
     assert rep["situation"] == situation and rep["bit_error_rate"] == 0.0 and rep["test_accuracy"] > 0.85
     wm = tmp_path / "wm"
     assert invoke("verify", wm / "model.safetensors", "--key", wm / "owner.key").exit_code == 0
+
+
+@pytest.mark.parametrize(("paper", "device", "match"), [("uchida", "cuda", "CPU only"),
+                                                         ("chen-wu", "warp-drive", "unknown device")])
+def test_reproduce_refuses_a_device_it_cannot_use(paper: str, device: str, match: str, tmp_path: Path) -> None:
+    r = invoke("reproduce", paper, "--quick", "--device", device, "--out", tmp_path / "r", "-q")
+    _assert_bad(r, match)
+    assert not (tmp_path / "r").exists()
