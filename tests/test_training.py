@@ -90,7 +90,7 @@ def test_distillation_uses_teacher_not_labels(tiny_data) -> None:
 @pytest.mark.parametrize("kwargs", [
     {"optimizer": "lbfgs"}, {"epochs": -1}, {"batch_size": 0}, {"lr": 0.0}, {"lr": float("nan")},
     {"nesterov": True, "optimizer": "adam"}, {"milestones": (0,)}, {"clip_grad_norm": 0.0},
-    {"clip_grad_norm": float("nan")},
+    {"clip_grad_norm": float("nan")}, {"device": "warp-drive"},
 ])
 def test_bad_train_config(kwargs) -> None:
     with pytest.raises(ConfigError):

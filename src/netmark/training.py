@@ -86,6 +86,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a finite non-negative number, got {v!r}")
         if self.lr == 0:
             raise ConfigError("lr must be > 0")
+        if self.device != "cpu":
+            check_device(self.device)
         if self.clip_grad_norm is not None and not (math.isfinite(self.clip_grad_norm) and self.clip_grad_norm > 0):
             raise ConfigError(f"clip_grad_norm must be a positive number or None, got {self.clip_grad_norm!r}")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
@@ -176,6 +178,18 @@ def n_batches(data: Dataset, batch_size: int) -> int:
 
 def _show_progress(cfg: TrainConfig) -> bool:
     return cfg.progress and sys.stderr.isatty()
+
+
+def check_device(device: str) -> None:
+    """ConfigError unless ``device`` names a torch device that this machine has."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as e:
+        raise ConfigError(f"unknown device {device!r} (cpu, cuda, cuda:1, mps, ...)") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r}: this torch build or machine has no CUDA GPU")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r}: MPS is not available here")
 
 
 def model_device(model: nn.Module) -> torch.device:

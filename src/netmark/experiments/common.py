@@ -43,21 +43,9 @@ from netmark.experiments.report import check_render_target, read_results, write_
 from netmark.keys import WatermarkKey
 from netmark.methods.base import WatermarkMethod
 from netmark.models import build
-from netmark.training import TrainConfig, evaluate, train
+from netmark.training import TrainConfig, check_device, evaluate, train
 
 Progress = Callable[[str], None]
-
-
-def check_device(device: str) -> None:
-    """ConfigError unless ``device`` names a torch device that this machine has."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError) as e:
-        raise ConfigError(f"unknown device {device!r} (cpu, cuda, cuda:1, mps, ...)") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r}: this torch build or machine has no CUDA GPU")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device {device!r}: MPS is not available here")
 
 
 def device_name(device: str) -> str:
