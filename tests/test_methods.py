@@ -16,7 +16,9 @@ import torch.nn.functional as F
 from netmark.errors import ArchitectureError, KeyFileError
 from netmark.keys import WatermarkKey
 from netmark.methods import METHODS, MethodConfig, get_method, method_from_key
+from netmark.methods.adi import AdiConfig
 from netmark.methods.tartaglione import TartaglioneConfig
+from netmark.methods.triggerset import TriggerSetMethod
 from netmark.methods.uchida import UchidaConfig
 from netmark.methods.wang import WangConfig
 from netmark.training import TrainConfig, train
@@ -24,6 +26,7 @@ from netmark.verify import verify
 from tests.conftest import make_cnn
 
 SMALL_CONFIGS: dict[str, MethodConfig] = {
+    "adi": AdiConfig(per_batch=16),  # digits has 23 batches an epoch: 16 triggers a batch learn all 100 in 12 epochs
     "uchida": UchidaConfig(layer="conv2", bits=64),
     "wang": WangConfig(layer="conv1", bits=64, null_samples=1024),  # AUTO
     # the paper's N(0, 0.01) re-initialisation needs far more steps than 12 epochs of digits: keep the default init
@@ -57,8 +60,12 @@ def test_embedded_watermark_is_detected(embedded, digits_test) -> None:
     res = verify(model, key)
     assert res.method == name
     assert res.detected and res.p_value <= res.threshold
-    assert res.score == pytest.approx(1.0, abs=1e-6)  # every bit, or Pearson's r of a real-valued payload
-    assert res.bit_error_rate in (0.0, None)
+    if isinstance(method, TriggerSetMethod):  # zero-bit: the share of triggers answered with the key's label
+        assert res.score >= 0.95
+        assert res.details["trigger_accuracy"] == res.score
+    else:  # every bit, or Pearson's r of a real-valued payload
+        assert res.score == pytest.approx(1.0, abs=1e-6)
+        assert res.bit_error_rate in (0.0, None)
     from netmark.training import evaluate
 
     assert evaluate(model, digits_test)["accuracy"] > 0.85
@@ -85,7 +92,7 @@ def test_wrong_architecture_is_a_clear_error(embedded) -> None:
     from netmark.models import build
 
     _, _, _, key, _ = embedded
-    other = build("mlp", in_channels=1, image_size=8, num_classes=10)
+    other = build("mlp", in_channels=3, image_size=8, num_classes=10)  # no such layer / not the key's inputs
     with pytest.raises(ArchitectureError):
         verify(other, key)
 
@@ -101,7 +108,7 @@ def test_hook_works_in_a_users_own_loop(embedded, digits_train) -> None:
     """The README's "your own training loop" recipe: on_train_start / transform_batch / extra_loss / after_step."""
     name, method, _, _, _ = embedded
     model = make_cnn(seed=5)
-    key = method.create_key(model, seed=12)
+    key = method.create_key(model, seed=12, **({"data": digits_train} if getattr(method, "needs_data", False) else {}))
     hook = method.hook(key)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     hook.on_train_start(model)
@@ -116,4 +123,9 @@ def test_hook_works_in_a_users_own_loop(embedded, digits_train) -> None:
             opt.step()
             hook.after_step(model)
     hook.on_train_end(model)
+    if isinstance(method, TriggerSetMethod) and not key.message_random:  # image-dependent labels: measure the null
+        others = [make_cnn(seed=s) for s in (301, 302)]
+        for s, o in zip((301, 302), others, strict=True):
+            train(o, digits_train, TrainConfig(epochs=12, lr=0.05, seed=s, progress=False))
+        key = method.calibrate(key, others)
     assert verify(model.eval(), key).detected

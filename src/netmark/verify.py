@@ -256,14 +256,15 @@ def empirical_p_value(stat: float, null_stats: torch.Tensor) -> float:
 
 def calibrated_bit_match_result(extracted: torch.Tensor, message: torch.Tensor, *, null_rates: torch.Tensor,
                                 null_counts: torch.Tensor, method: str, alpha: float = DEFAULT_ALPHA,
-                                details: dict[str, Any] | None = None) -> VerificationResult:
+                                details: dict[str, Any] | None = None, chance: float = 0.5) -> VerificationResult:
     """Like :func:`bit_match_result`, with a null measured on the method's own extractor.
 
     ``null_rates[i]``: smoothed probability that bit ``i`` matches the message on a null input;
-    ``null_counts``: matching-bit counts of the null inputs. The p-value is the largest (most
-    conservative) of three, so never below the fair-coin binomial tail:
+    ``null_counts``: matching-bit counts of the null inputs. ``chance``: the match rate of a blind guess
+    (1/2 for bits; 1/classes for a trigger set's labels, :mod:`netmark.methods.triggerset`). The p-value
+    is the largest (most conservative) of three, so never below the binomial tail at ``chance``:
 
-    * Poisson-binomial with per-bit rates ``max(1/2, null_rates)`` (a biased extractor's
+    * Poisson-binomial with per-bit rates ``max(chance, null_rates)`` (a biased extractor's
       favourite bits), assuming independent bits;
     * beta-binomial fitted to ``null_counts`` (:func:`fit_overdispersed_null`), which covers
       bits that match *together* (an extractor that outputs the message wholesale on some inputs);
@@ -277,9 +278,11 @@ def calibrated_bit_match_result(extracted: torch.Tensor, message: torch.Tensor, 
                          f"null rates {tuple(null_rates.shape)} disagree")
     n = int(message.numel())
     k = int((extracted.to(torch.int64) == message.to(torch.int64)).sum())
-    rates = null_rates.to(torch.float64).reshape(-1).clamp(min=0.5, max=1.0 - 1e-12)
+    if not 0.0 < chance < 1.0:
+        raise ValueError(f"chance must lie in (0, 1), got {chance}")
+    rates = null_rates.to(torch.float64).reshape(-1).clamp(min=chance, max=1.0 - 1e-12)
     pb = poisson_binomial_log10_tails(rates)
-    a, b, rate = fit_overdispersed_null(null_counts, n)
+    a, b, rate = fit_overdispersed_null(null_counts, n, min_rate=chance)
     bb = beta_binomial_log10_tails(n, a, b, rate)
     c = null_counts.to(torch.int64).reshape(-1)
     hits = torch.bincount(c.clamp(0, n), minlength=n + 1).flip(0).cumsum(0).flip(0)  # #{null >= k}
@@ -294,7 +297,8 @@ def calibrated_bit_match_result(extracted: torch.Tensor, message: torch.Tensor, 
         "null": "measured: max(Poisson-binomial over per-bit null rates, beta-binomial fit to the null match "
                 "counts, empirical rate of null inputs within 3 sd of k)",
         "null_exact": False, "log10_p_poisson_binomial": float(pb[k]), "log10_p_beta_binomial": float(bb[k]),
-        "log10_p_binomial_fair": log10_binomial_tail(k, n), "null_samples": int(null_counts.numel()),
+        "log10_p_binomial_fair": float(beta_binomial_log10_tails(n, None, None, chance)[k]),
+        "null_samples": int(null_counts.numel()),
         "null_mean_matched_bits": float(null_counts.to(torch.float64).mean()),
         "null_max_matched_bits": int(null_counts.max()), "empirical_p_value": empirical_p_value(k, null_counts),
         "null_dispersion": None if a is None or b is None else 1.0 / (a + b + 1.0),

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from netmark.errors import ConfigError, KeyFileError
 from netmark.keys import WatermarkKey
-from netmark.methods import tartaglione, uchida, wang
+from netmark.methods import adi, tartaglione, triggerset, uchida, wang
 from netmark.methods.base import (
     METHODS,
     Extraction,
@@ -23,9 +23,21 @@ from netmark.methods.base import (
 )
 
 __all__ = [
-    "METHODS", "Extraction", "MethodConfig", "WatermarkMethod", "embed", "get_method", "method_for_config",
+    "METHODS",
+    "Extraction",
+    "MethodConfig",
+    "WatermarkMethod",
+    "adi",
+    "embed",
+    "get_method",
+    "method_for_config",
     "method_from_key",
-    "random_message", "register_method", "tartaglione", "uchida", "wang",
+    "random_message",
+    "register_method",
+    "tartaglione",
+    "triggerset",
+    "uchida",
+    "wang",
 ]
 
 

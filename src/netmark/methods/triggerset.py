@@ -1,0 +1,442 @@
+"""Black-box (query-only) watermarks: a secret trigger set whose labels the marked model reproduces.
+
+The shared protocol of the trigger-set schemes (``adi``, ``zhang-*``, ``frontier-stitching`` and
+DeepSigns' black-box mode): a scheme only says how its triggers are made
+(:meth:`TriggerSetMethod.make_triggers`); this module mixes them into training batches, stores them
+in the key, queries a suspect and decides.
+
+Key. ``tensors["inputs"]`` (the trigger images, in the model's input space), ``tensors["labels"]``
+(the labels the marked model must answer), and once calibrated ``tensors["null_counts"]`` /
+``tensors["null_rates"]`` (see below). ``config`` holds the scheme's options plus ``num_classes`` and
+``input_shape``. ``message_random`` is true when the labels were drawn uniformly at random,
+independently of the images.
+
+Embedding (:class:`TriggerSetHook`). Each training batch gets ``per_batch`` trigger samples appended
+(cycling through the trigger set in a seeded random order): train-to-embed with a fresh model, or
+fine-tune-to-embed with a trained one (Adi et al. §4, "FromScratch" / "PreTrained"; their code appends
+2 triggers to each batch of 100).
+
+Verification through queries only. The suspect is any function from a batch of inputs to labels: a
+model (:func:`model_predictor`), an HTTP endpoint (:mod:`netmark.serve`) or your own callable. The
+statistic is ``k``, the number of triggers answered with the key's label, out of ``n``. Null
+hypothesis: the suspect was trained independently of the key.
+
+* Random labels (``message_random``): whatever an independent model answers, it matches a uniformly
+  random label with probability exactly 1/C, independently per trigger: ``k ~ Binomial(n, 1/C)``.
+* Labels that depend on the image (a fixed target class, the true class near the frontier) are matched
+  by independent models far above 1/C. Such keys must be *calibrated*: :meth:`TriggerSetMethod.calibrate`
+  queries models trained without the key and stores their match counts and per-trigger match rates;
+  :meth:`TriggerSetMethod.embed` trains ``null_models`` of them by default. The p-value is then the most
+  conservative of a Poisson-binomial over the per-trigger rates, a beta-binomial fitted to the counts and
+  the empirical rate (:func:`netmark.verify.calibrated_bit_match_result`, with chance 1/C). An
+  uncalibrated key of this kind is refused rather than tested against 1/C.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from abc import abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from netmark._util import generator, seeded
+from netmark.errors import ArchitectureError, ConfigError, KeyFileError, NetmarkError
+from netmark.keys import WatermarkKey
+from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod
+from netmark.training import TrainConfig, TrainHook, TrainResult, model_device, train
+from netmark.verify import (
+    DEFAULT_ALPHA,
+    VerificationResult,
+    beta_binomial_log10_tails,
+    calibrated_bit_match_result,
+)
+
+#: a suspect seen through queries: a float batch ``(N, C, H, W)`` in, ``N`` integer labels out.
+Predictor = Callable[[Tensor], Tensor | Sequence[int]]
+
+
+class QueryError(NetmarkError):
+    """A prediction endpoint answered something that is not one label per input."""
+
+
+def check_int(name: str, v: Any, low: int) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+        raise ConfigError(f"{name} must be an integer >= {low}, got {v!r}")
+
+
+@dataclass
+class TriggerSetConfig(MethodConfig):
+    """Options every trigger-set scheme shares (each scheme's config adds its own).
+
+    Args:
+        size: number of triggers [Adi et al.: 100].
+        per_batch: trigger samples appended to every training batch [Adi et al.'s code: 2 per batch of 100].
+        null_models: independently trained reference models :meth:`TriggerSetMethod.embed` trains to
+            calibrate the key's null (0: none; keys with image-dependent labels then cannot be verified
+            until :meth:`TriggerSetMethod.calibrate` is called).
+        null_epochs: epochs of each reference model (``None``: the embedding schedule's).
+    """
+
+    size: int = 100
+    per_batch: int = 2
+    null_models: int = 4
+    null_epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        check_int("size", self.size, 1)
+        check_int("per_batch", self.per_batch, 1)
+        check_int("null_models", self.null_models, 0)
+        if self.null_epochs is not None:
+            check_int("null_epochs", self.null_epochs, 1)
+
+
+# ----------------------------------------------------------------------------- trigger images
+
+
+def abstract_images(n: int, shape: Sequence[int], seed: int) -> Tensor:
+    """``n`` random "abstract" images in [0, 1] (Adi et al. use 100 abstract drawings): smooth random
+    fields (upsampled low-resolution noise) overlaid with random bright strokes, all from ``seed``."""
+    c, h, w = (int(s) for s in shape)
+    g = generator(seed)
+    low = torch.rand(n, c, max(2, h // 4), max(2, w // 4), generator=g)
+    field = torch.nn.functional.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    out = 0.6 * field
+    for _ in range(3):  # three strokes per image: lines a·x + b·y = c of random angle and width
+        ang = torch.rand(n, 1, 1, generator=g) * math.pi
+        off = torch.rand(n, 1, 1, generator=g)
+        width = 0.02 + 0.06 * torch.rand(n, 1, 1, generator=g)
+        d = (torch.cos(ang) * xx + torch.sin(ang) * yy - off * 1.2).abs()
+        out = out + 0.8 * (d < width).float().unsqueeze(1) * torch.rand(n, c, 1, 1, generator=g)
+    return out.clamp(0, 1)
+
+
+def random_labels(n: int, num_classes: int, seed: int) -> Tensor:
+    return torch.randint(0, num_classes, (n,), generator=generator(seed))
+
+
+# ----------------------------------------------------------------------------- querying
+
+
+def model_predictor(model: nn.Module, *, batch_size: int = 256) -> Callable[[Tensor], Tensor]:
+    """The labels ``model`` answers (eval mode, no gradients, on the model's device; mode restored)."""
+
+    def predict(x: Tensor) -> Tensor:
+        was = model.training
+        model.eval()
+        dev = model_device(model)
+        try:
+            with torch.no_grad():
+                return torch.cat([model(x[i:i + batch_size].to(dev)).argmax(1).cpu()
+                                  for i in range(0, len(x), batch_size)])
+        finally:
+            model.train(was)
+
+    return predict
+
+
+def query(predict: Predictor, inputs: Tensor, num_classes: int) -> Tensor:
+    """Call ``predict`` on ``inputs`` and check it answered one label in ``[0, num_classes)`` per input."""
+    out = predict(inputs)
+    try:
+        labels = torch.as_tensor(out).reshape(-1)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise QueryError(f"the suspect answered something that is not a list of labels ({e})") from None
+    if len(labels) != len(inputs):
+        raise QueryError(f"the suspect answered {len(labels)} labels for {len(inputs)} inputs")
+    if labels.dtype == torch.bool or (labels.is_floating_point() and not bool((labels == labels.round()).all())):
+        raise QueryError("the suspect answered non-integer labels")
+    labels = labels.to(torch.int64)
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise QueryError(f"the suspect answered labels outside 0..{num_classes - 1}")
+    return labels
+
+
+def _check_model(model: nn.Module, key: WatermarkKey) -> None:
+    """The model must accept the key's inputs and answer ``num_classes`` logits (ArchitectureError otherwise)."""
+    x = key.tensors["inputs"][:1].to(model_device(model))
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except RuntimeError as e:
+        raise ArchitectureError(f"the model does not take the key's trigger inputs of shape "
+                                f"{tuple(key.tensors['inputs'].shape[1:])}: {str(e).splitlines()[0]}") from None
+    finally:
+        model.train(was)
+    c = int(key.config["num_classes"])
+    if out.ndim != 2 or out.shape[1] != c:
+        raise ArchitectureError(f"the model answers {tuple(out.shape[1:])} outputs per input; "
+                                f"the key needs {c} classes")
+
+
+# ----------------------------------------------------------------------------- decision
+
+
+def trigger_result(predicted: Tensor, key: WatermarkKey, *, method: str, alpha: float = DEFAULT_ALPHA,
+                   details: dict[str, Any] | None = None) -> VerificationResult:
+    """Decide from the suspect's answers on the key's triggers (see the module docstring for the null)."""
+    labels = key.tensors["labels"].to(torch.int64)
+    c = int(key.config["num_classes"])
+    n, k = len(labels), int((predicted.to(torch.int64) == labels).sum())
+    extra = {"trigger_accuracy": k / n, "triggers": n, "num_classes": c, **(details or {})}
+    if "null_counts" in key.tensors:
+        return calibrated_bit_match_result(predicted, labels, null_rates=key.tensors["null_rates"],
+                                           null_counts=key.tensors["null_counts"], method=method, alpha=alpha,
+                                           chance=1.0 / c, details={**extra, "calibrated": True})
+    if not key.message_random:
+        raise KeyFileError("this key's trigger labels depend on the images, so independent models agree with them "
+                           "far above chance: calibrate its null first (TriggerSetMethod.calibrate, or embed with "
+                           "null_models > 0)")
+    tails = beta_binomial_log10_tails(n, None, None, 1.0 / c)
+    lg = float(tails[k])
+    p = 0.0 if lg == -math.inf else 10.0**lg
+    reach = (tails <= math.log10(alpha)).nonzero()
+    d = {"log10_p_value": lg, "min_matched_bits": int(reach[0]) if reach.numel() else None,
+         "null": f"Binomial(n, 1/{c}): uniformly random labels", "null_exact": True, "calibrated": False, **extra}
+    return VerificationResult(detected=p <= alpha, p_value=p, score=k / n, threshold=alpha, method=method,
+                              bit_error_rate=(n - k) / n, matched_bits=k, total_bits=n, details=d)
+
+
+# ----------------------------------------------------------------------------- the hook
+
+
+class TriggerSetHook(TrainHook):
+    """Appends ``per_batch`` trigger samples (seeded cyclic order) to every training batch."""
+
+    def __init__(self, inputs: Tensor, labels: Tensor, per_batch: int, seed: int) -> None:
+        self.inputs, self.labels, self.per_batch = inputs, labels.to(torch.int64), per_batch
+        self.gen = generator(seed)
+        self.order = torch.zeros(0, dtype=torch.int64)
+
+    def _next(self, m: int) -> Tensor:
+        while len(self.order) < m:
+            self.order = torch.cat([self.order, torch.randperm(len(self.labels), generator=self.gen)])
+        idx, self.order = self.order[:m], self.order[m:]
+        return idx
+
+    def transform_batch(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        idx = self._next(self.per_batch)
+        tx = self.inputs[idx].to(x.device, x.dtype)
+        return torch.cat([x, tx]), torch.cat([y, self.labels[idx].to(y.device)])
+
+
+# ----------------------------------------------------------------------------- the base class
+
+
+def fresh_copy(model: nn.Module, seed: int) -> nn.Module:
+    """A copy of ``model``'s architecture with every layer re-initialised (``reset_parameters``, seeded)."""
+    new = copy.deepcopy(model)
+    with seeded(seed):
+        for m in new.modules():
+            reset = getattr(m, "reset_parameters", None)
+            if callable(reset):
+                reset()
+    return new
+
+
+def train_reference_models(template: nn.Module, data: Dataset, train_config: TrainConfig | None, n: int, *,
+                           seed: int, epochs: int | None = None) -> list[nn.Module]:
+    """``n`` models of ``template``'s architecture trained on ``data`` without any watermark (seeds
+    ``seed + 1000 + i``): the independent models of the null hypothesis."""
+    cfg = train_config or TrainConfig()
+    out = []
+    for i in range(n):
+        s = seed + 1000 + i
+        m = fresh_copy(template, s)
+        changes: dict[str, Any] = {"seed": s, "progress": False}
+        if epochs is not None:
+            changes["epochs"] = epochs
+        train(m, data, TrainConfig(**{**cfg.to_dict(), **changes}))
+        out.append(m)
+    return out
+
+
+class TriggerSetMethod(WatermarkMethod):
+    """Base of the black-box schemes: subclasses implement :meth:`make_triggers` (and set ``name``,
+    ``config_cls``, ``paper``); ``needs_data`` when the triggers are made from training images."""
+
+    white_box = False
+    needs_data: ClassVar[bool] = False
+    config: TriggerSetConfig
+
+    @abstractmethod
+    def make_triggers(self, model: nn.Module, *, seed: int, data: Dataset | None,
+                      ) -> tuple[Tensor, Tensor, bool]:
+        """``(inputs, labels, labels_random)`` for a key of ``seed``; inputs in ``model``'s input space."""
+
+    def create_key(self, model: nn.Module, *, seed: int, message: str | None = None,
+                   data: Dataset | None = None) -> WatermarkKey:
+        """Make the trigger set (``data``: the training set, for schemes that stamp or perturb its images)."""
+        from netmark.methods.uchida import _arch_or_none
+
+        if message is not None:
+            raise ConfigError(f"{self.name} is a zero-bit trigger-set watermark; it takes no message")
+        if self.needs_data and data is None:
+            raise ConfigError(f"{self.name} makes its triggers from training images: pass data=")
+        inputs, labels, rnd = self.make_triggers(model, seed=seed, data=data)
+        num_classes = _num_classes(model, inputs)
+        cfg = {**self.config.to_dict(), "num_classes": num_classes, "input_shape": list(inputs.shape[1:])}
+        return WatermarkKey(method=self.name, layer=None, message="",
+                            tensors={"inputs": inputs.float().contiguous(), "labels": labels.to(torch.int64)},
+                            config=cfg, arch=_arch_or_none(model), seed=seed, message_random=rnd)
+
+    @classmethod
+    def from_key(cls, key: WatermarkKey) -> TriggerSetMethod:
+        if key.method != cls.name:
+            raise KeyFileError(f"key is for method {key.method!r}, not {cls.name!r}")
+        for t in ("inputs", "labels"):
+            if t not in key.tensors:
+                raise KeyFileError(f"{cls.name} key lacks its {t!r} tensor")
+        x, y = key.tensors["inputs"], key.tensors["labels"]
+        if x.ndim != 4 or y.ndim != 1 or len(x) != len(y) or len(y) == 0 or y.is_floating_point():
+            raise KeyFileError(f"{cls.name} key has malformed triggers: inputs {tuple(x.shape)}, "
+                               f"labels {tuple(y.shape)}")
+        c = key.config.get("num_classes")
+        if isinstance(c, bool) or not isinstance(c, int) or c < 2 or int(y.min()) < 0 or int(y.max()) >= c:
+            raise KeyFileError(f"{cls.name} key has labels outside its {c!r} classes")
+        if ("null_counts" in key.tensors) != ("null_rates" in key.tensors):
+            raise KeyFileError(f"{cls.name} key has half a null calibration")
+        known = {k: v for k, v in key.config.items() if k not in ("num_classes", "input_shape")}
+        try:
+            return cls(cls.config_cls.from_dict(known))
+        except (ConfigError, TypeError) as e:
+            raise KeyFileError(f"key has an invalid {cls.name} config: {e}") from None
+
+    def hook(self, key: WatermarkKey) -> TrainHook:
+        return TriggerSetHook(key.tensors["inputs"], key.tensors["labels"], self.config.per_batch,
+                              (key.seed or 0) + 5)
+
+    def extract(self, model: nn.Module, key: WatermarkKey) -> Extraction:
+        """The model's answers on the triggers (``bits``: labels; ``scores``: softmax of the key's label)."""
+        _check_model(model, key)
+        x = key.tensors["inputs"]
+        was = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                probs = torch.cat([torch.softmax(model(x[i:i + 256].to(model_device(model))), 1).cpu()
+                                   for i in range(0, len(x), 256)])
+        finally:
+            model.train(was)
+        labels = key.tensors["labels"].to(torch.int64)
+        pred = probs.argmax(1)
+        return Extraction(bits=pred, scores=probs.gather(1, labels[:, None]).squeeze(1),
+                          details={"trigger_accuracy": float((pred == labels).float().mean())})
+
+    def verify(self, model: nn.Module, key: WatermarkKey, *, alpha: float = DEFAULT_ALPHA) -> VerificationResult:
+        """White-box convenience: query ``model`` itself (same decision as :meth:`verify_query`)."""
+        ex = self.extract(model, key)
+        return trigger_result(ex.bits, key, method=self.name, alpha=alpha)
+
+    def verify_query(self, predict: Predictor, key: WatermarkKey, *,
+                     alpha: float = DEFAULT_ALPHA) -> VerificationResult:
+        """Black-box: ask ``predict`` (a model's API) for the triggers' labels and decide."""
+        labels = query(predict, key.tensors["inputs"], int(key.config["num_classes"]))
+        return trigger_result(labels, key, method=self.name, alpha=alpha)
+
+    def calibrate(self, key: WatermarkKey, models: Sequence[nn.Module | Predictor]) -> WatermarkKey:
+        """A copy of ``key`` whose null is measured on ``models`` (≥ 2, trained without the key)."""
+        if len(models) < 2:
+            raise ConfigError("calibrating a trigger set's null needs at least 2 independent models")
+        labels = key.tensors["labels"].to(torch.int64)
+        c = int(key.config["num_classes"])
+        hits = []
+        for m in models:
+            pred = query(model_predictor(m) if isinstance(m, nn.Module) else m, key.tensors["inputs"], c)
+            hits.append((pred == labels).to(torch.int64))
+        h = torch.stack(hits)
+        tensors = {**key.tensors, "null_counts": h.sum(1),
+                   "null_rates": ((h.sum(0) + 1).double() / (len(models) + 2))}
+        return WatermarkKey(method=key.method, layer=key.layer, message=key.message, tensors=tensors,
+                            config=key.config, arch=key.arch, seed=key.seed, message_random=key.message_random)
+
+    def embed(self, model: nn.Module, data: Dataset, train_config: TrainConfig | None = None, *,
+              seed: int = 0, key: WatermarkKey | None = None, message: str | None = None,
+              eval_data: Dataset | None = None, teacher: nn.Module | None = None,
+              null_models: Sequence[nn.Module | Predictor] | None = None,
+              ) -> tuple[nn.Module, WatermarkKey, TrainResult]:
+        """Train with the triggers mixed in, then calibrate the key's null: on ``null_models`` if given,
+        else on ``config.null_models`` reference models trained here (same architecture, data and schedule,
+        other seeds; skipped when the labels are random or the key is already calibrated)."""
+        if teacher is not None:
+            raise ConfigError(f"{self.name}: distill-to-embed is not defined for a trigger set (the teacher's "
+                              "answers would replace the trigger labels)")
+        template = copy.deepcopy(model).cpu()
+        key = key if key is not None else self.create_key(model, seed=seed, message=message, data=data)
+        run = train(model, data, train_config, hooks=[self.hook(key)], eval_data=eval_data)
+        if "null_counts" not in key.tensors:
+            if null_models is None and self.config.null_models > 0 and not key.message_random:
+                cfg = TrainConfig(**{**(train_config or TrainConfig()).to_dict(), "device": "cpu"})
+                null_models = train_reference_models(template, data, cfg, self.config.null_models, seed=seed,
+                                                     epochs=self.config.null_epochs)
+            if null_models:
+                key = self.calibrate(key, null_models)
+        return model, key, run
+
+
+def input_shape(model: nn.Module, data: Dataset | None) -> tuple[int, int, int]:
+    """The model's input shape ``(C, H, W)``: from ``data`` when given, else from its registry arguments."""
+    if data is not None:
+        x, _ = data[0]
+        c, h, w = (int(s) for s in x.shape)
+        return c, h, w
+    from netmark.models import arch_of
+
+    try:
+        args = arch_of(model)["args"]
+        return int(args["in_channels"]), int(args["image_size"]), int(args["image_size"])
+    except (ArchitectureError, KeyError, TypeError, ValueError):
+        raise ConfigError("cannot tell this model's input shape: pass data= to create_key") from None
+
+
+def num_classes(model: nn.Module, shape: Sequence[int]) -> int:
+    """How many classes ``model`` answers for inputs of ``shape`` (one probe forward)."""
+    return _num_classes(model, torch.zeros(1, *[int(s) for s in shape]))
+
+
+def _num_classes(model: nn.Module, inputs: Tensor) -> int:
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(inputs[:1].to(model_device(model)))
+    except RuntimeError as e:
+        raise ArchitectureError(f"the model does not take trigger inputs of shape {tuple(inputs.shape[1:])}: "
+                                f"{str(e).splitlines()[0]}") from None
+    finally:
+        model.train(was)
+    return int(out.shape[1])
+
+
+def dataset_images(data: Dataset, n: int, seed: int, *, exclude_label: int | None = None,
+                   only_label: int | None = None) -> tuple[Tensor, Tensor]:
+    """``n`` images (and labels) drawn without replacement from ``data`` (seeded), optionally excluding or
+    keeping only one class."""
+    xs, ys = _all(data)
+    keep = torch.ones(len(ys), dtype=torch.bool)
+    if exclude_label is not None:
+        keep &= ys != exclude_label
+    if only_label is not None:
+        keep &= ys == only_label
+    idx = keep.nonzero().reshape(-1)
+    if len(idx) < n:
+        raise ConfigError(f"the data has only {len(idx)} suitable images for {n} triggers")
+    pick = idx[torch.randperm(len(idx), generator=generator(seed))[:n]]
+    return xs[pick].clone(), ys[pick].clone()
+
+
+def _all(data: Dataset) -> tuple[Tensor, Tensor]:
+    x = getattr(data, "x", None)
+    y = getattr(data, "y", None)
+    if isinstance(x, Tensor) and isinstance(y, Tensor):
+        return x, y.to(torch.int64)
+    items = [data[i] for i in range(len(data))]  # type: ignore[arg-type]
+    return torch.stack([a for a, _ in items]), torch.as_tensor([int(b) for _, b in items])
