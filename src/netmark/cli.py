@@ -1,4 +1,4 @@
-"""``netmark`` command line: train, embed, attack, verify, reproduce, report, demo.
+"""``netmark`` command line: train, embed, attack, verify, serve, reproduce, report, demo.
 
 Exit codes: 0 success (``verify``: watermark detected), 1 ``verify``: not detected,
 2 bad input (one line on stderr, nothing written).
@@ -259,28 +259,85 @@ def embed(method: Annotated[str, typer.Option("--method", help="watermarking sch
 
 @app.command()
 @handles_errors
-def verify(model: Annotated[Path, typer.Argument(help="suspect model (.safetensors, or plain state_dict .pt/.pth)")],
+def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensors, or plain state_dict .pt/.pth), or the http(s):// URL of a prediction server (black-box keys only, see `netmark serve`)")],
            key: Annotated[Path, typer.Option("--key", "-k", help="the owner's secret key file")],
            as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
            alpha: Annotated[float, typer.Option("--alpha", help="significance level (false-positive bound)")] = 1e-6,
+           timeout: Annotated[float, typer.Option("--timeout", help="URL: seconds to wait for each answer")] = 30.0,
            ) -> None:
-    """Is the key's watermark in MODEL? Exit 0 = detected, 1 = not detected, 2 = bad input."""
-    from netmark.io import load_model
+    """Is the key's watermark in MODEL? Exit 0 = detected, 1 = not detected, 2 = bad input.
+
+    MODEL may be an http(s):// URL of a prediction server (black-box keys only): the key's triggers are sent to it (wire format: netmark.serve) and only its answers are used, as with a stolen model behind an API.
+    """
     from netmark.keys import WatermarkKey
-    from netmark.verify import verify as run_verify
 
     if not 0 < alpha < 1:
         raise ConfigError(f"--alpha must be in (0, 1), got {alpha}")
     k = WatermarkKey.load(key)
-    net = load_model(model, arch=k.arch)
-    res = run_verify(net, k, alpha=alpha)
+    shown = model
+    if "://" in model:
+        from netmark.methods import method_from_key
+        from netmark.methods.triggerset import TriggerSetMethod
+        from netmark.serve import HttpPredictor, is_url, redact_url
+
+        if not is_url(model):
+            raise ConfigError(f"only http:// and https:// URLs can be queried, got {redact_url(model)!r}")
+        shown = redact_url(model)
+        wm = method_from_key(k)
+        if not isinstance(wm, TriggerSetMethod):
+            raise ConfigError(f"the key's method {k.method!r} is white-box (it reads the model's weights), so it "
+                              "cannot be verified through a prediction URL: pass the model file")
+        res = wm.verify_query(HttpPredictor(model, timeout=timeout), k, alpha=alpha)
+    else:
+        from netmark.io import load_model
+        from netmark.verify import verify as run_verify
+
+        net = load_model(Path(model), arch=k.arch)
+        res = run_verify(net, k, alpha=alpha)
     if as_json:
-        typer.echo(json.dumps({**res.to_dict(), "key_fingerprint": k.fingerprint, "model": str(model)}, default=str))
+        typer.echo(json.dumps({**res.to_dict(), "key_fingerprint": k.fingerprint, "model": shown}, default=str))
     else:
         word = "DETECTED" if res.detected else "NOT DETECTED"
         typer.echo(f"{word}: {_match_text(res)}, p-value {res.p_value:.3g} vs alpha {alpha:g} "
                    f"[{res.method}, key {k.fingerprint[:12]}]")
     raise typer.Exit(0 if res.detected else 1)
+
+
+@app.command()
+@handles_errors
+def serve(model: Annotated[Path, typer.Argument(help="model file (.safetensors, or plain state_dict .pt/.pth with --key)")],
+          host: Annotated[str, typer.Option("--host", help="address to bind (default: this machine only)")] = "127.0.0.1",
+          port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="TCP port (0: any free port)")] = 8000,
+          key: Annotated[Path | None, typer.Option("--key", "-k", help="take the architecture from this key (plain .pt state_dict)")] = None,
+          ) -> None:
+    """Serve MODEL's predictions over HTTP (POST /predict, GET /health) until Ctrl-C.
+
+    The wire format is documented in netmark.serve; `netmark verify URL --key KEY` queries such a server. There is no authentication: keep the default loopback --host unless the network is trusted.
+    """
+    import signal
+    import threading
+
+    from netmark.serve import is_loopback, make_server
+
+    net = _load(model, key)
+    server = make_server(net, host=host, port=port)
+    if not is_loopback(host):
+        _echo(f"warning: serving on {host}, reachable from the network without authentication")
+    typer.echo(f"serving {model} at {server.url} (POST /predict, GET /health); Ctrl-C stops")
+
+    def _stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _stop) if main_thread else None  # SIGTERM stops cleanly too
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        _echo("stopped")
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+        server.server_close()
 
 
 Out = Annotated[Path, typer.Option("--out", "-o", help="output model file (.safetensors)")]
