@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from netmark.errors import ConfigError, KeyFileError
 from netmark.keys import WatermarkKey
-from netmark.methods import adi, tartaglione, triggerset, uchida, wang
+from netmark.methods import adi, deepsigns, frontier, tartaglione, triggerset, uchida, wang, zhang
 from netmark.methods.base import (
     METHODS,
     Extraction,
@@ -28,7 +28,9 @@ __all__ = [
     "MethodConfig",
     "WatermarkMethod",
     "adi",
+    "deepsigns",
     "embed",
+    "frontier",
     "get_method",
     "method_for_config",
     "method_from_key",
@@ -38,6 +40,7 @@ __all__ = [
     "triggerset",
     "uchida",
     "wang",
+    "zhang",
 ]
 
 
