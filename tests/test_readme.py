@@ -34,3 +34,13 @@ def test_readme_names_the_two_commands_and_the_patent() -> None:
     text = README.read_text()
     assert "make demo" in text and "make test" in text
     assert "11,687,623 B2" in text
+
+
+def test_readme_black_box_example_runs(capsys) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    example = next(b for b in blocks if "verify_query" in b)
+    ns: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), ns)  # defines netmark, data and a model
+    capsys.readouterr()
+    exec(compile(example, "README.md", "exec"), ns)
+    assert capsys.readouterr().out.strip() == "True"

@@ -130,6 +130,8 @@ def _method(name: str, flags: dict[str, Any], extra: list[str] | None) -> Any:
 
 def _match_text(res: Any) -> str:
     """``64/64 bits match (BER 0.0000)`` for bit watermarks, ``Pearson r 0.9990 over 1800 values`` otherwise."""
+    if "trigger_accuracy" in res.details:
+        return f"{res.matched_bits}/{res.total_bits} triggers answered with the key's label"
     if res.total_bits is not None and res.bit_error_rate is not None:
         return f"{res.matched_bits}/{res.total_bits} bits match (BER {res.bit_error_rate:.4f})"
     if "pearson" in res.details:
