@@ -484,7 +484,7 @@ def attack_overwrite(model: Annotated[Path, typer.Argument(help="model file")], 
 
 @app.command()
 @handles_errors
-def reproduce(paper: Annotated[str, typer.Argument(help="which paper: uchida | wang | tartaglione | chen-wu")],
+def reproduce(paper: Annotated[str, typer.Argument(help="which paper: uchida | wang | tartaglione | chen-wu | fkirin")],
               quick: Annotated[bool, typer.Option("--quick", help="digits + simple-cnn, under a minute")] = False,
               scale: Annotated[str | None, typer.Option("--scale", help="preset: quick | cpu | paper (chen-wu: gpu too; overrides --quick)")] = None,
               out: Annotated[Path | None, typer.Option("--out", "-o", help="output directory (default reports/PAPER[-quick])")] = None,

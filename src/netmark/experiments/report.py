@@ -34,6 +34,7 @@ REPRODUCTIONS: dict[str, str] = {
     "wang2020": "netmark.experiments.wang",
     "tartaglione2021": "netmark.experiments.tartaglione",
     "chen-wu2018": "netmark.experiments.chen_wu",
+    "fkirin2022": "netmark.experiments.fkirin",
 }
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

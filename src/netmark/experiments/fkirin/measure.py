@@ -1,0 +1,127 @@
+"""Measurements of each experiment (``MEASURES[name](runner, experiment) -> dict``), on cached runs."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from netmark.experiments.common import MeasureRegistry
+from netmark.io import load_model, save_model
+from netmark.methods import method_from_key
+from netmark.verify import DEFAULT_ALPHA
+
+from .runner import black_box, watermark_score
+from .spec import SCHEMES, STUDY_SCHEMES, Experiment, study_name
+
+if TYPE_CHECKING:
+    from .runner import Runner
+
+MEASURES = MeasureRegistry()
+#: ``@measure`` registers a measurement under its function name.
+measure = MEASURES
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "min": min(values), "max": max(values), "n": len(values)}
+
+
+@measure
+def optimizers(runner: Runner, exp: Experiment) -> dict[str, Any]:
+    """Per dataset, scheme and optimizer: task / watermark accuracy after embedding and after fine-tuning."""
+    sc = runner.scale
+    out: dict[str, Any] = {}
+    for d, _ in sc.datasets:
+        for s in STUDY_SCHEMES:
+            for opt, lr in sc.optimizers:
+                cols: dict[str, list[float]] = {"task": [], "watermark": [], "task_ft": [], "watermark_ft": []}
+                for r in range(sc.runs):
+                    name = study_name(d, s, opt, r)
+                    m, ft = runner.get(name), runner.get(name + "/ft")
+                    cols["task"].append(100 * m.test_accuracy)
+                    cols["watermark"].append(100 * watermark_score(m.model, m.key)[0])
+                    cols["task_ft"].append(100 * ft.test_accuracy)
+                    cols["watermark_ft"].append(100 * watermark_score(ft.model, ft.key)[0])
+                out.setdefault(d, {}).setdefault(s, {})[opt] = {"lr": lr, **{k: _stats(v) for k, v in cols.items()}}
+    return {"rows": out, "runs": sc.runs, "finetune_epochs": sc.finetune_epochs, "epochs": sc.epochs}
+
+
+@measure
+def schemes(runner: Runner, exp: Experiment) -> dict[str, Any]:
+    """Every scheme on the main dataset (SGD, run 0): fidelity, trigger accuracy, p-value, fine-tuning sweep."""
+    main = runner.main
+    base = runner.get(f"{main}/plain")
+    rows: dict[str, Any] = {}
+    for s in SCHEMES:
+        m = runner.get(study_name(main, s, "sgd", 0))
+        sweep = runner.get(f"{main}/{s}/sgd/0/sweep")
+        res = method_from_key(m.key).verify(m.model, m.key)
+        lost = next((int(h["epoch"]) for h in sweep.history
+                     if h.get("log10_p_value", -math.inf) > math.log10(DEFAULT_ALPHA)), None)
+        rows[s] = {
+            "test_accuracy": 100 * m.test_accuracy, "fidelity_pp": 100 * (m.test_accuracy - base.test_accuracy),
+            "watermark_accuracy": 100 * res.score, "p_value": res.p_value, "detected": res.detected,
+            "black_box": black_box(m.key),
+            "labels_random": m.key.message_random, "calibrated": "null_counts" in m.key.tensors,
+            "null_mean_accuracy": _null_mean(m.key),
+            "sweep": [{"epoch": int(h["epoch"]), "watermark_accuracy": 100 * h["watermark_accuracy"],
+                       "log10_p_value": h.get("log10_p_value"), "test_accuracy": 100 * h.get("test_accuracy", math.nan)}
+                      for h in sweep.history],
+            "lost_at_epoch": lost, "seconds": m.seconds,
+        }
+    return {"baseline_accuracy": 100 * base.test_accuracy, "rows": rows, "alpha": DEFAULT_ALPHA,
+            "finetune_epochs": runner.scale.scheme_finetune_epochs,
+            "attacker_images": len(runner.data(f"{main}@attacker")[0])}
+
+
+@measure
+def false_positives(runner: Runner, exp: Experiment) -> dict[str, Any]:
+    """Every independent model against every scheme's key: through the model file (safetensors round trip)
+    and, for black-box keys, through a local HTTP endpoint (``netmark serve``'s server)."""
+    from netmark.serve import HttpPredictor, make_server
+
+    main = runner.main
+    independents = [runner.get(f"{main}/independent/{i}") for i in range(runner.scale.n_independent)]
+    keys = {s: runner.get(study_name(main, s, "sgd", 0)).key for s in SCHEMES}
+    rows: dict[str, Any] = {s: {"file": [], "http": []} for s in SCHEMES}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, t in enumerate(independents):
+            path = save_model(t.model, Path(tmp) / f"independent-{i}.safetensors")
+            loaded = load_model(path)
+            server = make_server(loaded)
+            server.start()
+            try:
+                url = server.url
+                for s, key in keys.items():
+                    method = method_from_key(key)
+                    rows[s]["file"].append(_row(method.verify(loaded, key)))
+                    if black_box(key):
+                        rows[s]["http"].append(_row(method.verify_query(HttpPredictor(url), key)))
+            finally:
+                server.shutdown()
+                server.server_close()
+    summary = {}
+    for s, r in rows.items():
+        summary[s] = {way: {"n": len(v), "detected": sum(x["detected"] for x in v),
+                            "min_p_value": min((x["p_value"] for x in v), default=None),
+                            "max_score": max((x["score"] for x in v), default=None),
+                            "mean_score": statistics.fmean(x["score"] for x in v) if v else None}
+                      for way, v in r.items()}
+        summary[s]["http_matches_file"] = (not r["http"]) or all(
+            a["score"] == b["score"] for a, b in zip(r["file"], r["http"], strict=True))
+    return {"n_independent": len(independents), "alpha": DEFAULT_ALPHA, "rows": summary,
+            "independent_accuracy": _stats([100 * t.test_accuracy for t in independents])}
+
+
+def _null_mean(key: Any) -> float | None:
+    """The reference models' mean trigger accuracy (%) of a calibrated key."""
+    if "null_counts" not in key.tensors:
+        return None
+    return 100 * float(key.tensors["null_counts"].double().mean()) / len(key.tensors["labels"])
+
+
+def _row(res: Any) -> dict[str, Any]:
+    return {"detected": bool(res.detected), "p_value": float(res.p_value), "score": float(res.score)}

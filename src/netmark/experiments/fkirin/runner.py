@@ -1,0 +1,169 @@
+"""The one runner: trains each :class:`~.spec.RunSpec` at most once per invocation (disk cache, worker
+processes) and runs every :class:`~.spec.Experiment` on the shared models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from torch import nn
+
+from netmark.attacks import Finetune, FinetuneConfig
+from netmark.data import ArrayDataset, load
+from netmark.errors import ConfigError
+from netmark.experiments.common import RunnerBase, TrainedBase, make_run
+from netmark.keys import WatermarkKey
+from netmark.methods.base import WatermarkMethod
+from netmark.methods.triggerset import TriggerSetMethod
+from netmark.training import TrainConfig, TrainHook, evaluate
+
+from .spec import RunSpec, Scale, plan
+
+EXPERIMENT_ID = "fkirin2022"
+PAPER = ("Fkirin, Attiya, El-Sayed, Shouman: Copyright protection of deep neural network models using digital "
+         "watermarking: a comparative study, Multimedia Tools and Applications 2022")
+_HISTORY_KEYS = ("epoch", "loss", "task_loss", "train_accuracy", "test_accuracy", "watermark_accuracy",
+                 "log10_p_value", "seconds")
+
+
+def scheme_method(scheme: str, scale: Scale, *, null_models: int) -> WatermarkMethod:
+    """The method (and config) that embeds ``scheme`` at ``scale``."""
+    from netmark.methods import get_method
+
+    common: dict[str, Any] = {"per_batch": scale.per_batch, "null_models": null_models,
+                              "null_epochs": scale.null_epochs}
+    if scheme == "deepsigns-white":
+        cls = get_method("deepsigns")
+        return cls(cls.config_cls(mode="white"))  # type: ignore[call-arg]
+    cls = get_method(scheme)
+    if scheme == "deepsigns":
+        common["mode"] = "black"
+    return cls(cls.config_cls(**common))  # type: ignore[call-arg]
+
+
+def black_box(key: WatermarkKey) -> bool:
+    """Whether ``key`` is verified through queries (a trigger set; not DeepSigns' white-box mode)."""
+    from netmark.methods import method_from_key
+
+    return isinstance(method_from_key(key), TriggerSetMethod) and key.config.get("mode", "black") != "white"
+
+
+def watermark_score(model: nn.Module, key: WatermarkKey) -> tuple[float, float | None]:
+    """``(watermark accuracy, log10 p-value)``: trigger accuracy (bit accuracy for a white-box key); the
+    p-value only when the key can be decided (random labels, or calibrated)."""
+    from netmark.methods import method_from_key
+
+    method = method_from_key(key)
+    if isinstance(method, TriggerSetMethod) and black_box(key):
+        acc = float(method.extract(model, key).details["trigger_accuracy"])
+        if key.message_random or "null_counts" in key.tensors:
+            return acc, float(method.verify(model, key).details["log10_p_value"])
+        return acc, None
+    res = method.verify(model, key)
+    return float(res.score), float(res.details["log10_p_value"])
+
+
+def key_summary(key: WatermarkKey) -> dict[str, Any]:
+    return {"method": key.method, "seed": key.seed, "mode": key.config.get("mode"), "size": key.config.get("size"),
+            "labels_random": key.message_random, "calibrated": "null_counts" in key.tensors,
+            "fingerprint": key.fingerprint}
+
+
+class ScoreHook(TrainHook):
+    """Puts the owner's watermark accuracy (and p-value) into the metrics after every epoch of an attack."""
+
+    def __init__(self, key: WatermarkKey) -> None:
+        self.key = key
+        self.history: list[dict[str, float]] = []
+
+    def on_epoch_end(self, model: nn.Module, epoch: int, metrics: dict[str, float]) -> None:
+        acc, lg = watermark_score(model, self.key)
+        metrics["watermark_accuracy"] = acc
+        if lg is not None:
+            metrics["log10_p_value"] = lg
+        self.history.append(dict(metrics))
+
+
+@dataclass
+class Trained(TrainedBase):
+    """A model of the reproduction with the key it carries (None: unmarked)."""
+
+    HISTORY_KEYS: ClassVar[tuple[str, ...]] = _HISTORY_KEYS
+    key_summary = staticmethod(key_summary)
+
+    def _extra_record(self) -> dict[str, Any]:
+        if self.key is None:
+            return {}
+        acc, lg = watermark_score(self.model, self.key)
+        return {"watermark_accuracy": acc, "log10_p_value": lg}
+
+
+class Runner(RunnerBase):
+    TITLE: ClassVar[str] = "Fkirin et al. 2022"
+    TRAINED: ClassVar[type[TrainedBase]] = Trained
+    scale: Scale
+
+    def _plan(self, scale: Scale) -> dict[str, RunSpec]:
+        return plan(scale)
+
+    @property
+    def main(self) -> str:
+        return self.scale.datasets[0][0]
+
+    def _load(self, role: str) -> tuple[ArrayDataset, ArrayDataset]:
+        """``main`` / a dataset name: the owner's part; ``<dataset>@attacker``: the attacker's disjoint part."""
+        name, _, part = (self.main if role == "main" else role).partition("@")
+        sizes = dict(self.scale.datasets)
+        if name not in sizes:
+            raise ConfigError(f"unknown data role {role!r}")
+        test = load(name, "test", data_dir=self.data_dir)
+        common = {"data_dir": self.data_dir, "val_size": self.scale.attacker_size, "split_seed": self.scale.split_seed}
+        if part == "attacker":
+            return load(name, "val", **common), test
+        return load(name, "train", train_size=sizes[name], **common), test
+
+    def _model_args(self) -> dict[str, Any]:
+        return dict(self.scale.model_args)
+
+    def _schedule(self, spec: RunSpec) -> TrainConfig:
+        if spec.parent:
+            return self.scale.finetune(spec.train_seed, spec.finetune_epochs)
+        return self.scale.train(spec.optimizer, spec.lr, spec.train_seed)
+
+    def _method(self, spec: RunSpec) -> WatermarkMethod | None:
+        if spec.scheme is None:
+            return None
+        checked = spec.dataset == self.main and spec.optimizer == "sgd" and spec.run == 0
+        return scheme_method(spec.scheme, self.scale, null_models=self.scale.null_models if checked else 0)
+
+    def _describe(self, spec: RunSpec) -> str:
+        return "unmarked" if spec.scheme is None else f"{spec.scheme}, {spec.optimizer} lr {spec.lr:g}"
+
+    def _summary(self, trained: Any) -> str:
+        msg = f"  {trained.spec.name}: {trained.seconds:.0f} s, test accuracy {100 * trained.test_accuracy:.2f}%"
+        if trained.key is not None:
+            msg += f", watermark accuracy {100 * watermark_score(trained.model, trained.key)[0]:.1f}%"
+        return msg
+
+    def _derive(self, spec: RunSpec) -> Trained:
+        parent = self.get(spec.parent or "")
+        if spec.attack != "finetune" or parent.key is None:
+            raise ConfigError(f"unknown attack {spec.attack!r} (or an unmarked parent)")
+        tr, te = self.data(f"{spec.dataset}@attacker")
+        cfg = self.train_config(spec)
+        self.say(f"attacking {spec.parent} -> {spec.name} (SGD fine-tuning, {cfg.epochs} epochs on the attacker's "
+                 f"{len(tr)} images)")
+        hook = ScoreHook(parent.key)
+        model = Finetune(FinetuneConfig(train=cfg, new_head=False, seed=spec.train_seed), hooks=(hook,))(
+            parent.model, tr)
+        return Trained(spec, model, parent.key, te, len(tr), history=hook.history)
+
+    def scale_record(self) -> dict[str, Any]:
+        return {"sizes": {d: {"owner": len(self.data(d)[0]), "attacker": len(self.data(f"{d}@attacker")[0]),
+                              "test": len(self.data(d)[1])} for d, _ in self.scale.datasets}}
+
+    def accuracy(self, model: nn.Module, dataset: str) -> float:
+        return evaluate(model, self.data(dataset)[1])["accuracy"]
+
+
+run = make_run(__package__, "Fkirin et al. 2022", "digits only, about a minute", "``quick``/``cpu``")
