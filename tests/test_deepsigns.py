@@ -170,8 +170,9 @@ def test_white_key_round_trips(white, tmp_path: Path) -> None:
     assert (r1.matched_bits, r1.p_value, r1.detected) == (r2.matched_bits, r2.p_value, r2.detected)
 
 
-def test_white_independent_models_are_not_detected(white, independent) -> None:
-    _, _, key, _ = white
+@pytest.mark.parametrize("mode", ["white", "black"])
+def test_independent_models_are_not_detected(mode, request, independent) -> None:
+    _, _, key, _ = request.getfixturevalue(mode)
     for other in independent:
         res = verify(other, key)
         assert not res.detected and res.p_value > 1e-3
@@ -282,13 +283,6 @@ def test_black_key_round_trips(black, tmp_path: Path) -> None:
     assert DeepSigns.from_key(back).config == method.config
     r1, r2 = verify(model, back), method.verify_query(model_predictor(model), key)
     assert (r1.matched_bits, r1.p_value, r1.detected) == (r2.matched_bits, r2.p_value, r2.detected)
-
-
-def test_black_independent_models_are_not_detected(black, independent) -> None:
-    _, _, key, _ = black
-    for other in independent:
-        res = verify(other, key)
-        assert not res.detected and res.p_value > 1e-3
 
 
 def test_black_selection_needs_a_learnt_key(black, cnn, digits_train) -> None:

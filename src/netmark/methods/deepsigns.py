@@ -103,7 +103,6 @@ from netmark.methods.triggerset import (
     num_classes,
     query,
     random_labels,
-    train_reference_models,
 )
 from netmark.training import TrainConfig, TrainResult, model_device, train
 from netmark.verify import DEFAULT_ALPHA, VerificationResult, bit_match_result
@@ -415,13 +414,8 @@ class DeepSigns(TriggerSetMethod):
         run = train(model, data, train_config, hooks=[self.hook(key)], eval_data=eval_data)
         if key.message_random:  # a candidate set, not yet selected
             key = self.select_keys(key, marked=model, unmarked=unmarked)
-        if "null_counts" not in key.tensors:
-            if null_models is None and self.config.null_models > 0:
-                cfg = TrainConfig(**{**(train_config or TrainConfig()).to_dict(), "device": "cpu", "progress": False})
-                null_models = train_reference_models(unmarked, data, cfg, self.config.null_models, seed=seed,
-                                                     epochs=self.config.null_epochs)
-            if null_models:
-                key = self.calibrate(key, null_models)
+        key = self.ensure_null(key, template=unmarked, data=data, train_config=train_config, seed=seed,
+                               null_models=null_models)
         return model, key, run
 
     # ------------------------------------------------------------------ extraction and decision

@@ -81,7 +81,7 @@ from netmark.methods.triggerset import (
     TriggerSetConfig,
     TriggerSetMethod,
     check_int,
-    train_reference_models,
+    dataset_rows,
 )
 from netmark.training import TrainConfig, TrainResult, model_device, train
 
@@ -140,7 +140,7 @@ def frontier_adversaries(model: nn.Module, data: Dataset, n: int, eps: float, se
     try:
         for i in range(0, len(order), batch_size):
             idx = order[i:i + batch_size]
-            x, y = _rows(data, idx)
+            x, y = dataset_rows(data, idx)
             x, y = x.to(dev), y.to(dev)
             with torch.no_grad():
                 ok = model(x).argmax(1) == y
@@ -212,14 +212,7 @@ class FrontierStitching(TriggerSetMethod):
         if message is not None:  # before any training
             raise ConfigError(f"{self.name} is a zero-bit trigger-set watermark; it takes no message")
         cfg = train_config or TrainConfig()
-        calibrate = null_models is None and self.config.null_models > 0 and (key is None
-                                                                              or "null_counts" not in key.tensors)
-        refs: Sequence[nn.Module | Predictor] | None = null_models
-        if calibrate:
-            template = copy.deepcopy(model).cpu()  # re-initialised per reference model
-            ref_cfg = TrainConfig(**{**cfg.to_dict(), "device": "cpu"})
-            refs = train_reference_models(template, data, ref_cfg, self.config.null_models, seed=seed,
-                                          epochs=self.config.null_epochs)
+        template = copy.deepcopy(model).cpu()  # re-initialised per reference model
         history: list[dict[str, float]] = []
         seconds = 0.0
         if key is None and not self.config.pretrained:
@@ -227,18 +220,12 @@ class FrontierStitching(TriggerSetMethod):
             history, seconds = [{**h, "finetune": 0.0} for h in pre.history], pre.seconds
         if key is None:
             key = self.create_key(model, seed=seed, data=data)
-        model, key, run = super().embed(model, data, self.finetune_config(cfg), seed=seed, key=key,
-                                        eval_data=eval_data, null_models=list(refs or []))
+        run = train(model, data, self.finetune_config(cfg), hooks=[self.hook(key)], eval_data=eval_data)
+        # the reference models train plainly on the whole schedule, not the fine-tuning phase
+        key = self.ensure_null(key, template=template, data=data, train_config=cfg, seed=seed,
+                               null_models=null_models)
         run.history = history + [{**h, "epoch": float(len(history) + i + 1), "finetune": 1.0}
                                  for i, h in enumerate(run.history)]
         run.seconds += seconds
         return model, key, run
 
-
-def _rows(data: Dataset, idx: Tensor) -> tuple[Tensor, Tensor]:
-    """The images and labels at ``idx`` (sliced directly from in-memory ``x``/``y`` tensors when present)."""
-    x, y = getattr(data, "x", None), getattr(data, "y", None)
-    if isinstance(x, Tensor) and isinstance(y, Tensor):
-        return x[idx], y[idx].to(torch.int64)
-    items = [data[int(i)] for i in idx]
-    return torch.stack([a for a, _ in items]), torch.as_tensor([int(b) for _, b in items])

@@ -124,21 +124,22 @@ def random_labels(n: int, num_classes: int, seed: int) -> Tensor:
 # ----------------------------------------------------------------------------- querying
 
 
+def logits_of(model: nn.Module, x: Tensor, *, batch_size: int = 256) -> Tensor:
+    """``model``'s outputs on ``x`` (eval mode, no gradients, on the model's device, in chunks; mode restored), on
+    the CPU."""
+    was = model.training
+    model.eval()
+    dev = model_device(model)
+    try:
+        with torch.no_grad():
+            return torch.cat([model(x[i:i + batch_size].to(dev)).cpu() for i in range(0, len(x), batch_size)])
+    finally:
+        model.train(was)
+
+
 def model_predictor(model: nn.Module, *, batch_size: int = 256) -> Callable[[Tensor], Tensor]:
     """The labels ``model`` answers (eval mode, no gradients, on the model's device; mode restored)."""
-
-    def predict(x: Tensor) -> Tensor:
-        was = model.training
-        model.eval()
-        dev = model_device(model)
-        try:
-            with torch.no_grad():
-                return torch.cat([model(x[i:i + batch_size].to(dev)).argmax(1).cpu()
-                                  for i in range(0, len(x), batch_size)])
-        finally:
-            model.train(was)
-
-    return predict
+    return lambda x: logits_of(model, x, batch_size=batch_size).argmax(1)
 
 
 def query(predict: Predictor, inputs: Tensor, num_classes: int) -> Tensor:
@@ -160,21 +161,20 @@ def query(predict: Predictor, inputs: Tensor, num_classes: int) -> Tensor:
 
 def _check_model(model: nn.Module, key: WatermarkKey) -> None:
     """The model must accept the key's inputs and answer ``num_classes`` logits (ArchitectureError otherwise)."""
-    x = key.tensors["inputs"][:1].to(model_device(model))
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(x)
-    except RuntimeError as e:
-        raise ArchitectureError(f"the model does not take the key's trigger inputs of shape "
-                                f"{tuple(key.tensors['inputs'].shape[1:])}: {str(e).splitlines()[0]}") from None
-    finally:
-        model.train(was)
+    out = _probe(model, key.tensors["inputs"], "the key's trigger inputs")
     c = int(key.config["num_classes"])
     if out.ndim != 2 or out.shape[1] != c:
         raise ArchitectureError(f"the model answers {tuple(out.shape[1:])} outputs per input; "
                                 f"the key needs {c} classes")
+
+
+def _probe(model: nn.Module, inputs: Tensor, what: str) -> Tensor:
+    """``model``'s output on the first of ``inputs``; ArchitectureError when it does not take them."""
+    try:
+        return logits_of(model, inputs[:1])
+    except RuntimeError as e:
+        raise ArchitectureError(f"the model does not take {what} of shape {tuple(inputs.shape[1:])}: "
+                                f"{str(e).splitlines()[0]}") from None
 
 
 # ----------------------------------------------------------------------------- decision
@@ -317,15 +317,7 @@ class TriggerSetMethod(WatermarkMethod):
     def extract(self, model: nn.Module, key: WatermarkKey) -> Extraction:
         """The model's answers on the triggers (``bits``: labels; ``scores``: softmax of the key's label)."""
         _check_model(model, key)
-        x = key.tensors["inputs"]
-        was = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                probs = torch.cat([torch.softmax(model(x[i:i + 256].to(model_device(model))), 1).cpu()
-                                   for i in range(0, len(x), 256)])
-        finally:
-            model.train(was)
+        probs = torch.softmax(logits_of(model, key.tensors["inputs"]), 1)
         labels = key.tensors["labels"].to(torch.int64)
         pred = probs.argmax(1)
         return Extraction(bits=pred, scores=probs.gather(1, labels[:, None]).squeeze(1),
@@ -372,14 +364,23 @@ class TriggerSetMethod(WatermarkMethod):
         template = copy.deepcopy(model).cpu()
         key = key if key is not None else self.create_key(model, seed=seed, message=message, data=data)
         run = train(model, data, train_config, hooks=[self.hook(key)], eval_data=eval_data)
-        if "null_counts" not in key.tensors:
-            if null_models is None and self.config.null_models > 0 and not key.message_random:
-                cfg = TrainConfig(**{**(train_config or TrainConfig()).to_dict(), "device": "cpu"})
-                null_models = train_reference_models(template, data, cfg, self.config.null_models, seed=seed,
-                                                     epochs=self.config.null_epochs)
-            if null_models:
-                key = self.calibrate(key, null_models)
+        key = self.ensure_null(key, template=template, data=data, train_config=train_config, seed=seed,
+                               null_models=null_models)
         return model, key, run
+
+    def ensure_null(self, key: WatermarkKey, *, template: nn.Module, data: Dataset,
+                    train_config: TrainConfig | None, seed: int,
+                    null_models: Sequence[nn.Module | Predictor] | None = None) -> WatermarkKey:
+        """``key`` calibrated on ``null_models`` when given; else, when its labels are not random, on
+        ``config.null_models`` reference models of ``template``'s architecture trained here on ``data`` with
+        ``train_config`` (on the CPU; ``null_epochs`` overrides its epochs). A calibrated key is returned as is."""
+        if "null_counts" in key.tensors:
+            return key
+        if null_models is None and self.config.null_models > 0 and not key.message_random:
+            cfg = TrainConfig(**{**(train_config or TrainConfig()).to_dict(), "device": "cpu"})
+            null_models = train_reference_models(template, data, cfg, self.config.null_models, seed=seed,
+                                                 epochs=self.config.null_epochs)
+        return self.calibrate(key, null_models) if null_models else key
 
 
 def input_shape(model: nn.Module, data: Dataset | None) -> tuple[int, int, int]:
@@ -403,24 +404,14 @@ def num_classes(model: nn.Module, shape: Sequence[int]) -> int:
 
 
 def _num_classes(model: nn.Module, inputs: Tensor) -> int:
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(inputs[:1].to(model_device(model)))
-    except RuntimeError as e:
-        raise ArchitectureError(f"the model does not take trigger inputs of shape {tuple(inputs.shape[1:])}: "
-                                f"{str(e).splitlines()[0]}") from None
-    finally:
-        model.train(was)
-    return int(out.shape[1])
+    return int(_probe(model, inputs, "trigger inputs").shape[1])
 
 
 def dataset_images(data: Dataset, n: int, seed: int, *, exclude_label: int | None = None,
                    only_label: int | None = None) -> tuple[Tensor, Tensor]:
     """``n`` images (and labels) drawn without replacement from ``data`` (seeded), optionally excluding or
     keeping only one class."""
-    xs, ys = _all(data)
+    xs, ys = dataset_rows(data)
     keep = torch.ones(len(ys), dtype=torch.bool)
     if exclude_label is not None:
         keep &= ys != exclude_label
@@ -433,10 +424,11 @@ def dataset_images(data: Dataset, n: int, seed: int, *, exclude_label: int | Non
     return xs[pick].clone(), ys[pick].clone()
 
 
-def _all(data: Dataset) -> tuple[Tensor, Tensor]:
-    x = getattr(data, "x", None)
-    y = getattr(data, "y", None)
+def dataset_rows(data: Dataset, idx: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The images and int64 labels of ``data`` at ``idx`` (all when ``None``): sliced from in-memory ``x`` / ``y``
+    tensors when present, else read item by item."""
+    x, y = getattr(data, "x", None), getattr(data, "y", None)
     if isinstance(x, Tensor) and isinstance(y, Tensor):
-        return x, y.to(torch.int64)
-    items = [data[i] for i in range(len(data))]  # type: ignore[arg-type]
+        return (x, y.to(torch.int64)) if idx is None else (x[idx], y[idx].to(torch.int64))
+    items = [data[int(i)] for i in (range(len(data)) if idx is None else idx)]  # type: ignore[arg-type]
     return torch.stack([a for a, _ in items]), torch.as_tensor([int(b) for _, b in items])
