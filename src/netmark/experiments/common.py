@@ -127,7 +127,8 @@ class RunnerBase:
     """Loads the data of a scale and trains/derives runs on demand, each once.
 
     A paper's runner sets the class attributes and implements :meth:`_load`, :meth:`_schedule`,
-    :meth:`_method`, :meth:`_describe`, :meth:`_summary` and :meth:`_derive` (and the results hooks).
+    :meth:`_method`, :meth:`_describe`, :meth:`_owner_score` (or :meth:`_summary`) and :meth:`_derive` (and the
+    results hooks).
     """
 
     #: "Uchida et al. 2017" — the start of the first progress line.
@@ -185,7 +186,12 @@ class RunnerBase:
         raise NotImplementedError
 
     def _summary(self, trained: Any) -> str:
-        """The progress line of a finished run."""
+        """The progress line of a finished run: its time, test accuracy and, for a marked run, :meth:`_owner_score`."""
+        msg = f"  {trained.spec.name}: {trained.seconds:.0f} s, test accuracy {100 * trained.test_accuracy:.2f}%"
+        return msg if trained.key is None else f"{msg}, {self._owner_score(trained)}"
+
+    def _owner_score(self, trained: Any) -> str:
+        """How well the owner's key reads in a marked run, for :meth:`_summary` (``owner BER 0.000``)."""
         raise NotImplementedError
 
     def _derive(self, spec: Any) -> Any:

@@ -119,11 +119,8 @@ class Runner(RunnerBase):
         g = f", γ = {spec.gamma:g}" if spec.gamma is not None else ""
         return f"R = {spec.replicas}, {spec.replica_batch} replicas{g}, payload {spec.payload_shape}"
 
-    def _summary(self, trained: Trained) -> str:
-        msg = f"  {trained.spec.name}: {trained.seconds:.0f} s, test accuracy {100 * trained.test_accuracy:.2f}%"
-        if trained.key is not None:
-            msg += f", owner Pearson {pearson_of(trained.model, trained.key):.4f}"
-        return msg
+    def _owner_score(self, trained: Trained) -> str:
+        return f"owner Pearson {pearson_of(trained.model, trained.key):.4f}"
 
     def _train(self, spec: RunSpec) -> Trained:
         tr, te = self.data(spec.data)

@@ -139,11 +139,8 @@ class Runner(RunnerBase):
     def _describe(self, spec: RunSpec) -> str:
         return "plain" if spec.method is None else f"{spec.method}, {spec.bits} bits"
 
-    def _summary(self, trained: Trained) -> str:
-        msg = f"  {trained.spec.name}: {trained.seconds:.0f} s, test accuracy {100 * trained.test_accuracy:.2f}%"
-        if trained.key is not None:
-            msg += f", owner bit accuracy {100 * (verify(trained.model, trained.key).score):.2f}%"
-        return msg
+    def _owner_score(self, trained: Trained) -> str:
+        return f"owner bit accuracy {100 * (verify(trained.model, trained.key).score):.2f}%"
 
     def _derive(self, spec: RunSpec) -> Trained:
         parent = self.get(spec.parent or "")
