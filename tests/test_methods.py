@@ -20,7 +20,7 @@ from netmark.methods.adi import AdiConfig
 from netmark.methods.deepsigns import DeepSignsConfig
 from netmark.methods.frontier import FrontierConfig
 from netmark.methods.tartaglione import TartaglioneConfig
-from netmark.methods.triggerset import TriggerSetMethod
+from netmark.methods.triggerset import TriggerSetMethod, train_reference_models
 from netmark.methods.uchida import UchidaConfig
 from netmark.methods.wang import WangConfig
 from netmark.methods.zhang import ZhangContentConfig, ZhangNoiseConfig, ZhangUnrelatedConfig
@@ -61,11 +61,31 @@ def test_every_method_has_a_test_config() -> None:
     assert set(METHODS) == set(SMALL_CONFIGS)
 
 
+#: image-dependent trigger sets whose embed would train the same 2 reference models (seeds 1011, 1012 on EMBED):
+#: trained once here and handed to each (TriggerSetMethod.ensure_null)
+SHARED_NULL = ("zhang-content", "zhang-noise", "zhang-unrelated", "frontier-stitching")
+
+
+@pytest.fixture(scope="module")
+def shared_null_models(digits_train) -> list[torch.nn.Module]:
+    return train_reference_models(make_cnn(seed=0), digits_train, EMBED, 2, seed=11)
+
+
+@pytest.fixture(scope="module")
+def loop_null_models(digits_train) -> list[torch.nn.Module]:
+    """Independent models that calibrate the user-loop keys of image-dependent trigger sets."""
+    others = [make_cnn(seed=s) for s in (301, 302)]
+    for s, o in zip((301, 302), others, strict=True):
+        train(o, digits_train, TrainConfig(epochs=12, lr=0.05, seed=s, progress=False))
+    return others
+
+
 @pytest.fixture(scope="module", params=CASES, ids=[c[0] for c in CASES])
 def embedded(request, digits_train):
-    _, name, config = request.param
+    case, name, config = request.param
     method = get_method(name)(config)
-    model, key, run = method.embed(make_cnn(seed=0), digits_train, EMBED, seed=11)
+    shared = {"null_models": request.getfixturevalue("shared_null_models")} if case in SHARED_NULL else {}
+    model, key, run = method.embed(make_cnn(seed=0), digits_train, EMBED, seed=11, **shared)
     return name, method, model, key, run
 
 
@@ -118,7 +138,7 @@ def test_key_for_another_method_is_refused(embedded) -> None:
         method_from_key(forged)
 
 
-def test_hook_works_in_a_users_own_loop(embedded, digits_train) -> None:
+def test_hook_works_in_a_users_own_loop(embedded, digits_train, request) -> None:
     """The README's "your own training loop" recipe: on_train_start / transform_batch / extra_loss / after_step."""
     name, method, _, _, _ = embedded
     model = make_cnn(seed=5)
@@ -142,8 +162,5 @@ def test_hook_works_in_a_users_own_loop(embedded, digits_train) -> None:
             hook.after_step(model)
     hook.on_train_end(model)
     if isinstance(method, TriggerSetMethod) and not key.message_random:  # image-dependent labels: measure the null
-        others = [make_cnn(seed=s) for s in (301, 302)]
-        for s, o in zip((301, 302), others, strict=True):
-            train(o, digits_train, TrainConfig(epochs=12, lr=0.05, seed=s, progress=False))
-        key = method.calibrate(key, others)
+        key = method.calibrate(key, request.getfixturevalue("loop_null_models"))
     assert verify(model.eval(), key).detected
