@@ -81,6 +81,7 @@ class Runner(RunnerBase):
 
     TITLE = "Tartaglione et al. 2021"
     TRAINED = Trained
+    DEVICES = True
     scale: Scale
     plan: dict[str, RunSpec]
     cache: dict[str, Trained]
@@ -144,7 +145,7 @@ class Runner(RunnerBase):
         if spec.attack != "finetune" or parent.key is None:
             raise ConfigError(f"unknown attack {spec.attack!r} (or an unmarked parent)")
         tr, te = self.data(spec.data)
-        cfg = schedule_of(self.scale, spec)
+        cfg = self.train_config(spec)
         self.say(f"attacking {spec.parent} -> {spec.name} (fine-tuning without the lock, {cfg.epochs} epochs on "
                  f"{len(tr)} {tr.name} images, {cfg.optimizer} lr {cfg.lr:g})")
         hook = PearsonHook(parent.key, te)
