@@ -77,6 +77,27 @@ def test_hooks_are_called_in_order(tiny_data) -> None:
     assert run.final["loss"] == pytest.approx(run.final["task_loss"] + 1.0)
 
 
+class _StopAfter(TrainHook):
+    def __init__(self, n: int) -> None:
+        self.n, self.seen = n, 0
+
+    def on_epoch_end(self, model, epoch, metrics):
+        self.seen = epoch
+
+    def stop_training(self) -> bool:
+        return self.seen >= self.n
+
+
+def test_a_hook_can_stop_training_after_an_epoch(tiny_data) -> None:
+    cfg = TrainConfig(epochs=5, lr=0.05, batch_size=16, seed=1, progress=False)
+    stopped = make_cnn(num_classes=4)
+    run = train(stopped, tiny_data, cfg, hooks=[_StopAfter(2), TrainHook()])
+    assert [h["epoch"] for h in run.history] == [1.0, 2.0]
+    two = make_cnn(num_classes=4)  # the same as a 2-epoch schedule
+    train(two, tiny_data, TrainConfig(epochs=2, lr=0.05, batch_size=16, seed=1, progress=False))
+    assert _params_equal(stopped, two) and not stopped.training
+
+
 def test_distillation_uses_teacher_not_labels(tiny_data) -> None:
     teacher = make_cnn(seed=1, num_classes=4)
     student = make_cnn(seed=2, num_classes=4)

@@ -125,6 +125,10 @@ class TrainHook:
     def on_epoch_end(self, model: nn.Module, epoch: int, metrics: dict[str, float]) -> None:
         """Called after each epoch; may add entries to ``metrics``."""
 
+    def stop_training(self) -> bool:
+        """Asked after each epoch's :meth:`on_epoch_end`: ``True`` ends training there (early stopping)."""
+        return False
+
     def on_train_end(self, model: nn.Module) -> None:
         """Called once after training (remove forward hooks...)."""
 
@@ -321,6 +325,9 @@ def train(
                     h.on_epoch_end(model, epoch, metrics)
                 result.history.append(metrics)
                 log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in metrics.items()})
+                if any(h.stop_training() for h in hooks):
+                    log.info("stopped after epoch %d by a hook", epoch)
+                    break
         finally:
             for h in hooks:
                 h.on_train_end(model)

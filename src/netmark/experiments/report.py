@@ -79,8 +79,10 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 
 
 def criteria_table(criteria: dict[str, dict[str, Any]], digits: int = 4) -> str:
-    """The acceptance table of a reproduction: criterion, measured value, required, PASS/FAIL."""
-    rows = [[name.replace("_", " "), fmt(c["value"], digits), c["threshold"], "PASS" if c["passed"] else "FAIL"]
+    """The acceptance table of a reproduction: criterion, measured value, required, PASS/FAIL (``passed`` None:
+    a figure the issue asks to report, with no threshold)."""
+    rows = [[name.replace("_", " "), fmt(c["value"], digits), c["threshold"],
+             "reported" if c["passed"] is None else "PASS" if c["passed"] else "FAIL"]
             for name, c in criteria.items()]
     return markdown_table(["criterion", "measured", "required", ""], rows)
 

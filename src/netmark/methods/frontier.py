@@ -27,7 +27,8 @@ independent models agree with the key almost as well as the marked one (digits: 
 On digits netmark's tests use 0.15. Fine-tuning is on "the concatenation of the training set and the true
 and false adversaries using their original labels until the adversaries are correctly classified"
 (dunky11's README); the toolbox fine-tunes at most 5 epochs with early stopping on the key accuracy.
-netmark fine-tunes a fixed ``finetune_epochs`` [5] (check the trigger accuracy afterwards). The paper
+netmark does both: it stops after the first epoch whose trigger accuracy reaches ``key_target`` [1.0], at most
+``finetune_epochs`` [5] (check the trigger accuracy afterwards: a cap that is too small leaves it short). The paper
 decides by allowing ``θ`` errors, ``θ`` from a Binomial(|K|, 1/2) null at 0.05 (dunky11's
 ``find_tolerance``); netmark does not use that null: independent models agree with true labels far more
 often than the model-specific 1/2 assumed there (see Verification).
@@ -35,13 +36,13 @@ often than the model-specific 1/2 assumed there (see Verification).
 Embedding (:meth:`FrontierStitching.embed`), two cases:
 
 * a fresh model (default, ``pretrained=False``): it is first trained plainly with ``train_config``
-  (``train_config.epochs`` epochs), the key is crafted on it, then it is fine-tuned ``finetune_epochs`` more
-  with the key mixed in. The run history covers all ``epochs + finetune_epochs`` epochs, plain ones first
+  (``train_config.epochs`` epochs), the key is crafted on it, then it is fine-tuned (at most ``finetune_epochs``
+  more, see ``key_target``) with the key mixed in. The run history covers every epoch, plain ones first
   (numbered on; ``"finetune"`` is 0.0 or 1.0 in each entry).
 * a trained model (``pretrained=True``, or a ``key`` passed in, which must have been crafted on it): no
-  plain training; the key is crafted (or used) and the model fine-tuned ``finetune_epochs`` epochs.
+  plain training; the key is crafted (or used) and the model fine-tuned as above.
 
-Fine-tuning uses ``train_config`` with ``finetune_epochs`` epochs, no milestones and ``finetune_lr``
+Fine-tuning uses ``train_config`` with at most ``finetune_epochs`` epochs, no milestones and ``finetune_lr``
 (``None``: the learning rate the schedule ends at, after its milestones).
 
 Verification. Independent models classify most key images correctly (the false adversaries, and any true
@@ -50,7 +51,8 @@ models trained plainly with ``train_config`` (``null_epochs`` overrides its epoc
 pretraining schedule's length when ``pretrained``), and the p-value comes from that measured null.
 
 Args (:class:`FrontierConfig`): ``size`` [100], ``per_batch`` [2], ``null_models`` [4], ``null_epochs``,
-``eps`` [0.1], ``pretrained`` [False], ``finetune_epochs`` [5], ``finetune_lr`` [schedule's final rate].
+``eps`` [0.1], ``pretrained`` [False], ``finetune_epochs`` [5, a cap], ``key_target`` [1.0],
+``finetune_lr`` [schedule's final rate].
 
 Example::
 
@@ -79,11 +81,12 @@ from netmark.methods.base import register_method
 from netmark.methods.triggerset import (
     Predictor,
     TriggerSetConfig,
+    TriggerSetHook,
     TriggerSetMethod,
     check_int,
     dataset_rows,
 )
-from netmark.training import TrainConfig, TrainResult, model_device, train
+from netmark.training import TrainConfig, TrainHook, TrainResult, model_device, train
 
 
 @dataclass
@@ -94,13 +97,16 @@ class FrontierConfig(TriggerSetConfig):
         eps: FGSM step on [0, 1] images [0.1; the paper used 0.025, 0.1 and 0.25, per the toolbox config cited above].
         pretrained: the model passed to :meth:`FrontierStitching.embed` is already trained: craft the key
             on it and only fine-tune [False: train it plainly first].
-        finetune_epochs: epochs of fine-tuning with the key mixed in [5].
+        finetune_epochs: at most this many epochs of fine-tuning with the key mixed in [5, the toolbox's cap].
+        key_target: fine-tuning stops after the first epoch whose trigger accuracy reaches this [1.0: "until
+            the adversaries are correctly classified"]; ``None``: always ``finetune_epochs``.
         finetune_lr: their learning rate (``None``: the rate the training schedule ends at).
     """
 
     eps: float = 0.1
     pretrained: bool = False
     finetune_epochs: int = 5
+    key_target: float | None = 1.0
     finetune_lr: float | None = None
 
     def __post_init__(self) -> None:
@@ -111,6 +117,9 @@ class FrontierConfig(TriggerSetConfig):
         if not isinstance(self.pretrained, bool):
             raise ConfigError(f"pretrained must be True or False, got {self.pretrained!r}")
         check_int("finetune_epochs", self.finetune_epochs, 1)
+        t = self.key_target
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t <= 1):
+            raise ConfigError(f"key_target must be a number in (0, 1] or None, got {t!r}")
         lr = self.finetune_lr
         if lr is not None and (isinstance(lr, bool) or not isinstance(lr, int | float)
                                or not (math.isfinite(lr) and lr > 0)):
@@ -189,6 +198,11 @@ class FrontierStitching(TriggerSetMethod):
             raise ConfigError(f"{self.name} crafts its key from training images: pass data=")
         x, y, _ = frontier_adversaries(model, data, self.config.size, float(self.config.eps), seed)
         return x, y, False
+
+    def hook(self, key: WatermarkKey) -> TrainHook:
+        """The trigger-set hook, stopping the fine-tuning once the key's accuracy reaches ``key_target``."""
+        return TriggerSetHook(key.tensors["inputs"], key.tensors["labels"], self.config.per_batch,
+                              (key.seed or 0) + 5, target=self.config.key_target)
 
     def finetune_config(self, train_config: TrainConfig | None) -> TrainConfig:
         """``train_config`` for the fine-tuning phase: ``finetune_epochs``, no milestones, ``finetune_lr`` or

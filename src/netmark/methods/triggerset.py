@@ -209,12 +209,17 @@ def trigger_result(predicted: Tensor, key: WatermarkKey, *, method: str, alpha: 
 
 
 class TriggerSetHook(TrainHook):
-    """Appends ``per_batch`` trigger samples (seeded cyclic order) to every training batch."""
+    """Appends ``per_batch`` trigger samples (seeded cyclic order) to every training batch; after each epoch
+    puts the model's accuracy on the whole trigger set into the metrics (``trigger_accuracy``) and, with a
+    ``target``, stops training once it reaches it ("until the key is learnt")."""
 
-    def __init__(self, inputs: Tensor, labels: Tensor, per_batch: int, seed: int) -> None:
+    def __init__(self, inputs: Tensor, labels: Tensor, per_batch: int, seed: int,
+                 target: float | None = None) -> None:
         self.inputs, self.labels, self.per_batch = inputs, labels.to(torch.int64), per_batch
         self.gen = generator(seed)
         self.order = torch.zeros(0, dtype=torch.int64)
+        self.target = target
+        self.accuracy: float | None = None
 
     def _next(self, m: int) -> Tensor:
         while len(self.order) < m:
@@ -226,6 +231,13 @@ class TriggerSetHook(TrainHook):
         idx = self._next(self.per_batch)
         tx = self.inputs[idx].to(x.device, x.dtype)
         return torch.cat([x, tx]), torch.cat([y, self.labels[idx].to(y.device)])
+
+    def on_epoch_end(self, model: nn.Module, epoch: int, metrics: dict[str, float]) -> None:
+        self.accuracy = float((logits_of(model, self.inputs).argmax(1) == self.labels).float().mean())
+        metrics["trigger_accuracy"] = self.accuracy
+
+    def stop_training(self) -> bool:
+        return self.target is not None and self.accuracy is not None and self.accuracy >= self.target
 
 
 # ----------------------------------------------------------------------------- the base class

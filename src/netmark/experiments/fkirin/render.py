@@ -27,19 +27,19 @@ def render(results_json_path: str | os.PathLike[str], out_dir: str | os.PathLike
 
 def acceptance(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Issue 6's criteria, computed from the measurements."""
-    ex, sc = res["experiments"], res["scale"]
+    ex = res["experiments"]
     sch, fp, opt = ex["schemes"]["measured"], ex["false_positives"]["measured"], ex["optimizers"]["measured"]
     crit: dict[str, dict[str, Any]] = {}
-    budget = sc["finetune_epochs"]
     for s, r in sch["rows"].items():
         crit[f"{s}: watermark accuracy after embedding (%)"] = {
             "value": r["watermark_accuracy"], "threshold": ">= 95", "passed": r["watermark_accuracy"] >= 95}
-        crit[f"{s}: task accuracy - unmarked (pp)"] = {
+        extra = r.get("extra_epochs", 0)
+        crit[f"{s}: task accuracy - unmarked (pp)" + (f", both {extra} epochs longer" if extra else "")] = {
             "value": r["fidelity_pp"], "threshold": "within ±1", "passed": abs(r["fidelity_pp"]) <= 1.0}
-        kept = r["lost_at_epoch"] is None or r["lost_at_epoch"] > budget
-        crit[f"{s}: detected after {budget} fine-tuning epochs (lost at epoch)"] = {
+        # the issue asks for the budget at which detection is lost, if any: a figure, not a threshold
+        crit[f"{s}: same-domain fine-tuning epoch at which detection is lost"] = {
             "value": r["lost_at_epoch"] if r["lost_at_epoch"] is not None else f"kept {len(r['sweep'])}",
-            "threshold": f"> {budget}", "passed": kept}
+            "threshold": f"report (sweep of {len(r['sweep'])})", "passed": None}
         f = fp["rows"][s]
         ways = [w for w in ("file", "http") if f[w]["n"]]
         crit[f"{s}: independent models detected ({' / '.join(ways)})"] = {
@@ -111,7 +111,7 @@ def _nlog(p: float) -> float | None:
 def markdown(res: dict[str, Any]) -> str:
     sc, ex = res["scale"], res["experiments"]
     crit = acceptance(res)
-    ok = all(c["passed"] for c in crit.values())
+    ok = all(c["passed"] is not False for c in crit.values())
     sizes = "; ".join(f"{d}: owner {s['owner']}, attacker {s['attacker']}, test {s['test']}"
                       for d, s in sc["sizes"].items())
     opts = ", ".join(f"{o} {lr:g}" for o, lr in sc["optimizers"])
@@ -174,11 +174,16 @@ def _schemes_md(m: dict[str, Any]) -> str:
     for s, r in m["rows"].items():
         null = "exact 1/C" if r["labels_random"] else (f"{r['null_mean_accuracy']:.1f}% (measured)"
                                                       if r["null_mean_accuracy"] is not None else "—")
-        rows.append([s, "black" if r["black_box"] else "white", fmt(r["test_accuracy"], 2), fmt(r["fidelity_pp"], 2),
+        extra = r.get("extra_epochs", 0)
+        delta = fmt(r["fidelity_pp"], 2) + (f" (+{extra} epochs each; {fmt(r['fidelity_vs_baseline_pp'], 2)} vs the "
+                                            "baseline)" if extra else "")
+        rows.append([s, "black" if r["black_box"] else "white", fmt(r["test_accuracy"], 2), delta,
                      fmt(r["watermark_accuracy"], 1), f"{r['p_value']:.2g}", null,
                      r["lost_at_epoch"] if r["lost_at_epoch"] is not None else f"kept ({len(r['sweep'])})"])
     return (f"## Schemes (issue 6) — unmarked baseline {m['baseline_accuracy']:.2f}%\n\n"
             "Each scheme embedded with SGD (run 0) on the main dataset; the attacker fine-tunes it on its own images. "
+            "Δ: task accuracy minus the unmarked model's at the same budget (frontier stitching fine-tunes its key in "
+            "after the plain schedule: the baseline is trained as many epochs more, without the key). "
             "Null: the chance agreement of an independent model with the trigger labels (random labels: exactly 1/C; "
             "otherwise the mean agreement of the reference models that calibrate the key).\n\n"
             + markdown_table(["scheme", "box", "task acc. %", "Δ pp", "watermark acc. %", "p-value", "null agreement",

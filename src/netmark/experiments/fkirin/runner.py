@@ -38,6 +38,8 @@ def scheme_method(scheme: str, scale: Scale, *, null_models: int) -> WatermarkMe
     cls = get_method(scheme)
     if scheme == "deepsigns":
         common["mode"] = "black"
+    if scheme == "frontier-stitching":
+        common["finetune_epochs"] = scale.frontier_finetune_epochs
     return cls(cls.config_cls(**common))  # type: ignore[call-arg]
 
 

@@ -47,6 +47,8 @@ class Scale:
         finetune_epochs / finetune_lr: the attacker's SGD fine-tuning on its own part [not stated].
         scheme_finetune_epochs: the per-scheme fine-tuning sweep (p-value per epoch).
         per_batch: triggers appended to each batch.
+        frontier_finetune_epochs: the cap on frontier stitching's fine-tuning phase, which stops once every
+            adversary is classified correctly (the paper: no cap; the toolbox: 5).
         null_models / null_epochs: reference models calibrating the null of image-dependent keys.
         n_independent: independent models for the false-positive check [issue 6: >= 20].
         model_seed / train_seed / key_seed / split_seed: seeds (run ``r`` adds ``r`` to model/train/key seeds).
@@ -68,6 +70,7 @@ class Scale:
     finetune_lr: float = 0.01
     scheme_finetune_epochs: int = 20
     per_batch: int = 2
+    frontier_finetune_epochs: int = 30
     null_models: int = 4
     null_epochs: int | None = None
     n_independent: int = 20
