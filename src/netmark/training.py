@@ -12,10 +12,17 @@ Using a method from your own loop instead: every hook is a plain object; call
 ``hook.on_train_start(model)`` once, ``x, y = hook.transform_batch(x, y)`` per batch, add
 ``sum(hook.extra_loss(model, x, y, logits).values())`` to your loss, and call
 ``hook.after_step(model)`` after ``optimizer.step()`` (see README, "Your own training loop").
+
+Data-parallel: called while a ``torch.distributed`` process group of several ranks is initialised
+(``torchrun`` + :func:`netmark.distributed.init_from_env`), :func:`train` splits each global batch over the
+ranks and sums shard-weighted gradients, so that every rank ends with the single-process weights up to float
+rounding; see :mod:`netmark.distributed` for the design and its limits (dropout, BatchNorm, batch-non-linear
+loss terms).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sys
@@ -29,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from netmark import distributed
 from netmark._util import generator, seeded
 from netmark.errors import ConfigError
 
@@ -248,6 +256,13 @@ def train(
         teacher: distillation (Uchida §2.2 distill-to-embed): labels are ignored and the
             teacher's softmax predictions are the (soft) targets.
         params: train only these parameters (default: all of ``model``).
+
+    Under a process group of ``W > 1`` ranks (call it with the same arguments on every rank): rank 0's weights
+    are broadcast, every rank transforms the whole global batch with the hooks (same random draws everywhere)
+    and computes the loss on its shard of it, gradients are summed with weights ``shard size / batch size``
+    (batch-mean terms then add up to the full batch's, batch-independent ones to themselves), hooks'
+    ``after_step`` and ``on_epoch_end`` run on every rank on identical weights, and the history holds global
+    values (:mod:`netmark.distributed`).
     """
     cfg = config or TrainConfig()
     device = torch.device(cfg.device)
@@ -259,10 +274,18 @@ def train(
     sched = (torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.milestones), gamma=cfg.gamma)
              if cfg.milestones else None)
     gen = generator(cfg.seed)
+    sync = None
+    if distributed.world_size() > 1:
+        same = {"config": {k: v for k, v in cfg.to_dict().items() if k not in ("progress", "device")},
+                "samples": len(data), "hooks": [type(h).__name__ for h in hooks], "teacher": teacher is not None}
+        sync = distributed.TrainSync(model, trained, seed=cfg.seed, device=device, teacher=teacher, checks=same)
+    elif distributed.env_world_size() > 1:
+        log.warning("WORLD_SIZE=%d but no process group is initialised: this rank trains alone on every batch "
+                    "(call netmark.distributed.init_from_env() first)", distributed.env_world_size())
     result = TrainResult()
     start = time.perf_counter()
     bar = None
-    if _show_progress(cfg):
+    if _show_progress(cfg) and distributed.is_main():
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.epochs * n_batches(data, cfg.batch_size), unit="batch", leave=False, dynamic_ncols=True)
@@ -279,36 +302,49 @@ def train(
                     x, y = x.to(device), y.to(device)
                     for h in hooks:
                         x, y = h.transform_batch(x, y)
-                    logits = model(x)
-                    if teacher is not None:
-                        with torch.no_grad():
-                            soft = F.softmax(teacher(x), dim=1)
-                        task = F.cross_entropy(logits, soft)
+                    bs = len(y)  # the global batch (all ranks together)
+                    if sync is not None:
+                        x, y = sync.shard(x, y)
+                    with sync.local(reduce_hook_grads=True) if sync is not None else contextlib.nullcontext():
+                        logits = model(x)
+                        if teacher is not None:
+                            with torch.no_grad():
+                                soft = F.softmax(teacher(x), dim=1)
+                            task = F.cross_entropy(logits, soft)
+                        else:
+                            task = F.cross_entropy(logits, y)
+                        terms: dict[str, Tensor] = {"task_loss": task}
+                        for h in hooks:
+                            terms.update(h.extra_loss(model, x, y, logits))
+                        loss = torch.stack([t.reshape(()) for t in terms.values()]).sum()
+                    correct = int((logits.detach().argmax(1) == y).sum()) if teacher is None else 0
+                    if sync is not None:  # backward on the shard, then global values and summed gradients
+                        opt.zero_grad(set_to_none=True)
+                        with sync.local(reduce_hook_grads=False):
+                            loss.backward()
+                        loss_v, term_v, correct = sync.reduce(loss.detach(), {k: v.detach() for k, v in terms.items()},
+                                                              correct)
                     else:
-                        task = F.cross_entropy(logits, y)
-                    terms: dict[str, Tensor] = {"task_loss": task}
-                    for h in hooks:
-                        terms.update(h.extra_loss(model, x, y, logits))
-                    loss = torch.stack([t.reshape(()) for t in terms.values()]).sum()
-                    if not torch.isfinite(loss):
-                        bad = float(loss.detach())
-                        raise ConfigError(f"training diverged at epoch {epoch} (loss {bad}); lower the learning rate")
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
+                        loss_v, term_v = float(loss.detach()), {k: float(v.detach()) for k, v in terms.items()}
+                    if not math.isfinite(loss_v):
+                        raise ConfigError(f"training diverged at epoch {epoch} (loss {loss_v}); "
+                                          "lower the learning rate")
+                    if sync is None:
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
                     if cfg.clip_grad_norm is not None:
                         torch.nn.utils.clip_grad_norm_(trained, cfg.clip_grad_norm)
                     opt.step()
                     for h in hooks:
                         h.after_step(model)
-                    bs = len(y)
                     n_seen += bs
-                    n_correct += int((logits.detach().argmax(1) == y).sum()) if teacher is None else 0
-                    sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) * bs
-                    for k, v in terms.items():
-                        sums[k] = sums.get(k, 0.0) + float(v.detach()) * bs
+                    n_correct += correct
+                    sums["loss"] = sums.get("loss", 0.0) + loss_v * bs
+                    for k, v in term_v.items():
+                        sums[k] = sums.get(k, 0.0) + v * bs
                     if bar is not None:
                         bar.update(1)
-                        bar.set_postfix(epoch=epoch, loss=f"{float(loss.detach()):.3f}")
+                        bar.set_postfix(epoch=epoch, loss=f"{loss_v:.3f}")
                 metrics = {k: v / max(n_seen, 1) for k, v in sums.items()}
                 metrics["epoch"] = float(epoch)
                 metrics["lr"] = float(opt.param_groups[0]["lr"])  # the rate this epoch used
@@ -324,13 +360,19 @@ def train(
                 for h in hooks:
                     h.on_epoch_end(model, epoch, metrics)
                 result.history.append(metrics)
-                log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in metrics.items()})
-                if any(h.stop_training() for h in hooks):
+                if distributed.is_main():
+                    log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in metrics.items()})
+                stop = any(h.stop_training() for h in hooks)
+                if sync is not None:
+                    stop = distributed.any_rank(stop)  # every rank leaves the loop together
+                if stop:
                     log.info("stopped after epoch %d by a hook", epoch)
                     break
         finally:
             for h in hooks:
                 h.on_train_end(model)
+            if sync is not None:
+                sync.close()
             if bar is not None:
                 bar.close()
     model.eval()
