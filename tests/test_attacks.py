@@ -19,6 +19,7 @@ from netmark.attacks import (
     quantize,
     replace_head,
 )
+from netmark.attacks.distill import DistillConfig
 from netmark.attacks.prune import prune_tensor
 from netmark.attacks.quantize import quantize_tensor
 from netmark.errors import ConfigError
@@ -33,6 +34,7 @@ SMALL_ATTACKS = {
     "fixed-point": FixedPointConfig(bits=6),
     "roundtrip": RoundTripConfig(dtype="int8"),
     "finetune": FinetuneConfig(train=QUICK),
+    "distill": DistillConfig(epochs=1),
     "overwrite": OverwriteConfig(method_config={"layer": "conv2", "bits": 16}, train=QUICK),
 }
 

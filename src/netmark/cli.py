@@ -514,7 +514,8 @@ def reproduce(paper: Annotated[str, typer.Argument(help="which paper: uchida | w
 def report(results: Annotated[Path, typer.Argument(help="a reproduction's results.json (or its directory)")],
            out: Annotated[Path | None, typer.Option("--out", "-o", help="output directory (default: beside results.json)")] = None,
            force: Force = False) -> None:
-    """Re-render a reproduction's markdown report and PNG plots from its results.json alone."""
+    """Re-render a reproduction's or an evaluation's report (markdown, PNG plots; evaluations also a
+    self-contained HTML page) from its results.json alone."""
     from netmark.experiments.report import render
 
     path = results / "results.json" if results.is_dir() else results

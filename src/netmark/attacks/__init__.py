@@ -9,6 +9,7 @@ package registers them all in :data:`ATTACKS`.
 from __future__ import annotations
 
 from netmark.attacks.base import ATTACKS, Attack, AttackConfig, register_attack
+from netmark.attacks.distill import Distill, DistillConfig, distill  # noqa: F401 (registers it; re-exported)
 from netmark.attacks.finetune import Finetune, FinetuneConfig, finetune, replace_head
 from netmark.attacks.fixed_point import FixedPoint, FixedPointConfig, fixed_point, fixed_point_model
 from netmark.attacks.overwrite import Overwrite, OverwriteConfig, overwrite

@@ -208,12 +208,17 @@ def check_render_target(results_json: Path, out_dir: Path, names: Sequence[str],
 
 def render(results_json_path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None, *,
            force: bool = False) -> list[Path]:
-    """Regenerate README.md and the PNGs of any reproduction from its ``results.json``.
+    """Regenerate README.md and the PNGs of any reproduction (or ``netmark evaluate`` run: also its HTML page)
+    from its ``results.json``.
 
     ``out_dir`` defaults to the directory of ``results.json``. Returns the files written.
     """
     path = Path(results_json_path)
     results = read_results(path)
+    if str(results.get("schema", "")).startswith("netmark-evaluation/"):  # `netmark evaluate`'s results
+        from netmark.evaluation.report import render_evaluation
+
+        return [render_evaluation(path, out_dir, force=force)]
     exp = results.get("experiment")
     if exp not in REPRODUCTIONS:
         known = ", ".join(sorted(REPRODUCTIONS))

@@ -1,0 +1,132 @@
+"""Knowledge distillation into a fresh model (Hinton, Vinyals, Dean 2015, "Distilling the Knowledge in a Neural
+Network", arXiv:1503.02531, §2; Uchida et al. 2017 §2.2 cite it as "distill-to-embed").
+
+Threat model: the thief holds the stolen model (or only its predictions) and unlabelled images of the task. They
+never copy a weight: a *student* of the same architecture, freshly initialised from ``seed``, is trained to match
+the stolen model's softened predictions on the thief's images (labels, if any, are ignored). A white-box mark in
+the weights is not carried over at all, and a trigger-set mark only as far as the teacher's answers on the thief's
+images encode it; the price is the student's accuracy. The comparative survey (``fkirin2022-comparative-study``)
+evaluates fine-tuning, pruning, overwriting and compression; netmark adds distillation as the functional removal
+attack next to them.
+
+Loss (Hinton §2): soft targets ``q = softmax(z_teacher / T)``, the student's ``p = softmax(z_student / T)``,
+``loss = T² · KL(q ‖ p)`` (batch mean; the ``T²`` keeps the gradient size independent of ``T``). No hard-label term.
+
+Args:
+    epochs: passes over the thief's images (>= 1; default 10).
+    lr: learning rate (default 1e-3).
+    temperature: ``T`` > 0 (default 4; Hinton et al. use 2-20).
+    batch_size: minibatch size (default 64).
+    optimizer: any :data:`netmark.training.OPTIMIZERS` name (default ``adam``).
+    seed: initialises the student and shuffles the images.
+
+Example::
+
+    student = distill(stolen, thief_images, DistillConfig(epochs=5, temperature=4.0))
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from netmark._util import generator
+from netmark.attacks.base import Attack, AttackConfig, register_attack
+from netmark.errors import ArchitectureError, ConfigError
+from netmark.training import OPTIMIZERS, OptimizerName, TrainConfig, iter_batches, make_optimizer, model_device
+
+
+@dataclass
+class DistillConfig(AttackConfig):
+    epochs: int = 10
+    lr: float = 1e-3
+    temperature: float = 4.0
+    batch_size: int = 64
+    optimizer: OptimizerName = "adam"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ConfigError(f"distillation epochs must be an integer >= 1, got {self.epochs!r}")
+        for name in ("lr", "temperature"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
+                raise ConfigError(f"distillation {name} must be a finite number > 0, got {v!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"distillation batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+    def schedule(self) -> TrainConfig:
+        """The optimizer settings as a :class:`TrainConfig` (for :func:`netmark.training.make_optimizer`)."""
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=float(self.lr),
+                           seed=self.seed, progress=False)
+
+
+def fresh_student(model: nn.Module) -> nn.Module:
+    """A freshly initialised model of ``model``'s architecture (from the global RNG: seed it around the call).
+
+    A registered architecture is rebuilt with :func:`netmark.models.build`; any other module is copied and every
+    submodule's ``reset_parameters`` called."""
+    from netmark.models import arch_of, build
+
+    try:
+        arch = arch_of(model)
+    except ArchitectureError:
+        student = copy.deepcopy(model)
+        for m in student.modules():
+            reset = getattr(m, "reset_parameters", None)
+            if callable(reset):
+                reset()
+        return student
+    return build(arch["name"], **arch["args"])
+
+
+def distill_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``T² · KL(softmax(teacher / T) ‖ softmax(student / T))``, mean over the batch."""
+    t = float(temperature)
+    return F.kl_div(F.log_softmax(student_logits / t, 1), F.log_softmax(teacher_logits / t, 1),
+                    reduction="batchmean", log_target=True) * (t * t)
+
+
+@register_attack
+class Distill(Attack):
+    """Distillation of the stolen model into a fresh student (see module docstring)."""
+
+    name = "distill"
+    config_cls = DistillConfig
+    needs_data = True
+    config: DistillConfig
+
+    def apply(self, model: nn.Module, data: Dataset | None) -> nn.Module:
+        if data is None:
+            raise ConfigError("the distill attack needs the attacker's images")
+        cfg = self.config
+        device = model_device(model)
+        teacher = model.eval()
+        student = fresh_student(model).to(device)
+        opt = make_optimizer(list(student.parameters()), cfg.schedule())
+        gen = generator(cfg.seed)
+        for _ in range(cfg.epochs):
+            student.train()
+            for x, _labels in iter_batches(data, cfg.batch_size, shuffle=True, gen=gen):
+                x = x.to(device)
+                with torch.no_grad():
+                    soft = teacher(x)
+                loss = distill_loss(student(x), soft, cfg.temperature)
+                if not torch.isfinite(loss):
+                    raise ConfigError(f"distillation diverged (loss {float(loss)}); lower the learning rate")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        return student
+
+
+def distill(model: nn.Module, data: Dataset, config: DistillConfig | None = None) -> nn.Module:
+    """Functional form of :class:`Distill`."""
+    return Distill(config)(model, data)

@@ -1,0 +1,278 @@
+"""The independent jobs of an evaluation and their on-disk cache.
+
+A :class:`Job` is a small picklable record (the config, the cache directory and which cell); :func:`run_job` is the
+one top-level function every executor runs, in this process or in a worker. It returns a JSON-serialisable dict.
+
+Cache layout under ``cache_dir``:
+
+* ``runs/``: trained models and keys (:class:`netmark.experiments.cache.RunCache`): ``baseline`` (no watermark),
+  ``marked-<method>`` (same seeds and schedule, embedding) and ``independent-<i>`` (other seeds);
+* ``cells/<fingerprint>.json``: every measured cell (an attack point, a capacity probe, an overhead timing, a
+  false-positive count), written atomically; a cell found there with its fingerprint is not recomputed.
+
+Fingerprints (:func:`netmark.experiments.cache.fingerprint`) cover what determines the result: the trained run's
+fingerprint (seeds, schedule, model, method config, the training data's bytes, the netmark code it runs), the
+attack config, the digests of the data the cell uses, ``alpha`` and :data:`CACHE_VERSION` (bump it when this
+package changes how a cell is computed). A :class:`~netmark.errors.NetmarkError` inside a cell (a size a method
+cannot host, an attack that does not apply) is recorded in the cell's ``error``; any other exception aborts the run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from netmark._util import canonical_json, generator, seeded
+from netmark.data import ArrayDataset, load
+from netmark.data.loading import Split
+from netmark.errors import ConfigError, NetmarkError
+from netmark.evaluation.spec import EvaluationConfig, Strength
+from netmark.experiments.cache import RunCache, fingerprint, tensor_digest
+from netmark.experiments.report import write_json
+from netmark.keys import WatermarkKey
+from netmark.methods import WatermarkMethod, get_method
+from netmark.models import build
+from netmark.training import evaluate, make_optimizer, train
+from netmark.verify import VerificationResult, verify
+
+CACHE_VERSION = 1
+_SPLITS: dict[str, Split] = {"train": "train", "attacker": "val", "test": "test"}
+JOB_KINDS = ("baseline", "independent", "embed", "capacity", "attack", "overhead", "false-positives")
+
+
+@dataclass
+class Job:
+    """One cell of the grid. ``index``: the independent model's or the sweep's index; ``strength``: the attack
+    strength or the capacity probe's payload size."""
+
+    kind: str
+    config: EvaluationConfig
+    cache_dir: str
+    method: str | None = None
+    index: int = 0
+    strength: Strength | None = None
+
+    @property
+    def name(self) -> str:
+        if self.kind == "baseline":
+            return "baseline"
+        if self.kind == "independent":
+            return f"independent-{self.index}"
+        if self.kind == "attack":
+            return f"{self.method}: {self.config.sweeps[self.index].label} @ {self.strength}"
+        if self.kind == "capacity":
+            return f"{self.method}: capacity {self.strength}"
+        return f"{self.method}: {self.kind}"
+
+
+def marked_run(method: str) -> str:
+    return f"marked-{method}"
+
+
+class Context:
+    """What the jobs of one evaluation share inside one process: data, digests, fingerprints, the caches."""
+
+    def __init__(self, config: EvaluationConfig, cache_dir: str | Path) -> None:
+        self.cfg = config
+        self.dir = Path(cache_dir)
+        self.runs = RunCache(self.dir / "runs")
+        self._data: dict[str, ArrayDataset] = {}
+        self._digests: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ data
+
+    def data(self, role: str) -> ArrayDataset:
+        """``train`` (the owner's), ``attacker``, ``test``, ``other`` / ``other-test`` (the other domain)."""
+        if role not in self._data:
+            self._data[role] = self._load(role)
+        return self._data[role]
+
+    def _load(self, role: str) -> ArrayDataset:
+        c = self.cfg
+        split = _SPLITS.get(role)
+        if split is not None:
+            d = load(c.dataset, split, data_dir=c.data_dir, train_size=c.train_size, val_size=c.attacker_size,
+                     split_seed=c.split_seed)
+            return _first(d, c.test_size, c.split_seed) if role == "test" else d
+        if role not in ("other", "other-test"):
+            raise ConfigError(f"unknown data role {role!r}")
+        base = self.data("attacker" if role == "other" else "test")
+        domain = c.resolved_other_domain()
+        if domain == "inverted":
+            k = base.num_classes
+            return ArrayDataset(1.0 - base.x, (base.y + 1) % k, name=f"{base.name}-inverted", num_classes=k)
+        src = load(domain, "train" if role == "other" else "test", data_dir=c.data_dir)
+        src = _first(src, c.attacker_size if role == "other" else c.test_size, c.split_seed)
+        return ArrayDataset(_resize(src.x, base.shape), src.y, name=f"{src.name}-as-{base.name}",
+                            num_classes=src.num_classes, classes=src.classes)
+
+    def digest(self, role: str) -> str:
+        if role not in self._digests:
+            d = self.data(role)
+            self._digests[role] = f"{d.name}:{tensor_digest(d.x, d.y)}"
+        return self._digests[role]
+
+    # ------------------------------------------------------------------ models and runs
+
+    def fresh_model(self, seed: int) -> nn.Module:
+        tr = self.data("train")
+        c, h, _ = tr.shape
+        with seeded(seed):
+            return build(self.cfg.model, in_channels=c, image_size=h, num_classes=tr.num_classes,
+                         **self.cfg.model_args)
+
+    def method(self, name: str, **changes: Any) -> WatermarkMethod:
+        cls = get_method(name)
+        return cls(cls.config_cls.from_dict({**self.cfg.methods[name], **changes}))
+
+    def run_parts(self, model_seed: int, method: WatermarkMethod | None) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """Fingerprint parts (and code roots) of a model trained from ``model_seed`` (also its training seed)."""
+        sched = {k: v for k, v in self.cfg.train.to_dict().items() if k not in ("progress", "device")}
+        parts: dict[str, Any] = {"evaluation": CACHE_VERSION, "model": self.cfg.model,
+                                 "model_args": self.cfg.model_args, "schedule": sched, "data": self.digest("train"),
+                                 "seed": model_seed, "method": None}
+        if method is None:
+            return parts, ()
+        parts["method"] = {"name": method.name, "config": method.config.to_dict(), "key_seed": self.cfg.key_seed}
+        return parts, (type(method).__module__,)
+
+    def _run_spec(self, name: str) -> tuple[int, WatermarkMethod | None]:
+        if name == "baseline":
+            return self.cfg.seed, None
+        if name.startswith("independent-"):
+            return self.cfg.independent_seed(int(name.removeprefix("independent-"))), None
+        return self.cfg.seed, self.method(name.removeprefix("marked-"))
+
+    def run_fp(self, name: str) -> str:
+        seed, method = self._run_spec(name)
+        return fingerprint(*self.run_parts(seed, method))
+
+    def embed(self, seed: int, method: WatermarkMethod | None, **kw: Any,
+              ) -> tuple[nn.Module, WatermarkKey | None, float]:
+        """Train a model from ``seed`` (and embed with ``method``): ``(model, key, seconds)``."""
+        model, t0 = self.fresh_model(seed), time.perf_counter()
+        cfg = replace(self.cfg.train, seed=seed, progress=False)
+        if method is None:
+            train(model, self.data("train"), cfg)
+            return model, None, time.perf_counter() - t0
+        model, key, _ = method.embed(model, self.data("train"), cfg, seed=self.cfg.key_seed, **kw)
+        return model, key, time.perf_counter() - t0
+
+    def trained(self, name: str) -> tuple[nn.Module, WatermarkKey | None, dict[str, Any]]:
+        """Run ``name`` from the run cache, trained (and stored) first if absent: ``(model, key, record)``."""
+        fp = self.run_fp(name)
+        hit = self.runs.load(name, fp)
+        if hit is not None:
+            model, key, record, _ = hit
+            return model, key, {**record, "cached": True}
+        seed, method = self._run_spec(name)
+        model, key, seconds = self.embed(seed, method)
+        record = {"run": name, "seconds": seconds, "test_accuracy": evaluate(model, self.data("test"))["accuracy"],
+                  "torch_threads": torch.get_num_threads()}
+        self.runs.save(name, fp, model, key, record)
+        return model, key, {**record, "cached": False}
+
+    # ------------------------------------------------------------------ cells
+
+    def cell(self, parts: dict[str, Any], roots: tuple[str, ...], compute: Callable[[], dict[str, Any]],
+             ) -> dict[str, Any]:
+        """The cached result of the cell ``parts`` (``cached: True``), or ``compute()`` stored atomically."""
+        fp = fingerprint({"evaluation": CACHE_VERSION, **parts}, roots)
+        path = self.dir / "cells" / f"{fp}.json"
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(stored, dict) and stored.get("fingerprint") == fp:
+                return {**stored, "cached": True}
+        except (OSError, ValueError):
+            pass  # absent or damaged: computed again
+        t0 = time.perf_counter()
+        try:
+            result = {**compute(), "error": None}
+        except NetmarkError as e:
+            result = {"error": f"{type(e).__name__}: {e}"}
+        result["seconds"] = time.perf_counter() - t0
+        write_json(path, {**result, "fingerprint": fp}, force=True)
+        return {**result, "fingerprint": fp, "cached": False}
+
+
+def _first(d: ArrayDataset, n: int | None, seed: int) -> ArrayDataset:
+    """``n`` samples of ``d`` in a seeded random order (all of it when ``n`` is None or not smaller)."""
+    if n is None or n >= len(d):
+        return d
+    return d.subset(torch.randperm(len(d), generator=generator(seed))[:n])
+
+
+def _resize(x: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """Images ``x`` as ``shape`` = (C, H, W): bilinear (antialiased) resizing; grey ↔ colour by mean/repetition."""
+    c = shape[0]
+    if x.shape[1] != c:
+        if x.shape[1] == 1:
+            x = x.repeat(1, c, 1, 1)
+        elif c == 1:
+            x = x.mean(1, keepdim=True)
+        else:
+            raise ConfigError(f"cannot map {x.shape[1]}-channel images to {c} channels")
+    if tuple(x.shape[2:]) != shape[1:]:
+        x = F.interpolate(x, size=shape[1:], mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+    return x.contiguous()
+
+
+def result_fields(res: VerificationResult) -> dict[str, Any]:
+    return {"p_value": res.p_value, "score": res.score, "detected": bool(res.detected)}
+
+
+def verified(model: nn.Module, key: WatermarkKey | None, alpha: float) -> VerificationResult:
+    if key is None:
+        raise ConfigError("this run carries no key")
+    return verify(model, key, alpha=alpha)
+
+
+# ---------------------------------------------------------------------- per-process contexts and dispatch
+
+_CONTEXTS: dict[tuple[str, str], Context] = {}
+
+
+def context(config: EvaluationConfig, cache_dir: str | Path) -> Context:
+    """This process's :class:`Context` of ``config`` (data loaded once for every job a worker runs)."""
+    k = (canonical_json(config.to_dict()), str(cache_dir))
+    if k not in _CONTEXTS:
+        _CONTEXTS.clear()  # one evaluation at a time per process
+        _CONTEXTS[k] = Context(config, cache_dir)
+        # the first optimizer imports torch._dynamo (seconds): not inside the first timed training of a worker
+        make_optimizer([torch.zeros(1, requires_grad=True)], config.train)
+    return _CONTEXTS[k]
+
+
+def _run_job_body(ctx: Context, job: Job) -> dict[str, Any]:
+    if job.kind in ("baseline", "independent", "embed"):
+        name = job.name if job.kind != "embed" else marked_run(str(job.method))
+        t0 = time.perf_counter()
+        try:
+            model, key, rec = ctx.trained(name)
+        except NetmarkError as e:
+            return {"error": f"{type(e).__name__}: {e}", "cached": False, "seconds": time.perf_counter() - t0}
+        out = {"test_accuracy": rec["test_accuracy"], "train_seconds": rec["seconds"], "cached": rec["cached"],
+               "error": None, "seconds": time.perf_counter() - t0}
+        if key is not None:
+            out.update(result_fields(verified(model, key, ctx.cfg.alpha)))
+        return out
+    from netmark.evaluation import measure
+
+    return measure.MEASURES[job.kind](ctx, job)
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """Run (or read from the cache) one cell: the function every executor maps over the jobs."""
+    if job.kind not in JOB_KINDS:
+        raise ConfigError(f"unknown job kind {job.kind!r}")
+    out = _run_job_body(context(job.config, job.cache_dir), job)
+    return {"job": job.name, "kind": job.kind, "method": job.method, "index": job.index, "strength": job.strength,
+            **out}

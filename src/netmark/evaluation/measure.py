@@ -1,0 +1,208 @@
+"""What each kind of cell measures (:data:`MEASURES`, used by :func:`netmark.evaluation.cells.run_job`).
+
+* ``attack``: the marked model attacked at one strength of one sweep: task accuracy and the key's verification;
+* ``capacity``: one payload size embedded afresh (same seeds and schedule): is it extracted perfectly?
+* ``overhead``: median time of a training step with the method's hook over a plain one, interleaved;
+* ``false-positives``: the key verified against every independently trained model.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from netmark.attacks import ATTACKS, Attack, Overwrite
+from netmark.errors import ConfigError, NetmarkError
+from netmark.evaluation.cells import Context, Job, marked_run, result_fields, verified
+from netmark.methods import WatermarkMethod, get_method
+from netmark.methods.triggerset import TriggerSetMethod
+from netmark.training import TrainHook, evaluate, iter_batches, make_optimizer, train
+
+
+class KeyedOverwrite(Overwrite):
+    """:class:`~netmark.attacks.Overwrite` that also gives the attacker's images to ``create_key`` (the registered
+    attack calls it without data, which methods whose keys are made from training images refuse)."""
+
+    def apply(self, model: nn.Module, data: Dataset | None) -> nn.Module:
+        cfg = self.config
+        cls = get_method(cfg.method)
+        method = cls(cls.config_cls.from_dict(cfg.method_config or {}))
+        extra = {"data": data} if getattr(method, "needs_data", False) else {}
+        self.attacker_key = method.create_key(model, seed=cfg.seed, **extra)
+        train(model, data, cfg.train, hooks=[method.hook(self.attacker_key)])
+        return model
+
+
+def attacker_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The overwriting attacker's options of the owner's method: the same, but never re-initialising the stolen
+    model first (Tartaglione's ``reinit`` would throw away what was stolen)."""
+    return {**options, "reinit": False} if "reinit" in options else dict(options)
+
+
+def attack_cell(ctx: Context, job: Job) -> dict[str, Any]:
+    cfg, method = ctx.cfg, str(job.method)
+    sweep = cfg.sweeps[job.index]
+    strength = job.strength if job.strength is not None else sweep.strengths[0]
+    data_role = {"none": None, "attacker": "attacker", "other-domain": "other"}[sweep.data]
+    test_role = "other-test" if sweep.data == "other-domain" else "test"
+    base = {"attack": sweep.attack, "label": sweep.label, "task": "other-domain" if data_role == "other" else "same",
+            "test_accuracy": None, "p_value": None, "score": None, "detected": False}
+    try:  # an attack config this method rejects, missing other-domain data: this cell's error, not the run's
+        acfg = sweep.attack_config(strength, train=cfg.train, seed=cfg.attack_seed, method=method,
+                                   method_options=attacker_options(cfg.methods[method]))
+        parts = {"cell": "attack", "run": ctx.run_fp(marked_run(method)), "attack": sweep.attack,
+                 "config": acfg.to_dict(), "data": ctx.digest(data_role) if data_role else None,
+                 "test": ctx.digest(test_role), "alpha": cfg.alpha}
+    except NetmarkError as e:
+        return {**base, "error": f"{type(e).__name__}: {e}", "seconds": 0.0, "cached": False}
+    roots = (ATTACKS[sweep.attack].__module__, type(ctx.method(method)).__module__)
+
+    def compute() -> dict[str, Any]:
+        model, key, _ = ctx.trained(marked_run(method))
+        attack: Attack = (KeyedOverwrite if sweep.attack == "overwrite" else ATTACKS[sweep.attack])(acfg)
+        attacked = attack(model, ctx.data(data_role) if data_role else None)
+        acc = evaluate(attacked, ctx.data(test_role))["accuracy"]
+        return {"test_accuracy": acc, **result_fields(verified(attacked, key, cfg.alpha))}
+
+    return {**base, **ctx.cell(parts, roots, compute)}
+
+
+# ---------------------------------------------------------------------- capacity
+
+
+def capacity_param(name: str, options: dict[str, Any]) -> tuple[str, str] | None:
+    """``(config field, unit)`` that sets ``name``'s payload size, or None when it has none."""
+    cls = get_method(name)
+    config = cls.config_cls.from_dict(options)
+    names = {f.name for f in fields(config)}
+    if "bits" in names and getattr(config, "mode", "white") != "black":
+        return "bits", "bits"
+    if "size" in names:
+        return "size", "triggers" if issubclass(cls, TriggerSetMethod) else "values"
+    return None
+
+
+def payload_check(method: WatermarkMethod, model: nn.Module, key: Any) -> tuple[bool, str]:
+    """Whether ``model`` gives back ``key``'s whole payload, and what was read."""
+    ex = method.extract(model, key)
+    if "exact_8bit" in ex.details:
+        exact = float(ex.details["exact_8bit"])
+        return exact == 1.0, f"{100 * exact:.1f}% of the values exact at 8 bits"
+    if "trigger_accuracy" in ex.details:
+        acc = float(ex.details["trigger_accuracy"])
+        return acc == 1.0, f"{100 * acc:.1f}% of the triggers answered with their label"
+    errors = int((ex.bits.to(torch.int64) != key.bits.to(torch.int64)).sum())
+    return errors == 0, f"{errors} bit errors"
+
+
+def capacity_cell(ctx: Context, job: Job) -> dict[str, Any]:
+    name, size = str(job.method), job.strength
+    found = capacity_param(name, ctx.cfg.methods[name])
+    if found is None or not isinstance(size, int):
+        raise ConfigError(f"{name} has no payload size to probe")
+    param, unit = found
+    method = ctx.method(name, **{param: size})
+    parts, roots = ctx.run_parts(ctx.cfg.seed, method)
+
+    def compute() -> dict[str, Any]:
+        kw = {"null_models": []} if unit == "triggers" else {}  # no calibration: extraction needs none
+        model, key, _ = ctx.embed(ctx.cfg.seed, method, **kw)
+        perfect, read = payload_check(method, model, key)
+        return {"perfect": perfect, "read": read}
+
+    return {"size": size, "unit": unit, "perfect": False, **ctx.cell({"cell": "capacity", **parts}, roots, compute)}
+
+
+# ---------------------------------------------------------------------- overhead
+
+
+def _batches(data: Dataset, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(seed)
+    while True:
+        yield from iter_batches(data, batch_size, shuffle=True, gen=gen)
+
+
+def timed_step(model: nn.Module, opt: torch.optim.Optimizer, hooks: tuple[TrainHook, ...], x: torch.Tensor,
+               y: torch.Tensor) -> float:
+    """Seconds of one training step as :func:`netmark.training.train` takes it (hooks included)."""
+    t0 = time.perf_counter()
+    for h in hooks:
+        x, y = h.transform_batch(x, y)
+    logits = model(x)
+    loss = F.cross_entropy(logits, y)
+    for h in hooks:
+        loss = loss + sum(h.extra_loss(model, x, y, logits).values(), torch.zeros(()))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    for h in hooks:
+        h.after_step(model)
+    return time.perf_counter() - t0
+
+
+def overhead_cell(ctx: Context, job: Job) -> dict[str, Any]:
+    cfg, name = ctx.cfg, str(job.method)
+    parts = {"cell": "overhead", "run": ctx.run_fp(marked_run(name)), "rounds": cfg.overhead_rounds,
+             "steps": cfg.overhead_steps}
+
+    def compute() -> dict[str, Any]:
+        _, key, _ = ctx.trained(marked_run(name))
+        if key is None:
+            raise ConfigError(f"the marked {name} run has no key")
+        method = ctx.method(name)
+        plain, marked = ctx.fresh_model(cfg.seed), ctx.fresh_model(cfg.seed)
+        plain.train()
+        marked.train()
+        hook = method.hook(key)
+        hook.on_train_start(marked)
+        sides: list[tuple[nn.Module, torch.optim.Optimizer, tuple[TrainHook, ...], list[float]]] = [
+            (plain, make_optimizer(list(plain.parameters()), cfg.train), (), []),
+            (marked, make_optimizer(list(marked.parameters()), cfg.train), (hook,), [])]
+        batches = _batches(ctx.data("train"), cfg.train.batch_size, cfg.seed)
+        try:
+            for r in range(cfg.overhead_rounds + 1):  # round 0 warms both up and is not counted
+                for model, opt, hooks, times in sides if r % 2 else sides[::-1]:
+                    for _ in range(cfg.overhead_steps):
+                        t = timed_step(model, opt, hooks, *next(batches))
+                        if r:
+                            times.append(t)
+        finally:
+            hook.on_train_end(marked)
+        plain_s, marked_s = statistics.median(sides[0][3]), statistics.median(sides[1][3])
+        return {"ratio": marked_s / plain_s, "plain_step_seconds": plain_s, "marked_step_seconds": marked_s}
+
+    out = ctx.cell(parts, (type(ctx.method(name)).__module__,), compute)
+    return {"ratio": None, **out}
+
+
+# ---------------------------------------------------------------------- false positives
+
+
+def false_positive_cell(ctx: Context, job: Job) -> dict[str, Any]:
+    cfg, name = ctx.cfg, str(job.method)
+    others = [f"independent-{i}" for i in range(cfg.n_independent)]
+    parts = {"cell": "false-positives", "run": ctx.run_fp(marked_run(name)),
+             "independent": [ctx.run_fp(o) for o in others], "alpha": cfg.alpha}
+
+    def compute() -> dict[str, Any]:
+        _, key, _ = ctx.trained(marked_run(name))
+        results = [verified(ctx.trained(o)[0], key, cfg.alpha) for o in others]
+        p = [r.p_value for r in results]
+        return {"n": len(results), "detected": sum(r.detected for r in results), "min_p_value": min(p),
+                "p_values": p, "max_score": max(r.score for r in results)}
+
+    out = ctx.cell(parts, (type(ctx.method(name)).__module__,), compute)
+    return {"n": 0, "detected": 0, "min_p_value": None, **out}
+
+
+MEASURES: dict[str, Callable[[Context, Job], dict[str, Any]]] = {
+    "attack": attack_cell, "capacity": capacity_cell, "overhead": overhead_cell, "false-positives": false_positive_cell,
+}

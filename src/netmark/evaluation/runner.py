@@ -1,0 +1,207 @@
+"""``evaluate(config, out_dir)``: run the grid of an evaluation and write ``out_dir/results.json``.
+
+Two phases of independent jobs (:mod:`netmark.evaluation.cells`), each mapped by the executor:
+
+1. trained models: the baseline, one marked model per method, the independent models, the capacity probes;
+2. measurements on them: every (method, sweep, strength) attack cell, each method's overhead and false positives.
+
+Everything is cached under ``cache_dir`` (default ``out_dir/cache``): an interrupted run resumes where it stopped,
+and a rerun with more sweeps or methods computes only the new cells.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from netmark import __version__
+from netmark._util import check_writable
+from netmark.evaluation.cells import Job, context, run_job
+from netmark.evaluation.executors import Executor, get_executor
+from netmark.evaluation.measure import capacity_param
+from netmark.evaluation.spec import SCHEMA, EvaluationConfig
+from netmark.experiments.report import write_json
+from netmark.methods import get_method
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+#: attacks that train (their cells are submitted first so the pool stays busy to the end)
+_SLOW = ("distill", "finetune", "overwrite")
+
+
+def plan_models(config: EvaluationConfig, cache_dir: str) -> list[Job]:
+    """Phase 1: the marked models and capacity probes (longest first), the baseline, the independent models."""
+    jobs = [Job("embed", config, cache_dir, m) for m in config.methods]
+    for m, options in config.methods.items():
+        found = capacity_param(m, options)
+        if found is not None:
+            jobs += [Job("capacity", config, cache_dir, m, strength=n) for n in config.capacity.get(found[1], ())]
+    jobs.append(Job("baseline", config, cache_dir))
+    return jobs + [Job("independent", config, cache_dir, index=i) for i in range(config.n_independent)]
+
+
+def plan_measurements(config: EvaluationConfig, cache_dir: str, methods: Iterable[str]) -> list[Job]:
+    """Phase 2: attack cells (training attacks first), overhead and false positives of ``methods``."""
+    slow, fast = [], []
+    for m in methods:
+        for i, sweep in enumerate(config.sweeps):
+            cells = [Job("attack", config, cache_dir, m, index=i, strength=s) for s in sweep.strengths]
+            (slow if sweep.attack in _SLOW else fast).extend(cells)
+        fast += [Job("overhead", config, cache_dir, m), Job("false-positives", config, cache_dir, m)]
+    return slow + fast
+
+
+def _summary(r: dict[str, Any]) -> str:
+    if r.get("error"):
+        return f"error: {r['error']}"
+    bits = []
+    if r.get("test_accuracy") is not None:
+        bits.append(f"accuracy {100 * r['test_accuracy']:.2f}%")
+    if r.get("p_value") is not None:
+        bits.append(f"p {r['p_value']:.2g}{' (detected)' if r.get('detected') else ''}")
+    if r["kind"] == "capacity":
+        bits.append(f"{r['size']} {r['unit']}: {'perfect' if r.get('perfect') else r.get('read', '')}")
+    if r["kind"] == "overhead" and r.get("ratio") is not None:
+        bits.append(f"step time x{r['ratio']:.2f}")
+    if r["kind"] == "false-positives":
+        bits.append(f"{r['detected']} of {r['n']} independent models detected")
+    return ", ".join(bits) or "done"
+
+
+def _run_phase(ex: Executor, jobs: list[Job], say: Progress, done: list[dict[str, Any]], total: int) -> None:
+    for r in ex.map(run_job, jobs):
+        done.append(r)
+        say(f"[{len(done)}/{total}] {r['job']}: {_summary(r)}{' (cached)' if r.get('cached') else ''}")
+
+
+def _capacity(name: str, config: EvaluationConfig, probes: list[dict[str, Any]]) -> dict[str, Any]:
+    found = capacity_param(name, config.methods[name])
+    if found is None:
+        return {"value": None, "unit": None, "note": f"{name} has no payload-size option (bits or size)"}
+    param, unit = found
+    ladder = config.capacity.get(unit, ())
+    if not ladder:
+        return {"value": None, "unit": unit, "note": f"no {unit} ladder configured (EvaluationConfig.capacity)"}
+    probes = sorted(probes, key=lambda r: r["size"])
+    ok = [r["size"] for r in probes if r.get("perfect") and not r.get("error")]
+    failed = "; ".join(f"{r['size']}: {r['error'] or r.get('read')}" for r in probes if r["size"] not in ok)
+    note = (f"largest {param} of the ladder {list(ladder)} extracted perfectly after embedding with the "
+            f"evaluation's schedule" + (f"; not perfect: {failed}" if failed else ""))
+    if not ok:
+        note = f"no {param} of the ladder {list(ladder)} was extracted perfectly: {failed}"
+    return {"value": max(ok) if ok else None, "unit": unit, "note": note, "probes": probes}
+
+
+def _method_entry(name: str, config: EvaluationConfig, by_kind: dict[tuple[str, str | None], list[dict[str, Any]]],
+                  baseline: float | None, base_seconds: float | None) -> dict[str, Any]:
+    """``results["methods"][name]``; ``embed_time_ratio``: embedding time over the baseline's training time (both
+    wall clock, in whichever worker ran them: rough; it shows what ``overhead_ratio``, a step-time ratio, misses,
+    such as calibration models or extra fine-tuning epochs)."""
+    emb = by_kind[("embed", name)][0]
+    cls = get_method(name)
+    mcfg = cls.config_cls.from_dict(config.methods[name])
+    black = getattr(mcfg, "mode", None) == "black" if hasattr(mcfg, "mode") else not cls.white_box
+    acc = emb.get("test_accuracy")
+    over = (by_kind.get(("overhead", name)) or [{}])[0]
+    fp = (by_kind.get(("false-positives", name)) or [{}])[0]
+    return {
+        "black_box": bool(black), "options": mcfg.to_dict(), "error": emb.get("error"),
+        "test_accuracy": acc, "fidelity_pp": None if acc is None or baseline is None else 100 * (acc - baseline),
+        "p_value": emb.get("p_value"), "detected": emb.get("detected"),
+        "capacity": _capacity(name, config, by_kind.get(("capacity", name), [])),
+        "overhead_ratio": over.get("ratio"), "overhead": {k: over.get(k) for k in
+                                                          ("plain_step_seconds", "marked_step_seconds", "error")},
+        "embed_seconds": emb.get("train_seconds"),
+        "embed_time_ratio": None if not emb.get("train_seconds") or not base_seconds
+        else emb["train_seconds"] / base_seconds,
+        "false_positives": {"n": fp.get("n", 0), "detected": fp.get("detected", 0),
+                            "min_p_value": fp.get("min_p_value"), "error": fp.get("error")},
+    }
+
+
+def _cell_entry(r: dict[str, Any]) -> dict[str, Any]:
+    keys = ("method", "attack", "label", "strength", "test_accuracy", "p_value", "score", "detected", "seconds",
+            "error", "task")
+    return {k: r.get(k) for k in keys}
+
+
+def assemble(config: EvaluationConfig, done: list[dict[str, Any]], *, seconds: float, executor: Executor,
+             command: str) -> dict[str, Any]:
+    """The ``results.json`` object (schema ``netmark-evaluation/1``) from the jobs' results."""
+    by_kind: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+    for r in done:
+        by_kind.setdefault((r["kind"], r["method"]), []).append(r)
+    base = by_kind[("baseline", None)][0]
+    order = {(m, s.label, v): (i, j, k) for i, m in enumerate(config.methods)
+             for j, s in enumerate(config.sweeps) for k, v in enumerate(s.strengths)}
+    cells = sorted((r for r in done if r["kind"] == "attack"), key=lambda r: order[(r["method"], r["label"],
+                                                                                     r["strength"])])
+    return {
+        "schema": SCHEMA, "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "netmark_version": __version__, "command": command, "config": config.to_dict(), "alpha": config.alpha,
+        "baseline": {"test_accuracy": base.get("test_accuracy"), "seed": config.seed,
+                     "train_seconds": base.get("train_seconds")},
+        "methods": {m: _method_entry(m, config, by_kind, base.get("test_accuracy"), base.get("train_seconds"))
+                    for m in config.methods},
+        "sweeps": [s.to_dict() for s in config.sweeps],
+        "cells": [_cell_entry(r) for r in cells],
+        "timing": {"seconds": seconds, "cells": len(done), "cached_cells": sum(bool(r.get("cached")) for r in done),
+                   "attack_cells": len(cells), "executor": executor.name, "jobs": executor.jobs},
+    }
+
+
+def default_command(config: EvaluationConfig) -> str:
+    return (f"netmark evaluate --methods {','.join(config.methods)} --model {config.model} "
+            f"--dataset {config.dataset} --preset {config.preset}")
+
+
+def evaluate(config: EvaluationConfig, out_dir: str | Path, *, cache_dir: str | Path | None = None,
+             executor: str | Executor = "local", jobs: int = 2, progress: Progress | None = None,
+             force: bool = False, command: str | None = None) -> dict[str, Any]:
+    """Run the evaluation ``config`` and write ``out_dir/results.json`` (atomically).
+
+    Args:
+        config: what to evaluate (:func:`netmark.evaluation.preset` makes one).
+        out_dir: output directory (created).
+        cache_dir: trained runs and measured cells (default ``out_dir/cache``); a rerun reuses them.
+        executor: ``local`` (process pool), ``serial`` or an :class:`~netmark.evaluation.executors.Executor`.
+        jobs: worker processes of a named executor.
+        progress: called with one line per finished job.
+        force: overwrite an existing ``results.json`` (otherwise OutputExistsError before any work).
+        command: the command line recorded in the results (default: an equivalent ``netmark evaluate``).
+
+    Returns:
+        The results dictionary written to ``results.json``.
+    """
+    out = Path(out_dir)
+    results_path = check_writable(out / "results.json", force)
+    ex = get_executor(executor, jobs)
+    cache = str(Path(cache_dir) if cache_dir is not None else out / "cache")
+    say: Progress = progress or log.info
+    start = time.perf_counter()
+    for role in ("train", "attacker", "test"):  # a missing dataset fails here, before any job
+        context(config, cache).data(role)
+    models = plan_models(config, cache)
+    say(f"evaluating {', '.join(config.methods)} on {config.model}/{config.dataset} ({config.preset} preset): "
+        f"{len(models)} model jobs, executor {ex.name} x{ex.jobs}, cache {cache}")
+    done: list[dict[str, Any]] = []
+    try:
+        _run_phase(ex, models, say, done, len(models))
+        ok = [m for m in config.methods
+              if not next(r for r in done if r["kind"] == "embed" and r["method"] == m)["error"]]
+        measures = plan_measurements(config, cache, ok)
+        _run_phase(ex, measures, say, done, len(models) + len(measures))
+    finally:
+        if isinstance(executor, str):  # ours: release the workers; an executor passed in stays its caller's
+            ex.close()
+    results = assemble(config, done, seconds=time.perf_counter() - start, executor=ex,
+                       command=command or default_command(config))
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(results_path, results, force=force)
+    say(f"done in {results['timing']['seconds']:.0f} s ({results['timing']['cached_cells']} of "
+        f"{results['timing']['cells']} cells from the cache): {results_path}")
+    return results

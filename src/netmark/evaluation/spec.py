@@ -1,0 +1,347 @@
+"""What ``netmark evaluate`` measures: :class:`EvaluationConfig`, the attack :class:`Sweep` s and the presets.
+
+An evaluation trains one unmarked *baseline* model and, per method, one marked model with the same seeds and
+schedule (fidelity), probes a ladder of payload sizes (capacity), times training steps with and without the
+method's hook (overhead), verifies the key against ``n_independent`` independently trained models (false
+positives) and runs every attack sweep on the marked model (robustness).
+
+Data. The official training set is split once (``split_seed``): the owner trains on the ``"train"`` part
+(``train_size`` of it), the attacker holds the disjoint ``attacker_size`` images of the ``"val"`` part; accuracy
+is measured on the official test set (``test_size`` of it).
+
+Different domain (``other_domain``), for ``Sweep(data="other-domain")``: the thief fine-tunes on another task with
+a fresh output layer (Uchida et al. 2017 §4.3, Table 8). ``"auto"`` picks ``"digits"`` (bundled, always
+available) for any other dataset and ``"inverted"`` for digits itself; a dataset name is resized (bilinear,
+antialiased) to the evaluated input shape, grey ↔ colour by channel mean / repetition, at most
+``attacker_size`` of its training images; ``"inverted"`` is the attacker's own images with inverted intensities
+(``1 − x``) and labels shifted by one class (``(y + 1) mod C``): other inputs and another task on the same
+pixels, cheap and available for every dataset. The accuracy of such a cell is measured on that domain's test set.
+
+Presets (:func:`preset`): ``full`` (each method's paper defaults, LeNet5 on Fashion-MNIST, every sweep),
+``quick`` (the 784-64-10 MLP on 20k Fashion-MNIST images, 10 epochs, small method options, short sweeps: all
+methods in about ten minutes on 2 CPU cores) and ``tiny`` (digits, seconds; for tests).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Literal
+
+from netmark.attacks import ATTACKS, AttackConfig
+from netmark.errors import ConfigError, NetmarkError
+from netmark.training import TrainConfig
+from netmark.verify import DEFAULT_ALPHA
+
+SCHEMA = "netmark-evaluation/1"
+SWEEP_DATA = ("none", "attacker", "other-domain")
+CAPACITY_UNITS = ("bits", "values", "triggers")
+PRESETS = ("full", "quick", "tiny")
+Strength = int | float | str
+
+
+def _positive_int(name: str, v: object, low: int = 1) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+        raise ConfigError(f"{name} must be an integer >= {low}, got {v!r}")
+
+
+@dataclass
+class Sweep:
+    """One attack swept over its strength.
+
+    Args:
+        attack: a registered attack (:data:`netmark.attacks.ATTACKS`).
+        strengths: the values of ``param``, in plotting order.
+        unit: what a strength is, for the report (``rate``, ``epochs``, ``bits``, ``dtype``).
+        label: unique name of the sweep (``"prune (magnitude)"``, ``"fine-tune (same domain)"``).
+        param: the attack-config field a strength sets; ``"epochs"`` of an attack with a ``train`` schedule sets
+            that schedule's epochs (the rest of it is the evaluation's training schedule).
+        options: further fields of the attack config (``{"order": "random"}``).
+        data: what the attack trains on: ``none``, the ``attacker``'s images, or the ``other-domain`` data.
+    """
+
+    attack: str
+    strengths: tuple[Strength, ...]
+    unit: str
+    label: str
+    param: str
+    options: dict[str, Any] = field(default_factory=dict)
+    data: Literal["none", "attacker", "other-domain"] = "none"
+
+    def __post_init__(self) -> None:
+        if self.attack not in ATTACKS:
+            raise ConfigError(f"unknown attack {self.attack!r}; known: {', '.join(sorted(ATTACKS))}")
+        self.strengths = tuple(self.strengths)
+        if not self.strengths or len(set(self.strengths)) != len(self.strengths):
+            raise ConfigError(f"sweep {self.label!r} needs distinct strengths, got {list(self.strengths)}")
+        if not self.label or not self.unit:
+            raise ConfigError("a sweep needs a label and a unit")
+        if self.data not in SWEEP_DATA:
+            raise ConfigError(f"sweep data must be one of {', '.join(SWEEP_DATA)}, got {self.data!r}")
+        cls = ATTACKS[self.attack]
+        if cls.needs_data and self.data == "none":
+            raise ConfigError(f"the {self.attack} attack trains: give sweep {self.label!r} data='attacker' or "
+                              "'other-domain'")
+        names = {f.name for f in fields(cls.config_cls)}
+        if self.param not in names and not (self.param == "epochs" and "train" in names):
+            raise ConfigError(f"{cls.config_cls.__name__} has no field {self.param!r} to sweep")
+        unknown = sorted(set(self.options) - names)
+        if unknown or self.param in self.options:
+            raise ConfigError(f"sweep {self.label!r}: bad options {unknown or [self.param]} for {self.attack}")
+        for s in self.strengths:  # every point must make a valid attack config
+            if isinstance(s, bool) or not isinstance(s, int | float | str):
+                raise ConfigError(f"sweep {self.label!r}: strength {s!r} is not a number or a string")
+            self.attack_config(s, train=TrainConfig(progress=False), seed=0)
+
+    def attack_config(self, strength: Strength, *, train: TrainConfig, seed: int, method: str | None = None,
+                      method_options: Mapping[str, Any] | None = None) -> AttackConfig:
+        """The attack config of one point: ``options`` + the strength; a ``train`` schedule, the optimizer
+        settings (``lr``, ``optimizer``, ``batch_size``) and an overwriting ``method`` come from the evaluation."""
+        cls = ATTACKS[self.attack].config_cls
+        names = {f.name for f in fields(cls)}
+        kw: dict[str, Any] = {"seed": seed, **self.options}
+        if "train" in names and "train" not in kw:
+            kw["train"] = replace(train, seed=seed, progress=False)
+        if self.param == "epochs" and "train" in names:
+            if isinstance(strength, bool) or not isinstance(strength, int) or strength < 0:
+                raise ConfigError(f"sweep {self.label!r}: epochs must be integers >= 0, got {strength!r}")
+            kw["train"] = replace(kw["train"], epochs=strength)
+        else:
+            kw[self.param] = strength
+        for name in ("lr", "optimizer", "batch_size"):
+            if name in names and name not in kw:
+                kw[name] = getattr(train, name)
+        if method is not None and "method" in names and "method" not in self.options:
+            kw["method"], kw["method_config"] = method, dict(method_options or {})
+        try:
+            return cls(**kw)
+        except TypeError as e:
+            raise ConfigError(f"sweep {self.label!r}: {e}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"attack": self.attack, "label": self.label, "unit": self.unit, "strengths": list(self.strengths),
+                "param": self.param, "options": dict(self.options), "data": self.data}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Sweep:
+        return cls(**{**d, "strengths": tuple(d["strengths"])})
+
+
+def default_sweeps(*, rates: Sequence[float] = (0.0, 0.25, 0.5, 0.65, 0.8, 0.9, 0.95),
+                   finetune_epochs: Sequence[int] = (0, 1, 2, 5, 10),
+                   fixed_point_bits: Sequence[int] = (16, 12, 10, 8, 6, 4, 2),
+                   quantize_bits: Sequence[int] = (8, 6, 4, 3, 2),
+                   overwrite_epochs: Sequence[int] = (1, 5, 10),
+                   distill_epochs: Sequence[int] = (1, 5, 10, 20)) -> tuple[Sweep, ...]:
+    """Every attack of :mod:`netmark.attacks`: pruning of all conv/linear layers in three orders, same- and
+    different-domain fine-tuning, fixed point, uniform quantization, fp16/bf16/int8 round trips, overwriting
+    with a second key of the method under test, and distillation into a fresh model."""
+    prune = [Sweep("prune", tuple(rates), "rate", f"prune ({what})", "rate", {"order": order})
+             for order, what in (("ascending", "magnitude"), ("descending", "largest first"), ("random", "random"))]
+    return (
+        *prune,
+        Sweep("finetune", tuple(finetune_epochs), "epochs", "fine-tune (same domain)", "epochs",
+              {"new_head": False}, data="attacker"),
+        Sweep("finetune", tuple(finetune_epochs), "epochs", "fine-tune (different domain)", "epochs",
+              {"new_head": True}, data="other-domain"),
+        Sweep("fixed-point", tuple(fixed_point_bits), "bits", "fixed point", "bits"),
+        Sweep("quantize", tuple(quantize_bits), "bits", "quantize", "bits"),
+        Sweep("roundtrip", ("fp16", "bf16", "int8"), "dtype", "round trip", "dtype"),
+        Sweep("overwrite", tuple(overwrite_epochs), "epochs", "overwrite (same method)", "epochs", data="attacker"),
+        Sweep("distill", tuple(distill_epochs), "epochs", "distillation", "epochs", data="attacker"),
+    )
+
+
+#: the quick and tiny presets' method options (as tests/test_methods.py's SMALL_CONFIGS: hosts that exist in the
+#: MLP, LeNet5 and simple-cnn; trigger sets mixed in 16 a batch so that a few epochs learn them).
+SMALL_OPTIONS: dict[str, dict[str, Any]] = {
+    "uchida": {"layer": "fc1", "bits": 64, "strength": 0.05},
+    "wang": {"bits": 64, "null_samples": 1024},
+    "tartaglione": {"size": 300, "replicas": 2, "reinit": False},
+    "deepsigns": {"mode": "white", "layer": "fc1"},
+    "adi": {"per_batch": 16},
+    "zhang-content": {"per_batch": 16, "target_class": 0, "null_models": 2},
+    "zhang-noise": {"per_batch": 16, "target_class": 0, "null_models": 2},
+    "zhang-unrelated": {"per_batch": 16, "target_class": 0, "null_models": 2},
+    "frontier-stitching": {"per_batch": 16, "finetune_epochs": 8, "eps": 0.15, "null_models": 2},
+}
+#: payload ladders of the capacity probes, by unit.
+FULL_CAPACITY = {"bits": (64, 256, 1024, 4096), "values": (1800, 7200, 28800), "triggers": (100, 400, 1600)}
+QUICK_CAPACITY = {"bits": (32, 128, 512, 2048), "values": (300, 1200, 4800, 19200), "triggers": (50, 200, 800, 3200)}
+TINY_CAPACITY = {"bits": (16, 64), "values": (100,), "triggers": (10, 40)}
+
+
+@dataclass
+class EvaluationConfig:
+    """One evaluation (see the module docstring); validated on construction.
+
+    Args:
+        methods: method name → options of its config (``{"uchida": {"bits": 64}}``); a list of names takes each
+            method's defaults.
+        model, model_args: the architecture (:func:`netmark.models.build`) for every model.
+        dataset: the task (:func:`netmark.data.load`); ``data_dir`` where its files are.
+        train: the owner's schedule, for the baseline, marked, independent and capacity models.
+        train_size, attacker_size, test_size, split_seed: the data (module docstring); ``None``: all.
+        seed: model initialisation and training seed of the baseline and marked models (the key's is seed + 1,
+            the independent models' seed + 2000 + i, the attacks' seed + 666).
+        n_independent: independently trained models the false-positive test verifies each key against.
+        sweeps: the attack sweeps (:func:`default_sweeps`).
+        capacity: payload-size ladder per unit (``bits``, ``values``, ``triggers``); empty: no capacity probes.
+        overhead_rounds, overhead_steps: interleaved rounds of that many plain and marked training steps.
+        other_domain: ``auto``, ``inverted`` or a dataset name (module docstring).
+        alpha: significance level of every verification.
+        quick, preset: which preset the config came from (reported).
+    """
+
+    methods: dict[str, dict[str, Any]]
+    model: str = "lenet5"
+    dataset: str = "fashion-mnist"
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, optimizer="adam", lr=1e-3,
+                                                                   progress=False))
+    train_size: int | None = None
+    attacker_size: int = 10000
+    test_size: int | None = None
+    seed: int = 0
+    split_seed: int = 0
+    n_independent: int = 20
+    sweeps: tuple[Sweep, ...] = field(default_factory=default_sweeps)
+    capacity: dict[str, tuple[int, ...]] = field(default_factory=lambda: dict(FULL_CAPACITY))
+    overhead_rounds: int = 5
+    overhead_steps: int = 10
+    other_domain: str = "auto"
+    alpha: float = DEFAULT_ALPHA
+    model_args: dict[str, Any] = field(default_factory=dict)
+    data_dir: str | None = None
+    quick: bool = False
+    preset: str = "custom"
+
+    def __post_init__(self) -> None:
+        from netmark.data import get_spec
+        from netmark.methods import get_method
+        from netmark.models import MODELS
+
+        if isinstance(self.methods, str):
+            raise ConfigError("methods must be a list of names or a mapping name -> options, not a string")
+        if not isinstance(self.methods, Mapping):
+            self.methods = {str(n): {} for n in self.methods}
+        self.methods = {str(n): dict(o or {}) for n, o in self.methods.items()}
+        if not self.methods:
+            raise ConfigError("an evaluation needs at least one watermark method")
+        for name, options in self.methods.items():
+            get_method(name).config_cls.from_dict(options)
+        if self.model not in MODELS:
+            raise ConfigError(f"unknown model {self.model!r}; known: {', '.join(sorted(MODELS))}")
+        try:
+            ds = get_spec(self.dataset).name
+            if self.other_domain not in ("auto", "inverted"):
+                get_spec(self.other_domain)
+        except NetmarkError as e:
+            raise ConfigError(str(e)) from None
+        if self.other_domain in (ds, self.dataset):
+            raise ConfigError("other_domain must differ from the evaluated dataset")
+        if not isinstance(self.train, TrainConfig):
+            raise ConfigError("EvaluationConfig.train must be a TrainConfig")
+        for name in ("train_size", "test_size"):
+            if getattr(self, name) is not None:
+                _positive_int(name, getattr(self, name))
+        for name, low in (("attacker_size", 1), ("n_independent", 1), ("overhead_rounds", 1),
+                          ("overhead_steps", 1), ("seed", 0), ("split_seed", 0)):
+            _positive_int(name, getattr(self, name), low)
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, int | float) \
+                or not (math.isfinite(self.alpha) and 0 < self.alpha < 1):
+            raise ConfigError(f"alpha must lie in (0, 1), got {self.alpha!r}")
+        self._check_sweeps()
+        self._check_capacity()
+
+    def _check_sweeps(self) -> None:
+        self.sweeps = tuple(self.sweeps)
+        if not all(isinstance(s, Sweep) for s in self.sweeps):
+            raise ConfigError("sweeps must be Sweep objects")
+        labels = [s.label for s in self.sweeps]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"sweep labels must be unique, got {labels}")
+
+    def _check_capacity(self) -> None:
+        if not isinstance(self.capacity, Mapping) or set(self.capacity) - set(CAPACITY_UNITS):
+            raise ConfigError(f"capacity maps units ({', '.join(CAPACITY_UNITS)}) to payload sizes")
+        self.capacity = {u: tuple(v) for u, v in self.capacity.items()}
+        for unit, ladder in self.capacity.items():
+            for n in ladder:
+                _positive_int(f"capacity[{unit!r}] sizes", n)
+            if list(ladder) != sorted(set(ladder)):
+                raise ConfigError(f"capacity[{unit!r}] must be increasing, got {list(ladder)}")
+
+    @property
+    def key_seed(self) -> int:
+        return self.seed + 1
+
+    @property
+    def attack_seed(self) -> int:
+        return self.seed + 666
+
+    def independent_seed(self, i: int) -> int:
+        return self.seed + 2000 + i
+
+    def resolved_other_domain(self) -> str:
+        if self.other_domain != "auto":
+            return self.other_domain
+        return "inverted" if self.dataset == "digits" else "digits"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["train"] = self.train.to_dict()
+        d["sweeps"] = [s.to_dict() for s in self.sweeps]
+        d["capacity"] = {u: list(v) for u, v in self.capacity.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> EvaluationConfig:
+        """The inverse of :meth:`to_dict` (``results["config"]``); unknown keys raise ConfigError."""
+        kw = dict(d)
+        extra = ", ".join(sorted(set(kw) - {f.name for f in fields(cls)}))
+        if extra:
+            raise ConfigError(f"EvaluationConfig has no option(s) {extra}")
+        if isinstance(kw.get("train"), Mapping):
+            kw["train"] = TrainConfig(**{**kw["train"], "milestones": tuple(kw["train"].get("milestones", ()))})
+        if "sweeps" in kw:
+            kw["sweeps"] = tuple(s if isinstance(s, Sweep) else Sweep.from_dict(s) for s in kw["sweeps"])
+        return cls(**kw)
+
+
+def preset(name: str = "quick", *, methods: Sequence[str] | Mapping[str, Mapping[str, Any]] | None = None,
+           **overrides: Any) -> EvaluationConfig:
+    """The ``full``, ``quick`` or ``tiny`` evaluation (module docstring) of ``methods`` (default: every
+    registered method), with any :class:`EvaluationConfig` field overridden. Names take the preset's options
+    (``full``: each method's defaults); a mapping gives them explicitly."""
+    from netmark.methods import METHODS
+
+    if name not in PRESETS:
+        raise ConfigError(f"unknown evaluation preset {name!r}; choose one of {', '.join(PRESETS)}")
+    names = sorted(METHODS) if methods is None else methods
+    if isinstance(names, Mapping):
+        chosen = {n: dict(o) for n, o in names.items()}
+    elif isinstance(names, str):
+        raise ConfigError("methods must be a list of names, not a string")
+    else:
+        chosen = {n: {} if name == "full" else dict(SMALL_OPTIONS.get(n, {})) for n in names}
+    if name == "full":
+        base: dict[str, Any] = {}
+    elif name == "quick":
+        base = {"model": "mlp", "dataset": "fashion-mnist", "train_size": 20000, "attacker_size": 10000,
+                "train": TrainConfig(epochs=10, optimizer="adam", lr=1e-3, progress=False),
+                "sweeps": default_sweeps(rates=(0.0, 0.25, 0.5, 0.75, 0.9, 0.95), finetune_epochs=(0, 1, 3),
+                                         fixed_point_bits=(16, 8, 6, 4, 2), quantize_bits=(8, 4, 2),
+                                         overwrite_epochs=(1, 3), distill_epochs=(1, 3, 10)),
+                "capacity": dict(QUICK_CAPACITY), "quick": True}
+    else:
+        base = {"model": "mlp", "dataset": "digits", "attacker_size": 400, "n_independent": 3,
+                "train": TrainConfig(epochs=8, optimizer="adam", lr=3e-3, progress=False),
+                "sweeps": (Sweep("prune", (0.0, 0.5, 0.9), "rate", "prune (magnitude)", "rate",
+                                 {"order": "ascending"}),
+                           Sweep("roundtrip", ("fp16", "int8"), "dtype", "round trip", "dtype"),
+                           Sweep("finetune", (0, 1), "epochs", "fine-tune (same domain)", "epochs",
+                                 {"new_head": False}, data="attacker"),
+                           Sweep("distill", (1,), "epochs", "distillation", "epochs", data="attacker")),
+                "capacity": dict(TINY_CAPACITY), "overhead_rounds": 3, "overhead_steps": 4, "quick": True}
+    return EvaluationConfig(**{"methods": chosen, **base, "preset": name, **overrides})

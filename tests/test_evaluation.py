@@ -1,0 +1,232 @@
+"""``netmark.evaluation``: config validation, a tiny end-to-end run (serial and process pool), the cache, resuming."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from netmark.errors import ConfigError, OutputExistsError
+from netmark.evaluation import SCHEMA, EvaluationConfig, SerialExecutor, Sweep, evaluate, get_executor, measure, preset
+from netmark.evaluation.spec import default_sweeps
+from netmark.training import TrainConfig
+
+J = TypeVar("J")
+R = TypeVar("R")
+METHODS = ["uchida", "adi"]
+#: the tiny preset's four sweeps: 3 + 2 + 2 + 1 strengths
+N_STRENGTHS = 8
+
+
+def _tiny(**overrides: Any) -> EvaluationConfig:
+    return preset("tiny", methods=METHODS, **overrides)
+
+
+def _strip(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in c.items() if k != "seconds"} for c in cells]
+
+
+@pytest.fixture(scope="module")
+def serial_run(tmp_path_factory) -> tuple[dict[str, Any], Path]:
+    root = tmp_path_factory.mktemp("evaluation")
+    lines: list[str] = []
+    results = evaluate(_tiny(), root / "out", cache_dir=root / "cache", executor="serial", progress=lines.append)
+    assert lines and lines[-1].startswith("done")
+    return results, root
+
+
+# ---------------------------------------------------------------------- configuration
+
+
+def test_presets_and_defaults_validate() -> None:
+    full = preset("full")
+    assert full.n_independent == 20 and {s.attack for s in full.sweeps} >= {
+        "prune", "finetune", "fixed-point", "quantize", "roundtrip", "overwrite", "distill"}
+    assert {s.options.get("order") for s in full.sweeps if s.attack == "prune"} == {"ascending", "descending", "random"}
+    assert {s.data for s in full.sweeps if s.attack == "finetune"} == {"attacker", "other-domain"}
+    quick = preset("quick")
+    assert quick.quick and quick.dataset == "fashion-mnist" and quick.model == "mlp"
+    assert EvaluationConfig.from_dict(json.loads(json.dumps(quick.to_dict()))).to_dict() == quick.to_dict()
+    assert EvaluationConfig(["uchida"]).methods == {"uchida": {}}
+    assert _tiny().resolved_other_domain() == "inverted" and quick.resolved_other_domain() == "digits"
+
+
+@pytest.mark.parametrize("bad", [
+    {"methods": []}, {"methods": ["no-such-method"]}, {"methods": {"uchida": {"bitz": 3}}}, {"methods": "uchida"},
+    {"model": "no-such-model"}, {"dataset": "no-such-data"}, {"attacker_size": 0}, {"n_independent": 0},
+    {"train_size": -5}, {"alpha": 0.0}, {"alpha": 2.0}, {"train": {"epochs": 1}}, {"other_domain": "digits"},
+    {"capacity": {"bits": (64, 16)}}, {"capacity": {"furlongs": (1,)}},
+    {"sweeps": (Sweep("prune", (0.5,), "rate", "a", "rate"), Sweep("prune", (0.9,), "rate", "a", "rate"))},
+])
+def test_bad_evaluation_config_raises(bad: dict[str, Any]) -> None:
+    kw: dict[str, Any] = {"methods": ["uchida"], "dataset": "digits", "model": "mlp", "attacker_size": 400, **bad}
+    with pytest.raises(ConfigError):
+        EvaluationConfig(**kw)
+
+
+@pytest.mark.parametrize("args", [
+    ("no-such-attack", (1,), "x", "l", "rate"), ("prune", (), "rate", "l", "rate"),
+    ("prune", (0.5, 0.5), "rate", "l", "rate"), ("prune", (1.5,), "rate", "l", "rate"),
+    ("prune", (0.5,), "rate", "l", "no_such_field"), ("roundtrip", ("fp8",), "dtype", "l", "dtype"),
+    ("finetune", (1,), "epochs", "l", "epochs"),  # a training attack without data
+    ("distill", (0,), "epochs", "l", "epochs"),
+])
+def test_bad_sweep_raises(args: tuple[Any, ...]) -> None:
+    data = "attacker" if args[0] == "distill" else "none"
+    with pytest.raises(ConfigError):
+        Sweep(*args, data=data)
+
+
+def test_sweep_builds_attack_configs() -> None:
+    by_label = {s.label: s for s in default_sweeps()}
+    train = TrainConfig(epochs=7, optimizer="adam", lr=0.002, progress=False)
+    ft = by_label["fine-tune (different domain)"].attack_config(3, train=train, seed=9)
+    assert ft.train.epochs == 3 and ft.train.lr == 0.002 and ft.new_head is True and ft.seed == 9
+    ow = by_label["overwrite (same method)"].attack_config(2, train=train, seed=9, method="adi",
+                                                           method_options={"per_batch": 4})
+    assert ow.method == "adi" and ow.method_config == {"per_batch": 4} and ow.train.epochs == 2
+    d = by_label["distillation"].attack_config(5, train=train, seed=9)
+    assert (d.epochs, d.lr, d.optimizer) == (5, 0.002, "adam")
+    assert by_label["prune (random)"].attack_config(0.9, train=train, seed=1).order == "random"
+
+
+def test_executors_by_name() -> None:
+    assert get_executor("serial").name == "serial" and get_executor("local", 3).jobs == 3
+    with pytest.raises(ConfigError, match="not implemented"):
+        get_executor("ray")
+    with pytest.raises(ConfigError):
+        get_executor("nope")
+    with pytest.raises(ConfigError):
+        get_executor("local", 0)
+
+
+# ---------------------------------------------------------------------- end to end
+
+
+def test_results_schema(serial_run) -> None:
+    res, root = serial_run
+    assert json.loads((root / "out" / "results.json").read_text()) == res
+    assert res["schema"] == SCHEMA
+    assert {"schema", "generated", "netmark_version", "command", "config", "alpha", "baseline", "methods", "sweeps",
+            "cells", "timing"} <= set(res)
+    assert set(res["baseline"]) >= {"test_accuracy", "seed"} and res["baseline"]["test_accuracy"] > 0.8
+    assert [s["label"] for s in res["sweeps"]] == [s.label for s in _tiny().sweeps]
+    assert set(res["timing"]) >= {"seconds", "cells", "cached_cells", "executor", "jobs"}
+    assert res["timing"]["executor"] == "serial" and res["timing"]["cached_cells"] == 0
+    for name in METHODS:
+        m = res["methods"][name]
+        assert {"black_box", "test_accuracy", "fidelity_pp", "capacity", "overhead_ratio", "embed_seconds",
+                "false_positives"} <= set(m)
+        assert m["black_box"] is (name == "adi") and m["detected"]
+        assert m["fidelity_pp"] == pytest.approx(100 * (m["test_accuracy"] - res["baseline"]["test_accuracy"]))
+        assert set(m["capacity"]) >= {"value", "unit", "note"} and m["capacity"]["note"]
+        assert m["overhead_ratio"] > 0 and m["embed_seconds"] > 0
+        assert m["false_positives"]["n"] == 3 and m["false_positives"]["detected"] == 0
+        assert 0 < m["false_positives"]["min_p_value"] <= 1
+    assert res["methods"]["uchida"]["capacity"]["unit"] == "bits"
+    assert res["methods"]["adi"]["capacity"]["unit"] == "triggers"
+    assert res["methods"]["adi"]["capacity"]["value"] in (10, 40)
+
+
+def test_cells(serial_run) -> None:
+    res, _ = serial_run
+    cells = res["cells"]
+    assert len(cells) == len(METHODS) * N_STRENGTHS
+    keys = {"method", "attack", "label", "strength", "test_accuracy", "p_value", "score", "detected", "seconds",
+            "error"}
+    assert all(keys <= set(c) and c["error"] is None for c in cells)
+    at = {(c["method"], c["label"], c["strength"]): c for c in cells}
+    for name in METHODS:
+        unattacked = at[(name, "prune (magnitude)", 0.0)]
+        assert unattacked["detected"] and unattacked["test_accuracy"] == res["methods"][name]["test_accuracy"]
+        assert at[(name, "round trip", "fp16")]["detected"]
+        assert at[(name, "fine-tune (same domain)", 0)]["p_value"] == unattacked["p_value"]
+
+
+def test_refuses_to_overwrite_results(serial_run) -> None:
+    _, root = serial_run
+    with pytest.raises(OutputExistsError):
+        evaluate(_tiny(), root / "out", cache_dir=root / "cache", executor="serial")
+
+
+def test_process_pool_gives_the_same_cells(serial_run, tmp_path: Path) -> None:
+    res, _ = serial_run
+    cfg = _tiny(sweeps=_tiny().sweeps[:2], capacity={}, n_independent=2)  # the same cells, fewer of them
+    out = evaluate(cfg, tmp_path / "out", cache_dir=tmp_path / "cache", executor="local", jobs=2)
+    assert out["timing"]["executor"] == "local" and out["timing"]["jobs"] == 2
+    labels = {s.label for s in cfg.sweeps}
+    assert _strip(out["cells"]) == _strip([c for c in res["cells"] if c["label"] in labels])
+    for name in METHODS:
+        assert out["methods"][name]["test_accuracy"] == res["methods"][name]["test_accuracy"]
+        assert out["methods"][name]["capacity"]["value"] is None
+        assert out["methods"][name]["false_positives"]["n"] == 2
+
+
+class FailAfter(SerialExecutor):
+    """Serial, but raises after ``k`` attack cells (an interrupted run)."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.k = k
+        self.seen = 0
+
+    def map(self, fn: Callable[[J], R], jobs: Sequence[J]) -> Iterator[R]:
+        for r in super().map(fn, jobs):
+            if r["kind"] == "attack":  # type: ignore[index]
+                if self.seen == self.k:
+                    raise RuntimeError("injected failure")
+                self.seen += 1
+            yield r
+
+
+def test_interrupted_run_resumes_from_the_cache(serial_run, tmp_path: Path, monkeypatch) -> None:
+    res, root = serial_run
+    cache = tmp_path / "cache"
+    shutil.copytree(root / "cache", cache)
+    attack_files = [p for p in (cache / "cells").glob("*.json") if "test_accuracy" in json.loads(p.read_text())]
+    assert len(attack_files) == len(res["cells"])
+    for p in attack_files:
+        p.unlink()  # the trained models and the other cells stay cached
+    computed: list[int] = []
+    real_evaluate = measure.evaluate
+    monkeypatch.setattr(measure, "evaluate", lambda *a, **k: computed.append(1) or real_evaluate(*a, **k))
+    monkeypatch.setattr("netmark.evaluation.cells.train", lambda *a, **k: pytest.fail("a cached model was retrained"))
+
+    with pytest.raises(RuntimeError, match="injected"):
+        evaluate(_tiny(), tmp_path / "out", cache_dir=cache, executor=FailAfter(5))
+    first = len(computed)
+    assert 5 <= first < len(res["cells"])
+    done_before = {p: p.stat().st_mtime_ns for p in (cache / "cells").glob("*.json")}
+    assert not (tmp_path / "out" / "results.json").exists()
+
+    again = evaluate(_tiny(), tmp_path / "out", cache_dir=cache, executor="serial")
+    assert len(computed) - first == len(res["cells"]) - first  # only the missing cells were computed
+    assert all(p.stat().st_mtime_ns == t for p, t in done_before.items())  # finished cells were not rewritten
+    assert again["timing"]["cached_cells"] == again["timing"]["cells"] - (len(res["cells"]) - first)
+    assert _strip(again["cells"]) == _strip(res["cells"])
+    assert again["methods"]["adi"]["false_positives"] == res["methods"]["adi"]["false_positives"]
+
+
+
+def test_netmark_report_renders_evaluation_results(serial_run, tmp_path: Path) -> None:
+    """`netmark report` recognises an evaluation's results.json (by its schema) and writes its report."""
+    from typer.testing import CliRunner
+
+    from netmark.cli import app
+
+    _, root = serial_run
+    out = tmp_path / "report"
+    shutil.copytree(root / "out", out, ignore=shutil.ignore_patterns("cache"))
+    res = CliRunner().invoke(app, ["report", str(out)])
+    assert res.exit_code == 0 and "index.html" in res.output, res.output
+    assert (out / "index.html").is_file() and "data:image/png;base64" in (out / "index.html").read_text()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "index.html").write_text("mine")
+    refused = CliRunner().invoke(app, ["report", str(out), "--out", str(other)])  # would overwrite: exit 2
+    assert refused.exit_code == 2 and "Traceback" not in refused.output
+    assert (other / "index.html").read_text() == "mine"
