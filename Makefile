@@ -30,7 +30,7 @@ data:
 
 test: venv data
 	$(VENV)/bin/ruff check src tests
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 demo: venv data
 	$(VENV)/bin/netmark demo

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -9,6 +11,9 @@ from netmark._util import seeded
 from netmark.data import ArrayDataset, load
 from netmark.models import build
 from netmark.training import TrainConfig
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one pytest worker per core: one torch thread each
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
