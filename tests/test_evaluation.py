@@ -230,3 +230,27 @@ def test_netmark_report_renders_evaluation_results(serial_run, tmp_path: Path) -
     refused = CliRunner().invoke(app, ["report", str(out), "--out", str(other)])  # would overwrite: exit 2
     assert refused.exit_code == 2 and "Traceback" not in refused.output
     assert (other / "index.html").read_text() == "mine"
+
+
+def test_cli_evaluate_without_a_model_compares_methods(serial_run, tmp_path: Path) -> None:
+    """`netmark evaluate --methods ... --preset tiny` (resuming from the module's cache) writes the results and the
+    report; a second run into the same directory is refused with one line and exit code 2; MODEL and --methods
+    together are refused."""
+    from typer.testing import CliRunner
+
+    from netmark.cli import app
+
+    _, root = serial_run
+    out = tmp_path / "cli"
+    args = ["evaluate", "--preset", "tiny", "--methods", ",".join(METHODS), "--executor", "serial",
+            "--cache-dir", str(root / "cache"), "--out", str(out), "--quiet"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    results = json.loads((out / "results.json").read_text())
+    assert results["timing"]["cached_cells"] == results["timing"]["cells"] > 0  # every cell from the cache
+    assert results["command"].startswith("netmark evaluate --methods uchida,adi")
+    assert (out / "index.html").is_file() and (out / "README.md").is_file()
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 2 and "already exists" in refused.output and "Traceback" not in refused.output
+    both = CliRunner().invoke(app, ["evaluate", str(out / "results.json"), "--methods", "uchida"])
+    assert both.exit_code == 2 and "not both" in both.output

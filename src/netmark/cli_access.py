@@ -144,25 +144,59 @@ def protect(transform: Annotated[str, typer.Option("--transform", help="fixed | 
 
 @app.command()
 @handles_errors
-def evaluate(model: Annotated[Path, typer.Argument(help="model file (.safetensors)")],
-             dataset: Dataset_ = "digits", transform: TransformKey = None, split: Split = "test", limit: Limit = None,
-             data_dir: DataDir = None, as_json: AsJson = False) -> None:
-    """Test accuracy of MODEL: unauthorized (raw inputs) and, with --transform, authorized (through it)."""
-
+def evaluate(model: Annotated[Path | None, typer.Argument(help="model file (.safetensors): its test accuracy, raw and through --transform; leave it out to compare watermark methods instead (--methods ...)")] = None,
+             dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="fashion-mnist | mnist | cifar10 | cifar100 | digits (MODEL: digits; comparison: the preset's)")] = None,
+             transform: TransformKey = None, split: Split = "test", limit: Limit = None,
+             data_dir: DataDir = None, as_json: AsJson = False,
+             methods: Annotated[str | None, typer.Option("--methods", help="comparison: comma-separated methods (default: every registered one)")] = None,
+             preset: Annotated[str, typer.Option("--preset", help="comparison: full | quick (Fashion-MNIST MLP) | tiny (digits, seconds)")] = "quick",
+             arch: Annotated[str | None, typer.Option("--model", help="comparison: architecture (default: the preset's)")] = None,
+             out: Annotated[Path, typer.Option("--out", "-o", help="comparison: output directory")] = Path("reports/evaluation"),
+             cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="comparison: trained runs and finished cells (default OUT/cache; a rerun resumes; holds keys: keep it private)")] = None,
+             executor: Annotated[str, typer.Option("--executor", help="comparison: local (process pool) | serial")] = "local",
+             jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="comparison: worker processes")] = 2,
+             force: Force = False, quiet: Quiet = False) -> None:
+    """Test accuracy of MODEL: unauthorized (raw inputs) and, with --transform, authorized (through it). Without
+    MODEL: compare watermark methods side by side (fidelity, capacity, overhead, false positives, every attack swept
+    over its strength) -> OUT/results.json, README.md, index.html, PNGs."""
+    if model is None:
+        if transform is not None:
+            raise ConfigError("--transform needs a MODEL (the comparison of methods takes none)")
+        _compare(methods, preset, arch, dataset, out, cache_dir, executor, jobs, force, quiet)
+        return
+    if methods is not None or arch is not None:
+        raise ConfigError("give either a MODEL (its accuracy) or --methods/--model (a comparison of methods), not both")
+    dataset = dataset or "digits"
     g = _transform(transform) if transform is not None else None
     net, rng = _model(model)
     data = _split(dataset, split, data_dir, limit, rng)
-    out: dict[str, Any] = {"model": str(model), "dataset": dataset, "split": split, "images": len(data),
-                           "unauthorized": _accuracy(net, data)}
+    out_d: dict[str, Any] = {"model": str(model), "dataset": dataset, "split": split, "images": len(data),
+                             "unauthorized": _accuracy(net, data)}
     if g is not None:
-        out["authorized"] = _accuracy(net, data, g)
+        out_d["authorized"] = _accuracy(net, data, g)
     if as_json:
-        typer.echo(json.dumps(out))
+        typer.echo(json.dumps(out_d))
         return
-    msg = f"{dataset} {split} ({len(data)} images): unauthorized (raw) accuracy {out['unauthorized']:.4f}"
+    msg = f"{dataset} {split} ({len(data)} images): unauthorized (raw) accuracy {out_d['unauthorized']:.4f}"
     if g is not None:
-        msg += f", authorized (through {transform}) {out['authorized']:.4f}"
+        msg += f", authorized (through {transform}) {out_d['authorized']:.4f}"
     typer.echo(msg)
+
+
+def _compare(methods: str | None, preset: str, arch: str | None, dataset: str | None, out: Path,
+             cache_dir: Path | None, executor: str, jobs: int, force: bool, quiet: bool) -> None:
+    """``netmark evaluate`` without a model: :func:`netmark.evaluation.evaluate`, then its report."""
+    from netmark.evaluation import evaluate as run_evaluation
+    from netmark.evaluation import preset as make_preset
+    from netmark.evaluation.report import render_evaluation
+
+    names = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    overrides = {k: v for k, v in (("model", arch), ("dataset", dataset)) if v is not None}
+    config = make_preset(preset, methods=names, **overrides)
+    run_evaluation(config, out, cache_dir=cache_dir, executor=executor, jobs=jobs, force=force,
+                   progress=None if quiet else (lambda m: _echo(m)))
+    page = render_evaluation(out / "results.json", force=True)  # beside the results it was made from
+    typer.echo(f"wrote {out / 'results.json'}, {page} and the README and figures beside it")
 
 
 def _check_out(out: Path | None, force: bool) -> None:
