@@ -150,3 +150,15 @@ def test_quantize_8bit_barely_changes_predictions(digits_train) -> None:
     assert agree > 0.97
     with pytest.raises(ConfigError):
         QuantizeConfig(bits=0)
+
+
+def test_overwrite_with_a_key_made_from_training_images(tiny_data) -> None:
+    """Methods whose keys are crafted from data (zhang-content stamps training images) get the attacker's images."""
+    cfg = OverwriteConfig(method="zhang-content", method_config={"size": 8, "per_batch": 4, "null_models": 0},
+                          train=QUICK)
+    atk = Overwrite(cfg)
+    atk(make_cnn(num_classes=4), tiny_data)
+    stamped = atk.attacker_key.tensors["inputs"]
+    assert stamped.shape == (8, 1, 8, 8)
+    same = (stamped.flatten(1)[:, None] == tiny_data.x.flatten(1)[None]).float().mean(2)  # pixel agreement
+    assert bool((same.max(1).values >= 0.5).all())  # each is an attacker image outside the stamp

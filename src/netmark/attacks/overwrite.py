@@ -75,7 +75,9 @@ class Overwrite(Attack):
             raise ConfigError("the overwrite attack needs training data")
         cls = get_method(self.config.method)
         method = cls(cls.config_cls.from_dict(self.config.method_config or {}))
-        key = method.create_key(model, seed=self.config.seed)
+        # trigger-set keys made from training images (zhang-content, frontier stitching, DeepSigns) take the attacker's
+        extra = {"data": data} if getattr(method, "needs_data", False) else {}
+        key = method.create_key(model, seed=self.config.seed, **extra)
         train(model, data, self.config.train, hooks=[method.hook(key)])
         self.attacker_key = key
         return model

@@ -15,30 +15,15 @@ from dataclasses import fields
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from netmark.attacks import ATTACKS, Attack, Overwrite
+from netmark.attacks import ATTACKS, Attack
 from netmark.errors import ConfigError, NetmarkError
 from netmark.evaluation.cells import Context, Job, marked_run, result_fields, verified
 from netmark.methods import WatermarkMethod, get_method
 from netmark.methods.triggerset import TriggerSetMethod
-from netmark.training import TrainHook, evaluate, iter_batches, make_optimizer, train
-
-
-class KeyedOverwrite(Overwrite):
-    """:class:`~netmark.attacks.Overwrite` that also gives the attacker's images to ``create_key`` (the registered
-    attack calls it without data, which methods whose keys are made from training images refuse)."""
-
-    def apply(self, model: nn.Module, data: Dataset | None) -> nn.Module:
-        cfg = self.config
-        cls = get_method(cfg.method)
-        method = cls(cls.config_cls.from_dict(cfg.method_config or {}))
-        extra = {"data": data} if getattr(method, "needs_data", False) else {}
-        self.attacker_key = method.create_key(model, seed=cfg.seed, **extra)
-        train(model, data, cfg.train, hooks=[method.hook(self.attacker_key)])
-        return model
+from netmark.training import TrainHook, evaluate, iter_batches, make_optimizer, train_step
 
 
 def attacker_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -67,7 +52,7 @@ def attack_cell(ctx: Context, job: Job) -> dict[str, Any]:
 
     def compute() -> dict[str, Any]:
         model, key, _ = ctx.trained(marked_run(method))
-        attack: Attack = (KeyedOverwrite if sweep.attack == "overwrite" else ATTACKS[sweep.attack])(acfg)
+        attack: Attack = ATTACKS[sweep.attack](acfg)
         attacked = attack(model, ctx.data(data_role) if data_role else None)
         acc = evaluate(attacked, ctx.data(test_role))["accuracy"]
         return {"test_accuracy": acc, **result_fields(verified(attacked, key, cfg.alpha))}
@@ -134,17 +119,7 @@ def timed_step(model: nn.Module, opt: torch.optim.Optimizer, hooks: tuple[TrainH
                y: torch.Tensor) -> float:
     """Seconds of one training step as :func:`netmark.training.train` takes it (hooks included)."""
     t0 = time.perf_counter()
-    for h in hooks:
-        x, y = h.transform_batch(x, y)
-    logits = model(x)
-    loss = F.cross_entropy(logits, y)
-    for h in hooks:
-        loss = loss + sum(h.extra_loss(model, x, y, logits).values(), torch.zeros(()))
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    for h in hooks:
-        h.after_step(model)
+    train_step(model, opt, x, y, hooks)
     return time.perf_counter() - t0
 
 
