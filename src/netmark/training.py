@@ -184,6 +184,25 @@ def iter_batches(data: Dataset, batch_size: int, *, shuffle: bool = False,
     yield from DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=gen)
 
 
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tensor,
+               hooks: Sequence[TrainHook] = ()) -> Tensor:
+    """One single-process step as :func:`train` takes it (hooks' batch transform, task loss plus their terms,
+    optimizer step, ``after_step``; no teacher, no clipping): what step-cost measurements time. Returns the loss."""
+    for h in hooks:
+        x, y = h.transform_batch(x, y)
+    logits = model(x)
+    terms = {"task_loss": F.cross_entropy(logits, y)}
+    for h in hooks:
+        terms.update(h.extra_loss(model, x, y, logits))
+    loss = torch.stack([t.reshape(()) for t in terms.values()]).sum()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    for h in hooks:
+        h.after_step(model)
+    return loss.detach()
+
+
 def n_batches(data: Dataset, batch_size: int) -> int:
     return math.ceil(len(data) / batch_size)
 

@@ -7,7 +7,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from netmark._util import seeded
@@ -16,7 +15,7 @@ from netmark.attacks.roundtrip import DTYPES
 from netmark.experiments.common import MeasureRegistry
 from netmark.keys import WatermarkKey
 from netmark.methods.tartaglione import Tartaglione, initialise, pearson, watermark_masks
-from netmark.training import TrainHook, evaluate, make_optimizer
+from netmark.training import TrainHook, evaluate, make_optimizer, train_step
 from netmark.verify import false_positive_rate, verify
 
 from .runner import method_config, payload_of
@@ -174,19 +173,9 @@ def fig3(runner: Runner, exp: Experiment) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- step cost
 
 
-def _step(model: nn.Module, hooks: list[TrainHook], opt: torch.optim.Optimizer, x: torch.Tensor,
-          y: torch.Tensor) -> None:
-    """One step exactly as ``netmark.training.train`` takes it."""
-    logits = model(x)
-    terms = {"task_loss": F.cross_entropy(logits, y)}
-    for h in hooks:
-        terms.update(h.extra_loss(model, x, y, logits))
-    loss = torch.stack([v.reshape(()) for v in terms.values()]).sum()
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    for h in hooks:
-        h.after_step(model)
+def _step(case: tuple[nn.Module, list[TrainHook], torch.optim.Optimizer], x: torch.Tensor, y: torch.Tensor) -> None:
+    model, hooks, opt = case
+    train_step(model, opt, x, y, hooks)
 
 
 def step_costs(runner: Runner) -> dict[str, Any]:
@@ -225,12 +214,12 @@ def _step_costs(runner: Runner) -> dict[str, Any]:
     with seeded(sc.train_seed):
         for n in names:  # warm-up
             for _ in range(2):
-                _step(*cases[n], x, y)
+                _step(cases[n], x, y)
         for rnd in range(sc.overhead_rounds):
             for n in names[rnd % len(names):] + names[: rnd % len(names)]:
                 t0 = time.perf_counter()
                 for _ in range(sc.overhead_steps):
-                    _step(*cases[n], x, y)
+                    _step(cases[n], x, y)
                 times[n].append(1000.0 * (time.perf_counter() - t0) / sc.overhead_steps)
     plain = statistics.median(times["plain"])
     return {"batch_size": bs, "rounds": sc.overhead_rounds, "steps": sc.overhead_steps,
