@@ -81,12 +81,11 @@ from netmark.methods.base import register_method
 from netmark.methods.triggerset import (
     Predictor,
     TriggerSetConfig,
-    TriggerSetHook,
     TriggerSetMethod,
     check_int,
     dataset_rows,
 )
-from netmark.training import TrainConfig, TrainHook, TrainResult, model_device, train
+from netmark.training import TrainConfig, TrainResult, model_device, train
 
 
 @dataclass
@@ -199,10 +198,10 @@ class FrontierStitching(TriggerSetMethod):
         x, y, _ = frontier_adversaries(model, data, self.config.size, float(self.config.eps), seed)
         return x, y, False
 
-    def hook(self, key: WatermarkKey) -> TrainHook:
-        """The trigger-set hook, stopping the fine-tuning once the key's accuracy reaches ``key_target``."""
-        return TriggerSetHook(key.tensors["inputs"], key.tensors["labels"], self.config.per_batch,
-                              (key.seed or 0) + 5, target=self.config.key_target)
+    @property
+    def key_target(self) -> float | None:  # type: ignore[override]
+        """The fine-tuning (the only training with this hook) stops once the key's accuracy reaches it."""
+        return self.config.key_target
 
     def finetune_config(self, train_config: TrainConfig | None) -> TrainConfig:
         """``train_config`` for the fine-tuning phase: ``finetune_epochs``, no milestones, ``finetune_lr`` or

@@ -322,9 +322,12 @@ class TriggerSetMethod(WatermarkMethod):
         except (ConfigError, TypeError) as e:
             raise KeyFileError(f"key has an invalid {cls.name} config: {e}") from None
 
+    #: training with :meth:`hook` stops once the trigger accuracy reaches this (``None``: never early)
+    key_target: float | None = None
+
     def hook(self, key: WatermarkKey) -> TrainHook:
         return TriggerSetHook(key.tensors["inputs"], key.tensors["labels"], self.config.per_batch,
-                              (key.seed or 0) + 5)
+                              (key.seed or 0) + 5, target=self.key_target)
 
     def extract(self, model: nn.Module, key: WatermarkKey) -> Extraction:
         """The model's answers on the triggers (``bits``: labels; ``scores``: softmax of the key's label)."""
