@@ -12,6 +12,7 @@ import pytest
 
 from netmark.errors import ConfigError, OutputExistsError
 from netmark.evaluation import SCHEMA, EvaluationConfig, SerialExecutor, Sweep, evaluate, get_executor, measure, preset
+from netmark.evaluation.cells import run_job
 from netmark.evaluation.spec import default_sweeps
 from netmark.training import TrainConfig
 
@@ -61,6 +62,9 @@ def test_presets_and_defaults_validate() -> None:
     {"train_size": -5}, {"alpha": 0.0}, {"alpha": 2.0}, {"train": {"epochs": 1}}, {"other_domain": "digits"},
     {"capacity": {"bits": (64, 16)}}, {"capacity": {"furlongs": (1,)}},
     {"sweeps": (Sweep("prune", (0.5,), "rate", "a", "rate"), Sweep("prune", (0.9,), "rate", "a", "rate"))},
+    {"access": ("nope",)}, {"access": "fixed"}, {"access": ("fixed", "fixed")}, {"access_options": {"bogus": 1}},
+    {"access_options": {"sigma": -1.0}}, {"access_options": {"raw_pass": "both"}}, {"piracy_trials": 0},
+    {"pair_fractions": (0.0,)}, {"pair_fractions": (0.5, 0.5)},
 ])
 def test_bad_evaluation_config_raises(bad: dict[str, Any]) -> None:
     kw: dict[str, Any] = {"methods": ["uchida"], "dataset": "digits", "model": "mlp", "attacker_size": 400, **bad}
@@ -96,8 +100,6 @@ def test_sweep_builds_attack_configs() -> None:
 
 def test_executors_by_name() -> None:
     assert get_executor("serial").name == "serial" and get_executor("local", 3).jobs == 3
-    with pytest.raises(ConfigError, match="not implemented"):
-        get_executor("ray")
     with pytest.raises(ConfigError):
         get_executor("nope")
     with pytest.raises(ConfigError):
@@ -155,7 +157,7 @@ def test_refuses_to_overwrite_results(serial_run) -> None:
 
 def test_process_pool_gives_the_same_cells(serial_run, tmp_path: Path) -> None:
     res, _ = serial_run
-    cfg = _tiny(sweeps=_tiny().sweeps[:2], capacity={}, n_independent=2)  # the same cells, fewer of them
+    cfg = _tiny(sweeps=_tiny().sweeps[:2], capacity={}, n_independent=2, access=())  # the same cells, fewer
     out = evaluate(cfg, tmp_path / "out", cache_dir=tmp_path / "cache", executor="local", jobs=2)
     assert out["timing"]["executor"] == "local" and out["timing"]["jobs"] == 2
     labels = {s.label for s in cfg.sweeps}
@@ -164,6 +166,56 @@ def test_process_pool_gives_the_same_cells(serial_run, tmp_path: Path) -> None:
         assert out["methods"][name]["test_accuracy"] == res["methods"][name]["test_accuracy"]
         assert out["methods"][name]["capacity"]["value"] is None
         assert out["methods"][name]["false_positives"]["n"] == 2
+
+
+def test_access_section(serial_run) -> None:
+    """The anti-piracy section: a protected model per transform, its piracy attacks and attack cells."""
+    res, _ = serial_run
+    a = res["access"]
+    assert list(a["transforms"]) == ["fixed", "generator"] and a["piracy_trials"] == 2
+    assert a["options"]["alpha"] == 1.0 and a["options"]["transform"]["sigma"] == 0.1
+    base = res["baseline"]["test_accuracy"]
+    for kind, t in a["transforms"].items():
+        assert t["error"] is None and t["authorized"] > 0.8 and t["authorized"] > t["unauthorized"] + 0.3, kind
+        assert t["fidelity_pp"] == pytest.approx(100 * (t["authorized"] - base))
+        assert len(t["cells"]) == N_STRENGTHS and all(c["error"] is None for c in t["cells"])
+        at = {(c["label"], c["strength"]): c for c in t["cells"]}
+        assert at[("prune (magnitude)", 0.0)]["authorized"] == t["authorized"]
+        assert at[("prune (magnitude)", 0.0)]["unauthorized"] == t["unauthorized"]
+    piracy = {k: {p["attack"]: p for p in t["piracy"]} for k, t in a["transforms"].items()}
+    assert list(piracy["fixed"]) == ["input-only", "one-pair"]
+    assert list(piracy["generator"]) == ["input-only", "one-pair", "pair@1"]
+    assert piracy["generator"]["pair@1"]["trials"] == 2 and piracy["generator"]["pair@1"]["pairs"] == 400
+    # one wiretapped pair gives a universal transform's δ exactly (§2.3): the thief's accuracy is the owner's
+    assert piracy["fixed"]["one-pair"]["mean"] == pytest.approx(a["transforms"]["fixed"]["authorized"])
+    assert piracy["fixed"]["one-pair"]["max_abs_error"] < 1e-6
+
+
+def test_ray_executor_gives_the_same_cells(serial_run, tmp_path: Path) -> None:
+    """`--executor ray` on a local Ray instance (2 CPUs): the same cells as the serial run; a job's own exception
+    comes back as itself."""
+    pytest.importorskip("ray")
+    from netmark.evaluation.cells import Job
+    from netmark.evaluation.executors import RayExecutor
+
+    res, _ = serial_run
+    cfg = preset("tiny", methods=["uchida"], sweeps=_tiny().sweeps[:2], capacity={}, n_independent=1,
+                 access=("fixed",))
+    ex = RayExecutor(2)
+    try:
+        out = evaluate(cfg, tmp_path / "out", cache_dir=tmp_path / "cache", executor=ex)
+        assert out["timing"]["executor"] == "ray" and out["timing"]["cached_cells"] == 0
+        labels = {s.label for s in cfg.sweeps}
+        assert _strip(out["cells"]) == _strip([c for c in res["cells"] if c["label"] in labels
+                                               and c["method"] == "uchida"])
+        fixed = res["access"]["transforms"]["fixed"]
+        got = out["access"]["transforms"]["fixed"]
+        assert got["authorized"] == fixed["authorized"]
+        assert _strip(got["cells"]) == _strip([c for c in fixed["cells"] if c["label"] in labels])
+        with pytest.raises(ConfigError, match="unknown job kind"):
+            list(ex.map(run_job, [Job("no-such-kind", cfg, str(tmp_path / "cache"))]))
+    finally:
+        ex.close()
 
 
 class FailAfter(SerialExecutor):
@@ -254,3 +306,62 @@ def test_cli_evaluate_without_a_model_compares_methods(serial_run, tmp_path: Pat
     assert refused.exit_code == 2 and "already exists" in refused.output and "Traceback" not in refused.output
     both = CliRunner().invoke(app, ["evaluate", str(out / "results.json"), "--methods", "uchida"])
     assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_cli_evaluate_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """SIGTERM (a scheduler's stop; Ctrl-C the same) during `netmark evaluate`: exit 130 with one line saying how to
+    resume, no results.json, no worker left running, and every job reported finished is in the cache."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-c", "from netmark.cli import main; main()", "evaluate", "--preset", "tiny",
+           "--methods", "uchida", "--out", str(out), "--jobs", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("[3/"):
+                proc.send_signal(signal.SIGTERM)
+                break
+        rest = proc.stdout.read()
+        assert proc.wait(timeout=60) == 130, "".join(lines) + rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    finished = [ln for ln in lines if ln.startswith("[")]
+    assert "interrupted: the finished cells are cached in" in rest and "Traceback" not in rest
+    assert not (out / "results.json").exists()
+    stored = [*(out / "cache" / "runs").glob("*.json"), *(out / "cache" / "cells").glob("*.json")]
+    assert len(stored) >= len(finished) == 3  # the jobs reported done are cached (one more may have finished)
+
+
+def test_interrupted_process_pool_stops_its_running_jobs() -> None:
+    """A KeyboardInterrupt (here SIGTERM under sigterm_interrupts) while the pool runs 60-second jobs: close()
+    terminates the workers instead of waiting for their jobs."""
+    import signal
+    import threading
+    import time
+
+    from netmark._util import sigterm_interrupts
+    from netmark.evaluation import ProcessExecutor
+
+    ex = ProcessExecutor(2)
+    main = threading.main_thread().ident
+    assert main is not None
+    timer = threading.Timer(4.0, signal.pthread_kill, (main, signal.SIGTERM))
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt), sigterm_interrupts():
+        timer.start()
+        try:
+            for _ in ex.map(time.sleep, [60, 60, 60]):
+                pytest.fail("a 60-second job finished")
+        finally:
+            ex.close()
+    timer.cancel()
+    assert time.perf_counter() - t0 < 30 and ex._pool is None

@@ -82,8 +82,24 @@ def synthetic_results(*, piracy: bool = False) -> dict[str, Any]:
         "timing": {"seconds": 1234.5, "cells": len(cells), "cached_cells": 3, "executor": "process", "jobs": 2},
     }
     if piracy:
-        res["piracy"] = {"scheme": "passport", "rows": [{"attack": "forged passport", "accuracy": 0.1},
-                                                        {"attack": "true passport", "accuracy": 0.91}]}
+        def cells(auth: float, raw: float) -> list[dict[str, Any]]:
+            return [{"attack": "prune", "label": "magnitude pruning", "strength": s, "authorized": auth - s / 2,
+                     "unauthorized": raw, "seconds": 0.1, "error": None} for s in (0.0, 0.5)] + [
+                    {"attack": "finetune", "label": "fine-tuning", "strength": 5, "authorized": None,
+                     "unauthorized": None, "seconds": 0.0, "error": "ConfigError: <b>nope</b>"}]
+        res["access"] = {
+            "options": {"alpha": 1.0, "beta": 1.0, "gamma": 0.01, "raw_pass": "joint",
+                        "transform": {"sigma": 0.1, "p": 0.2, "hidden": 16}}, "piracy_trials": 10,
+            "transforms": {
+                "fixed": {"authorized": 0.9, "unauthorized": 0.5, "fidelity_pp": -1.75, "error": None,
+                          "train_seconds": 3.0, "cells": cells(0.9, 0.5),
+                          "piracy": [{"attack": "input-only", "trials": 10, "mean": 0.55, "best": 0.61},
+                                     {"attack": "one-pair", "trials": 1, "mean": 0.9, "best": 0.9}]},
+                "generator": {"authorized": 0.92, "unauthorized": 0.1, "fidelity_pp": 0.25, "error": None,
+                              "train_seconds": 4.0, "cells": cells(0.92, 0.1),
+                              "piracy": [{"attack": "input-only", "trials": 10, "mean": 0.1, "best": 0.12},
+                                         {"attack": "pair@0.1", "trials": 10, "mean": 0.3, "best": 0.45}]},
+            }}
     return res
 
 
@@ -168,10 +184,28 @@ def test_piracy_section(tmp_path: Path) -> None:
     other = tmp_path / "elsewhere"
     assert render_evaluation(path, other) == other / INDEX
     md = (other / README).read_text(encoding="utf-8")
-    assert "## Anti-piracy" in md and "| scheme | passport |" in md and "| 1 | forged passport | 0.1 |" in md
+    assert "## Anti-piracy (Chen and Wu 2018)" in md and "US patent 11,687,623 B2" in md and "](access.png)" in md
+    assert ("| transform | authorized (%) | Δ pp vs unmarked | unauthorized (%) | input-only (%) | one pair (%) | "
+            "pair attack, 10% of the images (%) |") in md
+    assert "| fixed | 90.00 | -1.75 | 50.00 | 55.00 / 61.00 | 90.00 | — |" in md
+    assert "| generator | 92.00 | +0.25 | 10.00 | 10.00 / 12.00 | — | 30.00 / 45.00 |" in md
+    assert "### Anti-piracy: magnitude pruning" in md and "| fixed | 90.0 / 50.0 | 65.0 / 50.0 | — |" in md
+    assert "| generator | 92.0 / 10.0 | 67.0 / 10.0 | — |" in md  # the sweep's 3rd strength has no access cell
+    assert "| fixed | — | error | — |" in md  # fine-tuning: strength 5 errored, 1 and 20 not measured
+    assert (other / "access.png").read_bytes().startswith(PNG_MAGIC)
     page = (other / INDEX).read_text(encoding="utf-8")
-    assert "<h2>Anti-piracy</h2>" in page and "<td>true passport</td>" in page
+    assert "<h2>Anti-piracy (Chen and Wu 2018)</h2>" in page and "<td>30.00 / 45.00</td>" in page
     assert not (other / "results.json").exists()
+
+
+@pytest.mark.parametrize("bad", [{"transforms": []}, {"transforms": {"fixed": {"authorized": 0.9}}},
+                                 {"transforms": {"fixed": {"authorized": 0.9, "unauthorized": 0.1,
+                                                           "fidelity_pp": 0, "piracy": {}, "cells": []}}}])
+def test_malformed_access_section_is_refused(tmp_path: Path, bad: dict[str, Any]) -> None:
+    res = synthetic_results()
+    res["access"] = bad
+    with pytest.raises(ConfigError):
+        render_evaluation(_write(tmp_path, res), tmp_path / "out")
 
 
 def test_overwrite_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

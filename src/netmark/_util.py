@@ -107,3 +107,24 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None], *,
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, *, force: bool = False) -> Path:
     return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"), force=force)
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt meanwhile (a scheduler's stop is handled like Ctrl-C); a no-op outside the
+    main thread, where signal handlers cannot be set."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -316,9 +316,7 @@ def serve(model: Annotated[Path, typer.Argument(help="model file (.safetensors, 
 
     The wire format is documented in netmark.serve; `netmark verify URL --key KEY` queries such a server. There is no authentication: keep the default loopback --host unless the network is trusted.
     """
-    import signal
-    import threading
-
+    from netmark._util import sigterm_interrupts
     from netmark.serve import is_loopback, make_server
 
     net = _load(model, key)
@@ -326,19 +324,12 @@ def serve(model: Annotated[Path, typer.Argument(help="model file (.safetensors, 
     if not is_loopback(host):
         _echo(f"warning: serving on {host}, reachable from the network without authentication")
     typer.echo(f"serving {model} at {server.url} (POST /predict, GET /health); Ctrl-C stops")
-
-    def _stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _stop) if main_thread else None  # SIGTERM stops cleanly too
     try:
-        server.serve_forever()
+        with sigterm_interrupts():  # SIGTERM stops cleanly too
+            server.serve_forever()
     except KeyboardInterrupt:
         _echo("stopped")
     finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
         server.server_close()
 
 

@@ -153,8 +153,8 @@ def evaluate(model: Annotated[Path | None, typer.Argument(help="model file (.saf
              arch: Annotated[str | None, typer.Option("--model", help="comparison: architecture (default: the preset's)")] = None,
              out: Annotated[Path, typer.Option("--out", "-o", help="comparison: output directory")] = Path("reports/evaluation"),
              cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="comparison: trained runs and finished cells (default OUT/cache; a rerun resumes; holds keys: keep it private)")] = None,
-             executor: Annotated[str, typer.Option("--executor", help="comparison: local (process pool) | serial")] = "local",
-             jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="comparison: worker processes")] = 2,
+             executor: Annotated[str, typer.Option("--executor", help="comparison: local (process pool) | serial | ray (Ray tasks: the cluster at $RAY_ADDRESS, else a local Ray instance of --jobs CPUs; pip install 'netmark[ray]')")] = "local",
+             jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="comparison: worker processes (ray: CPUs of the local instance)")] = 2,
              force: Force = False, quiet: Quiet = False) -> None:
     """Test accuracy of MODEL: unauthorized (raw inputs) and, with --transform, authorized (through it). Without
     MODEL: compare watermark methods side by side (fidelity, capacity, overhead, false positives, every attack swept
@@ -186,6 +186,7 @@ def evaluate(model: Annotated[Path | None, typer.Argument(help="model file (.saf
 def _compare(methods: str | None, preset: str, arch: str | None, dataset: str | None, out: Path,
              cache_dir: Path | None, executor: str, jobs: int, force: bool, quiet: bool) -> None:
     """``netmark evaluate`` without a model: :func:`netmark.evaluation.evaluate`, then its report."""
+    from netmark._util import sigterm_interrupts
     from netmark.evaluation import evaluate as run_evaluation
     from netmark.evaluation import preset as make_preset
     from netmark.evaluation.report import render_evaluation
@@ -193,8 +194,14 @@ def _compare(methods: str | None, preset: str, arch: str | None, dataset: str | 
     names = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     overrides = {k: v for k, v in (("model", arch), ("dataset", dataset)) if v is not None}
     config = make_preset(preset, methods=names, **overrides)
-    run_evaluation(config, out, cache_dir=cache_dir, executor=executor, jobs=jobs, force=force,
-                   progress=None if quiet else (lambda m: _echo(m)))
+    try:
+        with sigterm_interrupts():
+            run_evaluation(config, out, cache_dir=cache_dir, executor=executor, jobs=jobs, force=force,
+                           progress=None if quiet else (lambda m: _echo(m)))
+    except KeyboardInterrupt:
+        cache = cache_dir if cache_dir is not None else out / "cache"
+        _echo(f"interrupted: the finished cells are cached in {cache}; run the same command again to resume")
+        raise typer.Exit(130) from None
     page = render_evaluation(out / "results.json", force=True)  # beside the results it was made from
     typer.echo(f"wrote {out / 'results.json'}, {page} and the README and figures beside it")
 

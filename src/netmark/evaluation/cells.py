@@ -45,7 +45,8 @@ from netmark.verify import VerificationResult, verify
 
 CACHE_VERSION = 1
 _SPLITS: dict[str, Split] = {"train": "train", "attacker": "val", "test": "test"}
-JOB_KINDS = ("baseline", "independent", "embed", "capacity", "attack", "overhead", "false-positives")
+JOB_KINDS = ("baseline", "independent", "embed", "capacity", "attack", "overhead", "false-positives", "protect",
+             "access-attack", "piracy")
 
 
 @dataclass
@@ -70,6 +71,12 @@ class Job:
             return f"{self.method}: {self.config.sweeps[self.index].label} @ {self.strength}"
         if self.kind == "capacity":
             return f"{self.method}: capacity {self.strength}"
+        if self.kind == "protect":
+            return f"anti-piracy ({self.method})"
+        if self.kind == "access-attack":
+            return f"anti-piracy ({self.method}): {self.config.sweeps[self.index].label} @ {self.strength}"
+        if self.kind == "piracy":
+            return f"anti-piracy ({self.method}): {self.strength} attack"
         return f"{self.method}: {self.kind}"
 
 
@@ -264,9 +271,9 @@ def _run_job_body(ctx: Context, job: Job) -> dict[str, Any]:
         if key is not None:
             out.update(result_fields(verified(model, key, ctx.cfg.alpha)))
         return out
-    from netmark.evaluation import measure
+    from netmark.evaluation import access, measure
 
-    return measure.MEASURES[job.kind](ctx, job)
+    return {**measure.MEASURES, **access.MEASURES}[job.kind](ctx, job)
 
 
 def run_job(job: Job) -> dict[str, Any]:

@@ -6,18 +6,19 @@ disk cache only, so any executor whose workers see ``cache_dir`` (a shared file 
 
 * ``serial``: in this process, one job after another (torch limited to ``threads`` threads while it runs);
 * ``local``: a ``spawn`` process pool of ``jobs`` workers with one torch thread each (the default);
-* ``ray``: not implemented yet. A Ray executor is a small class: ``ray.init(address)``, ``ray.remote(fn)``
-  with ``num_cpus=1``, submit every job, then yield ``ray.get`` of each ``ray.wait``-ed reference; register it
-  in :data:`EXECUTORS`.
+* ``ray``: Ray tasks of one CPU each (``pip install 'netmark[ray]'``): on the cluster at ``RAY_ADDRESS`` (or an
+  ``address`` given), else on a local Ray instance of ``jobs`` CPUs started for the run and stopped after it. On a
+  cluster every node needs netmark, the data (``NETMARK_DATA``) and ``cache_dir`` on a shared file system.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import multiprocessing
+import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import torch
 
@@ -89,6 +90,7 @@ class ProcessExecutor:
         self.jobs = _check_workers(jobs)
         self.threads = _check_workers(threads)
         self._pool: ProcessPoolExecutor | None = None
+        self._interrupted = False
 
     def map(self, fn: Callable[[J], R], jobs: Sequence[J]) -> Iterator[R]:
         """Runs on a pool kept between calls (workers import torch once), until :meth:`close`."""
@@ -103,26 +105,98 @@ class ProcessExecutor:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for f in done:
                     yield f.result()
+        except (KeyboardInterrupt, SystemExit):
+            self._interrupted = True  # Ctrl-C / SIGTERM: close() stops the running jobs instead of awaiting them
+            raise
         finally:
             for f in pending:
                 f.cancel()
-            if pending:
+            if pending and not self._interrupted:
                 wait(pending)  # the running ones finish (their cells are cached); the rest were cancelled
 
     def close(self) -> None:
+        """Wait for the workers to exit; after an interruption, terminate them first (a cell is written
+        atomically, so a job stopped half-way leaves nothing behind and is simply run again on resuming)."""
         if self._pool is not None:
+            if self._interrupted:
+                # ProcessPoolExecutor has no public way to stop running jobs
+                for proc in list(getattr(self._pool, "_processes", {}).values()):
+                    proc.terminate()
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+            self._interrupted = False
 
 
-def _ray(jobs: int = 2) -> Executor:
-    installed = importlib.util.find_spec("ray") is not None
-    raise ConfigError("the 'ray' executor is not implemented yet" + ("" if installed else " (and ray is not "
-                      "installed)") + "; use 'local' (a process pool on this machine) or 'serial'")
+def _with_threads(fn: Callable[[J], R], threads: int, job: J) -> R:
+    """``fn(job)`` with ``threads`` torch threads (a Ray task's body; module level, so it pickles by reference)."""
+    torch.set_num_threads(threads)
+    return fn(job)
+
+
+class RayExecutor:
+    """Every job a Ray task with ``num_cpus=1`` (and one torch thread).
+
+    ``address``: a running cluster (``"auto"``, ``"ray://host:10001"``, ...); ``None`` reads ``RAY_ADDRESS`` and,
+    when that is unset too, starts a local instance with ``jobs`` CPUs (no dashboard), shut down by :meth:`close`.
+    A Ray session this process had already started is used as it is and left running.
+    """
+
+    name = "ray"
+
+    def __init__(self, jobs: int = 2, address: str | None = None, threads: int = 1) -> None:
+        if importlib.util.find_spec("ray") is None:
+            raise ConfigError("the 'ray' executor needs Ray: pip install 'netmark[ray]' (or use --executor local)")
+        self.jobs = _check_workers(jobs)
+        self.threads = _check_workers(threads)
+        self.address = address if address is not None else os.environ.get("RAY_ADDRESS") or None
+        self._started = False
+        self._task: Any = None
+
+    def _ensure(self) -> Any:
+        import ray
+
+        if not ray.is_initialized():
+            kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+            if self.address is None:
+                kw["num_cpus"] = self.jobs
+            try:
+                ray.init(address=self.address, **kw)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                raise ConfigError(f"cannot start or reach Ray ({self.address or 'local'}): {e}") from e
+            self._started = True
+        if self._task is None:
+            self._task = ray.remote(num_cpus=1, max_retries=0)(_with_threads)
+        return ray
+
+    def map(self, fn: Callable[[J], R], jobs: Sequence[J]) -> Iterator[R]:
+        if not jobs:
+            return
+        ray = self._ensure()
+        pending = [self._task.remote(fn, self.threads, j) for j in jobs]
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                for ref in done:
+                    try:
+                        yield ray.get(ref)
+                    except ray.exceptions.RayTaskError as e:
+                        raise e.as_instanceof_cause() from None  # the job's own exception, as the pool raises it
+        finally:
+            for ref in pending:
+                ray.cancel(ref)
+
+    def close(self) -> None:
+        if self._started:
+            import ray
+
+            ray.shutdown()
+            self._started = False
+            self._task = None
 
 
 #: executor factories by name: ``factory(jobs) -> Executor``.
-EXECUTORS: dict[str, Callable[[int], Executor]] = {"local": ProcessExecutor, "serial": SerialExecutor, "ray": _ray}
+EXECUTORS: dict[str, Callable[[int], Executor]] = {"local": ProcessExecutor, "serial": SerialExecutor,
+                                                   "ray": RayExecutor}
 
 
 def get_executor(executor: str | Executor, jobs: int = 2) -> Executor:

@@ -36,6 +36,7 @@ from typing import Any
 
 from netmark._util import atomic_write_text
 from netmark.errors import ConfigError
+from netmark.evaluation.report_access import ACCESS_PNG, access_blocks, access_figure, check_access, has_access
 from netmark.experiments.report import (
     DASH,
     check_render_target,
@@ -86,9 +87,12 @@ def render_evaluation(results_json_path: str | os.PathLike[str], out_dir: str | 
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output directory {out} is a file")
     names = sweep_figure_names(res)
-    check_render_target(src, out, (README, INDEX, SUMMARY_PNG, *names.values()), force)
+    extra = (ACCESS_PNG,) if has_access(res) else ()
+    check_render_target(src, out, (README, INDEX, SUMMARY_PNG, *names.values(), *extra), force)
     out.mkdir(parents=True, exist_ok=True)
     pngs = {SUMMARY_PNG: _summary_figure(out / SUMMARY_PNG, res)}
+    if extra:
+        pngs[ACCESS_PNG] = access_figure(out / ACCESS_PNG, res)
     for sweep in res["sweeps"]:
         name = names[sweep["label"]]
         pngs[name] = _sweep_figure(out / name, res, sweep)
@@ -134,6 +138,7 @@ def load_evaluation(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise ConfigError(f"{p}: cell {i} names method {c['method']!r}, which 'methods' lacks")
         if c["label"] not in labels:
             raise ConfigError(f"{p}: cell {i} names sweep {c['label']!r}, which 'sweeps' lacks")
+    check_access(p, res)
     return res
 
 
@@ -513,8 +518,8 @@ def page_blocks(res: dict[str, Any], figure_names: dict[str, str] | None = None)
                    Bullets(tuple((("b", str(c["method"])), f" / {c['label']} / strength "
                                   f"{_strength_text(c['strength'])}: ", ("code", str(c["error"])))
                                  for c in errors))]
-    if res.get("piracy") is not None:
-        blocks += _piracy_blocks(res["piracy"])
+    if has_access(res):
+        blocks += access_blocks(res)
     return blocks
 
 
@@ -529,7 +534,7 @@ def _setup_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
             ("attack sweeps", ", ".join(str(s["label"]) for s in res["sweeps"])),
             ("significance level α", f"{float(res['alpha']):g}"),
             ("unmarked model", f"task accuracy {pct(base['test_accuracy'])}%, seed {base['seed']}")]
-    shown = {*_CONFIG_KEYS}
+    shown = {*_CONFIG_KEYS, "sweeps"}  # the sweeps have their own sections
     rows += [(str(k).replace("_", " "), _value_text(v)) for k, v in cfg.items() if k not in shown]
     return rows
 
@@ -560,39 +565,6 @@ def _sweep_blocks(res: dict[str, Any], sweep: dict[str, Any], png: str) -> list[
                   "attacked model; ✓ detected, ✗ not detected.",)),
             Image(png, f"{sweep['label']}: -log10 p and task accuracy per method"),
             Table(("method", *(_strength_text(s) for s in strengths)), rows)]
-
-
-def _piracy_blocks(piracy: Any) -> list[Block]:
-    """Whatever the evaluation recorded about anti-piracy, as tables of its rows."""
-    blocks: list[Block] = [Heading(2, "Anti-piracy")]
-    if isinstance(piracy, dict):
-        scalars = {k: v for k, v in piracy.items() if not isinstance(v, dict | list)}
-        if scalars:
-            blocks.append(Table(("", "value"), tuple((str(k).replace("_", " "), _value_text(v))
-                                                     for k, v in scalars.items())))
-        for k, v in piracy.items():
-            if isinstance(v, dict | list):
-                blocks += [Heading(3, str(k).replace("_", " ")), _generic_table(v)]
-    else:
-        blocks.append(_generic_table(piracy))
-    return blocks
-
-
-def _generic_table(obj: Any) -> Table:
-    """A list/dict of records → rows × the union of their keys; anything else → one value per row."""
-    if isinstance(obj, dict):
-        items = list(obj.items())
-    elif isinstance(obj, list):
-        items = [(str(i), v) for i, v in enumerate(obj, 1)]
-    else:
-        return Table(("value",), ((_value_text(obj),),))
-    if items and all(isinstance(v, dict) for _, v in items):
-        cols: list[str] = []
-        for _, v in items:
-            cols += [str(k) for k in v if str(k) not in cols]
-        return Table(("", *(c.replace("_", " ") for c in cols)),
-                     tuple((str(k), *(_value_text(v.get(c)) for c in cols)) for k, v in items))
-    return Table(("", "value"), tuple((str(k), _value_text(v)) for k, v in items))
 
 
 # ----------------------------------------------------------------------------- writers

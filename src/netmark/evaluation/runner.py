@@ -2,8 +2,10 @@
 
 Two phases of independent jobs (:mod:`netmark.evaluation.cells`), each mapped by the executor:
 
-1. trained models: the baseline, one marked model per method, the independent models, the capacity probes;
-2. measurements on them: every (method, sweep, strength) attack cell, each method's overhead and false positives.
+1. trained models: the baseline, one marked model per method, the independent models, the capacity probes and
+   one anti-piracy protected model per transform (:mod:`netmark.evaluation.access`);
+2. measurements on them: every (method, sweep, strength) attack cell, each method's overhead and false positives,
+   the protected models' attack and piracy cells.
 
 Everything is cached under ``cache_dir`` (default ``out_dir/cache``): an interrupted run resumes where it stopped,
 and a rerun with more sweeps or methods computes only the new cells.
@@ -20,6 +22,7 @@ from typing import Any
 
 from netmark import __version__
 from netmark._util import check_writable
+from netmark.evaluation.access import assemble_access, plan_access, plan_protect
 from netmark.evaluation.cells import Job, context, run_job
 from netmark.evaluation.executors import Executor, get_executor
 from netmark.evaluation.measure import capacity_param
@@ -40,6 +43,7 @@ def plan_models(config: EvaluationConfig, cache_dir: str) -> list[Job]:
         found = capacity_param(m, options)
         if found is not None:
             jobs += [Job("capacity", config, cache_dir, m, strength=n) for n in config.capacity.get(found[1], ())]
+    jobs += plan_protect(config, cache_dir)
     jobs.append(Job("baseline", config, cache_dir))
     return jobs + [Job("independent", config, cache_dir, index=i) for i in range(config.n_independent)]
 
@@ -69,6 +73,10 @@ def _summary(r: dict[str, Any]) -> str:
         bits.append(f"step time x{r['ratio']:.2f}")
     if r["kind"] == "false-positives":
         bits.append(f"{r['detected']} of {r['n']} independent models detected")
+    if r["kind"] in ("protect", "access-attack") and r.get("authorized") is not None:
+        bits.append(f"authorized {100 * r['authorized']:.2f}%, unauthorized {100 * r['unauthorized']:.2f}%")
+    if r["kind"] == "piracy" and r.get("mean") is not None:
+        bits.append(f"accuracy mean {100 * r['mean']:.2f}%, best {100 * r['best']:.2f}% of {r['trials']}")
     return ", ".join(bits) or "done"
 
 
@@ -149,6 +157,7 @@ def assemble(config: EvaluationConfig, done: list[dict[str, Any]], *, seconds: f
                     for m in config.methods},
         "sweeps": [s.to_dict() for s in config.sweeps],
         "cells": [_cell_entry(r) for r in cells],
+        "access": assemble_access(config, done, base.get("test_accuracy")),
         "timing": {"seconds": seconds, "cells": len(done), "cached_cells": sum(bool(r.get("cached")) for r in done),
                    "attack_cells": len(cells), "executor": executor.name, "jobs": executor.jobs},
     }
@@ -168,7 +177,8 @@ def evaluate(config: EvaluationConfig, out_dir: str | Path, *, cache_dir: str | 
         config: what to evaluate (:func:`netmark.evaluation.preset` makes one).
         out_dir: output directory (created).
         cache_dir: trained runs and measured cells (default ``out_dir/cache``); a rerun reuses them.
-        executor: ``local`` (process pool), ``serial`` or an :class:`~netmark.evaluation.executors.Executor`.
+        executor: ``local`` (process pool), ``serial``, ``ray`` or an
+            :class:`~netmark.evaluation.executors.Executor`.
         jobs: worker processes of a named executor.
         progress: called with one line per finished job.
         force: overwrite an existing ``results.json`` (otherwise OutputExistsError before any work).
@@ -180,7 +190,8 @@ def evaluate(config: EvaluationConfig, out_dir: str | Path, *, cache_dir: str | 
     out = Path(out_dir)
     results_path = check_writable(out / "results.json", force)
     ex = get_executor(executor, jobs)
-    cache = str(Path(cache_dir) if cache_dir is not None else out / "cache")
+    # absolute: a worker of another executor (a Ray task) may run in another working directory
+    cache = str((Path(cache_dir) if cache_dir is not None else out / "cache").resolve())
     say: Progress = progress or log.info
     start = time.perf_counter()
     for role in ("train", "attacker", "test"):  # a missing dataset fails here, before any job
@@ -194,6 +205,9 @@ def evaluate(config: EvaluationConfig, out_dir: str | Path, *, cache_dir: str | 
         ok = [m for m in config.methods
               if not next(r for r in done if r["kind"] == "embed" and r["method"] == m)["error"]]
         measures = plan_measurements(config, cache, ok)
+        protected = [k for k in config.access
+                     if not next(r for r in done if r["kind"] == "protect" and r["method"] == k)["error"]]
+        measures += plan_access(config, cache, protected)
         _run_phase(ex, measures, say, done, len(models) + len(measures))
     finally:
         if isinstance(executor, str):  # ours: release the workers; an executor passed in stays its caller's

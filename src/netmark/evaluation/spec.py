@@ -191,6 +191,13 @@ class EvaluationConfig:
         overhead_rounds, overhead_steps: interleaved rounds of that many plain and marked training steps.
         other_domain: ``auto``, ``inverted`` or a dataset name (module docstring).
         alpha: significance level of every verification.
+        access: anti-piracy transforms to evaluate (:mod:`netmark.evaluation.access`; ``fixed``, ``learned``,
+            ``generator``); empty: no anti-piracy section.
+        access_options: ProtectConfig's ``alpha``, ``beta``, ``gamma``, ``raw_pass`` and TransformConfig's
+            ``sigma``, ``p``, ``hidden`` [the paper's: 1, 1, 0.01, 0.1, 0.2, 16].
+        piracy_trials: forged transforms per piracy attack (input-only draws, pair-attack fits) [paper: 100].
+        pair_fractions: shares of the attacker's images whose (raw, processed) pairs the pair attack fits
+            [paper: 0.1, 0.5, 1].
         quick, preset: which preset the config came from (reported).
     """
 
@@ -213,6 +220,10 @@ class EvaluationConfig:
     alpha: float = DEFAULT_ALPHA
     model_args: dict[str, Any] = field(default_factory=dict)
     data_dir: str | None = None
+    access: tuple[str, ...] = ("fixed", "learned", "generator")
+    access_options: dict[str, Any] = field(default_factory=dict)
+    piracy_trials: int = 100
+    pair_fractions: tuple[float, ...] = (0.1, 0.5, 1.0)
     quick: bool = False
     preset: str = "custom"
 
@@ -253,6 +264,12 @@ class EvaluationConfig:
             raise ConfigError(f"alpha must lie in (0, 1), got {self.alpha!r}")
         self._check_sweeps()
         self._check_capacity()
+        from netmark.evaluation.access import check_access_config
+
+        if isinstance(self.access, str):
+            raise ConfigError("access must be a list of transform kinds, not a string")
+        self.access, self.pair_fractions = tuple(self.access), tuple(self.pair_fractions)
+        check_access_config(self)
 
     def _check_sweeps(self) -> None:
         self.sweeps = tuple(self.sweeps)
@@ -293,6 +310,7 @@ class EvaluationConfig:
         d["train"] = self.train.to_dict()
         d["sweeps"] = [s.to_dict() for s in self.sweeps]
         d["capacity"] = {u: list(v) for u, v in self.capacity.items()}
+        d["access"], d["pair_fractions"] = list(self.access), list(self.pair_fractions)
         return d
 
     @classmethod
@@ -304,6 +322,9 @@ class EvaluationConfig:
             raise ConfigError(f"EvaluationConfig has no option(s) {extra}")
         if isinstance(kw.get("train"), Mapping):
             kw["train"] = TrainConfig(**{**kw["train"], "milestones": tuple(kw["train"].get("milestones", ()))})
+        for name in ("access", "pair_fractions"):
+            if isinstance(kw.get(name), list):
+                kw[name] = tuple(kw[name])
         if "sweeps" in kw:
             kw["sweeps"] = tuple(s if isinstance(s, Sweep) else Sweep.from_dict(s) for s in kw["sweeps"])
         return cls(**kw)
@@ -333,7 +354,7 @@ def preset(name: str = "quick", *, methods: Sequence[str] | Mapping[str, Mapping
                 "sweeps": default_sweeps(rates=(0.0, 0.25, 0.5, 0.75, 0.9, 0.95), finetune_epochs=(0, 1, 3),
                                          fixed_point_bits=(16, 8, 6, 4, 2), quantize_bits=(8, 4, 2),
                                          overwrite_epochs=(1, 3), distill_epochs=(1, 3, 10)),
-                "capacity": dict(QUICK_CAPACITY), "quick": True}
+                "capacity": dict(QUICK_CAPACITY), "piracy_trials": 10, "pair_fractions": (0.1, 1.0), "quick": True}
     else:
         base = {"model": "mlp", "dataset": "digits", "attacker_size": 400, "n_independent": 3,
                 "train": TrainConfig(epochs=8, optimizer="adam", lr=3e-3, progress=False),
@@ -343,5 +364,6 @@ def preset(name: str = "quick", *, methods: Sequence[str] | Mapping[str, Mapping
                            Sweep("finetune", (0, 1), "epochs", "fine-tune (same domain)", "epochs",
                                  {"new_head": False}, data="attacker"),
                            Sweep("distill", (1,), "epochs", "distillation", "epochs", data="attacker")),
-                "capacity": dict(TINY_CAPACITY), "overhead_rounds": 3, "overhead_steps": 4, "quick": True}
+                "capacity": dict(TINY_CAPACITY), "overhead_rounds": 3, "overhead_steps": 4, "quick": True,
+                "access": ("fixed", "generator"), "piracy_trials": 2, "pair_fractions": (1.0,)}
     return EvaluationConfig(**{"methods": chosen, **base, "preset": name, **overrides})
