@@ -238,3 +238,12 @@ def test_reproduce_refuses_a_device_it_cannot_use(paper: str, device: str, match
     r = invoke("reproduce", paper, "--quick", "--device", device, "--out", tmp_path / "r", "-q")
     _assert_bad(r, match)
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(("extra", "match"), [((), "--cache-dir"), (("--cache-dir", "C", "--runs", "R99"),
+                                                                     "unknown run")])
+def test_reproduce_runs_refuses_bad_requests(extra: tuple[str, ...], match: str, tmp_path: Path) -> None:
+    args = [str(tmp_path / a) if a == "C" else a for a in extra] or ["--runs", "R0"]
+    r = invoke("reproduce", "tartaglione", "--quick", *args, "--out", tmp_path / "r", "-q")
+    _assert_bad(r, match)
+    assert not (tmp_path / "r").exists()

@@ -110,3 +110,20 @@ def test_jobs_need_a_cache_dir(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="jobs"):
         run(tmp_path / "x", scale=TINY, jobs=0)
     assert not (tmp_path / "x").exists()
+
+
+def test_runs_train_a_piece_of_the_plan_into_the_cache(tmp_path: Path) -> None:
+    """`runs=[...]` (`netmark reproduce --runs`): only those runs and their parents, their records in runs.json and
+    no report; a later full invocation reads them back from the cache."""
+    derived = next(n for n, s in Runner(TINY).plan.items() if s.parent)
+    parent = Runner(TINY).plan[derived].parent
+    part = run(tmp_path / "p", scale=TINY, cache_dir=tmp_path / "cache", runs=[derived])
+    assert part["partial"] is True and part["requested"] == [derived]
+    assert set(part["runs"]) == {derived, parent} and part["timing"]["cached_runs"] == 0
+    assert json.loads((tmp_path / "p" / "runs.json").read_text())["runs"] == part["runs"]
+    assert not (tmp_path / "p" / "results.json").exists() and not (tmp_path / "p" / "README.md").exists()
+    with pytest.raises(ConfigError, match="unknown run"):
+        run(tmp_path / "q", scale=TINY, cache_dir=tmp_path / "cache", runs=["no-such-run"])
+    full = run(tmp_path / "f", scale=TINY, cache_dir=tmp_path / "cache")
+    assert full["runs"][derived]["from_cache"] and full["runs"][parent]["from_cache"]
+    assert full["runs"][derived]["history"] == part["runs"][derived]["history"]

@@ -482,6 +482,7 @@ def reproduce(paper: Annotated[str, typer.Argument(help="which paper: uchida | w
               cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="keep trained runs here and reuse them (resume; key files inside: keep it private)")] = None,
               jobs: Annotated[int, typer.Option("--jobs", "-j", help="train runs in this many worker processes (needs --cache-dir)")] = 1,
               device: Annotated[str, typer.Option("--device", help="torch device to train and measure on (cuda; chen-wu only)")] = "cpu",
+              runs: Annotated[str | None, typer.Option("--runs", help="comma-separated runs of the plan: train only these (and their parents) into --cache-dir and write OUT/runs.json, no report (a big scale in pieces)")] = None,
               data_dir: DataDir = None, force: Force = False, quiet: Quiet = False) -> None:
     """Re-run a paper's tables and figures at CPU scale -> results.json, README.md (paper vs measured), PNGs."""
     import importlib
@@ -495,8 +496,14 @@ def reproduce(paper: Annotated[str, typer.Argument(help="which paper: uchida | w
     target = out or Path("reports") / (paper + ("-quick" if quick and scale is None else ""))
     t0 = time.perf_counter()
     module = importlib.import_module(REPRODUCTIONS[ids[0]])
+    names = None if runs is None else [r.strip() for r in runs.split(",") if r.strip()]
+    if names is not None and cache_dir is None:
+        raise ConfigError("--runs trains runs for a later report: give --cache-dir too")
     module.run(target, quick=quick, scale=scale, force=force, data_dir=data_dir, cache_dir=cache_dir, jobs=jobs,
-               device=device, progress=None if quiet else (lambda m: _echo(m)))
+               device=device, runs=names, progress=None if quiet else (lambda m: _echo(m)))
+    if names is not None:
+        typer.echo(f"wrote {target}/runs.json ({time.perf_counter() - t0:.0f} s); the runs are in {cache_dir}")
+        return
     typer.echo(f"wrote {target}/results.json, README.md and plots ({time.perf_counter() - t0:.0f} s)")
 
 

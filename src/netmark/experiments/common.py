@@ -372,13 +372,15 @@ def run_reproduction(out_dir: str | Path, *, quick: bool, force: bool, progress:
                      scale: Any, get_scale: Callable[[Any, bool], Any], runner_cls: type[RunnerBase],
                      experiments: Sequence[Any], measures: Mapping[str, Callable[[Any, Any], Any]],
                      render: Callable[..., Any], experiment_id: str, paper: str, cache_dir: Any = None,
-                     jobs: int = 1, device: str = "cpu") -> dict[str, Any]:
+                     jobs: int = 1, device: str = "cpu", runs: Sequence[str] | None = None) -> dict[str, Any]:
     """The body of a paper's ``run(...)``: see e.g. :func:`netmark.experiments.uchida.run`.
 
     ``cache_dir``: keep trained runs there and reuse them (:mod:`netmark.experiments.cache`); ``jobs``
-    > 1 (needs ``cache_dir``) trains the runs in that many worker processes first."""
+    > 1 (needs ``cache_dir``) trains the runs in that many worker processes first. ``runs``: train only these
+    runs of the plan (and their parents) and write their records to ``out_dir/runs.json`` instead of the report
+    (:func:`_run_some`)."""
     out = Path(out_dir)
-    results_path = check_writable(out / "results.json", force)
+    results_path = check_writable(out / ("runs.json" if runs is not None else "results.json"), force)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"jobs must be an integer >= 1, got {jobs!r}")
     if jobs > 1 and cache_dir is None:
@@ -391,6 +393,11 @@ def run_reproduction(out_dir: str | Path, *, quick: bool, force: bool, progress:
         torch.set_num_threads(sc.threads)
     try:
         runner = runner_cls(sc, data_dir=data_dir, progress=say, cache_dir=cache_dir, device=device)
+        if runs is not None:
+            partial = _run_some(runner, list(runs), experiment_id, paper, jobs)
+            write_json(results_path, partial, force=force)
+            say(f"done: {len(partial['runs'])} runs in {results_path} (no report: run without runs to render it)")
+            return partial
         results, total = _run_all(runner, experiments, measures, experiment_id, paper, jobs)
     finally:
         torch.set_num_threads(threads)
@@ -412,6 +419,7 @@ _RUN_DOC = """Reproduce {title} and write ``out_dir/results.json``, ``README.md`
         cache_dir: keep trained runs there and reuse them on the next call (:mod:`netmark.experiments.cache`).
         jobs: train the runs in this many worker processes first (needs ``cache_dir``).
         device: torch device to train and measure on (``"cuda"``; reproductions that support it).
+        runs: train only these runs of the plan (and their parents) and write ``out_dir/runs.json``, no report.
 
     Returns:
         The results dictionary that was written to ``results.json``.
@@ -425,18 +433,41 @@ def make_run(package: str, title: str, quick: str, scales: str = "quick/cpu") ->
 
     def run(out_dir: str | Path, *, quick: bool = False, force: bool = False, progress: Progress | None = None,
             data_dir: Any = None, scale: Any = None, cache_dir: Any = None, jobs: int = 1,
-            device: str = "cpu") -> dict[str, Any]:
+            device: str = "cpu", runs: Sequence[str] | None = None) -> dict[str, Any]:
         runner, spec, measure, render = (importlib.import_module(f"{package}.{m}")
                                          for m in ("runner", "spec", "measure", "render"))
         return run_reproduction(out_dir, quick=quick, force=force, progress=progress, data_dir=data_dir,
                                 scale=scale, get_scale=spec.get_scale, runner_cls=runner.Runner,
                                 experiments=spec.EXPERIMENTS, measures=measure.MEASURES, render=render.render,
                                 experiment_id=runner.EXPERIMENT_ID, paper=runner.PAPER, cache_dir=cache_dir,
-                                jobs=jobs, device=device)
+                                jobs=jobs, device=device, runs=runs)
 
     run.__doc__ = _RUN_DOC.format(title=title, quick=quick, scales=scales)
     run.__module__, run.__qualname__ = f"{package}.runner", "run"
     return run
+
+
+def _run_some(runner: RunnerBase, names: list[str], experiment_id: str, paper: str, jobs: int) -> dict[str, Any]:
+    """Train ``names`` (and their parents) into the runner's cache; their records (spec, seconds, test accuracy,
+    per-epoch history, key summary). For a scale too big for one machine or one session: the runs can be trained
+    in pieces, on several machines sharing the cache, and the report rendered once all are there."""
+    if not names or len(set(names)) != len(names):
+        raise ConfigError(f"runs must name distinct runs of the plan, got {names}")
+    unknown = [n for n in names if n not in runner.plan]
+    if unknown:
+        raise ConfigError(f"unknown run(s) {', '.join(unknown)}; this scale's runs: {', '.join(runner.plan)}")
+    sc = runner.scale
+    start = time.perf_counter()
+    runner.say(f"{runner.TITLE} reproduction, scale {sc.name!r}: training {', '.join(names)} only")
+    runner.prefetch(names, jobs)
+    for n in names:
+        runner.get(n)
+    return {"experiment": experiment_id, "paper": paper, "partial": True, "netmark_version": __version__,
+            "torch_version": torch.__version__, "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "scale": {**sc.to_dict(), "device": device_name(runner.device), "torch_threads": torch.get_num_threads()},
+            "requested": names, "runs": {name: t.record() for name, t in runner.cache.items()},
+            "timing": {"total_seconds": round(time.perf_counter() - start, 1), "jobs": jobs,
+                       "cached_runs": sum(t.cached for t in runner.cache.values())}}
 
 
 def _run_all(runner: RunnerBase, experiments: Sequence[Any], measures: Mapping[str, Callable[[Any, Any], Any]],

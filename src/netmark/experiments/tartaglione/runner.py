@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from netmark.attacks import Finetune, FinetuneConfig
+from netmark.attacks import Finetune, FinetuneConfig, FixedPointConfig, fixed_point_model
 from netmark.data import ArrayDataset, load
 from netmark.errors import ConfigError
 from netmark.experiments.common import RunnerBase, TrainedBase, make_run
@@ -74,6 +74,17 @@ class Trained(TrainedBase):
 
     HISTORY_KEYS: ClassVar[tuple[str, ...]] = _HISTORY_KEYS
     key_summary = staticmethod(key_summary)
+    #: fixed-point widths whose owner Pearson a record carries (Fig. 4b's sweep; milliseconds per run)
+    RECORD_BITS: ClassVar[tuple[int, ...]] = (16, 12, 10, 8, 6, 4)
+
+    def _extra_record(self) -> dict[str, Any]:
+        """A run carrying the owner's key: its Pearson ρ now and after §IV's compression ("mask") to each of
+        :data:`RECORD_BITS` bits, so that a partial run (``--runs``) still shows Fig. 4b's point."""
+        if self.key is None:
+            return {}
+        fx = {str(b): pearson_of(fixed_point_model(self.model, FixedPointConfig(bits=b, rounding="mask")), self.key)
+              for b in self.RECORD_BITS}
+        return {"pearson": pearson_of(self.model, self.key), "pearson_fixed_point": fx}
 
 
 class Runner(RunnerBase):
