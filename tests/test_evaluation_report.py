@@ -170,6 +170,10 @@ def test_readme_tables_hold_the_numbers(rendered) -> None:
 
 def test_survival_and_p_value_capping() -> None:
     res = synthetic_results()
+    # detected in 7 of uchida's 9 cells; adi-trigger's errored prune 0.9 cell is left out: 3 of 8
+    assert report.robustness_share(res, "uchida") == pytest.approx(7 / 9)
+    assert report.robustness_share(res, "adi-trigger") == pytest.approx(3 / 8)
+    assert report.robustness_share(res, "no-such-method") is None
     prune, quant, ft = res["sweeps"]
     assert survival(res, "uchida", prune).text == "up to 0.5"
     assert survival(res, "adi-trigger", prune).text == "up to 0"  # 0.9 errored: left out

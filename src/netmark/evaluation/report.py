@@ -331,50 +331,61 @@ def _sweep_figure(path: Path, res: dict[str, Any], sweep: dict[str, Any]) -> Pat
     return path
 
 
+def robustness_share(res: dict[str, Any], method: str) -> float | None:
+    """The share of ``method``'s attacked cells (every sweep and strength, errored cells left out) in which the
+    watermark was still detected; None without cells."""
+    cells = [c for c in res["cells"] if c["method"] == method and not c.get("error")]
+    return sum(c["detected"] is True for c in cells) / len(cells) if cells else None
+
+
 def _summary_figure(path: Path, res: dict[str, Any]) -> Path:
+    """Top: the survival matrix (methods × sweeps) at full width. Bottom: each method's accuracy cost against the
+    share of attacked cells it survives (top right is best)."""
     from matplotlib.colors import ListedColormap
 
     methods = list(res["methods"])
     sweeps = res["sweeps"]
     colours = _colours(res)
-    height = 1.8 + 0.6 * len(methods)
-    width = 4.5 + 1.9 * max(1, len(sweeps))
-    with figure(path, ncols=2, size=(width / 2, height), title="Which method survives which attack, at what cost"
-                ) as (bar_ax, mat_ax):
-        bar_ax.get_subplotspec().get_gridspec().set_width_ratios([1.0, max(1.2, 0.9 * len(sweeps))])
-        fid = [_number(res["methods"][m]["fidelity_pp"]) for m in methods]
-        ys = list(range(len(methods)))
-        bar_ax.barh(ys, [0.0 if f is None else f for f in fid], color=[colours[m] for m in methods])
-        for y, f in zip(ys, fid, strict=True):
-            left = f is not None and f < 0
-            bar_ax.annotate(DASH if f is None else f"{f:+.2f}", (0 if f is None else f, y),
-                            xytext=(-3 if left else 3, 0), textcoords="offset points", va="center",
-                            ha="right" if left else "left", fontsize=8)
-        bar_ax.axvline(0, color="black", linewidth=0.8)
-        bar_ax.set_yticks(ys, methods)
-        bar_ax.invert_yaxis()
-        bar_ax.set_xlabel("fidelity: Δ task accuracy vs unmarked (pp)")
-        bar_ax.set_title("accuracy cost of embedding")
-        bar_ax.margins(x=0.3)
-        bar_ax.grid(True, axis="x", alpha=0.3)
+    width = max(9.0, 2.2 + 1.25 * len(sweeps))
+    mat_h = 1.4 + 0.5 * len(methods)
+    with figure(path, nrows=2, size=(width, mat_h)) as (mat_ax, sc_ax):
+        mat_ax.get_subplotspec().get_gridspec().set_height_ratios([mat_h, 4.2])
+        mat_ax.figure.set_size_inches(width, mat_h + 4.6)
         # matrix: 0 never, 1 partly, 2 all, 3 error / no data
         codes = {"lost": 0, "part": 1, "ok": 2, "err": 3}
         cmap = ListedColormap(["#f4a6a6", "#ffe08a", "#9fdfa8", "#dddddd"])
         surv = [[survival(res, m, s) for s in sweeps] for m in methods]
-        mat = [[codes[v.css] for v in row] for row in surv]
-        mat_ax.imshow(mat if sweeps else [[3] for _ in methods], cmap=cmap, vmin=-0.5, vmax=3.5, aspect="auto")
+        ys = list(range(len(methods)))
+        mat_ax.imshow([[codes[v.css] for v in row] for row in surv] if sweeps else [[3] for _ in methods],
+                      cmap=cmap, vmin=-0.5, vmax=3.5, aspect="auto")
         for i, row in enumerate(surv):
             for j, v in enumerate(row):
-                frac = f"\n{v.detected}/{v.measured} detected" if v.measured else ""
-                mat_ax.text(j, i, v.text + frac, ha="center", va="center", fontsize=8)
-        mat_ax.set_yticks(ys, methods)
-        mat_ax.set_xticks(range(len(sweeps)), [textwrap.fill(str(s["label"]), 16) for s in sweeps])
+                frac = f"\n{v.detected}/{v.measured}" if v.measured else ""
+                mat_ax.text(j, i, v.text + frac, ha="center", va="center", fontsize=9)
+        mat_ax.set_yticks(ys, methods, fontsize=10)
+        mat_ax.set_xticks(range(len(sweeps)), [textwrap.fill(str(s["label"]), 14) for s in sweeps], fontsize=9)
         mat_ax.xaxis.tick_top()
         mat_ax.set_xticks([x - 0.5 for x in range(1, len(sweeps))], minor=True)
         mat_ax.set_yticks([y - 0.5 for y in range(1, len(methods))], minor=True)
         mat_ax.grid(True, which="minor", color="white", linewidth=2)
         mat_ax.tick_params(which="minor", length=0)
-        mat_ax.set_xlabel("strongest attack strength still detected (green: all, red: never)")
+        mat_ax.set_xlabel("strongest attack strength at which the watermark is still detected "
+                          "(green: every strength, red: none; n/m: strengths detected / measured)")
+        mat_ax.set_title("Which method survives which attack, at what cost", fontweight="bold", pad=12)
+        points = [(fid, 100 * share, m) for m in methods
+                  if (fid := _number(res["methods"][m]["fidelity_pp"])) is not None
+                  and (share := robustness_share(res, m)) is not None]
+        for i, (x, y, m) in enumerate(sorted(points)):  # neighbours' labels alternate above and below
+            sc_ax.scatter([x], [y], s=90, color=colours[m], zorder=3, edgecolor="black", linewidth=0.6)
+            sc_ax.annotate(str(m), (x, y), xytext=(6, 5 if i % 2 == 0 else -13), textcoords="offset points",
+                           fontsize=9)
+        sc_ax.axvline(0, color="grey", linewidth=0.9, linestyle=":")
+        sc_ax.set_xlabel("accuracy cost of embedding: Δ task accuracy vs the unmarked model (pp; right is better)")
+        sc_ax.set_ylabel("attacked cells still detected (%)")
+        sc_ax.set_ylim(-5, 105)
+        sc_ax.margins(x=0.25)
+        sc_ax.grid(True, alpha=0.3)
+        sc_ax.set_title("cost vs robustness (every sweep and strength counted once; top right is best)")
     return path
 
 
@@ -489,10 +500,8 @@ def page_blocks(res: dict[str, Any], figure_names: dict[str, str] | None = None)
         Para(("Command: ", ("code", str(res["command"])),
               " — rebuild this page and its figures from results.json with ",
               ("code", "netmark.evaluation.report.render_evaluation"), ".")),
-        Heading(2, "Setup"),
-        Table(("", "value"), tuple(_setup_rows(res))),
         Heading(2, "Summary"),
-        Image(SUMMARY_PNG, "fidelity and survival per method"),
+        Image(SUMMARY_PNG, "survival matrix and accuracy cost vs robustness per method"),
         Para((f"Detected: the method's ownership test finds its watermark at significance level α = {alpha:g} "
               f"(p-value below it, −log10 α = {-math.log10(alpha):.2f}). A sweep column names the strongest "
               "attack strength at which the watermark was still detected (sweep order), “all” if detected at "
@@ -508,6 +517,7 @@ def page_blocks(res: dict[str, Any], figure_names: dict[str, str] | None = None)
                   if m["capacity"].get("note"))
     if notes:
         blocks += [Para(("Capacity notes:",)), Bullets(notes)]
+    blocks += [Heading(2, "Setup"), Table(("", "value"), tuple(_setup_rows(res)))]
     for s in sweeps:
         blocks += _sweep_blocks(res, s, names[s["label"]])
     errors = [c for c in res["cells"] if c.get("error")]
@@ -534,7 +544,7 @@ def _setup_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
             ("attack sweeps", ", ".join(str(s["label"]) for s in res["sweeps"])),
             ("significance level α", f"{float(res['alpha']):g}"),
             ("unmarked model", f"task accuracy {pct(base['test_accuracy'])}%, seed {base['seed']}")]
-    shown = {*_CONFIG_KEYS, "sweeps"}  # the sweeps have their own sections
+    shown = {*_CONFIG_KEYS, "sweeps", "alpha"}  # the sweeps have their own sections; alpha is a row above
     rows += [(str(k).replace("_", " "), _value_text(v)) for k, v in cfg.items() if k not in shown]
     return rows
 
