@@ -15,6 +15,17 @@ from netmark.training import TrainConfig
 if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one pytest worker per core: one torch thread each
     torch.set_num_threads(1)
 
+#: the longest test files (a reproduction or a subprocess run shared by the module), started first: `make test`
+#: hands whole files to its 2 workers in collection order, and a long file picked up last leaves a core idle
+LONG_FILES = ("test_experiments_wang.py", "test_experiments_tartaglione.py", "test_experiments_uchida.py",
+              "test_ddp.py", "test_experiments_chen_wu.py", "test_evaluation.py", "test_experiments_cache.py",
+              "test_methods.py", "test_experiments_fkirin.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))  # stable: the rest keep their order
+
 
 @pytest.fixture(scope="session")
 def digits_train() -> ArrayDataset:

@@ -1,4 +1,5 @@
-"""The Tartaglione et al. 2021 reproduction: one quick run (digits + simple-cnn) shared by the tests."""
+"""The Tartaglione et al. 2021 reproduction: one run of a cut-down quick scale (digits + simple-cnn, 3 epochs, no γ
+variant: :data:`TEST`) shared by the tests; ``pytest -m slow`` runs the real quick scale's acceptance."""
 
 from __future__ import annotations
 
@@ -18,13 +19,18 @@ from netmark.experiments.tartaglione.render import FIGURES
 from netmark.experiments.tartaglione.spec import FULL_RUN, marked_runs, schedule_of
 from netmark.methods.tartaglione import PAPER_TRAIN
 
+_QUICK = get_scale("quick")
+#: the quick scale at half the epochs and without its γ variant (CI's time budget); everything else as --quick
+TEST = replace(_QUICK, name="test", train=replace(_QUICK.train, epochs=3), gamma_variants=(),
+               command="netmark reproduce tartaglione --quick (tests: 3 epochs, no γ variant)")
+
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], list[str], Path]:
     out = tmp_path_factory.mktemp("tartaglione-quick")
     cache = tmp_path_factory.mktemp("tartaglione-cache")
     messages: list[str] = []
-    results = run(out, quick=True, progress=messages.append, cache_dir=cache)
+    results = run(out, scale=TEST, progress=messages.append, cache_dir=cache)
     return out, results, messages, cache
 
 
@@ -40,15 +46,15 @@ def test_quick_run_writes_every_file_and_section(quick) -> None:
     assert on_disk["experiment"] == "tartaglione2021" and on_disk["command"] == results["command"]
     assert set(on_disk["experiments"]) == {"table1", "fig4a", "fig4b", "fig3", "overhead", "acceptance"}
     sc = on_disk["scale"]
-    assert sc["name"] == "quick" and sc["dataset"] == "digits" and sc["model"] == "simple-cnn"
+    assert sc["name"] == "test" and sc["dataset"] == "digits" and sc["model"] == "simple-cnn"
     assert sc["payload_size"] == 1800 and sc["torch_threads"] == 1
-    needed = {r for e in EXPERIMENTS for r in e.resolve_runs(get_scale("quick"))}
+    needed = {r for e in EXPERIMENTS for r in e.resolve_runs(TEST)}
     assert set(on_disk["runs"]) == needed  # each model trained once, every needed one present
     assert {"plain", "R0", "R1", "R4", FULL_RUN, "R4-ft", "R4-full-ft"} <= needed
     assert sum(r.startswith("independent-") for r in needed) >= 20
     assert any("training R4-full" in m for m in messages) and messages[-1].startswith("done")
-    epochs = get_scale("quick").train.epochs
-    for name in [*marked_runs(get_scale("quick")), "plain"]:
+    epochs = TEST.train.epochs
+    for name in [*marked_runs(TEST), "plain"]:
         rec, ft = on_disk["runs"][name], on_disk["runs"].get(f"{name}-ft")
         assert rec["spec"]["name"] == name and len(rec["history"]) == epochs
         if ft is not None:  # the attack's per-epoch Pearson is kept in the run's history
@@ -74,7 +80,7 @@ def test_readme_puts_paper_values_beside_measured(quick) -> None:
         assert paper_value in md, paper_value
     t1 = _measured(results, "table1")["rows"]
     assert f"| `R0` | 0 | split | 0.78 | {t1['R0']['test_error']:.2f} |" in md  # paper beside measured
-    assert "netmark reproduce tartaglione --quick" in md and results["command"] in md
+    assert results["command"] in md
     assert "reinit off" in md  # the quick scale says why it keeps the default init
     for name in FIGURES:
         assert f"({name})" in md
@@ -83,7 +89,7 @@ def test_readme_puts_paper_values_beside_measured(quick) -> None:
 def test_owner_pearson_is_one_before_attacks_and_independents_are_not_detected(quick) -> None:
     _, results, _, _ = quick
     rows = _measured(results, "table1")["rows"]
-    for name in marked_runs(get_scale("quick")):
+    for name in marked_runs(TEST):
         assert rows[name]["pearson"] == pytest.approx(1.0, abs=1e-6) and rows[name]["detected"], name
         assert rows[name]["payload_size"] == 1800
     assert "pearson" not in rows["plain"]
@@ -96,7 +102,7 @@ def test_owner_pearson_is_one_before_attacks_and_independents_are_not_detected(q
 
 def test_quick_measurements_are_complete(quick) -> None:
     _, results, _, _ = quick
-    sc = get_scale("quick")
+    sc = TEST
     f4a = _measured(results, "fig4a")
     assert set(f4a["series"]) == set(marked_runs(sc))
     for s in f4a["series"].values():
@@ -156,16 +162,22 @@ def test_render_regenerates_readme_and_figures(quick, tmp_path: Path) -> None:
     assert (tmp_path / "dispatched" / "README.md").read_text() == readme
 
 
-def test_cli_reproduce_quick(quick, tmp_path: Path) -> None:
-    """Through the CLI, reading the fixture's trained runs back from its cache (only the measurements rerun)."""
-    _, _, _, cache = quick
-    target = tmp_path / "cli"
-    res = CliRunner().invoke(app, ["reproduce", "tartaglione", "--quick", "--out", str(target),
-                                   "--cache-dir", str(cache), "--quiet"])
+def test_cli_reproduce_quick_runs(tmp_path: Path) -> None:
+    """Through the CLI at the quick scale: `--runs R0` trains that run alone into the cache (its record, with the
+    Pearson after fixed-point compression), a second call reads it back."""
+    target, cache = tmp_path / "cli", tmp_path / "cache"
+    args = ["reproduce", "tartaglione", "--quick", "--runs", "R0", "--out", str(target), "--cache-dir", str(cache),
+            "--quiet"]
+    res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert "wrote" in res.output and (target / "README.md").is_file()
-    results = json.loads((target / "results.json").read_text())
-    assert results["experiment"] == "tartaglione2021" and results["timing"]["cached_runs"] == len(results["runs"])
+    assert "wrote" in res.output and not (target / "README.md").exists()
+    runs = json.loads((target / "runs.json").read_text())
+    r0 = runs["runs"]["R0"]
+    assert runs["experiment"] == "tartaglione2021" and runs["timing"]["cached_runs"] == 0
+    assert r0["pearson"] == pytest.approx(1.0) and r0["pearson_fixed_point"]["16"] > 0.999
+    assert len(r0["history"]) == _QUICK.train.epochs
+    again = CliRunner().invoke(app, [*args, "--force"])
+    assert again.exit_code == 0 and json.loads((target / "runs.json").read_text())["timing"]["cached_runs"] == 1
 
 
 def test_scales_and_plan() -> None:

@@ -128,7 +128,6 @@ def test_render_regenerates_readme_and_figures(quick, tmp_path: Path) -> None:
     assert (other / "README.md").read_text() == readme
     with pytest.raises(OutputExistsError):
         report.render(out / "results.json", other)
-    report.render(out / "results.json", other, force=True)
 
 
 def test_report_helpers(tmp_path: Path) -> None:
