@@ -1,8 +1,10 @@
-"""The Uchida et al. 2017 reproduction: one quick run (digits + simple-cnn) shared by the tests."""
+"""The Uchida et al. 2017 reproduction: one quick run (digits + simple-cnn) shared by the tests marked slow
+(`pytest -m slow`); CI runs the whole pipeline once on a cut-down scale (:func:`test_tiny_scale_end_to_end`)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,30 @@ def _measured(results: dict[str, Any], name: str) -> dict[str, Any]:
     return results["experiments"][name]["measured"]
 
 
+def test_tiny_scale_end_to_end(tmp_path: Path) -> None:
+    """Every experiment of the reproduction on a cut-down quick scale: every file, section and run, valid PNGs,
+    the owner's key detected, and the report rebuilt from results.json alone."""
+    q = get_scale("quick")
+    tiny = replace(q, name="tiny", train=replace(q.train, epochs=3, milestones=()), bits=64, capacity_bits=(64,),
+                   capacity_train=replace(q.capacity_train, epochs=2), prune_rates=(0.0, 0.5, 0.9),
+                   table7_steps=30, small_train=replace(q.small_train, epochs=1), n_independent=20)
+    out = tmp_path / "tiny"
+    results = run(out, scale=tiny)
+    for name in ("results.json", "README.md", *FIGURES):
+        assert (out / name).is_file(), name
+    for name in FIGURES:
+        assert report.is_png(out / name), name
+    assert set(results["experiments"]) == {e.name for e in EXPERIMENTS}
+    assert set(results["runs"]) == {r for e in EXPERIMENTS for r in e.resolve_runs(tiny)}
+    md = (out / "README.md").read_text()
+    for section in ("Table 4", "Table 6", "Table 7", "Table 8", "Fig. 1", "Fig. 2", "Fig. 5"):
+        assert section in md, section
+    (out / "README.md").unlink()
+    render(out / "results.json")
+    assert (out / "README.md").read_text() == md
+
+
+@pytest.mark.slow  # the quick scale's reproduction (minutes on CI's 2 cores): pytest -m slow
 def test_quick_run_writes_every_file_and_section(quick) -> None:
     out, results, messages = quick
     for name in ("results.json", "README.md", *FIGURES):
@@ -51,6 +77,7 @@ def test_quick_run_writes_every_file_and_section(quick) -> None:
     assert any("training random" in m for m in messages) and messages[-1].startswith("done")
 
 
+@pytest.mark.slow  # the quick scale's reproduction (minutes on CI's 2 cores): pytest -m slow
 def test_pngs_are_valid(quick) -> None:
     out, _, _ = quick
     for name in FIGURES:
@@ -58,6 +85,7 @@ def test_pngs_are_valid(quick) -> None:
         assert (out / name).stat().st_size > 2000
 
 
+@pytest.mark.slow  # the quick scale's reproduction (minutes on CI's 2 cores): pytest -m slow
 def test_readme_puts_paper_values_beside_measured(quick) -> None:
     out, results, _ = quick
     md = (out / "README.md").read_text()
@@ -70,6 +98,7 @@ def test_readme_puts_paper_values_beside_measured(quick) -> None:
         assert f"({name})" in md
 
 
+@pytest.mark.slow  # the quick scale's reproduction (minutes on CI's 2 cores): pytest -m slow
 def test_quick_acceptance_detects_owner_and_no_false_positives(quick) -> None:
     _, results, _ = quick
     acc = _measured(results, "acceptance")
@@ -82,6 +111,7 @@ def test_quick_acceptance_detects_owner_and_no_false_positives(quick) -> None:
     assert acc["all_passed"] is all(c["passed"] for c in acc["criteria"].values())
 
 
+@pytest.mark.slow  # the quick scale's reproduction (minutes on CI's 2 cores): pytest -m slow
 def test_quick_measurements_follow_the_paper(quick) -> None:
     _, results, _ = quick
     t4 = _measured(results, "table4")
@@ -105,6 +135,7 @@ def test_quick_measurements_follow_the_paper(quick) -> None:
     assert hist["embedded_min"] > 0.5 and len(hist["not_embedded"]) == 128
 
 
+@pytest.mark.slow  # the quick scale's reproduction (minutes on CI's 2 cores): pytest -m slow
 def test_rerun_without_force_refuses_before_training(quick) -> None:
     out, _, _ = quick
     before = (out / "results.json").read_bytes()
@@ -114,6 +145,7 @@ def test_rerun_without_force_refuses_before_training(quick) -> None:
     assert messages == [] and (out / "results.json").read_bytes() == before
 
 
+@pytest.mark.slow  # the quick scale's reproduction (minutes on CI's 2 cores): pytest -m slow
 def test_render_regenerates_readme_and_figures(quick, tmp_path: Path) -> None:
     out, _, _ = quick
     readme = (out / "README.md").read_text()
@@ -169,6 +201,7 @@ def test_full_cpu_scale(tmp_path: Path) -> None:
     assert abs(acc["fidelity"]["gap_pp"]) < 1.0
 
 
+@pytest.mark.slow  # the quick scale's reproduction (minutes on CI's 2 cores): pytest -m slow
 def test_cli_report_and_reproduce_refusals(quick, tmp_path: Path) -> None:
     """`netmark report DIR` re-renders from results.json; `reproduce` refuses unknown papers and existing output."""
     from typer.testing import CliRunner

@@ -29,6 +29,7 @@ def _measured(results: dict[str, Any], name: str) -> dict[str, Any]:
     return results["experiments"][name]["measured"]
 
 
+@pytest.mark.slow  # the quick scale's reproduction (minutes on CI's 2 cores): pytest -m slow
 def test_quick_run_writes_every_file_and_section(quick) -> None:
     out, results, messages = quick
     for name in ("results.json", "README.md", *FIGURES):
@@ -45,6 +46,7 @@ def test_quick_run_writes_every_file_and_section(quick) -> None:
     assert any("training auto-256" in m for m in messages) and messages[-1].startswith("done")
 
 
+@pytest.mark.slow  # the quick scale's reproduction (minutes on CI's 2 cores): pytest -m slow
 def test_pngs_are_valid(quick) -> None:
     out, _, _ = quick
     for name in FIGURES:
@@ -52,6 +54,7 @@ def test_pngs_are_valid(quick) -> None:
         assert (out / name).stat().st_size > 2000
 
 
+@pytest.mark.slow  # the quick scale's reproduction (minutes on CI's 2 cores): pytest -m slow
 def test_readme_puts_paper_values_beside_measured(quick) -> None:
     out, results, _ = quick
     md = (out / "README.md").read_text()
@@ -66,6 +69,7 @@ def test_readme_puts_paper_values_beside_measured(quick) -> None:
         assert f"({name})" in md
 
 
+@pytest.mark.slow  # the quick scale's reproduction (minutes on CI's 2 cores): pytest -m slow
 def test_quick_owner_keys_detected_and_independents_not(quick) -> None:
     _, results, _ = quick
     t3 = _measured(results, "table3")["rows"]
@@ -84,6 +88,7 @@ def test_quick_owner_keys_detected_and_independents_not(quick) -> None:
     assert acc["all_passed"] is all(c["passed"] for c in acc["criteria"].values())
 
 
+@pytest.mark.slow  # the quick scale's reproduction (minutes on CI's 2 cores): pytest -m slow
 def test_quick_measurements_are_complete(quick) -> None:
     _, results, _ = quick
     f4 = _measured(results, "fig4")
@@ -106,6 +111,7 @@ def test_quick_measurements_are_complete(quick) -> None:
     assert sorted(PERMUTATION) == list(range(10)) and all(p != y for y, p in enumerate(PERMUTATION))
 
 
+@pytest.mark.slow  # the quick scale's reproduction (minutes on CI's 2 cores): pytest -m slow
 def test_quick_convolutional_case(quick) -> None:
     _, results, _ = quick
     c = _measured(results, "conv")
@@ -124,6 +130,7 @@ def test_quick_convolutional_case(quick) -> None:
 
 
 
+@pytest.mark.slow  # the quick scale's reproduction (minutes on CI's 2 cores): pytest -m slow
 def test_quick_fidelity_uses_paired_seeds(quick) -> None:
     out, results, _ = quick
     acc = _measured(results, "acceptance")
@@ -141,6 +148,7 @@ def test_quick_fidelity_uses_paired_seeds(quick) -> None:
     assert "2 paired seeds" in (out / "README.md").read_text()
 
 
+@pytest.mark.slow  # the quick scale's reproduction (minutes on CI's 2 cores): pytest -m slow
 def test_rerun_without_force_refuses_before_training(quick) -> None:
     out, _, _ = quick
     before = (out / "results.json").read_bytes()
@@ -150,6 +158,7 @@ def test_rerun_without_force_refuses_before_training(quick) -> None:
     assert messages == [] and (out / "results.json").read_bytes() == before
 
 
+@pytest.mark.slow  # the quick scale's reproduction (minutes on CI's 2 cores): pytest -m slow
 def test_render_regenerates_readme_and_figures(quick, tmp_path: Path) -> None:
     out, _, _ = quick
     readme = (out / "README.md").read_text()
