@@ -81,13 +81,14 @@ CASES: dict[str, Case] = {
     # a weight regulariser plus an extractor network trained in after_step
     "wang": Case("wang", WangConfig(layer="conv1", bits=32, null_samples=256, strength=0.5, extractor_lr=1e-2),
                  _epochs(5)),
-    # trigger sets with image-dependent labels: 2 reference models (trained data-parallel too) calibrate the null
-    "zhang-content": Case("zhang-content", ZhangContentConfig(size=16, per_batch=12, target_class=0, null_models=2),
-                          _epochs(10)),
-    "zhang-noise": Case("zhang-noise", ZhangNoiseConfig(size=16, per_batch=12, target_class=0, null_models=2),
-                        _epochs(10)),
+    # trigger sets with image-dependent labels: 2 reference models (trained data-parallel too, 3 epochs each)
+    # calibrate the null
+    "zhang-content": Case("zhang-content", ZhangContentConfig(size=16, per_batch=12, target_class=0, null_models=2,
+                                                              null_epochs=3), _epochs(8)),
+    "zhang-noise": Case("zhang-noise", ZhangNoiseConfig(size=16, per_batch=12, target_class=0, null_models=2,
+                                                        null_epochs=3), _epochs(8)),
     "zhang-unrelated": Case("zhang-unrelated", ZhangUnrelatedConfig(size=16, per_batch=12, target_class=0,
-                                                                    null_models=2), _epochs(10)),
+                                                                    null_models=2, null_epochs=3), _epochs(8)),
     # plain epochs, FGSM adversaries crafted from the trained model (on every rank alike), then fine-tuning
     # (ε 0.25, 32 adversaries: at ε 0.15 independent models of this small run agree with every key label)
     "frontier-stitching": Case("frontier-stitching", FrontierConfig(size=32, per_batch=12, finetune_epochs=8,
