@@ -157,7 +157,7 @@ def test_refuses_to_overwrite_results(serial_run) -> None:
 
 def test_process_pool_gives_the_same_cells(serial_run, tmp_path: Path) -> None:
     res, _ = serial_run
-    cfg = _tiny(sweeps=_tiny().sweeps[:2], capacity={}, n_independent=2, access=())  # the same cells, fewer
+    cfg = _tiny(sweeps=_tiny().sweeps[:1], capacity={}, n_independent=2, access=())  # the same cells, fewer
     out = evaluate(cfg, tmp_path / "out", cache_dir=tmp_path / "cache", executor="local", jobs=2)
     assert out["timing"]["executor"] == "local" and out["timing"]["jobs"] == 2
     labels = {s.label for s in cfg.sweeps}

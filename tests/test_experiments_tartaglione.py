@@ -1,4 +1,4 @@
-"""The Tartaglione et al. 2021 reproduction: one run of a cut-down quick scale (digits + simple-cnn, 3 epochs, no γ
+"""The Tartaglione et al. 2021 reproduction: one run of a cut-down quick scale (digits + simple-cnn, 2 epochs, no γ
 variant: :data:`TEST`) shared by the tests; ``pytest -m slow`` runs the real quick scale's acceptance."""
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from netmark.methods.tartaglione import PAPER_TRAIN
 
 _QUICK = get_scale("quick")
 #: the quick scale at half the epochs and without its γ variant (CI's time budget); everything else as --quick
-TEST = replace(_QUICK, name="test", train=replace(_QUICK.train, epochs=3), gamma_variants=(),
-               command="netmark reproduce tartaglione --quick (tests: 3 epochs, no γ variant)")
+TEST = replace(_QUICK, name="test", train=replace(_QUICK.train, epochs=2), gamma_variants=(),
+               command="netmark reproduce tartaglione --quick (tests: 2 epochs, no γ variant)")
 
 
 @pytest.fixture(scope="module")
