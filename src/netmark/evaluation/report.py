@@ -262,6 +262,23 @@ def _x_positions(strengths: Sequence[Any]) -> tuple[list[float], str]:
     return xs, "linear"
 
 
+def strength_axis(ax: Any, strengths: Sequence[Any], xs: list[float], kind: str) -> None:
+    """The x axis of a sweep's panel (``xs``, ``kind`` from :func:`_x_positions`): the strengths as tick labels
+    (up to 8; names rotated), log scales, and falling values (bits 8, 4, 2) inverted to read left to right."""
+    if kind == "category" or len(xs) <= 8:
+        ax.set_xticks(xs, [_strength_text(s) for s in strengths], rotation=30 if kind == "category" else 0)
+    if kind in ("log", "symlog"):
+        pos = min(x for x in xs if x > 0)
+        ax.set_xscale(kind, **({"linthresh": pos} if kind == "symlog" else {}))
+        if len(xs) <= 8:
+            ax.set_xticks(xs, [_strength_text(s) for s in strengths])
+            ax.minorticks_off()
+    if kind == "category":
+        ax.set_xlim(-0.4, len(xs) - 0.6)
+    elif len(xs) > 1 and all(a > b for a, b in itertools.pairwise(xs)):
+        ax.invert_xaxis()
+
+
 def _sweep_figure(path: Path, res: dict[str, Any], sweep: dict[str, Any]) -> Path:
     from matplotlib.lines import Line2D
 
@@ -306,18 +323,7 @@ def _sweep_figure(path: Path, res: dict[str, Any], sweep: dict[str, Any]) -> Pat
         ax.set_ylabel("−log10 p (solid)" + (f", log above {SYMLOG_FROM:g}" if ax.get_yscale() == "symlog" else ""))
         unit = f" ({sweep['unit']})" if sweep["unit"] else ""
         ax.set_xlabel(f"{sweep['attack']} strength{unit}")
-        if kind == "category" or len(xs) <= 8:
-            ax.set_xticks(xs, [_strength_text(s) for s in strengths], rotation=30 if kind == "category" else 0)
-        if kind in ("log", "symlog"):
-            pos = min(x for x in xs if x > 0)
-            ax.set_xscale(kind, **({"linthresh": pos} if kind == "symlog" else {}))
-            if len(xs) <= 8:
-                ax.set_xticks(xs, [_strength_text(s) for s in strengths])
-                ax.minorticks_off()
-        if kind == "category":
-            ax.set_xlim(-0.4, len(xs) - 0.6)
-        elif len(xs) > 1 and all(a > b for a, b in itertools.pairwise(xs)):
-            ax.invert_xaxis()  # a sweep given strongest-last with falling values (bits 8, 4, 2) reads left to right
+        strength_axis(ax, strengths, xs, kind)
         ax.grid(True, alpha=0.3)
         ax.set_title(str(sweep["label"]), fontweight="bold")
         handles = [Line2D([], [], color=c, marker="o", linewidth=2.2, label=str(m)) for m, c in colours.items()]

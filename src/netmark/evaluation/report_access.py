@@ -8,7 +8,6 @@ existed (no ``access`` key, or no transform in it) give no section.
 
 from __future__ import annotations
 
-import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -54,12 +53,6 @@ def _piracy_names(res: dict[str, Any]) -> list[str]:
     return names
 
 
-def _num(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        return None
-    return float(v)
-
-
 def _access_sweeps(res: dict[str, Any]) -> list[dict[str, Any]]:
     labels = {c["label"] for t in res["access"]["transforms"].values() for c in t["cells"]}
     return [s for s in res["sweeps"] if s["label"] in labels]
@@ -69,14 +62,14 @@ def access_figure(path: Path, res: dict[str, Any]) -> Path:
     """A panel per sweep: authorized (solid) and unauthorized (dashed) accuracy vs strength per transform."""
     from matplotlib.lines import Line2D
 
-    from netmark.evaluation.report import _skey, _strength_text, _x_positions
+    from netmark.evaluation.report import _number, _skey, _x_positions, strength_axis
 
     transforms = res["access"]["transforms"]
     sweeps = _access_sweeps(res) or [None]
     ncols = min(4, len(sweeps))
     nrows = math.ceil(len(sweeps) / ncols)
     colours = {k: f"C{i % 10}" for i, k in enumerate(transforms)}
-    base = _num(res["baseline"]["test_accuracy"])
+    base = _number(res["baseline"]["test_accuracy"])
     with figure(path, ncols=ncols, nrows=nrows, size=(3.6, 3.0),
                 title="Anti-piracy: authorized (solid) and unauthorized (dashed) accuracy under attack") as axes:
         axes = axes if isinstance(axes, list) else [axes]
@@ -90,19 +83,13 @@ def access_figure(path: Path, res: dict[str, Any]) -> Path:
                 by = {_skey(c["strength"]): c for c in t["cells"] if c["label"] == sweep["label"]}
                 for field, style in (("authorized", "-"), ("unauthorized", (0, (4, 3)))):
                     ys = [100 * v if (c := by.get(_skey(s))) and not c.get("error")
-                          and (v := _num(c.get(field))) is not None else math.nan for s in strengths]
+                          and (v := _number(c.get(field))) is not None else math.nan for s in strengths]
                     ax.plot(xs, ys, linestyle=style, marker="o" if field == "authorized" else ".",
                             color=colours[k], linewidth=2 if field == "authorized" else 1.4, markersize=4)
             if base is not None:
                 ax.axhline(100 * base, color="grey", linestyle=":", linewidth=1.1)
             ax.set_ylim(0, 102)
-            if kind in ("log", "symlog"):
-                ax.set_xscale(kind, **({"linthresh": min(x for x in xs if x > 0)} if kind == "symlog" else {}))
-                ax.minorticks_off()
-            if len(xs) <= 8:
-                ax.set_xticks(xs, [_strength_text(s) for s in strengths], rotation=30 if kind == "category" else 0)
-            if kind != "category" and len(xs) > 1 and all(a > b for a, b in itertools.pairwise(xs)):
-                ax.invert_xaxis()
+            strength_axis(ax, strengths, xs, kind)
             ax.set_title(str(sweep["label"]), fontsize=10)
             ax.set_xlabel(f"{sweep['attack']} ({sweep['unit']})", fontsize=8)
             ax.set_ylabel("test accuracy (%)", fontsize=8)
@@ -123,11 +110,13 @@ def access_figure(path: Path, res: dict[str, Any]) -> Path:
 
 
 def _pair_text(p: dict[str, Any] | None) -> str:
+    from netmark.evaluation.report import _number
+
     if p is None:
         return DASH
     if p.get("error"):
         return "error"
-    mean, best = _num(p.get("mean")), _num(p.get("best"))
+    mean, best = _number(p.get("mean")), _number(p.get("best"))
     if mean is None or best is None:
         return DASH
     if p.get("trials") == 1:
@@ -137,7 +126,7 @@ def _pair_text(p: dict[str, Any] | None) -> str:
 
 def access_blocks(res: dict[str, Any]) -> list[Any]:
     """The section's blocks (:mod:`netmark.evaluation.report` writes them as markdown and HTML)."""
-    from netmark.evaluation.report import Heading, Image, Para, Table, _skey, _strength_text
+    from netmark.evaluation.report import Heading, Image, Para, Table, _number, _skey, _strength_text
 
     a = res["access"]
     transforms = a["transforms"]
@@ -160,7 +149,7 @@ def access_blocks(res: dict[str, Any]) -> list[Any]:
         Table(("transform", "authorized (%)", "Δ pp vs unmarked", "unauthorized (%)",
                *(f"{_piracy_label(n)} (%)" for n in names)),
               tuple((str(k), pct(t["authorized"]),
-                     DASH if (f := _num(t["fidelity_pp"])) is None else f"{f:+.2f}",
+                     DASH if (f := _number(t["fidelity_pp"])) is None else f"{f:+.2f}",
                      pct(t["unauthorized"]),
                      *(_pair_text(next((p for p in t["piracy"] if p["attack"] == n), None)) for n in names))
                     for k, t in transforms.items())),

@@ -80,6 +80,12 @@ def _summary(r: dict[str, Any]) -> str:
     return ", ".join(bits) or "done"
 
 
+def _trained(done: list[dict[str, Any]], kind: str, names: Iterable[str]) -> list[str]:
+    """``names`` whose phase-1 job of ``kind`` (``embed``, ``protect``) trained without error."""
+    failed = {r["method"] for r in done if r["kind"] == kind and r["error"]}
+    return [n for n in names if n not in failed]
+
+
 def _run_phase(ex: Executor, jobs: list[Job], say: Progress, done: list[dict[str, Any]], total: int) -> None:
     for r in ex.map(run_job, jobs):
         done.append(r)
@@ -202,12 +208,8 @@ def evaluate(config: EvaluationConfig, out_dir: str | Path, *, cache_dir: str | 
     done: list[dict[str, Any]] = []
     try:
         _run_phase(ex, models, say, done, len(models))
-        ok = [m for m in config.methods
-              if not next(r for r in done if r["kind"] == "embed" and r["method"] == m)["error"]]
-        measures = plan_measurements(config, cache, ok)
-        protected = [k for k in config.access
-                     if not next(r for r in done if r["kind"] == "protect" and r["method"] == k)["error"]]
-        measures += plan_access(config, cache, protected)
+        measures = plan_measurements(config, cache, _trained(done, "embed", config.methods))
+        measures += plan_access(config, cache, _trained(done, "protect", config.access))
         _run_phase(ex, measures, say, done, len(models) + len(measures))
     finally:
         if isinstance(executor, str):  # ours: release the workers; an executor passed in stays its caller's
