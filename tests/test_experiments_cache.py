@@ -127,3 +127,66 @@ def test_runs_train_a_piece_of_the_plan_into_the_cache(tmp_path: Path) -> None:
     full = run(tmp_path / "f", scale=TINY, cache_dir=tmp_path / "cache")
     assert full["runs"][derived]["from_cache"] and full["runs"][parent]["from_cache"]
     assert full["runs"][derived]["history"] == part["runs"][derived]["history"]
+
+
+def _children(pid: int) -> set[int]:
+    """The live processes whose parent is ``pid`` (from /proc)."""
+    kids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            kids.add(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads worker processes from /proc")
+def test_cli_reproduce_stops_its_workers_on_sigterm(tmp_path: Path) -> None:
+    """SIGTERM (a scheduler's stop) while `netmark reproduce --jobs 2` trains in worker processes: exit 130 with one
+    line saying where the finished runs are, no traceback, no report, and no worker left training."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-c", "from netmark.cli import main; main()", "reproduce", "wang", "--quick", "--jobs", "2",
+           "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert proc.stdout is not None
+    try:
+        lines: list[str] = []
+        workers: set[int] = set()
+        for line in proc.stdout:
+            lines.append(line)
+            if "worker processes" in line:
+                break
+        deadline = time.monotonic() + 60
+        while len(workers) < 3 and time.monotonic() < deadline:  # 2 workers + the resource tracker
+            time.sleep(0.5)
+            workers = _children(proc.pid)
+        time.sleep(2)  # the workers are training
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=60)  # a worker left running would hold the pipe open: a timeout
+        assert proc.returncode == 130, "".join(lines) + rest
+    finally:
+        for p in [proc.pid, *workers]:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)
+    assert len(workers) >= 3, "".join(lines)
+    assert f"interrupted: the finished runs are cached in {tmp_path / 'cache'}" in rest and "Traceback" not in rest
+    assert not (tmp_path / "out" / "results.json").exists()
+    deadline = time.monotonic() + 10
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers)

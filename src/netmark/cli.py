@@ -487,6 +487,7 @@ def reproduce(paper: Annotated[str, typer.Argument(help="which paper: uchida | w
     """Re-run a paper's tables and figures at CPU scale -> results.json, README.md (paper vs measured), PNGs."""
     import importlib
 
+    from netmark._util import sigterm_interrupts
     from netmark.experiments.report import REPRODUCTIONS
 
     # "uchida" names the reproduction "uchida2017" (the paper's first author, year optional)
@@ -499,8 +500,14 @@ def reproduce(paper: Annotated[str, typer.Argument(help="which paper: uchida | w
     names = None if runs is None else [r.strip() for r in runs.split(",") if r.strip()]
     if names is not None and cache_dir is None:
         raise ConfigError("--runs trains runs for a later report: give --cache-dir too")
-    module.run(target, quick=quick, scale=scale, force=force, data_dir=data_dir, cache_dir=cache_dir, jobs=jobs,
-               device=device, runs=names, progress=None if quiet else (lambda m: _echo(m)))
+    try:
+        with sigterm_interrupts():  # a scheduler's SIGTERM stops it like Ctrl-C: worker processes included
+            module.run(target, quick=quick, scale=scale, force=force, data_dir=data_dir, cache_dir=cache_dir,
+                       jobs=jobs, device=device, runs=names, progress=None if quiet else (lambda m: _echo(m)))
+    except KeyboardInterrupt:
+        _echo("interrupted: " + ("nothing was cached (no --cache-dir)" if cache_dir is None else
+                                 f"the finished runs are cached in {cache_dir}; run the same command again to resume"))
+        raise typer.Exit(130) from None
     if names is not None:
         typer.echo(f"wrote {target}/runs.json ({time.perf_counter() - t0:.0f} s); the runs are in {cache_dir}")
         return

@@ -22,6 +22,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import torch
 
+from netmark._workers import terminate_workers
 from netmark.errors import ConfigError
 
 J = TypeVar("J")
@@ -119,9 +120,7 @@ class ProcessExecutor:
         atomically, so a job stopped half-way leaves nothing behind and is simply run again on resuming)."""
         if self._pool is not None:
             if self._interrupted:
-                # ProcessPoolExecutor has no public way to stop running jobs
-                for proc in list(getattr(self._pool, "_processes", {}).values()):
-                    proc.terminate()
+                terminate_workers(self._pool)
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
             self._interrupted = False

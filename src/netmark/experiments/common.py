@@ -35,6 +35,7 @@ from torch import nn
 
 from netmark import __version__
 from netmark._util import atomic_write_text, check_writable, seeded
+from netmark._workers import terminate_workers
 from netmark.attacks import ATTACKS
 from netmark.data import ArrayDataset
 from netmark.errors import ConfigError
@@ -320,8 +321,8 @@ class RunnerBase:
                  f"{self.device}) into {self.cache_dir}")
         # largest messages first: the longest runs start early and the pool stays busy
         waiting = sorted(todo, key=lambda n: -(getattr(self.plan[n], "bits", None) or 0))
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+        try:
             running: dict[Future[str], str] = {}
 
             def submit_ready() -> None:
@@ -339,6 +340,13 @@ class RunnerBase:
                     self.say(f"  {name}: {f.result()}")
                     self._from_workers.add(name)
                 submit_ready()
+        except (KeyboardInterrupt, SystemExit):
+            # Ctrl-C / SIGTERM: the running runs stop now (a run is cached atomically when it ends, so a stopped
+            # one leaves nothing behind and trains again on resuming) instead of training on unwatched
+            terminate_workers(pool)
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _train(self, spec: Any) -> Any:
         tr, te = self.data(spec.data)
