@@ -44,7 +44,7 @@ def test_quick_run_writes_every_file_and_section(quick) -> None:
         assert (out / name).is_file(), name
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["experiment"] == "tartaglione2021" and on_disk["command"] == results["command"]
-    assert set(on_disk["experiments"]) == {"table1", "fig4a", "fig4b", "fig3", "overhead", "acceptance"}
+    assert set(on_disk["experiments"]) == {"table1", "fig2", "fig4a", "fig4b", "fig3", "overhead", "acceptance"}
     sc = on_disk["scale"]
     assert sc["name"] == "test" and sc["dataset"] == "digits" and sc["model"] == "simple-cnn"
     assert sc["payload_size"] == 1800 and sc["torch_threads"] == 1
@@ -71,7 +71,7 @@ def test_pngs_are_valid(quick) -> None:
 def test_readme_puts_paper_values_beside_measured(quick) -> None:
     out, results, _, _ = quick
     md = (out / "README.md").read_text()
-    for section in ("Scale", "Acceptance (issue 4)", "Table I", "Fig. 4a", "Fig. 4b", "Fig. 3",
+    for section in ("Scale", "Acceptance (issue 4)", "Table I", "Fig. 2", "Fig. 4a", "Fig. 4b", "Fig. 3",
                     "Replica cost and the split fast path", "Runs"):
         assert f"## {section}" in md, section
     assert "paper (§IV-A)" in md and "paper test error (%)" in md
@@ -125,6 +125,13 @@ def test_quick_measurements_are_complete(quick) -> None:
     for st in f3["stages"].values():
         assert len(st["edges"]) == len(st["counts_all"]) + 1 and sum(st["counts_all"]) == f3["parameters"]
         assert sum(st["counts_watermarked"]) == f3["watermarked"] and 0 <= st["ks_p_value"] <= 1
+    f2 = _measured(results, "fig2")
+    assert set(f2["runs"]) == {"plain", *marked_runs(sc)} and f2["plain_positions_of"] == "R4"
+    for v in f2["runs"].values():
+        assert v["steps"] == list(sc.landscape_steps) and v["n"] == 1800
+        assert all(len(v["rise"][k]) == len(sc.landscape_steps) for k in ("watermarked", "free"))
+        assert all(g > 0 for g in v["grad_abs_mean"].values())
+        assert v["rise"]["watermarked"][-1] > 0  # 4·s of noise on 1,800 weights costs loss
     cost = _measured(results, "overhead")["cost"]
     assert set(cost["cases"]) == {"plain", "R1-full", "R1-split", "R4-full", "R4-split"}
     assert cost["cases"]["plain"]["ratio"] == 1.0 and all(len(c["rounds_ms"]) == 3 for c in cost["cases"].values())

@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from netmark._util import seeded
@@ -111,6 +112,80 @@ def layer_drift(before: nn.Module, after: nn.Module, key: WatermarkKey) -> dict[
         out[name] = {"n": int(m.sum()), "drift_rms": float((v1 - v0).pow(2).mean().sqrt()),
                      "spread": float(v0.std()), "pearson": pearson(v0, v1)}
     return out
+
+
+def _train_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float(F.cross_entropy(model(x), y))
+
+
+def landscape(model: nn.Module, key: WatermarkKey, x: torch.Tensor, y: torch.Tensor, steps: list[float],
+              directions: int, noise: float, seed: int) -> dict[str, Any]:
+    """Fig. 2 as numbers: the mean rise of the loss on ``(x, y)`` when Gaussian noise of std ``t·noise`` (``t`` in
+    ``steps``) is added to the watermarked entries only, or to as many free entries drawn from the same tensors, ±
+    each of ``directions`` random directions; and the mean |∂L/∂w| of both sets at the model's point. The model
+    is left exactly as it came (its entries are restored after each perturbation)."""
+    gen = torch.Generator().manual_seed(seed)
+    params = dict(model.named_parameters())
+    sets: dict[str, dict[str, torch.Tensor]] = {"watermarked": {}, "free": {}}
+    for name, mask in watermark_masks(model, key).items():
+        flat = mask.reshape(-1).cpu()
+        marked, free = (flat != 0).nonzero().squeeze(1), (flat == 0).nonzero().squeeze(1)
+        if len(marked) == 0:
+            continue
+        sets["watermarked"][name] = marked
+        sets["free"][name] = free[torch.randperm(len(free), generator=gen)[: len(marked)]]
+    was_training = model.training
+    model.eval()
+    try:
+        model.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        grads = {kind: float(torch.cat([params[n].grad.reshape(-1).cpu()[i] for n, i in idx.items()]).abs().mean())
+                 for kind, idx in sets.items()}
+        model.zero_grad(set_to_none=True)
+        base = _train_loss(model, x, y)
+        rises: dict[str, list[float]] = {kind: [] for kind in sets}
+        for t in steps:
+            for kind, idx in sets.items():
+                total = []
+                for _ in range(directions):
+                    delta = {n: torch.randn(len(i), generator=gen) * (t * noise) for n, i in idx.items()}
+                    for sign in (1.0, -1.0):
+                        saved = {n: params[n].detach().reshape(-1)[i.to(params[n].device)].clone()
+                                 for n, i in idx.items()}
+                        with torch.no_grad():
+                            for n, i in idx.items():
+                                flat = params[n].view(-1)
+                                flat[i.to(flat.device)] += sign * delta[n].to(flat.device, flat.dtype)
+                        total.append(_train_loss(model, x, y) - base)
+                        with torch.no_grad():
+                            for n, i in idx.items():
+                                params[n].view(-1)[i.to(params[n].device)] = saved[n]
+                rises[kind].append(statistics.fmean(total))
+    finally:
+        model.train(was_training)
+    return {"base_loss": base, "steps": list(steps), "rise": rises, "grad_abs_mean": grads,
+            "n": sum(len(i) for i in sets["watermarked"].values())}
+
+
+@measure
+def fig2(runner: Runner, exp: Experiment) -> dict[str, Any]:
+    """The loss landscape along the watermarked and the free dimensions of every watermarked run (Fig. 2); the
+    plain run (no watermark) at the reference run's key positions is the control."""
+    sc = runner.scale
+    tr = runner.data("main")[0]
+    n = min(sc.landscape_images, len(tr))
+    idx = torch.randperm(len(tr), generator=torch.Generator().manual_seed(sc.landscape_seed))[:n]
+    x, y = tr.x[idx], tr.y[idx]
+    runs = {}
+    for name in exp.resolve_runs(sc):
+        t = runner.get(name)
+        dev = next(t.model.parameters()).device
+        key = t.key if t.key is not None else _key(runner.get(REF))  # plain: the same positions, never locked
+        runs[name] = landscape(t.model, key, x.to(dev), y.to(dev), list(sc.landscape_steps),
+                               sc.landscape_directions, sc.noise, sc.landscape_seed)
+    return {"images": n, "noise": sc.noise, "directions": sc.landscape_directions, "plain_positions_of": REF,
+            "runs": runs}
 
 
 def _compressed(model: nn.Module, t: Trained) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from netmark.verify import DEFAULT_ALPHA
 
 from .spec import PAPER_SETUP
 
-FIGURES = ("fig4a_finetuning.png", "fig4b_compression.png", "fig3_weights.png")
+FIGURES = ("fig4a_finetuning.png", "fig4b_compression.png", "fig3_weights.png", "fig2_landscape.png")
 STAGES = {"init": "initialised", "written": "watermark written, before training", "trained": "after training"}
 
 
@@ -30,7 +30,7 @@ def render(results_json_path: str | os.PathLike[str], out_dir: str | os.PathLike
 def _figures(out: Path, res: dict[str, Any]) -> list[Path]:
     ex = res["experiments"]
     return [_fig4a(out / FIGURES[0], ex["fig4a"]["measured"]), _fig4b(out / FIGURES[1], ex["fig4b"]["measured"]),
-            _fig3(out / FIGURES[2], ex["fig3"]["measured"])]
+            _fig3(out / FIGURES[2], ex["fig3"]["measured"]), _fig2(out / FIGURES[3], ex["fig2"]["measured"])]
 
 
 # ----------------------------------------------------------------------------- figures
@@ -56,6 +56,28 @@ def _fig4b(path: Path, m: dict[str, Any]) -> Path:
         plot_lines(b, {"Pearson ρ": (bits, [r["pearson"] for r in rows])}, xlabel="bits per parameter",
                    ylabel="Pearson ρ", integer_x=True, legend=False)
         b.axhline(0.99, color="k", linestyle=":", linewidth=1)
+    return path
+
+
+def _fig2(path: Path, m: dict[str, Any]) -> Path:
+    runs = m["runs"]
+    positive = all(r > 0 for v in runs.values() for k in ("watermarked", "free") for r in v["rise"][k])
+    with figure(path, ncols=3, size=(4.4, 3.4), title=f"Fig. 2: training loss around each model ({m['images']} "
+                                                      "training images)") as (a, b, c):
+        for ax, kind in ((a, "watermarked"), (b, "free")):
+            plot_lines(ax, {n: (v["steps"], v["rise"][kind]) for n, v in runs.items()}, xlabel="δ / s",
+                       ylabel="loss rise", title=f"noise on the {kind} entries", logy=positive)
+            ax.set_xscale("log", base=2)
+        lo, hi = min(ax.get_ylim()[0] for ax in (a, b)), max(ax.get_ylim()[1] for ax in (a, b))
+        for ax in (a, b):  # one y scale for both panels
+            ax.set_ylim(lo if positive else min(lo, 0.0), hi)
+        xs = list(range(len(runs)))
+        for off, kind in ((-0.2, "watermarked"), (0.2, "free")):
+            c.bar([x + off for x in xs], [v["grad_abs_mean"][kind] for v in runs.values()], width=0.4, label=kind)
+        c.set_xticks(xs, list(runs), rotation=30, fontsize="small")
+        c.set_ylabel("mean |∂L/∂w| at the model")
+        c.set_yscale("log")
+        c.legend(fontsize="small")
     return path
 
 
@@ -114,7 +136,8 @@ def markdown(res: dict[str, Any]) -> str:
             ["independent models", f"{sc['n_independent']} × {sc['small_train_size_used']} images, "
              f"{sc['small_train']['epochs']} epochs, default init", "—"],
             ["seeds", f"model {seeds['model_seed']}, shuffling {seeds['train_seed']}, key {seeds['key_seed']}, split "
-             f"{seeds['split_seed']}, fine-tuning {seeds['finetune_seed']}, independent "
+             f"{seeds['split_seed']}, fine-tuning {seeds['finetune_seed']}, landscape "
+             f"{seeds.get('landscape_seed', '—')}, independent "
              f"{seeds['independent_model_seeds'][0]}..{seeds['independent_model_seeds'][-1]}", "not given"],
         ]),
         *([] if sc["reinit"] else [
@@ -125,8 +148,9 @@ def markdown(res: dict[str, Any]) -> str:
         f"Test errors are final-epoch errors on the official test set (%). Pearson ρ is between the key's payload and "
         f"the values extracted by Eq. 7; `detected` uses its permutation-null p-value, α = {DEFAULT_ALPHA:g}.",
         _acceptance(ex["acceptance"]["measured"]),
-        _findings(ex["fig4a"]["measured"], sc),
+        _findings(ex["fig4a"]["measured"], sc, ex["fig2"]["measured"]),
         _table1(ex["table1"]),
+        _fig2_md(ex["fig2"]),
         _fig4a_md(ex["fig4a"]),
         _fig4b_md(ex["fig4b"]),
         _fig3_md(ex["fig3"]),
@@ -148,8 +172,35 @@ def _acceptance(m: dict[str, Any]) -> str:
             f"{fp['max_pearson']:.4f}, smallest p-value {fp['min_p_value']:.3g}.")
 
 
-def _findings(m: dict[str, Any], sc: dict[str, Any]) -> str:
-    """Why the fine-tuning figures come out as they do: drift of the locked entries against their spread."""
+def _at_s(v: dict[str, Any], kind: str) -> float:
+    """The loss rise at the perturbation size closest to δ = s."""
+    i = min(range(len(v["steps"])), key=lambda k: abs(v["steps"][k] - 1.0))
+    return float(v["rise"][kind][i])
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}×" if b > 0 else "—"
+
+
+def _landscape_text(f2: dict[str, Any]) -> str:
+    """Fig. 2 in words: how much steeper the loss is along the watermark than along as many free weights, per run,
+    and how hard the first fine-tuning step pulls on the locked entries (their mean gradient)."""
+    runs = f2["runs"]
+    lines = [f"* `{n}`: loss rise at δ ≈ s {_at_s(v, 'watermarked'):.2e} along the watermarked entries vs "
+             f"{_at_s(v, 'free'):.2e} along free ones ({_ratio(_at_s(v, 'watermarked'), _at_s(v, 'free'))}); mean "
+             f"gradient magnitude {v['grad_abs_mean']['watermarked']:.2e} vs {v['grad_abs_mean']['free']:.2e} "
+             f"({_ratio(v['grad_abs_mean']['watermarked'], v['grad_abs_mean']['free'])})." for n, v in runs.items()]
+    steep = [_at_s(v, "watermarked") / _at_s(v, "free") for n, v in runs.items()
+             if n != "plain" and _at_s(v, "free") > 0]
+    summary = (f"Across the watermarked runs the loss at δ ≈ s rises {min(steep):.2f}–{max(steep):.2f}× as much "
+               "along the watermark as along as many free weights (the paper's narrow valley would make this "
+               "≫ 1, growing with R):" if steep else "Per run:")
+    return summary + "\n\n" + "\n".join(lines)
+
+
+def _findings(m: dict[str, Any], sc: dict[str, Any], f2: dict[str, Any]) -> str:
+    """Why the fine-tuning figures come out as they do: what Eq. 10 adds (a second-order expansion), the drift of
+    the locked entries against their spread, and the landscape (Fig. 2) around them."""
     s = m["series"]
     worst = {k: max(v["drift"].items(), key=lambda kv: kv[1]["drift_rms"] / kv[1]["spread"])
              for k, v in s.items() if v.get("drift")}
@@ -170,6 +221,14 @@ def _findings(m: dict[str, Any], sc: dict[str, Any]) -> str:
             "through noise of s on 0.4% of the weights, so the trajectories with and without replicas stay close "
             "(Table I's per-run accuracies and ρ below) and so does what the attack does to them:\n\n"
             + "\n".join(lines)
+            + "\n\nTo second order in the replica noise Δ ~ N(0, s²) on the watermarked entries, the replicas' mean "
+            "gradient on the free weights is E[∇L(w + Δ)] = ∇L(w) + (s²/2)·∇ tr H_xx + O(s⁴), with H_xx the Hessian "
+            "block of the watermarked entries. Eq. 10 therefore updates the free weights by −(η − γ)·∇L + "
+            "(γ s²/2)·∇ tr H_xx: the plain step with a learning rate shrunk by γ, plus an ascent of the curvature "
+            f"along the watermark with coefficient γ s²/2 = {sc['gamma'] * sc['noise'] ** 2 / 2:.1e} (γ = "
+            f"{sc['gamma']:g}, s = {sc['noise']:g}) beside η = {sc['train']['lr']:g}, and halved every "
+            f"{sc['gamma_step']} epochs. Fig. 2 (below) measures the landscape the attack then meets. "
+            + _landscape_text(f2)
             + "\n\nThe authors' public code (EIDOSLAB, `src/watermarklib.py`, `src/main.py`) differs from the "
             "paper in ways that matter here: it writes the payload as (2x − 1) / SF with SF = 0.1, i.e. values in "
             "[−10, 10] instead of ±σ, which no fine-tuning step of this size can blur (and which Fig. 3's "
@@ -192,6 +251,20 @@ def _table1(e: dict[str, Any]) -> str:
             f"{e['notes']}\n\n"
             + markdown_table(["run", "R", "replicas", "paper test error (%)", "test error (%)", "owner ρ", "detected",
                               "final γ", "train seconds"], rows))
+
+
+def _fig2_md(e: dict[str, Any]) -> str:
+    m = e["measured"]
+    runs = m["runs"]
+    steps = next(iter(runs.values()))["steps"]
+    rows = [[f"`{n}`", f"{v['base_loss']:.4f}",
+             *(f"{w:.2e} / {f:.2e}" for w, f in zip(v["rise"]["watermarked"], v["rise"]["free"], strict=True)),
+             f"{v['grad_abs_mean']['watermarked']:.2e} / {v['grad_abs_mean']['free']:.2e}"] for n, v in runs.items()]
+    return (f"## Fig. 2 — the loss landscape along the watermarked dimensions\n\nPaper: {e['paper']['claim']}. "
+            f"{e['notes']} {m['images']} training images, {m['directions']} directions × 2 signs per size, s = "
+            f"{m['noise']:g}; `plain` is measured at `{m['plain_positions_of']}`'s key positions (never locked "
+            f"there).\n\n![Fig. 2]({FIGURES[3]})\n\nLoss rise, watermarked / free entries:\n\n"
+            + markdown_table(["model", "loss", *(f"δ = {t:g}·s" for t in steps), "mean gradient magnitude"], rows))
 
 
 def _fig4a_md(e: dict[str, Any]) -> str:

@@ -102,6 +102,9 @@ class Runner(RunnerBase):
     def _plan(self, scale: Scale) -> dict[str, RunSpec]:
         return plan(scale)
 
+    def seed_record(self) -> dict[str, Any]:
+        return {"landscape_seed": self.scale.landscape_seed}
+
     def _load(self, role: str) -> tuple[ArrayDataset, ArrayDataset]:
         """``(train, test)`` for ``main`` / ``small``."""
         sc = self.scale
