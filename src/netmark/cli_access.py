@@ -190,6 +190,7 @@ def _compare(methods: str | None, preset: str, arch: str | None, dataset: str | 
     from netmark.evaluation import evaluate as run_evaluation
     from netmark.evaluation import preset as make_preset
     from netmark.evaluation.report import render_evaluation
+    from netmark.evaluation.runner import cache_dir_of
 
     names = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     overrides = {k: v for k, v in (("model", arch), ("dataset", dataset)) if v is not None}
@@ -199,8 +200,8 @@ def _compare(methods: str | None, preset: str, arch: str | None, dataset: str | 
             run_evaluation(config, out, cache_dir=cache_dir, executor=executor, jobs=jobs, force=force,
                            progress=None if quiet else (lambda m: _echo(m)))
     except KeyboardInterrupt:
-        cache = cache_dir if cache_dir is not None else out / "cache"
-        _echo(f"interrupted: the finished cells are cached in {cache}; run the same command again to resume")
+        _echo(f"interrupted: the finished cells are cached in {cache_dir_of(out, cache_dir)}; run the same command "
+              "again to resume")
         raise typer.Exit(130) from None
     page = render_evaluation(out / "results.json", force=True)  # beside the results it was made from
     typer.echo(f"wrote {out / 'results.json'}, {page} and the README and figures beside it")

@@ -174,6 +174,11 @@ def default_command(config: EvaluationConfig) -> str:
             f"--dataset {config.dataset} --preset {config.preset}")
 
 
+def cache_dir_of(out_dir: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """Where :func:`evaluate` keeps its trained runs and measured cells: ``cache_dir``, else ``out_dir/cache``."""
+    return Path(cache_dir) if cache_dir is not None else Path(out_dir) / "cache"
+
+
 def evaluate(config: EvaluationConfig, out_dir: str | Path, *, cache_dir: str | Path | None = None,
              executor: str | Executor = "local", jobs: int = 2, progress: Progress | None = None,
              force: bool = False, command: str | None = None) -> dict[str, Any]:
@@ -197,7 +202,7 @@ def evaluate(config: EvaluationConfig, out_dir: str | Path, *, cache_dir: str | 
     results_path = check_writable(out / "results.json", force)
     ex = get_executor(executor, jobs)
     # absolute: a worker of another executor (a Ray task) may run in another working directory
-    cache = str((Path(cache_dir) if cache_dir is not None else out / "cache").resolve())
+    cache = str(cache_dir_of(out, cache_dir).resolve())
     say: Progress = progress or log.info
     start = time.perf_counter()
     for role in ("train", "attacker", "test"):  # a missing dataset fails here, before any job
