@@ -122,6 +122,9 @@ def test_runs_train_a_piece_of_the_plan_into_the_cache(tmp_path: Path) -> None:
     assert set(part["runs"]) == {derived, parent} and part["timing"]["cached_runs"] == 0
     assert json.loads((tmp_path / "p" / "runs.json").read_text())["runs"] == part["runs"]
     assert not (tmp_path / "p" / "results.json").exists() and not (tmp_path / "p" / "README.md").exists()
+    again = run(tmp_path / "p2", scale=TINY, cache_dir=tmp_path / "cache", runs=[derived])  # all from the cache
+    assert set(again["runs"]) == {derived, parent} and again["timing"]["cached_runs"] == 2
+    assert again["runs"][parent]["history"] == part["runs"][parent]["history"]
     with pytest.raises(ConfigError, match="unknown run"):
         run(tmp_path / "q", scale=TINY, cache_dir=tmp_path / "cache", runs=["no-such-run"])
     full = run(tmp_path / "f", scale=TINY, cache_dir=tmp_path / "cache")

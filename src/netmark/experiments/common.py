@@ -469,7 +469,9 @@ def _run_some(runner: RunnerBase, names: list[str], experiment_id: str, paper: s
     runner.say(f"{runner.TITLE} reproduction, scale {sc.name!r}: training {', '.join(names)} only")
     runner.prefetch(names, jobs)
     for n in names:
-        runner.get(n)
+        while n:  # the run and its parents (a derived run read back from the cache does not load its parent)
+            runner.get(n)
+            n = runner.plan[n].parent
     return {"experiment": experiment_id, "paper": paper, "partial": True, "netmark_version": __version__,
             "torch_version": torch.__version__, "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "scale": {**sc.to_dict(), "device": device_name(runner.device), "torch_threads": torch.get_num_threads()},
