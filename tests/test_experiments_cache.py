@@ -178,7 +178,6 @@ def test_cli_reproduce_stops_its_workers_on_sigterm(tmp_path: Path) -> None:
         while len(workers) < 3 and time.monotonic() < deadline:  # 2 workers + the resource tracker
             time.sleep(0.5)
             workers = _children(proc.pid)
-        time.sleep(2)  # the workers are training
         proc.send_signal(signal.SIGTERM)
         rest, _ = proc.communicate(timeout=60)  # a worker left running would hold the pipe open: a timeout
         assert proc.returncode == 130, "".join(lines) + rest
