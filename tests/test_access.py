@@ -163,15 +163,29 @@ def test_joint_and_separate_raw_pass_agree_without_batchnorm() -> None:
 
 def test_protecting_a_batchnorm_network_keeps_its_authorized_accuracy() -> None:
     """Regression: a ResNet protected with E_r's raw pass outside the processed batch (train-mode BatchNorm,
-    then eval-mode BatchNorm) lost most of its authorized accuracy (GPU run of the gpu scale: 10%)."""
+    then eval-mode BatchNorm) lost most of its authorized accuracy (GPU run of the gpu scale: 10%).
+
+    The learning rate falls ÷10 at epochs 5 and 7: at a constant 0.05 the eval-mode (running-statistics) accuracy
+    swings between epochs and ends anywhere in 0.09-0.99 (`benchmarks/access_bounds.py --seeds 0-7 --cases
+    resnet8/generator-constant-lr`: 0.089 and 0.728 at seeds 4 and 5, train accuracy 0.996), while with the step
+    schedule the same 8 seeds give authorized 0.972-0.994, unauthorized 0.000-0.097 (`--cases resnet8/generator`)."""
     train_set, test_set = load("digits", "train"), load("digits", "test")
     with seeded(0):
         model = build("resnet", in_channels=1, image_size=8, num_classes=10, depth=8)
     res = protect(model, train_set, ProtectConfig(TransformConfig("generator", seed=11)),
-                  TrainConfig(epochs=8, batch_size=64, lr=0.05, momentum=0.9, progress=False, seed=0))
+                  TrainConfig(epochs=8, batch_size=64, lr=0.05, momentum=0.9, milestones=(5, 7), progress=False,
+                              seed=0))
     acc = access_accuracy(res.model, res.transform, test_set)
     assert acc["authorized"] > 0.85, acc
     assert acc["unauthorized"] < 0.15, acc
+
+
+#: epochs per transform. The bounds below come from `benchmarks/access_bounds.py --seeds 0-7` (8 seeds of model,
+#: shuffling and transform; one thread): authorized / unauthorized test accuracy fixed (24 epochs) 0.975-0.992 /
+#: 0.097-0.108, learned 0.956-0.978 / 0.100-0.103, generator 0.975-0.989 / 0.000-0.119. At 12 epochs the fixed
+#: pattern is not always learned apart from raw inputs: unauthorized 0.10-0.74 over the same 8 seeds (0.41 and 0.74
+#: at seeds 3 and 4; 0.136 at seed 0, 0.186 on another machine in CI: issue 18's flake), hence 24 epochs.
+PROTECT_EPOCHS = {"fixed": 24, "learned": 12, "generator": 12}
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -180,7 +194,8 @@ def test_protect_on_digits_works_only_through_the_transform(kind: str) -> None:
     with seeded(0):  # the model's initialisation, like everything else in the run, from a seed
         model = build("simple-cnn", in_channels=1, image_size=8, num_classes=10)
     res = protect(model, train_set, ProtectConfig(TransformConfig(kind, seed=11)),  # type: ignore[arg-type]
-                  TrainConfig(epochs=12, batch_size=64, lr=0.05, momentum=0.9, progress=False, seed=0))
+                  TrainConfig(epochs=PROTECT_EPOCHS[kind], batch_size=64, lr=0.05, momentum=0.9, progress=False,
+                              seed=0))
     acc = access_accuracy(res.model, res.transform, test_set)
     assert acc["authorized"] > 0.85, acc
     assert acc["unauthorized"] < 0.15, acc
