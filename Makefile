@@ -29,14 +29,14 @@ data:
 	fi
 
 test: venv data
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 demo: venv data
 	$(VENV)/bin/netmark demo
 
 lint: venv
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests
 
 # the committed reports (hours on 2 CPU cores; trained runs are cached in .cache/, so a rerun resumes)
