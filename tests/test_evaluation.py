@@ -53,6 +53,8 @@ def test_presets_and_defaults_validate() -> None:
     assert quick.quick and quick.dataset == "fashion-mnist" and quick.model == "mlp"
     assert EvaluationConfig.from_dict(json.loads(json.dumps(quick.to_dict()))).to_dict() == quick.to_dict()
     assert EvaluationConfig(["uchida"]).methods == {"uchida": {}}
+    assert quick.max_accuracy_drop == 5.0
+    assert preset("tiny", max_accuracy_drop=2.5).to_dict()["max_accuracy_drop"] == 2.5
     assert _tiny().resolved_other_domain() == "inverted" and quick.resolved_other_domain() == "digits"
 
 
@@ -64,7 +66,8 @@ def test_presets_and_defaults_validate() -> None:
     {"sweeps": (Sweep("prune", (0.5,), "rate", "a", "rate"), Sweep("prune", (0.9,), "rate", "a", "rate"))},
     {"access": ("nope",)}, {"access": "fixed"}, {"access": ("fixed", "fixed")}, {"access_options": {"bogus": 1}},
     {"access_options": {"sigma": -1.0}}, {"access_options": {"raw_pass": "both"}}, {"piracy_trials": 0},
-    {"pair_fractions": (0.0,)}, {"pair_fractions": (0.5, 0.5)},
+    {"pair_fractions": (0.0,)}, {"pair_fractions": (0.5, 0.5)}, {"max_accuracy_drop": -1.0},
+    {"max_accuracy_drop": 101}, {"max_accuracy_drop": float("nan")}, {"max_accuracy_drop": True},
 ])
 def test_bad_evaluation_config_raises(bad: dict[str, Any]) -> None:
     kw: dict[str, Any] = {"methods": ["uchida"], "dataset": "digits", "model": "mlp", "attacker_size": 400, **bad}
@@ -296,17 +299,21 @@ def test_cli_evaluate_without_a_model_compares_methods(serial_run, tmp_path: Pat
     _, root = serial_run
     out = tmp_path / "cli"
     args = ["evaluate", "--preset", "tiny", "--methods", ",".join(METHODS), "--executor", "serial",
-            "--cache-dir", str(root / "cache"), "--out", str(out), "--quiet"]
+            "--cache-dir", str(root / "cache"), "--out", str(out), "--quiet", "--max-accuracy-drop", "2.5"]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     results = json.loads((out / "results.json").read_text())
     assert results["timing"]["cached_cells"] == results["timing"]["cells"] > 0  # every cell from the cache
+    assert results["config"]["max_accuracy_drop"] == 2.5  # the setting travels with the results: the report uses it
+    assert "| max. accuracy drop of a useful attacked model | 2.5 pp |" in (out / "README.md").read_text()
     assert results["command"].startswith("netmark evaluate --methods uchida,adi")
     assert (out / "index.html").is_file() and (out / "README.md").is_file()
     refused = CliRunner().invoke(app, args)
     assert refused.exit_code == 2 and "already exists" in refused.output and "Traceback" not in refused.output
     both = CliRunner().invoke(app, ["evaluate", str(out / "results.json"), "--methods", "uchida"])
     assert both.exit_code == 2 and "not both" in both.output
+    drop = CliRunner().invoke(app, ["evaluate", str(out / "results.json"), "--max-accuracy-drop", "3"])
+    assert drop.exit_code == 2 and "applies to the comparison" in drop.output
 
 
 def test_cli_evaluate_stops_cleanly_on_sigterm(tmp_path: Path) -> None:

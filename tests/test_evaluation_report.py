@@ -151,17 +151,22 @@ def test_readme_tables_hold_the_numbers(rendered) -> None:
     summary = next(line for line in md.splitlines() if line.startswith("| uchida |"))
     # method, box, acc, Δ pp, capacity, overhead, embed s, false positives, 3 survival columns
     assert [c.strip() for c in summary.strip("|").split("|")] == [
-        "uchida", "white", "91.23", "-0.52", "256 bits", "1.07×", "41.2", "0 of 8", "up to 0.5", "all", "up to 5"]
+        "uchida", "white", "91.23", "-0.52", "256 bits", "1.07×", "41.2", "0 of 8", "7 / 1 / 1", "88 (7 of 8)",
+        "up to 0.5 (1 destroyed)", "all", "up to 5"]
     adi = next(line for line in md.splitlines() if line.startswith("| adi-trigger |"))
     assert "1 of 8" in adi and "100 triggers" in adi and "1.90×" in adi
-    assert adi.rstrip().endswith("| up to 0 | up to int8 | never |")
+    assert adi.rstrip().endswith(
+        "| 3 / 3 / 2 | 50 (3 of 6) | up to 0 (1 destroyed) | up to int8 (1 destroyed) | never |")
     assert "&lt;script&gt;" in md and EVIL not in md
     # per-sweep tables: p / acc% per strength, ✓/✗, the errored cell and the None p-value
-    assert "| uchida | 1.00e-40 / 91.2% ✓ | 1.00e-12 / 88.4% ✓ | 0.200 / 41.0% ✗ |" in md
+    assert "| uchida | 1.00e-40 / 91.2% ✓ | 1.00e-12 / 88.4% ✓ | 0.200 / 41.0% ✗ destroyed |" in md
     assert "| method | fp16 | int8 | int4 |" in md
-    assert "| adi-trigger | 1.00e-09 / 90.4% ✓ | 1.00e-08 / 90.0% ✓ | — / 85.0% ✗ |" in md
+    assert "| adi-trigger | 1.00e-09 / 90.4% ✓ | 1.00e-08 / 90.0% ✓ | — / 85.0% ✗ destroyed |" in md
     assert "| uchida | 0 / 91.1% ✓ | 1.00e-30 / 90.9% ✓ | 1.00e-05 / 87.0% ✓ |" in md
-    assert "| adi-trigger | 1.00e-09 / 90.5% ✓ | 0.500 / 80.0% ✗ | error |" in md
+    assert "| adi-trigger | 1.00e-09 / 90.5% ✓ | 0.500 / 80.0% ✗ destroyed | error |" in md
+    assert "| adi-trigger | 0.400 / 91.0% ✗ | 0.600 / 91.5% ✗ | 0.700 / 91.8% ✗ |" in md  # removed: still useful
+    assert "0.001 / 50.0% ✓ (model destroyed)" in md  # detected in a destroyed model: survived
+    assert "at most 5 percentage points (the default: these results predate the setting)" in md
     assert "## Errors" in md and "CUDA out of memory" in md
     assert "Anti-piracy" not in md
     for n in sweep_figure_names(rendered[1]).values():
@@ -170,12 +175,13 @@ def test_readme_tables_hold_the_numbers(rendered) -> None:
 
 def test_survival_and_p_value_capping() -> None:
     res = synthetic_results()
-    # detected in 7 of uchida's 9 cells; adi-trigger's errored prune 0.9 cell is left out: 3 of 8
-    assert report.robustness_share(res, "uchida") == pytest.approx(7 / 9)
-    assert report.robustness_share(res, "adi-trigger") == pytest.approx(3 / 8)
+    # uchida: detected in 7 of 9 cells; its 41%-accuracy prune 0.9 cell destroyed the model (not counted): 7 of 8.
+    # adi-trigger: the errored prune 0.9 cell and two destroyed models are left out: 3 of 6
+    assert report.robustness_share(res, "uchida") == pytest.approx(7 / 8)
+    assert report.robustness_share(res, "adi-trigger") == pytest.approx(3 / 6)
     assert report.robustness_share(res, "no-such-method") is None
     prune, quant, ft = res["sweeps"]
-    assert survival(res, "uchida", prune).text == "up to 0.5"
+    assert survival(res, "uchida", prune).text == "up to 0.5" and survival(res, "uchida", prune).destroyed == 1
     assert survival(res, "adi-trigger", prune).text == "up to 0"  # 0.9 errored: left out
     assert survival(res, "adi-trigger", ft).css == "lost"
     assert survival(res, EVIL, ft).text == "all"
@@ -218,8 +224,8 @@ def test_overwrite_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         path.write_bytes(PNG_MAGIC + b"stub")
         return path
 
-    monkeypatch.setattr(report, "_sweep_figure", stub)
-    monkeypatch.setattr(report, "_summary_figure", stub)
+    monkeypatch.setattr(report, "sweep_figure", stub)
+    monkeypatch.setattr(report, "summary_figure", stub)
     path = _write(tmp_path, synthetic_results())
     other = tmp_path / "elsewhere"
     render_evaluation(path, other)
@@ -274,3 +280,48 @@ def test_not_json_or_missing(tmp_path: Path) -> None:
         render_evaluation(bad)
     with pytest.raises(ConfigError, match="does not exist"):
         render_evaluation(tmp_path / "nope" / "results.json")
+
+
+def _one_cell(acc: float, detected: bool, *, task: str = "same", drop: float | None = None) -> dict[str, Any]:
+    res = synthetic_results()
+    if drop is not None:
+        res["config"]["max_accuracy_drop"] = drop
+    res["cells"] = [{"method": "uchida", "attack": "prune", "label": "magnitude pruning", "strength": 0.9,
+                     "test_accuracy": acc, "p_value": 1e-5 if detected else 0.3, "score": None,
+                     "detected": detected, "seconds": 1.0, "error": None, "task": task}]
+    return res
+
+
+def test_an_attack_that_destroys_the_model_does_not_remove_the_watermark() -> None:
+    from netmark.evaluation.outcome import DESTROYED, REMOVED, SURVIVED, cell_kind, counts
+
+    res = _one_cell(0.10, False)  # marked model: 91.23%; the attack left 10%: the attacker has nothing useful
+    cell = res["cells"][0]
+    assert cell_kind(res, cell) == DESTROYED
+    assert counts(res, "uchida").destroyed == 1 and counts(res, "uchida").removed == 0
+    assert report.robustness_share(res, "uchida") is None  # no usable cell: nothing said about robustness
+    prune = res["sweeps"][0]
+    v = survival(res, "uchida", prune)
+    assert (v.text, v.css, v.destroyed) == ("model destroyed", "dead", 1)
+    # the same accuracy loss within the allowed drop is a removal; a detection is a survival at any accuracy
+    useful = _one_cell(0.87, False)
+    assert cell_kind(useful, useful["cells"][0]) == REMOVED  # 4.23 pp below the marked model: still useful
+    assert cell_kind(res, {**cell, "detected": True}) == SURVIVED
+    # another task (new output layer on another domain): accuracy not comparable, judged by detection alone
+    other = _one_cell(0.10, False, task="other-domain")
+    assert cell_kind(other, other["cells"][0]) == REMOVED
+
+
+def test_the_accuracy_drop_threshold_is_read_from_the_results(tmp_path: Path) -> None:
+    from netmark.evaluation.outcome import DESTROYED, REMOVED, cell_kind
+
+    # 80% against the marked 91.23%: 11.2 pp lost; destroyed under the default 5 pp, removed under 15 pp
+    default, loose, strict = _one_cell(0.80, False), _one_cell(0.80, False, drop=15.0), _one_cell(0.90, False, drop=1)
+    assert cell_kind(default, default["cells"][0]) == DESTROYED
+    assert cell_kind(loose, loose["cells"][0]) == REMOVED
+    assert cell_kind(strict, strict["cells"][0]) == DESTROYED  # 1.23 pp > 1 pp
+    md_path = _write(tmp_path, loose)
+    render_evaluation(md_path)
+    md = (md_path.parent / README).read_text(encoding="utf-8")
+    assert "| max. accuracy drop of a useful attacked model | 15 pp |" in md
+    assert "| uchida | — | — | 0.300 / 80.0% ✗ |" in md

@@ -16,6 +16,7 @@ from netmark.cli import (
     Batch,
     DataDir,
     Dataset_,
+    Device,
     Epochs,
     Force,
     Lr,
@@ -108,7 +109,8 @@ def protect(transform: Annotated[str, typer.Option("--transform", help="fixed | 
             train_size: TrainSize = None, seed: Seed = 0, lr: Lr = 0.1, batch_size: Batch = 128,
             momentum: Momentum = 0.9, weight_decay: Wd = 5e-4,
             milestones: Annotated[str | None, typer.Option("--milestones", help="epochs where lr /= 10 (default: each quarter of training, the paper's schedule)")] = None,
-            model_arg: ModelArgs = None, data_dir: DataDir = None, force: Force = False, quiet: Quiet = False) -> None:
+            model_arg: ModelArgs = None, data_dir: DataDir = None, force: Force = False, quiet: Quiet = False,
+            device: Device = "cpu") -> None:
     """Train a model that works only through a secret input transform (Chen & Wu 2018) ->
     OUT/model.safetensors (release), OUT/transform.key (secret), OUT/report.json."""
     from netmark.access import ProtectConfig, TransformConfig, access_accuracy, transform_key
@@ -122,13 +124,14 @@ def protect(transform: Annotated[str, typer.Option("--transform", help="fixed | 
                                         seed=seed if transform_seed is None else transform_seed),
                         alpha=alpha, beta=beta, gamma=distortion)
     ms = milestones if milestones is not None else ",".join(str(m) for m in quarter_schedule(epochs).milestones)
-    tcfg = _train_config(epochs, lr, batch_size, "sgd", momentum, False, weight_decay, ms, 0.1, seed, quiet)
+    tcfg = _train_config(epochs, lr, batch_size, "sgd", momentum, False, weight_decay, ms, 0.1, seed, quiet, device)
     tr, te = _data(dataset, data_dir, train_size)
     rng = paper_range(tr.shape[0])  # §3.2: grey in [0, 1], colour in [-1, 1]
     tr, te = to_range(tr, rng), to_range(te, rng)
     net = _fresh_model(model, tr, seed, model_arg)
     _echo(f"protecting {model} with a {transform} transform on {dataset} ({len(tr)} images, {epochs} epochs)", quiet)
     res = run_protect(net, tr, cfg, tcfg, eval_data=te)
+    res.model.cpu(), res.transform.cpu()  # trained on --device; measured and saved from the CPU
     acc = access_accuracy(res.model, res.transform, te)
     key = transform_key(res.transform, dataset=dataset, model=model, input_range=rng)
     key.save(key_path, force=force)
@@ -153,8 +156,9 @@ def evaluate(model: Annotated[Path | None, typer.Argument(help="model file (.saf
              arch: Annotated[str | None, typer.Option("--model", help="comparison: architecture (default: the preset's)")] = None,
              out: Annotated[Path, typer.Option("--out", "-o", help="comparison: output directory")] = Path("reports/evaluation"),
              cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="comparison: trained runs and finished cells (default OUT/cache; a rerun resumes; holds keys: keep it private)")] = None,
-             executor: Annotated[str, typer.Option("--executor", help="comparison: local (process pool) | serial | ray (Ray tasks: the cluster at $RAY_ADDRESS, else a local Ray instance of --jobs CPUs; pip install 'netmark[ray]')")] = "local",
+             executor: Annotated[str, typer.Option("--executor", help="comparison: local (process pool) | serial | ray (Ray tasks: the cluster at $RAY_ADDRESS, else a local Ray instance of --jobs CPUs; pip install 'netmark\\[ray]')")] = "local",
              jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="comparison: worker processes (ray: CPUs of the local instance)")] = 2,
+             max_drop: Annotated[float | None, typer.Option("--max-accuracy-drop", help="comparison: an attack removes a watermark only if the attacked model's task accuracy stays within this many percentage points of the marked model's (else: the attack destroyed the model) [default: 5, Lukas et al. S&P 2022]")] = None,
              force: Force = False, quiet: Quiet = False) -> None:
     """Test accuracy of MODEL: unauthorized (raw inputs) and, with --transform, authorized (through it). Without
     MODEL: compare watermark methods side by side (fidelity, capacity, overhead, false positives, every attack swept
@@ -162,10 +166,12 @@ def evaluate(model: Annotated[Path | None, typer.Argument(help="model file (.saf
     if model is None:
         if transform is not None:
             raise ConfigError("--transform needs a MODEL (the comparison of methods takes none)")
-        _compare(methods, preset, arch, dataset, out, cache_dir, executor, jobs, force, quiet)
+        _compare(methods, preset, arch, dataset, out, cache_dir, executor, jobs, force, quiet, max_drop)
         return
     if methods is not None or arch is not None:
         raise ConfigError("give either a MODEL (its accuracy) or --methods/--model (a comparison of methods), not both")
+    if max_drop is not None:
+        raise ConfigError("--max-accuracy-drop applies to the comparison of methods (no MODEL)")
     dataset = dataset or "digits"
     g = _transform(transform) if transform is not None else None
     net, rng = _model(model)
@@ -184,7 +190,8 @@ def evaluate(model: Annotated[Path | None, typer.Argument(help="model file (.saf
 
 
 def _compare(methods: str | None, preset: str, arch: str | None, dataset: str | None, out: Path,
-             cache_dir: Path | None, executor: str, jobs: int, force: bool, quiet: bool) -> None:
+             cache_dir: Path | None, executor: str, jobs: int, force: bool, quiet: bool,
+             max_drop: float | None = None) -> None:
     """``netmark evaluate`` without a model: :func:`netmark.evaluation.evaluate`, then its report."""
     from netmark._util import sigterm_interrupts
     from netmark.evaluation import evaluate as run_evaluation
@@ -193,7 +200,8 @@ def _compare(methods: str | None, preset: str, arch: str | None, dataset: str | 
     from netmark.evaluation.runner import cache_dir_of
 
     names = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
-    overrides = {k: v for k, v in (("model", arch), ("dataset", dataset)) if v is not None}
+    overrides = {k: v for k, v in (("model", arch), ("dataset", dataset), ("max_accuracy_drop", max_drop))
+                 if v is not None}
     config = make_preset(preset, methods=names, **overrides)
     try:
         with sigterm_interrupts():

@@ -6,29 +6,25 @@ capacity, overhead, false positives on independent models) and one cell per (met
 strength) with the ownership test's p-value, the detection decision and the attacked model's accuracy.
 :func:`render_evaluation` rebuilds every derived file from that JSON alone:
 
-* ``sweep-<i>-<label>.png`` — one per attack sweep: −log10 p per method against the attack strength
-  (solid, left axis; the dashed black line is the detection threshold −log10 α) and the attacked model's
-  task accuracy (lighter dashed line of the same colour, right axis; dotted grey: the unmarked model);
-* ``summary.png`` — per method the accuracy cost of embedding (Δ pp vs the unmarked model) and the
-  survival matrix (methods × sweeps; a cell names the strongest strength still detected, ``all`` or
-  ``never``; green = survives the whole sweep, red = never detected);
+* ``sweep-<i>-<label>.png`` and ``summary.png`` — :mod:`netmark.evaluation.figures`;
 * ``README.md`` — the setup, the summary table and one section per sweep (figure and a ``p / acc%`` table);
 * ``index.html`` — the same content as one self-contained page (inline CSS, the PNGs as data URIs).
 
 The page is described once as a list of blocks (:class:`Heading`, :class:`Para`, :class:`Table`, ...)
-and written twice, as markdown and as HTML, so both files always say the same thing.
+and written twice, as markdown and as HTML, so both files always say the same thing. Every attacked cell is
+classified when rendering (:mod:`netmark.evaluation.outcome`): *survived* (detected), *removed* (not detected in a
+model still within ``max_accuracy_drop`` pp of the marked model's accuracy) or *destroyed* (not detected, but the
+attack cost more accuracy than that): the summary counts robustness over the usable cells only.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import itertools
 import json
 import math
 import os
 import re
-import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,26 +32,47 @@ from typing import Any
 
 from netmark._util import atomic_write_text
 from netmark.errors import ConfigError
+from netmark.evaluation.figures import P_CAP, SYMLOG_FROM, neg_log10_p, strength_axis, summary_figure, sweep_figure
+from netmark.evaluation.figures import _x_positions as _x_positions
+from netmark.evaluation.outcome import (
+    DESTROYED,
+    REMOVED,
+    SURVIVED,
+    Survival,
+    _grid,
+    _number,
+    _skey,
+    _strength_text,
+    _strengths,
+    cell_kind,
+    counts,
+    drop_is_stored,
+    max_drop,
+    robustness_share,
+    rule_text,
+    survival,
+    survival_text,
+    usable,
+)
 from netmark.evaluation.report_access import ACCESS_PNG, access_blocks, access_figure, check_access, has_access
 from netmark.experiments.report import (
     DASH,
     check_render_target,
-    figure,
     fmt,
     markdown_table,
     pct,
     read_results,
 )
 
+#: names other modules (and tests) import from here
+__all__ = ["INDEX", "P_CAP", "README", "SCHEMA", "SUMMARY_PNG", "SYMLOG_FROM", "Survival", "load_evaluation",
+           "neg_log10_p", "page_blocks", "render_evaluation", "robustness_share", "strength_axis", "survival",
+           "sweep_figure_names", "to_html", "to_markdown"]
+
 SCHEMA = "netmark-evaluation/1"
 README = "README.md"
 INDEX = "index.html"
 SUMMARY_PNG = "summary.png"
-#: −log10 p drawn for p = 0 (and the most any point is drawn at).
-P_CAP = 300.0
-#: above this −log10 p the sweep figures' left axis turns logarithmic (when a point goes past 3× it).
-SYMLOG_FROM = 10.0
-
 _TOP_KEYS = ("schema", "generated", "netmark_version", "command", "config", "alpha", "baseline", "methods",
              "sweeps", "cells", "timing")
 _CONFIG_KEYS = ("methods", "model", "dataset", "train", "train_size", "n_independent")
@@ -90,12 +107,12 @@ def render_evaluation(results_json_path: str | os.PathLike[str], out_dir: str | 
     extra = (ACCESS_PNG,) if has_access(res) else ()
     check_render_target(src, out, (README, INDEX, SUMMARY_PNG, *names.values(), *extra), force)
     out.mkdir(parents=True, exist_ok=True)
-    pngs = {SUMMARY_PNG: _summary_figure(out / SUMMARY_PNG, res)}
+    pngs = {SUMMARY_PNG: summary_figure(out / SUMMARY_PNG, res)}
     if extra:
         pngs[ACCESS_PNG] = access_figure(out / ACCESS_PNG, res)
     for sweep in res["sweeps"]:
         name = names[sweep["label"]]
-        pngs[name] = _sweep_figure(out / name, res, sweep)
+        pngs[name] = sweep_figure(out / name, res, sweep)
     blocks = page_blocks(res, names)
     atomic_write_text(out / README, to_markdown(blocks), force=True)
     images = {n: p.read_bytes() for n, p in pngs.items()}
@@ -164,235 +181,6 @@ def sweep_figure_names(res: dict[str, Any]) -> dict[str, str]:
         slug = re.sub(r"[^a-z0-9]+", "-", str(s["label"]).lower()).strip("-")[:40].strip("-")
         names[s["label"]] = f"sweep-{i}-{slug or 'attack'}.png"
     return names
-
-
-# ----------------------------------------------------------------------------- the measurements
-
-
-def _skey(v: Any) -> tuple[str, Any]:
-    """A strength as a lookup key (``1`` and ``1.0`` are the same strength, ``"int8"`` a name)."""
-    if isinstance(v, int | float) and not isinstance(v, bool):
-        return ("n", float(v))
-    return ("s", str(v))
-
-
-def _strength_text(v: Any) -> str:
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v)) if abs(v) < 1e15 else f"{v:g}"
-    return f"{v:g}" if isinstance(v, float) else str(v)
-
-
-def _strengths(res: dict[str, Any], sweep: dict[str, Any]) -> list[Any]:
-    """The sweep's strengths in its order, then any a cell names beyond them."""
-    out = list(sweep["strengths"])
-    seen = {_skey(v) for v in out}
-    for c in res["cells"]:
-        if c["label"] == sweep["label"] and _skey(c["strength"]) not in seen:
-            seen.add(_skey(c["strength"]))
-            out.append(c["strength"])
-    return out
-
-
-def _grid(res: dict[str, Any], label: str) -> dict[tuple[str, tuple[str, Any]], dict[str, Any]]:
-    """(method, strength key) → cell of one sweep."""
-    return {(c["method"], _skey(c["strength"])): c for c in res["cells"] if c["label"] == label}
-
-
-def _number(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        return None
-    return float(v)
-
-
-def neg_log10_p(p: Any) -> float:
-    """−log10 p for a plot: NaN (a gap) for a missing p-value, capped at :data:`P_CAP` (p = 0)."""
-    v = _number(p)
-    if v is None:
-        return math.nan
-    if v <= 0:
-        return P_CAP
-    return min(max(-math.log10(min(v, 1.0)), 0.0), P_CAP)
-
-
-@dataclass(frozen=True)
-class Survival:
-    """How far into a sweep a method's watermark is still detected."""
-
-    text: str  # "all", "never", "up to <strength>", "error", "no data"
-    detected: int
-    measured: int
-    css: str  # ok | part | lost | err
-
-
-def survival(res: dict[str, Any], method: str, sweep: dict[str, Any]) -> Survival:
-    """The strongest strength of ``sweep`` (in its order) at which ``method`` is still detected.
-
-    Cells that errored are left out; ``all``: detected at every other strength, ``never``: at none.
-    """
-    grid = _grid(res, sweep["label"])
-    cells = [(s, grid.get((method, _skey(s)))) for s in _strengths(res, sweep)]
-    done = [(s, c) for s, c in cells if c is not None and not c.get("error")]
-    hit = [s for s, c in done if c["detected"] is True]
-    if not done:
-        errored = any(c is not None for _, c in cells)
-        return Survival("error" if errored else "no data", 0, 0, "err")
-    if len(hit) == len(done):
-        return Survival("all", len(hit), len(done), "ok")
-    if not hit:
-        return Survival("never", 0, len(done), "lost")
-    return Survival(f"up to {_strength_text(hit[-1])}", len(hit), len(done), "part")
-
-
-# ----------------------------------------------------------------------------- figures
-
-
-def _colours(res: dict[str, Any]) -> dict[str, str]:
-    return {m: f"C{i % 10}" for i, m in enumerate(res["methods"])}
-
-
-def _x_positions(strengths: Sequence[Any]) -> tuple[list[float], str]:
-    """x of each strength and the axis kind: ``category`` (names), ``log``, ``symlog`` or ``linear``."""
-    nums = [_number(s) for s in strengths]
-    if any(n is None for n in nums) or not nums:
-        return [float(i) for i in range(len(strengths))], "category"
-    xs = [float(n) for n in nums if n is not None]
-    pos = [x for x in xs if x > 0]
-    if pos and min(xs) >= 0 and max(pos) / min(pos) >= 100:
-        return xs, "log" if len(pos) == len(xs) else "symlog"
-    return xs, "linear"
-
-
-def strength_axis(ax: Any, strengths: Sequence[Any], xs: list[float], kind: str) -> None:
-    """The x axis of a sweep's panel (``xs``, ``kind`` from :func:`_x_positions`): the strengths as tick labels
-    (up to 8; names rotated), log scales, and falling values (bits 8, 4, 2) inverted to read left to right."""
-    if kind == "category" or len(xs) <= 8:
-        ax.set_xticks(xs, [_strength_text(s) for s in strengths], rotation=30 if kind == "category" else 0)
-    if kind in ("log", "symlog"):
-        pos = min(x for x in xs if x > 0)
-        ax.set_xscale(kind, **({"linthresh": pos} if kind == "symlog" else {}))
-        if len(xs) <= 8:
-            ax.set_xticks(xs, [_strength_text(s) for s in strengths])
-            ax.minorticks_off()
-    if kind == "category":
-        ax.set_xlim(-0.4, len(xs) - 0.6)
-    elif len(xs) > 1 and all(a > b for a, b in itertools.pairwise(xs)):
-        ax.invert_xaxis()
-
-
-def _sweep_figure(path: Path, res: dict[str, Any], sweep: dict[str, Any]) -> Path:
-    from matplotlib.lines import Line2D
-
-    strengths = _strengths(res, sweep)
-    xs, kind = _x_positions(strengths)
-    grid = _grid(res, sweep["label"])
-    colours = _colours(res)
-    threshold = -math.log10(float(res["alpha"]))
-    top = threshold
-    capped = False
-    with figure(path, size=(8.6, 4.4)) as ax:
-        acc_ax = ax.twinx()
-        for m, colour in colours.items():
-            cells = [grid.get((m, _skey(s))) for s in strengths]
-            ok = [c is not None and not c.get("error") for c in cells]
-            ys = [neg_log10_p(c["p_value"]) if good and c else math.nan for c, good in zip(cells, ok, strict=True)]
-            accs = [100 * a if good and c and (a := _number(c["test_accuracy"])) is not None else math.nan
-                    for c, good in zip(cells, ok, strict=True)]
-            finite = [y for y in ys if math.isfinite(y)]
-            top = max([top, *finite])
-            capped = capped or P_CAP in finite
-            acc_ax.plot(xs, accs, linestyle=(0, (4, 3)), marker=".", color=colour, alpha=0.45, linewidth=1.4)
-            ax.plot(xs, ys, "-", marker="o", color=colour, linewidth=2.2, markersize=6, zorder=3)
-        ax.axhline(threshold, color="black", linestyle="--", linewidth=1.2, zorder=2)
-        ax.annotate(f"detection threshold (α = {float(res['alpha']):g})", (0.01, threshold),
-                    xycoords=("axes fraction", "data"), xytext=(0, 3), textcoords="offset points", fontsize=8)
-        base = _number(res["baseline"]["test_accuracy"])
-        if base is not None:
-            acc_ax.axhline(100 * base, color="grey", linestyle=":", linewidth=1.2)
-        if top > 3 * SYMLOG_FROM:  # a few huge −log10 p would flatten the rest onto the threshold
-            ax.set_yscale("symlog", linthresh=SYMLOG_FROM, linscale=1.5)
-            ax.set_ylim(0, top * 1.6)
-            ticks = [t for t in (0, 1, 2, 5, 10, 30, 100, 300) if t <= top * 1.6]
-            ax.set_yticks(ticks, [str(t) for t in ticks])
-            ax.minorticks_off()
-        else:
-            ax.set_ylim(0, top * 1.12 + 0.5)
-        ax.set_zorder(acc_ax.get_zorder() + 1)  # p-value lines above the accuracy lines
-        ax.patch.set_visible(False)
-        acc_ax.set_ylim(0, 102)
-        acc_ax.set_ylabel("task accuracy (%), dashed")
-        ax.set_ylabel("−log10 p (solid)" + (f", log above {SYMLOG_FROM:g}" if ax.get_yscale() == "symlog" else ""))
-        unit = f" ({sweep['unit']})" if sweep["unit"] else ""
-        ax.set_xlabel(f"{sweep['attack']} strength{unit}")
-        strength_axis(ax, strengths, xs, kind)
-        ax.grid(True, alpha=0.3)
-        ax.set_title(str(sweep["label"]), fontweight="bold")
-        handles = [Line2D([], [], color=c, marker="o", linewidth=2.2, label=str(m)) for m, c in colours.items()]
-        p_label = "−log10 p (left" + (f"; p = 0 drawn at {P_CAP:g})" if capped else ")")
-        handles += [Line2D([], [], color="dimgray", linewidth=2.2, label=p_label),
-                    Line2D([], [], color="dimgray", linestyle=(0, (4, 3)), alpha=0.6, label="task accuracy (right)"),
-                    Line2D([], [], color="black", linestyle="--", label="detection threshold"),
-                    Line2D([], [], color="grey", linestyle=":", label="unmarked model's accuracy")]
-        acc_ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.13, 1.0), borderaxespad=0.0,
-                      fontsize="small", frameon=False)
-    return path
-
-
-def robustness_share(res: dict[str, Any], method: str) -> float | None:
-    """The share of ``method``'s attacked cells (every sweep and strength, errored cells left out) in which the
-    watermark was still detected; None without cells."""
-    cells = [c for c in res["cells"] if c["method"] == method and not c.get("error")]
-    return sum(c["detected"] is True for c in cells) / len(cells) if cells else None
-
-
-def _summary_figure(path: Path, res: dict[str, Any]) -> Path:
-    """Top: the survival matrix (methods × sweeps) at full width. Bottom: each method's accuracy cost against the
-    share of attacked cells it survives (top right is best)."""
-    from matplotlib.colors import ListedColormap
-
-    methods = list(res["methods"])
-    sweeps = res["sweeps"]
-    colours = _colours(res)
-    width = max(9.0, 2.2 + 1.25 * len(sweeps))
-    mat_h = 1.4 + 0.5 * len(methods)
-    with figure(path, nrows=2, size=(width, mat_h)) as (mat_ax, sc_ax):
-        mat_ax.get_subplotspec().get_gridspec().set_height_ratios([mat_h, 4.2])
-        mat_ax.figure.set_size_inches(width, mat_h + 4.6)
-        # matrix: 0 never, 1 partly, 2 all, 3 error / no data
-        codes = {"lost": 0, "part": 1, "ok": 2, "err": 3}
-        cmap = ListedColormap(["#f4a6a6", "#ffe08a", "#9fdfa8", "#dddddd"])
-        surv = [[survival(res, m, s) for s in sweeps] for m in methods]
-        ys = list(range(len(methods)))
-        mat_ax.imshow([[codes[v.css] for v in row] for row in surv] if sweeps else [[3] for _ in methods],
-                      cmap=cmap, vmin=-0.5, vmax=3.5, aspect="auto")
-        for i, row in enumerate(surv):
-            for j, v in enumerate(row):
-                frac = f"\n{v.detected}/{v.measured}" if v.measured else ""
-                mat_ax.text(j, i, v.text + frac, ha="center", va="center", fontsize=9)
-        mat_ax.set_yticks(ys, methods, fontsize=10)
-        mat_ax.set_xticks(range(len(sweeps)), [textwrap.fill(str(s["label"]), 14) for s in sweeps], fontsize=9)
-        mat_ax.xaxis.tick_top()
-        mat_ax.set_xticks([x - 0.5 for x in range(1, len(sweeps))], minor=True)
-        mat_ax.set_yticks([y - 0.5 for y in range(1, len(methods))], minor=True)
-        mat_ax.grid(True, which="minor", color="white", linewidth=2)
-        mat_ax.tick_params(which="minor", length=0)
-        mat_ax.set_xlabel("strongest attack strength at which the watermark is still detected "
-                          "(green: every strength, red: none; n/m: strengths detected / measured)")
-        mat_ax.set_title("Which method survives which attack, at what cost", fontweight="bold", pad=12)
-        points = [(fid, 100 * share, m) for m in methods
-                  if (fid := _number(res["methods"][m]["fidelity_pp"])) is not None
-                  and (share := robustness_share(res, m)) is not None]
-        for i, (x, y, m) in enumerate(sorted(points)):  # neighbours' labels alternate above and below
-            sc_ax.scatter([x], [y], s=90, color=colours[m], zorder=3, edgecolor="black", linewidth=0.6)
-            sc_ax.annotate(str(m), (x, y), xytext=(6, 5 if i % 2 == 0 else -13), textcoords="offset points",
-                           fontsize=9)
-        sc_ax.axvline(0, color="grey", linewidth=0.9, linestyle=":")
-        sc_ax.set_xlabel("accuracy cost of embedding: Δ task accuracy vs the unmarked model (pp; right is better)")
-        sc_ax.set_ylabel("attacked cells still detected (%)")
-        sc_ax.set_ylim(-5, 105)
-        sc_ax.margins(x=0.25)
-        sc_ax.grid(True, alpha=0.3)
-        sc_ax.set_title("cost vs robustness (every sweep and strength counted once; top right is best)")
-    return path
 
 
 # ----------------------------------------------------------------------------- the page as blocks
@@ -479,16 +267,19 @@ def _sweep_header(sweep: dict[str, Any]) -> str:
     return f"{sweep['label']}: survives"
 
 
-def _cell_text(c: dict[str, Any] | None) -> Cell:
+def _cell_text(res: dict[str, Any], c: dict[str, Any] | None) -> Cell:
     if c is None:
         return Cell(DASH)
-    if c.get("error"):
+    kind = cell_kind(res, c)
+    if kind is None:
         return Cell("error", "err")
-    mark = " ✓" if c["detected"] is True else " ✗"
+    mark = {SURVIVED: " ✓", REMOVED: " ✗", DESTROYED: " ✗ destroyed"}[kind]
+    if kind == SURVIVED and not usable(res, c):
+        mark = " ✓ (model destroyed)"
     acc = pct(c["test_accuracy"], 1)
     p = "0" if c["p_value"] == 0 else fmt(c["p_value"], 3)
     return Cell(f"{p} / {acc}{'%' if acc != DASH else ''}{mark}",
-                "ok" if c["detected"] is True else "lost")
+                {SURVIVED: "ok", REMOVED: "lost", DESTROYED: "dead"}[kind])
 
 
 def page_blocks(res: dict[str, Any], figure_names: dict[str, str] | None = None) -> list[Block]:
@@ -508,15 +299,21 @@ def page_blocks(res: dict[str, Any], figure_names: dict[str, str] | None = None)
               ("code", "netmark.evaluation.report.render_evaluation"), ".")),
         Heading(2, "Summary"),
         Image(SUMMARY_PNG, "survival matrix and accuracy cost vs robustness per method"),
+        Para((rule_text(res),)),
         Para((f"Detected: the method's ownership test finds its watermark at significance level α = {alpha:g} "
               f"(p-value below it, −log10 α = {-math.log10(alpha):.2f}). A sweep column names the strongest "
-              "attack strength at which the watermark was still detected (sweep order), “all” if detected at "
-              "every strength, “never” if at none. Δ pp: the method's fidelity, task accuracy against the "
+              "attack strength at which the watermark was still detected in a useful model (sweep order), “all” "
+              "if detected at every strength, “never” if at none, “model destroyed” if no strength left one; "
+              "“(k destroyed)”: strengths that destroyed the model. Attacked cells: survived / removed / destroyed "
+              "over every sweep and strength; "
+              "robust: the share of the usable cells (survived in a useful model, or removed) still detected. "
+              "Δ pp: the method's fidelity, task accuracy against the "
               "unmarked model's "
               f"{pct(res['baseline']['test_accuracy'])}% in percentage points. False positives: independent "
               "models (not marked) in which the watermark was detected.",)),
         Table(("method", "box", "task acc. (%)", "Δ pp vs unmarked", "capacity", "overhead ×", "embed (s)",
-               "false positives", *(_sweep_header(s) for s in sweeps)),
+               "false positives", "attacked cells ✓ / ✗ / destroyed", "robust (% of usable)",
+               *(_sweep_header(s) for s in sweeps)),
               tuple(_summary_row(res, name, m) for name, m in methods.items())),
     ]
     notes = tuple((("b", str(name)), f": {m['capacity']['note']}") for name, m in methods.items()
@@ -549,8 +346,10 @@ def _setup_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
             ("methods", ", ".join(str(m) for m in res["methods"])),
             ("attack sweeps", ", ".join(str(s["label"]) for s in res["sweeps"])),
             ("significance level α", f"{float(res['alpha']):g}"),
+            ("max. accuracy drop of a useful attacked model",
+             f"{max_drop(res):g} pp" + ("" if drop_is_stored(res) else " (default; not stored in these results)")),
             ("unmarked model", f"task accuracy {pct(base['test_accuracy'])}%, seed {base['seed']}")]
-    shown = {*_CONFIG_KEYS, "sweeps", "alpha"}  # the sweeps have their own sections; alpha is a row above
+    shown = {*_CONFIG_KEYS, "sweeps", "alpha", "max_accuracy_drop"}  # own sections / rows above
     rows += [(str(k).replace("_", " "), _value_text(v)) for k, v in cfg.items() if k not in shown]
     return rows
 
@@ -564,9 +363,13 @@ def _summary_row(res: dict[str, Any], name: str, m: dict[str, Any]) -> tuple[str
         DASH if fid is None else f"{fid:+.2f}", _capacity_text(m["capacity"]),
         DASH if ratio is None else f"{ratio:.2f}×", _seconds(m["embed_seconds"], 1),
         Cell(f"{fp['detected']} of {fp['n']}", "ok" if fp["detected"] == 0 else "lost")]
+    k = counts(res, name)
+    share = robustness_share(res, name)
+    cells += [f"{k.survived} / {k.removed} / {k.destroyed}",
+              DASH if share is None else f"{100 * share:.0f} ({k.usable - k.removed} of {k.usable})"]
     for s in res["sweeps"]:
         v = survival(res, name, s)
-        cells.append(Cell(v.text, v.css))
+        cells.append(Cell(survival_text(v), v.css))
     return tuple(cells)
 
 
@@ -574,11 +377,13 @@ def _sweep_blocks(res: dict[str, Any], sweep: dict[str, Any], png: str) -> list[
     strengths = _strengths(res, sweep)
     grid = _grid(res, sweep["label"])
     unit = f" ({sweep['unit']})" if sweep["unit"] else ""
-    rows = tuple((str(m), *(_cell_text(grid.get((m, _skey(s)))) for s in strengths)) for m in res["methods"])
+    rows = tuple((str(m), *(_cell_text(res, grid.get((m, _skey(s)))) for s in strengths)) for m in res["methods"])
     return [Heading(2, str(sweep["label"])),
             Para(("Attack ", ("code", str(sweep["attack"])), f", strength{unit}: "
                   f"{', '.join(_strength_text(s) for s in strengths)}. Cells: p-value / task accuracy of the "
-                  "attacked model; ✓ detected, ✗ not detected.",)),
+                  "attacked model; ✓ detected (survived), ✗ not detected in a useful model (removed), ✗ destroyed: not "
+                  f"detected, but the attacked model lost more than {max_drop(res):g} pp of the marked model's task "
+                  "accuracy (the attack destroyed it).",)),
             Image(png, f"{sweep['label']}: -log10 p and task accuracy per method"),
             Table(("method", *(_strength_text(s) for s in strengths)), rows)]
 
@@ -635,6 +440,7 @@ th,td{border:1px solid #d0d7de;padding:.3rem .55rem;text-align:left;vertical-ali
 th{background:#f6f8fa}
 tbody tr:nth-child(even) td:not([class]){background:#fbfcfd}
 td.ok{background:#d3f5dc}td.lost{background:#fbd5d5}td.part{background:#fff1b8}td.err{background:#e4e6e8}
+td.dead{background:repeating-linear-gradient(45deg,#e4e4ee,#e4e4ee 6px,#f4f4fa 6px,#f4f4fa 12px)}
 img{max-width:100%;height:auto;display:block;margin:.6rem 0;border:1px solid #eaeef2}
 """.strip()
 

@@ -38,6 +38,10 @@ SCHEMA = "netmark-evaluation/1"
 SWEEP_DATA = ("none", "attacker", "other-domain")
 CAPACITY_UNITS = ("bits", "values", "triggers")
 PRESETS = ("full", "quick", "tiny")
+#: an attack removes a watermark only if the attacked model's task accuracy stays within this many percentage
+#: points of the marked model's (the usefulness bound of Lukas et al., "SoK: How Robust is Image Classification
+#: Deep Neural Network Watermarking?", S&P 2022).
+DEFAULT_MAX_ACCURACY_DROP = 5.0
 Strength = int | float | str
 
 
@@ -191,6 +195,9 @@ class EvaluationConfig:
         overhead_rounds, overhead_steps: interleaved rounds of that many plain and marked training steps.
         other_domain: ``auto``, ``inverted`` or a dataset name (module docstring).
         alpha: significance level of every verification.
+        max_accuracy_drop: percentage points of task accuracy an attacked model may lose against the marked model
+            and still count as useful; a watermark not detected in a model that lost more was not removed, the
+            attack destroyed the model (the report classifies every attacked cell this way).
         access: anti-piracy transforms to evaluate (:mod:`netmark.evaluation.access`; ``fixed``, ``learned``,
             ``generator``); empty: no anti-piracy section.
         access_options: ProtectConfig's ``alpha``, ``beta``, ``gamma``, ``raw_pass`` and TransformConfig's
@@ -218,6 +225,7 @@ class EvaluationConfig:
     overhead_steps: int = 10
     other_domain: str = "auto"
     alpha: float = DEFAULT_ALPHA
+    max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP
     model_args: dict[str, Any] = field(default_factory=dict)
     data_dir: str | None = None
     access: tuple[str, ...] = ("fixed", "learned", "generator")
@@ -262,6 +270,10 @@ class EvaluationConfig:
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, int | float) \
                 or not (math.isfinite(self.alpha) and 0 < self.alpha < 1):
             raise ConfigError(f"alpha must lie in (0, 1), got {self.alpha!r}")
+        drop = self.max_accuracy_drop
+        if isinstance(drop, bool) or not isinstance(drop, int | float) \
+                or not (math.isfinite(drop) and 0 <= drop <= 100):
+            raise ConfigError(f"max_accuracy_drop must be a number of percentage points in [0, 100], got {drop!r}")
         self._check_sweeps()
         self._check_capacity()
         from netmark.evaluation.access import check_access_config

@@ -33,6 +33,7 @@ REPRODUCTIONS: dict[str, str] = {
     "uchida2017": "netmark.experiments.uchida",
     "wang2020": "netmark.experiments.wang",
     "tartaglione2021": "netmark.experiments.tartaglione",
+    "tartaglione-variants": "netmark.experiments.tartaglione.variants",  # issue 18: paper vs official-code embedding
     "chen-wu2018": "netmark.experiments.chen_wu",
     "fkirin2022": "netmark.experiments.fkirin",
 }
@@ -191,6 +192,20 @@ def is_png(path: str | os.PathLike[str]) -> bool:
     """True if ``path`` starts with the PNG signature."""
     p = Path(path)
     return p.is_file() and p.read_bytes()[:8] == PNG_MAGIC
+
+
+# ----------------------------------------------------------------------------- old results
+
+
+def not_measured(exp: str, title: str) -> str:
+    """The section of an experiment that a ``results.json`` does not hold (written before it existed)."""
+    return (f"## {title} — not measured\n\nThese results hold no `{exp}` measurement (they were written by an "
+            "earlier netmark, before this experiment existed): re-run the command above to measure it.")
+
+
+def section(ex: Mapping[str, Any], exp: str, title: str, fn: Any) -> str:
+    """``fn(ex[exp])``, or the :func:`not_measured` section of ``exp`` when the results lack it."""
+    return fn(ex[exp]) if isinstance(ex.get(exp), Mapping) else not_measured(exp, title)
 
 
 # ----------------------------------------------------------------------------- dispatch

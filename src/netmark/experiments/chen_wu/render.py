@@ -8,7 +8,7 @@ from typing import Any
 
 from netmark.access import KINDS
 from netmark.experiments.common import render_reproduction
-from netmark.experiments.report import criteria_table, figure, fmt, markdown_table, pct, plot_lines
+from netmark.experiments.report import criteria_table, figure, fmt, markdown_table, pct, plot_lines, section
 
 from .spec import PAPER_SETUP
 
@@ -137,7 +137,7 @@ def markdown(res: dict[str, Any]) -> str:
             ["seeds", f"model {seeds['model_seed']}, shuffling {seeds['train_seed']}, transforms {seeds['key_seed']}, "
              f"attacks {sc['attack_seed']}", "not given"],
         ]),
-        _acceptance(ex["acceptance"]["measured"]),
+        section(ex, "acceptance", "Acceptance", lambda e: _acceptance(e["measured"])),
         *([] if "raw_pass" in sc else [STALE_BATCHNORM]),
         _findings(t2, t3),
         _table2(t2, ex["table2"]["paper"]),

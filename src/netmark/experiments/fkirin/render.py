@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from netmark.experiments.common import render_reproduction
-from netmark.experiments.report import criteria_table, figure, fmt, markdown_table, plot_lines
+from netmark.experiments.report import criteria_table, figure, fmt, markdown_table, not_measured, plot_lines, section
 
 from .spec import PAPER_SETUP
+from .verdict import failed_runs, verdict_md
 
 FIGURES = ("optimizers.png", "finetuning.png")
 
@@ -26,8 +27,10 @@ def render(results_json_path: str | os.PathLike[str], out_dir: str | os.PathLike
 
 
 def acceptance(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Issue 6's criteria, computed from the measurements."""
+    """Issue 6's criteria, computed from the measurements (empty when the results lack one of them)."""
     ex = res["experiments"]
+    if any(not isinstance(ex.get(k), dict) for k in ("schemes", "false_positives", "optimizers")):
+        return {}
     sch, fp, opt = ex["schemes"]["measured"], ex["false_positives"]["measured"], ex["optimizers"]["measured"]
     crit: dict[str, dict[str, Any]] = {}
     for s, r in sch["rows"].items():
@@ -58,8 +61,8 @@ def acceptance(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _figures(out: Path, res: dict[str, Any]) -> list[Path]:
     ex = res["experiments"]
-    return [_optimizers_png(out / FIGURES[0], ex["optimizers"]["measured"]),
-            _finetuning_png(out / FIGURES[1], ex["schemes"]["measured"])]
+    plan = ((FIGURES[0], "optimizers", _optimizers_png), (FIGURES[1], "schemes", _finetuning_png))
+    return [fn(out / name, ex[exp]["measured"]) for name, exp, fn in plan if isinstance(ex.get(exp), dict)]
 
 
 def _optimizers_png(path: Path, m: dict[str, Any]) -> Path:
@@ -139,13 +142,15 @@ def markdown(res: dict[str, Any]) -> str:
             ["null", f"{sc['null_models']} reference models per image-dependent key; {sc['n_independent']} independent "
              "models for false positives", "—"],
         ]),
-        f"## Acceptance (issue 6) — {'all criteria pass' if ok else '**not all criteria pass** (see FAIL rows)'}",
-        criteria_table(crit, digits=2),
-        _optimizers_md(ex["optimizers"]),
-        "![optimizers](optimizers.png)",
-        _schemes_md(ex["schemes"]["measured"]),
-        "![fine-tuning](finetuning.png)",
-        _fp_md(ex["false_positives"]["measured"]),
+        f"## Acceptance (issue 6) — {'all criteria pass' if ok else '**not all criteria pass** (see FAIL rows)'}"
+        if crit else not_measured("schemes/false_positives/optimizers", "Acceptance (issue 6)"),
+        *([criteria_table(crit, digits=2)] if crit else []),
+        section(ex, "optimizers", "Verdict — the survey's ranking", lambda e: verdict_md(res, e["measured"])),
+        section(ex, "optimizers", "Optimizer study",
+                lambda e: _optimizers_md(e, res) + "\n\n![optimizers](optimizers.png)"),
+        section(ex, "schemes", "Schemes (issue 6)",
+                lambda e: _schemes_md(e["measured"]) + "\n\n![fine-tuning](finetuning.png)"),
+        section(ex, "false_positives", "False positives", lambda e: _fp_md(e["measured"])),
     ]
     return "\n\n".join(parts) + "\n"
 
@@ -154,7 +159,13 @@ def _ms(s: dict[str, float]) -> str:
     return f"{s['mean']:.2f} ± {s['std']:.2f}"
 
 
-def _optimizers_md(e: dict[str, Any]) -> str:
+def _embedding(res: dict[str, Any], d: str, s: str, o: str, n: int) -> str:
+    k = failed_runs(res, d, s, o, n)
+    return "not measured" if k is None else f"ok ({n} of {n} detected)" if k == 0 else \
+        f"**embedding failed** in {k} of {n} runs"
+
+
+def _optimizers_md(e: dict[str, Any], res: dict[str, Any]) -> str:
     m = e["measured"]
     out = [f"## {e['paper_ref']} — {e['title']}",
            f"{e['notes']} Mean ± std over {m['runs']} runs, in %. The survey's stored text gives no table values, "
@@ -163,9 +174,10 @@ def _optimizers_md(e: dict[str, Any]) -> str:
         for s, rows in by.items():
             best = max(rows, key=lambda o: rows[o]["watermark_ft"]["mean"])
             out.append(f"**{s} on {d}** (best watermark accuracy after fine-tuning: {best})\n\n" + markdown_table(
-                ["optimizer", "lr", "task acc.", "watermark acc.", "task acc. after FT", "watermark acc. after FT"],
-                [[o, fmt(r["lr"], 4), _ms(r["task"]), _ms(r["watermark"]), _ms(r["task_ft"]), _ms(r["watermark_ft"])]
-                 for o, r in rows.items()]))
+                ["optimizer", "lr", "task acc.", "watermark acc.", "task acc. after FT", "watermark acc. after FT",
+                 "embedding (owner verification after embedding)"],
+                [[o, fmt(r["lr"], 4), _ms(r["task"]), _ms(r["watermark"]), _ms(r["task_ft"]), _ms(r["watermark_ft"]),
+                  _embedding(res, d, s, o, m["runs"])] for o, r in rows.items()]))
     return "\n\n".join(out)
 
 

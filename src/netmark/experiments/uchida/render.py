@@ -15,6 +15,7 @@ from netmark.experiments.report import (
     pct,
     plot_hist,
     plot_lines,
+    section,
 )
 from netmark.methods.uchida import PAPER_TRAIN
 
@@ -123,16 +124,16 @@ def markdown(res: dict[str, Any]) -> str:
         ]),
         "Test errors are the final-epoch errors on the official test set unless marked *best* (the paper reports "
         "the best test error over epochs). E_R is the embedding loss per bit (mean binary cross-entropy).",
-        _acceptance(ex["acceptance"]["measured"]),
+        section(ex, "acceptance", "Acceptance", lambda e: _acceptance(e["measured"])),
         _observations(ex),
-        _table4(ex["table4"]),
+        section(ex, "table4", "Table 4", _table4),
         "## Fig. 1 — training curves\n\n![Fig. 1](fig1_training_curves.png)",
-        _fig2_md(ex["fig2"]),
-        _table6(ex["table6"]),
-        _table7(ex["table7"]),
-        _table8(ex["table8"]),
-        _fig5_md(ex["fig5"]),
-        _overwrite(ex["overwrite"]),
+        section(ex, "fig2", "Fig. 2", _fig2_md),
+        section(ex, "table6", "Table 6", _table6),
+        section(ex, "table7", "Table 7", _table7),
+        section(ex, "table8", "Table 8", _table8),
+        section(ex, "fig5", "Fig. 5", _fig5_md),
+        section(ex, "overwrite", "Overwriting", _overwrite),
         _runs(res["runs"]),
     ]
     return "\n\n".join(parts) + "\n"

@@ -18,7 +18,10 @@ from netmark.experiments.report import (
 )
 from netmark.verify import DEFAULT_ALPHA
 
-FIGURES = ("fig4_compression.png", "table5_capacity.png", "fig5_histograms.png", "conv_compression.png")
+from . import render_extractors
+
+FIGURES = ("fig4_compression.png", "table5_capacity.png", "fig5_histograms.png", "conv_compression.png",
+           render_extractors.PNG)
 NAMES = {"plain": "Non-marked", "uchida": "Uchida [7]", "manu": "MANU", "auto": "AUTO"}
 METHODS = ("uchida", "manu", "auto")
 ORDERS = ("ascending", "random", "descending")
@@ -49,6 +52,8 @@ def _figures(out: Path, res: dict[str, Any]) -> list[Path]:
     conv = ex.get("conv", {}).get("measured", {})
     if conv and "skipped" not in conv:
         figs.append(_fig4(out / FIGURES[3], _conv_curves(conv)))
+    if isinstance(ex.get("extractors"), dict):
+        figs.append(render_extractors.figure_png(out / render_extractors.PNG, ex["extractors"]))
     return figs
 
 
@@ -153,6 +158,7 @@ def markdown(res: dict[str, Any]) -> str:
         _table3(ex["table3"]),
         _table4(ex["table4"]),
         _fig4_md(ex["fig4"]),
+        render_extractors.section(ex),
         _table5(ex["table5"]),
         _table7(ex["table7"]),
         *([_conv(ex["conv"])] if "conv" in ex and "skipped" not in ex["conv"]["measured"] else []),
@@ -245,7 +251,7 @@ def _fig4_md(e: dict[str, Any]) -> str:
     for method in METHODS:
         head += [f"{NAMES[method]} acc", f"{NAMES[method]} L2", f"{NAMES[method]} bit acc"]
     parts = [f"## Fig. 4 — compression of the embedded layer `{m['layer']}` ({m['bits']} bits)\n\n"
-             f"Paper: {e['paper']['claim']}.\n\n![Fig. 4](fig4_compression.png)"]
+             f"Paper: {e['paper']['claim']}.\n\n{render_extractors.DISCLOSURE}\n\n![Fig. 4](fig4_compression.png)"]
     for order in ORDERS:
         rows = []
         for i, a in enumerate(m["rates"]):
