@@ -5,17 +5,24 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.netmark-installed
+TSTAMP := $(VENV)/.netmark-test-installed
 TORCH  := torch==2.13.0
 FMNIST := /usr/share/datasets/fashion-mnist
 
 .PHONY: venv data test demo lint reproduce clean
 
+# the package and its runtime dependencies: all `make demo` needs (no ray, no pytest)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e .
 	touch $(STAMP)
+
+# the test extra on top: pytest, ruff, and ray (the Ray executor's test runs on a local Ray instance)
+$(TSTAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(TSTAMP)
 
 venv: $(STAMP)
 
@@ -28,14 +35,14 @@ data:
 	  || echo "note: dataset-fashion-mnist not installed; tests that need it are skipped"; \
 	fi
 
-test: venv data
+test: $(TSTAMP) data
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 demo: venv data
 	$(VENV)/bin/netmark demo
 
-lint: venv
+lint: $(TSTAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests
 

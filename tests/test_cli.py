@@ -247,3 +247,88 @@ def test_reproduce_runs_refuses_bad_requests(extra: tuple[str, ...], match: str,
     r = invoke("reproduce", "tartaglione", "--quick", *args, "--out", tmp_path / "r", "-q")
     _assert_bad(r, match)
     assert not (tmp_path / "r").exists()
+
+
+# ---------------------------------------------------------------- a newcomer's first hour (issue 18, item 6)
+def test_version() -> None:
+    from netmark import __version__
+
+    r = invoke("--version")
+    assert r.exit_code == 0 and r.stdout.startswith(f"netmark {__version__} (torch ")
+
+
+def test_verbose_logs_one_line_per_epoch_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
+    import logging
+
+    level = logging.getLogger("netmark").level
+    args = ["train", "--model", "simple-cnn", "--dataset", "digits", "--epochs", "2", "--train-size", "200"]
+    r = invoke("-v", *args, "--out", tmp_path / "v")
+    assert r.exit_code == 0, r.stderr
+    epochs = [ln for ln in r.stderr.splitlines() if ln.startswith("epoch ")]
+    assert [ln.split(":")[0] for ln in epochs] == ["epoch 1/2", "epoch 2/2"], r.stderr
+    assert "loss" in epochs[0] and "test acc" in epochs[0]
+    assert logging.getLogger("netmark").level == level  # restored after the command
+    r = invoke(*args, "--out", tmp_path / "q")  # without -v: no per-epoch lines
+    assert r.exit_code == 0 and not [ln for ln in r.stderr.splitlines() if ln.startswith("epoch ")]
+
+
+def test_attack_distill_end_to_end(owner: Path, tmp_path: Path) -> None:
+    """A fresh student learns the owner's model's soft predictions: it keeps most of the accuracy and none of
+    the white-box mark (digits, simple-cnn, 3 epochs, seed 0)."""
+    from netmark.io import read_metadata
+
+    out = tmp_path / "student.safetensors"
+    r = invoke("attack", "distill", owner / "model.safetensors", "--epochs", "3", "--out", out)
+    assert r.exit_code == 0, r.stderr
+    meta = read_metadata(out)["extra"]["attack"]["distill"]
+    assert meta["epochs"] == 3 and meta["temperature"] == 4.0 and meta["dataset"] == "digits"
+    r = invoke("evaluate", out, "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["unauthorized"] > 0.7  # measured 0.883
+    assert invoke("verify", out, "--key", owner / "owner.key").exit_code == 1  # measured 29/64 bits
+    _assert_bad(invoke("attack", "distill", owner / "model.safetensors", "--out", out), "--force")
+
+
+def test_device_options_exist_where_training_happens() -> None:
+    for cmd in (["train"], ["embed"], ["protect"], ["attack", "finetune"], ["attack", "distill"]):
+        r = runner.invoke(app, [*cmd, "--help"], env={"COLUMNS": "200"})
+        assert r.exit_code == 0 and "--device" in r.stdout, cmd
+
+
+def test_without_out_says_where_it_wrote(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    r = invoke("train", "--model", "simple-cnn", "--dataset", "digits", "--epochs", "1", "--train-size", "100", "-q")
+    assert r.exit_code == 0, r.stderr
+    assert "no --out given" in r.stderr and str(Path("runs/plain")) in r.stderr
+    assert f"wrote {Path('runs/plain/model.safetensors')}" in r.stdout
+    assert (tmp_path / "runs" / "plain" / "model.safetensors").is_file()
+    r = invoke("train", "--model", "simple-cnn", "--epochs", "1", "-q", "--out", tmp_path / "given")
+    assert r.exit_code == 0 and "no --out given" not in r.stderr
+
+
+def test_evaluate_help_names_the_ray_extra() -> None:
+    r = runner.invoke(app, ["evaluate", "--help"], env={"COLUMNS": "250"})
+    assert r.exit_code == 0 and "netmark[ray]" in r.stdout and "'netmark')" not in r.stdout
+
+
+def test_messages_name_the_unknown_thing_the_same_way(tmp_path: Path) -> None:
+    for args, start in ((["train", "--dataset", "nosuch"], "unknown dataset 'nosuch'; known: "),
+                        (["train", "--model", "nosuch"], "unknown model 'nosuch'; known: "),
+                        (["embed", "--method", "nosuch"], "unknown watermark method 'nosuch'; known: "),
+                        (["reproduce", "nosuch"], "unknown reproduction 'nosuch'; known: ")):
+        r = invoke(*args, "--out", tmp_path / "o")
+        assert r.exit_code == 2 and r.stderr.startswith(f"netmark: error: {start}"), r.stderr
+
+
+def test_make_demo_needs_no_ray(monkeypatch) -> None:
+    """`make demo` installs the package without the test extra, and the demo runs with ray unimportable."""
+    import re
+    import sys
+
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    demo_deps = re.search(r"^demo:(.*)$", makefile, flags=re.M).group(1).split()
+    stamp_recipe = re.search(r"^\$\(STAMP\):.*?(?=^\S)", makefile, flags=re.M | re.S).group(0)
+    assert "venv" in demo_deps and "[test]" not in stamp_recipe and "ray" not in stamp_recipe
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    r = invoke("demo", "--epochs", "1", "-q")
+    assert r.exit_code == 0, r.stderr
+    assert "plain (no watermark)" in r.stdout

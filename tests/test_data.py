@@ -189,9 +189,9 @@ def test_registry_and_available() -> None:
 
 
 def test_unknown_dataset_and_split() -> None:
-    with pytest.raises(DataError, match="available datasets are cifar10"):
+    with pytest.raises(DataError, match="unknown dataset 'imagenet'; known: cifar10"):
         load("imagenet")
-    with pytest.raises(DataError, match="Unknown split"):
+    with pytest.raises(DataError, match="unknown split 'validation'; known: train, val, test"):
         load("digits", "validation")  # type: ignore[arg-type]
     assert issubclass(DataError, NetmarkError)
     assert len(load("DIGITS")) == len(load("digits"))  # names are case-insensitive

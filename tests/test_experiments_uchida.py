@@ -214,6 +214,6 @@ def test_cli_report_and_reproduce_refusals(quick, tmp_path: Path) -> None:
     assert r.exit_code == 0, r.stderr
     assert (tmp_path / "again" / "README.md").read_text() == (out / "README.md").read_text()
     r = runner.invoke(app, ["reproduce", "nosuchpaper", "--quick", "--out", str(tmp_path / "x")])
-    assert r.exit_code == 2 and "no reproduction called 'nosuchpaper'" in r.stderr
+    assert r.exit_code == 2 and "unknown reproduction 'nosuchpaper'" in r.stderr
     r = runner.invoke(app, ["reproduce", "uchida", "--quick", "--out", str(out)])
     assert r.exit_code == 2 and "already exists" in r.stderr and "--force" in r.stderr

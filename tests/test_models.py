@@ -263,3 +263,44 @@ def test_register_new_model(monkeypatch: pytest.MonkeyPatch) -> None:
     assert arch_of(model) == {"name": "tiny", "args": {"in_channels": 1, "image_size": 3, "num_classes": 2}}
     assert "tiny" in registry_module.available()
     assert "tiny" not in MODELS
+
+
+# ---------------------------------------------------------------- the size bound (issue 18, item 7)
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_meta_count_matches_the_real_model_and_draws_no_random_numbers(name: str) -> None:
+    from netmark.models.registry import param_count, skeleton
+
+    args = {"in_channels": 1, "image_size": 28, "num_classes": 10, **SMALL.get(name, {})}
+    state = torch.random.get_rng_state()
+    n = param_count(name, **args)
+    meta = skeleton(name, **args)
+    assert torch.equal(state, torch.random.get_rng_state())  # build(...) under seeded(s) gives the same weights
+    real = build(name, **args)
+    assert n == sum(t.numel() for t in (*real.parameters(), *real.buffers()))
+    assert all(t.is_meta for t in meta.state_dict().values())
+    assert {k: v.shape for k, v in meta.state_dict().items()} == {k: v.shape for k, v in real.state_dict().items()}
+    assert arch_of(meta) == arch_of(real)
+
+
+@pytest.mark.parametrize(("name", "args", "match"), [
+    ("mlp", {"num_classes": 10**15}, "over the limit of 200,000,000"),
+    ("mlp", {"hidden": 10**12}, "over the limit"),
+    ("simple-cnn", {"image_size": 10**6}, "over the limit"),
+    ("mlp", {"hidden": [4096] * 60}, "993,353,738 parameters"),
+    ("mlp", {"num_classes": 10**15, "hidden": 10**12}, "impossible size"),
+    ("mlp", {"hidden": [8] * 1001}, "at most 1000"),
+])
+def test_absurd_arguments_are_refused_before_building(name: str, args: dict, match: str) -> None:
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(ArchitectureError, match=match):
+        build(name, **args)
+    assert time.perf_counter() - t0 < 1.0  # a real build of these would take seconds to forever
+
+
+def test_max_params_is_reserved() -> None:
+    with pytest.raises(ArchitectureError, match="reserved"):
+        @register("bad-max-params", summary="", paper="", host_layer="fc")
+        def _bad(in_channels: int = 1, image_size: int = 8, num_classes: int = 10, max_params: int = 1) -> nn.Module:
+            return nn.Linear(1, 1)

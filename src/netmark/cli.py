@@ -1,7 +1,10 @@
 """``netmark`` command line: train, embed, attack, verify, serve, reproduce, report, demo.
 
 Exit codes: 0 success (``verify``: watermark detected), 1 ``verify``: not detected,
-2 bad input (one line on stderr, nothing written).
+2 bad input (one line on stderr, nothing written; with ``--json`` also ``{"error": ..., "exit_code": 2}`` on
+stdout). A bad option value caught by the option parser ends the same way (:mod:`netmark.cli_util`).
+3 ``embed``: the owner's key does not verify on the trained model or its accuracy is at chance
+(:mod:`netmark.methods.check`); one line on stderr, nothing written (``--allow-undetected``: written, exit 0).
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from netmark.cli_util import OneLineErrors, enable_verbose, error_line, version_text
 from netmark.errors import ConfigError, NetmarkError
 
 app = typer.Typer(
     help="netmark: embed ownership watermarks into PyTorch models, attack them, and verify them "
-    "with a p-value. Exit codes: 0 ok / detected, 1 not detected (verify), 2 bad input.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    "with a p-value. Exit codes: 0 ok / detected, 1 not detected (verify), 2 bad input, "
+    "3 embed: the trained model fails its own verification or is at chance (nothing written).",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, cls=OneLineErrors,
 )
 attack_app = typer.Typer(help="Attack a model the way a thief would (model in -> new model file out).",
                          no_args_is_help=True)
@@ -31,30 +36,50 @@ app.add_typer(attack_app, name="attack")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _fail(msg: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"netmark: error: {msg}", err=True)
+def _fail(msg: str, code: int = 2, as_json: bool = False) -> typer.Exit:
+    error_line(msg, as_json=as_json)
     return typer.Exit(code)
 
 
 def handles_errors(fn: F) -> F:
-    """Turn user-facing errors into one stderr line and exit code 2 (no traceback)."""
+    """Turn user-facing errors into one stderr line and exit code 2 (no traceback); a command called with
+    ``--json`` (parameter ``as_json``) also prints the error as a JSON object on stdout."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        as_json = bool(kwargs.get("as_json"))
         try:
             return fn(*args, **kwargs)
         except NetmarkError as e:
-            raise _fail(str(e)) from None
+            raise _fail(str(e), as_json=as_json) from None
         except (OSError, ValueError) as e:
-            raise _fail(f"{type(e).__name__}: {e}") from None
+            raise _fail(f"{type(e).__name__}: {e}", as_json=as_json) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(version_text())
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_show_version,
+                                          help="print netmark's version (and torch's, Python's) and exit")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log progress on stderr, one line per training "
+                                          "epoch, also when stderr is not a terminal (e.g. `netmark -v embed ...`)")] = False,
+) -> None:
+    if verbose:
+        enable_verbose(ctx)
 
 
 # ---------------------------------------------------------------- shared options
 Model = Annotated[str, typer.Option("--model", "-m", help="architecture name (see `netmark models`)")]
 Dataset_ = Annotated[str, typer.Option("--dataset", "-d", help="fashion-mnist | mnist | cifar10 | cifar100 | digits")]
-Epochs = Annotated[int, typer.Option("--epochs", "-e", min=0, help="training epochs")]
+Epochs = Annotated[int, typer.Option("--epochs", "-e", min=1, help="training epochs")]
 TrainSize = Annotated[int | None, typer.Option("--train-size", min=1, help="use a seeded subset of N training images")]
 Seed = Annotated[int, typer.Option("--seed", help="seed for initialisation, shuffling and keys")]
 Lr = Annotated[float, typer.Option("--lr", help="learning rate")]
@@ -69,6 +94,7 @@ DataDir = Annotated[Path | None, typer.Option("--data-dir", help="directory with
 Force = Annotated[bool, typer.Option("--force", help="overwrite existing output files")]
 ModelArgs = Annotated[list[str] | None, typer.Option("--model-arg", help="architecture argument k=v (repeatable), e.g. widen=1")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")]
+Device = Annotated[str, typer.Option("--device", help="torch device to train on: cpu, cuda, cuda:1, mps (checked before any work)")]
 
 
 def _parse_kv(items: list[str] | None) -> dict[str, Any]:
@@ -85,7 +111,8 @@ def _parse_kv(items: list[str] | None) -> dict[str, Any]:
 
 
 def _train_config(epochs: int, lr: float, batch_size: int, optimizer: str, momentum: float, nesterov: bool,
-                  weight_decay: float, milestones: str, gamma: float, seed: int, quiet: bool) -> Any:
+                  weight_decay: float, milestones: str, gamma: float, seed: int, quiet: bool,
+                  device: str = "cpu") -> Any:
     from netmark.training import TrainConfig
 
     try:
@@ -94,15 +121,22 @@ def _train_config(epochs: int, lr: float, batch_size: int, optimizer: str, momen
         raise ConfigError(f"--milestones must be comma-separated integers, got {milestones!r}") from None
     return TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer,  # type: ignore[arg-type]
                        momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, milestones=ms,
-                       gamma=gamma, seed=seed, progress=not quiet)
+                       gamma=gamma, seed=seed, progress=not quiet, device=device)
 
 
 def _outputs(out: Path, names: list[str], force: bool) -> list[Path]:
+    """The output files in directory ``out``: refused up front when one exists (without ``--force``) or when the
+    directory cannot be written; without ``--out`` on the command line, says on stderr where they go."""
     from netmark._util import check_writable
+    from netmark.cli_util import check_dir_writable, out_was_defaulted
 
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory")
-    return [check_writable(out / n, force) for n in names]
+    paths = [check_writable(out / n, force) for n in names]
+    check_dir_writable(out)
+    if out_was_defaulted("out"):
+        _echo(f"no --out given: writing {', '.join(names)} into {out}/ (the default)")
+    return paths
 
 
 def _data(name: str, data_dir: Path | None, train_size: int | None) -> tuple[Any, Any]:
@@ -144,8 +178,12 @@ def _fresh_model(name: str, data: Any, seed: int, model_args: list[str] | None) 
     from netmark.models import build
 
     c, h, _ = data.shape
+    kv = _parse_kv(model_args)
+    derived = sorted(set(kv) & {"in_channels", "image_size", "num_classes"})
+    if derived:
+        raise ConfigError(f"--model-arg {', '.join(derived)}: set by the dataset ({data.name}), not an option here")
     with seeded(seed):
-        return build(name, in_channels=c, image_size=h, num_classes=data.num_classes, **_parse_kv(model_args))
+        return build(name, in_channels=c, image_size=h, num_classes=data.num_classes, **kv)
 
 
 def _load(path: Path, key_path: Path | None = None) -> Any:
@@ -175,14 +213,14 @@ def train(model: Model = "lenet5", dataset: Dataset_ = "digits", epochs: Epochs 
           train_size: TrainSize = None, seed: Seed = 0, lr: Lr = 0.01, batch_size: Batch = 64,
           optimizer: Optim = "sgd", momentum: Momentum = 0.9, nesterov: Nesterov = False, weight_decay: Wd = 0.0,
           milestones: Milestones = "", gamma: Gamma = 0.1, model_arg: ModelArgs = None,
-          data_dir: DataDir = None, force: Force = False, quiet: Quiet = False) -> None:
+          data_dir: DataDir = None, force: Force = False, quiet: Quiet = False, device: Device = "cpu") -> None:
     """Train a model without a watermark -> OUT/model.safetensors, OUT/report.json."""
     from netmark.io import save_model
     from netmark.training import train as run_train
 
     model_path, report_path = _outputs(out, ["model.safetensors", "report.json"], force)
     cfg = _train_config(epochs, lr, batch_size, optimizer, momentum, nesterov, weight_decay, milestones, gamma,
-                        seed, quiet)
+                        seed, quiet, device)
     tr, te = _data(dataset, data_dir, train_size)
     net = _fresh_model(model, tr, seed, model_arg)
     _echo(f"training {model} on {dataset} ({len(tr)} images, {epochs} epochs, seed {seed})", quiet)
@@ -209,15 +247,19 @@ def embed(method: Annotated[str, typer.Option("--method", help="watermarking sch
           from_model: Annotated[Path | None, typer.Option("--from", help="start from this trained model (fine-tune-to-embed)")] = None,
           distill: Annotated[bool, typer.Option("--distill", help="with --from: no labels, the --from model's soft predictions are the targets (distill-to-embed)")] = False,
           payload: Annotated[Path | None, typer.Option("--payload", help="tartaglione: an image (PNG...) whose RGB pixels are the payload (default: random values)")] = None,
+          allow_undetected: Annotated[bool, typer.Option("--allow-undetected", help="write the files even when the owner's key does not verify on the model or its accuracy is at chance (exit 0 and a warning, not exit 3)")] = False,
           train_size: TrainSize = None, seed: Seed = 0, lr: Lr = 0.01, batch_size: Batch = 64,
           optimizer: Optim = "sgd", momentum: Momentum = 0.9, nesterov: Nesterov = False, weight_decay: Wd = 0.0,
           milestones: Milestones = "", gamma: Gamma = 0.1, model_arg: ModelArgs = None,
-          data_dir: DataDir = None, force: Force = False, quiet: Quiet = False) -> None:
-    """Train while embedding a watermark -> OUT/model.safetensors (release), OUT/owner.key (secret), OUT/report.json."""
+          data_dir: DataDir = None, force: Force = False, quiet: Quiet = False, device: Device = "cpu") -> None:
+    """Train while embedding a watermark -> OUT/model.safetensors (release), OUT/owner.key (secret), OUT/report.json.
+
+    Exit 3, nothing written: the owner's key does not verify on the trained model, or its test accuracy is at chance
+    (netmark.methods.check); one line says what was reached and what to change. --allow-undetected writes anyway.
+    """
     import copy
 
     from netmark.io import save_model
-    from netmark.verify import verify as run_verify
 
     t0 = time.perf_counter()
     model_path, key_path, report_path = _outputs(out, ["model.safetensors", "owner.key", "report.json"], force)
@@ -226,7 +268,7 @@ def embed(method: Annotated[str, typer.Option("--method", help="watermarking sch
     wm = _method(method, {"layer": layer, "bits": bits, "key_type": key_type, "strength": strength,
                           "variant": variant}, method_arg)
     cfg = _train_config(epochs, lr, batch_size, optimizer, momentum, nesterov, weight_decay, milestones, gamma,
-                        seed, quiet)
+                        seed, quiet, device)
     tr, te = _data(dataset, data_dir, train_size)
     if from_model is not None:
         net = _load(from_model)
@@ -244,8 +286,10 @@ def embed(method: Annotated[str, typer.Option("--method", help="watermarking sch
             raise ConfigError(f"--payload is for real-valued schemes (tartaglione), not {method!r}")
         values, shape = image_payload(str(payload))
         key = wm.create_key(net, seed=seed, payload=values, payload_shape=shape)
-    net, key, run = wm.embed(net, tr, cfg, seed=seed, eval_data=te, teacher=teacher, key=key)
-    res = run_verify(net, key)
+    net, key, run = wm.embed(net, tr, cfg, seed=seed, eval_data=te, teacher=teacher, key=key, warn=False)
+    res, problem = run.check.verification, run.check.problem()
+    if problem is not None and not allow_undetected:
+        raise _fail(f"{problem} Nothing written (--allow-undetected writes it anyway).", 3)
     key.save(key_path, force=force)
     save_model(net, model_path, extra={"dataset": dataset}, force=force)
     acc = run.final.get("test_accuracy")
@@ -253,8 +297,10 @@ def embed(method: Annotated[str, typer.Option("--method", help="watermarking sch
         "command": "embed", "situation": situation, "method": method, "method_config": key.config,
         "model": key.arch, "dataset": dataset, "train_size": len(tr), "train": cfg.to_dict(),
         "test_accuracy": acc, "bit_error_rate": res.bit_error_rate, "score": res.score, "p_value": res.p_value,
-        "key_fingerprint": key.fingerprint, "train_seconds": run.seconds,
+        "key_fingerprint": key.fingerprint, "check": run.check.to_dict(), "train_seconds": run.seconds,
         "total_seconds": time.perf_counter() - t0, "history": run.history}, force)
+    if problem is not None:
+        _echo(f"netmark: warning: {problem} Written anyway (--allow-undetected).")
     typer.echo(f"test accuracy {acc:.4f}, {_match_text(res)}, p-value {res.p_value:.3g}; "
                f"wrote {model_path} and the secret {key_path} (keep it private)")
 
@@ -333,149 +379,9 @@ def serve(model: Annotated[Path, typer.Argument(help="model file (.safetensors, 
         server.server_close()
 
 
-Out = Annotated[Path, typer.Option("--out", "-o", help="output model file (.safetensors)")]
-ArchKey = Annotated[Path | None, typer.Option("--arch-from-key", help="take the architecture from this key (plain .pt input)")]
-
-
-def _save_attacked(net: Any, out: Path, source: Path, attack: dict[str, Any], force: bool) -> None:
-    from netmark.io import save_model
-
-    save_model(net, out, extra={"attack": attack, "source": str(source)}, force=force)
-    typer.echo(f"wrote {out}")
-
-
-@attack_app.command("prune")
-@handles_errors
-def attack_prune(model: Annotated[Path, typer.Argument(help="model file")], out: Out,
-                 rate: Annotated[float, typer.Option("--rate", help="fraction of weights to zero")] = 0.65,
-                 order: Annotated[str, typer.Option("--order", help="ascending | descending | random")] = "ascending",
-                 layer: Annotated[str | None, typer.Option("--layer", help="one layer (default: every conv/linear)")] = None,
-                 seed: Seed = 0, arch_from_key: ArchKey = None, force: Force = False) -> None:
-    """Zero a fraction of the weights by |w| (or at random)."""
-    from netmark._util import check_writable
-    from netmark.attacks import PruneConfig, prune
-
-    check_writable(out, force)
-    cfg = PruneConfig(rate=rate, order=order, layer=layer, seed=seed)  # type: ignore[arg-type]
-    _save_attacked(prune(_load(model, arch_from_key), cfg), out, model, {"prune": cfg.to_dict()}, force)
-
-
-@attack_app.command("quantize")
-@handles_errors
-def attack_quantize(model: Annotated[Path, typer.Argument(help="model file")], out: Out,
-                    bits: Annotated[int, typer.Option("--bits", help="bits per weight (1-16)")] = 8,
-                    layer: Annotated[str | None, typer.Option("--layer", help="one layer (default: every conv/linear)")] = None,
-                    per_layer: Annotated[bool, typer.Option("--per-layer", help="one scale per layer, not per output channel")] = False,
-                    arch_from_key: ArchKey = None, force: Force = False) -> None:
-    """Round weights to 2**bits uniform levels (model compression)."""
-    from netmark._util import check_writable
-    from netmark.attacks import QuantizeConfig, quantize
-
-    check_writable(out, force)
-    cfg = QuantizeConfig(bits=bits, layer=layer, per_channel=not per_layer)
-    _save_attacked(quantize(_load(model, arch_from_key), cfg), out, model, {"quantize": cfg.to_dict()}, force)
-
-
-Buffers = Annotated[bool, typer.Option("--include-buffers", help="also convert BatchNorm running statistics")]
-
-
-@attack_app.command("fixed-point")
-@handles_errors
-def attack_fixed_point(model: Annotated[Path, typer.Argument(help="model file")], out: Out,
-                       bits: Annotated[int, typer.Option("--bits", help="total bits per parameter, sign included (2-32)")] = 8,
-                       layer: Annotated[str | None, typer.Option("--layer", help="one layer (default: every parameter)")] = None,
-                       rounding: Annotated[str, typer.Option("--rounding", help="mask (drop LSBs, paper) | nearest")] = "mask",
-                       include_buffers: Buffers = False, arch_from_key: ArchKey = None, force: Force = False) -> None:
-    """Store every parameter in fixed point and mask the LSBs (Tartaglione et al. 2021 compression)."""
-    from netmark._util import check_writable
-    from netmark.attacks import FixedPointConfig, fixed_point_model
-
-    check_writable(out, force)
-    cfg = FixedPointConfig(bits=bits, layer=layer, rounding=rounding,  # type: ignore[arg-type]
-                           include_buffers=include_buffers)
-    _save_attacked(fixed_point_model(_load(model, arch_from_key), cfg), out, model, {"fixed-point": cfg.to_dict()},
-                   force)
-
-
-@attack_app.command("roundtrip")
-@handles_errors
-def attack_roundtrip(model: Annotated[Path, typer.Argument(help="model file")], out: Out,
-                     dtype: Annotated[str, typer.Option("--dtype", help="fp16 | bf16 | int8 (per-tensor symmetric)")] = "fp16",
-                     layer: Annotated[str | None, typer.Option("--layer", help="one layer (default: every parameter)")] = None,
-                     include_buffers: Buffers = False, arch_from_key: ArchKey = None, force: Force = False) -> None:
-    """Save the parameters as an fp16 / bf16 / int8 checkpoint and load them back."""
-    from netmark._util import check_writable
-    from netmark.attacks import RoundTripConfig, roundtrip
-
-    check_writable(out, force)
-    cfg = RoundTripConfig(dtype=dtype, layer=layer, include_buffers=include_buffers)  # type: ignore[arg-type]
-    _save_attacked(roundtrip(_load(model, arch_from_key), cfg), out, model, {"roundtrip": cfg.to_dict()}, force)
-
-
-@attack_app.command("finetune")
-@handles_errors
-def attack_finetune(model: Annotated[Path, typer.Argument(help="model file")], out: Out,
-                    dataset: Dataset_ = "digits", epochs: Epochs = 10,
-                    classes: Annotated[str | None, typer.Option("--classes", help="keep only these classes, e.g. 5,6,7,8,9 (different domain; new head)")] = None,
-                    new_head: Annotated[bool | None, typer.Option("--new-head/--same-head", help="replace the output layer (default: when the class count differs)")] = None,
-                    train_size: TrainSize = None, seed: Seed = 0, lr: Lr = 0.01, batch_size: Batch = 64,
-                    optimizer: Optim = "sgd", momentum: Momentum = 0.9, weight_decay: Wd = 0.0,
-                    data_dir: DataDir = None, arch_from_key: ArchKey = None, force: Force = False,
-                    quiet: Quiet = False) -> None:
-    """Fine-tune on the same task or on another label set (transfer learning)."""
-    from netmark._util import check_writable
-    from netmark.attacks import FinetuneConfig, finetune
-
-    check_writable(out, force)
-    net = _load(model, arch_from_key)
-    cfg = FinetuneConfig(seed=seed, new_head=new_head, train=_train_config(
-        epochs, lr, batch_size, optimizer, momentum, False, weight_decay, "", 0.1, seed, quiet))
-    tr, _ = _data(dataset, data_dir, train_size)
-    if classes:
-        try:
-            keep = [int(c) for c in classes.split(",")]
-        except ValueError:
-            raise ConfigError(f"--classes must be comma-separated integers, got {classes!r}") from None
-        tr = tr.select_classes(keep)
-        if cfg.new_head is None:
-            cfg.new_head = True
-    _save_attacked(finetune(net, tr, cfg), out, model, {"finetune": {**cfg.to_dict(), "dataset": dataset,
-                                                                       "classes": classes}}, force)
-
-
-@attack_app.command("overwrite")
-@handles_errors
-def attack_overwrite(model: Annotated[Path, typer.Argument(help="model file")], out: Out,
-                     method: Annotated[str, typer.Option("--method", help="scheme the attacker embeds with")] = "uchida",
-                     dataset: Dataset_ = "digits", epochs: Epochs = 10,
-                     layer: Annotated[str | None, typer.Option("--layer", help="layer to overwrite")] = None,
-                     bits: Annotated[int | None, typer.Option("--bits", min=1, help="attacker message length (default: the method's)")] = None,
-                     key_out: Annotated[Path | None, typer.Option("--key-out", help="also save the attacker key")] = None,
-                     train_size: TrainSize = None, seed: Seed = 666, lr: Lr = 0.01, batch_size: Batch = 64,
-                     data_dir: DataDir = None, arch_from_key: ArchKey = None, force: Force = False,
-                     quiet: Quiet = False) -> None:
-    """Embed a second watermark with an attacker key into the same layer (Uchida §5.1)."""
-    from netmark._util import check_writable
-    from netmark.attacks import Overwrite, OverwriteConfig
-
-    check_writable(out, force)
-    if key_out is not None:
-        check_writable(key_out, force)
-    mcfg = _method(method, {"layer": layer, "bits": bits}, None).config.to_dict()
-    cfg = OverwriteConfig(method=method, method_config=mcfg, seed=seed, train=_train_config(
-        epochs, lr, batch_size, "sgd", 0.9, False, 0.0, "", 0.1, seed, quiet))
-    net = _load(model, arch_from_key)
-    tr, _ = _data(dataset, data_dir, train_size)
-    atk = Overwrite(cfg)
-    attacked = atk(net, tr)
-    if key_out is not None and atk.attacker_key is not None:
-        atk.attacker_key.save(key_out, force=force)
-    _save_attacked(attacked, out, model, {"overwrite": {**cfg.to_dict(), "dataset": dataset}}, force)
-
-
 @app.command()
 @handles_errors
-def reproduce(paper: Annotated[str, typer.Argument(help="which paper: uchida | wang | tartaglione | chen-wu | fkirin")],
+def reproduce(paper: Annotated[str, typer.Argument(help="which paper: uchida | wang | tartaglione | chen-wu | fkirin (also tartaglione-variants: paper vs official-code embedding)")],
               quick: Annotated[bool, typer.Option("--quick", help="digits + simple-cnn, under a minute")] = False,
               scale: Annotated[str | None, typer.Option("--scale", help="preset: quick | cpu | paper (chen-wu: gpu too; overrides --quick)")] = None,
               out: Annotated[Path | None, typer.Option("--out", "-o", help="output directory (default reports/PAPER[-quick])")] = None,
@@ -493,7 +399,7 @@ def reproduce(paper: Annotated[str, typer.Argument(help="which paper: uchida | w
     # "uchida" names the reproduction "uchida2017" (the paper's first author, year optional)
     ids = [k for k in REPRODUCTIONS if paper in (k, k.rstrip("0123456789"))]
     if not ids:
-        raise ConfigError(f"no reproduction called {paper!r}; known: {', '.join(sorted(REPRODUCTIONS))}")
+        raise ConfigError(f"unknown reproduction {paper!r}; known: {', '.join(sorted(REPRODUCTIONS))}")
     target = out or Path("reports") / (paper + ("-quick" if quick and scale is None else ""))
     t0 = time.perf_counter()
     module = importlib.import_module(REPRODUCTIONS[ids[0]])
@@ -570,8 +476,9 @@ def main() -> None:
         sys.exit(130)
 
 
-# the anti-piracy commands (protect, evaluate, piracy ...) live in their own module and register on `app`
-from netmark import cli_access  # noqa: E402,F401
+# the attack commands and the anti-piracy ones (protect, evaluate, piracy ...) live in their own modules and
+# register on `attack_app` / `app`
+from netmark import cli_access, cli_attack  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()

@@ -65,14 +65,18 @@ def load_model(path: str | os.PathLike[str], *, arch: dict[str, Any] | None = No
         ModelFileError: missing, truncated, unsafe or NaN-carrying file.
         ArchitectureError: the weights do not fit the architecture.
     """
-    from netmark.models import build
+    from netmark.models.registry import build, skeleton
 
     p = _existing(path)
     raw = p.read_bytes()
     # safetensors: an 8-byte little-endian header length, then the JSON header ("{"); the length's low
-    # byte may be 0x80, which is also a pickle's PROTO opcode, so the header decides before that byte does
+    # bytes may be 0x80 (a pickle's PROTO opcode) or "PK" (a zip's magic), so the header decides first
     safetensors_like = len(raw) > 8 and raw[8:9] == b"{"
-    if raw[:2] == b"PK" or p.suffix.lower() in _PICKLE_SUFFIXES or (raw[:1] == b"\x80" and not safetensors_like):
+    pickled = raw[:2] == b"PK" or raw[:1] == b"\x80"  # torch.save's zip, or a bare pickle (PROTO opcode)
+    if p.suffix.lower() in _PICKLE_SUFFIXES or (pickled and not safetensors_like):
+        if p.suffix.lower() == ".safetensors":  # torch.load would read it as safetensors because of its name
+            raise ModelFileError(f"model file {p} is named .safetensors but holds a torch.save/pickle file; "
+                                 "rename it to .pt to read it as a plain state_dict (weights only, never code)")
         state = _load_torch_state(p)
         file_arch = None
     else:
@@ -88,7 +92,8 @@ def load_model(path: str | os.PathLike[str], *, arch: dict[str, Any] | None = No
     args = dict(use_arch.get("args", {}))
     if file_arch is None:
         args = _adapt_num_classes(use_arch["name"], args, state)
-    try:
+    try:  # shapes first, on the meta device: a small file cannot make us allocate a huge model it does not fit
+        check_fits(skeleton(use_arch["name"], **args).state_dict(), state, source=str(p))
         model = build(use_arch["name"], **args)
     except NetmarkError:
         raise
@@ -103,12 +108,12 @@ def _adapt_num_classes(name: str, args: dict[str, Any], state: dict[str, torch.T
     """A plain state_dict of a transfer-learned copy has another output size than the key's
     architecture: when the only mismatches are the first dimension of some tensors and all
     agree on one size, rebuild with that ``num_classes`` (the host layers are unaffected)."""
-    from netmark.models import build
+    from netmark.models.registry import skeleton
 
     if "num_classes" not in args:
         return args
     try:
-        own = build(name, **args).state_dict()
+        own = skeleton(name, **args).state_dict()
     except (NetmarkError, TypeError, ValueError):
         return args
     mismatched = [k for k in own if k in state and state[k].shape != own[k].shape]
@@ -121,6 +126,14 @@ def _adapt_num_classes(name: str, args: dict[str, Any], state: dict[str, torch.T
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], *, source: str = "state_dict") -> None:
     """Load ``state`` strictly into ``model``, turning mismatches into one-line errors."""
     own = model.state_dict()
+    check_fits(own, state, source=source)
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
+    check_finite(model, source=source)
+
+
+def check_fits(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], *, source: str = "state_dict") -> None:
+    """Raise unless ``state`` has exactly ``own``'s tensor names and shapes, each floating-point where ``own``'s is
+    (``own`` may live on the meta device)."""
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     bad_shape = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
@@ -134,8 +147,13 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], *, source: str 
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})")
         raise ArchitectureError(f"{source} does not fit this architecture: " + "; ".join(parts))
-    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
-    check_finite(model, source=source)
+    # a float tensor stored as int32 / bool would be cast silently (int32 -> "not detected", bool -> "detected")
+    kind = [k for k in own if state[k].is_floating_point() != own[k].is_floating_point()]
+    if kind:
+        k = kind[0]
+        want = "floating-point" if own[k].is_floating_point() else str(own[k].dtype).removeprefix("torch.")
+        raise ModelFileError(f"{source}: {k} is stored as {str(state[k].dtype).removeprefix('torch.')}, expected "
+                             f"{want} (refusing to cast it)")
 
 
 def check_finite(model: nn.Module, *, source: str = "model") -> None:
@@ -148,7 +166,7 @@ def check_finite(model: nn.Module, *, source: str = "model") -> None:
 def _existing(path: str | os.PathLike[str]) -> Path:
     p = Path(path)
     if not p.is_file():
-        raise ModelFileError(f"model file {p} does not exist")
+        raise ModelFileError(f"model file {p} " + ("is a directory" if p.is_dir() else "does not exist"))
     return p
 
 
@@ -184,7 +202,7 @@ def _load_torch_state(p: Path) -> dict[str, torch.Tensor]:
         raise ModelFileError(
             f"refusing to load {p}: it needs full unpickling (it may carry code); only plain state_dicts are read"
         ) from None
-    except (RuntimeError, EOFError, ValueError, OSError, KeyError, TypeError) as e:
+    except (RuntimeError, EOFError, ValueError, OSError, KeyError, TypeError, SafetensorError) as e:
         raise ModelFileError(f"model file {p} is corrupt or truncated ({_first_line(e)})") from None
     if isinstance(obj, dict):
         for wrapper in ("state_dict", "model_state_dict", "model"):

@@ -109,7 +109,7 @@ class WatermarkKey:
         """Read and validate a key file (see module docstring)."""
         p = Path(path)
         if not p.is_file():
-            raise KeyFileError(f"key file {p} does not exist")
+            raise KeyFileError(f"key file {p} " + ("is a directory" if p.is_dir() else "does not exist"))
         size = p.stat().st_size
         if size > _MAX_KEY_BYTES:
             raise KeyFileError(f"key file {p} is implausibly large ({size} bytes)")

@@ -54,8 +54,8 @@ class TrainConfig:
         epochs: passes over the training data.
         batch_size: minibatch size.
         optimizer: one of ``sgd``, ``adam``, ``adagrad``, ``adamax``, ``nadam``, ``rmsprop``.
-        lr: initial learning rate.
-        momentum: SGD / RMSprop momentum.
+        lr: initial learning rate (finite, > 0).
+        momentum: SGD / RMSprop momentum, in [0, 1).
         nesterov: Nesterov momentum (SGD only).
         weight_decay: L2 penalty passed to the optimizer.
         milestones: epochs after which the learning rate is multiplied by ``gamma``.
@@ -94,6 +94,10 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a finite non-negative number, got {v!r}")
         if self.lr == 0:
             raise ConfigError("lr must be > 0")
+        if self.momentum >= 1:  # the update grows without bound: a useless model, not an error, without this check
+            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if self.gamma == 0:
+            raise ConfigError("gamma must be > 0 (the learning rate would drop to 0 at the first milestone)")
         if self.device != "cpu":
             check_device(self.device)
         if self.clip_grad_norm is not None and not (math.isfinite(self.clip_grad_norm) and self.clip_grad_norm > 0):
@@ -209,6 +213,20 @@ def n_batches(data: Dataset, batch_size: int) -> int:
 
 def _show_progress(cfg: TrainConfig) -> bool:
     return cfg.progress and sys.stderr.isatty()
+
+
+def epoch_line(metrics: dict[str, float], epochs: int) -> str:
+    """``epoch 3/10: loss 0.4120, train acc 0.8812, test acc 0.8700, lr 0.01 (1.2 s)``: the line logged (INFO,
+    logger ``netmark.training``) after each epoch; ``netmark -v`` shows it on stderr."""
+    parts = [f"loss {metrics['loss']:.4f}"] if "loss" in metrics else []
+    for key, label in (("train_accuracy", "train acc"), ("test_accuracy", "test acc")):
+        if key in metrics:
+            parts.append(f"{label} {metrics[key]:.4f}")
+    extra = [f"{k} {v:.4g}" if isinstance(v, int | float) else f"{k} {v}" for k, v in metrics.items()
+             if k not in ("epoch", "loss", "train_accuracy", "test_accuracy", "test_loss", "seconds", "lr")
+             and not (k == "task_loss" and v == metrics.get("loss"))]  # the loss itself when nothing is added
+    parts += [*extra, f"lr {metrics.get('lr', float('nan')):.4g}"]
+    return f"epoch {int(metrics.get('epoch', 0))}/{epochs}: {', '.join(parts)} ({metrics.get('seconds', 0.0):.1f} s)"
 
 
 def check_device(device: str) -> None:
@@ -380,7 +398,7 @@ def train(
                     h.on_epoch_end(model, epoch, metrics)
                 result.history.append(metrics)
                 if distributed.is_main():
-                    log.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in metrics.items()})
+                    log.info("%s", epoch_line(metrics, cfg.epochs))
                 stop = any(h.stop_training() for h in hooks)
                 if sync is not None:
                     stop = distributed.any_rank(stop)  # every rank leaves the loop together

@@ -44,7 +44,7 @@ def get_spec(name: str) -> DatasetSpec:
     """The registry entry for ``name`` (case-insensitive; ``_`` is accepted for ``-``)."""
     key = str(name).strip().lower().replace("_", "-")
     if key not in DATASETS:
-        raise DataError(f"Unknown dataset {name!r}; available datasets are {', '.join(available())}.")
+        raise DataError(f"unknown dataset {name!r}; known: {', '.join(available())}")
     return DATASETS[key]
 
 
@@ -129,7 +129,7 @@ def load(
     """
     spec = get_spec(name)
     if split not in ("train", "val", "test"):
-        raise DataError(f"Unknown split {split!r}; use 'train', 'val' or 'test'.")
+        raise DataError(f"unknown split {split!r}; known: train, val, test")
     if label_mode not in ("fine", "coarse"):
         raise DataError(f"Unknown label_mode {label_mode!r}; use 'fine' or 'coarse'.")
     if label_mode == "coarse" and not spec.coarse_classes:

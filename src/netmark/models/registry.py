@@ -5,18 +5,28 @@ Every architecture is a builder function ``(in_channels, image_size, num_classes
 against the builder's signature, builds the module and records the bound arguments on it
 (attribute :data:`ARCH_ATTR`), so that ``build(**arch_of(model))`` rebuilds the same
 architecture, e.g. when a saved model file is reloaded.
+
+Size bound: the arguments come from untrusted files too (a model file's metadata, a key's ``arch``), and
+``num_classes=1.5e6`` or sixty hidden layers of 4096 would cost gigabytes before anything else could fail. So
+:func:`build` first builds the architecture on PyTorch's ``meta`` device (shapes only: no memory, no random
+numbers drawn), counts its parameters and buffers and refuses, with an :class:`~netmark.errors.ArchitectureError`,
+more than :func:`max_params` (default :data:`DEFAULT_MAX_PARAMS`, 200 million; the environment variable
+``NETMARK_MAX_PARAMS`` or the ``max_params`` argument of :func:`build` changes it). A list argument may hold at
+most :data:`MAX_LIST_LEN` items.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+import os
 import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 from netmark.errors import ArchitectureError
@@ -30,7 +40,10 @@ __all__ = [
     "build",
     "conv_and_linear_layers",
     "get_layer",
+    "max_params",
+    "param_count",
     "register",
+    "skeleton",
 ]
 
 #: Name of the attribute on which :func:`build` records ``{"name": ..., "args": {...}}``.
@@ -39,7 +52,15 @@ ARCH_ATTR = "netmark_arch"
 #: Argument names every builder must accept.
 COMMON_ARGS = ("in_channels", "image_size", "num_classes")
 
-_RESERVED = ("name", "args")
+_RESERVED = ("name", "args", "max_params")
+
+#: Default bound on the parameters + buffers an architecture's arguments may imply (about 800 MB in float32;
+#: the largest registered architecture at its defaults, vgg16, has 15 million).
+DEFAULT_MAX_PARAMS = 200_000_000
+#: Environment variable overriding :data:`DEFAULT_MAX_PARAMS` (an integer, ``2e8`` style accepted).
+MAX_PARAMS_ENV = "NETMARK_MAX_PARAMS"
+#: Most items a list argument (e.g. ``mlp``'s ``hidden`` widths) may hold.
+MAX_LIST_LEN = 1000
 
 Builder = Callable[..., nn.Module]
 
@@ -127,7 +148,7 @@ def available() -> list[str]:
 
 def _spec(name: object) -> ModelSpec:
     if not isinstance(name, str) or name not in MODELS:
-        raise ArchitectureError(f"unknown model {name!r}; available models: {', '.join(available())}.")
+        raise ArchitectureError(f"unknown model {name!r}; known: {', '.join(available())}")
     return MODELS[name]
 
 
@@ -169,17 +190,93 @@ def _check_value(model: str, arg: str, value: Any, annotation: Any, min_value: i
             raise ArchitectureError(
                 f"model {model!r}: argument {arg!r} must be a non-empty list, got {value!r}."
             )
+        if len(value) > MAX_LIST_LEN:
+            raise ArchitectureError(
+                f"model {model!r}: argument {arg!r} has {len(value)} items, at most {MAX_LIST_LEN} are accepted."
+            )
         return [_check_value(model, arg, v, item_type, min_value) for v in value]
     return value
 
 
-def build(name: str, args: Mapping[str, Any] | None = None, **kwargs: Any) -> nn.Module:
+def max_params() -> int:
+    """The parameter bound of :func:`build`: ``$NETMARK_MAX_PARAMS`` if set, else :data:`DEFAULT_MAX_PARAMS`."""
+    raw = os.environ.get(MAX_PARAMS_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_MAX_PARAMS
+    try:
+        n = float(raw)
+    except ValueError:
+        n = float("nan")
+    if not (math.isfinite(n) and n >= 1):
+        raise ArchitectureError(f"{MAX_PARAMS_ENV}={raw!r} must be a positive number of parameters")
+    return int(n)
+
+
+def build(name: str, args: Mapping[str, Any] | None = None, *, max_params: int | None = None,
+          **kwargs: Any) -> nn.Module:
     """Build the registered architecture ``name``.
 
     Arguments may be given as keywords or as the ``args`` mapping (the form :func:`arch_of`
     returns), so ``build(**arch_of(model))`` rebuilds ``model``'s architecture. Unknown or
-    ill-typed arguments raise :class:`~netmark.errors.ArchitectureError`.
+    ill-typed arguments raise :class:`~netmark.errors.ArchitectureError`, and so do arguments
+    that imply more than ``max_params`` parameters + buffers (default :func:`max_params`), counted
+    on the ``meta`` device before anything is allocated (module docstring).
     """
+    spec, checked = _checked(name, args, kwargs)
+    _bounded(spec, checked, max_params)
+    model = spec.builder(**checked)
+    setattr(model, ARCH_ATTR, {"name": name, "args": checked})
+    return model
+
+
+def skeleton(name: str, args: Mapping[str, Any] | None = None, *, max_params: int | None = None,
+             **kwargs: Any) -> nn.Module:
+    """:func:`build` on the ``meta`` device: the architecture's modules and tensor shapes without their memory
+    (e.g. to check a file's tensors against it before building it for real). Same checks and bound as :func:`build`;
+    no random numbers are drawn."""
+    spec, checked = _checked(name, args, kwargs)
+    model = _bounded(spec, checked, max_params)
+    setattr(model, ARCH_ATTR, {"name": name, "args": checked})
+    return model
+
+
+def param_count(name: str, args: Mapping[str, Any] | None = None, **kwargs: Any) -> int:
+    """Parameters + buffers of architecture ``name`` with these arguments, counted on the ``meta`` device
+    (no memory allocated, no random numbers drawn, whatever the size)."""
+    spec, checked = _checked(name, args, kwargs)
+    return _count(_meta_model(spec, checked))
+
+
+_max_params_from_env = max_params  # `build`'s keyword argument shadows the function's name there
+
+
+def _bounded(spec: ModelSpec, checked: dict[str, Any], max_params: int | None) -> nn.Module:
+    """The meta-device model, after checking its size against ``max_params`` (default: :func:`max_params`)."""
+    limit = _max_params_from_env() if max_params is None else max_params
+    model = _meta_model(spec, checked)
+    n = _count(model)
+    if n > limit:
+        raise ArchitectureError(
+            f"model {spec.name!r} with these arguments would have {n:,} parameters, over the limit of {limit:,} "
+            f"(set {MAX_PARAMS_ENV} or build(..., max_params=N) to allow more)."
+        )
+    return model
+
+
+def _meta_model(spec: ModelSpec, checked: dict[str, Any]) -> nn.Module:
+    try:
+        with torch.device("meta"):
+            return spec.builder(**checked)
+    except (RuntimeError, OverflowError, MemoryError) as e:  # sizes past int64
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise ArchitectureError(f"model {spec.name!r}: these arguments imply an impossible size ({first}).") from None
+
+
+def _count(model: nn.Module) -> int:
+    return sum(t.numel() for t in (*model.parameters(), *model.buffers()))
+
+
+def _checked(name: str, args: Mapping[str, Any] | None, kwargs: dict[str, Any]) -> tuple[ModelSpec, dict[str, Any]]:
     spec = _spec(name)
     if args is not None and not isinstance(args, Mapping):
         raise ArchitectureError(f"model {name!r}: 'args' must be a mapping of argument names to values.")
@@ -201,9 +298,7 @@ def build(name: str, args: Mapping[str, Any] | None = None, **kwargs: Any) -> nn
         arg: _check_value(name, arg, value, signature.parameters[arg].annotation, spec.min_values.get(arg, 1))
         for arg, value in bound.arguments.items()
     }
-    model = spec.builder(**checked)
-    setattr(model, ARCH_ATTR, {"name": name, "args": checked})
-    return model
+    return spec, checked
 
 
 def arch_of(model: nn.Module) -> dict[str, Any]:
