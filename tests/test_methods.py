@@ -7,6 +7,10 @@ Further variants of a method go in ``EXTRA_CASES``; the table runs over both.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +21,7 @@ from netmark.errors import ArchitectureError, KeyFileError
 from netmark.keys import WatermarkKey
 from netmark.methods import METHODS, MethodConfig, get_method, method_from_key
 from netmark.methods.adi import AdiConfig
+from netmark.methods.check import EmbedCheck
 from netmark.methods.deepsigns import DeepSignsConfig
 from netmark.methods.frontier import FrontierConfig
 from netmark.methods.tartaglione import TartaglioneConfig
@@ -80,12 +85,36 @@ def loop_null_models(digits_train) -> list[torch.nn.Module]:
     return others
 
 
+#: case id -> the warnings its `embedded` fixture's embed logged (module-scoped: caplog is per test)
+EMBED_WARNINGS: dict[str, list[str]] = {}
+
+
+@contextlib.contextmanager
+def _embed_warnings() -> Iterator[list[str]]:
+    """The messages of the warnings WatermarkMethod.embed logs inside the block."""
+    got: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.WARNING:
+                got.append(record.getMessage())
+
+    logger, handler = logging.getLogger("netmark.methods.base"), Keep()
+    logger.addHandler(handler)
+    try:
+        yield got
+    finally:
+        logger.removeHandler(handler)
+
+
 @pytest.fixture(scope="module", params=CASES, ids=[c[0] for c in CASES])
 def embedded(request, digits_train):
     case, name, config = request.param
     method = get_method(name)(config)
     shared = {"null_models": request.getfixturevalue("shared_null_models")} if case in SHARED_NULL else {}
-    model, key, run = method.embed(make_cnn(seed=0), digits_train, EMBED, seed=11, **shared)
+    with _embed_warnings() as warned:
+        model, key, run = method.embed(make_cnn(seed=0), digits_train, EMBED, seed=11, **shared)
+    EMBED_WARNINGS[case] = warned
     return name, method, model, key, run
 
 
@@ -164,3 +193,59 @@ def test_hook_works_in_a_users_own_loop(embedded, digits_train, request) -> None
     if isinstance(method, TriggerSetMethod) and not key.message_random:  # image-dependent labels: measure the null
         key = method.calibrate(key, request.getfixturevalue("loop_null_models"))
     assert verify(model.eval(), key).detected
+
+
+def test_good_embedding_passes_its_check_without_a_warning(embedded, request) -> None:
+    """WatermarkMethod.embed's check (netmark.methods.check): detected, above chance, nothing logged."""
+    name, _, _, _, run = embedded
+    assert isinstance(run.check, EmbedCheck)
+    assert run.check.detected and not run.check.at_chance and run.check.ok
+    assert run.check.problem() is None and run.check.data == "train"  # no eval_data: measured on the training set
+    assert run.check.accuracy > 0.85 and run.final  # still the training history too
+    assert EMBED_WARNINGS[request.node.callspec.id] == []
+
+
+#: deliberately under-trained: 1 epoch of digits, one trigger a batch, one fine-tuning epoch (frontier), a hundredth
+#: of Uchida's regularizer weight. Tartaglione writes its payload into the weights, so it is detected at once: it is
+#: under-trained through the paper's N(0, 0.01) re-initialisation instead (the task stays at chance), as is
+#: DeepSigns' white box, whose first epoch already leaves the task at chance (10.0%).
+UNDER_TRAINED = TrainConfig(epochs=1, lr=0.05, batch_size=64, seed=0, progress=False)
+UNDER_OPTIONS = {"per_batch": 1, "finetune_epochs": 1}
+UNDER_CASE_OPTIONS: dict[str, dict[str, object]] = {"uchida": {"strength": 1e-4}, "tartaglione": {"reinit": True}}
+UNDER_AT_CHANCE = ("deepsigns", "tartaglione")
+
+
+@pytest.mark.parametrize(("case", "name", "config"), CASES, ids=[c[0] for c in CASES])
+def test_under_trained_embedding_warns_and_says_so(case, name, config, digits_train, digits_test, caplog) -> None:
+    names = {f.name for f in dataclasses.fields(config)}
+    options = {**{k: v for k, v in UNDER_OPTIONS.items() if k in names}, **UNDER_CASE_OPTIONS.get(case, {})}
+    method = get_method(name)(dataclasses.replace(config, **options))
+    with caplog.at_level(logging.WARNING, logger="netmark.methods.base"):
+        model, key, run = method.embed(make_cnn(seed=0), digits_train, UNDER_TRAINED, seed=11, eval_data=digits_test)
+    check = run.check
+    assert isinstance(check, EmbedCheck) and not check.ok and check.data == "test" and check.images == len(digits_test)
+    assert check.accuracy == pytest.approx(run.final["test_accuracy"])  # the same test set as the history's
+    if case in UNDER_AT_CHANCE:
+        assert check.at_chance and check.accuracy < 0.158  # 57 of 360 correct is the bound (netmark.methods.check)
+    else:
+        assert not check.detected and not check.at_chance
+    assert check.verification.p_value == verify(model, key).p_value  # the same decision as `netmark verify`
+    warnings = [r for r in caplog.records if r.name == "netmark.methods.base" and r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    msg = warnings[0].getMessage()
+    assert msg.startswith(f"{name}: ") and check.advice and check.advice in msg
+    assert ("watermark not detected" in msg) == (not check.detected)
+    assert ("at chance" in msg) == check.at_chance
+
+
+def test_embed_warn_false_checks_but_logs_nothing(digits_train, caplog) -> None:
+    method = get_method("uchida")(UchidaConfig(layer="conv2", bits=64, strength=1e-4))
+    with caplog.at_level(logging.WARNING, logger="netmark.methods.base"):
+        _, _, run = method.embed(make_cnn(seed=0), digits_train, UNDER_TRAINED, warn=False)
+    assert run.check is not None and not run.check.detected
+    assert not [r for r in caplog.records if r.name == "netmark.methods.base"]
+
+
+def test_a_method_cannot_override_embed_and_skip_the_check() -> None:
+    with pytest.raises(TypeError, match="_embed"):
+        type("Sneaky", (get_method("uchida"),), {"embed": lambda self, *a, **k: None})

@@ -13,10 +13,16 @@ Life cycle of a multi-bit watermark::
     result = method.verify(model, key)              # VerificationResult with a p-value
 
 or all at once: ``model, key, run = method.embed(model, data, TrainConfig(...), seed=1)``.
+
+:meth:`WatermarkMethod.embed` ends with a check (:mod:`netmark.methods.check`): the owner's key is verified
+on the trained model and its accuracy is tested against chance; ``run.check`` holds the outcome and a
+warning is logged when the watermark is not detected or the task is at chance. Subclasses implement
+:meth:`WatermarkMethod._embed` (the training) and never override ``embed`` itself, so every method is checked.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field, fields
@@ -28,8 +34,11 @@ from torch.utils.data import Dataset
 
 from netmark.errors import ConfigError, KeyFileError
 from netmark.keys import WatermarkKey, str_to_bits
+from netmark.methods.check import EmbedResult, check_embedding
 from netmark.training import TrainConfig, TrainHook, TrainResult, train
 from netmark.verify import DEFAULT_ALPHA, VerificationResult, bit_match_result
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,6 +79,12 @@ class WatermarkMethod(ABC):
     paper: ClassVar[str] = ""
     white_box: ClassVar[bool] = True
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "embed" in cls.__dict__:
+            raise TypeError(f"{cls.__name__} overrides embed(): implement _embed() instead, so that every embedding "
+                            "ends with the check of WatermarkMethod.embed")
+
     def __init__(self, config: MethodConfig | None = None) -> None:
         cfg = config if config is not None else self.config_cls()
         if not isinstance(cfg, self.config_cls):
@@ -105,16 +120,46 @@ class WatermarkMethod(ABC):
 
     def embed(self, model: nn.Module, data: Dataset, train_config: TrainConfig | None = None, *,
               seed: int = 0, key: WatermarkKey | None = None, message: str | None = None,
-              eval_data: Dataset | None = None, teacher: nn.Module | None = None,
-              ) -> tuple[nn.Module, WatermarkKey, TrainResult]:
-        """Train ``model`` (in place) on ``data`` while embedding; returns (model, key, history).
+              eval_data: Dataset | None = None, teacher: nn.Module | None = None, warn: bool = True,
+              **options: Any) -> tuple[nn.Module, WatermarkKey, EmbedResult]:
+        """Train ``model`` (in place) on ``data`` while embedding, then check it; returns (model, key, run).
 
         Train-to-embed: pass a freshly built model. Fine-tune-to-embed: pass a trained one.
-        Distill-to-embed: pass ``teacher`` (its soft predictions replace the labels).
+        Distill-to-embed: pass ``teacher`` (its soft predictions replace the labels). ``options`` go to the
+        method's :meth:`_embed` (trigger sets: ``null_models``).
+
+        The check (:func:`netmark.methods.check.check_embedding`): the owner's ``key`` is verified on the
+        trained model and its accuracy on ``eval_data`` (else on ``data``) is tested against the
+        majority-class rate. ``run`` is a :class:`~netmark.training.TrainResult` whose ``check`` holds the
+        outcome; when the watermark is not detected or the task is at chance, a warning saying what was
+        reached and what to change is logged (``warn=False``: not logged, for callers that report it).
         """
+        model, key, run = self._embed(model, data, train_config, seed=seed, key=key, message=message,
+                                      eval_data=eval_data, teacher=teacher, **options)
+        check = check_embedding(self, model, key, eval_data if eval_data is not None else data,
+                                data_name="test" if eval_data is not None else "train")
+        problem = check.problem()
+        if warn and problem is not None:
+            log.warning("%s: %s", self.name, problem)
+        return model, key, EmbedResult.of(run, check)
+
+    def _embed(self, model: nn.Module, data: Dataset, train_config: TrainConfig | None = None, *,
+               seed: int = 0, key: WatermarkKey | None = None, message: str | None = None,
+               eval_data: Dataset | None = None, teacher: nn.Module | None = None,
+               ) -> tuple[nn.Module, WatermarkKey, TrainResult]:
+        """The embedding itself (no check): create the key unless given and train with :meth:`hook`."""
         key = key if key is not None else self.create_key(model, seed=seed, message=message)
         run = train(model, data, train_config, hooks=[self.hook(key)], eval_data=eval_data, teacher=teacher)
         return model, key, run
+
+    def embed_advice(self, *, at_chance: bool) -> str:
+        """What to change when :meth:`embed`'s check fails, in terms of ``netmark embed`` options (one sentence).
+
+        ``at_chance``: the task did not learn (else: it learnt, but the watermark is not detected). Methods
+        override this with their own levers; this default names the training ones."""
+        if at_chance:
+            return "The task did not learn: lower --lr or --momentum (SGD), or train longer (--epochs)."
+        return "Train longer (--epochs) or raise the embedding strength (--strength)."
 
 
 def check_message(message: str | None, bits: int) -> None:

@@ -290,6 +290,12 @@ class DeepSigns(TriggerSetMethod):
     needs_data = True  # white: the key images come from the data; black: only its input shape (optional there)
     config: DeepSignsConfig
 
+    def embed_advice(self, *, at_chance: bool) -> str:
+        if at_chance or self.config.mode == "black":
+            return super().embed_advice(at_chance=at_chance)
+        return (f"Train longer (--epochs), embed fewer --bits (now {self.config.bits}) or raise the centre loss "
+                f"(--method-arg lambda1=X, now {self.config.lambda1:g}).")
+
     def _white(self, key: WatermarkKey | None = None) -> bool:
         if key is not None and key.config.get("mode") != self.config.mode:
             raise KeyFileError(f"this is a {key.config.get('mode')!r}-mode deepsigns key, the method is in "
@@ -392,11 +398,11 @@ class DeepSigns(TriggerSetMethod):
     def hook(self, key: WatermarkKey) -> TriggerSetHook:
         return DeepSignsWhiteHook(key, self.config) if self._white(key) else super().hook(key)
 
-    def embed(self, model: nn.Module, data: Dataset, train_config: TrainConfig | None = None, *,
-              seed: int = 0, key: WatermarkKey | None = None, message: str | None = None,
-              eval_data: Dataset | None = None, teacher: nn.Module | None = None,
-              null_models: Sequence[nn.Module | Predictor] | None = None,
-              ) -> tuple[nn.Module, WatermarkKey, TrainResult]:
+    def _embed(self, model: nn.Module, data: Dataset, train_config: TrainConfig | None = None, *,
+               seed: int = 0, key: WatermarkKey | None = None, message: str | None = None,
+               eval_data: Dataset | None = None, teacher: nn.Module | None = None,
+               null_models: Sequence[nn.Module | Predictor] | None = None,
+               ) -> tuple[nn.Module, WatermarkKey, TrainResult]:
         """Train ``model`` (in place) while embedding. Black mode then selects the keys (:meth:`select_keys`,
         against a copy of the model from before training) and calibrates their null (on ``null_models`` if
         given, else on ``config.null_models`` reference models trained here)."""

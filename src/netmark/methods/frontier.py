@@ -191,6 +191,12 @@ class FrontierStitching(TriggerSetMethod):
              "Neural Computing and Applications 32(13), 2020")
     config: FrontierConfig
 
+    def embed_advice(self, *, at_chance: bool) -> str:
+        if at_chance:
+            return super().embed_advice(at_chance=True)
+        return (f"Fine-tune longer with the key (--method-arg finetune_epochs=N, now {self.config.finetune_epochs}) or "
+                f"mix more key images into each batch (--method-arg per_batch=N, now {self.config.per_batch}).")
+
     def make_triggers(self, model: nn.Module, *, seed: int, data: Dataset | None) -> tuple[Tensor, Tensor, bool]:
         """The key of ``seed``, crafted on ``model`` as it is now (it should be trained)."""
         if data is None:
@@ -213,11 +219,11 @@ class FrontierStitching(TriggerSetMethod):
         return TrainConfig(**{**cfg.to_dict(), "epochs": self.config.finetune_epochs, "milestones": [],
                               "lr": float(lr), "seed": cfg.seed + 1})
 
-    def embed(self, model: nn.Module, data: Dataset, train_config: TrainConfig | None = None, *,
-              seed: int = 0, key: WatermarkKey | None = None, message: str | None = None,
-              eval_data: Dataset | None = None, teacher: nn.Module | None = None,
-              null_models: Sequence[nn.Module | Predictor] | None = None,
-              ) -> tuple[nn.Module, WatermarkKey, TrainResult]:
+    def _embed(self, model: nn.Module, data: Dataset, train_config: TrainConfig | None = None, *,
+               seed: int = 0, key: WatermarkKey | None = None, message: str | None = None,
+               eval_data: Dataset | None = None, teacher: nn.Module | None = None,
+               null_models: Sequence[nn.Module | Predictor] | None = None,
+               ) -> tuple[nn.Module, WatermarkKey, TrainResult]:
         """Train plainly (fresh model only), craft the key, fine-tune with it, calibrate the null (see the
         module docstring for which epochs run when)."""
         if teacher is not None:

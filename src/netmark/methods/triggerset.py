@@ -279,6 +279,12 @@ class TriggerSetMethod(WatermarkMethod):
     needs_data: ClassVar[bool] = False
     config: TriggerSetConfig
 
+    def embed_advice(self, *, at_chance: bool) -> str:
+        if at_chance:
+            return super().embed_advice(at_chance=True)
+        return (f"Train longer (--epochs) or mix more triggers into each batch (--method-arg per_batch=N, now "
+                f"{self.config.per_batch}; {self.config.size} triggers in all).")
+
     @abstractmethod
     def make_triggers(self, model: nn.Module, *, seed: int, data: Dataset | None,
                       ) -> tuple[Tensor, Tensor, bool]:
@@ -365,11 +371,11 @@ class TriggerSetMethod(WatermarkMethod):
         return WatermarkKey(method=key.method, layer=key.layer, message=key.message, tensors=tensors,
                             config=key.config, arch=key.arch, seed=key.seed, message_random=key.message_random)
 
-    def embed(self, model: nn.Module, data: Dataset, train_config: TrainConfig | None = None, *,
-              seed: int = 0, key: WatermarkKey | None = None, message: str | None = None,
-              eval_data: Dataset | None = None, teacher: nn.Module | None = None,
-              null_models: Sequence[nn.Module | Predictor] | None = None,
-              ) -> tuple[nn.Module, WatermarkKey, TrainResult]:
+    def _embed(self, model: nn.Module, data: Dataset, train_config: TrainConfig | None = None, *,
+               seed: int = 0, key: WatermarkKey | None = None, message: str | None = None,
+               eval_data: Dataset | None = None, teacher: nn.Module | None = None,
+               null_models: Sequence[nn.Module | Predictor] | None = None,
+               ) -> tuple[nn.Module, WatermarkKey, TrainResult]:
         """Train with the triggers mixed in, then calibrate the key's null: on ``null_models`` if given,
         else on ``config.null_models`` reference models trained here (same architecture, data and schedule,
         other seeds; skipped when the labels are random or the key is already calibrated)."""

@@ -189,6 +189,13 @@ class Uchida(WatermarkMethod):
     white_box = True
     config: UchidaConfig
 
+    def embed_advice(self, *, at_chance: bool) -> str:
+        if at_chance:
+            return (super().embed_advice(at_chance=True) + f" A large --strength (now {self.config.strength:g}) "
+                    "can also drown the task loss.")
+        return (f"Train longer (--epochs), raise --strength (now {self.config.strength:g}) or embed fewer --bits "
+                f"(now {self.config.bits}).")
+
     def create_key(self, model: nn.Module, *, seed: int, message: str | None = None) -> WatermarkKey:
         cfg = self.config
         check_message(message, cfg.bits)

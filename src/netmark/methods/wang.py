@@ -364,6 +364,14 @@ class Wang(WatermarkMethod):
     white_box = True
     config: WangConfig
 
+    def embed_advice(self, *, at_chance: bool) -> str:
+        if at_chance:
+            return (super().embed_advice(at_chance=True) + f" A large --strength (now {self.config.strength:g}) "
+                    "can also drown the task loss.")
+        return (f"Train longer (--epochs), show the extractor more null inputs (--method-arg negatives=N, now "
+                f"{self.config.negatives}: all bits can match while null inputs match nearly as many), embed fewer "
+                f"--bits (now {self.config.bits}) or raise --strength (now {self.config.strength:g}).")
+
     def create_key(self, model: nn.Module, *, seed: int, message: str | None = None) -> WatermarkKey:
         cfg = self.config
         check_message(message, cfg.bits)
@@ -380,16 +388,16 @@ class Wang(WatermarkMethod):
     def hook(self, key: WatermarkKey) -> WangHook:
         return WangHook(key, self.config)
 
-    def embed(self, model: nn.Module, data: Dataset, train_config: TrainConfig | None = None, *,
-              seed: int = 0, key: WatermarkKey | None = None, message: str | None = None,
-              eval_data: Dataset | None = None, teacher: nn.Module | None = None,
-              ) -> tuple[nn.Module, WatermarkKey, TrainResult]:
+    def _embed(self, model: nn.Module, data: Dataset, train_config: TrainConfig | None = None, *,
+               seed: int = 0, key: WatermarkKey | None = None, message: str | None = None,
+               eval_data: Dataset | None = None, teacher: nn.Module | None = None,
+               ) -> tuple[nn.Module, WatermarkKey, TrainResult]:
         cfg, epochs = self.config, (train_config or TrainConfig()).epochs
         if cfg.variant == "manu" and cfg.snapshot_every is None and epochs <= cfg.converge_epochs:
             raise ConfigError(f"MANU selects convergent weights after converge_epochs={cfg.converge_epochs} epochs, "
                               f"so it needs more than that to embed; got epochs={epochs}")
-        return super().embed(model, data, train_config, seed=seed, key=key, message=message, eval_data=eval_data,
-                             teacher=teacher)
+        return super()._embed(model, data, train_config, seed=seed, key=key, message=message, eval_data=eval_data,
+                              teacher=teacher)
 
     @torch.no_grad()
     def extract(self, model: nn.Module, key: WatermarkKey) -> Extraction:
