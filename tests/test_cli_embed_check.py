@@ -130,3 +130,23 @@ def test_a_constant_answer_scores_the_majority_rate_and_is_at_chance() -> None:
     assert chance_p_value(correct, n, rate) > CHANCE_ALPHA  # at chance, although 60% >> 1/4
     correct, _, _ = accuracy_and_chance(Constant(0), data)
     assert correct == 20 and chance_p_value(correct, n, rate) == pytest.approx(1.0)
+
+
+def test_a_key_that_cannot_be_verified_yet_fails_the_check_without_raising(caplog) -> None:
+    """A trigger set with image-dependent labels embedded with null_models=0 has no calibrated null: the check
+    says so (not detected, the reason kept) instead of raising from inside embed."""
+    import logging
+
+    from netmark.data import load
+    from netmark.methods.zhang import ZhangContent, ZhangContentConfig
+    from netmark.training import TrainConfig
+    from tests.conftest import make_cnn
+
+    data = load("digits", "train").subset(list(range(256)))
+    method = ZhangContent(ZhangContentConfig(size=16, per_batch=8, target_class=0, null_models=0))
+    with caplog.at_level(logging.WARNING):
+        _, _, run = method.embed(make_cnn(seed=0), data, TrainConfig(epochs=1, progress=False), seed=1)
+    assert run.check is not None and not run.check.detected and run.check.verification is None
+    assert "calibrate" in run.check.unverifiable and "cannot be verified" in (run.check.problem() or "")
+    assert run.check.to_dict()["p_value"] is None
+    assert any("cannot be verified" in r.getMessage() for r in caplog.records)

@@ -296,13 +296,14 @@ def embed(method: Annotated[str, typer.Option("--method", help="watermarking sch
     _write_json(report_path, {
         "command": "embed", "situation": situation, "method": method, "method_config": key.config,
         "model": key.arch, "dataset": dataset, "train_size": len(tr), "train": cfg.to_dict(),
-        "test_accuracy": acc, "bit_error_rate": res.bit_error_rate, "score": res.score, "p_value": res.p_value,
+        "test_accuracy": acc, "bit_error_rate": res and res.bit_error_rate, "score": res and res.score,
+        "p_value": res and res.p_value,
         "key_fingerprint": key.fingerprint, "check": run.check.to_dict(), "train_seconds": run.seconds,
         "total_seconds": time.perf_counter() - t0, "history": run.history}, force)
     if problem is not None:
         _echo(f"netmark: warning: {problem} Written anyway (--allow-undetected).")
-    typer.echo(f"test accuracy {acc:.4f}, {_match_text(res)}, p-value {res.p_value:.3g}; "
-               f"wrote {model_path} and the secret {key_path} (keep it private)")
+    reached = "key not verifiable" if res is None else f"{_match_text(res)}, p-value {res.p_value:.3g}"
+    typer.echo(f"test accuracy {acc:.4f}, {reached}; wrote {model_path} and the secret {key_path} (keep it private)")
 
 
 @app.command()

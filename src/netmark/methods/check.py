@@ -99,17 +99,18 @@ class EmbedCheck:
             empty when the check passes.
     """
 
-    verification: VerificationResult
+    verification: VerificationResult | None
     correct: int
     images: int
     data: str
     chance_rate: float
     chance_p_value: float
     advice: str = ""
+    unverifiable: str = ""
 
     @property
     def detected(self) -> bool:
-        return self.verification.detected
+        return self.verification is not None and self.verification.detected
 
     @property
     def accuracy(self) -> float:
@@ -127,10 +128,12 @@ class EmbedCheck:
     def reached(self) -> str:
         """What the embedding reached, in one line."""
         v = self.verification
-        op = "<=" if v.detected else ">"
         chance = (f" (at chance: the majority class alone scores {self.chance_rate:.4f})" if self.at_chance else "")
-        return (f"{match_text(v)}, p = {v.p_value:.3g} {op} alpha {v.threshold:g}; "
-                f"{self.data} accuracy {self.accuracy:.4f} on {self.images} images{chance}")
+        acc = f"{self.data} accuracy {self.accuracy:.4f} on {self.images} images{chance}"
+        if v is None:
+            return f"the key cannot be verified ({self.unverifiable}); {acc}"
+        op = "<=" if v.detected else ">"
+        return f"{match_text(v)}, p = {v.p_value:.3g} {op} alpha {v.threshold:g}; {acc}"
 
     def problem(self) -> str | None:
         """One line saying what failed, what was reached and what to change; ``None`` when the check passes."""
@@ -141,24 +144,36 @@ class EmbedCheck:
         return f"{what}: {self.reached()}. {self.advice}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"detected": self.detected, "p_value": self.verification.p_value, "score": self.verification.score,
-                "alpha": self.verification.threshold, "accuracy": self.accuracy, "accuracy_data": self.data,
+        v = self.verification
+        return {"detected": self.detected, "p_value": v.p_value if v else None, "score": v.score if v else None,
+                "alpha": v.threshold if v else None, "unverifiable": self.unverifiable or None,
+                "accuracy": self.accuracy, "accuracy_data": self.data,
                 "images": self.images, "chance_rate": self.chance_rate, "chance_p_value": self.chance_p_value,
                 "at_chance": self.at_chance, "ok": self.ok}
 
 
 def check_embedding(method: WatermarkMethod, model: nn.Module, key: WatermarkKey, data: Dataset, *,
                     data_name: str = "test", alpha: float = DEFAULT_ALPHA) -> EmbedCheck:
-    """Verify ``key`` on ``model`` and test its accuracy on ``data`` against chance (module docstring)."""
+    """Verify ``key`` on ``model`` and test its accuracy on ``data`` against chance (module docstring).
+
+    A key that cannot be verified yet (a trigger set with image-dependent labels embedded with ``null_models=0``:
+    its null is not calibrated) fails the check as not detected, with the reason in ``unverifiable``."""
+    from netmark.errors import KeyFileError
     from netmark.verify import verify
 
-    res = verify(model, key, alpha=alpha)
+    res: VerificationResult | None
+    unverifiable = ""
+    try:
+        res = verify(model, key, alpha=alpha)
+    except KeyFileError as e:
+        res, unverifiable = None, str(e)
     correct, n, rate = accuracy_and_chance(model, data)
     p = chance_p_value(correct, n, rate)
     at_chance = p > CHANCE_ALPHA
-    advice = "" if res.detected and not at_chance else method.embed_advice(at_chance=at_chance)
+    detected = res is not None and res.detected
+    advice = "" if detected and not at_chance else method.embed_advice(at_chance=at_chance)
     return EmbedCheck(verification=res, correct=correct, images=n, data=data_name, chance_rate=rate,
-                      chance_p_value=p, advice=advice)
+                      chance_p_value=p, advice=advice, unverifiable=unverifiable)
 
 
 @dataclass
