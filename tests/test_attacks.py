@@ -20,6 +20,7 @@ from netmark.attacks import (
     replace_head,
 )
 from netmark.attacks.distill import DistillConfig
+from netmark.attacks.outlier import OutlierResetConfig
 from netmark.attacks.prune import prune_tensor
 from netmark.attacks.quantize import quantize_tensor
 from netmark.errors import ConfigError
@@ -36,6 +37,8 @@ SMALL_ATTACKS = {
     "finetune": FinetuneConfig(train=QUICK),
     "distill": DistillConfig(epochs=1),
     "overwrite": OverwriteConfig(method_config={"layer": "conv2", "bits": 16}, train=QUICK),
+    # a freshly initialised layer is uniform within ±1.73 std: k = 1.5 has weights to reset
+    "outlier-reset": OutlierResetConfig(k=1.5),
 }
 
 

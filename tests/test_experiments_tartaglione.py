@@ -225,3 +225,66 @@ def test_scales_and_plan() -> None:
     assert schedule_of(cpu, runs["R4-ft-lr0.001"]).lr == 0.001 and schedule_of(cpu, runs["R4-ft"]).lr == cpu.train.lr
     with pytest.raises(ConfigError, match="finetune_lrs"):
         replace(cpu, finetune_lrs=(cpu.train.lr,))
+
+
+def test_results_that_predate_an_experiment_still_render(quick, tmp_path: Path) -> None:
+    """Old results (the committed cpu-scale report predates Fig. 2) render, the missing part marked as such."""
+    out, _, _, _ = quick
+    old = json.loads((out / "results.json").read_text())
+    del old["experiments"]["fig2"], old["experiments"]["overhead"], old["seeds"]["landscape_seed"]
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "results.json").write_text(json.dumps(old))
+    written = report.render(tmp_path / "old" / "results.json", tmp_path / "re")
+    md = (tmp_path / "re" / "README.md").read_text()
+    assert "## Fig. 2 — not measured" in md and "## Replica cost and the split fast path — not measured" in md
+    assert "## Fig. 4a" in md and "## Fig. 2 — the loss landscape" not in md
+    assert not (tmp_path / "re" / FIGURES[3]).exists() and report.is_png(tmp_path / "re" / FIGURES[0])
+    assert tmp_path / "re" / "README.md" in written
+
+
+# ----------------------------------------------------------------------------- paper vs official-code (issue 18)
+
+VTEST = replace(TEST, command="netmark reproduce tartaglione-variants --quick (tests: 2 epochs)")
+
+
+def test_variant_study_shares_the_reproductions_runs_and_compares_both(quick, tmp_path: Path) -> None:
+    from netmark.experiments.tartaglione import variants
+
+    _, _, _, cache = quick
+    vplan = variants.variant_plan(VTEST)
+    assert set(vplan) == {"R0", "R4", "R0-ft", "R4-ft", "code-R0", "code-R4", "code-R0-ft", "code-R4-ft"}
+    assert vplan["R4"] == plan(VTEST)["R4"] and vplan["code-R4"].variant == "official-code"
+    assert vplan["code-R4-ft"].parent == "code-R4" and "variant" not in vplan["R4"].to_dict()
+    messages: list[str] = []
+    res = variants.run(tmp_path / "v", scale=VTEST, cache_dir=cache, progress=messages.append)
+    assert res["timing"]["cached_runs"] == 4  # the paper runs came from the reproduction's cache
+    m = res["experiments"]["compare"]["measured"]
+    rows = m["rows"]
+    assert set(rows) == {"R0", "R4", "code-R0", "code-R4"} and m["outlier_ks"] == [4.0, 5.0, 6.0, 7.0, 8.0]
+    for name, r in rows.items():
+        assert r["pearson"] == pytest.approx(1.0) and r["variant"] == ("paper" if name[0] == "R" else "official-code")
+        assert set(r["outlier_reset"]) == {"4", "5", "6", "7", "8"} and "8" in r["fixed_point"]
+        assert 0 <= r["ks_min_p_value"] <= 1 and len(r["finetune"]["pearson_by_epoch"]) == VTEST.train.epochs + 1
+    # ±10 amidst weights of spread < 1: the outlier reset finds the official code's payload, not the paper's
+    assert rows["code-R4"]["outlier_reset"]["4"]["reset"] > 1000 > 10 > rows["R4"]["outlier_reset"]["8"]["reset"]
+    assert rows["code-R4"]["outlier_reset"]["4"]["pearson"] < 0.5 and rows["R4"]["outlier_reset"]["8"]["pearson"] > 0.99
+    assert rows["code-R4"]["fixed_point"]["8"]["pearson"] > rows["R4"]["fixed_point"]["8"]["pearson"]
+    md = (tmp_path / "v" / "README.md").read_text()
+    assert "## Comparison" in md and "## Outlier reset" in md and "`code-R4`" in md and "NOT the paper" in md
+    again = report.render(tmp_path / "v" / "results.json", tmp_path / "again")  # `netmark report` dispatches to it
+    assert (tmp_path / "again" / "README.md").read_text() == md and len(again) == 1
+
+
+def test_variant_study_scales() -> None:
+    from netmark.experiments.tartaglione import variants
+
+    cpu, lr = variants.get_scale(None), variants.get_scale("cpu-lr0.01")
+    assert variants.get_scale(None, quick=True).name == "quick" and cpu.name == "cpu"
+    assert (cpu.train, cpu.train_size, cpu.reinit) == (SCALES["cpu"].train, SCALES["cpu"].train_size, True)
+    assert lr.train.lr == 0.01 and not lr.reinit and lr.train.epochs == 20 and lr.train_size == 12000
+    assert "tartaglione-variants" in cpu.command and "--scale cpu-lr0.01" in lr.command
+    for sc in (cpu, lr):  # the paper runs are the reproduction's own specs (shared cache fingerprints)
+        vp, p = variants.variant_plan(sc), plan(sc)
+        assert all(vp[n] == p[n] for n in ("R0", "R4", "R0-ft", "R4-ft"))
+    with pytest.raises(ConfigError):
+        variants.get_scale("huge")

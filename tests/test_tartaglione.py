@@ -270,3 +270,70 @@ def test_landscape_restores_the_model_and_measures_both_sets() -> None:
     for kind in ("watermarked", "free"):
         assert len(out["rise"][kind]) == 2 and min(out["rise"][kind]) >= -1e-6 and out["grad_abs_mean"][kind] > 0
     assert out["rise"]["watermarked"][1] > out["rise"]["watermarked"][0]  # 4× the noise, more loss
+
+
+# ----------------------------------------------------------------------------- the official code's variant (issue 18)
+
+
+def test_official_code_variant_writes_the_payload_at_plus_minus_10_and_reads_it_back(tmp_path: Path) -> None:
+    from netmark.methods.tartaglione import watermark_masks
+
+    payload = torch.linspace(0, 1, 200)  # 0 and 1 included: the extremes of the amplitude
+    model = make_cnn(seed=0)
+    method = Tartaglione(TartaglioneConfig(size=200, replicas=0, reinit=False, variant="official-code"))
+    key = method.create_key(model, seed=9, payload=payload)
+    assert key.config["variant"] == "official-code"
+    method.hook(key).on_train_start(model)
+    params = dict(model.named_parameters())
+    written = torch.cat([params[n].detach().reshape(-1)[m.reshape(-1) != 0]
+                         for n, m in watermark_masks(model, key).items()])
+    assert len(written) == 200
+    assert float(written.max()) == pytest.approx(10.0) and float(written.min()) == pytest.approx(-10.0)
+    assert torch.allclose(written.sort().values, ((2 * payload - 1) / 0.1).sort().values, atol=1e-5)
+    back = WatermarkKey.load(key.save(tmp_path / "v.key"))
+    assert torch.allclose(_locked_values(model, back), payload, atol=1e-6)
+    assert method.verify(model, back).score == pytest.approx(1.0)
+    # the paper's key (same seed and payload) writes within ±σ; a key from before variants existed reads as paper
+    paper = Tartaglione(TartaglioneConfig(size=200, replicas=0, reinit=False))
+    pkey = paper.create_key(make_cnn(seed=0), seed=9, payload=payload)
+    assert pkey.config["variant"] == "paper"
+    pmodel = make_cnn(seed=0)
+    paper.hook(pkey).on_train_start(pmodel)
+    old = WatermarkKey(method=pkey.method, layer=None, message="", tensors=pkey.tensors, seed=pkey.seed,
+                       config={k: v for k, v in pkey.config.items() if k != "variant"}, message_random=False)
+    assert torch.allclose(_locked_values(pmodel, old), payload, atol=1e-5)
+    with pytest.raises(ConfigError, match="variant"):
+        TartaglioneConfig(variant="authors")
+
+
+def test_official_code_draws_layers_in_proportion_to_their_size() -> None:
+    from scipy.stats import chisquare
+
+    sizes, n = [500, 25_000, 400_000, 5_000], 4000
+    expected = [n * s / sum(sizes) for s in sizes]
+    for seed in range(5):
+        layer, index = draw_positions(sizes, n, seed=seed, proportional=True)
+        again = draw_positions(sizes, n, seed=seed, proportional=True)
+        assert torch.equal(layer, again[0]) and torch.equal(index, again[1])
+        assert len(set(zip(layer.tolist(), index.tolist(), strict=True))) == n  # no reuse
+        assert all(0 <= i < sizes[j] for j, i in zip(layer.tolist(), index.tolist(), strict=True))
+        counts = torch.bincount(layer, minlength=4).tolist()
+        assert chisquare(counts, expected).pvalue > 1e-3
+        # the paper's uniform layer draw is far from proportional: the test can tell them apart
+        uniform = torch.bincount(draw_positions(sizes, n, seed=seed)[0], minlength=4).tolist()
+        assert chisquare(uniform, expected).pvalue < 1e-12
+    capped, _ = draw_positions(sizes, n, seed=0, max_fraction=0.01, proportional=True)  # quotas 5, 250, 4000, 50
+    assert all(c <= q for c, q in zip(torch.bincount(capped, minlength=4).tolist(), [5, 250, 4000, 50], strict=True))
+
+
+@pytest.mark.parametrize("variant", ["paper", "official-code"])
+def test_both_variants_embed_train_and_verify(variant, digits_train) -> None:
+    method = Tartaglione(TartaglioneConfig(size=300, replicas=1, reinit=False, variant=variant))  # type: ignore[arg-type]
+    model, key, _ = method.embed(make_cnn(seed=0), digits_train, TrainConfig(epochs=1, lr=0.05, progress=False),
+                                 seed=4)
+    res = method.verify(model, key)
+    assert res.detected and res.score == pytest.approx(1.0)
+    assert res.details["exact_8bit"] == pytest.approx(1.0)
+    other = make_cnn(seed=100)
+    train(other, digits_train, TrainConfig(epochs=1, lr=0.05, seed=1, progress=False))
+    assert not method.verify(other, key).detected

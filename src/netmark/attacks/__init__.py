@@ -12,6 +12,7 @@ from netmark.attacks.base import ATTACKS, Attack, AttackConfig, register_attack
 from netmark.attacks.distill import Distill, DistillConfig, distill  # noqa: F401 (registers it; re-exported)
 from netmark.attacks.finetune import Finetune, FinetuneConfig, finetune, replace_head
 from netmark.attacks.fixed_point import FixedPoint, FixedPointConfig, fixed_point, fixed_point_model
+from netmark.attacks.outlier import OutlierReset, OutlierResetConfig, outlier_reset_model  # noqa: F401 (registers it)
 from netmark.attacks.overwrite import Overwrite, OverwriteConfig, overwrite
 from netmark.attacks.prune import Prune, PruneConfig, prune
 from netmark.attacks.quantize import Quantize, QuantizeConfig, quantize

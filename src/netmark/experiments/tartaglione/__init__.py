@@ -6,7 +6,8 @@ most once per invocation: plain, R = 0/1/4(/16) with the split fast path, R4 wit
 replicas, their fine-tuned copies and ≥ 20 independent models) and the experiments (Table I, Figs. 3, 4a,
 4b, the replicas' step cost and an acceptance block, issue 4) with the paper's values; :func:`run` executes
 them and writes ``results.json``, ``README.md`` and PNG figures; :func:`render` rebuilds README and figures
-from ``results.json`` alone.
+from ``results.json`` alone. :mod:`.variants` compares the paper's embedding with the authors' public code's
+(``netmark reproduce tartaglione-variants``, issue 18) on the same runner and cache.
 
 Example::
 

@@ -28,9 +28,20 @@ def render(results_json_path: str | os.PathLike[str], out_dir: str | os.PathLike
 
 
 def _figures(out: Path, res: dict[str, Any]) -> list[Path]:
+    """The figures of the experiments that ``results.json`` holds (older results lack some: Fig. 2)."""
     ex = res["experiments"]
-    return [_fig4a(out / FIGURES[0], ex["fig4a"]["measured"]), _fig4b(out / FIGURES[1], ex["fig4b"]["measured"]),
-            _fig3(out / FIGURES[2], ex["fig3"]["measured"]), _fig2(out / FIGURES[3], ex["fig2"]["measured"])]
+    draw = (("fig4a", _fig4a), ("fig4b", _fig4b), ("fig3", _fig3), ("fig2", _fig2))
+    return [fn(out / name, ex[exp]["measured"]) for name, (exp, fn) in zip(FIGURES, draw, strict=True) if exp in ex]
+
+
+def not_measured(exp: str, title: str) -> str:
+    """The section of an experiment that ``results.json`` does not hold (results written before it existed)."""
+    return (f"## {title} — not measured\n\nThis `results.json` holds no `{exp}` measurement (it was written by an "
+            "earlier netmark, before this experiment existed): re-run the command above to measure it.")
+
+
+def _section(ex: dict[str, Any], exp: str, title: str, fn: Any) -> str:
+    return fn(ex[exp]) if exp in ex else not_measured(exp, title)
 
 
 # ----------------------------------------------------------------------------- figures
@@ -104,7 +115,7 @@ def _fig3(path: Path, m: dict[str, Any]) -> Path:
 
 def markdown(res: dict[str, Any]) -> str:
     sc, ex, seeds = res["scale"], res["experiments"], res["seeds"]
-    t, ft = sc["train"], ex["fig4a"]["measured"]
+    t, ft = sc["train"], ex["fig4a"]["measured"]  # the scale table needs the attack's schedule
     reps = ", ".join(str(r) for r in sc["replicas"])
     parts = [
         f"# Tartaglione et al. 2021 — reproduction at scale `{sc['name']}`",
@@ -147,14 +158,14 @@ def markdown(res: dict[str, Any]) -> str:
             "smaller than the free weights around them, so Fig. 3's test flags them at this scale."]),
         f"Test errors are final-epoch errors on the official test set (%). Pearson ρ is between the key's payload and "
         f"the values extracted by Eq. 7; `detected` uses its permutation-null p-value, α = {DEFAULT_ALPHA:g}.",
-        _acceptance(ex["acceptance"]["measured"]),
-        _findings(ex["fig4a"]["measured"], sc, ex["fig2"]["measured"]),
-        _table1(ex["table1"]),
-        _fig2_md(ex["fig2"]),
-        _fig4a_md(ex["fig4a"]),
-        _fig4b_md(ex["fig4b"]),
-        _fig3_md(ex["fig3"]),
-        _overhead(ex["overhead"]),
+        _section(ex, "acceptance", "Acceptance (issue 4)", lambda e: _acceptance(e["measured"])),
+        _section(ex, "fig4a", "Findings", lambda e: _findings(e["measured"], sc, ex.get("fig2", {}).get("measured"))),
+        _section(ex, "table1", "Table I", _table1),
+        _section(ex, "fig2", "Fig. 2", _fig2_md),
+        _section(ex, "fig4a", "Fig. 4a", _fig4a_md),
+        _section(ex, "fig4b", "Fig. 4b", _fig4b_md),
+        _section(ex, "fig3", "Fig. 3", _fig3_md),
+        _section(ex, "overhead", "Replica cost and the split fast path", _overhead),
         _runs(res["runs"]),
     ]
     return "\n\n".join(parts) + "\n"
@@ -198,7 +209,7 @@ def _landscape_text(f2: dict[str, Any]) -> str:
     return summary + "\n\n" + "\n".join(lines)
 
 
-def _findings(m: dict[str, Any], sc: dict[str, Any], f2: dict[str, Any]) -> str:
+def _findings(m: dict[str, Any], sc: dict[str, Any], f2: dict[str, Any] | None) -> str:
     """Why the fine-tuning figures come out as they do: what Eq. 10 adds (a second-order expansion), the drift of
     the locked entries against their spread, and the landscape (Fig. 2) around them."""
     s = m["series"]
@@ -228,7 +239,7 @@ def _findings(m: dict[str, Any], sc: dict[str, Any], f2: dict[str, Any]) -> str:
             f"along the watermark with coefficient γ s²/2 = {sc['gamma'] * sc['noise'] ** 2 / 2:.1e} (γ = "
             f"{sc['gamma']:g}, s = {sc['noise']:g}) beside η = {sc['train']['lr']:g}, and halved every "
             f"{sc['gamma_step']} epochs. Fig. 2 (below) measures the landscape the attack then meets. "
-            + _landscape_text(f2)
+            + (_landscape_text(f2) if f2 is not None else "(Fig. 2 was not measured for these results.)")
             + "\n\nThe authors' public code (EIDOSLAB, `src/watermarklib.py`, `src/main.py`) differs from the "
             "paper in ways that matter here: it writes the payload as (2x − 1) / SF with SF = 0.1, i.e. values in "
             "[−10, 10] instead of ±σ, which no fine-tuning step of this size can blur (and which Fig. 3's "

@@ -32,21 +32,23 @@ def payload_of(shape: tuple[int, ...]) -> Tensor:
 
 
 def method_config(scale: Scale, replicas: int, replica_batch: str, size: int, gamma: float | None = None,
-                  ) -> TartaglioneConfig:
+                  variant: str | None = None) -> TartaglioneConfig:
     """The scale's Tartaglione config for R = ``replicas`` (``split``: the scale's fraction; ``full``: 1.0),
-    with γ = ``gamma`` (``None``: the scale's)."""
+    with γ = ``gamma`` (``None``: the scale's) and the embedding ``variant`` (``None``: the paper's)."""
     return TartaglioneConfig(size=size, mu=scale.mu, sigma=scale.sigma, replicas=replicas, noise=scale.noise,
                              gamma=scale.gamma if gamma is None else gamma, gamma_step=scale.gamma_step,
                              gamma_decay=scale.gamma_decay,
                              replica_batch=replica_batch,  # type: ignore[arg-type]
                              replica_fraction=scale.replica_fraction if replica_batch == "split" else 1.0,
-                             reinit=scale.reinit, max_layer_fraction=scale.max_layer_fraction)
+                             reinit=scale.reinit, max_layer_fraction=scale.max_layer_fraction,
+                             variant=variant or "paper")  # type: ignore[arg-type]
 
 
 def key_summary(key: WatermarkKey) -> dict[str, Any]:
     c = key.config
     return {"method": key.method, "seed": key.seed, "size": c.get("size"), "payload_shape": c.get("payload_shape"),
             "replicas": c.get("replicas"), "replica_batch": c.get("replica_batch"), "gamma": c.get("gamma"),
+            "variant": c.get("variant", "paper"),
             "reinit": c.get("reinit"), "fingerprint": key.fingerprint}
 
 
@@ -126,13 +128,15 @@ class Runner(RunnerBase):
         if spec.replicas is None:
             return None
         size = len(payload_of(spec.payload_shape or self.scale.payload_shape))
-        return Tartaglione(method_config(self.scale, spec.replicas, spec.replica_batch, size, spec.gamma))
+        return Tartaglione(method_config(self.scale, spec.replicas, spec.replica_batch, size, spec.gamma,
+                                         spec.variant))
 
     def _describe(self, spec: RunSpec) -> str:
         if spec.replicas is None:
             return "plain" + (f", N{spec.init} init" if spec.init else "")
         g = f", γ = {spec.gamma:g}" if spec.gamma is not None else ""
-        return f"R = {spec.replicas}, {spec.replica_batch} replicas{g}, payload {spec.payload_shape}"
+        v = f", {spec.variant} variant" if spec.variant is not None else ""
+        return f"R = {spec.replicas}, {spec.replica_batch} replicas{g}{v}, payload {spec.payload_shape}"
 
     def _owner_score(self, trained: Trained) -> str:
         return f"owner Pearson {pearson_of(trained.model, trained.key):.4f}"

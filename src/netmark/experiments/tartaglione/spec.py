@@ -199,6 +199,7 @@ class RunSpec:
         parent / attack: a derived model: ``finetune`` of run ``parent`` on the training set.
         gamma: γ of this run (``None``: the scale's).
         lr: learning rate of this run's schedule (``None``: the scale's).
+        variant: the embedding's ``TartaglioneConfig.variant`` (``None``: the paper's).
     """
 
     name: str
@@ -215,10 +216,12 @@ class RunSpec:
     attack: str | None = None
     gamma: float | None = None
     lr: float | None = None
+    variant: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for f in ("gamma", "lr"):  # the scale's value: left out, so runs cached before the field existed keep their key
+        # the scale's value (the paper's variant): left out, so runs cached before the field existed keep their key
+        for f in ("gamma", "lr", "variant"):
             if d[f] is None:
                 del d[f]
         return d
