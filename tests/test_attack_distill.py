@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -19,15 +17,6 @@ from netmark.training import TrainConfig, evaluate, train
 def _mlp(seed: int) -> torch.nn.Module:
     with seeded(seed):
         return build("mlp", in_channels=1, image_size=8, num_classes=10)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Small models on 2 shared cores: a second torch thread only spins (20x slower under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -164,13 +164,9 @@ def _method(name: str, flags: dict[str, Any], extra: list[str] | None) -> Any:
 
 def _match_text(res: Any) -> str:
     """``64/64 bits match (BER 0.0000)`` for bit watermarks, ``Pearson r 0.9990 over 1800 values`` otherwise."""
-    if "trigger_accuracy" in res.details:
-        return f"{res.matched_bits}/{res.total_bits} triggers answered with the key's label"
-    if res.total_bits is not None and res.bit_error_rate is not None:
-        return f"{res.matched_bits}/{res.total_bits} bits match (BER {res.bit_error_rate:.4f})"
-    if "pearson" in res.details:
-        return f"Pearson r {res.details['pearson']:.4f} over {res.details.get('size', '?')} values"
-    return f"score {res.score:.4f}"
+    from netmark.methods.check import match_text
+
+    return match_text(res, with_ber=True)
 
 
 def _fresh_model(name: str, data: Any, seed: int, model_args: list[str] | None) -> Any:

@@ -74,12 +74,14 @@ def _add_counts(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.pad(a, (0, size - len(a))) + torch.nn.functional.pad(b, (0, size - len(b)))
 
 
-def match_text(res: VerificationResult) -> str:
-    """``16/100 triggers answered with the key's label``, ``64/64 bits match``, ``Pearson r 0.99 over 1800 values``."""
+def match_text(res: VerificationResult, *, with_ber: bool = False) -> str:
+    """``16/100 triggers answered with the key's label``, ``64/64 bits match`` (``with_ber``: ``(BER 0.0000)``
+    after it), ``Pearson r 0.99 over 1800 values``."""
     if "trigger_accuracy" in res.details:
         return f"{res.matched_bits}/{res.total_bits} triggers answered with the key's label"
     if res.total_bits is not None and res.bit_error_rate is not None:
-        return f"{res.matched_bits}/{res.total_bits} bits match"
+        ber = f" (BER {res.bit_error_rate:.4f})" if with_ber else ""
+        return f"{res.matched_bits}/{res.total_bits} bits match{ber}"
     if "pearson" in res.details:
         return f"Pearson r {res.details['pearson']:.4f} over {res.details.get('size', '?')} values"
     return f"score {res.score:.4f}"
