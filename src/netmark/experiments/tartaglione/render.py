@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from netmark.experiments.common import render_reproduction
-from netmark.experiments.report import criteria_table, figure, fmt, markdown_table, pct, plot_lines
+from netmark.experiments.report import criteria_table, figure, fmt, markdown_table, pct, plot_lines, section
 from netmark.verify import DEFAULT_ALPHA
 
 from .spec import PAPER_SETUP
@@ -32,16 +32,6 @@ def _figures(out: Path, res: dict[str, Any]) -> list[Path]:
     ex = res["experiments"]
     draw = (("fig4a", _fig4a), ("fig4b", _fig4b), ("fig3", _fig3), ("fig2", _fig2))
     return [fn(out / name, ex[exp]["measured"]) for name, (exp, fn) in zip(FIGURES, draw, strict=True) if exp in ex]
-
-
-def not_measured(exp: str, title: str) -> str:
-    """The section of an experiment that ``results.json`` does not hold (results written before it existed)."""
-    return (f"## {title} — not measured\n\nThis `results.json` holds no `{exp}` measurement (it was written by an "
-            "earlier netmark, before this experiment existed): re-run the command above to measure it.")
-
-
-def _section(ex: dict[str, Any], exp: str, title: str, fn: Any) -> str:
-    return fn(ex[exp]) if exp in ex else not_measured(exp, title)
 
 
 # ----------------------------------------------------------------------------- figures
@@ -158,14 +148,14 @@ def markdown(res: dict[str, Any]) -> str:
             "smaller than the free weights around them, so Fig. 3's test flags them at this scale."]),
         f"Test errors are final-epoch errors on the official test set (%). Pearson ρ is between the key's payload and "
         f"the values extracted by Eq. 7; `detected` uses its permutation-null p-value, α = {DEFAULT_ALPHA:g}.",
-        _section(ex, "acceptance", "Acceptance (issue 4)", lambda e: _acceptance(e["measured"])),
-        _section(ex, "fig4a", "Findings", lambda e: _findings(e["measured"], sc, ex.get("fig2", {}).get("measured"))),
-        _section(ex, "table1", "Table I", _table1),
-        _section(ex, "fig2", "Fig. 2", _fig2_md),
-        _section(ex, "fig4a", "Fig. 4a", _fig4a_md),
-        _section(ex, "fig4b", "Fig. 4b", _fig4b_md),
-        _section(ex, "fig3", "Fig. 3", _fig3_md),
-        _section(ex, "overhead", "Replica cost and the split fast path", _overhead),
+        section(ex, "acceptance", "Acceptance (issue 4)", lambda e: _acceptance(e["measured"])),
+        section(ex, "fig4a", "Findings", lambda e: _findings(e["measured"], sc, ex.get("fig2", {}).get("measured"))),
+        section(ex, "table1", "Table I", _table1),
+        section(ex, "fig2", "Fig. 2", _fig2_md),
+        section(ex, "fig4a", "Fig. 4a", _fig4a_md),
+        section(ex, "fig4b", "Fig. 4b", _fig4b_md),
+        section(ex, "fig3", "Fig. 3", _fig3_md),
+        section(ex, "overhead", "Replica cost and the split fast path", _overhead),
         _runs(res["runs"]),
     ]
     return "\n\n".join(parts) + "\n"
