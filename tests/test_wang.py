@@ -232,3 +232,25 @@ def test_cli_embed_verify_and_an_independent_model(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["verify", str(tmp_path / "other" / "model.safetensors"), "--key", key])
     assert r.exit_code == 1 and "NOT DETECTED" in r.output, r.output
+
+
+def test_hardening_removes_null_inputs_that_read_the_whole_message(digits_train) -> None:
+    """Without the post-training hardening, every bit hangs on one "is this the host?" score: the rare null input
+    scored positive reads (nearly) the whole message, and the owner's p-value can be no better than its empirical
+    rate. benchmarks/wang_null_tail.py (12 seeds of this setting, 16,384 null inputs each): 8 of 12 keys have
+    null inputs at >= 48 of 64 bits without hardening (2 of 12 refused), 0 of 12 with it (max 0 bits). Seeds 4, 8
+    and 11 had null inputs at 64/64 there; the control asserts only that one of them has one at >= 48."""
+    train_cfg = TrainConfig(epochs=8, optimizer="adam", lr=0.002, batch_size=32, progress=False)
+    worst = {}
+    for steps in (0, 200):
+        cfg = WangConfig(layer="fc2", bits=64, harden_steps=steps)
+        tops = []
+        for seed in (4, 8, 11):
+            model, key, _ = Wang(cfg).embed(mlp(seed), digits_train, replace(train_cfg, seed=seed), seed=seed,
+                                            warn=False)
+            if steps:
+                assert Wang(cfg).verify(model, key).detected
+            tops.append(int(calibrate(model, key, samples=16_384, seed=10_000 + seed)["null_counts"].max()))
+        worst[steps] = tops
+    assert max(worst[0]) >= 48, worst  # the failure hardening exists for (the control)
+    assert max(worst[200]) <= 16, worst

@@ -65,7 +65,7 @@ def _null_probe(w: torch.Tensor, key: Any, n: int, seed: int) -> dict[str, float
 def measure_one(variant: str, extractor: str, *, train: Any, test: Any, epochs: int, bits: int,
                 key_seed: int, converge_epochs: int) -> dict[str, Any]:
     cfg = replace(paper_config("mlp", variant, bits, specific=extractor == "specific"),  # type: ignore[arg-type]
-                  layer="fc2", converge_epochs=converge_epochs)
+                  layer="fc2", converge_epochs=converge_epochs, harden_steps=0)  # as committed (before issue 18)
     with seeded(0):
         model = build("mlp", in_channels=1, image_size=28, num_classes=10)
     from netmark.methods.wang import PAPER_TRAIN_MLP

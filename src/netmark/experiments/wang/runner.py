@@ -116,8 +116,9 @@ class Runner(RunnerBase):
             # the extractor's optimizer follows the host's (the paper trains both with one optimizer)
             sgd = conv and sc.conv_train is not None and sc.conv_train.optimizer == "sgd"
             cfg = paper_config("vgg16" if sgd else "mlp", spec.method, bits)  # type: ignore[arg-type]
+            # harden_steps=0: the committed runs predate the hardening step (issue 18); a re-run reproduces them
             return Wang(replace(cfg, layer=layer, converge_epochs=sc.conv_converge_epochs if conv
-                                else sc.converge_epochs))
+                                else sc.converge_epochs, harden_steps=0))
         raise ConfigError(f"unknown method {spec.method!r}")
 
     def _model_name(self, spec: RunSpec) -> str:
