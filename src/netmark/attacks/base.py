@@ -41,6 +41,9 @@ class Attack(ABC):
     name: ClassVar[str]
     config_cls: ClassVar[type[AttackConfig]]
     needs_data: ClassVar[bool] = False
+    #: the behaviour version: bump it when the attack's output changes for the same config, model and seed;
+    #: cached study runs are keyed by it (with the config), not by source text
+    VERSION: ClassVar[int] = 1
 
     def __init__(self, config: AttackConfig | None = None) -> None:
         cfg = config if config is not None else self.config_cls()

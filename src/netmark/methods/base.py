@@ -78,6 +78,9 @@ class WatermarkMethod(ABC):
     config_cls: ClassVar[type[MethodConfig]]
     paper: ClassVar[str] = ""
     white_box: ClassVar[bool] = True
+    #: the behaviour version: bump it when the method's numerical output (key, embedded model) changes for the same
+    #: config and seeds; cached study runs are keyed by it (with the config), not by source text
+    VERSION: ClassVar[int] = 1
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -386,6 +386,7 @@ class Wang(WatermarkMethod):
     config_cls = WangConfig
     paper = "Wang et al., Watermarking in Deep Neural Networks via Error Back-propagation, EI 2020"
     white_box = True
+    VERSION = 2  # 2: extractor hardening after training (issue 18)
     config: WangConfig
 
     def embed_advice(self, *, at_chance: bool) -> str:
