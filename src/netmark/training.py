@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 
 OptimizerName = Literal["sgd", "adam", "adagrad", "adamax", "nadam", "rmsprop"]
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adagrad", "adamax", "nadam", "rmsprop")
+#: The training loop's behaviour version, part of every cached study run's key (with the TrainConfig): bump it when
+#: :func:`train` gives other weights for the same model, data, config and hooks (batch order, step, loss, schedule).
+#: Moving or renaming code does not need a bump.
+TRAINING_VERSION = 1
 
 
 @dataclass

@@ -42,6 +42,10 @@ from netmark.access.transforms import AntiPiracyTransform, TransformConfig, bipo
 from netmark.errors import ConfigError
 from netmark.training import TrainConfig, evaluate, iter_batches, make_optimizer, model_device
 
+#: The behaviour version of the forged-transform attacks here, part of every cached piracy cell's key (with the
+#: attack's config): bump it when an attack's result changes for the same config, model, data and seed.
+PIRACY_VERSION = 1
+
 
 @dataclass
 class PiracyResult:

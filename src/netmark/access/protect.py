@@ -44,6 +44,10 @@ from netmark.access.transforms import AntiPiracyTransform, TransformConfig, buil
 from netmark.errors import ConfigError
 from netmark.training import TrainConfig, TrainHook, TrainResult, evaluate, train
 
+#: The behaviour version of :func:`protect` and of the transforms (:mod:`netmark.access.transforms`), part of every
+#: cached protected run's key (with the ProtectConfig): bump it when the protected model or transform changes for the
+#: same config, data and seeds. Moving code does not need a bump.
+PROTECT_VERSION = 1
 #: §3.1: SGD lr 0.1, momentum 0.9, weight decay 5e-4, batch 128 (epochs/milestones: :func:`paper_train`).
 PAPER_ITERATIONS = 40_000
 PAPER_STEP_ITERATIONS = 10_000

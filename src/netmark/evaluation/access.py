@@ -36,6 +36,8 @@ from netmark.access import (
     transform_from_key,
     transform_key,
 )
+from netmark.access.piracy import PIRACY_VERSION
+from netmark.access.protect import PROTECT_VERSION
 from netmark.attacks import ATTACKS
 from netmark.errors import ConfigError, NetmarkError
 from netmark.evaluation.cells import Context, Job
@@ -46,7 +48,6 @@ from netmark.training import evaluate
 _PROTECT_FIELDS = ("alpha", "beta", "gamma", "raw_pass")
 _TRANSFORM_FIELDS = ("sigma", "p", "hidden")
 ACCESS_JOB_KINDS = ("protect", "access-attack", "piracy")
-_ROOTS = ("netmark.access.protect", "netmark.access.transforms")
 
 
 def protect_config(kind: str, options: dict[str, Any], seed: int) -> ProtectConfig:
@@ -99,8 +100,8 @@ def plan_access(config: EvaluationConfig, cache_dir: str, kinds: list[str]) -> l
 def _protected_fp(ctx: Context, kind: str) -> tuple[str, ProtectConfig]:
     cfg = ctx.cfg
     pcfg = protect_config(kind, cfg.access_options, cfg.key_seed)
-    parts, _ = ctx.run_parts(cfg.seed, None)
-    return fingerprint({**parts, "access": pcfg.to_dict()}, _ROOTS), pcfg
+    parts = ctx.run_parts(cfg.seed, None)
+    return fingerprint({**parts, "access": pcfg.to_dict(), "protect_version": PROTECT_VERSION}), pcfg
 
 
 def protected(ctx: Context, kind: str) -> tuple[Any, Any, dict[str, Any]]:
@@ -143,8 +144,8 @@ def access_attack_cell(ctx: Context, job: Job) -> dict[str, Any]:
     try:
         acfg = sweep.attack_config(strength, train=cfg.train, seed=cfg.attack_seed)
         parts = {"cell": "access-attack", "run": _protected_fp(ctx, kind)[0], "attack": sweep.attack,
-                 "config": acfg.to_dict(), "data": ctx.digest("attacker") if sweep.data == "attacker" else None,
-                 "test": ctx.digest("test")}
+                 "attack_version": ATTACKS[sweep.attack].VERSION, "config": acfg.to_dict(),
+                 "data": ctx.digest("attacker") if sweep.data == "attacker" else None, "test": ctx.digest("test")}
     except NetmarkError as e:
         return {**base, "error": f"{type(e).__name__}: {e}", "seconds": 0.0, "cached": False}
 
@@ -155,7 +156,7 @@ def access_attack_cell(ctx: Context, job: Job) -> dict[str, Any]:
         return {"authorized": evaluate(attacked, test, transform=g)["accuracy"],
                 "unauthorized": evaluate(attacked, test)["accuracy"]}
 
-    return {**base, **ctx.cell(parts, (*_ROOTS, ATTACKS[sweep.attack].__module__), compute)}
+    return {**base, **ctx.cell(parts, compute)}
 
 
 def _piracy_config(cfg: EvaluationConfig, name: str) -> dict[str, Any]:
@@ -176,7 +177,7 @@ def piracy_cell(ctx: Context, job: Job) -> dict[str, Any]:
     try:
         options = _piracy_config(cfg, name)
         parts = {"cell": "piracy", "run": _protected_fp(ctx, kind)[0], "attack": name, "config": options,
-                 "data": ctx.digest("attacker"), "test": ctx.digest("test")}
+                 "piracy_version": PIRACY_VERSION, "data": ctx.digest("attacker"), "test": ctx.digest("test")}
     except NetmarkError as e:
         return {**base, "error": f"{type(e).__name__}: {e}", "seconds": 0.0, "cached": False}
 
@@ -194,7 +195,7 @@ def piracy_cell(ctx: Context, job: Job) -> dict[str, Any]:
             extra["test_mse_mean"] = sum(res.details["test_mse"]) / len(res.details["test_mse"])
         return {"trials": len(res.accuracies), "mean": res.mean, "best": res.best, **extra}
 
-    return {**base, **ctx.cell(parts, (*_ROOTS, "netmark.access.piracy"), compute)}
+    return {**base, **ctx.cell(parts, compute)}
 
 
 MEASURES = {"protect": protect_job, "access-attack": access_attack_cell, "piracy": piracy_cell}

@@ -10,9 +10,10 @@ Cache layout under ``cache_dir``:
 * ``cells/<fingerprint>.json``: every measured cell (an attack point, a capacity probe, an overhead timing, a
   false-positive count), written atomically; a cell found there with its fingerprint is not recomputed.
 
-Fingerprints (:func:`netmark.experiments.cache.fingerprint`) cover what determines the result: the trained run's
-fingerprint (seeds, schedule, model, method config, the training data's bytes, the netmark code it runs), the
-attack config, the digests of the data the cell uses, ``alpha`` and :data:`CACHE_VERSION` (bump it when this
+Fingerprints (:func:`netmark.experiments.cache.fingerprint`) cover what determines the result, by explicit versions
+and configs (never source text): the trained run's fingerprint (seeds, schedule, model and its registry version,
+method config and ``VERSION``, the training data's bytes, the training loop's version), the attack config and
+``VERSION``, the digests of the data the cell uses, ``alpha`` and :data:`CACHE_VERSION` (bump it when this
 package changes how a cell is computed). A :class:`~netmark.errors.NetmarkError` inside a cell (a size a method
 cannot host, an attack that does not apply) is recorded in the cell's ``error``; any other exception aborts the run.
 """
@@ -35,11 +36,12 @@ from netmark.data import ArrayDataset, load
 from netmark.data.loading import Split
 from netmark.errors import ConfigError, NetmarkError
 from netmark.evaluation.spec import EvaluationConfig, Strength
-from netmark.experiments.cache import RunCache, fingerprint, tensor_digest
+from netmark.experiments.cache import RunCache, fingerprint, method_part, tensor_digest
 from netmark.experiments.report import write_json
 from netmark.keys import WatermarkKey
 from netmark.methods import WatermarkMethod, get_method
 from netmark.models import build
+from netmark.models.registry import model_version
 from netmark.training import evaluate, make_optimizer, train
 from netmark.verify import VerificationResult, verify
 
@@ -140,16 +142,15 @@ class Context:
         cls = get_method(name)
         return cls(cls.config_cls.from_dict({**self.cfg.methods[name], **changes}))
 
-    def run_parts(self, model_seed: int, method: WatermarkMethod | None) -> tuple[dict[str, Any], tuple[str, ...]]:
-        """Fingerprint parts (and code roots) of a model trained from ``model_seed`` (also its training seed)."""
+    def run_parts(self, model_seed: int, method: WatermarkMethod | None) -> dict[str, Any]:
+        """Fingerprint parts of a model trained from ``model_seed`` (also its training seed)."""
         sched = {k: v for k, v in self.cfg.train.to_dict().items() if k not in ("progress", "device")}
         parts: dict[str, Any] = {"evaluation": CACHE_VERSION, "model": self.cfg.model,
-                                 "model_args": self.cfg.model_args, "schedule": sched, "data": self.digest("train"),
-                                 "seed": model_seed, "method": None}
-        if method is None:
-            return parts, ()
-        parts["method"] = {"name": method.name, "config": method.config.to_dict(), "key_seed": self.cfg.key_seed}
-        return parts, (type(method).__module__,)
+                                 "model_version": model_version(self.cfg.model), "model_args": self.cfg.model_args,
+                                 "schedule": sched, "data": self.digest("train"), "seed": model_seed, "method": None}
+        if method is not None:
+            parts["method"] = {**method_part(method), "key_seed": self.cfg.key_seed}
+        return parts
 
     def _run_spec(self, name: str) -> tuple[int, WatermarkMethod | None]:
         if name == "baseline":
@@ -160,7 +161,7 @@ class Context:
 
     def run_fp(self, name: str) -> str:
         seed, method = self._run_spec(name)
-        return fingerprint(*self.run_parts(seed, method))
+        return fingerprint(self.run_parts(seed, method))
 
     def embed(self, seed: int, method: WatermarkMethod | None, **kw: Any,
               ) -> tuple[nn.Module, WatermarkKey | None, float]:
@@ -189,10 +190,9 @@ class Context:
 
     # ------------------------------------------------------------------ cells
 
-    def cell(self, parts: dict[str, Any], roots: tuple[str, ...], compute: Callable[[], dict[str, Any]],
-             ) -> dict[str, Any]:
+    def cell(self, parts: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """The cached result of the cell ``parts`` (``cached: True``), or ``compute()`` stored atomically."""
-        fp = fingerprint({"evaluation": CACHE_VERSION, **parts}, roots)
+        fp = fingerprint({"evaluation": CACHE_VERSION, **parts})
         path = self.dir / "cells" / f"{fp}.json"
         try:
             stored = json.loads(path.read_text(encoding="utf-8"))

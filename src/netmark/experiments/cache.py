@@ -2,21 +2,23 @@
 
 A reproduction at CPU scale trains dozens of models for an hour or more; the cache lets an
 interrupted run resume, lets ``--jobs N`` train runs in worker processes, and lets a report be
-re-measured without retraining. A run is stored under its *fingerprint*, the sha256 of everything
-that determines the trained weights:
+re-measured without retraining. The evaluation (:mod:`netmark.evaluation.cells`) keeps its trained runs
+here too. A run is stored under its *fingerprint*, the sha256 of everything that determines the trained
+weights, named by explicit versions and configs, never by source text:
 
-* the run spec (seeds, method, bits, data role, parent), its schedule (without ``progress``/``device``)
-  and the watermark method's config;
-* the architecture name and arguments;
+* the run spec (seeds, method, bits, data role, parent), its schedule (without ``progress``/``device``);
+* the watermark method's name, config and class ``VERSION`` (:func:`method_part`), or for a derived
+  (attacked) run the ``VERSION`` of its attack (:func:`attack_versions`) and the parent's fingerprint;
+* the architecture's name, arguments and registry version (:func:`netmark.models.registry.model_version`);
 * the training data's bytes (sha256 of the tensors of the run's data role);
-* the parent's fingerprint for a derived (attacked) run;
-* the torch version and a digest of the netmark source the run executes: the static import
-  closure of ``training``, ``models``, ``io`` and the run's watermark method (or attack) module,
-  so adding another method or attack does not retrain cached runs; plus the paper runner's
-  ``CACHE_VERSION`` (bump it when a runner changes how it trains or derives a run: the
-  ``experiments`` package itself is not hashed). Data code is not hashed either: the data's bytes are.
+* the torch version and the training loop's :data:`netmark.training.TRAINING_VERSION`
+  (:func:`fingerprint` adds both); plus the study's ``CACHE_VERSION`` (bump it when a study changes how it
+  trains or derives a run). Data code is not versioned: the data's bytes are.
 
-Any change there gives a new fingerprint, so a stale model is never reused: it is retrained.
+Each version is a class or module constant documented "bump when the numerical output changes"; moving or
+renaming code changes none of them, so a clean-up keeps every cached run (``tests/test_cache_keys.py``), and
+``tests/test_versions.py`` fails when a method's output changes without a ``VERSION`` bump.
+Any change in a part gives a new fingerprint, so a stale model is never reused: it is retrained.
 Files per run: ``<name>-<fp12>.safetensors`` (the model), ``.key`` (its owner key, 0600: the cache
 holds secrets, keep it private), ``.<field>.key`` for other keys a run carries (an attacker's key:
 ``RunnerBase._extra_keys``) and ``.json`` (history, training seconds, threads). All are
@@ -25,83 +27,21 @@ written atomically and read back through :mod:`netmark.io` / :mod:`netmark.keys`
 
 from __future__ import annotations
 
-import ast
 import json
-from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from netmark import training
 from netmark._util import atomic_write_text, canonical_json, sha256_hex
+from netmark.attacks import ATTACKS
 from netmark.errors import NetmarkError
 from netmark.io import load_model, save_model
 from netmark.keys import WatermarkKey
 
-#: netmark modules every run depends on: the training loop, the architectures and model files.
-#: A run adds its watermark method's module (or, for a derived run, its attack's); each digest
-#: covers the static import closure of its roots (:func:`module_closure`).
-TRAINING_ROOTS = ("netmark.training", "netmark.models", "netmark.io")
-#: Facade and registry packages left out of every closure: ``netmark`` (lazy re-exports and the
-#: version string), ``netmark.methods`` / ``netmark.attacks`` (name -> class lookup, and the
-#: dispatching ``embed``). Without this every method would depend on every other one.
-NOT_HASHED = frozenset({"netmark", "netmark.methods", "netmark.attacks"})
-_PACKAGE = Path(__file__).resolve().parents[1]
-
-
-def _module_file(module: str) -> Path | None:
-    """The source file of netmark module ``module`` (a package's ``__init__.py``), or None."""
-    rel = Path(*module.split(".")[1:]) if module != "netmark" else Path()
-    for cand in (_PACKAGE / rel / "__init__.py", (_PACKAGE / rel).with_suffix(".py")):
-        if cand.is_file():
-            return cand
-    return None
-
-
-def _imports(path: Path) -> set[str]:
-    """netmark modules that ``path`` imports anywhere (module level or inside functions)."""
-    out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            out |= {a.name for a in node.names if a.name.split(".")[0] == "netmark"}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \
-                and node.module.split(".")[0] == "netmark":
-            out.add(node.module)
-            # ``from netmark.methods import uchida`` imports the submodule netmark.methods.uchida
-            out |= {f"{node.module}.{a.name}" for a in node.names if _module_file(f"{node.module}.{a.name}")}
-    return out
-
-
-@cache
-def module_closure(roots: tuple[str, ...]) -> tuple[Path, ...]:
-    """Source files of ``roots`` and of every netmark module they import, transitively (static:
-    the import statements of the files, at any depth). A submodule import does not pull in its parent
-    package's ``__init__`` (registries: they only collect modules); a package named as a root or
-    imported by name (``from netmark.models import build``) does, with everything it imports,
-    except the facades in :data:`NOT_HASHED`."""
-    seen: dict[str, Path] = {}
-    todo = list(roots)
-    while todo:
-        mod = todo.pop()
-        if mod in seen:
-            continue
-        f = None if mod in NOT_HASHED else _module_file(mod)
-        if f is None:
-            continue
-        seen[mod] = f
-        todo += sorted(_imports(f) - seen.keys())
-    return tuple(sorted(set(seen.values())))
-
-
-@cache
-def code_digest(extra_roots: tuple[str, ...] = ()) -> str:
-    """sha256 (path and bytes) over :func:`module_closure` of :data:`TRAINING_ROOTS` + ``extra_roots``:
-    the netmark source that determines a run's weights. Code a run does not import (another method,
-    the CLI, the reports) leaves its fingerprint unchanged."""
-    parts: list[bytes] = []
-    for f in module_closure(tuple(sorted({*TRAINING_ROOTS, *extra_roots}))):
-        parts += [str(f.relative_to(_PACKAGE)).encode(), f.read_bytes()]
-    return sha256_hex(*parts)
+if TYPE_CHECKING:
+    from netmark.methods import WatermarkMethod
 
 
 def tensor_digest(*tensors: torch.Tensor) -> str:
@@ -113,11 +53,24 @@ def tensor_digest(*tensors: torch.Tensor) -> str:
     return sha256_hex(*parts)
 
 
-def fingerprint(parts: dict[str, Any], code_roots: tuple[str, ...] = ()) -> str:
-    """The cache fingerprint of a run from its JSON-able ``parts``, the torch version and the
-    :func:`code_digest` of the modules the run uses (``code_roots``: its method's or attack's)."""
-    return sha256_hex(canonical_json({**parts, "torch": torch.__version__,
-                                      "code": code_digest(tuple(sorted(code_roots)))}).encode())
+def method_part(method: WatermarkMethod) -> dict[str, Any]:
+    """What a watermark method contributes to a run's fingerprint: its name, config and class ``VERSION``."""
+    return {"name": method.name, "version": type(method).VERSION, "config": method.config.to_dict()}
+
+
+def attack_versions(name: str) -> dict[str, int]:
+    """``{name: VERSION}`` of the registered attack ``name`` (a ``-new-head`` suffix dropped); for a name the
+    registry lacks, the versions of every registered attack (a change in any of them gives a new fingerprint)."""
+    base = name.removesuffix("-new-head")
+    chosen = [base] if base in ATTACKS else sorted(ATTACKS)
+    return {n: ATTACKS[n].VERSION for n in chosen}
+
+
+def fingerprint(parts: dict[str, Any]) -> str:
+    """The cache fingerprint of a run or cell from its JSON-able ``parts`` (configs, seeds, data digests and the
+    versions of what it runs), the torch version and :data:`~netmark.training.TRAINING_VERSION`."""
+    versions = {"torch": torch.__version__, "training": training.TRAINING_VERSION}
+    return sha256_hex(canonical_json({**parts, **versions}).encode())
 
 
 class RunCache:

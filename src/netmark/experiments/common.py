@@ -36,14 +36,14 @@ from torch import nn
 from netmark import __version__
 from netmark._util import atomic_write_text, check_writable, seeded
 from netmark._workers import terminate_workers
-from netmark.attacks import ATTACKS
 from netmark.data import ArrayDataset
 from netmark.errors import ConfigError
-from netmark.experiments.cache import RunCache, fingerprint, tensor_digest
+from netmark.experiments.cache import RunCache, attack_versions, fingerprint, method_part, tensor_digest
 from netmark.experiments.report import check_render_target, read_results, write_json
 from netmark.keys import WatermarkKey
 from netmark.methods.base import WatermarkMethod
 from netmark.models import build
+from netmark.models.registry import model_version
 from netmark.training import TrainConfig, check_device, evaluate, train
 
 Progress = Callable[[str], None]
@@ -199,13 +199,11 @@ class RunnerBase:
         """A run derived from ``spec.parent`` by an attack."""
         raise NotImplementedError
 
-    def _method_part(self, spec: Any) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
-        """What trains ``spec`` for its cache fingerprint: the method's name and config, and the netmark
-        modules whose source it runs (default: :meth:`_method`'s watermark method)."""
+    def _method_part(self, spec: Any) -> dict[str, Any] | None:
+        """What trains ``spec`` for its cache fingerprint: the method's name, config and ``VERSION``
+        (default: :meth:`_method`'s watermark method, :func:`~netmark.experiments.cache.method_part`)."""
         m = self._method(spec)
-        if m is None:
-            return None, ()
-        return {"name": m.name, "config": m.config.to_dict()}, (type(m).__module__,)
+        return None if m is None else method_part(m)
 
     def _model_args(self) -> dict[str, Any]:
         """Extra keyword arguments of ``netmark.models.build``."""
@@ -288,15 +286,14 @@ class RunnerBase:
             sched = {k: v for k, v in self._schedule(spec).to_dict().items() if k not in ("progress", "device")}
             parts: dict[str, Any] = {"runner": self.TITLE, "cache_version": self.CACHE_VERSION,
                                      "spec": spec.to_dict(), "schedule": sched, "model": self._model_name(spec),
+                                     "model_version": model_version(self._model_name(spec)),
                                      "model_args": self._model_args(), "data": self.data_digest(spec.data)}
             if spec.parent:
                 parts["parent"] = self.fingerprint(spec.parent)
-                attack = ATTACKS.get(str(spec.attack).removesuffix("-new-head"))
-                roots = ((attack.__module__,) if attack is not None  # an unregistered name: every attack
-                         else tuple(sorted({c.__module__ for c in ATTACKS.values()})))
+                parts["attack_versions"] = attack_versions(str(spec.attack))
             else:
-                parts["method"], roots = self._method_part(spec)
-            self._fps[name] = fingerprint(parts, roots)
+                parts["method"] = self._method_part(spec)
+            self._fps[name] = fingerprint(parts)
         return self._fps[name]
 
     def prefetch(self, names: Iterable[str], jobs: int) -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "conv_and_linear_layers",
     "get_layer",
     "max_params",
+    "model_version",
     "param_count",
     "register",
     "skeleton",
@@ -77,6 +78,9 @@ class ModelSpec:
         host_layer: qualified name of the layer the papers typically watermark (default args).
         min_values: lower bound for ``int`` arguments that may be below 1 (e.g. ``padding: 0``);
             every other ``int`` argument must be positive.
+        version: the architecture's behaviour version, part of every cached study run's key (with the name and
+            arguments): bump it when the numerical output changes for the same arguments and seed (other initial
+            weights, another forward computation). Moving its code does not need a bump.
     """
 
     name: str
@@ -85,6 +89,7 @@ class ModelSpec:
     paper: str
     host_layer: str
     min_values: Mapping[str, int] = field(default_factory=dict)
+    version: int = 1
 
     @property
     def signature(self) -> inspect.Signature:
@@ -107,8 +112,9 @@ def register(
     paper: str,
     host_layer: str,
     min_values: Mapping[str, int] | None = None,
+    version: int = 1,
 ) -> Callable[[Builder], Builder]:
-    """Decorator adding a builder function to :data:`MODELS` under ``name``.
+    """Decorator adding a builder function to :data:`MODELS` under ``name`` (``version``: :attr:`ModelSpec.version`).
 
     The builder must take keyword arguments with defaults only, including ``in_channels``,
     ``image_size`` and ``num_classes``; ``name`` and ``args`` are reserved.
@@ -135,6 +141,7 @@ def register(
             paper=paper,
             host_layer=host_layer,
             min_values=dict(min_values or {}),
+            version=version,
         )
         return builder
 
@@ -144,6 +151,12 @@ def register(
 def available() -> list[str]:
     """Sorted names of every registered architecture."""
     return sorted(MODELS)
+
+
+def model_version(name: str) -> int | None:
+    """The :attr:`ModelSpec.version` of architecture ``name`` (``None`` for an unknown name: building it fails)."""
+    spec = MODELS.get(name)
+    return None if spec is None else spec.version
 
 
 def _spec(name: object) -> ModelSpec:

@@ -16,6 +16,7 @@ from netmark.access import (
     transform_from_key,
     transform_key,
 )
+from netmark.access.protect import PROTECT_VERSION
 from netmark.data import ArrayDataset, load
 from netmark.errors import ConfigError
 from netmark.experiments.common import RunnerBase, TrainedBase, make_run
@@ -91,10 +92,10 @@ class Runner(RunnerBase):
         return ProtectConfig(TransformConfig(spec.transform, sigma=sc.sigma, p=sc.p, hidden=sc.hidden,  # type: ignore[arg-type]
                                              seed=spec.key_seed), alpha=sc.alpha, beta=sc.beta, gamma=sc.gamma)
 
-    def _method_part(self, spec: RunSpec) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
+    def _method_part(self, spec: RunSpec) -> dict[str, Any] | None:
         if spec.transform is None:
-            return None, ()
-        return {"name": "chen-wu", "config": self.protect_config(spec).to_dict()}, ("netmark.access.protect",)
+            return None
+        return {"name": "chen-wu", "version": PROTECT_VERSION, "config": self.protect_config(spec).to_dict()}
 
     def _method(self, spec: RunSpec) -> None:
         return None
