@@ -35,13 +35,7 @@ from netmark import distributed
 from netmark._util import seeded
 from netmark.data import ArrayDataset, load
 from netmark.methods import MethodConfig, get_method
-from netmark.methods.adi import AdiConfig
-from netmark.methods.deepsigns import DeepSignsConfig
-from netmark.methods.frontier import FrontierConfig
-from netmark.methods.tartaglione import TartaglioneConfig
-from netmark.methods.uchida import UchidaConfig
-from netmark.methods.wang import WangConfig
-from netmark.methods.zhang import ZhangContentConfig, ZhangNoiseConfig, ZhangUnrelatedConfig
+from netmark.methods.examples import example
 from netmark.models import build
 from netmark.training import TrainConfig, train
 from netmark.verify import verify
@@ -69,38 +63,41 @@ class Case:
     teacher: bool = False  # distill-to-embed from an (untrained) teacher of another seed
 
 
+#: the methods' example configs (netmark.methods.examples), made smaller or stronger for these 320-row runs of a few
+#: epochs: the differences are the replace(...) of each case
+#: Uchida: 32 bits at a 10x regularizer weight (a batch-independent term)
+UCHIDA = replace(example("uchida"), bits=32, strength=0.1)
+#: image-dependent trigger sets: 16 triggers, 12 appended to every batch; 2 reference models (trained data-parallel
+#: too, 3 epochs each) calibrate the null
+ZHANG = {"size": 16, "per_batch": 12, "null_epochs": 3}
+#: Tartaglione: 100 values, 10x gamma (few epochs)
+TARTAGLIONE = replace(example("tartaglione"), size=100, gamma=1e-3)
+
 CASES: dict[str, Case] = {
     # 316 = 5·63 + 1: the last batch (1 row) is smaller than the world, so both ranks take it whole
     "plain": Case(None, None, rows=316),
-    "uchida": Case("uchida", UchidaConfig(layer="conv2", bits=32, strength=0.1)),  # a batch-independent term
-    "uchida-distill": Case("uchida", UchidaConfig(layer="conv2", bits=32, strength=0.1), teacher=True),
-    "adi": Case("adi", AdiConfig(size=16, per_batch=12), _epochs(10)),  # 12 triggers appended to every batch
-    # replica gradients taken with torch.autograd.grad in extra_loss and applied in after_step
-    "tartaglione": Case("tartaglione", TartaglioneConfig(size=100, replicas=2, reinit=False, replica_batch="full",
-                                                         gamma=1e-3)),
-    # a weight regulariser plus an extractor network trained in after_step
-    "wang": Case("wang", WangConfig(layer="conv1", bits=32, null_samples=256, strength=0.5, extractor_lr=1e-2),
+    "uchida": Case("uchida", UCHIDA),
+    "uchida-distill": Case("uchida", UCHIDA, teacher=True),
+    "adi": Case("adi", replace(example("adi"), size=16, per_batch=12), _epochs(10)),  # 12 triggers in every batch
+    # replica gradients taken with torch.autograd.grad in extra_loss and applied in after_step (full batches)
+    "tartaglione": Case("tartaglione", replace(TARTAGLIONE, replica_batch="full")),
+    # a weight regulariser plus an extractor network trained in after_step: 32 bits, 256 null samples, 10x
+    # strength and extractor learning rate (5 epochs)
+    "wang": Case("wang", replace(example("wang"), bits=32, null_samples=256, strength=0.5, extractor_lr=1e-2),
                  _epochs(5)),
-    # trigger sets with image-dependent labels: 2 reference models (trained data-parallel too, 3 epochs each)
-    # calibrate the null
-    "zhang-content": Case("zhang-content", ZhangContentConfig(size=16, per_batch=12, target_class=0, null_models=2,
-                                                              null_epochs=3), _epochs(8)),
-    "zhang-noise": Case("zhang-noise", ZhangNoiseConfig(size=16, per_batch=12, target_class=0, null_models=2,
-                                                        null_epochs=3), _epochs(8)),
-    "zhang-unrelated": Case("zhang-unrelated", ZhangUnrelatedConfig(size=16, per_batch=12, target_class=0,
-                                                                    null_models=2, null_epochs=3), _epochs(8)),
+    "zhang-content": Case("zhang-content", replace(example("zhang-content"), **ZHANG), _epochs(8)),
+    "zhang-noise": Case("zhang-noise", replace(example("zhang-noise"), **ZHANG), _epochs(8)),
+    "zhang-unrelated": Case("zhang-unrelated", replace(example("zhang-unrelated"), **ZHANG), _epochs(8)),
     # plain epochs, FGSM adversaries crafted from the trained model (on every rank alike), then fine-tuning
     # (ε 0.25, 32 adversaries: at ε 0.15 independent models of this small run agree with every key label)
-    "frontier-stitching": Case("frontier-stitching", FrontierConfig(size=32, per_batch=12, finetune_epochs=8,
-                                                                    eps=0.25, null_models=2), _epochs(6),
-                               rows=640),
-    "deepsigns-black": Case("deepsigns", DeepSignsConfig(mode="black", size=16, candidates=2, per_batch=8,
-                                                         null_models=2, null_epochs=4), _epochs(8), rows=640,
+    "frontier-stitching": Case("frontier-stitching", replace(example("frontier-stitching"), size=32, per_batch=12,
+                                                             eps=0.25), _epochs(6), rows=640),
+    # 16 keys kept
+    "deepsigns-black": Case("deepsigns", replace(example("deepsigns", "black"), size=16), _epochs(8), rows=640,
                             exact=False),
-    "tartaglione-split": Case("tartaglione", TartaglioneConfig(size=100, replicas=2, reinit=False, gamma=1e-3),
-                              exact=False),
-    "deepsigns-white": Case("deepsigns", DeepSignsConfig(mode="white", layer="fc1", key_images=16, per_batch=4),
-                            exact=False),
+    "tartaglione-split": Case("tartaglione", TARTAGLIONE, exact=False),
+    # 16 key images per target class, 4 appended to every batch
+    "deepsigns-white": Case("deepsigns", replace(example("deepsigns"), key_images=16, per_batch=4), exact=False),
     "plain-batchnorm": Case(None, None, model="resnet", exact=False),
     "plain-dropout": Case(None, None, model="dropout", exact=False),
 }

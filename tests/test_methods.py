@@ -1,8 +1,8 @@
 """Contract tests every registered watermarking method must pass (parametrised over METHODS).
 
-A new method registers once and adds one entry to ``SMALL_CONFIGS`` (a config that embeds on
-digits with a simple-cnn in a few epochs); ``test_every_method_has_a_test_config`` fails until it does.
-Further variants of a method go in ``EXTRA_CASES``; the table runs over both.
+A new method registers once and brings its own small config (``example_config``: one that embeds on digits with a
+simple-cnn in a few epochs; :mod:`netmark.methods.examples`); ``test_every_method_has_a_test_config`` fails until it
+does. Further variants of a method (``example_variants``) run too.
 """
 
 from __future__ import annotations
@@ -20,45 +20,18 @@ import torch.nn.functional as F
 from netmark.errors import ArchitectureError, KeyFileError
 from netmark.keys import WatermarkKey
 from netmark.methods import METHODS, MethodConfig, get_method, method_from_key
-from netmark.methods.adi import AdiConfig
 from netmark.methods.check import EmbedCheck
-from netmark.methods.deepsigns import DeepSignsConfig
-from netmark.methods.frontier import FrontierConfig
-from netmark.methods.tartaglione import TartaglioneConfig
-from netmark.methods.triggerset import TriggerSetMethod, train_reference_models
+from netmark.methods.examples import example_cases
+from netmark.methods.triggerset import train_reference_models
 from netmark.methods.uchida import UchidaConfig
-from netmark.methods.wang import WangConfig
-from netmark.methods.zhang import ZhangContentConfig, ZhangNoiseConfig, ZhangUnrelatedConfig
 from netmark.training import TrainConfig, train
 from netmark.verify import verify
 from tests.conftest import make_cnn
 
-SMALL_CONFIGS: dict[str, MethodConfig] = {
-    "adi": AdiConfig(per_batch=16),  # digits has 23 batches an epoch: 16 triggers a batch learn all 100 in 12 epochs
-    # class 0 as target (the paper's "airplane"); a seed-drawn target 8 draws 39% agreement from independent models
-    # (image-dependent labels: 2 reference models calibrate each key's null, 4 by default)
-    "zhang-content": ZhangContentConfig(per_batch=16, target_class=0, null_models=2),
-    "zhang-noise": ZhangNoiseConfig(per_batch=16, target_class=0, null_models=2),
-    "zhang-unrelated": ZhangUnrelatedConfig(per_batch=16, target_class=0, null_models=2),
-    # 12 plain epochs, then the key crafted (FGSM ε 0.15: independent models agree on 53-70%) and 8 fine-tuning
-    "frontier-stitching": FrontierConfig(per_batch=16, finetune_epochs=8, eps=0.15, null_models=2),
-    "deepsigns": DeepSignsConfig(mode="white", layer="fc1"),  # 32 bits in class 0's mean fc1 activation
-    "uchida": UchidaConfig(layer="conv2", bits=64),
-    "wang": WangConfig(layer="conv1", bits=64, null_samples=1024),  # AUTO
-    # the paper's N(0, 0.01) re-initialisation needs far more steps than 12 epochs of digits: keep the default init
-    "tartaglione": TartaglioneConfig(size=300, replicas=2, reinit=False),
-}
-#: (case id, method name, config): variants beyond each method's SMALL_CONFIGS entry.
-EXTRA_CASES: list[tuple[str, str, MethodConfig]] = [
-    # black-box mode: 2 candidates per kept key (the authors' port: 40), selected keys calibrated on 2 models
-    ("deepsigns-black", "deepsigns", DeepSignsConfig(mode="black", candidates=2, per_batch=8, null_models=2,
-                                                     null_epochs=4)),
-    # MANU snapshots every 10 optimizer steps (the user-loop test never calls on_epoch_end); augment=0 keeps
-    # its extractor specific on the 83 convergent weights of conv1 (see netmark.methods.wang)
-    ("wang-manu", "wang", WangConfig(layer="conv1", bits=64, variant="manu", snapshot_every=10, augment=0,
-                                     null_samples=1024)),
-]
-CASES: list[tuple[str, str, MethodConfig]] = [(n, n, SMALL_CONFIGS[n]) for n in sorted(SMALL_CONFIGS)] + EXTRA_CASES
+#: (case id, method name, config): every method's example config, then its variants (netmark.methods.examples)
+CASES: list[tuple[str, str, MethodConfig]] = example_cases()
+#: method name -> its example config
+SMALL_CONFIGS: dict[str, MethodConfig] = {case: config for case, name, config in CASES if case == name}
 EMBED = TrainConfig(epochs=12, lr=0.05, batch_size=64, seed=0, progress=False)
 
 
@@ -123,7 +96,7 @@ def test_embedded_watermark_is_detected(embedded, digits_test) -> None:
     res = verify(model, key)
     assert res.method == name
     assert res.detected and res.p_value <= res.threshold
-    if "trigger_accuracy" in res.details:  # zero-bit: the share of triggers answered with the key's label
+    if method.traits().payload == "labels":  # zero-bit: the share of triggers answered with the key's label
         assert res.score >= 0.95
         assert res.details["trigger_accuracy"] == res.score
     else:  # every bit, or Pearson's r of a real-valued payload
@@ -168,14 +141,16 @@ def test_key_for_another_method_is_refused(embedded) -> None:
 
 
 def test_hook_works_in_a_users_own_loop(embedded, digits_train, request) -> None:
-    """The README's "your own training loop" recipe: on_train_start / transform_batch / extra_loss / after_step."""
+    """The README's "your own training loop" recipe: create_key, on_train_start / transform_batch / extra_loss /
+    after_step / on_train_end, then finalize; the key verifies, and the hook never wrote into the key."""
     name, method, _, _, _ = embedded
     model = make_cnn(seed=5)
     loop_epochs = 12
-    if getattr(method, "needs_trained_model", False):  # frontier stitching crafts its key on a trained model
+    if method.traits().needs_trained_model:  # frontier stitching crafts its key on a trained model
         train(model, digits_train, TrainConfig(epochs=12, lr=0.05, seed=5, progress=False))
         loop_epochs = 8
-    key = method.create_key(model, seed=12, **({"data": digits_train} if getattr(method, "needs_data", False) else {}))
+    key = method.create_key(model, seed=12, data=digits_train if method.traits().needs_data else None)
+    before = {n: t.clone() for n, t in key.tensors.items()}
     hook = method.hook(key)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     hook.on_train_start(model)
@@ -190,9 +165,13 @@ def test_hook_works_in_a_users_own_loop(embedded, digits_train, request) -> None
             opt.step()
             hook.after_step(model)
     hook.on_train_end(model)
-    if isinstance(method, TriggerSetMethod) and not key.message_random:  # image-dependent labels: measure the null
-        key = method.calibrate(key, request.getfixturevalue("loop_null_models"))
-    assert verify(model.eval(), key).detected
+    assert key.tensors.keys() == before.keys()  # hooks never mutate keys: finalize makes the final key
+    assert all(torch.equal(key.tensors[n], t) for n, t in before.items())
+    # image-dependent trigger labels: the null is measured on models trained without the key
+    null = request.getfixturevalue("loop_null_models") if method.traits().payload == "labels" and not \
+        key.message_random else None
+    final = method.finalize(key, model, hook=hook, null_models=null)
+    assert verify(model.eval(), final).detected
 
 
 def test_good_embedding_passes_its_check_without_a_warning(embedded, request) -> None:

@@ -138,7 +138,7 @@ def test_embeds_256_bits_and_keeps_the_task(marked, digits_test, independents) -
 def test_key_round_trip_keeps_the_trained_extractor(marked, tmp_path: Path) -> None:
     method, model, key, _ = marked
     initial = Wang(method.config).create_key(mlp(0), seed=3)
-    assert not torch.equal(initial.tensors["W1"], key.tensors["W1"])  # on_train_end wrote the trained extractor back
+    assert not torch.equal(initial.tensors["W1"], key.tensors["W1"])  # finalize put the trained extractor into the key
     back = WatermarkKey.load(key.save(tmp_path / "wang.key"))
     for name in ("selection", "W1", "W2", "null_rates", "null_counts"):
         assert torch.equal(back.tensors[name], key.tensors[name])

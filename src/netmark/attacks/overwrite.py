@@ -75,11 +75,12 @@ class Overwrite(Attack):
             raise ConfigError("the overwrite attack needs training data")
         cls = get_method(self.config.method)
         method = cls(cls.config_cls.from_dict(self.config.method_config or {}))
-        # trigger-set keys made from training images (zhang-content, frontier stitching, DeepSigns) take the attacker's
-        extra = {"data": data} if getattr(method, "needs_data", False) else {}
-        key = method.create_key(model, seed=self.config.seed, **extra)
-        train(model, data, self.config.train, hooks=[method.hook(key)])
-        self.attacker_key = key
+        # keys made from training images (zhang-content, frontier stitching, DeepSigns) take the attacker's
+        key = method.create_key(model, seed=self.config.seed, data=data)
+        hook = method.hook(key)
+        train(model, data, self.config.train, hooks=[hook])
+        # the attacker's key in its final form (Wang: the trained extractor); no null calibration (null_models=[])
+        self.attacker_key = method.finalize(key, model, hook=hook, null_models=[])
         return model
 
 

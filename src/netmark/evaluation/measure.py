@@ -22,7 +22,6 @@ from netmark.attacks import ATTACKS, Attack
 from netmark.errors import ConfigError, NetmarkError
 from netmark.evaluation.cells import Context, Job, marked_run, result_fields, verified
 from netmark.methods import WatermarkMethod, get_method
-from netmark.methods.triggerset import TriggerSetMethod
 from netmark.training import TrainHook, evaluate, iter_batches, make_optimizer, train_step
 
 
@@ -44,11 +43,11 @@ def attack_cell(ctx: Context, job: Job) -> dict[str, Any]:
         acfg = sweep.attack_config(strength, train=cfg.train, seed=cfg.attack_seed, method=method,
                                    method_options=attacker_options(cfg.methods[method]))
         parts = {"cell": "attack", "run": ctx.run_fp(marked_run(method)), "attack": sweep.attack,
-                 "config": acfg.to_dict(), "data": ctx.digest(data_role) if data_role else None,
-                 "test": ctx.digest(test_role), "alpha": cfg.alpha}
+                 "attack_version": ATTACKS[sweep.attack].VERSION, "config": acfg.to_dict(),
+                 "data": ctx.digest(data_role) if data_role else None, "test": ctx.digest(test_role),
+                 "alpha": cfg.alpha}
     except NetmarkError as e:
         return {**base, "error": f"{type(e).__name__}: {e}", "seconds": 0.0, "cached": False}
-    roots = (ATTACKS[sweep.attack].__module__, type(ctx.method(method)).__module__)
 
     def compute() -> dict[str, Any]:
         model, key, _ = ctx.trained(marked_run(method))
@@ -57,7 +56,7 @@ def attack_cell(ctx: Context, job: Job) -> dict[str, Any]:
         acc = evaluate(attacked, ctx.data(test_role))["accuracy"]
         return {"test_accuracy": acc, **result_fields(verified(attacked, key, cfg.alpha))}
 
-    return {**base, **ctx.cell(parts, roots, compute)}
+    return {**base, **ctx.cell(parts, compute)}
 
 
 # ---------------------------------------------------------------------- capacity
@@ -67,21 +66,24 @@ def capacity_param(name: str, options: dict[str, Any]) -> tuple[str, str] | None
     """``(config field, unit)`` that sets ``name``'s payload size, or None when it has none."""
     cls = get_method(name)
     config = cls.config_cls.from_dict(options)
-    names = {f.name for f in fields(config)}
-    if "bits" in names and getattr(config, "mode", "white") != "black":
-        return "bits", "bits"
-    if "size" in names:
-        return "size", "triggers" if issubclass(cls, TriggerSetMethod) else "values"
-    return None
+    kind = cls(config).traits().payload
+    param, unit = CAPACITY_PARAMS[kind]
+    return (param, unit) if param in {f.name for f in fields(config)} else None
+
+
+#: payload kind -> (the config field that sets the payload size, the capacity unit)
+CAPACITY_PARAMS: dict[str, tuple[str, str]] = {"bits": ("bits", "bits"), "values": ("size", "values"),
+                                               "labels": ("size", "triggers")}
 
 
 def payload_check(method: WatermarkMethod, model: nn.Module, key: Any) -> tuple[bool, str]:
     """Whether ``model`` gives back ``key``'s whole payload, and what was read."""
     ex = method.extract(model, key)
-    if "exact_8bit" in ex.details:
+    kind = method.traits().payload
+    if kind == "values":
         exact = float(ex.details["exact_8bit"])
         return exact == 1.0, f"{100 * exact:.1f}% of the values exact at 8 bits"
-    if "trigger_accuracy" in ex.details:
+    if kind == "labels":
         acc = float(ex.details["trigger_accuracy"])
         return acc == 1.0, f"{100 * acc:.1f}% of the triggers answered with their label"
     errors = int((ex.bits.to(torch.int64) != key.bits.to(torch.int64)).sum())
@@ -95,7 +97,7 @@ def capacity_cell(ctx: Context, job: Job) -> dict[str, Any]:
         raise ConfigError(f"{name} has no payload size to probe")
     param, unit = found
     method = ctx.method(name, **{param: size})
-    parts, roots = ctx.run_parts(ctx.cfg.seed, method)
+    parts = ctx.run_parts(ctx.cfg.seed, method)
 
     def compute() -> dict[str, Any]:
         kw = {"null_models": []} if unit == "triggers" else {}  # no calibration: extraction needs none
@@ -103,7 +105,7 @@ def capacity_cell(ctx: Context, job: Job) -> dict[str, Any]:
         perfect, read = payload_check(method, model, key)
         return {"perfect": perfect, "read": read}
 
-    return {"size": size, "unit": unit, "perfect": False, **ctx.cell({"cell": "capacity", **parts}, roots, compute)}
+    return {"size": size, "unit": unit, "perfect": False, **ctx.cell({"cell": "capacity", **parts}, compute)}
 
 
 # ---------------------------------------------------------------------- overhead
@@ -154,7 +156,7 @@ def overhead_cell(ctx: Context, job: Job) -> dict[str, Any]:
         plain_s, marked_s = statistics.median(sides[0][3]), statistics.median(sides[1][3])
         return {"ratio": marked_s / plain_s, "plain_step_seconds": plain_s, "marked_step_seconds": marked_s}
 
-    out = ctx.cell(parts, (type(ctx.method(name)).__module__,), compute)
+    out = ctx.cell(parts, compute)
     return {"ratio": None, **out}
 
 
@@ -174,7 +176,7 @@ def false_positive_cell(ctx: Context, job: Job) -> dict[str, Any]:
         return {"n": len(results), "detected": sum(r.detected for r in results), "min_p_value": min(p),
                 "p_values": p, "max_score": max(r.score for r in results)}
 
-    out = ctx.cell(parts, (type(ctx.method(name)).__module__,), compute)
+    out = ctx.cell(parts, compute)
     return {"n": 0, "detected": 0, "min_p_value": None, **out}
 
 

@@ -118,7 +118,7 @@ def _method_entry(name: str, config: EvaluationConfig, by_kind: dict[tuple[str, 
     emb = by_kind[("embed", name)][0]
     cls = get_method(name)
     mcfg = cls.config_cls.from_dict(config.methods[name])
-    black = getattr(mcfg, "mode", None) == "black" if hasattr(mcfg, "mode") else not cls.white_box
+    black = cls(mcfg).query_verifiable()
     acc = emb.get("test_accuracy")
     over = (by_kind.get(("overhead", name)) or [{}])[0]
     fp = (by_kind.get(("false-positives", name)) or [{}])[0]

@@ -57,6 +57,10 @@ class Adi(TriggerSetMethod):
     paper = ("Adi, Baum, Cisse, Pinkas, Keshet: Turning your weakness into a strength: watermarking deep neural "
              "networks by backdooring, USENIX Security 2018")
 
+    @classmethod
+    def example_config(cls) -> AdiConfig:
+        return AdiConfig(per_batch=16)  # digits has 23 batches an epoch: 16 triggers a batch learn all 100 in 12
+
     def make_triggers(self, model: nn.Module, *, seed: int, data: Dataset | None) -> tuple[Tensor, Tensor, bool]:
         shape = input_shape(model, data)
         c = num_classes(model, shape)

@@ -10,14 +10,18 @@ Life cycle of a multi-bit watermark::
     key = method.create_key(model, seed=1)          # secret; never stored in the model
     hook = method.hook(key)                         # a TrainHook: adds the embedding loss
     train(model, data, TrainConfig(...), hooks=[hook])
+    key = method.finalize(key, model, hook=hook)    # the key's final form (from the hook's state)
     result = method.verify(model, key)              # VerificationResult with a p-value
 
 or all at once: ``model, key, run = method.embed(model, data, TrainConfig(...), seed=1)``.
 
-:meth:`WatermarkMethod.embed` ends with a check (:mod:`netmark.methods.check`): the owner's key is verified
-on the trained model and its accuracy is tested against chance; ``run.check`` holds the outcome and a
-warning is logged when the watermark is not detected or the task is at chance. Subclasses implement
-:meth:`WatermarkMethod._embed` (the training) and never override ``embed`` itself, so every method is checked.
+A method declares what it is (:class:`~netmark.methods.traits.MethodTraits`: payload kind, query-verifiable, what
+its key needs) and its embedding phases (:meth:`WatermarkMethod.prepare`, :meth:`WatermarkMethod.hook`,
+:meth:`WatermarkMethod.finalize`; :mod:`netmark.methods.phases`); :meth:`WatermarkMethod.embed` runs them and ends
+with a check (:mod:`netmark.methods.check`): the owner's key is verified on the trained model and its accuracy is
+tested against chance; ``run.check`` holds the outcome and a warning is logged when the watermark is not detected
+or the task is at chance. No method overrides ``embed`` or ``create_key`` (it implements ``_create_key``), so every
+key's inputs are checked against the traits and every embedding is checked.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import logging
 import random
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Self, TypeVar
 
@@ -35,7 +40,9 @@ from torch.utils.data import Dataset
 from netmark.errors import ConfigError, KeyFileError
 from netmark.keys import WatermarkKey, str_to_bits
 from netmark.methods.check import EmbedResult, check_embedding
-from netmark.training import TrainConfig, TrainHook, TrainResult, train
+from netmark.methods.phases import EmbedPrep
+from netmark.methods.traits import MethodTraits
+from netmark.training import TrainConfig, TrainHook, train
 from netmark.verify import DEFAULT_ALPHA, VerificationResult, bit_match_result
 
 log = logging.getLogger(__name__)
@@ -69,24 +76,31 @@ class Extraction:
 class WatermarkMethod(ABC):
     """Base class of watermarking schemes (one file per scheme under ``netmark.methods``).
 
-    Subclasses set ``name``, ``config_cls``, ``paper`` and ``white_box`` and implement
-    :meth:`create_key`, :meth:`hook` and :meth:`extract`; the default :meth:`verify`
-    compares extracted bits with the key's message under the binomial null.
+    Subclasses set ``name``, ``config_cls``, ``paper`` and ``TRAITS`` (:class:`~netmark.methods.traits.MethodTraits`)
+    and implement :meth:`_create_key`, :meth:`hook`, :meth:`extract` and :meth:`example_config`; where needed
+    :meth:`prepare` and :meth:`finalize` (the embedding's phases). The default :meth:`verify` compares extracted
+    bits with the key's message under the binomial null.
     """
 
     name: ClassVar[str]
     config_cls: ClassVar[type[MethodConfig]]
     paper: ClassVar[str] = ""
-    white_box: ClassVar[bool] = True
+    #: what the method is (payload kind, query-verifiable, what a key needs); :meth:`traits` may derive it from the
+    #: config instead (a method with white- and black-box modes)
+    TRAITS: ClassVar[MethodTraits] = MethodTraits(payload="bits")
     #: the behaviour version: bump it when the method's numerical output (key, embedded model) changes for the same
     #: config and seeds; cached study runs are keyed by it (with the config), not by source text
     VERSION: ClassVar[int] = 1
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "embed" in cls.__dict__:
-            raise TypeError(f"{cls.__name__} overrides embed(): implement _embed() instead, so that every embedding "
-                            "ends with the check of WatermarkMethod.embed")
+        if "embed" in cls.__dict__ or "_embed" in cls.__dict__:
+            raise TypeError(f"{cls.__name__} overrides embed() or _embed(): declare its phases (prepare, hook, "
+                            "finalize) instead, so that every embedding runs them alike and ends with the check of "
+                            "WatermarkMethod.embed")
+        if "create_key" in cls.__dict__:
+            raise TypeError(f"{cls.__name__} overrides create_key(): implement _create_key() instead, so that the "
+                            "key's inputs are checked against the method's traits")
 
     def __init__(self, config: MethodConfig | None = None) -> None:
         cfg = config if config is not None else self.config_cls()
@@ -103,9 +117,67 @@ class WatermarkMethod(ABC):
         except (ConfigError, TypeError) as e:
             raise KeyFileError(f"key has an invalid {cls.name} config: {e}") from None
 
+    # ------------------------------------------------------------------ what the method is
+
+    def traits(self) -> MethodTraits:
+        """What this method is (its config's mode where it has several); default: the class's ``TRAITS``."""
+        return self.TRAITS
+
+    def query_verifiable(self) -> bool:
+        """Whether a suspect's answers alone (a prediction API) verify this method's keys (black box)."""
+        return self.traits().query_verifiable
+
+    @property
+    def white_box(self) -> bool:
+        """Verification reads the suspect's weights or activations (not :meth:`query_verifiable`)."""
+        return not self.query_verifiable()
+
+    def describe(self, res: VerificationResult, *, with_ber: bool = False) -> str:
+        """What a verification of this method reached, in words (:meth:`MethodTraits.describe`)."""
+        return self.traits().describe(res, with_ber=with_ber)
+
+    @classmethod
+    def example_config(cls) -> MethodConfig:
+        """A small config that embeds on digits with a simple-cnn (12 epochs, lr 0.05, batch 64) and is detected:
+        the method tests, the DDP tests and the evaluation presets start from it (:mod:`netmark.methods.examples`)."""
+        raise NotImplementedError(f"{cls.__name__} has no example_config()")
+
+    @classmethod
+    def example_variants(cls) -> dict[str, MethodConfig]:
+        """Further small configs (another mode or variant) by name; the method tests run them too."""
+        return {}
+
+    # ------------------------------------------------------------------ the key
+
+    def check_key_inputs(self, *, data: Dataset | None = None, payload: torch.Tensor | None = None,
+                         message: str | None = None) -> None:
+        """ConfigError unless ``data`` / ``payload`` / ``message`` fit :meth:`traits` (given where needed, only
+        where taken)."""
+        t = self.traits()
+        if message is not None and not t.takes_message:
+            what = "a zero-bit watermark (a trigger set)" if t.payload == "labels" else "real values (a payload)"
+            raise ConfigError(f"{self.name} embeds {what}; it takes no message")
+        if payload is not None and not t.takes_payload:
+            raise ConfigError(f"{self.name} embeds {t.payload}; payload= is for methods that embed real values")
+        if payload is None and t.needs_payload:
+            raise ConfigError(f"{self.name} embeds a payload: pass payload=")
+        if data is None and t.needs_data:
+            raise ConfigError(f"{self.name} makes its key from training images: pass data=")
+
+    def create_key(self, model: nn.Module, *, seed: int, data: Dataset | None = None,
+                   payload: torch.Tensor | None = None, message: str | None = None) -> WatermarkKey:
+        """Generate the secret key for embedding into ``model`` (checks the host layer).
+
+        ``data``: the training set (methods whose traits say ``needs_data``; others may read the input shape from
+        it); ``payload``: real values in [0, 1] (``values`` methods; any shape, recorded in the key); ``message``:
+        a 0/1 string (``bits`` methods; default a random one). What a method does not take is refused."""
+        self.check_key_inputs(data=data, payload=payload, message=message)
+        return self._create_key(model, seed=seed, data=data, payload=payload, message=message)
+
     @abstractmethod
-    def create_key(self, model: nn.Module, *, seed: int, message: str | None = None) -> WatermarkKey:
-        """Generate the secret key for embedding into ``model`` (checks the host layer)."""
+    def _create_key(self, model: nn.Module, *, seed: int, data: Dataset | None, payload: torch.Tensor | None,
+                    message: str | None) -> WatermarkKey:
+        """The key itself (its inputs already checked by :meth:`create_key`)."""
 
     @abstractmethod
     def hook(self, key: WatermarkKey) -> TrainHook:
@@ -123,13 +195,15 @@ class WatermarkMethod(ABC):
 
     def embed(self, model: nn.Module, data: Dataset, train_config: TrainConfig | None = None, *,
               seed: int = 0, key: WatermarkKey | None = None, message: str | None = None,
-              eval_data: Dataset | None = None, teacher: nn.Module | None = None, warn: bool = True,
-              **options: Any) -> tuple[nn.Module, WatermarkKey, EmbedResult]:
+              payload: torch.Tensor | None = None, eval_data: Dataset | None = None, teacher: nn.Module | None = None,
+              null_models: Sequence[Any] | None = None, warn: bool = True,
+              ) -> tuple[nn.Module, WatermarkKey, EmbedResult]:
         """Train ``model`` (in place) on ``data`` while embedding, then check it; returns (model, key, run).
 
         Train-to-embed: pass a freshly built model. Fine-tune-to-embed: pass a trained one.
-        Distill-to-embed: pass ``teacher`` (its soft predictions replace the labels). ``options`` go to the
-        method's :meth:`_embed` (trigger sets: ``null_models``).
+        Distill-to-embed: pass ``teacher`` (its soft predictions replace the labels). ``message`` / ``payload``:
+        as :meth:`create_key` (unless ``key`` is given). ``null_models``: models trained without the key that
+        calibrate a trigger set's null (:meth:`finalize`). The phases: :mod:`netmark.methods.phases`.
 
         The check (:func:`netmark.methods.check.check_embedding`): the owner's ``key`` is verified on the
         trained model and its accuracy on ``eval_data`` (else on ``data``) is tested against the
@@ -137,8 +211,17 @@ class WatermarkMethod(ABC):
         outcome; when the watermark is not detected or the task is at chance, a warning saying what was
         reached and what to change is logged (``warn=False``: not logged, for callers that report it).
         """
-        model, key, run = self._embed(model, data, train_config, seed=seed, key=key, message=message,
-                                      eval_data=eval_data, teacher=teacher, **options)
+        if key is None:  # before any training
+            self.check_key_inputs(data=data, payload=payload, message=message)
+        prep = self.prepare(model, data, train_config, key=key, teacher=teacher, eval_data=eval_data,
+                            null_models=null_models)
+        if key is None:
+            key = self.create_key(model, seed=seed, data=data, payload=payload, message=message)
+        hook = self.hook(key)
+        run = train(model, data, prep.train_config, hooks=[hook], eval_data=eval_data, teacher=teacher)
+        key = self.finalize(key, model, hook=hook, data=data, train_config=train_config, seed=seed,
+                            unmarked=prep.unmarked, null_models=null_models)
+        run = prep.combine(run)
         check = check_embedding(self, model, key, eval_data if eval_data is not None else data,
                                 data_name="test" if eval_data is not None else "train")
         problem = check.problem()
@@ -146,14 +229,23 @@ class WatermarkMethod(ABC):
             log.warning("%s: %s", self.name, problem)
         return model, key, EmbedResult.of(run, check)
 
-    def _embed(self, model: nn.Module, data: Dataset, train_config: TrainConfig | None = None, *,
-               seed: int = 0, key: WatermarkKey | None = None, message: str | None = None,
-               eval_data: Dataset | None = None, teacher: nn.Module | None = None,
-               ) -> tuple[nn.Module, WatermarkKey, TrainResult]:
-        """The embedding itself (no check): create the key unless given and train with :meth:`hook`."""
-        key = key if key is not None else self.create_key(model, seed=seed, message=message)
-        run = train(model, data, train_config, hooks=[self.hook(key)], eval_data=eval_data, teacher=teacher)
-        return model, key, run
+    def prepare(self, model: nn.Module, data: Dataset, train_config: TrainConfig | None, *,
+                key: WatermarkKey | None, teacher: nn.Module | None, eval_data: Dataset | None,
+                null_models: Sequence[Any] | None) -> EmbedPrep:
+        """The embedding's first phase, before the key is made: refuse what the method cannot do, keep what
+        :meth:`finalize` needs, train before the hook where the method does. Default: nothing."""
+        return EmbedPrep(train_config=train_config)
+
+    def finalize(self, key: WatermarkKey, model: nn.Module, *, hook: TrainHook | None = None,
+                 data: Dataset | None = None, train_config: TrainConfig | None = None, seed: int | None = None,
+                 unmarked: nn.Module | None = None, null_models: Sequence[Any] | None = None) -> WatermarkKey:
+        """The key in its final form once ``model`` is trained with ``hook`` (a new key; ``key`` is not changed).
+
+        Call it after your own training loop too (README). Default: ``key`` itself. Wang et al.: the extractor the
+        hook trained and its measured null. Trigger sets with image-dependent labels: the null calibrated on
+        ``null_models`` (or on reference models trained on ``data`` with ``train_config``; ``unmarked``: their
+        architecture, default ``model``'s). DeepSigns' black box: the candidates selected against ``unmarked``."""
+        return key
 
     def embed_advice(self, *, at_chance: bool) -> str:
         """What to change when :meth:`embed`'s check fails, in terms of ``netmark embed`` options (one sentence).

@@ -74,19 +74,6 @@ def _add_counts(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.pad(a, (0, size - len(a))) + torch.nn.functional.pad(b, (0, size - len(b)))
 
 
-def match_text(res: VerificationResult, *, with_ber: bool = False) -> str:
-    """``16/100 triggers answered with the key's label``, ``64/64 bits match`` (``with_ber``: ``(BER 0.0000)``
-    after it), ``Pearson r 0.99 over 1800 values``."""
-    if "trigger_accuracy" in res.details:
-        return f"{res.matched_bits}/{res.total_bits} triggers answered with the key's label"
-    if res.total_bits is not None and res.bit_error_rate is not None:
-        ber = f" (BER {res.bit_error_rate:.4f})" if with_ber else ""
-        return f"{res.matched_bits}/{res.total_bits} bits match{ber}"
-    if "pearson" in res.details:
-        return f"Pearson r {res.details['pearson']:.4f} over {res.details.get('size', '?')} values"
-    return f"score {res.score:.4f}"
-
-
 @dataclass(frozen=True)
 class EmbedCheck:
     """Outcome of :func:`check_embedding`.
@@ -99,6 +86,9 @@ class EmbedCheck:
         chance_p_value: ``P[Binomial(images, chance_rate) >= correct]``.
         advice: what to change (the method's :meth:`~netmark.methods.base.WatermarkMethod.embed_advice`),
             empty when the check passes.
+        unverifiable: why the key could not be verified (then ``verification`` is ``None``).
+        match: what the verification reached, in the method's words
+            (:meth:`~netmark.methods.base.WatermarkMethod.describe`).
     """
 
     verification: VerificationResult | None
@@ -109,6 +99,7 @@ class EmbedCheck:
     chance_p_value: float
     advice: str = ""
     unverifiable: str = ""
+    match: str = ""
 
     @property
     def detected(self) -> bool:
@@ -135,7 +126,7 @@ class EmbedCheck:
         if v is None:
             return f"the key cannot be verified ({self.unverifiable}); {acc}"
         op = "<=" if v.detected else ">"
-        return f"{match_text(v)}, p = {v.p_value:.3g} {op} alpha {v.threshold:g}; {acc}"
+        return f"{self.match}, p = {v.p_value:.3g} {op} alpha {v.threshold:g}; {acc}"
 
     def problem(self) -> str | None:
         """One line saying what failed, what was reached and what to change; ``None`` when the check passes."""
@@ -175,7 +166,8 @@ def check_embedding(method: WatermarkMethod, model: nn.Module, key: WatermarkKey
     detected = res is not None and res.detected
     advice = "" if detected and not at_chance else method.embed_advice(at_chance=at_chance)
     return EmbedCheck(verification=res, correct=correct, images=n, data=data_name, chance_rate=rate,
-                      chance_p_value=p, advice=advice, unverifiable=unverifiable)
+                      chance_p_value=p, advice=advice, unverifiable=unverifiable,
+                      match=method.describe(res) if res is not None else "")
 
 
 @dataclass
@@ -190,5 +182,4 @@ class EmbedResult(TrainResult):
         return cls(**{f.name: getattr(run, f.name) for f in fields(run) if f.name != "check"}, check=check)
 
 
-__all__ = ["CHANCE_ALPHA", "EmbedCheck", "EmbedResult", "accuracy_and_chance", "chance_p_value", "check_embedding",
-           "match_text"]
+__all__ = ["CHANCE_ALPHA", "EmbedCheck", "EmbedResult", "accuracy_and_chance", "chance_p_value", "check_embedding"]

@@ -90,7 +90,9 @@ from torch.utils.data import Dataset
 from netmark._util import generator
 from netmark.errors import ArchitectureError, ConfigError, KeyFileError
 from netmark.keys import WatermarkKey
-from netmark.methods.base import Extraction, check_message, random_message, register_method
+from netmark.methods.base import Extraction, MethodConfig, check_message, random_message, register_method
+from netmark.methods.phases import EmbedPrep
+from netmark.methods.traits import MethodTraits
 from netmark.methods.triggerset import (
     Predictor,
     TriggerSetConfig,
@@ -104,7 +106,7 @@ from netmark.methods.triggerset import (
     query,
     random_labels,
 )
-from netmark.training import TrainConfig, TrainResult, model_device, train
+from netmark.training import TrainConfig, TrainHook, model_device
 from netmark.verify import DEFAULT_ALPHA, VerificationResult, bit_match_result
 
 log = logging.getLogger(__name__)
@@ -286,9 +288,24 @@ class DeepSigns(TriggerSetMethod):
     config_cls = DeepSignsConfig
     paper = ("Rouhani, Chen, Koushanfar: DeepSigns: an end-to-end watermarking framework for ownership protection "
              "of deep neural networks, ASPLOS 2019")
-    white_box = False  # the black mode's; the white mode reads activations (DeepSignsConfig.mode)
-    needs_data = True  # white: the key images come from the data; black: only its input shape (optional there)
+    #: the white mode's; :meth:`traits` reads the config's mode
+    TRAITS = MethodTraits(payload="bits", needs_data=True)  # white: the key images come from the data
+    #: the black mode's: query-verifiable, the data only gives the input shape (optional)
+    BLACK_TRAITS = MethodTraits(payload="labels", query_verifiable=True)
     config: DeepSignsConfig
+
+    def traits(self) -> MethodTraits:
+        """White mode: bits read from the activations (white box); black mode: a query-verifiable trigger set."""
+        return self.TRAITS if self.config.mode == "white" else self.BLACK_TRAITS
+
+    @classmethod
+    def example_config(cls) -> DeepSignsConfig:
+        return DeepSignsConfig(mode="white", layer="fc1")  # 32 bits in class 0's mean fc1 activation
+
+    @classmethod
+    def example_variants(cls) -> dict[str, MethodConfig]:
+        # 2 candidates per kept key (the authors' port: 40), selected keys calibrated on 2 models
+        return {"black": DeepSignsConfig(mode="black", candidates=2, per_batch=8, null_models=2, null_epochs=4)}
 
     def embed_advice(self, *, at_chance: bool) -> str:
         if at_chance or self.config.mode == "black":
@@ -311,15 +328,13 @@ class DeepSigns(TriggerSetMethod):
         inputs = torch.rand(n, *shape, generator=generator(seed))
         return inputs, random_labels(n, num_classes(model, shape), seed + 1), True
 
-    def create_key(self, model: nn.Module, *, seed: int, message: str | None = None,
-                   data: Dataset | None = None) -> WatermarkKey:
+    def _create_key(self, model: nn.Module, *, seed: int, data: Dataset | None, payload: Tensor | None,
+                    message: str | None) -> WatermarkKey:
         """White: A, the message and the key images (``data`` required). Black: the candidate keys."""
         from netmark.methods.uchida import _arch_or_none
 
         cfg = self.config
         if not self._white():
-            if message is not None:
-                raise ConfigError("deepsigns' black-box mode is a zero-bit watermark; it takes no message")
             inputs, labels, rnd = self.make_triggers(model, seed=seed, data=data)
             extra = {"num_classes": num_classes(model, inputs.shape[1:]), "input_shape": list(inputs.shape[1:])}
             return WatermarkKey(method=self.name, layer=None, message="", tensors={"inputs": inputs, "labels": labels},
@@ -327,7 +342,7 @@ class DeepSigns(TriggerSetMethod):
                                 message_random=rnd)
         total = cfg.bits * len(cfg.target_classes)
         check_message(message, total)
-        if data is None:
+        if data is None:  # create_key checked it (traits: needs_data)
             raise ConfigError("deepsigns' white-box mode takes its key images from the training data: pass data=")
         layer = cfg.layer or auto_layer(model)
         shape = input_shape(model, data)
@@ -398,31 +413,32 @@ class DeepSigns(TriggerSetMethod):
     def hook(self, key: WatermarkKey) -> TriggerSetHook:
         return DeepSignsWhiteHook(key, self.config) if self._white(key) else super().hook(key)
 
-    def _embed(self, model: nn.Module, data: Dataset, train_config: TrainConfig | None = None, *,
-               seed: int = 0, key: WatermarkKey | None = None, message: str | None = None,
-               eval_data: Dataset | None = None, teacher: nn.Module | None = None,
-               null_models: Sequence[nn.Module | Predictor] | None = None,
-               ) -> tuple[nn.Module, WatermarkKey, TrainResult]:
-        """Train ``model`` (in place) while embedding. Black mode then selects the keys (:meth:`select_keys`,
-        against a copy of the model from before training) and calibrates their null (on ``null_models`` if
-        given, else on ``config.null_models`` reference models trained here)."""
+    def prepare(self, model: nn.Module, data: Dataset, train_config: TrainConfig | None, *,
+                key: WatermarkKey | None, teacher: nn.Module | None, eval_data: Dataset | None,
+                null_models: Sequence[Any] | None) -> EmbedPrep:
+        """White: no null models (its null is exact). Black: no distillation; keep a copy of the model from before
+        training (:meth:`finalize` selects the keys against it and trains the reference models from it)."""
         if self._white(key):
             if null_models is not None:
                 raise ConfigError("null_models is for deepsigns' black-box mode; the white-box null is exact")
-            key = key if key is not None else self.create_key(model, seed=seed, message=message, data=data)
-            run = train(model, data, train_config, hooks=[self.hook(key)], eval_data=eval_data, teacher=teacher)
-            return model, key, run
+            return EmbedPrep(train_config=train_config)
         if teacher is not None:
             raise ConfigError("deepsigns black-box: distill-to-embed is not defined (the teacher's answers would "
                               "replace the key labels)")
-        unmarked = copy.deepcopy(model).cpu()
-        key = key if key is not None else self.create_key(model, seed=seed, message=message, data=data)
-        run = train(model, data, train_config, hooks=[self.hook(key)], eval_data=eval_data)
-        if key.message_random:  # a candidate set, not yet selected
+        return EmbedPrep(train_config=train_config, unmarked=copy.deepcopy(model).cpu())
+
+    def finalize(self, key: WatermarkKey, model: nn.Module, *, hook: TrainHook | None = None,
+                 data: Dataset | None = None, train_config: TrainConfig | None = None, seed: int | None = None,
+                 unmarked: nn.Module | None = None, null_models: Sequence[Any] | None = None) -> WatermarkKey:
+        """White: the key as it is. Black: a candidate set is selected against ``unmarked`` (:meth:`select_keys`;
+        without ``unmarked`` it stays the candidate set, whose labels are random: exact null) and the selected
+        keys' null calibrated (:meth:`TriggerSetMethod.finalize`)."""
+        if self._white(key):
+            return key
+        if key.message_random and unmarked is not None:  # a candidate set, not yet selected
             key = self.select_keys(key, marked=model, unmarked=unmarked)
-        key = self.ensure_null(key, template=unmarked, data=data, train_config=train_config, seed=seed,
-                               null_models=null_models)
-        return model, key, run
+        return super().finalize(key, model, hook=hook, data=data, train_config=train_config, seed=seed,
+                                unmarked=unmarked, null_models=null_models)
 
     # ------------------------------------------------------------------ extraction and decision
 

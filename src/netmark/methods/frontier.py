@@ -67,7 +67,7 @@ import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -78,14 +78,15 @@ from netmark._util import generator
 from netmark.errors import ConfigError
 from netmark.keys import WatermarkKey
 from netmark.methods.base import register_method
+from netmark.methods.phases import EmbedPrep
+from netmark.methods.traits import MethodTraits
 from netmark.methods.triggerset import (
-    Predictor,
     TriggerSetConfig,
     TriggerSetMethod,
     check_int,
     dataset_rows,
 )
-from netmark.training import TrainConfig, TrainResult, model_device, train
+from netmark.training import TrainConfig, model_device, train
 
 
 @dataclass
@@ -184,12 +185,16 @@ class FrontierStitching(TriggerSetMethod):
 
     name = "frontier-stitching"
     config_cls = FrontierConfig
-    needs_data = True
     #: the key must be crafted on a trained model (:meth:`create_key` on a fresh one finds no false adversaries)
-    needs_trained_model: ClassVar[bool] = True
+    TRAITS = MethodTraits(payload="labels", query_verifiable=True, needs_data=True, needs_trained_model=True)
     paper = ("Le Merrer, Pérez, Trédan: Adversarial frontier stitching for remote neural network watermarking, "
              "Neural Computing and Applications 32(13), 2020")
     config: FrontierConfig
+
+    @classmethod
+    def example_config(cls) -> FrontierConfig:
+        # 12 plain epochs, then the key crafted (FGSM ε 0.15: independent models agree on 53-70%) and 8 fine-tuning
+        return FrontierConfig(per_batch=16, finetune_epochs=8, eps=0.15, null_models=2)
 
     def embed_advice(self, *, at_chance: bool) -> str:
         if at_chance:
@@ -219,32 +224,20 @@ class FrontierStitching(TriggerSetMethod):
         return TrainConfig(**{**cfg.to_dict(), "epochs": self.config.finetune_epochs, "milestones": [],
                               "lr": float(lr), "seed": cfg.seed + 1})
 
-    def _embed(self, model: nn.Module, data: Dataset, train_config: TrainConfig | None = None, *,
-               seed: int = 0, key: WatermarkKey | None = None, message: str | None = None,
-               eval_data: Dataset | None = None, teacher: nn.Module | None = None,
-               null_models: Sequence[nn.Module | Predictor] | None = None,
-               ) -> tuple[nn.Module, WatermarkKey, TrainResult]:
-        """Train plainly (fresh model only), craft the key, fine-tune with it, calibrate the null (see the
-        module docstring for which epochs run when)."""
+    def prepare(self, model: nn.Module, data: Dataset, train_config: TrainConfig | None, *,
+                key: WatermarkKey | None, teacher: nn.Module | None, eval_data: Dataset | None,
+                null_models: Sequence[Any] | None) -> EmbedPrep:
+        """Train plainly (a fresh model without a key only): the key is then crafted on the trained model and the
+        hooked training is the fine-tuning (:meth:`finetune_config`); the reference models of :meth:`finalize` train
+        plainly on the whole schedule, from the architecture as it was before (see the module docstring)."""
         if teacher is not None:
             raise ConfigError(f"{self.name}: distill-to-embed is not defined for a trigger set")
-        if message is not None:  # before any training
-            raise ConfigError(f"{self.name} is a zero-bit trigger-set watermark; it takes no message")
         cfg = train_config or TrainConfig()
         template = copy.deepcopy(model).cpu()  # re-initialised per reference model
-        history: list[dict[str, float]] = []
+        phases: list[dict[str, float]] = []
         seconds = 0.0
         if key is None and not self.config.pretrained:
             pre = train(model, data, cfg, eval_data=eval_data)
-            history, seconds = [{**h, "finetune": 0.0} for h in pre.history], pre.seconds
-        if key is None:
-            key = self.create_key(model, seed=seed, data=data)
-        run = train(model, data, self.finetune_config(cfg), hooks=[self.hook(key)], eval_data=eval_data)
-        # the reference models train plainly on the whole schedule, not the fine-tuning phase
-        key = self.ensure_null(key, template=template, data=data, train_config=cfg, seed=seed,
-                               null_models=null_models)
-        run.history = history + [{**h, "epoch": float(len(history) + i + 1), "finetune": 1.0}
-                                 for i, h in enumerate(run.history)]
-        run.seconds += seconds
-        return model, key, run
+            phases, seconds = [{**h, "finetune": 0.0} for h in pre.history], pre.seconds
+        return EmbedPrep(train_config=self.finetune_config(cfg), unmarked=template, phases=phases, seconds=seconds)
 

@@ -70,12 +70,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
+from torch.utils.data import Dataset
 
 from netmark._util import generator
 from netmark.errors import ArchitectureError, ConfigError, KeyFileError
 from netmark.keys import WatermarkKey
 from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod, register_method
 from netmark.methods.tartaglione_variants import VARIANTS, Variant, decode, encode, proportional_layers
+from netmark.methods.traits import MethodTraits
 from netmark.methods.uchida import _arch_or_none
 from netmark.training import TrainConfig, TrainHook
 from netmark.verify import DEFAULT_ALPHA, VerificationResult, pearson_result
@@ -404,8 +406,13 @@ class Tartaglione(WatermarkMethod):
     config_cls = TartaglioneConfig
     paper = ("Tartaglione, Grangetto, Cavagnino, Botta: Delving in the loss landscape to embed robust watermarks "
              "into neural networks, ICPR 2020")
-    white_box = True
+    TRAITS = MethodTraits(payload="values")
     config: TartaglioneConfig
+
+    @classmethod
+    def example_config(cls) -> TartaglioneConfig:
+        # the paper's N(0, 0.01) re-initialisation needs far more steps than 12 epochs of digits: the default init
+        return TartaglioneConfig(size=300, replicas=2, reinit=False)
 
     def embed_advice(self, *, at_chance: bool) -> str:
         if not at_chance:  # the payload is written into the locked weights: rare
@@ -414,15 +421,15 @@ class Tartaglione(WatermarkMethod):
                   "--method-arg reinit=false." if self.config.reinit else "")
         return super().embed_advice(at_chance=True) + reinit
 
-    def create_key(self, model: nn.Module, *, seed: int, message: str | None = None,
-                   payload: Tensor | None = None, payload_shape: list[int] | None = None) -> WatermarkKey:
-        """``payload``: values in [0, 1] (e.g. :func:`image_payload`); default ``size`` random values.
-        ``message`` (a bit string) is not used by this real-valued scheme and must be ``None``."""
-        if message is not None:
-            raise ConfigError("tartaglione embeds real values (a payload), not a bit message")
+    def _create_key(self, model: nn.Module, *, seed: int, data: Dataset | None, payload: Tensor | None,
+                    message: str | None) -> WatermarkKey:
+        """``payload``: values in [0, 1] of any shape, recorded as ``payload_shape`` (an image's ``[3, H, W]``:
+        ``values.reshape(shape)`` of :func:`image_payload`); default ``size`` random values."""
         if payload is None:
             payload = random_payload(self.config.size, seed)
-        payload = torch.as_tensor(payload, dtype=torch.float32).reshape(-1)
+        payload = torch.as_tensor(payload, dtype=torch.float32)
+        payload_shape = list(payload.shape) if payload.ndim > 1 else None
+        payload = payload.reshape(-1)
         if len(payload) < 3 or not bool(torch.isfinite(payload).all()) or payload.min() < 0 or payload.max() > 1:
             raise ConfigError("the payload must hold at least 3 finite values in [0, 1]")
         sizes = layer_sizes(model)

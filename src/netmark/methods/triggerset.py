@@ -39,7 +39,7 @@ import math
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -49,7 +49,9 @@ from netmark._util import generator, seeded
 from netmark.errors import ArchitectureError, ConfigError, KeyFileError, NetmarkError
 from netmark.keys import WatermarkKey
 from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod
-from netmark.training import TrainConfig, TrainHook, TrainResult, model_device, train
+from netmark.methods.phases import EmbedPrep
+from netmark.methods.traits import MethodTraits
+from netmark.training import TrainConfig, TrainHook, model_device, train
 from netmark.verify import (
     DEFAULT_ALPHA,
     VerificationResult,
@@ -273,10 +275,9 @@ def train_reference_models(template: nn.Module, data: Dataset, train_config: Tra
 
 class TriggerSetMethod(WatermarkMethod):
     """Base of the black-box schemes: subclasses implement :meth:`make_triggers` (and set ``name``,
-    ``config_cls``, ``paper``); ``needs_data`` when the triggers are made from training images."""
+    ``config_cls``, ``paper``; ``TRAITS`` with ``needs_data`` when the triggers are made from training images)."""
 
-    white_box = False
-    needs_data: ClassVar[bool] = False
+    TRAITS = MethodTraits(payload="labels", query_verifiable=True)
     config: TriggerSetConfig
 
     def embed_advice(self, *, at_chance: bool) -> str:
@@ -290,15 +291,11 @@ class TriggerSetMethod(WatermarkMethod):
                       ) -> tuple[Tensor, Tensor, bool]:
         """``(inputs, labels, labels_random)`` for a key of ``seed``; inputs in ``model``'s input space."""
 
-    def create_key(self, model: nn.Module, *, seed: int, message: str | None = None,
-                   data: Dataset | None = None) -> WatermarkKey:
+    def _create_key(self, model: nn.Module, *, seed: int, data: Dataset | None, payload: Tensor | None,
+                    message: str | None) -> WatermarkKey:
         """Make the trigger set (``data``: the training set, for schemes that stamp or perturb its images)."""
         from netmark.methods.uchida import _arch_or_none
 
-        if message is not None:
-            raise ConfigError(f"{self.name} is a zero-bit trigger-set watermark; it takes no message")
-        if self.needs_data and data is None:
-            raise ConfigError(f"{self.name} makes its triggers from training images: pass data=")
         inputs, labels, rnd = self.make_triggers(model, seed=seed, data=data)
         num_classes = _num_classes(model, inputs)
         cfg = {**self.config.to_dict(), "num_classes": num_classes, "input_shape": list(inputs.shape[1:])}
@@ -371,25 +368,32 @@ class TriggerSetMethod(WatermarkMethod):
         return WatermarkKey(method=key.method, layer=key.layer, message=key.message, tensors=tensors,
                             config=key.config, arch=key.arch, seed=key.seed, message_random=key.message_random)
 
-    def _embed(self, model: nn.Module, data: Dataset, train_config: TrainConfig | None = None, *,
-               seed: int = 0, key: WatermarkKey | None = None, message: str | None = None,
-               eval_data: Dataset | None = None, teacher: nn.Module | None = None,
-               null_models: Sequence[nn.Module | Predictor] | None = None,
-               ) -> tuple[nn.Module, WatermarkKey, TrainResult]:
-        """Train with the triggers mixed in, then calibrate the key's null: on ``null_models`` if given,
-        else on ``config.null_models`` reference models trained here (same architecture, data and schedule,
-        other seeds; skipped when the labels are random or the key is already calibrated)."""
+    def prepare(self, model: nn.Module, data: Dataset, train_config: TrainConfig | None, *,
+                key: WatermarkKey | None, teacher: nn.Module | None, eval_data: Dataset | None,
+                null_models: Sequence[Any] | None) -> EmbedPrep:
+        """No distillation (the teacher's answers would replace the trigger labels); keep the model's architecture
+        for the reference models of :meth:`finalize`."""
         if teacher is not None:
             raise ConfigError(f"{self.name}: distill-to-embed is not defined for a trigger set (the teacher's "
                               "answers would replace the trigger labels)")
-        template = copy.deepcopy(model).cpu()
-        key = key if key is not None else self.create_key(model, seed=seed, message=message, data=data)
-        run = train(model, data, train_config, hooks=[self.hook(key)], eval_data=eval_data)
-        key = self.ensure_null(key, template=template, data=data, train_config=train_config, seed=seed,
-                               null_models=null_models)
-        return model, key, run
+        return EmbedPrep(train_config=train_config, unmarked=copy.deepcopy(model).cpu())
 
-    def ensure_null(self, key: WatermarkKey, *, template: nn.Module, data: Dataset,
+    def finalize(self, key: WatermarkKey, model: nn.Module, *, hook: TrainHook | None = None,
+                 data: Dataset | None = None, train_config: TrainConfig | None = None, seed: int | None = None,
+                 unmarked: nn.Module | None = None, null_models: Sequence[Any] | None = None) -> WatermarkKey:
+        """The key with its null calibrated (:meth:`ensure_null`): on ``null_models`` if given, else, when its labels
+        depend on the images, on ``config.null_models`` reference models of ``unmarked``'s architecture (default
+        ``model``'s) trained here on ``data`` with ``train_config`` (seeds from ``seed``, default the key's)."""
+        if (null_models is None and data is None and self.config.null_models > 0 and not key.message_random
+                and "null_counts" not in key.tensors):
+            raise ConfigError(f"{self.name}: this key's labels depend on the images, so its null must be calibrated: "
+                              "pass null_models= (models trained without the key) or data= (and train_config=) to "
+                              "train reference models")
+        return self.ensure_null(key, template=unmarked if unmarked is not None else model, data=data,
+                                train_config=train_config, seed=seed if seed is not None else (key.seed or 0),
+                                null_models=null_models)
+
+    def ensure_null(self, key: WatermarkKey, *, template: nn.Module, data: Dataset | None,
                     train_config: TrainConfig | None, seed: int,
                     null_models: Sequence[nn.Module | Predictor] | None = None) -> WatermarkKey:
         """``key`` calibrated on ``null_models`` when given; else, when its labels are not random, on
@@ -397,7 +401,7 @@ class TriggerSetMethod(WatermarkMethod):
         ``train_config`` (on the CPU; ``null_epochs`` overrides its epochs). A calibrated key is returned as is."""
         if "null_counts" in key.tensors:
             return key
-        if null_models is None and self.config.null_models > 0 and not key.message_random:
+        if null_models is None and self.config.null_models > 0 and not key.message_random and data is not None:
             cfg = TrainConfig(**{**(train_config or TrainConfig()).to_dict(), "device": "cpu"})
             null_models = train_reference_models(template, data, cfg, self.config.null_models, seed=seed,
                                                  epochs=self.config.null_epochs)

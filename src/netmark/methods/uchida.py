@@ -43,6 +43,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 from netmark._util import generator
 from netmark.errors import ArchitectureError, ConfigError
@@ -55,6 +56,7 @@ from netmark.methods.base import (
     random_message,
     register_method,
 )
+from netmark.methods.traits import MethodTraits
 from netmark.training import TrainConfig, TrainHook
 
 KEY_TYPES = ("random", "direct", "diff")
@@ -186,8 +188,12 @@ class Uchida(WatermarkMethod):
     name = "uchida"
     config_cls = UchidaConfig
     paper = "Uchida et al., Embedding Watermarks into Deep Neural Networks, ICMR 2017"
-    white_box = True
+    TRAITS = MethodTraits(payload="bits")
     config: UchidaConfig
+
+    @classmethod
+    def example_config(cls) -> UchidaConfig:
+        return UchidaConfig(layer="conv2", bits=64)
 
     def embed_advice(self, *, at_chance: bool) -> str:
         if at_chance:
@@ -196,7 +202,8 @@ class Uchida(WatermarkMethod):
         return (f"Train longer (--epochs), raise --strength (now {self.config.strength:g}) or embed fewer --bits "
                 f"(now {self.config.bits}).")
 
-    def create_key(self, model: nn.Module, *, seed: int, message: str | None = None) -> WatermarkKey:
+    def _create_key(self, model: nn.Module, *, seed: int, data: Dataset | None, payload: Tensor | None,
+                    message: str | None) -> WatermarkKey:
         cfg = self.config
         check_message(message, cfg.bits)
         layer = cfg.layer or auto_layer(model, cfg.bits, cfg.average)

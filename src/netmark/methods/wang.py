@@ -43,8 +43,9 @@ detected after pruning 80 % of fc2 or 5 epochs of fine-tuning in 12 of 12 (10 of
 ``conv2`` (M = 25,000, CPU, seed 0) 3 of 4,096 null inputs read 512/512 bits without it.
 
 P-value. The extractor was trained on the message, so on a model that never saw the key its bits
-are no fair coins and can flip together: Binomial(l, 1/2) does not hold. At ``on_train_end`` the
-final extractor reads ``null_samples`` fresh inputs, half from each family:
+are no fair coins and can flip together: Binomial(l, 1/2) does not hold. :meth:`Wang.finalize` (after
+training) writes the final extractor into the key and has it read ``null_samples`` fresh inputs, half from each
+family:
 
 * ``init``: i.i.d. U(−1, 1) vectors (a fresh layer). The extractor is bias-free with ReLU, so its
   logits are positively homogeneous (bits(c·w) = bits(w), c > 0): any init scale is covered;
@@ -81,8 +82,10 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -102,8 +105,10 @@ from netmark.methods.base import (
     random_message,
     register_method,
 )
+from netmark.methods.phases import EmbedPrep
+from netmark.methods.traits import MethodTraits
 from netmark.methods.uchida import _arch_or_none, host_module
-from netmark.training import TrainConfig, TrainHook, TrainResult
+from netmark.training import TrainConfig, TrainHook
 from netmark.verify import DEFAULT_ALPHA, VerificationResult, calibrated_bit_match_result
 
 log = logging.getLogger(__name__)
@@ -262,8 +267,8 @@ def extractor_optimizer(params: list[Tensor], name: str, lr: float) -> torch.opt
 
 class WangHook(TrainHook):
     """Adds ``λ·L2`` to the host loss, steps the extractor on L2 after each host step, selects
-    MANU's convergent weights, and writes the trained extractor and its null calibration back
-    into the key at ``on_train_end``."""
+    MANU's convergent weights and hardens the extractor at ``on_train_end``. The key is never written:
+    :meth:`Wang.finalize` takes the trained extractor from :meth:`extractor`."""
 
     def __init__(self, key: WatermarkKey, config: WangConfig) -> None:
         self.key, self.config, self.message = key, config, key.bits.float()
@@ -361,7 +366,6 @@ class WangHook(TrainHook):
                               "(converge_epochs), raise converge_threshold, or use variant='auto'")
         log.info("wang MANU: %d of %d weights of %s are convergent; attaching the extractor", n, M, self.key.layer)
         self.sel = mask.float().to(self.W1.device)
-        self.key.tensors["selection"] = mask.float().cpu()
         self.active = True
 
     def on_train_end(self, model: nn.Module) -> None:
@@ -373,9 +377,11 @@ class WangHook(TrainHook):
             self.opt = self._new_optimizer()  # fresh moments: the training's were sized by the host's moving weights
             for _ in range(self.config.harden_steps):  # the host is final: sharpen the extractor's null margin
                 self._extractor_step(w, self.config.harden_negatives)
+
+    def extractor(self) -> dict[str, Tensor]:
+        """The extractor as trained so far (``selection``, ``W1``, ``W2``; CPU copies)."""
         trained = (self.sel, self.W1, self.W2)
-        self.key.tensors.update({n: t.detach().cpu().clone() for n, t in zip(EXTRACTOR_TENSORS, trained, strict=True)})
-        calibrate(model, self.key)
+        return {n: t.detach().cpu().clone() for n, t in zip(EXTRACTOR_TENSORS, trained, strict=True)}
 
 
 @register_method
@@ -385,9 +391,20 @@ class Wang(WatermarkMethod):
     name = "wang"
     config_cls = WangConfig
     paper = "Wang et al., Watermarking in Deep Neural Networks via Error Back-propagation, EI 2020"
-    white_box = True
+    TRAITS = MethodTraits(payload="bits")
     VERSION = 2  # 2: extractor hardening after training (issue 18)
     config: WangConfig
+
+    @classmethod
+    def example_config(cls) -> WangConfig:
+        return WangConfig(layer="conv1", bits=64, null_samples=1024)  # AUTO
+
+    @classmethod
+    def example_variants(cls) -> dict[str, MethodConfig]:
+        # MANU snapshots every 10 optimizer steps (a user's loop may never call on_epoch_end); augment=0 keeps its
+        # extractor specific on the 83 convergent weights of simple-cnn's conv1
+        return {"manu": WangConfig(layer="conv1", bits=64, variant="manu", snapshot_every=10, augment=0,
+                                   null_samples=1024)}
 
     def embed_advice(self, *, at_chance: bool) -> str:
         if at_chance:
@@ -397,7 +414,8 @@ class Wang(WatermarkMethod):
                 f"{self.config.negatives}: all bits can match while null inputs match nearly as many), embed fewer "
                 f"--bits (now {self.config.bits}) or raise --strength (now {self.config.strength:g}).")
 
-    def create_key(self, model: nn.Module, *, seed: int, message: str | None = None) -> WatermarkKey:
+    def _create_key(self, model: nn.Module, *, seed: int, data: Dataset | None, payload: Tensor | None,
+                    message: str | None) -> WatermarkKey:
         cfg = self.config
         check_message(message, cfg.bits)
         layer = cfg.layer or host_layer_name(model)
@@ -413,16 +431,28 @@ class Wang(WatermarkMethod):
     def hook(self, key: WatermarkKey) -> WangHook:
         return WangHook(key, self.config)
 
-    def _embed(self, model: nn.Module, data: Dataset, train_config: TrainConfig | None = None, *,
-               seed: int = 0, key: WatermarkKey | None = None, message: str | None = None,
-               eval_data: Dataset | None = None, teacher: nn.Module | None = None,
-               ) -> tuple[nn.Module, WatermarkKey, TrainResult]:
+    def prepare(self, model: nn.Module, data: Dataset, train_config: TrainConfig | None, *,
+                key: WatermarkKey | None, teacher: nn.Module | None, eval_data: Dataset | None,
+                null_models: Sequence[Any] | None) -> EmbedPrep:
+        """MANU needs more epochs than ``converge_epochs`` (it selects the weights after them)."""
         cfg, epochs = self.config, (train_config or TrainConfig()).epochs
         if cfg.variant == "manu" and cfg.snapshot_every is None and epochs <= cfg.converge_epochs:
             raise ConfigError(f"MANU selects convergent weights after converge_epochs={cfg.converge_epochs} epochs, "
                               f"so it needs more than that to embed; got epochs={epochs}")
-        return super()._embed(model, data, train_config, seed=seed, key=key, message=message, eval_data=eval_data,
-                              teacher=teacher)
+        return EmbedPrep(train_config=train_config)
+
+    def finalize(self, key: WatermarkKey, model: nn.Module, *, hook: TrainHook | None = None,
+                 data: Dataset | None = None, train_config: TrainConfig | None = None, seed: int | None = None,
+                 unmarked: nn.Module | None = None, null_models: Sequence[Any] | None = None) -> WatermarkKey:
+        """A new key holding the extractor ``hook`` trained (a :class:`WangHook`) and its null measured on
+        ``model`` (:func:`calibrate`). Without a hook, a key that already has its null is returned as it is."""
+        if not isinstance(hook, WangHook):
+            if "null_rates" in key.tensors and "null_counts" in key.tensors:
+                return key
+            raise ConfigError("wang: finalize(key, model, hook=hook) needs the WangHook that trained the extractor")
+        out = dataclasses.replace(key, tensors={**key.tensors, **hook.extractor()})
+        calibrate(model, out)
+        return out
 
     @torch.no_grad()
     def extract(self, model: nn.Module, key: WatermarkKey) -> Extraction:
@@ -437,8 +467,8 @@ class Wang(WatermarkMethod):
         """Extract and test against the null measured on this key's extractor (module docstring)."""
         ex = self.extract(model, key)
         if "null_rates" not in key.tensors or "null_counts" not in key.tensors:
-            raise KeyFileError("this wang key has no null calibration (its embedding never finished: the hook's "
-                               "on_train_end was not called); run netmark.methods.wang.calibrate(model, key)")
+            raise KeyFileError("this wang key has no null calibration (its embedding never finished: "
+                               "Wang.finalize(key, model, hook=hook) was not called after training)")
         return calibrated_bit_match_result(ex.bits, key.bits, null_rates=key.tensors["null_rates"],
                                            null_counts=key.tensors["null_counts"], method=self.name, alpha=alpha,
                                            details=ex.details)

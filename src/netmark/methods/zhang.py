@@ -67,6 +67,7 @@ from torch.utils.data import Dataset
 from netmark._util import generator
 from netmark.errors import ConfigError
 from netmark.methods.base import register_method
+from netmark.methods.traits import MethodTraits
 from netmark.methods.triggerset import (
     TriggerSetConfig,
     TriggerSetMethod,
@@ -234,6 +235,12 @@ class Zhang(TriggerSetMethod):
     paper = PAPER
     config: ZhangConfig
 
+    @classmethod
+    def example_config(cls) -> ZhangConfig:
+        """Class 0 as target (the paper's "airplane"; a seed-drawn target 8 draws 39% agreement from independent
+        models); image-dependent labels: 2 reference models calibrate each key's null (4 by default)."""
+        return cls.config_cls(per_batch=16, target_class=0, null_models=2)  # type: ignore[call-arg,return-value]
+
     def target(self, c: int, seed: int) -> int:
         t = self.config.target_class
         for name, v in (("target_class", t), ("source_class", self.config.source_class)):
@@ -269,7 +276,7 @@ class ZhangContent(Zhang):
 
     name = "zhang-content"
     config_cls = ZhangContentConfig
-    needs_data = True
+    TRAITS = MethodTraits(payload="labels", query_verifiable=True, needs_data=True)
     config: ZhangContentConfig
 
     def watermark_images(self, shape: Sequence[int], data: Dataset | None, target: int, seed: int) -> Tensor:
@@ -283,7 +290,7 @@ class ZhangNoise(Zhang):
 
     name = "zhang-noise"
     config_cls = ZhangNoiseConfig
-    needs_data = True
+    TRAITS = MethodTraits(payload="labels", query_verifiable=True, needs_data=True)
     config: ZhangNoiseConfig
 
     def watermark_images(self, shape: Sequence[int], data: Dataset | None, target: int, seed: int) -> Tensor:

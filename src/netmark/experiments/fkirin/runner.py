@@ -14,7 +14,6 @@ from netmark.errors import ConfigError
 from netmark.experiments.common import RunnerBase, TrainedBase, make_run
 from netmark.keys import WatermarkKey
 from netmark.methods.base import WatermarkMethod
-from netmark.methods.triggerset import TriggerSetMethod
 from netmark.training import TrainConfig, TrainHook, evaluate
 
 from .spec import RunSpec, Scale, plan
@@ -47,7 +46,7 @@ def black_box(key: WatermarkKey) -> bool:
     """Whether ``key`` is verified through queries (a trigger set; not DeepSigns' white-box mode)."""
     from netmark.methods import method_from_key
 
-    return isinstance(method_from_key(key), TriggerSetMethod) and key.config.get("mode", "black") != "white"
+    return method_from_key(key).query_verifiable()
 
 
 def watermark_score(model: nn.Module, key: WatermarkKey) -> tuple[float, float | None]:

@@ -279,7 +279,7 @@ def _step_costs(runner: Runner) -> dict[str, Any]:
         hooks: list[TrainHook] = []
         if r is not None and batch is not None:
             method = Tartaglione(method_config(sc, r, batch, len(payload)))
-            key = method.create_key(model, seed=sc.key_seed, payload=payload, payload_shape=list(sc.payload_shape))
+            key = method.create_key(model, seed=sc.key_seed, payload=payload.reshape(sc.payload_shape))
             hooks = [method.hook(key)]
             hooks[0].on_train_start(model)
         model.train()

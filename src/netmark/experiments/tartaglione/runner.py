@@ -154,7 +154,7 @@ class Runner(RunnerBase):
             result, key = train(model, tr, cfg, eval_data=te), None
         else:
             shape = spec.payload_shape or self.scale.payload_shape
-            key = method.create_key(model, seed=spec.key_seed, payload=payload_of(shape), payload_shape=list(shape))
+            key = method.create_key(model, seed=spec.key_seed, payload=payload_of(shape).reshape(shape))
             model, key, result = method.embed(model, tr, cfg, key=key, eval_data=te)
         return Trained(spec, model, key, te, len(tr), history=result.history)
 
