@@ -218,6 +218,21 @@ def test_help_explains_commands() -> None:
         assert cmd in r.stdout
 
 
+def test_python_m_netmark_cli_has_every_command() -> None:
+    """`python -m netmark.cli` is the same app as `netmark` (as a module run as __main__, the old cli.py lost the
+    commands its other modules registered on the imported copy: protect, evaluate, piracy)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COLUMNS": "200"}
+    r = subprocess.run([sys.executable, "-m", "netmark.cli", "--help"], capture_output=True, text=True, env=env,
+                       timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    listed = {ln.split()[1] for ln in r.stdout.splitlines() if ln.startswith("│ ") and len(ln.split()) > 2}
+    assert {"train", "embed", "verify", "serve", "reproduce", "report", "models", "demo", "protect", "evaluate",
+            "attack", "piracy"} <= listed, r.stdout
+
+
 @pytest.mark.parametrize("situation,extra", [("fine-tune-to-embed", []), ("distill-to-embed", ["--distill"])])
 def test_embed_from_a_trained_model(situation: str, extra: list[str], tmp_path: Path) -> None:
     """Uchida §2.2: embedding while fine-tuning a trained model, or distilling it without labels."""
@@ -289,9 +304,12 @@ def test_attack_distill_end_to_end(owner: Path, tmp_path: Path) -> None:
 
 
 def test_device_options_exist_where_training_happens() -> None:
-    for cmd in (["train"], ["embed"], ["protect"], ["attack", "finetune"], ["attack", "distill"]):
+    for cmd in (["train"], ["embed"], ["protect"], ["attack", "finetune"], ["attack", "overwrite"],
+                ["attack", "distill"]):
         r = runner.invoke(app, [*cmd, "--help"], env={"COLUMNS": "200"})
         assert r.exit_code == 0 and "--device" in r.stdout, cmd
+    r = runner.invoke(app, ["attack", "outlier-reset", "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "--device" not in r.stdout  # a data-free attack trains nothing
 
 
 def test_without_out_says_where_it_wrote(tmp_path: Path, monkeypatch) -> None:

@@ -182,8 +182,6 @@ def test_bad_training_options_refused_up_front(args: list[str], match: str, tmp_
 @pytest.mark.parametrize(("extra", "match"), [(["--epochs", "0"], "--epochs"),
                                               (["--device", "warp-drive"], "unknown device")])
 def test_bad_attack_training_options(command: str, extra: list[str], match: str, tmp_path: Path) -> None:
-    if command == "overwrite" and extra[0] == "--device":
-        pytest.skip("overwrite trains with the attacker's method on the CPU (no --device)")
     model = _tiny_model(tmp_path)
     assert_bad(invoke("attack", command, model, *extra, "--out", tmp_path / "a.safetensors"), match)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]

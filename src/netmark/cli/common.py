@@ -1,5 +1,10 @@
-"""Plumbing of the ``netmark`` command line that is not a command: one-line usage errors, ``--version``,
-``-v/--verbose`` logging, JSON error objects and the output-directory checks.
+"""What the ``netmark`` command modules share: one-line usage errors, ``--version``, ``-v/--verbose`` logging, JSON
+error objects, the output-directory checks, the shared option types and the helpers that turn options into
+library objects (training schedules, datasets, models, methods).
+
+Exit codes: 0 success (``verify``: watermark detected), 1 ``verify``: not detected, 2 bad input (one line on
+stderr, nothing written; with ``--json`` also ``{"error": ..., "exit_code": 2}`` on stdout), 3 ``embed``: the
+owner's key does not verify on the trained model or its accuracy is at chance (:mod:`netmark.methods.check`).
 
 Errors, whatever their origin (a bad option value caught by the option parser, a :class:`~netmark.errors.NetmarkError`
 raised by a command), end the same way: one line ``netmark: error: ...`` on stderr and exit code 2. A command run
@@ -9,19 +14,20 @@ JSON object in every case.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from typer.core import TyperGroup
 
-from netmark.errors import ConfigError
+from netmark.errors import ConfigError, NetmarkError
 
 try:  # typer >= 0.2x vendors click; older versions use the click package
     from typer._click import exceptions as _click_exc
@@ -151,3 +157,211 @@ def out_was_defaulted(param: str = "out") -> bool:
         return False
     source = ctx.get_parameter_source(param)
     return source is not None and source.name == "DEFAULT"
+
+
+# ---------------------------------------------------------------- errors of a command
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(msg: str, code: int = BAD_INPUT, as_json: bool = False) -> typer.Exit:
+    """The one stderr line of an error, and the exit (``raise fail(...)``) with ``code``."""
+    error_line(msg, as_json=as_json)
+    return typer.Exit(code)
+
+
+def handles_errors(fn: F) -> F:
+    """Turn user-facing errors into one stderr line and exit code 2 (no traceback); a command called with
+    ``--json`` (parameter ``as_json``) also prints the error as a JSON object on stdout."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        as_json = bool(kwargs.get("as_json"))
+        try:
+            return fn(*args, **kwargs)
+        except NetmarkError as e:
+            raise fail(str(e), as_json=as_json) from None
+        except (OSError, ValueError) as e:
+            raise fail(f"{type(e).__name__}: {e}", as_json=as_json) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------- shared options
+Model = Annotated[str, typer.Option("--model", "-m", help="architecture name (see `netmark models`)")]
+Dataset_ = Annotated[str, typer.Option("--dataset", "-d", help="fashion-mnist | mnist | cifar10 | cifar100 | digits")]
+Epochs = Annotated[int, typer.Option("--epochs", "-e", min=1, help="training epochs")]
+TrainSize = Annotated[int | None, typer.Option("--train-size", min=1, help="use a seeded subset of N training images")]
+Seed = Annotated[int, typer.Option("--seed", help="seed for initialisation, shuffling and keys")]
+Lr = Annotated[float, typer.Option("--lr", help="learning rate")]
+Batch = Annotated[int, typer.Option("--batch-size", min=1, help="minibatch size")]
+Optim = Annotated[str, typer.Option("--optimizer", help="sgd | adam | adagrad | adamax | nadam | rmsprop")]
+Momentum = Annotated[float, typer.Option("--momentum", help="SGD/RMSprop momentum")]
+Nesterov = Annotated[bool, typer.Option("--nesterov/--no-nesterov", help="Nesterov momentum (SGD)")]
+Wd = Annotated[float, typer.Option("--weight-decay", help="L2 weight decay")]
+Milestones = Annotated[str, typer.Option("--milestones", help="comma-separated epochs where lr *= gamma, e.g. 60,120,160")]
+Gamma = Annotated[float, typer.Option("--gamma", help="learning-rate factor at each milestone")]
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="directory with the dataset files")]
+Force = Annotated[bool, typer.Option("--force", help="overwrite existing output files")]
+ModelArgs = Annotated[list[str] | None, typer.Option("--model-arg", help="architecture argument k=v (repeatable), e.g. widen=1")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")]
+Device = Annotated[str, typer.Option("--device", help="torch device to train on: cpu, cuda, cuda:1, mps (checked before any work)")]
+# the anti-piracy inputs (`netmark evaluate MODEL`, `netmark piracy ...`)
+TransformKey = Annotated[Path | None, typer.Option("--transform", "-t", help="the owner's secret transform key")]
+Split = Annotated[str, typer.Option("--split", help="train | test")]
+Limit = Annotated[int | None, typer.Option("--limit", min=1, help="score on the first N images only")]
+AsJson = Annotated[bool, typer.Option("--json", help="print the result as JSON")]
+
+
+# ---------------------------------------------------------------- options -> library objects
+def parse_kv(items: list[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"expected k=v, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v
+    return out
+
+
+def train_config(epochs: int, lr: float, batch_size: int, optimizer: str, momentum: float, nesterov: bool,
+                 weight_decay: float, milestones: str, gamma: float, seed: int, quiet: bool,
+                 device: str = "cpu") -> Any:
+    from netmark.training import TrainConfig
+
+    try:
+        ms = tuple(int(m) for m in milestones.split(",") if m.strip())
+    except ValueError:
+        raise ConfigError(f"--milestones must be comma-separated integers, got {milestones!r}") from None
+    return TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer,  # type: ignore[arg-type]
+                       momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, milestones=ms,
+                       gamma=gamma, seed=seed, progress=not quiet, device=device)
+
+
+def outputs(out: Path, names: list[str], force: bool) -> list[Path]:
+    """The output files in directory ``out``: refused up front when one exists (without ``--force``) or when the
+    directory cannot be written; without ``--out`` on the command line, says on stderr where they go."""
+    from netmark._util import check_writable
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a directory")
+    paths = [check_writable(out / n, force) for n in names]
+    check_dir_writable(out)
+    if out_was_defaulted("out"):
+        echo(f"no --out given: writing {', '.join(names)} into {out}/ (the default)")
+    return paths
+
+
+def out_file(out: Path, force: bool) -> Path:
+    """Refuse an existing ``out`` (without ``--force``) or an unwritable directory for it, before any work."""
+    from netmark._util import check_writable
+
+    check_writable(out, force)
+    check_dir_writable(out.parent)
+    return out
+
+
+def load_data(name: str, data_dir: Path | None, train_size: int | None) -> tuple[Any, Any]:
+    from netmark.data import load
+
+    return (load(name, "train", data_dir=data_dir, train_size=train_size),
+            load(name, "test", data_dir=data_dir))
+
+
+def make_method(name: str, flags: dict[str, Any], extra: list[str] | None) -> Any:
+    """Instantiate method ``name`` from the CLI flags its config has (unset flags keep the
+    method's own paper defaults) plus ``--method-arg k=v`` extras."""
+    import dataclasses
+
+    from netmark.methods import get_method
+
+    cls = get_method(name)
+    fields = {f.name for f in dataclasses.fields(cls.config_cls)}
+    unsupported = sorted(k for k, v in flags.items() if v is not None and k not in fields)
+    if unsupported:
+        raise ConfigError(f"method {name!r} has no option {', '.join('--' + k.replace('_', '-') for k in unsupported)}")
+    opts = {k: v for k, v in flags.items() if v is not None}
+    return cls(cls.config_cls.from_dict({**opts, **parse_kv(extra)}))
+
+
+def fresh_model(name: str, data: Any, seed: int, model_args: list[str] | None) -> Any:
+    from netmark._util import seeded
+    from netmark.models import build
+
+    c, h, _ = data.shape
+    kv = parse_kv(model_args)
+    derived = sorted(set(kv) & {"in_channels", "image_size", "num_classes"})
+    if derived:
+        raise ConfigError(f"--model-arg {', '.join(derived)}: set by the dataset ({data.name}), not an option here")
+    with seeded(seed):
+        return build(name, in_channels=c, image_size=h, num_classes=data.num_classes, **kv)
+
+
+def load_model_file(path: Path, key_path: Path | None = None) -> Any:
+    """The model in ``path`` (its architecture from ``key_path`` when given: a plain ``.pt`` state_dict)."""
+    from netmark.io import load_model
+    from netmark.keys import WatermarkKey
+
+    arch = WatermarkKey.load(key_path).arch if key_path else None
+    return load_model(path, arch=arch)
+
+
+def echo(msg: str, quiet: bool = False) -> None:
+    """``msg`` on stderr (progress and notes), unless ``quiet``."""
+    if not quiet:
+        typer.echo(msg, err=True)
+
+
+def write_json(path: Path, obj: Any, force: bool) -> None:
+    from netmark._util import atomic_write_text
+
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n", force=force)
+
+
+# ---------------------------------------------------------------- anti-piracy inputs (evaluate MODEL, piracy ...)
+def load_transform(path: Path) -> Any:
+    from netmark.access import transform_from_key
+    from netmark.keys import WatermarkKey
+
+    return transform_from_key(WatermarkKey.load(path))
+
+
+def protected_model(path: Path) -> tuple[Any, str]:
+    """The model of ``path`` and the input range it was protected on (``unit`` unless its metadata says)."""
+    from netmark.access.inputs import RANGES
+    from netmark.io import load_model, read_metadata
+
+    net = load_model(path)
+    rng = str(read_metadata(path).get("extra", {}).get("input_range", "unit")) if path.suffix == ".safetensors" \
+        else "unit"
+    if rng not in RANGES:
+        raise ConfigError(f"{path} records an unknown input range {rng!r}")
+    return net, rng
+
+
+def data_split(dataset: str, split: str, data_dir: Path | None, limit: int | None, input_range: str = "unit") -> Any:
+    from netmark.access.inputs import to_range
+    from netmark.data import load
+
+    if split not in ("train", "test"):
+        raise ConfigError(f"--split must be train or test, got {split!r}")
+    data = load(dataset, split, data_dir=data_dir)
+    if limit is not None and limit < len(data):
+        data = data.subset(range(limit))
+    return to_range(data, input_range)
+
+
+def accuracy(model: Any, data: Any, transform: Any = None) -> float:
+    """``evaluate`` with a clear error when the model or the transform does not fit the data."""
+    from netmark.training import evaluate
+
+    if transform is not None and tuple(transform.shape) != tuple(data.shape):
+        raise ConfigError(f"the transform key is for inputs of shape {list(transform.shape)}, the dataset has "
+                          f"{list(data.shape)}")
+    try:
+        return float(evaluate(model, data, transform=transform)["accuracy"])
+    except RuntimeError as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"the model does not accept {data.name} inputs of shape {list(data.shape)} ({first})") from None
