@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-compile -e .
 	touch $(STAMP)
 
-# the test extra on top: pytest, ruff, and ray (the Ray executor's test runs on a local Ray instance)
+# the test extra on top: pytest, ruff, mypy, import-linter, and ray (the Ray executor's test runs on a local Ray instance)
 $(TSTAMP): $(STAMP)
 	$(PY) -m pip install -q --no-compile -e '.[test]'
 	touch $(TSTAMP)
@@ -39,6 +39,8 @@ data:
 
 test: $(TSTAMP) data
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(PY) -m mypy src/netmark
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 demo: venv data

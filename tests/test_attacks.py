@@ -122,7 +122,7 @@ def test_overwrite_keeps_attacker_key(tiny_data) -> None:
     atk = Overwrite(SMALL_ATTACKS["overwrite"])
     out = atk(make_cnn(num_classes=4), tiny_data)
     assert atk.attacker_key is not None and atk.attacker_key.layer == "conv2"
-    from netmark.verify import verify
+    from netmark.methods import verify
 
     assert verify(out, atk.attacker_key).total_bits == 16
 

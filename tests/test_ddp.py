@@ -34,11 +34,10 @@ import torch
 from netmark import distributed
 from netmark._util import seeded
 from netmark.data import ArrayDataset, load
-from netmark.methods import MethodConfig, get_method
+from netmark.methods import MethodConfig, get_method, verify
 from netmark.methods.examples import example
 from netmark.models import build
 from netmark.training import TrainConfig, train
-from netmark.verify import verify
 
 TRAIN = TrainConfig(epochs=2, lr=0.1, batch_size=63, seed=3, progress=False)  # SGD, momentum 0.9
 SHORT_EPOCHS = 2

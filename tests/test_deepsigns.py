@@ -11,6 +11,7 @@ import torch
 import netmark.methods.deepsigns  # noqa: F401  (registers the method)
 from netmark.errors import ArchitectureError, ConfigError, KeyFileError
 from netmark.keys import WatermarkKey
+from netmark.methods import verify
 from netmark.methods.base import METHODS
 from netmark.methods.deepsigns import (
     DeepSigns,
@@ -22,7 +23,6 @@ from netmark.methods.deepsigns import (
 )
 from netmark.methods.triggerset import model_predictor
 from netmark.training import TrainConfig, evaluate, train
-from netmark.verify import verify
 from tests.conftest import make_cnn
 
 EPOCHS = TrainConfig(epochs=5, lr=0.05, batch_size=64, seed=0, progress=False)

@@ -12,7 +12,7 @@ import pytest
 
 from netmark.errors import ConfigError, OutputExistsError
 from netmark.evaluation import SCHEMA, EvaluationConfig, SerialExecutor, Sweep, evaluate, get_executor, measure, preset
-from netmark.evaluation.cells import run_job
+from netmark.evaluation.jobs import run_job
 from netmark.evaluation.spec import default_sweeps
 from netmark.training import TrainConfig
 

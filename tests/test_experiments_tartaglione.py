@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from netmark import reports
 from netmark.cli import app
 from netmark.errors import ConfigError, OutputExistsError
 from netmark.experiments import report
@@ -165,7 +166,7 @@ def test_render_regenerates_readme_and_figures(quick, tmp_path: Path) -> None:
     assert (other / "README.md").read_text() == readme
     with pytest.raises(OutputExistsError):
         render(out / "results.json", other)
-    report.render(out / "results.json", tmp_path / "dispatched")  # what `netmark report` uses
+    reports.render(out / "results.json", tmp_path / "dispatched")  # what `netmark report` uses
     assert (tmp_path / "dispatched" / "README.md").read_text() == readme
 
 
@@ -234,7 +235,7 @@ def test_results_that_predate_an_experiment_still_render(quick, tmp_path: Path) 
     del old["experiments"]["fig2"], old["experiments"]["overhead"], old["seeds"]["landscape_seed"]
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "results.json").write_text(json.dumps(old))
-    written = report.render(tmp_path / "old" / "results.json", tmp_path / "re")
+    written = reports.render(tmp_path / "old" / "results.json", tmp_path / "re")
     md = (tmp_path / "re" / "README.md").read_text()
     assert "## Fig. 2 — not measured" in md and "## Replica cost and the split fast path — not measured" in md
     assert "## Fig. 4a" in md and "## Fig. 2 — the loss landscape" not in md
@@ -271,7 +272,7 @@ def test_variant_study_shares_the_reproductions_runs_and_compares_both(quick, tm
     assert rows["code-R4"]["fixed_point"]["8"]["pearson"] > rows["R4"]["fixed_point"]["8"]["pearson"]
     md = (tmp_path / "v" / "README.md").read_text()
     assert "## Comparison" in md and "## Outlier reset" in md and "`code-R4`" in md and "NOT the paper" in md
-    again = report.render(tmp_path / "v" / "results.json", tmp_path / "again")  # `netmark report` dispatches to it
+    again = reports.render(tmp_path / "v" / "results.json", tmp_path / "again")  # `netmark report` dispatches to it
     assert (tmp_path / "again" / "README.md").read_text() == md and len(again) == 1
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 
+from netmark import reports
 from netmark.errors import ConfigError, OutputExistsError
 from netmark.experiments import report
 from netmark.experiments.uchida import EXPERIMENTS, SCALES, get_scale, plan, render, run
@@ -156,10 +157,10 @@ def test_render_regenerates_readme_and_figures(quick, tmp_path: Path) -> None:
     assert report.is_png(out / FIGURES[2]) and out / "README.md" in written
     # elsewhere: the generic dispatcher (what `netmark report` calls); no silent overwrite there
     other = tmp_path / "copy"
-    report.render(out / "results.json", other)
+    reports.render(out / "results.json", other)
     assert (other / "README.md").read_text() == readme
     with pytest.raises(OutputExistsError):
-        report.render(out / "results.json", other)
+        reports.render(out / "results.json", other)
 
 
 def test_report_helpers(tmp_path: Path) -> None:
@@ -173,7 +174,7 @@ def test_report_helpers(tmp_path: Path) -> None:
         report.write_json(p, {})
     (tmp_path / "bad.json").write_text(json.dumps({"experiment": "nobody2099"}))
     with pytest.raises(ConfigError, match="not a known reproduction"):
-        report.render(tmp_path / "bad.json")
+        reports.render(tmp_path / "bad.json")
 
 
 def test_scales_and_plan() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from netmark import reports
 from netmark.errors import ConfigError, OutputExistsError
 from netmark.experiments import report
 from netmark.experiments.wang import EXPERIMENTS, SCALES, get_scale, plan, render, run
@@ -168,7 +169,7 @@ def test_render_regenerates_readme_and_figures(quick, tmp_path: Path) -> None:
     assert (out / "README.md").read_text() == readme
     assert report.is_png(out / FIGURES[0]) and out / "README.md" in written
     other = tmp_path / "copy"
-    report.render(out / "results.json", other)  # the dispatcher `netmark report` uses
+    reports.render(out / "results.json", other)  # the dispatcher `netmark report` uses
     assert (other / "README.md").read_text() == readme
     with pytest.raises(OutputExistsError):  # refused before anything is drawn
         render(out / "results.json", other)

@@ -19,13 +19,12 @@ import torch.nn.functional as F
 
 from netmark.errors import ArchitectureError, KeyFileError
 from netmark.keys import WatermarkKey
-from netmark.methods import METHODS, MethodConfig, get_method, method_from_key
+from netmark.methods import METHODS, MethodConfig, get_method, method_from_key, verify
 from netmark.methods.check import EmbedCheck
 from netmark.methods.examples import example_cases
 from netmark.methods.triggerset import train_reference_models
 from netmark.methods.uchida import UchidaConfig
 from netmark.training import TrainConfig, train
-from netmark.verify import verify
 from tests.conftest import make_cnn
 
 #: (case id, method name, config): every method's example config, then its variants (netmark.methods.examples)

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from netmark.experiments.report import PNG_MAGIC, render
+from netmark.experiments.report import PNG_MAGIC
+from netmark.reports import render
 
 REPORTS = Path(__file__).resolve().parent.parent / "reports"
 #: report directories without a results.json, and why

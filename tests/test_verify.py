@@ -5,12 +5,12 @@ import math
 import pytest
 import torch
 
+from netmark.methods import false_positive_rate
 from netmark.methods.uchida import Uchida, UchidaConfig
 from netmark.verify import (
     DEFAULT_ALPHA,
     binomial_tail,
     bit_match_result,
-    false_positive_rate,
     log10_binomial_tail,
     min_matches,
 )

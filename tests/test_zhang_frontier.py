@@ -18,10 +18,9 @@ import netmark.methods.zhang as zh
 from netmark.data import ArrayDataset
 from netmark.errors import ConfigError
 from netmark.keys import WatermarkKey
-from netmark.methods import method_from_key
+from netmark.methods import method_from_key, verify
 from netmark.methods.triggerset import TriggerSetMethod, model_predictor
 from netmark.training import TrainConfig, evaluate, train
-from netmark.verify import verify
 from tests.conftest import make_cnn
 
 EMBED = TrainConfig(epochs=12, lr=0.05, batch_size=64, seed=0, progress=False)

@@ -4,7 +4,7 @@
 >>> from netmark.methods.uchida import UchidaConfig
 >>> model = netmark.build_model("simple-cnn", in_channels=1, image_size=8, num_classes=10)
 >>> model, key, run = netmark.embed(model, netmark.load_data("digits"), UchidaConfig(bits=64))
->>> from netmark.verify import verify      # (netmark.verify is the module)
+>>> from netmark.methods import verify     # (netmark.verify is the statistics module)
 >>> verify(model, key).detected
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from netmark._version import __version__
 
 __all__ = [
     "TrainConfig", "VerificationResult", "WatermarkKey", "__version__", "build_model", "embed", "load_data",

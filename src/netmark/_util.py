@@ -79,7 +79,7 @@ def check_writable(path: str | os.PathLike[str], force: bool) -> Path:
     return p
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None], *, force: bool = False,
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object], *, force: bool = False,
                  private: bool = False) -> Path:
     """Write a file atomically: ``write(tmp)`` into the same directory, then ``os.replace``.
 

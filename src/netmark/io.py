@@ -14,7 +14,7 @@ import json
 import os
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 from safetensors import SafetensorError
@@ -22,8 +22,8 @@ from safetensors.torch import load as st_load_bytes
 from safetensors.torch import save_file
 from torch import nn
 
-from netmark import __version__
 from netmark._util import atomic_write, canonical_json, safetensors_metadata
+from netmark._version import __version__
 from netmark.errors import ArchitectureError, ModelFileError, NetmarkError
 
 MODEL_FORMAT_VERSION = 1
@@ -175,6 +175,10 @@ def _first_line(e: BaseException) -> str:
     return s.splitlines()[0][:200] if s else type(e).__name__
 
 
+@overload
+def _parse_meta(raw: bytes, p: Path, *, require: Literal[True] = ...) -> dict[str, Any]: ...
+@overload
+def _parse_meta(raw: bytes, p: Path, *, require: bool) -> dict[str, Any] | None: ...
 def _parse_meta(raw: bytes, p: Path, *, require: bool = True) -> dict[str, Any] | None:
     try:
         meta = safetensors_metadata(raw)

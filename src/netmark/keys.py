@@ -25,8 +25,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load_bytes
 from safetensors.torch import save_file
 
-from netmark import __version__
 from netmark._util import atomic_write, canonical_json, safetensors_metadata, sha256_hex
+from netmark._version import __version__
 from netmark.errors import KeyFileError
 
 KEY_FORMAT_VERSION = 1

@@ -27,9 +27,9 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -161,7 +161,7 @@ class TrainResult:
         return self.history[-1] if self.history else {}
 
 
-def make_optimizer(params: Sequence[Tensor] | object, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(params: Iterable[Tensor], cfg: TrainConfig) -> torch.optim.Optimizer:
     """Build the optimizer named in ``cfg``."""
     p = params
     if cfg.optimizer == "sgd":
@@ -179,7 +179,7 @@ def iter_batches(data: Dataset, batch_size: int, *, shuffle: bool = False,
     """Minibatches of ``data``; in-memory datasets (tensor attributes ``x``/``y``) are sliced
     directly, which is several times faster than per-sample collation on a CPU."""
     x_all, y_all = getattr(data, "x", None), getattr(data, "y", None)
-    if isinstance(x_all, Tensor) and isinstance(y_all, Tensor) and len(x_all) == len(y_all) == len(data):
+    if isinstance(x_all, Tensor) and isinstance(y_all, Tensor) and len(x_all) == len(y_all) == len(cast(Sized, data)):
         n = len(x_all)
         order = torch.randperm(n, generator=gen) if shuffle else None
         for i in range(0, n, batch_size):
@@ -212,7 +212,7 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tenso
 
 
 def n_batches(data: Dataset, batch_size: int) -> int:
-    return math.ceil(len(data) / batch_size)
+    return math.ceil(len(cast(Sized, data)) / batch_size)
 
 
 def _show_progress(cfg: TrainConfig) -> bool:
@@ -318,7 +318,8 @@ def train(
     sync = None
     if distributed.world_size() > 1:
         same = {"config": {k: v for k, v in cfg.to_dict().items() if k not in ("progress", "device")},
-                "samples": len(data), "hooks": [type(h).__name__ for h in hooks], "teacher": teacher is not None}
+                "samples": len(cast(Sized, data)), "hooks": [type(h).__name__ for h in hooks],
+                "teacher": teacher is not None}
         sync = distributed.TrainSync(model, trained, seed=cfg.seed, device=device, teacher=teacher, checks=same)
     elif distributed.env_world_size() > 1:
         log.warning("WORLD_SIZE=%d but no process group is initialised: this rank trains alone on every batch "

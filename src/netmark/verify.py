@@ -12,21 +12,17 @@ false-positive rate by one in a million suspect models per key — negligible ev
 owner who screens thousands of models — while a 256-bit watermark is still detected with
 up to 34% bit errors (167 of 256 bits must match), far beyond what pruning or fine-tuning cause.
 Messages of fewer than 20 bits can never reach ``alpha`` (``2**-20 < 1e-6 < 2**-19``).
-:func:`false_positive_rate` measures the empirical rate on independently trained models.
+:func:`netmark.methods.false_positive_rate` measures the empirical rate on independently trained models
+(its :class:`FalsePositiveReport` is defined here; :func:`netmark.methods.verify` dispatches a key to its method).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-from torch import nn
-
-if TYPE_CHECKING:
-    from netmark.keys import WatermarkKey
 
 DEFAULT_ALPHA = 1e-6
 
@@ -139,13 +135,6 @@ def pearson_result(r: float, n: int, *, method: str, alpha: float = DEFAULT_ALPH
     return VerificationResult(detected=p <= alpha, p_value=p, score=r, threshold=alpha, method=method, details=d)
 
 
-def verify(model: nn.Module, key: WatermarkKey, *, alpha: float = DEFAULT_ALPHA) -> VerificationResult:
-    """Check ``model`` against ``key`` with the key's own method."""
-    from netmark.methods import method_from_key
-
-    return method_from_key(key).verify(model, key, alpha=alpha)
-
-
 @dataclass(frozen=True)
 class FalsePositiveReport:
     """Empirical false-positive rate of one key over independently trained models."""
@@ -162,20 +151,6 @@ class FalsePositiveReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-
-def false_positive_rate(models: Iterable[nn.Module], key: WatermarkKey, *,
-                        alpha: float = DEFAULT_ALPHA) -> FalsePositiveReport:
-    """Verify ``key`` against models trained *without* it; every detection is a false positive."""
-    results = [verify(m, key, alpha=alpha) for m in models]
-    if not results:
-        raise ValueError("false_positive_rate needs at least one independent model")
-    matched = [r.matched_bits for r in results if r.matched_bits is not None]
-    n_det = sum(r.detected for r in results)
-    return FalsePositiveReport(
-        n_models=len(results), n_detected=n_det, rate=n_det / len(results), alpha=alpha,
-        max_matched_bits=max(matched) if matched else None, total_bits=results[0].total_bits,
-        min_p_value=min(r.p_value for r in results), scores=[r.score for r in results],
-    )
 
 
 # ---------------------------------------------------------------- empirically calibrated nulls

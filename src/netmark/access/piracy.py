@@ -113,7 +113,11 @@ def input_only_attack(model: nn.Module, data: Dataset, config: InputOnlyConfig |
     accs = []
     for i in range(c.trials):
         delta = bipolar(shape, c.sigma, c.p, c.seed + i).to(dev)
-        accs.append(evaluate(model, data, transform=lambda x, d=delta: x + d)["accuracy"])
+
+        def shifted(x: Tensor, d: Tensor = delta) -> Tensor:
+            return x + d
+
+        accs.append(evaluate(model, data, transform=shifted)["accuracy"])
     return PiracyResult("input-only", accs, {"config": asdict(c)})
 
 

@@ -192,7 +192,7 @@ def protect(model: nn.Module, data: Dataset, config: ProtectConfig | None = None
     """
     config = config or ProtectConfig()
     x0, _ = data[0]
-    transform = build_transform(config.transform, tuple(x0.shape))  # type: ignore[arg-type]
+    transform = build_transform(config.transform, tuple(x0.shape))
     pipeline = Protected(transform, model)
     history = train(pipeline, data, train_config or TrainConfig(), hooks=[AntiPiracyHook(config)],
                     eval_data=eval_data)

@@ -66,7 +66,7 @@ class Attack(ABC):
         """Attack ``model`` (a private copy; may be modified in place) and return the result."""
 
 
-def target_layers(model: nn.Module, layer: str | None) -> dict[str, nn.Module]:
+def target_layers(model: nn.Module, layer: str | None) -> dict[str, nn.Conv2d | nn.Linear]:
     """The named layer, or every conv/linear layer when ``layer`` is None."""
     from netmark.models import conv_and_linear_layers, get_layer
 

@@ -29,13 +29,14 @@ from torch.utils.data import Dataset
 from netmark.attacks.base import Attack, AttackConfig, register_attack, target_layers
 from netmark.errors import ConfigError
 
-ORDERS = ("ascending", "descending", "random")
+PruneOrder = Literal["ascending", "descending", "random"]
+ORDERS: tuple[PruneOrder, ...] = ("ascending", "descending", "random")
 
 
 @dataclass
 class PruneConfig(AttackConfig):
     rate: float = 0.65
-    order: Literal["ascending", "descending", "random"] = "ascending"
+    order: PruneOrder = "ascending"
     layer: str | None = None
 
     def __post_init__(self) -> None:

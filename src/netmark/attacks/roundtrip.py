@@ -34,13 +34,14 @@ from torch.utils.data import Dataset
 from netmark.attacks.base import Attack, AttackConfig, register_attack, target_tensors
 from netmark.errors import ConfigError, ModelFileError
 
-DTYPES = ("fp16", "bf16", "int8")
+RoundTripDtype = Literal["fp16", "bf16", "int8"]
+DTYPES: tuple[RoundTripDtype, ...] = ("fp16", "bf16", "int8")
 _FLOAT = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass
 class RoundTripConfig(AttackConfig):
-    dtype: Literal["fp16", "bf16", "int8"] = "fp16"
+    dtype: RoundTripDtype = "fp16"
     layer: str | None = None
     include_buffers: bool = False
 

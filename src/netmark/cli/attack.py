@@ -317,7 +317,7 @@ def _type_name(tp: Any) -> str:
 
 def _settings_text(config_cls: type) -> str:
     out = []
-    for f in dataclasses.fields(config_cls):  # type: ignore[arg-type]
+    for f in dataclasses.fields(config_cls):
         if f.init:
             kind = _hints(config_cls).get(f.name)
             nested = isinstance(kind, type) and dataclasses.is_dataclass(kind)
@@ -381,7 +381,9 @@ def attack_command(name: str, cls: Any) -> Any:
         attacked = atk(net, data)
         if plan.after is not None:
             plan.after(atk)
-        record = {**cfg.to_dict(), **plan.record, **({"train_size": len(data)} if plan.record_train_size else {})}
+        record = {**cfg.to_dict(), **plan.record}
+        if plan.record_train_size and data is not None:  # record_train_size comes with a dataset
+            record["train_size"] = len(data)
         save_model(attacked, out, extra={"attack": {name: record}, "source": str(model)}, force=force)
         typer.echo(f"wrote {out}")
 

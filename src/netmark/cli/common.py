@@ -347,7 +347,7 @@ def data_split(dataset: str, split: str, data_dir: Path | None, limit: int | Non
 
     if split not in ("train", "test"):
         raise ConfigError(f"--split must be train or test, got {split!r}")
-    data = load(dataset, split, data_dir=data_dir)
+    data = load(dataset, "train" if split == "train" else "test", data_dir=data_dir)  # checked just above
     if limit is not None and limit < len(data):
         data = data.subset(range(limit))
     return to_range(data, input_range)

@@ -162,7 +162,7 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
         res = wm.verify_query(HttpPredictor(model, timeout=timeout), k, alpha=alpha)
     else:
         from netmark.io import load_model
-        from netmark.verify import verify as run_verify
+        from netmark.methods import verify as run_verify
 
         net = load_model(Path(model), arch=k.arch)
         res = run_verify(net, k, alpha=alpha)

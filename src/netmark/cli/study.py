@@ -72,7 +72,7 @@ def report(results: Annotated[Path, typer.Argument(help="a reproduction's result
            force: opt.Force = False) -> None:
     """Re-render a reproduction's or an evaluation's report (markdown, PNG plots; evaluations also a
     self-contained HTML page) from its results.json alone."""
-    from netmark.experiments.report import render
+    from netmark.reports import render
 
     path = results / "results.json" if results.is_dir() else results
     for p in render(path, out, force=force):

@@ -24,11 +24,9 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from netmark.access import (
-    KINDS,
     InputOnlyConfig,
     PairAttackConfig,
     ProtectConfig,
-    TransformConfig,
     input_only_attack,
     one_pair_attack,
     pair_attack,
@@ -40,27 +38,13 @@ from netmark.access.piracy import PIRACY_VERSION
 from netmark.access.protect import PROTECT_VERSION
 from netmark.attacks import ATTACKS
 from netmark.errors import ConfigError, NetmarkError
+from netmark.evaluation.access_config import TRANSFORM_FIELDS, protect_config
 from netmark.evaluation.cells import Context, Job
 from netmark.evaluation.spec import EvaluationConfig, Sweep
 from netmark.experiments.cache import fingerprint
 from netmark.training import evaluate
 
-_PROTECT_FIELDS = ("alpha", "beta", "gamma", "raw_pass")
-_TRANSFORM_FIELDS = ("sigma", "p", "hidden")
 ACCESS_JOB_KINDS = ("protect", "access-attack", "piracy")
-
-
-def protect_config(kind: str, options: dict[str, Any], seed: int) -> ProtectConfig:
-    """The :class:`ProtectConfig` of transform ``kind`` with ``options`` (ProtectConfig's ``alpha``, ``beta``,
-    ``gamma``, ``raw_pass`` and TransformConfig's ``sigma``, ``p``, ``hidden``); ConfigError on anything else."""
-    if kind not in KINDS:
-        raise ConfigError(f"unknown anti-piracy transform {kind!r}; choose from {', '.join(KINDS)}")
-    unknown = sorted(set(options) - {*_PROTECT_FIELDS, *_TRANSFORM_FIELDS})
-    if unknown:
-        raise ConfigError(f"access_options has unknown option(s) {', '.join(unknown)}; known: "
-                          f"{', '.join((*_PROTECT_FIELDS, *_TRANSFORM_FIELDS))}")
-    t = TransformConfig(kind, seed=seed, **{k: v for k, v in options.items() if k in _TRANSFORM_FIELDS})  # type: ignore[arg-type]
-    return ProtectConfig(transform=t, **{k: v for k, v in options.items() if k in _PROTECT_FIELDS})
 
 
 def access_sweeps(config: EvaluationConfig) -> list[tuple[int, Sweep]]:
@@ -208,7 +192,7 @@ def assemble_access(config: EvaluationConfig, done: list[dict[str, Any]], baseli
     """``results["access"]``: per transform its accuracies, piracy attacks and attack cells (sweep order)."""
     out: dict[str, Any] = {"options": protect_config("fixed", config.access_options, config.key_seed).to_dict(),
                            "piracy_trials": config.piracy_trials, "transforms": {}}
-    out["options"]["transform"] = {k: out["options"]["transform"][k] for k in _TRANSFORM_FIELDS}
+    out["options"]["transform"] = {k: out["options"]["transform"][k] for k in TRANSFORM_FIELDS}
     order = {(s.label, v): (i, k) for i, s in enumerate(config.sweeps) for k, v in enumerate(s.strengths)}
     for kind in config.access:
         rec = next((r for r in done if r["kind"] == "protect" and r["method"] == kind), None)
@@ -230,23 +214,3 @@ def assemble_access(config: EvaluationConfig, done: list[dict[str, Any]], baseli
                                              "error")} for r in cells],
         }
     return out
-
-
-def check_access_config(config: EvaluationConfig) -> None:
-    """Validate the access fields of ``config`` (called by ``EvaluationConfig.__post_init__``)."""
-    kinds = tuple(config.access)
-    if len(set(kinds)) != len(kinds):
-        raise ConfigError(f"access lists a transform twice: {list(kinds)}")
-    if not isinstance(config.access_options, dict):
-        raise ConfigError("access_options must be a mapping of option -> value")
-    for kind in kinds:
-        protect_config(kind, config.access_options, config.key_seed)
-    if isinstance(config.piracy_trials, bool) or not isinstance(config.piracy_trials, int) \
-            or config.piracy_trials < 1:
-        raise ConfigError(f"piracy_trials must be an integer >= 1, got {config.piracy_trials!r}")
-    for f in config.pair_fractions:
-        PairAttackConfig(fraction=f)
-    if len(set(config.pair_fractions)) != len(config.pair_fractions):
-        raise ConfigError(f"pair_fractions must be distinct, got {list(config.pair_fractions)}")
-
-

@@ -1,7 +1,8 @@
 """The independent jobs of an evaluation and their on-disk cache.
 
-A :class:`Job` is a small picklable record (the config, the cache directory and which cell); :func:`run_job` is the
-one top-level function every executor runs, in this process or in a worker. It returns a JSON-serialisable dict.
+A :class:`Job` is a small picklable record (the config, the cache directory and which cell);
+:func:`netmark.evaluation.jobs.run_job` is the one top-level function every executor runs, in this process or in a
+worker. It returns a JSON-serialisable dict.
 
 Cache layout under ``cache_dir``:
 
@@ -39,11 +40,11 @@ from netmark.evaluation.spec import EvaluationConfig, Strength
 from netmark.experiments.cache import RunCache, fingerprint, method_part, tensor_digest
 from netmark.experiments.report import write_json
 from netmark.keys import WatermarkKey
-from netmark.methods import WatermarkMethod, get_method
+from netmark.methods import WatermarkMethod, get_method, verify
 from netmark.models import build
 from netmark.models.registry import model_version
 from netmark.training import evaluate, make_optimizer, train
-from netmark.verify import VerificationResult, verify
+from netmark.verify import VerificationResult
 
 CACHE_VERSION = 1
 _SPLITS: dict[str, Split] = {"train": "train", "attacker": "val", "test": "test"}
@@ -256,30 +257,3 @@ def context(config: EvaluationConfig, cache_dir: str | Path) -> Context:
         # the first optimizer imports torch._dynamo (seconds): not inside the first timed training of a worker
         make_optimizer([torch.zeros(1, requires_grad=True)], config.train)
     return _CONTEXTS[k]
-
-
-def _run_job_body(ctx: Context, job: Job) -> dict[str, Any]:
-    if job.kind in ("baseline", "independent", "embed"):
-        name = job.name if job.kind != "embed" else marked_run(str(job.method))
-        t0 = time.perf_counter()
-        try:
-            model, key, rec = ctx.trained(name)
-        except NetmarkError as e:
-            return {"error": f"{type(e).__name__}: {e}", "cached": False, "seconds": time.perf_counter() - t0}
-        out = {"test_accuracy": rec["test_accuracy"], "train_seconds": rec["seconds"], "cached": rec["cached"],
-               "error": None, "seconds": time.perf_counter() - t0}
-        if key is not None:
-            out.update(result_fields(verified(model, key, ctx.cfg.alpha)))
-        return out
-    from netmark.evaluation import access, measure
-
-    return {**measure.MEASURES, **access.MEASURES}[job.kind](ctx, job)
-
-
-def run_job(job: Job) -> dict[str, Any]:
-    """Run (or read from the cache) one cell: the function every executor maps over the jobs."""
-    if job.kind not in JOB_KINDS:
-        raise ConfigError(f"unknown job kind {job.kind!r}")
-    out = _run_job_body(context(job.config, job.cache_dir), job)
-    return {"job": job.name, "kind": job.kind, "method": job.method, "index": job.index, "strength": job.strength,
-            **out}

@@ -1,4 +1,4 @@
-"""What each kind of cell measures (:data:`MEASURES`, used by :func:`netmark.evaluation.cells.run_job`).
+"""What each kind of cell measures (:data:`MEASURES`, used by :func:`netmark.evaluation.jobs.run_job`).
 
 * ``attack``: the marked model attacked at one strength of one sweep: task accuracy and the key's verification;
 * ``capacity``: one payload size embedded afresh (same seeds and schedule): is it extracted perfectly?
@@ -100,7 +100,7 @@ def capacity_cell(ctx: Context, job: Job) -> dict[str, Any]:
     parts = ctx.run_parts(ctx.cfg.seed, method)
 
     def compute() -> dict[str, Any]:
-        kw = {"null_models": []} if unit == "triggers" else {}  # no calibration: extraction needs none
+        kw: dict[str, Any] = {"null_models": []} if unit == "triggers" else {}  # no calibration: extraction needs none
         model, key, _ = ctx.embed(ctx.cfg.seed, method, **kw)
         perfect, read = payload_check(method, model, key)
         return {"perfect": perfect, "read": read}

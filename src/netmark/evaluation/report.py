@@ -26,12 +26,12 @@ import math
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from netmark._util import atomic_write_text
 from netmark.errors import ConfigError
+from netmark.evaluation.blocks import Block, Bullets, Cell, Heading, Image, Inline, Para, Table
 from netmark.evaluation.figures import P_CAP, SYMLOG_FROM, neg_log10_p, strength_axis, summary_figure, sweep_figure
 from netmark.evaluation.figures import _x_positions as _x_positions
 from netmark.evaluation.outcome import (
@@ -183,49 +183,7 @@ def sweep_figure_names(res: dict[str, Any]) -> dict[str, str]:
     return names
 
 
-# ----------------------------------------------------------------------------- the page as blocks
-
-#: inline text: a plain string, or ``("code", text)`` / ``("b", text)``.
-Inline = str | tuple[str, str]
-
-
-@dataclass(frozen=True)
-class Cell:
-    """A table cell with a CSS class (``ok`` detected, ``lost`` not detected, ``part``, ``err``)."""
-
-    text: str
-    css: str = ""
-
-
-@dataclass(frozen=True)
-class Heading:
-    level: int
-    text: str
-
-
-@dataclass(frozen=True)
-class Para:
-    parts: tuple[Inline, ...]
-
-
-@dataclass(frozen=True)
-class Table:
-    headers: tuple[str, ...]
-    rows: tuple[tuple[str | Cell, ...], ...]
-
-
-@dataclass(frozen=True)
-class Image:
-    name: str
-    alt: str
-
-
-@dataclass(frozen=True)
-class Bullets:
-    items: tuple[tuple[Inline, ...], ...]
-
-
-Block = Heading | Para | Table | Image | Bullets
+# ------------------------------------------------- the page as blocks (their types: netmark.evaluation.blocks)
 
 
 def _title(res: dict[str, Any]) -> str:
@@ -377,7 +335,8 @@ def _sweep_blocks(res: dict[str, Any], sweep: dict[str, Any], png: str) -> list[
     strengths = _strengths(res, sweep)
     grid = _grid(res, sweep["label"])
     unit = f" ({sweep['unit']})" if sweep["unit"] else ""
-    rows = tuple((str(m), *(_cell_text(res, grid.get((m, _skey(s)))) for s in strengths)) for m in res["methods"])
+    rows: tuple[tuple[str | Cell, ...], ...] = tuple(
+        (str(m), *(_cell_text(res, grid.get((m, _skey(s)))) for s in strengths)) for m in res["methods"])
     return [Heading(2, str(sweep["label"])),
             Para(("Attack ", ("code", str(sweep["attack"])), f", strength{unit}: "
                   f"{', '.join(_strength_text(s) for s in strengths)}. Cells: p-value / task accuracy of the "

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from netmark.errors import ConfigError
+from netmark.evaluation.blocks import Heading, Image, Para, Table
+from netmark.evaluation.figures import _x_positions, strength_axis
+from netmark.evaluation.outcome import _number, _skey, _strength_text
 from netmark.experiments.report import DASH, figure, pct
 
 ACCESS_PNG = "access.png"
@@ -62,10 +65,8 @@ def access_figure(path: Path, res: dict[str, Any]) -> Path:
     """A panel per sweep: authorized (solid) and unauthorized (dashed) accuracy vs strength per transform."""
     from matplotlib.lines import Line2D
 
-    from netmark.evaluation.report import _number, _skey, _x_positions, strength_axis
-
     transforms = res["access"]["transforms"]
-    sweeps = _access_sweeps(res) or [None]
+    sweeps: list[dict[str, Any] | None] = [*_access_sweeps(res)] or [None]
     ncols = min(4, len(sweeps))
     nrows = math.ceil(len(sweeps) / ncols)
     colours = {k: f"C{i % 10}" for i, k in enumerate(transforms)}
@@ -110,8 +111,6 @@ def access_figure(path: Path, res: dict[str, Any]) -> Path:
 
 
 def _pair_text(p: dict[str, Any] | None) -> str:
-    from netmark.evaluation.report import _number
-
     if p is None:
         return DASH
     if p.get("error"):
@@ -126,8 +125,6 @@ def _pair_text(p: dict[str, Any] | None) -> str:
 
 def access_blocks(res: dict[str, Any]) -> list[Any]:
     """The section's blocks (:mod:`netmark.evaluation.report` writes them as markdown and HTML)."""
-    from netmark.evaluation.report import Heading, Image, Para, Table, _number, _skey, _strength_text
-
     a = res["access"]
     transforms = a["transforms"]
     opts = a.get("options", {})

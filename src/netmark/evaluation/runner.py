@@ -23,8 +23,9 @@ from typing import Any
 from netmark import __version__
 from netmark._util import check_writable
 from netmark.evaluation.access import assemble_access, plan_access, plan_protect
-from netmark.evaluation.cells import Job, context, run_job
+from netmark.evaluation.cells import Job, context
 from netmark.evaluation.executors import Executor, get_executor
+from netmark.evaluation.jobs import run_job
 from netmark.evaluation.measure import capacity_param
 from netmark.evaluation.spec import SCHEMA, EvaluationConfig
 from netmark.experiments.report import write_json
@@ -50,7 +51,8 @@ def plan_models(config: EvaluationConfig, cache_dir: str) -> list[Job]:
 
 def plan_measurements(config: EvaluationConfig, cache_dir: str, methods: Iterable[str]) -> list[Job]:
     """Phase 2: attack cells (training attacks first), overhead and false positives of ``methods``."""
-    slow, fast = [], []
+    slow: list[Job] = []
+    fast: list[Job] = []
     for m in methods:
         for i, sweep in enumerate(config.sweeps):
             cells = [Job("attack", config, cache_dir, m, index=i, strength=s) for s in sweep.strengths]

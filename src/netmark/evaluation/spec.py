@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from netmark.attacks import ATTACKS, AttackConfig
 from netmark.errors import ConfigError, NetmarkError
+from netmark.evaluation.access_config import check_access_config
 from netmark.training import TrainConfig
 from netmark.verify import DEFAULT_ALPHA
 
@@ -291,8 +292,6 @@ class EvaluationConfig:
             raise ConfigError(f"max_accuracy_drop must be a number of percentage points in [0, 100], got {drop!r}")
         self._check_sweeps()
         self._check_capacity()
-        from netmark.evaluation.access import check_access_config
-
         if isinstance(self.access, str):
             raise ConfigError("access must be a list of transform kinds, not a string")
         self.access, self.pair_fractions = tuple(self.access), tuple(self.pair_fractions)

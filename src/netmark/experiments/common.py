@@ -253,7 +253,8 @@ class RunnerBase:
             extras = self._extra_keys(spec)
             hit = self.disk.load(name, self.fingerprint(name), extras) if self.disk is not None else None
             if hit is not None:
-                model, key, rec, more = hit
+                model, key, rec, extra_keys = hit
+                more: dict[str, Any] = extra_keys  # the run type's extra key fields, by name
                 trained = self.TRAINED(spec, model, key, self.data(spec.data)[1], int(rec["train_size"]),
                                        history=rec["history"], seconds=float(rec["seconds"]),
                                        cached=name not in self._from_workers, **more)

@@ -15,10 +15,11 @@ from torch import nn
 from netmark._util import seeded
 from netmark.attacks import FinetuneConfig, OverwriteConfig, PruneConfig, finetune, overwrite, prune
 from netmark.data import ArrayDataset, load
+from netmark.methods import verify
 from netmark.methods.uchida import Uchida, UchidaConfig
 from netmark.models import build
 from netmark.training import TrainConfig, evaluate, train
-from netmark.verify import VerificationResult, verify
+from netmark.verify import VerificationResult
 
 MODEL = "simple-cnn"
 BITS = 128

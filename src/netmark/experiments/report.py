@@ -2,8 +2,8 @@
 
 Every reproduction (``netmark.experiments.<paper>``) writes one ``results.json`` whose top-level
 ``"experiment"`` names it, and exposes ``render(results_json_path, out_dir)`` that rebuilds
-``README.md`` and the PNGs from that file alone. :func:`render` here dispatches on that name
-(:data:`REPRODUCTIONS`), which is what ``netmark report`` calls.
+``README.md`` and the PNGs from that file alone. :func:`netmark.reports.render` (what ``netmark report`` calls)
+dispatches on that name through :data:`REPRODUCTIONS`.
 
 The helpers below are deliberately small and paper-agnostic:
 
@@ -17,7 +17,6 @@ The helpers below are deliberately small and paper-agnostic:
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import math
 import os
@@ -219,24 +218,3 @@ def check_render_target(results_json: Path, out_dir: Path, names: Sequence[str],
     taken = [n for n in names if (out_dir / n).exists()]
     if taken:
         raise OutputExistsError(f"{out_dir / taken[0]} already exists; pass --force (force=True) to overwrite it")
-
-
-def render(results_json_path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None, *,
-           force: bool = False) -> list[Path]:
-    """Regenerate README.md and the PNGs of any reproduction (or ``netmark evaluate`` run: also its HTML page)
-    from its ``results.json``.
-
-    ``out_dir`` defaults to the directory of ``results.json``. Returns the files written.
-    """
-    path = Path(results_json_path)
-    results = read_results(path)
-    if str(results.get("schema", "")).startswith("netmark-evaluation/"):  # `netmark evaluate`'s results
-        from netmark.evaluation.report import render_evaluation
-
-        return [render_evaluation(path, out_dir, force=force)]
-    exp = results.get("experiment")
-    if exp not in REPRODUCTIONS:
-        known = ", ".join(sorted(REPRODUCTIONS))
-        raise ConfigError(f"{path} is not a known reproduction (experiment={exp!r}; known: {known})")
-    module = importlib.import_module(REPRODUCTIONS[exp])
-    return module.render(path, out_dir, force=force)

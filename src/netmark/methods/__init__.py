@@ -10,7 +10,7 @@ from typing import Any
 from torch import nn
 from torch.utils.data import Dataset
 
-from netmark.errors import ConfigError, KeyFileError
+from netmark.errors import ConfigError
 from netmark.keys import WatermarkKey
 from netmark.methods import adi, deepsigns, frontier, tartaglione, triggerset, uchida, wang, zhang
 from netmark.methods.base import (
@@ -21,6 +21,7 @@ from netmark.methods.base import (
     random_message,
     register_method,
 )
+from netmark.methods.dispatch import false_positive_rate, get_method, method_from_key, verify
 
 __all__ = [
     "METHODS",
@@ -30,6 +31,7 @@ __all__ = [
     "adi",
     "deepsigns",
     "embed",
+    "false_positive_rate",
     "frontier",
     "get_method",
     "method_for_config",
@@ -39,26 +41,10 @@ __all__ = [
     "tartaglione",
     "triggerset",
     "uchida",
+    "verify",
     "wang",
     "zhang",
 ]
-
-
-def get_method(name: str) -> type[WatermarkMethod]:
-    """The registered method class called ``name``."""
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise ConfigError(f"unknown watermark method {name!r}; known: {', '.join(sorted(METHODS))}") from None
-
-
-def method_from_key(key: WatermarkKey) -> WatermarkMethod:
-    """Instantiate the key's method with the key's own config."""
-    try:
-        cls = get_method(key.method)
-    except ConfigError as e:
-        raise KeyFileError(f"key names {e}") from None
-    return cls.from_key(key)
 
 
 def method_for_config(config: MethodConfig) -> WatermarkMethod:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Self, TypeVar
 
@@ -40,6 +40,7 @@ from torch.utils.data import Dataset
 from netmark.errors import ConfigError, KeyFileError
 from netmark.keys import WatermarkKey, str_to_bits
 from netmark.methods.check import EmbedResult, check_embedding
+from netmark.methods.dispatch import METHODS  # the registry: a leaf module, so no import cycle
 from netmark.methods.phases import EmbedPrep
 from netmark.methods.traits import MethodTraits
 from netmark.training import TrainConfig, TrainHook, train
@@ -131,6 +132,12 @@ class WatermarkMethod(ABC):
     def white_box(self) -> bool:
         """Verification reads the suspect's weights or activations (not :meth:`query_verifiable`)."""
         return not self.query_verifiable()
+
+    def verify_query(self, predict: Callable[[torch.Tensor], torch.Tensor | Sequence[int]], key: WatermarkKey, *,
+                     alpha: float = DEFAULT_ALPHA) -> VerificationResult:
+        """Verify ``key`` from a suspect's answers alone (``predict``: a prediction API); only methods that are
+        :meth:`query_verifiable` (the trigger-set family) implement it."""
+        raise ConfigError(f"{self.name!r} keys are verified from the model itself, not through its predictions")
 
     def describe(self, res: VerificationResult, *, with_ber: bool = False) -> str:
         """What a verification of this method reached, in words (:meth:`MethodTraits.describe`)."""
@@ -271,8 +278,6 @@ def random_message(bits: int, seed: int) -> str:
     rng = random.Random(seed)
     return "".join(rng.choice("01") for _ in range(bits))
 
-
-METHODS: dict[str, type[WatermarkMethod]] = {}
 
 
 M = TypeVar("M", bound=type[WatermarkMethod])

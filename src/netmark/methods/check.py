@@ -7,7 +7,7 @@ refuses to write a model that fails it (exit 3, unless ``--allow-undetected``).
 Two questions, two rules:
 
 * **Detected.** The owner's model is verified with the owner's key exactly as ``netmark verify`` does
-  (:func:`netmark.verify.verify`, default ``alpha = 1e-6``).
+  (:func:`netmark.methods.verify`, default ``alpha = 1e-6``).
 * **At chance.** The marked model's accuracy on the evaluation data (the test set when one is given, else
   the training data) is compared with the accuracy of the best constant answer, the majority-class share
   ``p0`` of the evaluated labels (1/C on a balanced set). Null hypothesis: the model is no better than that;
@@ -152,7 +152,7 @@ def check_embedding(method: WatermarkMethod, model: nn.Module, key: WatermarkKey
     A key that cannot be verified yet (a trigger set with image-dependent labels embedded with ``null_models=0``:
     its null is not calibrated) fails the check as not detected, with the reason in ``unverifiable``."""
     from netmark.errors import KeyFileError
-    from netmark.verify import verify
+    from netmark.methods.dispatch import verify
 
     res: VerificationResult | None
     unverifiable = ""

@@ -66,7 +66,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -221,8 +221,7 @@ class FrontierStitching(TriggerSetMethod):
         lr = self.config.finetune_lr
         if lr is None:
             lr = cfg.lr * cfg.gamma ** sum(1 for m in cfg.milestones if m <= cfg.epochs)
-        return TrainConfig(**{**cfg.to_dict(), "epochs": self.config.finetune_epochs, "milestones": [],
-                              "lr": float(lr), "seed": cfg.seed + 1})
+        return replace(cfg, epochs=self.config.finetune_epochs, milestones=(), lr=float(lr), seed=cfg.seed + 1)
 
     def prepare(self, model: nn.Module, data: Dataset, train_config: TrainConfig | None, *,
                 key: WatermarkKey | None, teacher: nn.Module | None, eval_data: Dataset | None,

@@ -62,8 +62,9 @@ Example::
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -235,7 +236,7 @@ class _Locked:
         cfg = key.config
         layers = layers_of(model)
         expected = cfg.get("layers")
-        got = [[name, sum(p.numel() for _, p in ps)] for name, ps in layers]
+        got: list[list[Any]] = [[name, sum(p.numel() for _, p in ps)] for name, ps in layers]  # [name, size] (JSON)
         if expected is not None and [list(x) for x in expected] != got:
             raise ArchitectureError("the model's layers differ from the key's (another architecture?): expected "
                                     f"{_short(expected)}, got {_short(got)}")
@@ -346,7 +347,7 @@ class TartaglioneHook(TrainHook):
         self.grads = {n: g for n, g in zip(free, grads, strict=True) if g is not None}
         return {"replica_loss": loss.detach()}  # reported; its gradient is applied in after_step
 
-    def _replica_loss(self, model: nn.Module, params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+    def _replica_loss(self, model: nn.Module, params: Mapping[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
         """Eq. 8: the task loss of Γ_k, the model with N(0, s) noise on its watermarked weights only
         (drawn for those entries alone and scattered: a dense draw would cost more than the pass)."""
         assert self.locked is not None
@@ -358,11 +359,12 @@ class TartaglioneHook(TrainHook):
             moved[n] = p + z.view_as(p)
         return F.cross_entropy(functional_call(model, {**params, **moved}, (x,)), y)
 
-    def _split_loss(self, model: nn.Module, params: dict[str, Tensor], x: Tensor, y: Tensor, R: int) -> Tensor:
+    def _split_loss(self, model: nn.Module, params: Mapping[str, Tensor], x: Tensor, y: Tensor, R: int) -> Tensor:
         """Replica k sees the k-th of R disjoint slices of (the first ``replica_fraction`` of) the batch."""
         m = max(R, round(len(x) * self.config.replica_fraction))
         xs, ys = x[:m].chunk(R), y[:m].chunk(R)
-        return sum(self._replica_loss(model, params, xk, yk) * len(yk) for xk, yk in zip(xs, ys, strict=True)) / m
+        total = sum(self._replica_loss(model, params, xk, yk) * len(yk) for xk, yk in zip(xs, ys, strict=True))
+        return cast(Tensor, total) / m  # R >= 1 slices: a Tensor, never sum()'s empty 0
 
     @torch.no_grad()
     def after_step(self, model: nn.Module) -> None:

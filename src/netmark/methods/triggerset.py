@@ -38,7 +38,7 @@ import copy
 import math
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -328,7 +328,7 @@ class TriggerSetMethod(WatermarkMethod):
     #: training with :meth:`hook` stops once the trigger accuracy reaches this (``None``: never early)
     key_target: float | None = None
 
-    def hook(self, key: WatermarkKey) -> TrainHook:
+    def hook(self, key: WatermarkKey) -> TriggerSetHook:
         return TriggerSetHook(key.tensors["inputs"], key.tensors["labels"], self.config.per_batch,
                               (key.seed or 0) + 5, target=self.key_target)
 
@@ -402,7 +402,7 @@ class TriggerSetMethod(WatermarkMethod):
         if "null_counts" in key.tensors:
             return key
         if null_models is None and self.config.null_models > 0 and not key.message_random and data is not None:
-            cfg = TrainConfig(**{**(train_config or TrainConfig()).to_dict(), "device": "cpu"})
+            cfg = replace(train_config or TrainConfig(), device="cpu")
             null_models = train_reference_models(template, data, cfg, self.config.null_models, seed=seed,
                                                  epochs=self.config.null_epochs)
         return self.calibrate(key, null_models) if null_models else key

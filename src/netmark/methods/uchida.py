@@ -59,7 +59,8 @@ from netmark.methods.base import (
 from netmark.methods.traits import MethodTraits
 from netmark.training import TrainConfig, TrainHook
 
-KEY_TYPES = ("random", "direct", "diff")
+KeyType = Literal["random", "direct", "diff"]
+KEY_TYPES: tuple[KeyType, ...] = ("random", "direct", "diff")
 
 #: Uchida §4.1 training schedule (WRN on CIFAR-10).
 PAPER_TRAIN = TrainConfig(epochs=200, batch_size=64, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True,
@@ -72,7 +73,7 @@ class UchidaConfig(MethodConfig):
 
     layer: str | None = None
     bits: int = 256
-    key_type: Literal["random", "direct", "diff"] = "random"
+    key_type: KeyType = "random"
     strength: float = 0.01
     reduction: Literal["sum", "mean"] = "sum"
     average: bool = True

@@ -332,12 +332,12 @@ def _json_copy(value: Any) -> Any:
     return value
 
 
-def conv_and_linear_layers(model: nn.Module) -> dict[str, nn.Module]:
+def conv_and_linear_layers(model: nn.Module) -> dict[str, nn.Conv2d | nn.Linear]:
     """Every ``nn.Conv2d`` / ``nn.Linear`` of ``model`` keyed by qualified module name, in order."""
     return {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)}
 
 
-def get_layer(model: nn.Module, name: str) -> nn.Module:
+def get_layer(model: nn.Module, name: str) -> nn.Conv2d | nn.Linear:
     """The conv/linear layer called ``name`` (e.g. ``"conv2.0.conv2"``) of ``model``."""
     layers = conv_and_linear_layers(model)
     if name not in layers:

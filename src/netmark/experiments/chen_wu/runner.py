@@ -111,7 +111,7 @@ class Runner(RunnerBase):
 
     def _train(self, spec: RunSpec) -> Trained:
         if spec.transform is None:
-            return super()._train(spec)  # type: ignore[no-any-return]
+            return super()._train(spec)
         tr, te = self.data(spec.data)
         cfg = self.train_config(spec)
         self.say(f"training {spec.name} ({self._describe(spec)}): {spec.arch} on {len(tr)} {tr.name} images, "

@@ -185,7 +185,8 @@ def run_name(arch: str, transform: str | None) -> str:
 
 def plan(scale: Scale) -> dict[str, RunSpec]:
     """Every run of ``scale``: per architecture the baseline and one protected model per transform."""
-    common = {"model_seed": scale.model_seed, "train_seed": scale.train_seed, "key_seed": scale.key_seed}
+    common: dict[str, Any] = {"model_seed": scale.model_seed, "train_seed": scale.train_seed,
+                              "key_seed": scale.key_seed}
     runs = [RunSpec(run_name(a, t), arch=a, transform=t, **common) for a, _ in scale.archs for t in (None, *KINDS)]
     return {r.name: r for r in runs}
 

@@ -123,7 +123,7 @@ def false_positives(runner: Runner, exp: Experiment) -> dict[str, Any]:
             finally:
                 server.shutdown()
                 server.server_close()
-    summary = {}
+    summary: dict[str, dict[str, Any]] = {}
     for s, r in rows.items():
         summary[s] = {way: {"n": len(v), "detected": sum(x["detected"] for x in v),
                             "min_p_value": min((x["p_value"] for x in v), default=None),

@@ -39,7 +39,7 @@ def scheme_method(scheme: str, scale: Scale, *, null_models: int) -> WatermarkMe
         common["mode"] = "black"
     if scheme == "frontier-stitching":
         common["finetune_epochs"] = scale.frontier_finetune_epochs
-    return cls(cls.config_cls(**common))  # type: ignore[call-arg]
+    return cls(cls.config_cls(**common))
 
 
 def black_box(key: WatermarkKey) -> bool:

@@ -181,7 +181,7 @@ def plan(scale: Scale) -> dict[str, RunSpec]:
     runs: list[RunSpec] = []
     main = scale.datasets[0][0]
     sgd_lr = dict(scale.optimizers).get("sgd", 0.01)
-    seeds = {"model_seed": scale.model_seed, "train_seed": scale.train_seed, "key_seed": scale.key_seed}
+    seeds: dict[str, Any] = {"model_seed": scale.model_seed, "train_seed": scale.train_seed, "key_seed": scale.key_seed}
     for d, _ in scale.datasets:
         for opt, lr in scale.optimizers:
             for s in STUDY_SCHEMES:

@@ -15,9 +15,9 @@ from netmark.attacks import FixedPointConfig, RoundTripConfig, fixed_point_model
 from netmark.attacks.roundtrip import DTYPES
 from netmark.experiments.common import MeasureRegistry
 from netmark.keys import WatermarkKey
+from netmark.methods import false_positive_rate, verify
 from netmark.methods.tartaglione import Tartaglione, initialise, pearson, watermark_masks
 from netmark.training import TrainHook, evaluate, make_optimizer, train_step
-from netmark.verify import false_positive_rate, verify
 
 from .runner import method_config, payload_of
 from .spec import (
@@ -140,7 +140,9 @@ def landscape(model: nn.Module, key: WatermarkKey, x: torch.Tensor, y: torch.Ten
     try:
         model.zero_grad(set_to_none=True)
         F.cross_entropy(model(x), y).backward()
-        grads = {kind: float(torch.cat([params[n].grad.reshape(-1).cpu()[i] for n, i in idx.items()]).abs().mean())
+        # backward() just filled every .grad read here
+        grads = {kind: float(torch.cat([params[n].grad.reshape(-1).cpu()[i]  # type: ignore[union-attr]
+                                        for n, i in idx.items()]).abs().mean())
                  for kind, idx in sets.items()}
         model.zero_grad(set_to_none=True)
         base = _train_loss(model, x, y)
@@ -235,8 +237,9 @@ def fig3(runner: Runner, exp: Experiment) -> dict[str, Any]:
         edges = torch.linspace(lo, hi if hi > lo else lo + 1e-6, HIST_BINS + 1)
         ks = ks_2samp(wm.numpy(), free.numpy())
         stages[stage] = {"edges": [round(float(e), 7) for e in edges],
-                         "counts_all": torch.histc(v, HIST_BINS, edges[0], edges[-1]).int().tolist(),
-                         "counts_watermarked": torch.histc(wm, HIST_BINS, edges[0], edges[-1]).int().tolist(),
+                         "counts_all": torch.histc(v, HIST_BINS, float(edges[0]), float(edges[-1])).int().tolist(),
+                         "counts_watermarked": torch.histc(wm, HIST_BINS, float(edges[0]),
+                                                           float(edges[-1])).int().tolist(),
                          "mean": float(v.mean()), "std": float(v.std()), "watermarked_mean": float(wm.mean()),
                          "watermarked_std": float(wm.std()), "free_std": float(free.std()),
                          "ks_statistic": float(ks.statistic), "ks_p_value": float(ks.pvalue)}

@@ -139,6 +139,7 @@ class Runner(RunnerBase):
         return f"R = {spec.replicas}, {spec.replica_batch} replicas{g}{v}, payload {spec.payload_shape}"
 
     def _owner_score(self, trained: Trained) -> str:
+        assert trained.key is not None  # _summary asks for marked runs only
         return f"owner Pearson {pearson_of(trained.model, trained.key):.4f}"
 
     def _train(self, spec: RunSpec) -> Trained:

@@ -256,7 +256,7 @@ def marked_runs(scale: Scale) -> list[str]:
 def plan(scale: Scale) -> dict[str, RunSpec]:
     """Every run the experiments can ask for at ``scale`` (trained lazily, at most once)."""
     ms, ts, ks = scale.model_seed, scale.train_seed, scale.key_seed
-    common = {"model_seed": ms, "train_seed": ts, "key_seed": ks}
+    common: dict[str, Any] = {"model_seed": ms, "train_seed": ts, "key_seed": ks}
     runs = [RunSpec("plain", init=(scale.mu, scale.sigma) if scale.reinit else None, **common)]
     marked = [RunSpec(marked_run(r), replicas=r, payload_shape=scale.payload_shape, **common) for r in scale.replicas]
     marked.append(RunSpec(FULL_RUN, replicas=REFERENCE_R, replica_batch="full", payload_shape=scale.payload_shape,
@@ -281,7 +281,7 @@ def schedule_of(scale: Scale, spec: RunSpec) -> TrainConfig:
         base = scale.small_train
     else:
         raise ConfigError(f"unknown schedule {spec.schedule!r}")
-    return replace(base, seed=spec.train_seed, **({} if spec.lr is None else {"lr": spec.lr}))
+    return replace(base, seed=spec.train_seed, lr=base.lr if spec.lr is None else spec.lr)
 
 
 # ----------------------------------------------------------------------------- experiments

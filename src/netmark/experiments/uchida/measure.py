@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from netmark.attacks import PruneConfig, prune
+from netmark.attacks.prune import ORDERS, PruneOrder
 from netmark.experiments.common import MeasureRegistry
 from netmark.keys import WatermarkKey
+from netmark.methods import false_positive_rate, verify
 from netmark.methods.uchida import Uchida, embed_without_training, embedding_loss, host_module, host_vector
 from netmark.training import evaluate
-from netmark.verify import false_positive_rate, log10_binomial_tail, verify
+from netmark.verify import log10_binomial_tail
 
 from .spec import Experiment, capacity_run, independent_run
 
@@ -60,7 +62,7 @@ def fig1(runner: Runner, exp: Experiment) -> dict[str, Any]:
     for name in exp.runs:
         t = runner.get(name)
         bits = len(t.key.message) if t.key is not None else 1
-        out[name] = {"epoch": _history(t, "epoch"), "test_error": [1 - a for a in _history(t, "test_accuracy")],
+        out[name] = {"epoch": _history(t, "epoch"), "test_error": [1 - a for a in _history(t, "test_accuracy")],  # type: ignore[operator]
                      "train_loss": _history(t, "loss"), "task_loss": _history(t, "task_loss"),
                      "embed_loss": _history(t, "embed_loss_raw", 1.0 / bits) if t.key is not None else None,
                      "ber": _history(t, "bit_error_rate") if t.key is not None else None}
@@ -148,7 +150,7 @@ def table8(runner: Runner, exp: Experiment) -> dict[str, Any]:
     return out
 
 
-def pruned(runner: Runner, t: Trained, rate: float, order: str) -> nn.Module:
+def pruned(runner: Runner, t: Trained, rate: float, order: PruneOrder) -> nn.Module:
     return prune(t.model, PruneConfig(rate=rate, order=order, layer=t.key.layer if t.key else None,
                                       seed=runner.scale.key_seed))
 
@@ -159,7 +161,7 @@ def fig5(runner: Runner, exp: Experiment) -> dict[str, Any]:
     assert owner.key is not None
     rates = list(runner.scale.prune_rates)
     out: dict[str, Any] = {"rates": rates, "layer": owner.key.layer}
-    for order in ("ascending", "descending", "random"):
+    for order in ORDERS:
         rows = []
         for a in rates:
             m = pruned(runner, owner, a, order)

@@ -100,7 +100,7 @@ def markdown(res: dict[str, Any]) -> str:
         f"{res['created']}; wall-clock **{res['timing']['total_seconds']:.0f} s** "
         f"({res['timing']['train_seconds']:.0f} s training, {sc['torch_threads']} CPU threads).",
         f"Command: `{res['command']}` — regenerate this page and the figures from `results.json` with "
-        "`netmark report <dir>` (``netmark.experiments.report.render``).",
+        "`netmark report <dir>` (``netmark.reports.render``).",
         "## Scale",
         markdown_table(["", "this run", "paper (§4.1)"], [
             ["dataset", f"{sc['dataset']}: {sc['train_size_used']} train / {sc['test_size']} test images",

@@ -5,14 +5,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from netmark.attacks import Finetune, FinetuneConfig, Overwrite, OverwriteConfig
 from netmark.data import ArrayDataset, load
 from netmark.errors import ConfigError
 from netmark.experiments.common import RunnerBase, TrainedBase, make_run
 from netmark.keys import WatermarkKey
-from netmark.methods.uchida import Uchida, UchidaConfig, host_module, host_vector
+from netmark.methods.uchida import KeyType, Uchida, UchidaConfig, host_module, host_vector
 from netmark.training import TrainConfig
 
 from .spec import RunSpec, Scale, plan, schedule_of
@@ -87,7 +87,7 @@ class Runner(RunnerBase):
 
     def uchida_config(self, spec: RunSpec) -> UchidaConfig:
         return UchidaConfig(layer=spec.layer or self.scale.layer, bits=spec.bits or self.scale.bits,
-                            key_type=spec.key_type or "random", strength=self.scale.strength)
+                            key_type=cast(KeyType, spec.key_type or "random"), strength=self.scale.strength)
 
     def host_size(self, layer: str | None = None) -> int:
         """M of a host layer (averaged filter size) for this scale's model."""

@@ -35,17 +35,18 @@ import torch
 
 from netmark._util import seeded
 from netmark.attacks import PruneConfig, prune
+from netmark.attacks.prune import PruneOrder
 from netmark.data import load
 from netmark.errors import ConfigError, NetmarkError
 from netmark.experiments.report import read_results, write_json
+from netmark.methods import verify
 from netmark.methods.wang import Wang, extractor_logits, paper_config
 from netmark.models import build
 from netmark.training import evaluate
-from netmark.verify import verify
 
 log = logging.getLogger(__name__)
 RATES = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
-ORDERS = ("ascending", "random", "descending")
+ORDERS: tuple[PruneOrder, ...] = ("ascending", "random", "descending")
 EXTRACTORS = ("specific", "paper")
 
 
@@ -74,13 +75,13 @@ def measure_one(variant: str, extractor: str, *, train: Any, test: Any, epochs: 
     model, key, _ = Wang(cfg).embed(model, train, replace(PAPER_TRAIN_MLP, epochs=epochs, seed=0, progress=False),
                                     seed=key_seed, warn=False)
     seconds = time.perf_counter() - t0
-    w0 = model.get_submodule("fc2").weight.detach().reshape(-1).clone()
+    w0 = model.get_parameter("fc2.weight").detach().reshape(-1).clone()
     curves: dict[str, list[dict[str, Any]]] = {}
     for order in ORDERS:
         rows = []
         for rate in RATES:
             m = prune(model, PruneConfig(rate=rate, order=order, layer="fc2", seed=key_seed))
-            w = m.get_submodule("fc2").weight.detach().reshape(-1)
+            w = m.get_parameter("fc2.weight").detach().reshape(-1)
             r = verify(m, key)
             rows.append({"rate": rate, "test_accuracy": evaluate(m, test)["accuracy"], "bit_accuracy": r.score,
                          "complement": 1 - r.score, "detected": bool(r.detected),

@@ -8,11 +8,12 @@ from scipy import stats
 from torch import nn
 
 from netmark.attacks import PruneConfig, prune
+from netmark.attacks.prune import PruneOrder
 from netmark.experiments.common import MeasureRegistry
 from netmark.keys import WatermarkKey
+from netmark.methods import false_positive_rate, verify
 from netmark.metrics import histogram_correlation_matrix, layer_weights
 from netmark.training import evaluate
-from netmark.verify import false_positive_rate, verify
 
 from .runner import method_of
 from .spec import (
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 MEASURES = MeasureRegistry()
 #: ``@measure`` registers a measurement under its function name.
 measure = MEASURES
-ORDERS = ("ascending", "random", "descending")
+ORDERS: tuple[PruneOrder, ...] = ("ascending", "random", "descending")
 HIST_MODELS = ("plain", "uchida", "manu", "auto")
 
 
@@ -96,12 +97,12 @@ def table4(runner: Runner, exp: Experiment) -> dict[str, Any]:
             "dd_data": f"{len(dd[0])} {dd[0].name} images (test: {len(dd[1])})", "dd_source": sc.dd_source}
 
 
-def pruned(runner: Runner, t: Trained, rate: float, order: str) -> nn.Module:
+def pruned(runner: Runner, t: Trained, rate: float, order: PruneOrder) -> nn.Module:
     layer = runner.layer_of(t.spec)
     return prune(t.model, PruneConfig(rate=rate, order=order, layer=layer, seed=runner.scale.key_seed))
 
 
-def prune_curve(runner: Runner, t: Trained, order: str) -> list[dict[str, Any]]:
+def prune_curve(runner: Runner, t: Trained, order: PruneOrder) -> list[dict[str, Any]]:
     rows = []
     for a in runner.scale.prune_rates:
         m = pruned(runner, t, a, order)

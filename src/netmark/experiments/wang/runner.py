@@ -15,11 +15,11 @@ from netmark.data import ArrayDataset, load
 from netmark.errors import ConfigError
 from netmark.experiments.common import RunnerBase, TrainedBase, make_run
 from netmark.keys import WatermarkKey
+from netmark.methods import verify
 from netmark.methods.base import WatermarkMethod
 from netmark.methods.uchida import Uchida, UchidaConfig
 from netmark.methods.wang import Wang, paper_config
 from netmark.training import TrainConfig
-from netmark.verify import verify
 
 from .spec import RunSpec, Scale, plan, schedule_of
 
@@ -141,6 +141,7 @@ class Runner(RunnerBase):
         return "plain" if spec.method is None else f"{spec.method}, {spec.bits} bits"
 
     def _owner_score(self, trained: Trained) -> str:
+        assert trained.key is not None  # _summary asks for marked runs only
         return f"owner bit accuracy {100 * (verify(trained.model, trained.key).score):.2f}%"
 
     def _derive(self, spec: RunSpec) -> Trained:
@@ -161,7 +162,7 @@ class Runner(RunnerBase):
         sc, tr = self.scale, self.data("main")[0]
         return {"small_train_size_used": len(self.data("small")[0]), "sd_size": len(self.data("sd")[0]),
                 "dd_size": len(self.data("dd")[0]), "dd_test_size": len(self.data("dd")[1]),
-                "host_M": int(self.fresh_model(tr, 0).get_submodule(sc.layer).weight.numel())}
+                "host_M": int(self.fresh_model(tr, 0).get_parameter(f"{sc.layer}.weight").numel())}
 
 
 run = make_run(__package__, "Wang et al. 2020", "digits + mlp, under a minute", "``quick``/``cpu``")

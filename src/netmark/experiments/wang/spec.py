@@ -236,7 +236,7 @@ def plan(scale: Scale) -> dict[str, RunSpec]:
         runs.append(RunSpec(independent_run(i), data="small", schedule="small", model_seed=1000 + i,
                             train_seed=1000 + i))
     if scale.conv_model is not None:
-        c = {"part": "conv"}
+        c: dict[str, Any] = {"part": "conv"}
         runs.append(RunSpec(plain_run(0, "conv"), data="conv-main", model_seed=ms, train_seed=ts, **c))
         for method in METHODS:
             runs.append(RunSpec(marked_run(method, scale.bits, "conv"), method=method, bits=scale.bits,
@@ -300,7 +300,7 @@ class Experiment(ExperimentBase):
 
 
 #: Table 3, MLP on MNIST: test accuracy (%) non-marked / marked and L2 (VGG16 rows for reference).
-TABLE3_PAPER = {
+TABLE3_PAPER: dict[str, dict[str, Any]] = {
     "mlp": {"plain": {"accuracy": 97.45}, "uchida": {"accuracy": 97.28, "l2": 1.55e-1},
             "manu": {"accuracy": 97.44, "l2": 8.50e-5}, "auto": {"accuracy": 97.49, "l2": 5.90e-8}},
     "vgg16": {"plain": {"accuracy": 83.65}, "uchida": {"accuracy": 82.62, "l2": 2.38e-3},
