@@ -242,7 +242,7 @@ def test_hardening_removes_null_inputs_that_read_the_whole_message(digits_train)
     and 11 had null inputs at 64/64 there; the control asserts only that one of them has one at >= 48."""
     train_cfg = TrainConfig(epochs=8, optimizer="adam", lr=0.002, batch_size=32, progress=False)
     worst = {}
-    for steps in (0, 200):
+    for steps in (0, WangConfig().harden_steps):
         cfg = WangConfig(layer="fc2", bits=64, harden_steps=steps)
         tops = []
         for seed in (4, 8, 11):
@@ -253,4 +253,4 @@ def test_hardening_removes_null_inputs_that_read_the_whole_message(digits_train)
             tops.append(int(calibrate(model, key, samples=16_384, seed=10_000 + seed)["null_counts"].max()))
         worst[steps] = tops
     assert max(worst[0]) >= 48, worst  # the failure hardening exists for (the control)
-    assert max(worst[200]) <= 16, worst
+    assert max(worst[WangConfig().harden_steps]) <= 16, worst
