@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from netmark.access import KINDS
-from netmark.experiments.common import render_reproduction
+from netmark.bench.study import render_reproduction
 from netmark.experiments.report import criteria_table, figure, fmt, markdown_table, pct, plot_lines, section
 
 from .spec import PAPER_SETUP

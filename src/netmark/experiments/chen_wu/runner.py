@@ -17,9 +17,10 @@ from netmark.access import (
     transform_key,
 )
 from netmark.access.protect import PROTECT_VERSION
+from netmark.bench.study import make_run
 from netmark.data import ArrayDataset, load
 from netmark.errors import ConfigError
-from netmark.experiments.common import RunnerBase, TrainedBase, make_run
+from netmark.experiments.common import RunnerBase, TrainedBase
 from netmark.keys import WatermarkKey
 from netmark.training import TrainConfig, evaluate, model_device
 

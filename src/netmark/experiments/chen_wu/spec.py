@@ -18,8 +18,8 @@ from typing import Any
 
 from netmark.access.protect import PAPER_ITERATIONS
 from netmark.access.transforms import KINDS
+from netmark.bench.study import ExperimentBase, pick_scale
 from netmark.errors import ConfigError
-from netmark.experiments.common import ExperimentBase, pick_scale
 from netmark.training import TrainConfig
 
 #: §3.1: SGD lr 0.1 (÷ 10 every 10k of the 40k iterations), momentum 0.9, weight decay 5e-4, batch 128.

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from netmark.experiments.common import render_reproduction
+from netmark.bench.study import render_reproduction
 from netmark.experiments.report import criteria_table, figure, fmt, markdown_table, not_measured, plot_lines, section
 
 from .spec import PAPER_SETUP

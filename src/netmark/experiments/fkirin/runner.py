@@ -9,9 +9,10 @@ from typing import Any, ClassVar
 from torch import nn
 
 from netmark.attacks import Finetune, FinetuneConfig
+from netmark.bench.study import make_run
 from netmark.data import ArrayDataset, load
 from netmark.errors import ConfigError
-from netmark.experiments.common import RunnerBase, TrainedBase, make_run
+from netmark.experiments.common import RunnerBase, TrainedBase
 from netmark.keys import WatermarkKey
 from netmark.methods.base import WatermarkMethod
 from netmark.training import TrainConfig, TrainHook, evaluate

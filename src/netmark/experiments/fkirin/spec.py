@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from netmark.bench.study import ExperimentBase, pick_scale
 from netmark.errors import ConfigError
-from netmark.experiments.common import ExperimentBase, pick_scale
 from netmark.training import OPTIMIZERS, TrainConfig
 
 #: the survey's six optimizers (§5, Tables 5-6), with Keras 2's default learning rates (DeepSigns and the

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from netmark.experiments.common import render_reproduction
+from netmark.bench.study import render_reproduction
 from netmark.experiments.report import criteria_table, figure, fmt, markdown_table, pct, plot_lines, section
 from netmark.verify import DEFAULT_ALPHA
 

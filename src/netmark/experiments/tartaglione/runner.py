@@ -10,9 +10,10 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from netmark.attacks import Finetune, FinetuneConfig, FixedPointConfig, fixed_point_model
+from netmark.bench.study import make_run
 from netmark.data import ArrayDataset, load
 from netmark.errors import ConfigError
-from netmark.experiments.common import RunnerBase, TrainedBase, make_run
+from netmark.experiments.common import RunnerBase, TrainedBase
 from netmark.keys import WatermarkKey
 from netmark.methods.tartaglione import Tartaglione, TartaglioneConfig, demo_logo, init_seed, reinit
 from netmark.training import TrainConfig, TrainHook, evaluate, train

@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from netmark.bench.study import ExperimentBase, pick_scale
 from netmark.errors import ConfigError
-from netmark.experiments.common import ExperimentBase, pick_scale
 from netmark.methods.tartaglione import PAPER_TRAIN
 from netmark.training import TrainConfig
 

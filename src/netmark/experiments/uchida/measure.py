@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from netmark.attacks import PruneConfig, prune
-from netmark.experiments.common import MeasureRegistry
+from netmark.bench.study import MeasureRegistry
 from netmark.keys import WatermarkKey
 from netmark.methods.uchida import Uchida, embed_without_training, embedding_loss, host_module, host_vector
 from netmark.training import evaluate

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from netmark.attacks import Finetune, FinetuneConfig, Overwrite, OverwriteConfig
+from netmark.bench.study import make_run
 from netmark.data import ArrayDataset, load
 from netmark.errors import ConfigError
-from netmark.experiments.common import RunnerBase, TrainedBase, make_run
+from netmark.experiments.common import RunnerBase, TrainedBase
 from netmark.keys import WatermarkKey
 from netmark.methods.uchida import Uchida, UchidaConfig, host_module, host_vector
 from netmark.training import TrainConfig

@@ -8,7 +8,7 @@ from scipy import stats
 from torch import nn
 
 from netmark.attacks import PruneConfig, prune
-from netmark.experiments.common import MeasureRegistry
+from netmark.bench.study import MeasureRegistry
 from netmark.keys import WatermarkKey
 from netmark.metrics import histogram_correlation_matrix, layer_weights
 from netmark.training import evaluate

@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from netmark.bench.study import ExperimentBase, pick_scale
 from netmark.errors import ConfigError
-from netmark.experiments.common import ExperimentBase, pick_scale
 from netmark.methods.wang import PAPER_TRAIN_MLP
 from netmark.training import TrainConfig
 
