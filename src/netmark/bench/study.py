@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -216,6 +217,23 @@ def _run_all(runner: RunnerBase, experiments: Sequence[Any], measures: Mapping[s
                    "cached_runs": sum(t.cached for t in runner.cache.values()), "jobs": jobs},
     }
     return results, total
+
+
+def make_render(module: str, what: str) -> Callable[..., list[Path]]:
+    """The ``render(results_json_path, out_dir=None, *, force=False)`` of the paper module ``module``: its
+    ``FIGURES``, ``_figures(out, results)`` and ``markdown(results)`` (looked up when called)."""
+
+    def render(results_json_path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None, *,
+               force: bool = False) -> list[Path]:
+        m = sys.modules[module]
+        return render_reproduction(results_json_path, out_dir, force=force, figures=m.FIGURES, draw=m._figures,
+                                   markdown=m.markdown)
+
+    render.__doc__ = (f"Write README.md and the PNGs of {what} reproduction from its ``results.json`` alone.\n\n"
+                      "    ``out_dir`` defaults to the directory of ``results.json`` (whose README/PNGs are "
+                      "overwritten);\n    another directory's existing files are only overwritten with ``force``.")
+    render.__module__ = module
+    return render
 
 
 def render_reproduction(results_json_path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None, *,

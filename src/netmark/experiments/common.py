@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from netmark.attacks import ATTACKS
 from netmark.bench.executors import ProcessExecutor
 from netmark.bench.roles import Roles, fresh_model
 from netmark.data import ArrayDataset
@@ -85,6 +86,9 @@ class RunnerBase:
     CACHE_VERSION: ClassVar[int] = 1
     #: the reproduction trains and measures on any torch device (``device=``); others run on the CPU only.
     DEVICES: ClassVar[bool] = False
+    #: the paper's ``plan(scale) -> {name: RunSpec}`` and ``schedule_of(scale, spec) -> TrainConfig``.
+    PLAN: ClassVar[Callable[[Any], dict[str, Any]]]
+    SCHEDULE: ClassVar[Callable[[Any, Any], TrainConfig]]
 
     def __init__(self, scale: Any, *, data_dir: Any = None, progress: Progress | None = None,
                  cache_dir: Any = None, device: str = "cpu") -> None:
@@ -107,15 +111,16 @@ class RunnerBase:
     # ------------------------------------------------------------------ per-paper parts
 
     def _plan(self, scale: Any) -> dict[str, Any]:
-        """Every run of ``scale`` by name."""
-        raise NotImplementedError
+        """Every run of ``scale`` by name (the paper's ``PLAN``)."""
+        return type(self).PLAN(scale)
 
     def _load(self, role: str) -> tuple[ArrayDataset, ArrayDataset]:
         """``(train, test)`` of a data role (called once per role)."""
         raise NotImplementedError
 
     def _schedule(self, spec: Any) -> TrainConfig:
-        raise NotImplementedError
+        """The training schedule of ``spec`` (the paper's ``SCHEDULE``)."""
+        return type(self).SCHEDULE(self.scale, spec)
 
     def train_config(self, spec: Any) -> TrainConfig:
         """:meth:`_schedule` on the runner's device (the device is not part of the cache fingerprint)."""
@@ -139,8 +144,35 @@ class RunnerBase:
         raise NotImplementedError
 
     def _derive(self, spec: Any) -> Any:
-        """A run derived from ``spec.parent`` by an attack."""
-        raise NotImplementedError
+        """A run derived from ``spec.parent`` by the registered attack ``spec.attack`` (``ATTACKS``;
+        a ``-new-head`` suffix: a fresh classification head), trained on :meth:`train_config` with the data of
+        :meth:`_attack_data`, watched by :meth:`_attack_hook`; fields :meth:`_extra_keys` are read off the attack."""
+        parent = self.get(spec.parent or "")
+        tr, te = self.data(self._attack_data(spec))
+        cfg = self.train_config(spec)
+        self.say(f"attacking {spec.parent} -> {spec.name} ({spec.attack}, {cfg.epochs} epochs on {len(tr)} {tr.name} "
+                 f"images, {cfg.optimizer} lr {cfg.lr:g})")
+        name = str(spec.attack).removesuffix("-new-head")
+        if name not in ATTACKS:
+            raise ConfigError(f"unknown attack {spec.attack!r}")
+        cls, hook = ATTACKS[name], self._attack_hook(parent, te)
+        config = cls.config_cls(**self._attack_options(spec, name, cfg))  # type: ignore[call-arg]
+        attack = cls(config, hooks=(hook,)) if hook is not None else cls(config)  # type: ignore[call-arg]
+        model = attack(parent.model, tr)
+        return self.TRAINED(spec, model, parent.key, te, len(tr), history=getattr(hook, "history", []),
+                            **{n: getattr(attack, n) for n in self._extra_keys(spec)})
+
+    def _attack_data(self, spec: Any) -> str:
+        """The data role an attack of ``spec`` trains on (default: the run's)."""
+        return str(spec.data)
+
+    def _attack_options(self, spec: Any, attack: str, train: TrainConfig) -> dict[str, Any]:
+        """The config of ``spec``'s attack (default: fine-tuning, on the run's train seed)."""
+        return {"train": train, "new_head": str(spec.attack).endswith("-new-head"), "seed": spec.train_seed}
+
+    def _attack_hook(self, parent: Any, test: ArrayDataset) -> Any:
+        """A :class:`~netmark.training.TrainHook` with a ``history`` watching an attack (``None``: none)."""
+        return None
 
     def _method_part(self, spec: Any) -> dict[str, Any] | None:
         """What trains ``spec`` for its cache fingerprint: the method's name, config and ``VERSION``
@@ -149,8 +181,8 @@ class RunnerBase:
         return None if m is None else method_part(m)
 
     def _model_args(self) -> dict[str, Any]:
-        """Extra keyword arguments of ``netmark.models.build``."""
-        return {}
+        """Extra keyword arguments of ``netmark.models.build`` (the scale's ``model_args``, if any)."""
+        return dict(getattr(self.scale, "model_args", ()))
 
     def _extra_keys(self, spec: Any) -> tuple[str, ...]:
         """Fields of the run's :class:`TrainedBase` that hold further WatermarkKeys (an attacker's key),

@@ -65,14 +65,12 @@ class Runner(RunnerBase):
     TITLE = "Chen & Wu 2018"
     TRAINED = Trained
     DEVICES = True
+    PLAN = staticmethod(plan)
     scale: Scale
     plan: dict[str, RunSpec]
     cache: dict[str, Trained]
     #: every attack of Table 3 (``measure.attack_results``), shared by ``table3`` and ``acceptance``.
     attacks: dict[str, Any] | None = None
-
-    def _plan(self, scale: Scale) -> dict[str, RunSpec]:
-        return plan(scale)
 
     def _load(self, role: str) -> tuple[ArrayDataset, ArrayDataset]:
         sc = self.scale
@@ -121,9 +119,6 @@ class Runner(RunnerBase):
         result = protect(model, tr, self.protect_config(spec), cfg, eval_data=te)
         return Trained(spec, result.model, transform_key(result.transform), te, len(tr),
                        history=result.history.history)
-
-    def _derive(self, spec: RunSpec) -> Trained:
-        raise ConfigError(f"run {spec.name!r}: the anti-piracy reproduction derives no runs")
 
     def scale_record(self) -> dict[str, Any]:
         tr = self.data("main")[0]
