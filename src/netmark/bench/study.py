@@ -50,6 +50,17 @@ def pick_scale(scale: Any, quick: bool, scales: Mapping[str, Any], scale_cls: ty
     return scales[name]
 
 
+def scale_getter(scales: Mapping[str, Any], scale_cls: type, default: str) -> Callable[..., Any]:
+    """A paper's ``get_scale(scale=None, quick=False)``: :func:`pick_scale` on its presets."""
+
+    def get_scale(scale: Any = None, quick: bool = False) -> Any:
+        return pick_scale(scale, quick, scales, scale_cls, default)
+
+    get_scale.__doc__ = (f"A preset by name (``None``: ``quick`` if ``quick`` else ``{default}``) or a custom "
+                         f":class:`{scale_cls.__name__}`.")
+    return get_scale
+
+
 class MeasureRegistry(dict[str, Callable[[Any, Any], dict[str, Any]]]):
     """A paper's measurements by experiment name (``measure.MEASURES``): decorating a function
     ``(runner, experiment) -> dict`` with the registry registers it under its own name."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from netmark.bench.study import ExperimentBase, pick_scale
+from netmark.bench.study import ExperimentBase, scale_getter
 from netmark.errors import ConfigError
 from netmark.training import OPTIMIZERS, TrainConfig
 
@@ -138,9 +138,7 @@ PAPER_SETUP = {
 }
 
 
-def get_scale(scale: str | Scale | None, quick: bool = False) -> Scale:
-    """A preset by name (``None``: ``quick`` if ``quick`` else ``cpu``) or a custom :class:`Scale`."""
-    return pick_scale(scale, quick, SCALES, Scale, DEFAULT_SCALE)
+get_scale = scale_getter(SCALES, Scale, DEFAULT_SCALE)
 
 
 # ----------------------------------------------------------------------------- runs
