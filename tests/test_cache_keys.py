@@ -21,11 +21,11 @@ import pytest
 import netmark
 from netmark import training
 from netmark.attacks import ATTACKS
+from netmark.bench.cache import attack_versions
 from netmark.evaluation.access import _protected_fp
 from netmark.evaluation.cells import Context, Job
 from netmark.evaluation.measure import attack_cell
 from netmark.evaluation.spec import preset
-from netmark.experiments.cache import attack_versions
 from netmark.experiments.wang.runner import Runner
 from netmark.methods import METHODS
 from netmark.models import MODELS

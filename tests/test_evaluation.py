@@ -198,8 +198,8 @@ def test_ray_executor_gives_the_same_cells(serial_run, tmp_path: Path) -> None:
     """`--executor ray` on a local Ray instance: the same cells as the serial run; a job's own exception
     comes back as itself."""
     pytest.importorskip("ray")
+    from netmark.bench.executors import RayExecutor
     from netmark.evaluation.cells import Job
-    from netmark.evaluation.executors import RayExecutor
 
     res, _ = serial_run
     round_trip = next(s for s in _tiny().sweeps if s.attack == "roundtrip")  # 2 cheap cells

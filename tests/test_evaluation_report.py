@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from netmark.bench.report import PNG_MAGIC, is_png
 from netmark.errors import ConfigError, OutputExistsError
 from netmark.evaluation import report
 from netmark.evaluation.report import (
@@ -21,7 +22,6 @@ from netmark.evaluation.report import (
     survival,
     sweep_figure_names,
 )
-from netmark.experiments.report import PNG_MAGIC, is_png
 
 EVIL = "<script>alert(1)</script>"
 METHODS = ("uchida", "adi-trigger", EVIL)

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from netmark import training
+from netmark.bench.cache import RunCache, fingerprint, tensor_digest
 from netmark.errors import ConfigError
-from netmark.experiments.cache import RunCache, fingerprint, tensor_digest
 from netmark.experiments.wang import get_scale, run
 from netmark.experiments.wang.runner import Runner
 from netmark.keys import WatermarkKey

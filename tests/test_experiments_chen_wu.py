@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from netmark.bench import report
 from netmark.errors import ConfigError, OutputExistsError
-from netmark.experiments import report
 from netmark.experiments.chen_wu import EXPERIMENTS, SCALES, Scale, get_scale, plan, render, run
 from netmark.experiments.chen_wu.render import FIGURES
 from netmark.experiments.chen_wu.spec import quarter_schedule

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from netmark.bench.report import is_png
 from netmark.errors import ConfigError
 from netmark.experiments.fkirin import SCALES, Scale, plan, render, run
 from netmark.experiments.fkirin.render import acceptance
 from netmark.experiments.fkirin.spec import SCHEMES, STUDY_SCHEMES
-from netmark.experiments.report import is_png
 
 TINY = Scale(name="tiny", datasets=(("digits", None),), attacker_size=400, model_args={"hidden": [64]}, epochs=10,
              batch_size=32, optimizers=(("sgd", 0.05), ("adam", 0.003)), runs=2, finetune_epochs=2,

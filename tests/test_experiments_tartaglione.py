@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from netmark import reports
+from netmark.bench import report
 from netmark.cli import app
 from netmark.errors import ConfigError, OutputExistsError
-from netmark.experiments import report
 from netmark.experiments.tartaglione import EXPERIMENTS, SCALES, Scale, get_scale, plan, render, run
 from netmark.experiments.tartaglione.render import FIGURES
 from netmark.experiments.tartaglione.spec import FULL_RUN, marked_runs, schedule_of

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from netmark import reports
+from netmark.bench import report
 from netmark.errors import ConfigError, OutputExistsError
-from netmark.experiments import report
 from netmark.experiments.uchida import EXPERIMENTS, SCALES, get_scale, plan, render, run
 from netmark.experiments.uchida.render import FIGURES
 from netmark.methods.uchida import PAPER_TRAIN

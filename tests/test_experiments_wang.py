@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from netmark import reports
+from netmark.bench import report
 from netmark.errors import ConfigError, OutputExistsError
-from netmark.experiments import report
 from netmark.experiments.wang import EXPERIMENTS, SCALES, get_scale, plan, render, run
 from netmark.experiments.wang.render import FIGURES
 from netmark.experiments.wang.runner import PERMUTATION

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from netmark.experiments.report import PNG_MAGIC
+from netmark.bench.report import PNG_MAGIC
 from netmark.reports import render
 
 REPORTS = Path(__file__).resolve().parent.parent / "reports"

@@ -1,6 +1,6 @@
 """Process-pool helpers shared by the reproductions' prefetch and the evaluation's local executor.
 
-Kept out of :mod:`netmark._util`, which every run's cache fingerprint hashes (:mod:`netmark.experiments.cache`):
+Kept out of :mod:`netmark._util`, which every run's cache fingerprint hashes (:mod:`netmark.bench.cache`):
 how a pool is stopped does not change what a run computes."""
 
 from __future__ import annotations

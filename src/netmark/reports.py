@@ -1,9 +1,9 @@
 """Re-render any committed report from its ``results.json``: :func:`render`, what ``netmark report`` calls.
 
 The one dispatcher over both kinds of study: a paper reproduction (by its ``experiment`` id, through
-:data:`netmark.experiments.report.REPRODUCTIONS`) or a ``netmark evaluate`` run (by its ``schema``,
+:data:`netmark.bench.report.REPRODUCTIONS`) or a ``netmark evaluate`` run (by its ``schema``,
 :func:`netmark.evaluation.report.render_evaluation`). It sits above both packages, so neither imports the other's
-renderer (:mod:`netmark.evaluation` uses the report helpers of :mod:`netmark.experiments.report`: an import cycle
+renderer (:mod:`netmark.evaluation` uses the report helpers of :mod:`netmark.bench.report`: an import cycle
 if the dispatcher lived there).
 """
 
@@ -13,9 +13,9 @@ import importlib
 import os
 from pathlib import Path
 
+from netmark.bench.report import REPRODUCTIONS, read_results
 from netmark.errors import ConfigError
 from netmark.evaluation.report import render_evaluation
-from netmark.experiments.report import REPRODUCTIONS, read_results
 
 
 def render(results_json_path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None, *,

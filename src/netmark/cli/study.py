@@ -40,7 +40,7 @@ def reproduce(paper: Annotated[str, typer.Argument(help="which paper: uchida | w
     import importlib
 
     from netmark._util import sigterm_interrupts
-    from netmark.experiments.report import REPRODUCTIONS
+    from netmark.bench.report import REPRODUCTIONS
 
     # "uchida" names the reproduction "uchida2017" (the paper's first author, year optional)
     ids = [k for k in REPRODUCTIONS if paper in (k, k.rstrip("0123456789"))]

@@ -37,11 +37,11 @@ from netmark.access import (
 from netmark.access.piracy import PIRACY_VERSION
 from netmark.access.protect import PROTECT_VERSION
 from netmark.attacks import ATTACKS
+from netmark.bench.cache import fingerprint
 from netmark.errors import ConfigError, NetmarkError
 from netmark.evaluation.access_config import TRANSFORM_FIELDS, protect_config
 from netmark.evaluation.cells import Context, Job
 from netmark.evaluation.spec import EvaluationConfig, Sweep
-from netmark.experiments.cache import fingerprint
 from netmark.training import evaluate
 
 ACCESS_JOB_KINDS = ("protect", "access-attack", "piracy")

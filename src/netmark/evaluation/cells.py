@@ -6,12 +6,12 @@ worker. It returns a JSON-serialisable dict.
 
 Cache layout under ``cache_dir``:
 
-* ``runs/``: trained models and keys (:class:`netmark.experiments.cache.RunCache`): ``baseline`` (no watermark),
+* ``runs/``: trained models and keys (:class:`netmark.bench.cache.RunCache`): ``baseline`` (no watermark),
   ``marked-<method>`` (same seeds and schedule, embedding) and ``independent-<i>`` (other seeds);
 * ``cells/<fingerprint>.json``: every measured cell (an attack point, a capacity probe, an overhead timing, a
   false-positive count), written atomically; a cell found there with its fingerprint is not recomputed.
 
-Fingerprints (:func:`netmark.experiments.cache.fingerprint`) cover what determines the result, by explicit versions
+Fingerprints (:func:`netmark.bench.cache.fingerprint`) cover what determines the result, by explicit versions
 and configs (never source text): the trained run's fingerprint (seeds, schedule, model and its registry version,
 method config and ``VERSION``, the training data's bytes, the training loop's version), the attack config and
 ``VERSION``, the digests of the data the cell uses, ``alpha`` and :data:`CACHE_VERSION` (bump it when this
@@ -32,16 +32,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from netmark._util import canonical_json, generator, seeded
+from netmark._util import canonical_json, generator
+from netmark.bench.cache import RunCache, fingerprint, method_part
+from netmark.bench.report import write_json
+from netmark.bench.roles import Roles, fresh_model
 from netmark.data import ArrayDataset, load
 from netmark.data.loading import Split
 from netmark.errors import ConfigError, NetmarkError
 from netmark.evaluation.spec import EvaluationConfig, Strength
-from netmark.experiments.cache import RunCache, fingerprint, method_part, tensor_digest
-from netmark.experiments.report import write_json
 from netmark.keys import WatermarkKey
 from netmark.methods import WatermarkMethod, get_method, verify
-from netmark.models import build
 from netmark.models.registry import model_version
 from netmark.training import evaluate, make_optimizer, train
 from netmark.verify import VerificationResult
@@ -94,16 +94,13 @@ class Context:
         self.cfg = config
         self.dir = Path(cache_dir)
         self.runs = RunCache(self.dir / "runs")
-        self._data: dict[str, ArrayDataset] = {}
-        self._digests: dict[str, str] = {}
+        self.roles: Roles[ArrayDataset] = Roles(self._load)
 
     # ------------------------------------------------------------------ data
 
     def data(self, role: str) -> ArrayDataset:
         """``train`` (the owner's), ``attacker``, ``test``, ``other`` / ``other-test`` (the other domain)."""
-        if role not in self._data:
-            self._data[role] = self._load(role)
-        return self._data[role]
+        return self.roles(role)
 
     def _load(self, role: str) -> ArrayDataset:
         c = self.cfg
@@ -125,19 +122,12 @@ class Context:
                             num_classes=src.num_classes, classes=src.classes)
 
     def digest(self, role: str) -> str:
-        if role not in self._digests:
-            d = self.data(role)
-            self._digests[role] = f"{d.name}:{tensor_digest(d.x, d.y)}"
-        return self._digests[role]
+        return self.roles.digest(role)
 
     # ------------------------------------------------------------------ models and runs
 
     def fresh_model(self, seed: int) -> nn.Module:
-        tr = self.data("train")
-        c, h, _ = tr.shape
-        with seeded(seed):
-            return build(self.cfg.model, in_channels=c, image_size=h, num_classes=tr.num_classes,
-                         **self.cfg.model_args)
+        return fresh_model(self.cfg.model, self.data("train"), seed, self.cfg.model_args)
 
     def method(self, name: str, **changes: Any) -> WatermarkMethod:
         cls = get_method(name)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from netmark.bench.report import figure
 from netmark.evaluation.outcome import (
     _grid,
     _number,
@@ -30,7 +31,6 @@ from netmark.evaluation.outcome import (
     survival,
     usable,
 )
-from netmark.experiments.report import figure
 
 #: −log10 p drawn for p = 0 (and the most any point is drawn at).
 P_CAP = 300.0

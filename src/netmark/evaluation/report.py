@@ -30,6 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from netmark._util import atomic_write_text
+from netmark.bench.report import (
+    DASH,
+    check_render_target,
+    fmt,
+    markdown_table,
+    pct,
+    read_results,
+)
 from netmark.errors import ConfigError
 from netmark.evaluation.blocks import Block, Bullets, Cell, Heading, Image, Inline, Para, Table
 from netmark.evaluation.figures import P_CAP, SYMLOG_FROM, neg_log10_p, strength_axis, summary_figure, sweep_figure
@@ -55,14 +63,6 @@ from netmark.evaluation.outcome import (
     usable,
 )
 from netmark.evaluation.report_access import ACCESS_PNG, access_blocks, access_figure, check_access, has_access
-from netmark.experiments.report import (
-    DASH,
-    check_render_target,
-    fmt,
-    markdown_table,
-    pct,
-    read_results,
-)
 
 #: names other modules (and tests) import from here
 __all__ = ["INDEX", "P_CAP", "README", "SCHEMA", "SUMMARY_PNG", "SYMLOG_FROM", "Survival", "load_evaluation",

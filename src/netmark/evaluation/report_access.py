@@ -12,11 +12,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+from netmark.bench.report import DASH, figure, pct
 from netmark.errors import ConfigError
 from netmark.evaluation.blocks import Heading, Image, Para, Table
 from netmark.evaluation.figures import _x_positions, strength_axis
 from netmark.evaluation.outcome import _number, _skey, _strength_text
-from netmark.experiments.report import DASH, figure, pct
 
 ACCESS_PNG = "access.png"
 _TRANSFORM_KEYS = ("authorized", "unauthorized", "fidelity_pp", "piracy", "cells")

@@ -22,13 +22,13 @@ from typing import Any
 
 from netmark import __version__
 from netmark._util import check_writable
+from netmark.bench.executors import Executor, get_executor
+from netmark.bench.report import write_json
 from netmark.evaluation.access import assemble_access, plan_access, plan_protect
 from netmark.evaluation.cells import Job, context
-from netmark.evaluation.executors import Executor, get_executor
 from netmark.evaluation.jobs import run_job
 from netmark.evaluation.measure import capacity_param
 from netmark.evaluation.spec import SCHEMA, EvaluationConfig
-from netmark.experiments.report import write_json
 from netmark.methods import get_method
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ def evaluate(config: EvaluationConfig, out_dir: str | Path, *, cache_dir: str | 
         out_dir: output directory (created).
         cache_dir: trained runs and measured cells (default ``out_dir/cache``); a rerun reuses them.
         executor: ``local`` (process pool), ``serial``, ``ray`` or an
-            :class:`~netmark.evaluation.executors.Executor`.
+            :class:`~netmark.bench.executors.Executor`.
         jobs: worker processes of a named executor.
         progress: called with one line per finished job.
         force: overwrite an existing ``results.json`` (otherwise OutputExistsError before any work).

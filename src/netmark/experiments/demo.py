@@ -12,12 +12,11 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from netmark._util import seeded
 from netmark.attacks import FinetuneConfig, OverwriteConfig, PruneConfig, finetune, overwrite, prune
+from netmark.bench.roles import fresh_model
 from netmark.data import ArrayDataset, load
 from netmark.methods import verify
 from netmark.methods.uchida import Uchida, UchidaConfig
-from netmark.models import build
 from netmark.training import TrainConfig, evaluate, train
 from netmark.verify import VerificationResult
 
@@ -35,9 +34,7 @@ class DemoRow:
 
 
 def _fresh(data: ArrayDataset, seed: int) -> nn.Module:
-    c, h, _ = data.shape
-    with seeded(seed):
-        return build(MODEL, in_channels=c, image_size=h, num_classes=data.num_classes)
+    return fresh_model(MODEL, data, seed)
 
 
 def run_demo(*, epochs: int = 30, independents: int = 3, progress: Callable[[str], None] | None = None,

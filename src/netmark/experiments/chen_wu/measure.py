@@ -16,8 +16,8 @@ from netmark.access.piracy import (
     one_pair_attack,
     pair_attack,
 )
+from netmark.bench.study import MeasureRegistry
 from netmark.data import ArrayDataset
-from netmark.experiments.common import MeasureRegistry
 from netmark.training import evaluate
 
 from .spec import Experiment, run_name

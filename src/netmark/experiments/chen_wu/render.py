@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from netmark.access import KINDS
-from netmark.experiments.common import render_reproduction
-from netmark.experiments.report import criteria_table, figure, fmt, markdown_table, pct, plot_lines, section
+from netmark.bench.report import criteria_table, figure, fmt, markdown_table, pct, plot_lines, section
+from netmark.bench.study import make_render
 
 from .spec import PAPER_SETUP
 
@@ -24,15 +23,7 @@ STALE_BATCHNORM = (
     "ResNet-20 rows below measure that flaw, not the paper's scheme**; they need re-training with the fix.")
 
 
-def render(results_json_path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None, *,
-           force: bool = False) -> list[Path]:
-    """Write README.md and the PNGs of a Chen & Wu reproduction from its ``results.json`` alone.
-
-    ``out_dir`` defaults to the directory of ``results.json`` (whose README/PNGs are overwritten);
-    another directory's existing files are only overwritten with ``force``.
-    """
-    return render_reproduction(results_json_path, out_dir, force=force, figures=FIGURES, draw=_figures,
-                               markdown=markdown)
+render = make_render(__name__, "a Chen & Wu")
 
 
 # ----------------------------------------------------------------------------- figures

@@ -17,9 +17,10 @@ from netmark.access import (
     transform_key,
 )
 from netmark.access.protect import PROTECT_VERSION
+from netmark.bench.study import make_run
 from netmark.data import ArrayDataset, load
 from netmark.errors import ConfigError
-from netmark.experiments.common import RunnerBase, TrainedBase, make_run
+from netmark.experiments.common import RunnerBase, TrainedBase
 from netmark.keys import WatermarkKey
 from netmark.training import TrainConfig, evaluate, model_device
 
@@ -64,14 +65,12 @@ class Runner(RunnerBase):
     TITLE = "Chen & Wu 2018"
     TRAINED = Trained
     DEVICES = True
+    PLAN = staticmethod(plan)
     scale: Scale
     plan: dict[str, RunSpec]
     cache: dict[str, Trained]
     #: every attack of Table 3 (``measure.attack_results``), shared by ``table3`` and ``acceptance``.
     attacks: dict[str, Any] | None = None
-
-    def _plan(self, scale: Scale) -> dict[str, RunSpec]:
-        return plan(scale)
 
     def _load(self, role: str) -> tuple[ArrayDataset, ArrayDataset]:
         sc = self.scale
@@ -120,9 +119,6 @@ class Runner(RunnerBase):
         result = protect(model, tr, self.protect_config(spec), cfg, eval_data=te)
         return Trained(spec, result.model, transform_key(result.transform), te, len(tr),
                        history=result.history.history)
-
-    def _derive(self, spec: RunSpec) -> Trained:
-        raise ConfigError(f"run {spec.name!r}: the anti-piracy reproduction derives no runs")
 
     def scale_record(self) -> dict[str, Any]:
         tr = self.data("main")[0]

@@ -18,8 +18,8 @@ from typing import Any
 
 from netmark.access.protect import PAPER_ITERATIONS
 from netmark.access.transforms import KINDS
+from netmark.bench.study import ExperimentBase, scale_getter
 from netmark.errors import ConfigError
-from netmark.experiments.common import ExperimentBase, pick_scale
 from netmark.training import TrainConfig
 
 #: §3.1: SGD lr 0.1 (÷ 10 every 10k of the 40k iterations), momentum 0.9, weight decay 5e-4, batch 128.
@@ -153,9 +153,7 @@ PAPER_SETUP = {
 }
 
 
-def get_scale(scale: str | Scale | None, quick: bool = False) -> Scale:
-    """A preset by name (``None``: ``quick`` if ``quick`` else ``cpu``) or a custom :class:`Scale`."""
-    return pick_scale(scale, quick, SCALES, Scale, DEFAULT_SCALE)
+get_scale = scale_getter(SCALES, Scale, DEFAULT_SCALE)
 
 
 # ----------------------------------------------------------------------------- runs

@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from netmark.experiments.common import MeasureRegistry
+from netmark.bench.study import MeasureRegistry
 from netmark.io import load_model, save_model
 from netmark.methods import method_from_key
 from netmark.training import train

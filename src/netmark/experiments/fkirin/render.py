@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
-from netmark.experiments.common import render_reproduction
-from netmark.experiments.report import criteria_table, figure, fmt, markdown_table, not_measured, plot_lines, section
+from netmark.bench.report import criteria_table, figure, fmt, markdown_table, not_measured, plot_lines, section
+from netmark.bench.study import make_render
 
 from .spec import PAPER_SETUP
 from .verdict import failed_runs, verdict_md
@@ -16,11 +15,7 @@ from .verdict import failed_runs, verdict_md
 FIGURES = ("optimizers.png", "finetuning.png")
 
 
-def render(results_json_path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None, *,
-           force: bool = False) -> list[Path]:
-    """Write README.md and the PNGs of an Fkirin et al. reproduction from its ``results.json`` alone."""
-    return render_reproduction(results_json_path, out_dir, force=force, figures=FIGURES, draw=_figures,
-                               markdown=markdown)
+render = make_render(__name__, "an Fkirin et al.")
 
 
 # ----------------------------------------------------------------------------- acceptance

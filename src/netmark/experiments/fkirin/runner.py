@@ -8,10 +8,10 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from netmark.attacks import Finetune, FinetuneConfig
+from netmark.bench.study import make_run
 from netmark.data import ArrayDataset, load
 from netmark.errors import ConfigError
-from netmark.experiments.common import RunnerBase, TrainedBase, make_run
+from netmark.experiments.common import RunnerBase, TrainedBase
 from netmark.keys import WatermarkKey
 from netmark.methods.base import WatermarkMethod
 from netmark.training import TrainConfig, TrainHook, evaluate
@@ -99,10 +99,8 @@ class Trained(TrainedBase):
 class Runner(RunnerBase):
     TITLE: ClassVar[str] = "Fkirin et al. 2022"
     TRAINED: ClassVar[type[TrainedBase]] = Trained
+    PLAN = staticmethod(plan)
     scale: Scale
-
-    def _plan(self, scale: Scale) -> dict[str, RunSpec]:
-        return plan(scale)
 
     @property
     def main(self) -> str:
@@ -119,9 +117,6 @@ class Runner(RunnerBase):
         if part == "attacker":
             return load(name, "val", **common), test
         return load(name, "train", train_size=sizes[name], **common), test
-
-    def _model_args(self) -> dict[str, Any]:
-        return dict(self.scale.model_args)
 
     def _schedule(self, spec: RunSpec) -> TrainConfig:
         if spec.parent:
@@ -140,18 +135,11 @@ class Runner(RunnerBase):
     def _owner_score(self, trained: Any) -> str:
         return f"watermark accuracy {100 * watermark_score(trained.model, trained.key)[0]:.1f}%"
 
-    def _derive(self, spec: RunSpec) -> Trained:
-        parent = self.get(spec.parent or "")
-        if spec.attack != "finetune" or parent.key is None:
-            raise ConfigError(f"unknown attack {spec.attack!r} (or an unmarked parent)")
-        tr, te = self.data(f"{spec.dataset}@attacker")
-        cfg = self.train_config(spec)
-        self.say(f"attacking {spec.parent} -> {spec.name} (SGD fine-tuning, {cfg.epochs} epochs on the attacker's "
-                 f"{len(tr)} images)")
-        hook = ScoreHook(parent.key)
-        model = Finetune(FinetuneConfig(train=cfg, new_head=False, seed=spec.train_seed), hooks=(hook,))(
-            parent.model, tr)
-        return Trained(spec, model, parent.key, te, len(tr), history=hook.history)
+    def _attack_data(self, spec: RunSpec) -> str:
+        return f"{spec.dataset}@attacker"
+
+    def _attack_hook(self, parent: Trained, test: ArrayDataset) -> ScoreHook:
+        return ScoreHook(parent.key)  # type: ignore[arg-type]
 
     def scale_record(self) -> dict[str, Any]:
         return {"sizes": {d: {"owner": len(self.data(d)[0]), "attacker": len(self.data(f"{d}@attacker")[0]),

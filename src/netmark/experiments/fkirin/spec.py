@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from netmark.bench.study import ExperimentBase, scale_getter
 from netmark.errors import ConfigError
-from netmark.experiments.common import ExperimentBase, pick_scale
 from netmark.training import OPTIMIZERS, TrainConfig
 
 #: the survey's six optimizers (§5, Tables 5-6), with Keras 2's default learning rates (DeepSigns and the
@@ -138,9 +138,7 @@ PAPER_SETUP = {
 }
 
 
-def get_scale(scale: str | Scale | None, quick: bool = False) -> Scale:
-    """A preset by name (``None``: ``quick`` if ``quick`` else ``cpu``) or a custom :class:`Scale`."""
-    return pick_scale(scale, quick, SCALES, Scale, DEFAULT_SCALE)
+get_scale = scale_getter(SCALES, Scale, DEFAULT_SCALE)
 
 
 # ----------------------------------------------------------------------------- runs

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from netmark.experiments.report import markdown_table
+from netmark.bench.report import markdown_table
 from netmark.verify import DEFAULT_ALPHA
 
 NAMES = {"sgd": "SGD", "adagrad": "Adagrad", "nadam": "Nadam", "rmsprop": "RMSProp", "adam": "Adam",

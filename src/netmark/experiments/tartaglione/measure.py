@@ -13,7 +13,7 @@ from torch import nn
 from netmark._util import seeded
 from netmark.attacks import FixedPointConfig, RoundTripConfig, fixed_point_model, roundtrip
 from netmark.attacks.roundtrip import DTYPES
-from netmark.experiments.common import MeasureRegistry
+from netmark.bench.study import MeasureRegistry
 from netmark.keys import WatermarkKey
 from netmark.methods import false_positive_rate, verify
 from netmark.methods.tartaglione import Tartaglione, initialise, pearson, watermark_masks

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-from netmark.experiments.common import render_reproduction
-from netmark.experiments.report import criteria_table, figure, fmt, markdown_table, pct, plot_lines, section
+from netmark.bench.report import criteria_table, figure, fmt, markdown_table, pct, plot_lines, section
+from netmark.bench.study import make_render
 from netmark.verify import DEFAULT_ALPHA
 
 from .spec import PAPER_SETUP
@@ -16,15 +15,7 @@ FIGURES = ("fig4a_finetuning.png", "fig4b_compression.png", "fig3_weights.png", 
 STAGES = {"init": "initialised", "written": "watermark written, before training", "trained": "after training"}
 
 
-def render(results_json_path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None, *,
-           force: bool = False) -> list[Path]:
-    """Write README.md and the PNGs of a Tartaglione reproduction from its ``results.json`` alone.
-
-    ``out_dir`` defaults to the directory of ``results.json`` (whose README/PNGs are overwritten);
-    another directory's existing files are only overwritten with ``force``.
-    """
-    return render_reproduction(results_json_path, out_dir, force=force, figures=FIGURES, draw=_figures,
-                               markdown=markdown)
+render = make_render(__name__, "a Tartaglione")
 
 
 def _figures(out: Path, res: dict[str, Any]) -> list[Path]:

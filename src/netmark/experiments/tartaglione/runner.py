@@ -9,13 +9,14 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from netmark.attacks import Finetune, FinetuneConfig, FixedPointConfig, fixed_point_model
+from netmark.attacks import FixedPointConfig, fixed_point_model
+from netmark.bench.study import make_run
 from netmark.data import ArrayDataset, load
 from netmark.errors import ConfigError
-from netmark.experiments.common import RunnerBase, TrainedBase, make_run
+from netmark.experiments.common import RunnerBase, TrainedBase
 from netmark.keys import WatermarkKey
 from netmark.methods.tartaglione import Tartaglione, TartaglioneConfig, demo_logo, init_seed, reinit
-from netmark.training import TrainConfig, TrainHook, evaluate, train
+from netmark.training import TrainHook, evaluate, train
 
 from .spec import RunSpec, Scale, plan, schedule_of
 
@@ -95,14 +96,12 @@ class Runner(RunnerBase):
     TITLE = "Tartaglione et al. 2021"
     TRAINED = Trained
     DEVICES = True
+    PLAN, SCHEDULE = staticmethod(plan), staticmethod(schedule_of)
     scale: Scale
     plan: dict[str, RunSpec]
     cache: dict[str, Trained]
     #: the step-cost measurement (``measure.step_costs``), shared by ``overhead`` and ``acceptance``.
     costs: dict[str, Any] | None = None
-
-    def _plan(self, scale: Scale) -> dict[str, RunSpec]:
-        return plan(scale)
 
     def seed_record(self) -> dict[str, Any]:
         return {"landscape_seed": self.scale.landscape_seed}
@@ -117,12 +116,6 @@ class Runner(RunnerBase):
             return (load(sc.dataset, "train", data_dir=self.data_dir, train_size=sc.small_train_size,
                          split_seed=sc.split_seed), self.data("main")[1])
         raise ConfigError(f"unknown data role {role!r}")
-
-    def _model_args(self) -> dict[str, Any]:
-        return dict(self.scale.model_args)
-
-    def _schedule(self, spec: RunSpec) -> TrainConfig:
-        return schedule_of(self.scale, spec)
 
     def _method(self, spec: RunSpec) -> Tartaglione | None:
         if spec.replicas is None:
@@ -159,18 +152,8 @@ class Runner(RunnerBase):
             model, key, result = method.embed(model, tr, cfg, key=key, eval_data=te)
         return Trained(spec, model, key, te, len(tr), history=result.history)
 
-    def _derive(self, spec: RunSpec) -> Trained:
-        parent = self.get(spec.parent or "")
-        if spec.attack != "finetune" or parent.key is None:
-            raise ConfigError(f"unknown attack {spec.attack!r} (or an unmarked parent)")
-        tr, te = self.data(spec.data)
-        cfg = self.train_config(spec)
-        self.say(f"attacking {spec.parent} -> {spec.name} (fine-tuning without the lock, {cfg.epochs} epochs on "
-                 f"{len(tr)} {tr.name} images, {cfg.optimizer} lr {cfg.lr:g})")
-        hook = PearsonHook(parent.key, te)
-        model = Finetune(FinetuneConfig(train=cfg, new_head=False, seed=spec.train_seed), hooks=(hook,))(
-            parent.model, tr)
-        return Trained(spec, model, parent.key, te, len(tr), history=hook.history)
+    def _attack_hook(self, parent: Trained, test: ArrayDataset) -> PearsonHook:
+        return PearsonHook(parent.key, test)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ results
 

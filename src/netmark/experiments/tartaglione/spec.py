@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from netmark.bench.study import ExperimentBase, scale_getter
 from netmark.errors import ConfigError
-from netmark.experiments.common import ExperimentBase, pick_scale
 from netmark.methods.tartaglione import PAPER_TRAIN
 from netmark.training import TrainConfig
 
@@ -177,9 +177,7 @@ PAPER_SETUP = {
 }
 
 
-def get_scale(scale: str | Scale | None, quick: bool = False) -> Scale:
-    """A preset by name (``None``: ``quick`` if ``quick`` else ``cpu``) or a custom :class:`Scale`."""
-    return pick_scale(scale, quick, SCALES, Scale, DEFAULT_SCALE)
+get_scale = scale_getter(SCALES, Scale, DEFAULT_SCALE)
 
 
 # ----------------------------------------------------------------------------- runs

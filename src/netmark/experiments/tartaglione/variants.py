@@ -28,8 +28,8 @@ import torch
 from torch import nn
 
 from netmark.attacks import FixedPointConfig, OutlierReset, OutlierResetConfig, fixed_point_model
+from netmark.bench.study import pick_scale, render_reproduction, run_reproduction
 from netmark.errors import ConfigError
-from netmark.experiments.common import pick_scale, render_reproduction, run_reproduction
 from netmark.keys import WatermarkKey
 from netmark.methods.tartaglione import layers_of, watermark_masks
 from netmark.training import evaluate
@@ -166,7 +166,7 @@ def run(out_dir: str | Path, *, quick: bool = False, force: bool = False, progre
         scale: Any = None, cache_dir: Any = None, jobs: int = 1, device: str = "cpu",
         runs: Any = None) -> dict[str, Any]:
     """Train (or read from ``cache_dir``) the eight runs, measure, write ``results.json`` and README.md (see
-    :func:`netmark.experiments.common.run_reproduction` for the arguments)."""
+    :func:`netmark.bench.study.run_reproduction` for the arguments)."""
     return run_reproduction(out_dir, quick=quick, force=force, progress=progress, data_dir=data_dir, scale=scale,
                             get_scale=get_scale, runner_cls=VariantRunner, experiments=EXPERIMENTS,
                             measures=MEASURES, render=render, experiment_id=EXPERIMENT_ID, paper=PAPER,

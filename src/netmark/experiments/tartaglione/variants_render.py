@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from netmark.experiments.report import fmt, markdown_table, pct
+from netmark.bench.report import fmt, markdown_table, pct
 from netmark.verify import DEFAULT_ALPHA
 
 #: chance accuracy of the 10-class tasks the study runs on (Fashion-MNIST, digits)

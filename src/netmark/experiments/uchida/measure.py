@@ -10,7 +10,7 @@ from torch import nn
 
 from netmark.attacks import PruneConfig, prune
 from netmark.attacks.prune import ORDERS, PruneOrder
-from netmark.experiments.common import MeasureRegistry
+from netmark.bench.study import MeasureRegistry
 from netmark.keys import WatermarkKey
 from netmark.methods import false_positive_rate, verify
 from netmark.methods.uchida import Uchida, embed_without_training, embedding_loss, host_module, host_vector

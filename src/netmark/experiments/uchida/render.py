@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-from netmark.experiments.common import render_reproduction
-from netmark.experiments.report import (
+from netmark.bench.report import (
     criteria_table,
     figure,
     fmt,
@@ -17,6 +15,7 @@ from netmark.experiments.report import (
     plot_lines,
     section,
 )
+from netmark.bench.study import make_render
 from netmark.methods.uchida import PAPER_TRAIN
 
 FIGURES = ("fig1_training_curves.png", "fig2_projections.png", "fig5_pruning.png", "fig6_pruned_projections.png")
@@ -24,15 +23,7 @@ LABELS = {"plain": "not embedded", "direct": "embedded (direct)", "diff": "embed
           "random": "embedded (random)"}
 
 
-def render(results_json_path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None, *,
-           force: bool = False) -> list[Path]:
-    """Write README.md and the PNGs of an Uchida reproduction from its ``results.json`` alone.
-
-    ``out_dir`` defaults to the directory of ``results.json`` (whose README/PNGs are overwritten);
-    another directory's existing files are only overwritten with ``force``.
-    """
-    return render_reproduction(results_json_path, out_dir, force=force, figures=FIGURES, draw=_figures,
-                               markdown=markdown)
+render = make_render(__name__, "an Uchida")
 
 
 def _figures(out: Path, res: dict[str, Any]) -> list[Path]:

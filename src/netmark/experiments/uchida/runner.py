@@ -7,10 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
-from netmark.attacks import Finetune, FinetuneConfig, Overwrite, OverwriteConfig
+from netmark.bench.study import make_run
 from netmark.data import ArrayDataset, load
 from netmark.errors import ConfigError
-from netmark.experiments.common import RunnerBase, TrainedBase, make_run
+from netmark.experiments.common import RunnerBase, TrainedBase
 from netmark.keys import WatermarkKey
 from netmark.methods.uchida import KeyType, Uchida, UchidaConfig, host_module, host_vector
 from netmark.training import TrainConfig
@@ -54,6 +54,7 @@ class Runner(RunnerBase):
 
     TITLE = "Uchida et al. 2017"
     TRAINED = Trained
+    PLAN, SCHEDULE = staticmethod(plan), staticmethod(schedule_of)
     scale: Scale
     plan: dict[str, RunSpec]
     cache: dict[str, Trained]
@@ -82,9 +83,6 @@ class Runner(RunnerBase):
     def _extra_keys(self, spec: RunSpec) -> tuple[str, ...]:
         return ("attacker_key",) if spec.attack == "overwrite" else ()
 
-    def _model_args(self) -> dict[str, Any]:
-        return dict(self.scale.model_args)
-
     def uchida_config(self, spec: RunSpec) -> UchidaConfig:
         return UchidaConfig(layer=spec.layer or self.scale.layer, bits=spec.bits or self.scale.bits,
                             key_type=cast(KeyType, spec.key_type or "random"), strength=self.scale.strength)
@@ -95,12 +93,6 @@ class Runner(RunnerBase):
         return int(host_vector(host_module(m, layer or self.scale.layer).weight).numel())
 
     # ------------------------------------------------------------------ runs
-
-    def _plan(self, scale: Scale) -> dict[str, RunSpec]:
-        return plan(scale)
-
-    def _schedule(self, spec: RunSpec) -> TrainConfig:
-        return schedule_of(self.scale, spec)
 
     def _method(self, spec: RunSpec) -> Uchida | None:
         return None if spec.key_type is None else Uchida(self.uchida_config(spec))
@@ -116,24 +108,13 @@ class Runner(RunnerBase):
             msg += f", owner BER {float(ber):.3f}"
         return msg
 
-    def _derive(self, spec: RunSpec) -> Trained:
-        parent = self.get(spec.parent or "")
-        tr, te = self.data(spec.data)
-        cfg = schedule_of(self.scale, spec)
-        self.say(f"attacking {spec.parent} -> {spec.name} ({spec.attack}, {cfg.epochs} epochs on {len(tr)} images)")
-        attacker_key = None
-        if spec.attack in ("finetune", "finetune-new-head"):
-            ft = FinetuneConfig(train=cfg, new_head=spec.attack == "finetune-new-head", seed=spec.train_seed)
-            model = Finetune(ft)(parent.model, tr)
-        elif spec.attack == "overwrite":
-            pcfg = self.uchida_config(self.plan[spec.parent or ""])
-            atk = Overwrite(OverwriteConfig(method="uchida", method_config=pcfg.to_dict(), train=cfg,
-                                            seed=spec.attacker_key_seed if spec.attacker_key_seed is not None else 666))
-            model = atk(parent.model, tr)
-            attacker_key = atk.attacker_key
-        else:
-            raise ConfigError(f"unknown attack {spec.attack!r}")
-        return Trained(spec, model, parent.key, te, len(tr), attacker_key=attacker_key)
+    def _attack_options(self, spec: RunSpec, attack: str, train: TrainConfig) -> dict[str, Any]:
+        """Fine-tuning, or §5.1's overwriting: the parent's Uchida config under the attacker's key seed."""
+        if attack != "overwrite":
+            return super()._attack_options(spec, attack, train)
+        pcfg = self.uchida_config(self.plan[spec.parent or ""])
+        return {"method": "uchida", "method_config": pcfg.to_dict(), "train": train,
+                "seed": spec.attacker_key_seed if spec.attacker_key_seed is not None else 666}
 
     # ------------------------------------------------------------------ results
 

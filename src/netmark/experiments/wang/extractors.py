@@ -36,9 +36,9 @@ import torch
 from netmark._util import seeded
 from netmark.attacks import PruneConfig, prune
 from netmark.attacks.prune import PruneOrder
+from netmark.bench.report import read_results, write_json
 from netmark.data import load
 from netmark.errors import ConfigError, NetmarkError
-from netmark.experiments.report import read_results, write_json
 from netmark.methods import verify
 from netmark.methods.wang import Wang, extractor_logits, paper_config
 from netmark.models import build

@@ -9,7 +9,7 @@ from torch import nn
 
 from netmark.attacks import PruneConfig, prune
 from netmark.attacks.prune import PruneOrder
-from netmark.experiments.common import MeasureRegistry
+from netmark.bench.study import MeasureRegistry
 from netmark.keys import WatermarkKey
 from netmark.methods import false_positive_rate, verify
 from netmark.metrics import histogram_correlation_matrix, layer_weights

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-from netmark.experiments.common import render_reproduction
-from netmark.experiments.report import (
+from netmark.bench.report import (
     criteria_table,
     figure,
     fmt,
@@ -16,6 +14,7 @@ from netmark.experiments.report import (
     plot_hist,
     plot_lines,
 )
+from netmark.bench.study import make_render
 from netmark.verify import DEFAULT_ALPHA
 
 from . import render_extractors
@@ -34,15 +33,7 @@ DD_TEXT = {
 }
 
 
-def render(results_json_path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None, *,
-           force: bool = False) -> list[Path]:
-    """Write README.md and the PNGs of a Wang reproduction from its ``results.json`` alone.
-
-    ``out_dir`` defaults to the directory of ``results.json`` (whose README/PNGs are overwritten);
-    another directory's existing files are only overwritten with ``force``.
-    """
-    return render_reproduction(results_json_path, out_dir, force=force, figures=FIGURES, draw=_figures,
-                               markdown=markdown)
+render = make_render(__name__, "a Wang")
 
 
 def _figures(out: Path, res: dict[str, Any]) -> list[Path]:

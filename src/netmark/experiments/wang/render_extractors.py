@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from netmark.experiments.report import figure, markdown_table, not_measured, pct, plot_lines
+from netmark.bench.report import figure, markdown_table, not_measured, pct, plot_lines
 
 PNG = "fig4_extractors.png"
 ORDERS = ("ascending", "random", "descending")

@@ -10,16 +10,15 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from netmark.attacks import Finetune, FinetuneConfig
+from netmark.bench.study import make_run
 from netmark.data import ArrayDataset, load
 from netmark.errors import ConfigError
-from netmark.experiments.common import RunnerBase, TrainedBase, make_run
+from netmark.experiments.common import RunnerBase, TrainedBase
 from netmark.keys import WatermarkKey
 from netmark.methods import verify
 from netmark.methods.base import WatermarkMethod
 from netmark.methods.uchida import Uchida, UchidaConfig
 from netmark.methods.wang import Wang, paper_config
-from netmark.training import TrainConfig
 
 from .spec import RunSpec, Scale, plan, schedule_of
 
@@ -74,6 +73,7 @@ class Runner(RunnerBase):
 
     TITLE = "Wang et al. 2020"
     TRAINED = Trained
+    PLAN, SCHEDULE = staticmethod(plan), staticmethod(schedule_of)
     scale: Scale
     plan: dict[str, RunSpec]
     cache: dict[str, Trained]
@@ -128,12 +128,6 @@ class Runner(RunnerBase):
         """The host layer of a run's part."""
         return self.scale.conv_layer if spec.part == "conv" else self.scale.layer
 
-    def _plan(self, scale: Scale) -> dict[str, RunSpec]:
-        return plan(scale)
-
-    def _schedule(self, spec: RunSpec) -> TrainConfig:
-        return schedule_of(self.scale, spec)
-
     def _method(self, spec: RunSpec) -> WatermarkMethod | None:
         return None if spec.method is None else self.method(spec)
 
@@ -143,18 +137,6 @@ class Runner(RunnerBase):
     def _owner_score(self, trained: Trained) -> str:
         assert trained.key is not None  # _summary asks for marked runs only
         return f"owner bit accuracy {100 * (verify(trained.model, trained.key).score):.2f}%"
-
-    def _derive(self, spec: RunSpec) -> Trained:
-        parent = self.get(spec.parent or "")
-        tr, te = self.data(spec.data)
-        cfg = schedule_of(self.scale, spec)
-        if spec.attack not in ("finetune", "finetune-new-head"):
-            raise ConfigError(f"unknown attack {spec.attack!r}")
-        new_head = spec.attack == "finetune-new-head"
-        self.say(f"attacking {spec.parent} -> {spec.name} (fine-tuning, {cfg.epochs} epochs on {len(tr)} "
-                 f"{tr.name} images, {'new' if new_head else '10-way'} head{'' if new_head else ' kept'})")
-        model = Finetune(FinetuneConfig(train=cfg, new_head=new_head, seed=spec.train_seed))(parent.model, tr)
-        return Trained(spec, model, parent.key, te, len(tr))
 
     # ------------------------------------------------------------------ results
 

@@ -1,8 +1,11 @@
-"""Where the jobs of an evaluation run: one protocol, a registry of executors by name.
+"""Where the jobs of a study run (an evaluation's cells, a reproduction's prefetched runs): one protocol, a
+registry of executors by name.
 
 An :class:`Executor` maps a picklable top-level function over picklable jobs and yields the results as they
-finish (in completion order; each result names its job). The jobs hand trained models to each other through the
-disk cache only, so any executor whose workers see ``cache_dir`` (a shared file system for a cluster) works.
+finish (in completion order; each result names its job). ``after[i]``: the index of a job that must finish before
+job ``i`` starts (a derived run waits for its parent only, not for a whole generation). The jobs hand trained
+models to each other through the disk cache only, so any executor whose workers see ``cache_dir`` (a shared file
+system for a cluster) works.
 
 * ``serial``: in this process, one job after another (torch limited to ``threads`` threads while it runs);
 * ``local``: a ``spawn`` process pool of ``jobs`` workers with one torch thread each (the default);
@@ -27,6 +30,8 @@ from netmark.errors import ConfigError
 
 J = TypeVar("J")
 R = TypeVar("R")
+#: per job, the index of the job it waits for (``None``: none); ``None`` for the whole: no job waits.
+After = Sequence[int | None] | None
 
 
 @runtime_checkable
@@ -36,14 +41,28 @@ class Executor(Protocol):
     name: str
     jobs: int
 
-    def map(self, fn: Callable[[J], R], jobs: Sequence[J]) -> Iterator[R]:
-        """``fn(job)`` for every job, yielded as each finishes. An exception in a job propagates from the
-        iterator (jobs not yet started are dropped)."""
+    def map(self, fn: Callable[[J], R], jobs: Sequence[J], after: After = None) -> Iterator[R]:
+        """``fn(job)`` for every job, yielded as each finishes (job ``i`` starts once job ``after[i]`` has
+        finished). An exception in a job propagates from the iterator (jobs not yet started are dropped)."""
         ...
 
     def close(self) -> None:
         """Release the workers (a later :meth:`map` may start new ones)."""
         ...
+
+
+class _Order:
+    """Which jobs may start: job ``i`` once job ``after[i]`` has finished, in the order given."""
+
+    def __init__(self, n: int, after: After) -> None:
+        self.after = list(after) if after is not None else [None] * n
+        self.waiting = list(range(n))
+        self.done: set[int] = set()
+
+    def ready(self) -> list[int]:
+        out = [i for i in self.waiting if self.after[i] is None or self.after[i] in self.done]
+        self.waiting = [i for i in self.waiting if i not in out]
+        return out
 
 
 def _check_workers(jobs: object) -> int:
@@ -66,13 +85,16 @@ class SerialExecutor:
     def close(self) -> None:
         pass
 
-    def map(self, fn: Callable[[J], R], jobs: Sequence[J]) -> Iterator[R]:
+    def map(self, fn: Callable[[J], R], jobs: Sequence[J], after: After = None) -> Iterator[R]:
         before = torch.get_num_threads()
         if self.threads is not None:
             torch.set_num_threads(self.threads)
+        order = _Order(len(jobs), after)
         try:
-            for job in jobs:
-                yield fn(job)
+            while ready := order.ready():
+                for i in ready:
+                    yield fn(jobs[i])
+                    order.done.add(i)
         finally:
             torch.set_num_threads(before)
 
@@ -93,19 +115,22 @@ class ProcessExecutor:
         self._pool: ProcessPoolExecutor | None = None
         self._interrupted = False
 
-    def map(self, fn: Callable[[J], R], jobs: Sequence[J]) -> Iterator[R]:
+    def map(self, fn: Callable[[J], R], jobs: Sequence[J], after: After = None) -> Iterator[R]:
         """Runs on a pool kept between calls (workers import torch once), until :meth:`close`."""
         if not jobs:
             return
         if self._pool is None:
             self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"),
                                              initializer=_init_worker, initargs=(self.threads,))
-        pending: set[Future[R]] = {self._pool.submit(fn, j) for j in jobs}
+        pool, order = self._pool, _Order(len(jobs), after)
+        pending: dict[Future[R], int] = {pool.submit(fn, jobs[i]): i for i in order.ready()}
         try:
             while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for f in done:
+                    order.done.add(pending.pop(f))
                     yield f.result()
+                pending.update({pool.submit(fn, jobs[i]): i for i in order.ready()})
         except (KeyboardInterrupt, SystemExit):
             self._interrupted = True  # Ctrl-C / SIGTERM: close() stops the running jobs instead of awaiting them
             raise
@@ -167,15 +192,17 @@ class RayExecutor:
             self._task = ray.remote(num_cpus=1, max_retries=0)(_with_threads)
         return ray
 
-    def map(self, fn: Callable[[J], R], jobs: Sequence[J]) -> Iterator[R]:
+    def map(self, fn: Callable[[J], R], jobs: Sequence[J], after: After = None) -> Iterator[R]:
         if not jobs:
             return
-        ray = self._ensure()
-        pending = [self._task.remote(fn, self.threads, j) for j in jobs]
+        ray, order = self._ensure(), _Order(len(jobs), after)
+        pending: dict[Any, int] = {self._task.remote(fn, self.threads, jobs[i]): i for i in order.ready()}
         try:
             while pending:
-                done, pending = ray.wait(pending, num_returns=1)
+                done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
+                    order.done.add(pending.pop(ref))
+                    pending.update({self._task.remote(fn, self.threads, jobs[i]): i for i in order.ready()})
                     try:
                         yield ray.get(ref)
                     except ray.exceptions.RayTaskError as e:
