@@ -5,15 +5,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
-from netmark.errors import OutputExistsError
+from netmark.errors import ConfigError, OutputExistsError
 
 
 @contextlib.contextmanager
@@ -128,3 +129,33 @@ def sigterm_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+_Item = TypeVar("_Item")
+
+
+def add_to_registry(registry: dict[str, Any], kind: str, name: str, item: _Item) -> _Item:
+    """Add ``item`` to ``registry`` under ``name`` and return it (``ValueError``: ``"<kind> '<name>' registered
+    twice"``): the one registration step of the method and attack registries."""
+    if name in registry:
+        raise ValueError(f"{kind} {name!r} registered twice")
+    registry[name] = item
+    return item
+
+
+def check_int(name: str, v: object, low: int = 1) -> None:
+    """ConfigError unless ``v`` is an integer (not a bool) ``>= low`` (config validation)."""
+    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+        raise ConfigError(f"{name} must be an integer >= {low}, got {v!r}")
+
+
+def check_finite(name: str, v: object, *, positive: bool) -> None:
+    """ConfigError unless ``v`` is a finite number (not a bool), ``> 0`` if ``positive`` else ``>= 0``."""
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0 or (positive and v == 0):
+        raise ConfigError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {v!r}")
+
+
+def check_layer_name(layer: object, example: str) -> None:
+    """ConfigError unless ``layer`` is None (the method picks the host layer) or a non-empty module name."""
+    if layer is not None and (not isinstance(layer, str) or not layer):
+        raise ConfigError(f"layer must be a module name such as {example!r}")

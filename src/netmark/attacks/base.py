@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from netmark._util import seeded
+from netmark._util import add_to_registry, generator, seeded
 from netmark.errors import ConfigError
 from netmark.io import check_finite
 
@@ -66,11 +66,37 @@ class Attack(ABC):
         """Attack ``model`` (a private copy; may be modified in place) and return the result."""
 
 
+class TensorAttack(Attack):
+    """An attack that rewrites the model tensor by tensor, in place: each of :meth:`targets` becomes
+    :meth:`transform` of itself (prune, quantize, fixed point, round trip). ``gen`` is one generator seeded with the
+    config's ``seed`` per call, drawn from by the tensors in turn."""
+
+    def apply(self, model: nn.Module, data: Dataset | None) -> nn.Module:
+        gen = generator(self.config.seed)
+        with torch.no_grad():
+            for t in self.targets(model).values():
+                t.copy_(self.transform(t, gen))
+        return model
+
+    @abstractmethod
+    def targets(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """The tensors to rewrite, by name (:func:`layer_weights` or :func:`target_tensors`)."""
+
+    @abstractmethod
+    def transform(self, t: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """The new value of tensor ``t`` (a new tensor of its shape and dtype)."""
+
+
 def target_layers(model: nn.Module, layer: str | None) -> dict[str, nn.Conv2d | nn.Linear]:
     """The named layer, or every conv/linear layer when ``layer`` is None."""
     from netmark.models import conv_and_linear_layers, get_layer
 
     return {layer: get_layer(model, layer)} if layer else conv_and_linear_layers(model)
+
+
+def layer_weights(model: nn.Module, layer: str | None) -> dict[str, torch.Tensor]:
+    """The ``weight`` of the named conv/linear layer, or of every conv/linear layer when ``layer`` is None."""
+    return {name: mod.weight for name, mod in target_layers(model, layer).items()}
 
 
 def target_tensors(model: nn.Module, layer: str | None, include_buffers: bool = False) -> dict[str, torch.Tensor]:
@@ -91,7 +117,4 @@ A = TypeVar("A", bound=type[Attack])
 
 def register_attack(cls: A) -> A:
     """Class decorator: add an attack to :data:`ATTACKS` under ``cls.name`` (once)."""
-    if cls.name in ATTACKS:
-        raise ValueError(f"attack {cls.name!r} registered twice")
-    ATTACKS[cls.name] = cls
-    return cls
+    return add_to_registry(ATTACKS, "attack", cls.name, cls)

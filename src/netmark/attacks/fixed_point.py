@@ -40,9 +40,8 @@ from typing import Literal
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
-from netmark.attacks.base import Attack, AttackConfig, register_attack, target_tensors
+from netmark.attacks.base import AttackConfig, TensorAttack, register_attack, target_tensors
 from netmark.errors import ConfigError, ModelFileError
 
 ROUNDINGS = ("mask", "nearest")
@@ -96,19 +95,18 @@ def fixed_point(t: torch.Tensor, bits: int, rounding: str = "mask") -> torch.Ten
 
 
 @register_attack
-class FixedPoint(Attack):
+class FixedPoint(TensorAttack):
     """Fixed-point conversion with LSB masking (see module docstring)."""
 
     name = "fixed-point"
     config_cls = FixedPointConfig
     config: FixedPointConfig
 
-    def apply(self, model: nn.Module, data: Dataset | None) -> nn.Module:
-        cfg = self.config
-        with torch.no_grad():
-            for t in target_tensors(model, cfg.layer, cfg.include_buffers).values():
-                t.copy_(fixed_point(t, cfg.bits, cfg.rounding))
-        return model
+    def targets(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        return target_tensors(model, self.config.layer, self.config.include_buffers)
+
+    def transform(self, t: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return fixed_point(t, self.config.bits, self.config.rounding)
 
 
 def fixed_point_model(model: nn.Module, config: FixedPointConfig | None = None) -> nn.Module:

@@ -24,9 +24,8 @@ from typing import Literal
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
-from netmark.attacks.base import Attack, AttackConfig, register_attack, target_layers
+from netmark.attacks.base import AttackConfig, TensorAttack, layer_weights, register_attack
 from netmark.errors import ConfigError
 
 PruneOrder = Literal["ascending", "descending", "random"]
@@ -61,24 +60,18 @@ def prune_tensor(w: torch.Tensor, rate: float, order: str, gen: torch.Generator 
 
 
 @register_attack
-class Prune(Attack):
+class Prune(TensorAttack):
     """Magnitude / random parameter pruning (see module docstring)."""
 
     name = "prune"
     config_cls = PruneConfig
     config: PruneConfig
 
-    def apply(self, model: nn.Module, data: Dataset | None) -> nn.Module:
-        cfg = self.config
-        layers = target_layers(model, cfg.layer)
-        gen = torch.Generator().manual_seed(cfg.seed)
-        with torch.no_grad():
-            for name, mod in layers.items():
-                w = getattr(mod, "weight", None)
-                if not isinstance(w, torch.Tensor):
-                    raise ConfigError(f"layer {name!r} has no weight to prune")
-                w.copy_(prune_tensor(w, cfg.rate, cfg.order, gen))
-        return model
+    def targets(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        return layer_weights(model, self.config.layer)
+
+    def transform(self, t: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return prune_tensor(t, self.config.rate, self.config.order, gen)
 
 
 def prune(model: nn.Module, config: PruneConfig | None = None) -> nn.Module:

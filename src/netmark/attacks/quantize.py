@@ -21,9 +21,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
-from netmark.attacks.base import Attack, AttackConfig, register_attack, target_layers
+from netmark.attacks.base import AttackConfig, TensorAttack, layer_weights, register_attack
 from netmark.errors import ConfigError
 
 
@@ -50,20 +49,18 @@ def quantize_tensor(w: torch.Tensor, bits: int, per_channel: bool = True) -> tor
 
 
 @register_attack
-class Quantize(Attack):
+class Quantize(TensorAttack):
     """Uniform weight quantization (see module docstring)."""
 
     name = "quantize"
     config_cls = QuantizeConfig
     config: QuantizeConfig
 
-    def apply(self, model: nn.Module, data: Dataset | None) -> nn.Module:
-        cfg = self.config
-        layers = target_layers(model, cfg.layer)
-        with torch.no_grad():
-            for mod in layers.values():
-                mod.weight.copy_(quantize_tensor(mod.weight, cfg.bits, cfg.per_channel))
-        return model
+    def targets(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        return layer_weights(model, self.config.layer)
+
+    def transform(self, t: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return quantize_tensor(t, self.config.bits, self.config.per_channel)
 
 
 def quantize(model: nn.Module, config: QuantizeConfig | None = None) -> nn.Module:

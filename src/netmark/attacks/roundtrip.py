@@ -29,9 +29,8 @@ from typing import Literal
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
-from netmark.attacks.base import Attack, AttackConfig, register_attack, target_tensors
+from netmark.attacks.base import AttackConfig, TensorAttack, register_attack, target_tensors
 from netmark.errors import ConfigError, ModelFileError
 
 RoundTripDtype = Literal["fp16", "bf16", "int8"]
@@ -69,19 +68,18 @@ def roundtrip_tensor(t: torch.Tensor, dtype: str) -> torch.Tensor:
 
 
 @register_attack
-class RoundTrip(Attack):
+class RoundTrip(TensorAttack):
     """fp16 / bf16 / int8 checkpoint round trip (see module docstring)."""
 
     name = "roundtrip"
     config_cls = RoundTripConfig
     config: RoundTripConfig
 
-    def apply(self, model: nn.Module, data: Dataset | None) -> nn.Module:
-        cfg = self.config
-        with torch.no_grad():
-            for t in target_tensors(model, cfg.layer, cfg.include_buffers).values():
-                t.copy_(roundtrip_tensor(t, cfg.dtype))
-        return model
+    def targets(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        return target_tensors(model, self.config.layer, self.config.include_buffers)
+
+    def transform(self, t: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return roundtrip_tensor(t, self.config.dtype)
 
 
 def roundtrip(model: nn.Module, config: RoundTripConfig | None = None) -> nn.Module:

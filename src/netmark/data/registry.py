@@ -81,43 +81,49 @@ _CIFAR100_COARSE_NAMES = (
     "vehicles_1", "vehicles_2",
 )  # fmt: skip
 
-_SPECS = (
-    DatasetSpec(
-        name="mnist",
-        shape=(1, 28, 28),
-        num_classes=10,
-        classes=_DIGIT_NAMES,
-        reader=IdxReader(),
-        base_url="https://ossci-datasets.s3.amazonaws.com/mnist/",
-    ),
-    DatasetSpec(
-        name="fashion-mnist",
-        shape=(1, 28, 28),
-        num_classes=10,
-        classes=_FASHION_NAMES,
-        reader=IdxReader(),
-        base_url="http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-    ),
-    DatasetSpec(
-        name="cifar10",
+_CIFAR_URL = "https://www.cs.toronto.edu/~kriz/"
+
+
+def _idx(name: str, classes: tuple[str, ...], base_url: str) -> DatasetSpec:
+    """A 1×28×28 dataset in MNIST's IDX files (MNIST, Fashion-MNIST)."""
+    return DatasetSpec(
+        name=name, shape=(1, 28, 28), num_classes=len(classes), classes=classes, reader=IdxReader(), base_url=base_url
+    )
+
+
+def _cifar(
+    name: str, classes: tuple[str, ...], reader: CifarReader, coarse_classes: tuple[str, ...] = ()
+) -> DatasetSpec:
+    """A 3×32×32 dataset in the CIFAR python archives of :data:`_CIFAR_URL`."""
+    return DatasetSpec(
+        name=name,
         shape=(3, 32, 32),
-        num_classes=10,
-        classes=_CIFAR10_NAMES,
-        reader=CifarReader(
+        num_classes=len(classes),
+        classes=classes,
+        reader=reader,
+        base_url=_CIFAR_URL,
+        coarse_classes=coarse_classes,
+    )
+
+
+_SPECS = (
+    _idx("mnist", _DIGIT_NAMES, "https://ossci-datasets.s3.amazonaws.com/mnist/"),
+    _idx("fashion-mnist", _FASHION_NAMES, "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"),
+    _cifar(
+        "cifar10",
+        _CIFAR10_NAMES,
+        CifarReader(
             archive="cifar-10-python.tar.gz",
             folder="cifar-10-batches-py",
             train_batches=tuple(f"data_batch_{i}" for i in range(1, 6)),
             test_batches=("test_batch",),
             label_key="labels",
         ),
-        base_url="https://www.cs.toronto.edu/~kriz/",
     ),
-    DatasetSpec(
-        name="cifar100",
-        shape=(3, 32, 32),
-        num_classes=100,
-        classes=_CIFAR100_NAMES,
-        reader=CifarReader(
+    _cifar(
+        "cifar100",
+        _CIFAR100_NAMES,
+        CifarReader(
             archive="cifar-100-python.tar.gz",
             folder="cifar-100-python",
             train_batches=("train",),
@@ -125,7 +131,6 @@ _SPECS = (
             label_key="fine_labels",
             coarse_label_key="coarse_labels",
         ),
-        base_url="https://www.cs.toronto.edu/~kriz/",
         coarse_classes=_CIFAR100_COARSE_NAMES,
     ),
     DatasetSpec(

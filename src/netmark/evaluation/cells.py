@@ -51,6 +51,18 @@ _SPLITS: dict[str, Split] = {"train": "train", "attacker": "val", "test": "test"
 JOB_KINDS = ("baseline", "independent", "embed", "capacity", "attack", "overhead", "false-positives", "protect",
              "access-attack", "piracy")
 
+#: How a job of each kind is named (``str.format`` fields: method, kind, index, strength, sweep: the label of the
+#: sweep ``index``); any other kind is ``"{method}: {kind}"``.
+_JOB_NAMES = {
+    "baseline": "baseline",
+    "independent": "independent-{index}",
+    "attack": "{method}: {sweep} @ {strength}",
+    "capacity": "{method}: capacity {strength}",
+    "protect": "anti-piracy ({method})",
+    "access-attack": "anti-piracy ({method}): {sweep} @ {strength}",
+    "piracy": "anti-piracy ({method}): {strength} attack",
+}
+
 
 @dataclass
 class Job:
@@ -66,21 +78,10 @@ class Job:
 
     @property
     def name(self) -> str:
-        if self.kind == "baseline":
-            return "baseline"
-        if self.kind == "independent":
-            return f"independent-{self.index}"
-        if self.kind == "attack":
-            return f"{self.method}: {self.config.sweeps[self.index].label} @ {self.strength}"
-        if self.kind == "capacity":
-            return f"{self.method}: capacity {self.strength}"
-        if self.kind == "protect":
-            return f"anti-piracy ({self.method})"
-        if self.kind == "access-attack":
-            return f"anti-piracy ({self.method}): {self.config.sweeps[self.index].label} @ {self.strength}"
-        if self.kind == "piracy":
-            return f"anti-piracy ({self.method}): {self.strength} attack"
-        return f"{self.method}: {self.kind}"
+        sweep = self.config.sweeps[self.index].label if self.kind in ("attack", "access-attack") else ""
+        return _JOB_NAMES.get(self.kind, "{method}: {kind}").format(
+            method=self.method, kind=self.kind, index=self.index, strength=self.strength, sweep=sweep
+        )
 
 
 def marked_run(method: str) -> str:

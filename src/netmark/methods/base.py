@@ -37,6 +37,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from netmark._util import add_to_registry
 from netmark.errors import ConfigError, KeyFileError
 from netmark.keys import WatermarkKey, str_to_bits
 from netmark.methods.check import EmbedResult, check_embedding
@@ -285,7 +286,4 @@ M = TypeVar("M", bound=type[WatermarkMethod])
 
 def register_method(cls: M) -> M:
     """Class decorator: add a method to :data:`METHODS` under ``cls.name`` (once)."""
-    if cls.name in METHODS:
-        raise ValueError(f"watermark method {cls.name!r} registered twice")
-    METHODS[cls.name] = cls
-    return cls
+    return add_to_registry(METHODS, "watermark method", cls.name, cls)

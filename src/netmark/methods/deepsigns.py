@@ -77,7 +77,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -87,7 +86,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from netmark._util import generator
+from netmark._util import check_finite, check_layer_name, generator
 from netmark.errors import ArchitectureError, ConfigError, KeyFileError
 from netmark.keys import WatermarkKey
 from netmark.methods.base import Extraction, MethodConfig, check_message, random_message, register_method
@@ -145,8 +144,7 @@ class DeepSignsConfig(TriggerSetConfig):
         super().__post_init__()
         if self.mode not in MODES:
             raise ConfigError(f"mode must be 'white' or 'black', got {self.mode!r}")
-        if self.layer is not None and (not isinstance(self.layer, str) or not self.layer):
-            raise ConfigError("layer must be a module name such as 'fc1'")
+        check_layer_name(self.layer, "fc1")
         check_int("bits", self.bits, 1)
         check_int("key_images", self.key_images, 1)
         check_int("candidates", self.candidates, 1)
@@ -159,9 +157,7 @@ class DeepSignsConfig(TriggerSetConfig):
             raise ConfigError(f"target_classes has repeated classes: {list(t)}")
         self.target_classes = tuple(int(c) for c in t)
         for name in ("lambda1", "lambda2"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
-                raise ConfigError(f"{name} must be a finite number >= 0, got {v!r}")
+            check_finite(name, getattr(self, name), positive=False)
 
 
 def auto_layer(model: nn.Module) -> str:

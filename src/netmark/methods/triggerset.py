@@ -45,7 +45,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from netmark._util import generator, seeded
+from netmark._util import check_int, generator, seeded
 from netmark.errors import ArchitectureError, ConfigError, KeyFileError, NetmarkError
 from netmark.keys import WatermarkKey
 from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod
@@ -65,11 +65,6 @@ Predictor = Callable[[Tensor], Tensor | Sequence[int]]
 
 class QueryError(NetmarkError):
     """A prediction endpoint answered something that is not one label per input."""
-
-
-def check_int(name: str, v: Any, low: int) -> None:
-    if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {v!r}")
 
 
 @dataclass

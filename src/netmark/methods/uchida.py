@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from netmark._util import generator
+from netmark._util import check_layer_name, generator
 from netmark.errors import ArchitectureError, ConfigError
 from netmark.keys import WatermarkKey
 from netmark.methods.base import (
@@ -87,8 +87,7 @@ class UchidaConfig(MethodConfig):
             raise ConfigError(f"strength (lambda) must be a finite number >= 0, got {self.strength!r}")
         if self.reduction not in ("sum", "mean"):
             raise ConfigError(f"reduction must be 'sum' or 'mean', got {self.reduction!r}")
-        if self.layer is not None and (not isinstance(self.layer, str) or not self.layer):
-            raise ConfigError("layer must be a module name such as 'conv2'")
+        check_layer_name(self.layer, "conv2")
         if not isinstance(self.average, bool):
             raise ConfigError(f"average must be true or false, got {self.average!r}")
 

@@ -96,7 +96,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from netmark._util import generator
+from netmark._util import check_finite, check_int, check_layer_name, generator
 from netmark.errors import ArchitectureError, ConfigError, KeyFileError
 from netmark.keys import WatermarkKey
 from netmark.methods.base import (
@@ -128,16 +128,6 @@ PAPER_TRAIN_MLP = TrainConfig(epochs=50, batch_size=32, optimizer="adam", lr=1e-
 PAPER_TRAIN_VGG16 = TrainConfig(epochs=150, batch_size=32, optimizer="sgd", lr=0.01, momentum=0.0)
 
 
-def _int_at_least(name: str, v: object, low: int = 1) -> None:
-    if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {v!r}")
-
-
-def _finite(name: str, v: object, *, positive: bool) -> None:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0 or (positive and v == 0):
-        raise ConfigError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {v!r}")
-
-
 @dataclass
 class WangConfig(MethodConfig):
     """Wang et al. options (paper defaults for the MLP; see module docstring)."""
@@ -161,25 +151,24 @@ class WangConfig(MethodConfig):
     harden_negatives: int = 128
 
     def __post_init__(self) -> None:
-        if self.layer is not None and (not isinstance(self.layer, str) or not self.layer):
-            raise ConfigError("layer must be a module name such as 'fc2'")
+        check_layer_name(self.layer, "fc2")
         for name in ("bits", "hidden", "converge_epochs", "min_selected"):
-            _int_at_least(name, getattr(self, name))
+            check_int(name, getattr(self, name))
         for name in ("negatives", "augment", "harden_steps", "harden_negatives"):
-            _int_at_least(name, getattr(self, name), 0)
-        _int_at_least("null_samples", self.null_samples, 4)
+            check_int(name, getattr(self, name), 0)
+        check_int("null_samples", self.null_samples, 4)
         if self.variant not in VARIANTS:
             raise ConfigError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
         if self.extractor_optimizer not in EXTRACTOR_OPTIMIZERS:
             raise ConfigError(f"extractor_optimizer must be adam or sgd, got {self.extractor_optimizer!r}")
-        _finite("strength (lambda)", self.strength, positive=False)
-        _finite("extractor_lr", self.extractor_lr, positive=True)
-        _finite("converge_threshold", self.converge_threshold, positive=True)
-        _int_at_least("converge_window", self.converge_window, 2)
+        check_finite("strength (lambda)", self.strength, positive=False)
+        check_finite("extractor_lr", self.extractor_lr, positive=True)
+        check_finite("converge_threshold", self.converge_threshold, positive=True)
+        check_int("converge_window", self.converge_window, 2)
         if self.converge_window > self.converge_epochs:
             raise ConfigError(f"converge_window={self.converge_window} exceeds converge_epochs={self.converge_epochs}")
         if self.snapshot_every is not None:
-            _int_at_least("snapshot_every", self.snapshot_every)
+            check_int("snapshot_every", self.snapshot_every)
 
 
 def paper_config(model: Literal["mlp", "vgg16"] = "mlp", variant: Literal["auto", "manu"] = "auto",

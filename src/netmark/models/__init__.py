@@ -14,28 +14,8 @@ typically watermark.
 
 from __future__ import annotations
 
-# Importing the family modules registers their builders in MODELS.
-from netmark.models import allcnn, lenet, mlp, resnet, vgg, wrn  # noqa: F401
-from netmark.models.registry import (
-    ARCH_ATTR,
-    MODELS,
-    ModelSpec,
-    arch_of,
-    available,
-    build,
-    conv_and_linear_layers,
-    get_layer,
-    register,
-)
+# Importing the family modules registers their builders in MODELS; the package's API is the registry's.
+from netmark.models import allcnn, lenet, mlp, registry, resnet, vgg, wrn  # noqa: F401
+from netmark.models.registry import *  # noqa: F403
 
-__all__ = [
-    "ARCH_ATTR",
-    "MODELS",
-    "ModelSpec",
-    "arch_of",
-    "available",
-    "build",
-    "conv_and_linear_layers",
-    "get_layer",
-    "register",
-]
+__all__ = registry.__all__

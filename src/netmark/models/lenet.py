@@ -14,29 +14,52 @@ from torch import Tensor, nn
 from netmark.models.registry import check_fraction, check_spatial, conv_out, register
 
 
-class LeNet5(nn.Module):
-    """LeNet5-caffe: ``conv1`` → pool → ``conv2`` → pool → ``fc1`` → ``fc2`` (ReLU activations)."""
+class _TwoConvNet(nn.Module):
+    """``conv1`` → ReLU → pool → ``conv2`` → ReLU → pool → ``fc1`` → ReLU (→ dropout) → ``fc2``: the shape both
+    digit CNNs share (square kernels, 2×2 max-pools; ``dropout=None``: no dropout layer)."""
 
-    def __init__(self, in_channels: int, image_size: int, num_classes: int, padding: int) -> None:
+    def __init__(
+        self,
+        model: str,
+        in_channels: int,
+        image_size: int,
+        num_classes: int,
+        *,
+        channels: tuple[int, int],
+        kernel: int,
+        padding: int,
+        hidden: int,
+        dropout: float | None = None,
+    ) -> None:
         super().__init__()
-        s1 = conv_out(image_size, 5, padding=padding)
+        s1 = conv_out(image_size, kernel, padding=padding)
         p1 = s1 // 2
-        s2 = conv_out(p1, 5, padding=padding)
+        s2 = conv_out(p1, kernel, padding=padding)
         p2 = s2 // 2
-        check_spatial("lenet5", image_size, [("conv1", s1), ("pool1", p1), ("conv2", s2), ("pool2", p2)])
-        self.conv1 = nn.Conv2d(in_channels, 20, 5, padding=padding)
-        self.conv2 = nn.Conv2d(20, 50, 5, padding=padding)
+        check_spatial(model, image_size, [("conv1", s1), ("pool1", p1), ("conv2", s2), ("pool2", p2)])
+        self.conv1 = nn.Conv2d(in_channels, channels[0], kernel, padding=padding)
+        self.conv2 = nn.Conv2d(channels[0], channels[1], kernel, padding=padding)
         self.pool = nn.MaxPool2d(2)
         self.relu = nn.ReLU(inplace=True)
-        self.fc1 = nn.Linear(50 * p2 * p2, 500)
-        self.fc2 = nn.Linear(500, num_classes)
+        self.fc1 = nn.Linear(channels[1] * p2 * p2, hidden)
+        self.dropout = None if dropout is None else nn.Dropout(dropout)
+        self.fc2 = nn.Linear(hidden, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         """Class scores (logits) for a batch ``(N, C, H, W)``."""
         x = self.pool(self.relu(self.conv1(x)))
         x = self.pool(self.relu(self.conv2(x)))
         x = self.relu(self.fc1(x.flatten(1)))
-        return self.fc2(x)
+        return self.fc2(x if self.dropout is None else self.dropout(x))
+
+
+class LeNet5(_TwoConvNet):
+    """LeNet5-caffe: ``conv1`` → pool → ``conv2`` → pool → ``fc1`` → ``fc2`` (ReLU activations)."""
+
+    def __init__(self, in_channels: int, image_size: int, num_classes: int, padding: int) -> None:
+        super().__init__(
+            "lenet5", in_channels, image_size, num_classes, channels=(20, 50), kernel=5, padding=padding, hidden=500
+        )
 
 
 @register(
@@ -55,28 +78,21 @@ def lenet5(in_channels: int = 1, image_size: int = 28, num_classes: int = 10, pa
     return LeNet5(in_channels, image_size, num_classes, padding)
 
 
-class SimpleCNN(nn.Module):
+class SimpleCNN(_TwoConvNet):
     """Chen & Wu's simple CNN: ``conv1`` → pool → ``conv2`` → pool → ``fc1`` (+dropout) → ``fc2``."""
 
     def __init__(self, in_channels: int, image_size: int, num_classes: int, dropout: float) -> None:
-        super().__init__()
-        p1 = image_size // 2
-        p2 = p1 // 2
-        check_spatial("simple-cnn", image_size, [("pool1", p1), ("pool2", p2)])
-        self.conv1 = nn.Conv2d(in_channels, 32, 3, padding=1)
-        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
-        self.pool = nn.MaxPool2d(2)
-        self.relu = nn.ReLU(inplace=True)
-        self.fc1 = nn.Linear(64 * p2 * p2, 1024)
-        self.dropout = nn.Dropout(dropout)
-        self.fc2 = nn.Linear(1024, num_classes)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Class scores (logits) for a batch ``(N, C, H, W)``."""
-        x = self.pool(self.relu(self.conv1(x)))
-        x = self.pool(self.relu(self.conv2(x)))
-        x = self.dropout(self.relu(self.fc1(x.flatten(1))))
-        return self.fc2(x)
+        super().__init__(
+            "simple-cnn",
+            in_channels,
+            image_size,
+            num_classes,
+            channels=(32, 64),
+            kernel=3,
+            padding=1,
+            hidden=1024,
+            dropout=dropout,
+        )
 
 
 @register(

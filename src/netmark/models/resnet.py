@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from netmark.errors import ArchitectureError
-from netmark.models.registry import register
+from netmark.models.registry import Builder, register
 
 
 class BasicBlock(nn.Module):
@@ -98,23 +98,24 @@ def resnet(in_channels: int = 3, image_size: int = 32, num_classes: int = 10, de
     return cifar_resnet(in_channels, num_classes, depth)
 
 
-@register(
-    "resnet20",
-    summary="CIFAR ResNet-20 (n=3 basic blocks per stage, 16/32/64 channels).",
-    paper=f"{_PAPER}; used by Chen & Wu 2018, Sec. 3.1",
-    host_layer="layer1.0.conv2",
-)
-def resnet20(in_channels: int = 3, image_size: int = 32, num_classes: int = 10) -> nn.Module:
-    """ResNet-20 (He et al.), the anti-piracy host of Chen & Wu (2018)."""
-    return cifar_resnet(in_channels, num_classes, 20)
+def _fixed_depth(depth: int) -> Builder:
+    """The builder of ResNet-``depth`` (the registry reads its signature: the common arguments only)."""
+
+    def builder(in_channels: int = 3, image_size: int = 32, num_classes: int = 10) -> nn.Module:
+        return cifar_resnet(in_channels, num_classes, depth)
+
+    builder.__name__ = builder.__qualname__ = f"resnet{depth}"
+    builder.__doc__ = f"ResNet-{depth} (He et al.): ``resnet`` with ``depth={depth}``."
+    return builder
 
 
-@register(
-    "resnet32",
-    summary="CIFAR ResNet-32 (n=5 basic blocks per stage, 16/32/64 channels).",
-    paper=f"{_PAPER}; used by Tartaglione et al. 2021, Sec. V-B",
-    host_layer="layer1.0.conv2",
-)
-def resnet32(in_channels: int = 3, image_size: int = 32, num_classes: int = 10) -> nn.Module:
-    """ResNet-32 (He et al.), watermarked on CIFAR-10 by Tartaglione et al. (2021)."""
-    return cifar_resnet(in_channels, num_classes, 32)
+#: The registered fixed-depth ResNets: depth -> the paper that uses it.
+FIXED_DEPTHS = {20: "Chen & Wu 2018, Sec. 3.1", 32: "Tartaglione et al. 2021, Sec. V-B"}
+
+for _depth, _used_by in FIXED_DEPTHS.items():
+    register(
+        f"resnet{_depth}",
+        summary=f"CIFAR ResNet-{_depth} (n={(_depth - 2) // 6} basic blocks per stage, 16/32/64 channels).",
+        paper=f"{_PAPER}; used by {_used_by}",
+        host_layer="layer1.0.conv2",
+    )(_fixed_depth(_depth))
