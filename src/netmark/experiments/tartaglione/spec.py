@@ -13,9 +13,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from netmark.bench.spec import RunSpecBase, ScaleBase, at_least
 from netmark.bench.study import ExperimentBase, scale_getter
 from netmark.errors import ConfigError
 from netmark.methods.tartaglione import PAPER_TRAIN
@@ -29,7 +30,7 @@ FULL_RUN = f"R{REFERENCE_R}-full"
 
 
 @dataclass(frozen=True)
-class Scale:
+class Scale(ScaleBase):
     """Everything that differs between a quick run and the CPU run (paper values in brackets).
 
     Attributes:
@@ -65,7 +66,6 @@ class Scale:
         command: the command line that reproduces this scale (shown in the README).
     """
 
-    name: str
     dataset: str
     model: str
     layer: str
@@ -95,21 +95,14 @@ class Scale:
     landscape_directions: int = 3
     landscape_steps: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
     landscape_seed: int = 0
-    model_seed: int = 0
-    train_seed: int = 0
-    key_seed: int = 2021
-    split_seed: int = 0
-    threads: int | None = None
-    command: str = ""
+    key_seed: int = field(default=2021, kw_only=True)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not set(REQUIRED_R) <= set(self.replicas) or len(set(self.replicas)) != len(self.replicas) or any(
                 r < 0 for r in self.replicas):
             raise ConfigError(f"replicas must be distinct integers >= 0 including {REQUIRED_R}, got {self.replicas}")
-        if self.n_independent < 1 or self.overhead_rounds < 1 or self.overhead_steps < 1:
-            raise ConfigError("n_independent, overhead_rounds and overhead_steps must be >= 1")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError("threads must be >= 1 or None")
+        at_least(self, 1, "n_independent", "overhead_rounds", "overhead_steps")
         if any(g <= 0 for g in self.gamma_variants) or self.gamma in self.gamma_variants:
             raise ConfigError(f"gamma_variants must be > 0 and differ from gamma, got {self.gamma_variants}")
         if any(lr <= 0 for lr in self.finetune_lrs) or self.train.lr in self.finetune_lrs:
@@ -184,7 +177,7 @@ get_scale = scale_getter(SCALES, Scale, DEFAULT_SCALE)
 
 
 @dataclass(frozen=True)
-class RunSpec:
+class RunSpec(RunSpecBase):
     """One model of the reproduction.
 
     Attributes:
@@ -200,18 +193,13 @@ class RunSpec:
         variant: the embedding's ``TartaglioneConfig.variant`` (``None``: the paper's).
     """
 
-    name: str
     replicas: int | None = None
     replica_batch: str = "split"
     payload_shape: tuple[int, ...] | None = None
     init: tuple[float, float] | None = None
     data: str = "main"
     schedule: str = "main"
-    model_seed: int = 0
-    train_seed: int = 0
-    key_seed: int = 2021
-    parent: str | None = None
-    attack: str | None = None
+    key_seed: int = field(default=2021, kw_only=True)
     gamma: float | None = None
     lr: float | None = None
     variant: str | None = None
