@@ -23,6 +23,7 @@ from netmark.attacks import ATTACKS
 from netmark.bench.cache import RunCache, attack_versions, fingerprint, method_part
 from netmark.bench.executors import ProcessExecutor
 from netmark.bench.roles import Roles, fresh_model
+from netmark.bench.study import Study
 from netmark.data import ArrayDataset
 from netmark.errors import ConfigError
 from netmark.keys import WatermarkKey
@@ -72,13 +73,14 @@ class TrainedBase:
 class RunnerBase:
     """Loads the data of a scale and trains/derives runs on demand, each once.
 
-    A paper's runner sets the class attributes and implements :meth:`_load`, :meth:`_schedule`,
+    A paper's runner sets the class attributes (``STUDY``: the :class:`~netmark.bench.study.Study` it runs) and
+    implements :meth:`_load`, :meth:`_schedule`,
     :meth:`_method`, :meth:`_describe`, :meth:`_owner_score` (or :meth:`_summary`) and :meth:`_derive` (and the
     results hooks).
     """
 
-    #: "Uchida et al. 2017" — the start of the first progress line.
-    TITLE: ClassVar[str] = ""
+    #: the study: its title, plan, schedule and experiments.
+    STUDY: ClassVar[Study]
     #: the paper's :class:`TrainedBase` subclass.
     TRAINED: ClassVar[type[TrainedBase]] = TrainedBase
     #: part of every on-disk cache fingerprint: bump it when the runner changes how it trains or
@@ -86,14 +88,11 @@ class RunnerBase:
     CACHE_VERSION: ClassVar[int] = 1
     #: the reproduction trains and measures on any torch device (``device=``); others run on the CPU only.
     DEVICES: ClassVar[bool] = False
-    #: the paper's ``plan(scale) -> {name: RunSpec}`` and ``schedule_of(scale, spec) -> TrainConfig``.
-    PLAN: ClassVar[Callable[..., dict[str, Any]]]
-    SCHEDULE: ClassVar[Callable[..., TrainConfig]]
 
     def __init__(self, scale: Any, *, data_dir: Any = None, progress: Progress | None = None,
                  cache_dir: Any = None, device: str = "cpu") -> None:
         if device != "cpu" and not self.DEVICES:
-            raise ConfigError(f"the {self.TITLE} reproduction runs on the CPU only (device {device!r} asked for)")
+            raise ConfigError(f"the {self.STUDY.title} reproduction runs on the CPU only (device {device!r} asked for)")
         if device != "cpu":
             check_device(device)
         self.scale = scale
@@ -111,16 +110,16 @@ class RunnerBase:
     # ------------------------------------------------------------------ per-paper parts
 
     def _plan(self, scale: Any) -> dict[str, Any]:
-        """Every run of ``scale`` by name (the paper's ``PLAN``)."""
-        return type(self).PLAN(scale)
+        """Every run of ``scale`` by name (the study's ``plan``)."""
+        return self.STUDY.plan(scale)
 
     def _load(self, role: str) -> tuple[ArrayDataset, ArrayDataset]:
         """``(train, test)`` of a data role (called once per role)."""
         raise NotImplementedError
 
     def _schedule(self, spec: Any) -> TrainConfig:
-        """The training schedule of ``spec`` (the paper's ``SCHEDULE``)."""
-        return type(self).SCHEDULE(self.scale, spec)
+        """The training schedule of ``spec`` (the study's ``schedule``)."""
+        return self.STUDY.schedule(self.scale, spec)
 
     def train_config(self, spec: Any) -> TrainConfig:
         """:meth:`_schedule` on the runner's device (the device is not part of the cache fingerprint)."""
@@ -252,7 +251,7 @@ class RunnerBase:
         if name not in self._fps:
             spec = self.plan[name]
             sched = {k: v for k, v in self._schedule(spec).to_dict().items() if k not in ("progress", "device")}
-            parts: dict[str, Any] = {"runner": self.TITLE, "cache_version": self.CACHE_VERSION,
+            parts: dict[str, Any] = {"runner": self.STUDY.title, "cache_version": self.CACHE_VERSION,
                                      "spec": spec.to_dict(), "schedule": sched, "model": self._model_name(spec),
                                      "model_version": model_version(self._model_name(spec)),
                                      "model_args": self._model_args(), "data": self.data_digest(spec.data)}

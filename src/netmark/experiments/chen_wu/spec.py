@@ -19,7 +19,7 @@ from typing import Any
 from netmark.access.protect import PAPER_ITERATIONS
 from netmark.access.transforms import KINDS
 from netmark.bench.spec import RunSpecBase, ScaleBase, at_least
-from netmark.bench.study import ExperimentBase, scale_getter
+from netmark.bench.study import ExperimentBase, Study
 from netmark.errors import ConfigError
 from netmark.training import TrainConfig
 
@@ -134,7 +134,6 @@ SCALES: dict[str, Scale] = {
                    command="netmark reproduce chen-wu --scale paper --device cuda --jobs 8 "
                            "--cache-dir .cache/chen-wu-paper --out reports/chen-wu-paper"),
 }
-DEFAULT_SCALE = "cpu"
 
 #: §3.1–3.2 (the "paper" column of the scale table).
 PAPER_SETUP = {
@@ -146,9 +145,6 @@ PAPER_SETUP = {
     "transforms": "Fixed σ = 0.1, p = 0.2; Learned; Generator conv 5×5 (16 ch) → 1×1, tanh",
     "attacks": "ResNet-20 / Fashion, 100 trials each; pair attack on 10/50/100% of the training pairs",
 }
-
-
-get_scale = scale_getter(SCALES, Scale, DEFAULT_SCALE)
 
 
 # ----------------------------------------------------------------------------- runs
@@ -219,3 +215,15 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                paper={"fidelity_pp_max": 1.0, "unauthorized_max": 5.0, "input_only_generator_mean_max": 10.0,
                       "pair_100_best_gap_pp_min": 5.0}),
 )
+
+
+def schedule_of(scale: Scale, spec: RunSpec) -> TrainConfig:
+    """The run's architecture's epochs in :func:`quarter_schedule`, on the run's train seed."""
+    return quarter_schedule(scale.epochs(spec.arch), seed=spec.train_seed, clip_grad_norm=scale.clip_grad_norm)
+
+
+EXPERIMENT_ID = "chen-wu2018"
+PAPER = ("Chen, Wu: Protect your deep neural networks from piracy, IEEE WIFS 2018 "
+         "(US patent 11,687,623 B2, University of Maryland)")
+STUDY = Study(EXPERIMENT_ID, PAPER, "Chen & Wu 2018", SCALES, "cpu", plan, schedule_of, EXPERIMENTS)
+get_scale = STUDY.get_scale

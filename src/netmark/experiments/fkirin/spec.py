@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from netmark.bench.spec import RunSpecBase, ScaleBase, at_least
-from netmark.bench.study import ExperimentBase, scale_getter
+from netmark.bench.study import ExperimentBase, Study
 from netmark.errors import ConfigError
 from netmark.training import OPTIMIZERS, TrainConfig
 
@@ -120,7 +120,6 @@ SCALES: dict[str, Scale] = {
                  scheme_finetune_epochs=20, per_batch=8, null_models=4, n_independent=20,
                  command="netmark reproduce fkirin --jobs 2 --cache-dir .cache/fkirin"),
 }
-DEFAULT_SCALE = "cpu"
 
 #: §5 of the survey (the "paper" column of the scale table).
 PAPER_SETUP = {
@@ -130,9 +129,6 @@ PAPER_SETUP = {
     "schedule": "50 epochs, ReLU, averaged over 10 runs",
     "attack": "fine-tuning (budget not stated)",
 }
-
-
-get_scale = scale_getter(SCALES, Scale, DEFAULT_SCALE)
 
 
 # ----------------------------------------------------------------------------- runs
@@ -225,3 +221,17 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("false_positives", "issue 6", "Independent models against every key: model file and HTTP",
                ("@independent",), paper={"n_independent_min": 20}),
 )
+
+
+def schedule_of(scale: Scale, spec: RunSpec) -> TrainConfig:
+    """A derived run's fine-tuning, else the embedding schedule with the run's optimizer."""
+    if spec.parent:
+        return scale.finetune(spec.train_seed, spec.finetune_epochs)
+    return scale.train(spec.optimizer, spec.lr, spec.train_seed)
+
+
+EXPERIMENT_ID = "fkirin2022"
+PAPER = ("Fkirin, Attiya, El-Sayed, Shouman: Copyright protection of deep neural network models using digital "
+         "watermarking: a comparative study, Multimedia Tools and Applications 2022")
+STUDY = Study(EXPERIMENT_ID, PAPER, "Fkirin et al. 2022", SCALES, "cpu", plan, schedule_of, EXPERIMENTS)
+get_scale = STUDY.get_scale

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from netmark.bench.spec import RunSpecBase, ScaleBase, at_least
-from netmark.bench.study import ExperimentBase, scale_getter
+from netmark.bench.study import ExperimentBase, Study
 from netmark.errors import ConfigError
 from netmark.methods.tartaglione import PAPER_TRAIN
 from netmark.training import TrainConfig
@@ -158,7 +158,6 @@ SCALES: dict[str, Scale] = {
                 ".cache/tartaglione-paper --out reports/tartaglione-paper",
     ),
 }
-DEFAULT_SCALE = "cpu"
 
 #: §IV-A, LeNet5-caffe on MNIST (the "paper" column of the scale table).
 PAPER_SETUP = {
@@ -168,9 +167,6 @@ PAPER_SETUP = {
     "replicas": "R = 0, 1, 4, 16 (every replica sees the whole minibatch)",
     "gamma": "γ = 1e-4, × 0.5 every 25 epochs", "init": "every parameter from N(0, 0.01) (Eq. 2)",
 }
-
-
-get_scale = scale_getter(SCALES, Scale, DEFAULT_SCALE)
 
 
 # ----------------------------------------------------------------------------- runs
@@ -328,3 +324,10 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                       "pearson_8bit_min": 0.99, "step_cost_ratio_max": 2.0, "split_vs_full_pearson_max": 0.01,
                       "false_positives": 0}),
 )
+
+
+EXPERIMENT_ID = "tartaglione2021"
+PAPER = ("Tartaglione, Grangetto, Cavagnino, Botta: Delving in the loss landscape to embed robust watermarks into "
+         "neural networks, ICPR 2020")
+STUDY = Study(EXPERIMENT_ID, PAPER, "Tartaglione et al. 2021", SCALES, "cpu", plan, schedule_of, EXPERIMENTS)
+get_scale = STUDY.get_scale

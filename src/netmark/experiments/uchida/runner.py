@@ -15,10 +15,8 @@ from netmark.keys import WatermarkKey
 from netmark.methods.uchida import KeyType, Uchida, UchidaConfig, host_module, host_vector
 from netmark.training import TrainConfig
 
-from .spec import RunSpec, Scale, plan, schedule_of
+from .spec import STUDY, RunSpec, Scale
 
-EXPERIMENT_ID = "uchida2017"
-PAPER = "Uchida, Nagai, Sakazawa, Satoh: Embedding Watermarks into Deep Neural Networks, ICMR 2017"
 _HISTORY_KEYS = ("epoch", "lr", "loss", "task_loss", "embed_loss", "embed_loss_raw", "bit_error_rate",
                  "train_accuracy", "test_accuracy", "test_loss", "seconds")
 
@@ -52,9 +50,8 @@ class Trained(TrainedBase):
 class Runner(RunnerBase):
     """Loads the data of a :class:`Scale` and trains/derives runs on demand, each once."""
 
-    TITLE = "Uchida et al. 2017"
+    STUDY = STUDY
     TRAINED = Trained
-    PLAN, SCHEDULE = staticmethod(plan), staticmethod(schedule_of)
     scale: Scale
     plan: dict[str, RunSpec]
     cache: dict[str, Trained]
@@ -131,4 +128,4 @@ class Runner(RunnerBase):
         return results["timing"]["total_seconds"]
 
 
-run = make_run(__package__, "Uchida et al. 2017", "digits + simple-cnn, under a minute", "``quick``/``cpu``/``paper``")
+run = make_run(__package__, STUDY, "digits + simple-cnn, under a minute", "``quick``/``cpu``/``paper``")

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from netmark.bench.spec import RunSpecBase, ScaleBase, at_least
-from netmark.bench.study import ExperimentBase, scale_getter
+from netmark.bench.study import ExperimentBase, Study
 from netmark.errors import ConfigError
 from netmark.methods.uchida import PAPER_TRAIN
 from netmark.training import TrainConfig
@@ -123,10 +123,6 @@ SCALES: dict[str, Scale] = {
         n_independent=20, command="netmark reproduce uchida --scale paper",
     ),
 }
-DEFAULT_SCALE = "cpu"
-
-
-get_scale = scale_getter(SCALES, Scale, DEFAULT_SCALE)
 
 
 # ----------------------------------------------------------------------------- runs
@@ -291,3 +287,9 @@ EXPERIMENTS: tuple[Experiment, ...] = (
 
 def experiment_names() -> list[str]:
     return [e.name for e in EXPERIMENTS]
+
+
+EXPERIMENT_ID = "uchida2017"
+PAPER = "Uchida, Nagai, Sakazawa, Satoh: Embedding Watermarks into Deep Neural Networks, ICMR 2017"
+STUDY = Study(EXPERIMENT_ID, PAPER, "Uchida et al. 2017", SCALES, "cpu", plan, schedule_of, EXPERIMENTS)
+get_scale = STUDY.get_scale

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from netmark.bench.spec import RunSpecBase, ScaleBase, at_least
-from netmark.bench.study import ExperimentBase, scale_getter
+from netmark.bench.study import ExperimentBase, Study
 from netmark.errors import ConfigError
 from netmark.methods.wang import PAPER_TRAIN_MLP
 from netmark.training import TrainConfig
@@ -145,10 +145,6 @@ SCALES: dict[str, Scale] = {
         command="netmark reproduce wang --jobs 2 --cache-dir .cache/wang",
     ),
 }
-DEFAULT_SCALE = "cpu"
-
-
-get_scale = scale_getter(SCALES, Scale, DEFAULT_SCALE)
 
 
 # ----------------------------------------------------------------------------- runs
@@ -356,3 +352,10 @@ EXPERIMENTS: tuple[Experiment, ...] = (
 
 def experiment_names() -> list[str]:
     return [e.name for e in EXPERIMENTS]
+
+
+EXPERIMENT_ID = "wang2020"
+PAPER = ("Wang, Li, Li, Zhang, Wu, Wang, Gu: Watermarking in Deep Neural Networks via Error Back-propagation, "
+         "Electronic Imaging 2020")
+STUDY = Study(EXPERIMENT_ID, PAPER, "Wang et al. 2020", SCALES, "cpu", plan, schedule_of, EXPERIMENTS)
+get_scale = STUDY.get_scale
