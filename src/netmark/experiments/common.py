@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import torch
 from torch import nn
@@ -23,6 +23,7 @@ from netmark.attacks import ATTACKS
 from netmark.bench.cache import RunCache, attack_versions, fingerprint, method_part
 from netmark.bench.executors import ProcessExecutor
 from netmark.bench.roles import Roles, fresh_model
+from netmark.bench.spec import RunSpecBase
 from netmark.bench.study import Study
 from netmark.data import ArrayDataset
 from netmark.errors import ConfigError
@@ -32,6 +33,9 @@ from netmark.models.registry import model_version
 from netmark.training import TrainConfig, check_device, evaluate, train
 
 Progress = Callable[[str], None]
+ScaleT = TypeVar("ScaleT")
+SpecT = TypeVar("SpecT", bound=RunSpecBase)
+TrainedT = TypeVar("TrainedT", bound="TrainedBase")
 
 
 @dataclass
@@ -70,13 +74,12 @@ class TrainedBase:
         raise NotImplementedError
 
 
-class RunnerBase:
+class RunnerBase(Generic[ScaleT, SpecT, TrainedT]):
     """Loads the data of a scale and trains/derives runs on demand, each once.
 
-    A paper's runner sets the class attributes (``STUDY``: the :class:`~netmark.bench.study.Study` it runs) and
-    implements :meth:`_load`, :meth:`_schedule`,
-    :meth:`_method`, :meth:`_describe`, :meth:`_owner_score` (or :meth:`_summary`) and :meth:`_derive` (and the
-    results hooks).
+    A paper's runner (``RunnerBase[Scale, RunSpec, Trained]``) sets the class attributes (``STUDY``: the
+    :class:`~netmark.bench.study.Study` it runs) and implements :meth:`_load`, :meth:`_method`, :meth:`_describe`,
+    :meth:`_owner_score` (or :meth:`_summary`) and where it differs :meth:`_derive` (and the results hooks).
     """
 
     #: the study: its title, plan, schedule and experiments.
@@ -89,7 +92,7 @@ class RunnerBase:
     #: the reproduction trains and measures on any torch device (``device=``); others run on the CPU only.
     DEVICES: ClassVar[bool] = False
 
-    def __init__(self, scale: Any, *, data_dir: Any = None, progress: Progress | None = None,
+    def __init__(self, scale: ScaleT, *, data_dir: Any = None, progress: Progress | None = None,
                  cache_dir: Any = None, device: str = "cpu") -> None:
         if device != "cpu" and not self.DEVICES:
             raise ConfigError(f"the {self.STUDY.title} reproduction runs on the CPU only (device {device!r} asked for)")
@@ -100,8 +103,8 @@ class RunnerBase:
         self.data_dir = data_dir
         self.cache_dir = cache_dir
         self.say: Progress = progress or (lambda _msg: None)
-        self.plan: dict[str, Any] = self._plan(scale)
-        self.cache: dict[str, Any] = {}
+        self.plan: dict[str, SpecT] = self._plan(scale)
+        self.cache: dict[str, TrainedT] = {}
         self.disk = RunCache(cache_dir) if cache_dir is not None else None
         self.roles: Roles[tuple[ArrayDataset, ArrayDataset]] = Roles(self._load)
         self._fps: dict[str, str] = {}
@@ -190,7 +193,7 @@ class RunnerBase:
 
     def _model_name(self, spec: Any) -> str:
         """The architecture that ``spec`` trains (default: the scale's ``model``)."""
-        return str(self.scale.model)
+        return str(cast(Any, self.scale).model)
 
     def scale_record(self) -> dict[str, Any]:
         """``results["scale"]`` entries after ``test_size`` (data sizes, host size)."""
@@ -211,14 +214,14 @@ class RunnerBase:
         return self.roles(role)
 
     def fresh_model(self, data: ArrayDataset, seed: int, model: str | None = None) -> nn.Module:
-        return fresh_model(model or self.scale.model, data, seed, self._model_args())
+        return fresh_model(model or cast(Any, self.scale).model, data, seed, self._model_args())
 
     def get(self, name: str) -> Any:
         """The trained model of run ``name`` (from the disk cache, or trained/derived on first use)."""
         if name not in self.cache:
             if name not in self.plan:
                 raise ConfigError(f"unknown run {name!r}")
-            spec = self.plan[name]
+            spec: Any = self.plan[name]
             extras = self._extra_keys(spec)
             hit = self.disk.load(name, self.fingerprint(name), extras) if self.disk is not None else None
             if hit is not None:
@@ -238,7 +241,7 @@ class RunnerBase:
                                    {n: getattr(trained, n) for n in extras})
             trained.model.to(self.device)
             trained.test_accuracy = evaluate(trained.model, trained.test)["accuracy"]
-            self.cache[name] = trained
+            self.cache[name] = cast(TrainedT, trained)
             self.say(self._summary(trained) + (" (from the cache)" if trained.cached else ""))
         return self.cache[name]
 
@@ -249,7 +252,7 @@ class RunnerBase:
     def fingerprint(self, name: str) -> str:
         """What determines run ``name``'s weights, hashed (see :mod:`netmark.bench.cache`)."""
         if name not in self._fps:
-            spec = self.plan[name]
+            spec: Any = self.plan[name]
             sched = {k: v for k, v in self._schedule(spec).to_dict().items() if k not in ("progress", "device")}
             parts: dict[str, Any] = {"runner": self.STUDY.title, "cache_version": self.CACHE_VERSION,
                                      "spec": spec.to_dict(), "schedule": sched, "model": self._model_name(spec),
@@ -273,8 +276,8 @@ class RunnerBase:
         todo: list[str] = []
         for n in names:
             chain = [n]
-            while self.plan[chain[-1]].parent:
-                chain.append(self.plan[chain[-1]].parent)
+            while parent := self.plan[chain[-1]].parent:
+                chain.append(parent)
             for c in chain:
                 if (c not in todo and c not in self.cache
                         and not self.disk.has(c, self.fingerprint(c), self._extra_keys(self.plan[c]))):

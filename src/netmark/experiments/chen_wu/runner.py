@@ -56,15 +56,12 @@ class Trained(TrainedBase):
         return {} if self.key is None else {"authorized_accuracy": self.authorized_accuracy}
 
 
-class Runner(RunnerBase):
+class Runner(RunnerBase[Scale, RunSpec, Trained]):
     """Loads the data of a :class:`Scale` and trains the runs on demand, each once."""
 
     STUDY = STUDY
     TRAINED = Trained
     DEVICES = True
-    scale: Scale
-    plan: dict[str, RunSpec]
-    cache: dict[str, Trained]
     #: every attack of Table 3 (``measure.attack_results``), shared by ``table3`` and ``acceptance``.
     attacks: dict[str, Any] | None = None
 

@@ -93,10 +93,9 @@ class Trained(TrainedBase):
         return {"watermark_accuracy": acc, "log10_p_value": lg}
 
 
-class Runner(RunnerBase):
+class Runner(RunnerBase[Scale, RunSpec, Trained]):
     STUDY = STUDY
     TRAINED: ClassVar[type[TrainedBase]] = Trained
-    scale: Scale
 
     @property
     def main(self) -> str:

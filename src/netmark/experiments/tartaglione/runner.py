@@ -87,15 +87,12 @@ class Trained(TrainedBase):
         return {"pearson": pearson_of(self.model, self.key), "pearson_fixed_point": fx}
 
 
-class Runner(RunnerBase):
+class Runner(RunnerBase[Scale, RunSpec, Trained]):
     """Loads the data of a :class:`Scale` and trains/derives runs on demand, each once."""
 
     STUDY = STUDY
     TRAINED = Trained
     DEVICES = True
-    scale: Scale
-    plan: dict[str, RunSpec]
-    cache: dict[str, Trained]
     #: the step-cost measurement (``measure.step_costs``), shared by ``overhead`` and ``acceptance``.
     costs: dict[str, Any] | None = None
 

@@ -47,14 +47,11 @@ class Trained(TrainedBase):
     key_summary = staticmethod(key_summary)
 
 
-class Runner(RunnerBase):
+class Runner(RunnerBase[Scale, RunSpec, Trained]):
     """Loads the data of a :class:`Scale` and trains/derives runs on demand, each once."""
 
     STUDY = STUDY
     TRAINED = Trained
-    scale: Scale
-    plan: dict[str, RunSpec]
-    cache: dict[str, Trained]
 
     # ------------------------------------------------------------------ data
 

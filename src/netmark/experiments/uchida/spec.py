@@ -285,10 +285,6 @@ EXPERIMENTS: tuple[Experiment, ...] = (
 )
 
 
-def experiment_names() -> list[str]:
-    return [e.name for e in EXPERIMENTS]
-
-
 EXPERIMENT_ID = "uchida2017"
 PAPER = "Uchida, Nagai, Sakazawa, Satoh: Embedding Watermarks into Deep Neural Networks, ICMR 2017"
 STUDY = Study(EXPERIMENT_ID, PAPER, "Uchida et al. 2017", SCALES, "cpu", plan, schedule_of, EXPERIMENTS)

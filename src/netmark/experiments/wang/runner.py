@@ -65,14 +65,11 @@ def permuted_labels(data: ArrayDataset) -> ArrayDataset:
     return ArrayDataset(data.x, y, name=f"{data.name}-permuted", num_classes=data.num_classes)
 
 
-class Runner(RunnerBase):
+class Runner(RunnerBase[Scale, RunSpec, Trained]):
     """Loads the data of a :class:`Scale` and trains/derives runs on demand, each once."""
 
     STUDY = STUDY
     TRAINED = Trained
-    scale: Scale
-    plan: dict[str, RunSpec]
-    cache: dict[str, Trained]
 
     def _load(self, role: str) -> tuple[ArrayDataset, ArrayDataset]:
         """``(train, test)`` for ``main`` / ``small`` / ``sd`` / ``dd``."""

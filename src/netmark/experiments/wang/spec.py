@@ -350,10 +350,6 @@ EXPERIMENTS: tuple[Experiment, ...] = (
 )
 
 
-def experiment_names() -> list[str]:
-    return [e.name for e in EXPERIMENTS]
-
-
 EXPERIMENT_ID = "wang2020"
 PAPER = ("Wang, Li, Li, Zhang, Wu, Wang, Gu: Watermarking in Deep Neural Networks via Error Back-propagation, "
          "Electronic Imaging 2020")
