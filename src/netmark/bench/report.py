@@ -88,6 +88,11 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(lines)
 
 
+def criterion(value: Any, threshold: str, passed: Any) -> dict[str, Any]:
+    """One acceptance criterion of a results block (rendered by :func:`criteria_table`)."""
+    return {"value": value, "threshold": threshold, "passed": bool(passed)}
+
+
 def criteria_table(criteria: dict[str, dict[str, Any]], digits: int = 4) -> str:
     """The acceptance table of a reproduction: criterion, measured value, required, PASS/FAIL (``passed`` None:
     a figure the issue asks to report, with no threshold)."""

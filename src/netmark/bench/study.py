@@ -93,6 +93,15 @@ class ExperimentBase:
     paper: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
 
+    def groups(self, scale: Any) -> dict[str, list[str]]:
+        """The runs each ``@group`` of ``runs`` stands for at ``scale`` (a paper's groups)."""
+        return {}
+
+    def resolve_runs(self, scale: Any) -> list[str]:
+        """``runs`` with every ``@group`` expanded at ``scale``, each run once, in order."""
+        groups = self.groups(scale)
+        return list(dict.fromkeys(n for r in self.runs for n in groups.get(r, [r])))
+
 
 # ---------------------------------------------------------------------- entry points
 

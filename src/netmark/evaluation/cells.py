@@ -66,11 +66,9 @@ class Job:
 
     @property
     def name(self) -> str:
-        if self.kind in ("baseline", "independent"):
-            return self.run.name
         sweep = self.config.sweeps[self.index].label if self.kind in ("attack", "access-attack") else ""
         return _JOB_NAMES.get(self.kind, "{method}: {kind}").format(method=self.method, kind=self.kind, sweep=sweep,
-                                                                     strength=self.strength)
+                                                                     strength=self.strength, index=self.index)
 
     @property
     def run(self) -> Run:
@@ -84,8 +82,9 @@ class Job:
         raise ConfigError(f"a {self.kind!r} job trains no run")
 
 
-_JOB_NAMES = {"attack": "{method}: {sweep} @ {strength}", "capacity": "{method}: capacity {strength}",
-              "protect": "anti-piracy ({method})", "access-attack": "anti-piracy ({method}): {sweep} @ {strength}",
+_JOB_NAMES = {"baseline": "baseline", "independent": "independent-{index}", "attack": "{method}: {sweep} @ {strength}",
+              "capacity": "{method}: capacity {strength}", "protect": "anti-piracy ({method})",
+              "access-attack": "anti-piracy ({method}): {sweep} @ {strength}",
               "piracy": "anti-piracy ({method}): {strength} attack"}
 
 

@@ -179,11 +179,9 @@ def plan(scale: Scale) -> dict[str, RunSpec]:
 class Experiment(ExperimentBase):
     """One table or figure (``runs``: ``@all`` / ``@protected`` / ``@main`` expand per scale)."""
 
-    def resolve_runs(self, scale: Scale) -> list[str]:
-        groups = {"@all": list(plan(scale)),
-                  "@protected": [run_name(a, t) for a, _ in scale.archs for t in KINDS],
-                  "@main": [run_name(scale.main_arch, t) for t in (None, *KINDS)]}
-        return list(dict.fromkeys(n for r in self.runs for n in groups.get(r, [r])))
+    def groups(self, scale: Scale) -> dict[str, list[str]]:
+        return {"@all": list(plan(scale)), "@protected": [run_name(a, t) for a, _ in scale.archs for t in KINDS],
+                "@main": [run_name(scale.main_arch, t) for t in (None, *KINDS)]}
 
 
 #: Table 2, Fashion column of each architecture: authorized accuracy (unauthorized in brackets), %.

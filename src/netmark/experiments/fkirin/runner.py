@@ -1,5 +1,4 @@
-"""The one runner: trains each :class:`~.spec.RunSpec` at most once per invocation (disk cache, worker
-processes) and runs every :class:`~.spec.Experiment` on the shared models."""
+"""The runs of :mod:`.spec`'s ``STUDY``: their data roles, the methods that train them, their records."""
 
 from __future__ import annotations
 

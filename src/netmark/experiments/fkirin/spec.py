@@ -193,15 +193,13 @@ def plan(scale: Scale) -> dict[str, RunSpec]:
 class Experiment(ExperimentBase):
     """One table (``runs``: ``@study`` / ``@schemes`` / ``@independent`` expand per scale)."""
 
-    def resolve_runs(self, scale: Scale) -> list[str]:
-        p = plan(scale)
-        main = scale.datasets[0][0]
-        groups = {
+    def groups(self, scale: Scale) -> dict[str, list[str]]:
+        p, main = plan(scale), scale.datasets[0][0]
+        return {
             "@study": [n for n, r in p.items() if r.scheme in STUDY_SCHEMES and not n.endswith("/sweep")],
             "@schemes": [f"{main}/plain"] + [f"{main}/{s}/sgd/0/sweep" for s in SCHEMES],
             "@independent": [n for n in p if "/independent/" in n] + [study_name(main, s, "sgd", 0) for s in SCHEMES],
         }
-        return list(dict.fromkeys(n for r in self.runs for n in groups.get(r, [r])))
 
 
 #: the survey's Table 5 (MNIST) and Table 6 (CIFAR10-CNN): only which optimizers came out ahead is stated

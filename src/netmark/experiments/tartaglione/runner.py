@@ -1,6 +1,4 @@
-"""The one runner: trains each :class:`~.spec.RunSpec` at most once per invocation and runs every
-:class:`~.spec.Experiment` on the shared models, then writes ``results.json``, README.md and PNGs.
-"""
+"""The runs of :mod:`.spec`'s ``STUDY``: their data roles, the methods that train them, their records."""
 
 from __future__ import annotations
 

@@ -273,11 +273,10 @@ def schedule_of(scale: Scale, spec: RunSpec) -> TrainConfig:
 class Experiment(ExperimentBase):
     """One table or figure (``runs``: ``@marked`` / ``@finetuned`` / ``@independent`` expand per scale)."""
 
-    def resolve_runs(self, scale: Scale) -> list[str]:
-        groups = {"@marked": marked_runs(scale), "@finetuned": [finetuned_run(m) for m in marked_runs(scale)],
-                  "@lr_sweep": [finetuned_run(m, lr) for lr in scale.finetune_lrs for m in lr_sweep_runs(scale)],
-                  "@independent": [independent_run(i) for i in range(scale.n_independent)]}
-        return list(dict.fromkeys(n for r in self.runs for n in groups.get(r, [r])))
+    def groups(self, scale: Scale) -> dict[str, list[str]]:
+        return {"@marked": marked_runs(scale), "@finetuned": [finetuned_run(m) for m in marked_runs(scale)],
+                "@lr_sweep": [finetuned_run(m, lr) for lr in scale.finetune_lrs for m in lr_sweep_runs(scale)],
+                "@independent": [independent_run(i) for i in range(scale.n_independent)]}
 
 
 #: Table I, MNIST / LeNet5-caffe, 100 epochs: test error (%) by R.

@@ -211,17 +211,10 @@ class Experiment(ExperimentBase):
         notes: how our measurement maps onto the paper's.
     """
 
-    def resolve_runs(self, scale: Scale) -> list[str]:
-        out: list[str] = []
-        for r in self.runs:
-            if r == "@capacity":
-                out += [capacity_run(la, b) for la in scale.capacity_layers for b in scale.capacity_bits]
-                out.append("capacity-plain")
-            elif r == "@independent":
-                out += [independent_run(i) for i in range(scale.n_independent)]
-            else:
-                out.append(r)
-        return out
+    def groups(self, scale: Scale) -> dict[str, list[str]]:
+        return {"@capacity": [*(capacity_run(la, b) for la in scale.capacity_layers for b in scale.capacity_bits),
+                              "capacity-plain"],
+                "@independent": [independent_run(i) for i in range(scale.n_independent)]}
 
 
 TABLE4_PAPER = {  # test error (%) on CIFAR-10; E_R values are lost in the extracted text

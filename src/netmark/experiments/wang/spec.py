@@ -254,30 +254,19 @@ def schedule_of(scale: Scale, spec: RunSpec) -> TrainConfig:
 class Experiment(ExperimentBase):
     """One table or figure of the paper (``runs``: ``@capacity`` / ``@independent`` expand to the sweeps)."""
 
-    def resolve_runs(self, scale: Scale) -> list[str]:
-        out: list[str] = []
-        for r in self.runs:
-            if r == "@main":
-                out += ["plain", *(marked_run(m, scale.bits) for m in METHODS)]
-            elif r == "@capacity":
-                out += ["plain", *(marked_run(m, b) for b in scale.capacity_bits for m in METHODS)]
-            elif r == "@finetuned":
-                out += [attacked_run(m, scale.bits, d) for m in METHODS for d in ("sd", "dd")]
-            elif r == "@independent":
-                out += [independent_run(i) for i in range(scale.n_independent)]
-            elif r == "@plain":
-                out += [plain_run(i) for i in range(scale.plain_seeds)]
-            elif r == "@fidelity":
-                big = max(all_bits(scale))
-                out += [seeded_run(m, big, i) for m in scale.fidelity_methods for i in range(1, scale.fidelity_seeds)]
-            elif r == "@conv":
-                if scale.conv_model is not None:
-                    out += [plain_run(0, "conv"), *(marked_run(m, scale.bits, "conv") for m in METHODS),
-                            *(attacked_run(m, scale.bits, d, "conv") for m in METHODS for d in ("sd", "dd")),
-                            *(independent_run(i, "conv") for i in range(scale.conv_n_independent))]
-            else:
-                out.append(r)
-        return list(dict.fromkeys(out))
+    def groups(self, scale: Scale) -> dict[str, list[str]]:
+        conv = [plain_run(0, "conv"), *(marked_run(m, scale.bits, "conv") for m in METHODS),
+                *(attacked_run(m, scale.bits, d, "conv") for m in METHODS for d in ("sd", "dd")),
+                *(independent_run(i, "conv") for i in range(scale.conv_n_independent))]
+        big = max(all_bits(scale))
+        return {"@main": ["plain", *(marked_run(m, scale.bits) for m in METHODS)],
+                "@capacity": ["plain", *(marked_run(m, b) for b in scale.capacity_bits for m in METHODS)],
+                "@finetuned": [attacked_run(m, scale.bits, d) for m in METHODS for d in ("sd", "dd")],
+                "@independent": [independent_run(i) for i in range(scale.n_independent)],
+                "@plain": [plain_run(i) for i in range(scale.plain_seeds)],
+                "@fidelity": [seeded_run(m, big, i) for m in scale.fidelity_methods
+                              for i in range(1, scale.fidelity_seeds)],
+                "@conv": conv if scale.conv_model is not None else []}
 
 
 #: Table 3, MLP on MNIST: test accuracy (%) non-marked / marked and L2 (VGG16 rows for reference).
