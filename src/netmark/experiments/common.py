@@ -103,7 +103,7 @@ class RunnerBase(Generic[ScaleT, SpecT, TrainedT]):
         self.data_dir = data_dir
         self.cache_dir = cache_dir
         self.say: Progress = progress or (lambda _msg: None)
-        self.plan: dict[str, SpecT] = self._plan(scale)
+        self.plan: dict[str, SpecT] = self.STUDY.plan(scale)
         self.cache: dict[str, TrainedT] = {}
         self.disk = RunCache(cache_dir) if cache_dir is not None else None
         self.roles: Roles[tuple[ArrayDataset, ArrayDataset]] = Roles(self._load)
@@ -111,10 +111,6 @@ class RunnerBase(Generic[ScaleT, SpecT, TrainedT]):
         self._from_workers: set[str] = set()  # trained by this invocation's prefetch workers
 
     # ------------------------------------------------------------------ per-paper parts
-
-    def _plan(self, scale: Any) -> dict[str, Any]:
-        """Every run of ``scale`` by name (the study's ``plan``)."""
-        return self.STUDY.plan(scale)
 
     def _load(self, role: str) -> tuple[ArrayDataset, ArrayDataset]:
         """``(train, test)`` of a data role (called once per role)."""
@@ -245,10 +241,6 @@ class RunnerBase(Generic[ScaleT, SpecT, TrainedT]):
             self.say(self._summary(trained) + (" (from the cache)" if trained.cached else ""))
         return self.cache[name]
 
-    def data_digest(self, role: str) -> str:
-        """sha256 of a data role's training tensors (part of the cache fingerprint)."""
-        return self.roles.digest(role)
-
     def fingerprint(self, name: str) -> str:
         """What determines run ``name``'s weights, hashed (see :mod:`netmark.bench.cache`)."""
         if name not in self._fps:
@@ -257,7 +249,7 @@ class RunnerBase(Generic[ScaleT, SpecT, TrainedT]):
             parts: dict[str, Any] = {"runner": self.STUDY.title, "cache_version": self.CACHE_VERSION,
                                      "spec": spec.to_dict(), "schedule": sched, "model": self._model_name(spec),
                                      "model_version": model_version(self._model_name(spec)),
-                                     "model_args": self._model_args(), "data": self.data_digest(spec.data)}
+                                     "model_args": self._model_args(), "data": self.roles.digest(spec.data)}
             if spec.parent:
                 parts["parent"] = self.fingerprint(spec.parent)
                 parts["attack_versions"] = attack_versions(str(spec.attack))
