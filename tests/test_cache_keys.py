@@ -23,7 +23,7 @@ from netmark import training
 from netmark.attacks import ATTACKS
 from netmark.bench.cache import attack_versions
 from netmark.evaluation.access import _protected_fp
-from netmark.evaluation.cells import Context, Job
+from netmark.evaluation.cells import BASELINE, Context, Job, independent_run, marked_run
 from netmark.evaluation.measure import attack_cell
 from netmark.evaluation.spec import preset
 from netmark.experiments.wang.runner import Runner
@@ -41,7 +41,8 @@ def _wang_fps() -> dict[str, str]:
 
 def _eval_fps(cache_dir: Path) -> dict[str, str]:
     ctx = Context(preset("tiny", methods=["uchida", "wang"]), cache_dir)
-    return {**{n: ctx.run_fp(n) for n in ("baseline", "independent-0", "marked-uchida", "marked-wang")},
+    runs = (BASELINE, independent_run(0), marked_run("uchida"), marked_run("wang"))
+    return {**{r.name: ctx.run_fp(r) for r in runs},
             "protected-fixed": _protected_fp(ctx, "fixed")[0]}
 
 

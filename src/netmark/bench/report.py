@@ -68,6 +68,16 @@ def pct(v: Any, digits: int = 2) -> str:
     return DASH if _missing(v) else f"{100.0 * float(v):.{digits}f}"
 
 
+def run_how(spec: Mapping[str, Any]) -> str:
+    """How a run of a ``results["runs"]`` record was made: ``train``, or its attack and parent."""
+    return f"{spec['attack']} `{spec['parent']}`" if spec["parent"] else "train"
+
+
+def run_seconds(run: Mapping[str, Any]) -> str:
+    """A run record's training seconds, ``(cached)`` when it was read back from the run cache."""
+    return fmt(run["seconds"], 1) + (" (cached)" if run.get("from_cache") else "")
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A GitHub markdown table; cells that are not strings go through :func:`fmt`."""
     def cell(c: Any) -> str:
@@ -76,6 +86,11 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def criterion(value: Any, threshold: str, passed: Any) -> dict[str, Any]:
+    """One acceptance criterion of a results block (rendered by :func:`criteria_table`)."""
+    return {"value": value, "threshold": threshold, "passed": bool(passed)}
 
 
 def criteria_table(criteria: dict[str, dict[str, Any]], digits: int = 4) -> str:

@@ -1,9 +1,10 @@
 """A study's entry points: a reproduction's ``run(...)`` (plan the runs, train them once, measure every
 experiment, write ``results.json`` and render it) and ``render(...)`` (``results.json`` -> README and figures).
 
-A paper's package declares its study as data and functions: ``spec`` (``get_scale`` from :func:`pick_scale`, the
-run plan, ``EXPERIMENTS`` of :class:`ExperimentBase`), ``measure`` (``MEASURES``, a :class:`MeasureRegistry`),
-``render`` (:func:`make_render`) and ``runner`` (the trained runs: :class:`netmark.experiments.common.RunnerBase`).
+A paper's package declares its study as data and functions: ``spec`` (``STUDY``, a :class:`Study`: presets, the
+run plan and schedule, ``EXPERIMENTS`` of :class:`ExperimentBase`), ``measure`` (``MEASURES``, a
+:class:`MeasureRegistry`), ``render`` (:func:`make_render`) and ``runner`` (its data roles and the method that trains
+a run: a :class:`netmark.experiments.common.RunnerBase` reading ``STUDY``).
 """
 
 from __future__ import annotations
@@ -40,25 +41,36 @@ def device_name(device: str) -> str:
     return device
 
 
-def pick_scale(scale: Any, quick: bool, scales: Mapping[str, Any], scale_cls: type, default: str) -> Any:
-    """A preset by name (``None``: ``quick`` if ``quick`` else ``default``) or a custom ``scale_cls``."""
-    if isinstance(scale, scale_cls):
-        return scale
-    name = scale if scale is not None else ("quick" if quick else default)
-    if name not in scales:
-        raise ConfigError(f"unknown scale {name!r}; choose one of {', '.join(scales)}")
-    return scales[name]
+@dataclass(frozen=True)
+class Study:
+    """A reproduction declared as data (its ``spec.STUDY``).
 
+    Attributes:
+        id / paper: ``results["experiment"]`` and ``results["paper"]``.
+        title: the start of the progress lines; part of every cached run's fingerprint (keep it).
+        scales / default_scale: the presets (a ``Scale`` each, one class) and the one used by default.
+        plan: ``plan(scale) -> {name: RunSpec}``, every run of a scale.
+        schedule: ``schedule(scale, spec) -> TrainConfig``, the run's training (or attack) schedule.
+        experiments: the tables and figures (:class:`ExperimentBase`).
+    """
 
-def scale_getter(scales: Mapping[str, Any], scale_cls: type, default: str) -> Callable[..., Any]:
-    """A paper's ``get_scale(scale=None, quick=False)``: :func:`pick_scale` on its presets."""
+    id: str
+    paper: str
+    title: str
+    scales: Mapping[str, Any]
+    default_scale: str
+    plan: Callable[[Any], dict[str, Any]]
+    schedule: Callable[[Any, Any], Any]
+    experiments: Sequence[Any]
 
-    def get_scale(scale: Any = None, quick: bool = False) -> Any:
-        return pick_scale(scale, quick, scales, scale_cls, default)
-
-    get_scale.__doc__ = (f"A preset by name (``None``: ``quick`` if ``quick`` else ``{default}``) or a custom "
-                         f":class:`{scale_cls.__name__}`.")
-    return get_scale
+    def get_scale(self, scale: Any = None, quick: bool = False) -> Any:
+        """A preset by name (``None``: ``quick`` if ``quick`` else the default) or a custom ``Scale``."""
+        if isinstance(scale, type(self.scales[self.default_scale])):
+            return scale
+        name = scale if scale is not None else ("quick" if quick else self.default_scale)
+        if name not in self.scales:
+            raise ConfigError(f"unknown scale {name!r}; choose one of {', '.join(self.scales)}")
+        return self.scales[name]
 
 
 class MeasureRegistry(dict[str, Callable[[Any, Any], dict[str, Any]]]):
@@ -81,16 +93,25 @@ class ExperimentBase:
     paper: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
 
+    def groups(self, scale: Any) -> dict[str, list[str]]:
+        """The runs each ``@group`` of ``runs`` stands for at ``scale`` (a paper's groups)."""
+        return {}
+
+    def resolve_runs(self, scale: Any) -> list[str]:
+        """``runs`` with every ``@group`` expanded at ``scale``, each run once, in order."""
+        groups = self.groups(scale)
+        return list(dict.fromkeys(n for r in self.runs for n in groups.get(r, [r])))
+
 
 # ---------------------------------------------------------------------- entry points
 
 
 def run_reproduction(out_dir: str | Path, *, quick: bool, force: bool, progress: Progress | None, data_dir: Any,
-                     scale: Any, get_scale: Callable[[Any, bool], Any], runner_cls: type[RunnerBase],
-                     experiments: Sequence[Any], measures: Mapping[str, Callable[[Any, Any], Any]],
-                     render: Callable[..., Any], experiment_id: str, paper: str, cache_dir: Any = None,
-                     jobs: int = 1, device: str = "cpu", runs: Sequence[str] | None = None) -> dict[str, Any]:
-    """The body of a paper's ``run(...)``: see e.g. :func:`netmark.experiments.uchida.run`.
+                     scale: Any, runner_cls: type[RunnerBase], measures: Mapping[str, Callable[[Any, Any], Any]],
+                     render: Callable[..., Any], cache_dir: Any = None, jobs: int = 1, device: str = "cpu",
+                     runs: Sequence[str] | None = None) -> dict[str, Any]:
+    """The body of a paper's ``run(...)``: see e.g. :func:`netmark.experiments.uchida.run`; ``runner_cls.STUDY``
+    is the study.
 
     ``cache_dir``: keep trained runs there and reuse them (:mod:`netmark.bench.cache`); ``jobs``
     > 1 (needs ``cache_dir``) trains the runs in that many worker processes first. ``runs``: train only these
@@ -103,7 +124,8 @@ def run_reproduction(out_dir: str | Path, *, quick: bool, force: bool, progress:
     if jobs > 1 and cache_dir is None:
         raise ConfigError("jobs > 1 trains runs in worker processes that hand them over through the disk cache: "
                           "pass cache_dir (--cache-dir) too")
-    sc = get_scale(scale, quick)
+    study = runner_cls.STUDY
+    sc = study.get_scale(scale, quick)
     say: Progress = progress or (lambda _msg: None)
     threads = torch.get_num_threads()
     if getattr(sc, "threads", None) is not None:
@@ -111,11 +133,11 @@ def run_reproduction(out_dir: str | Path, *, quick: bool, force: bool, progress:
     try:
         runner = runner_cls(sc, data_dir=data_dir, progress=say, cache_dir=cache_dir, device=device)
         if runs is not None:
-            partial = _run_some(runner, list(runs), experiment_id, paper, jobs)
+            partial = _run_some(runner, list(runs), jobs)
             write_json(results_path, partial, force=force)
             say(f"done: {len(partial['runs'])} runs in {results_path} (no report: run without runs to render it)")
             return partial
-        results, total = _run_all(runner, experiments, measures, experiment_id, paper, jobs)
+        results, total = _run_all(runner, measures, jobs)
     finally:
         torch.set_num_threads(threads)
     write_json(results_path, results, force=force)
@@ -143,28 +165,24 @@ _RUN_DOC = """Reproduce {title} and write ``out_dir/results.json``, ``README.md`
     """
 
 
-def make_run(package: str, title: str, quick: str, scales: str = "quick/cpu") -> Callable[..., dict[str, Any]]:
-    """The ``run(...)`` entry point of the reproduction package ``package``: its ``runner`` module
-    (``Runner``, ``EXPERIMENT_ID``, ``PAPER``), ``spec`` (``get_scale``, ``EXPERIMENTS``), ``measure``
-    (``MEASURES``) and ``render`` (``render``), imported when called."""
+def make_run(package: str, study: Study, quick: str, scales: str = "quick/cpu") -> Callable[..., dict[str, Any]]:
+    """The ``run(...)`` entry point of the reproduction package ``package`` (declared by ``study``): its
+    ``runner.Runner``, ``measure.MEASURES`` and ``render.render``, imported when called."""
 
     def run(out_dir: str | Path, *, quick: bool = False, force: bool = False, progress: Progress | None = None,
             data_dir: Any = None, scale: Any = None, cache_dir: Any = None, jobs: int = 1,
             device: str = "cpu", runs: Sequence[str] | None = None) -> dict[str, Any]:
-        runner, spec, measure, render = (importlib.import_module(f"{package}.{m}")
-                                         for m in ("runner", "spec", "measure", "render"))
+        runner, measure, render = (importlib.import_module(f"{package}.{m}") for m in ("runner", "measure", "render"))
         return run_reproduction(out_dir, quick=quick, force=force, progress=progress, data_dir=data_dir,
-                                scale=scale, get_scale=spec.get_scale, runner_cls=runner.Runner,
-                                experiments=spec.EXPERIMENTS, measures=measure.MEASURES, render=render.render,
-                                experiment_id=runner.EXPERIMENT_ID, paper=runner.PAPER, cache_dir=cache_dir,
-                                jobs=jobs, device=device, runs=runs)
+                                scale=scale, runner_cls=runner.Runner, measures=measure.MEASURES,
+                                render=render.render, cache_dir=cache_dir, jobs=jobs, device=device, runs=runs)
 
-    run.__doc__ = _RUN_DOC.format(title=title, quick=quick, scales=scales)
+    run.__doc__ = _RUN_DOC.format(title=study.title, quick=quick, scales=scales)
     run.__module__, run.__qualname__ = f"{package}.runner", "run"
     return run
 
 
-def _run_some(runner: RunnerBase, names: list[str], experiment_id: str, paper: str, jobs: int) -> dict[str, Any]:
+def _run_some(runner: RunnerBase, names: list[str], jobs: int) -> dict[str, Any]:
     """Train ``names`` (and their parents) into the runner's cache; their records (spec, seconds, test accuracy,
     per-epoch history, key summary). For a scale too big for one machine or one session: the runs can be trained
     in pieces, on several machines sharing the cache, and the report rendered once all are there."""
@@ -175,13 +193,13 @@ def _run_some(runner: RunnerBase, names: list[str], experiment_id: str, paper: s
         raise ConfigError(f"unknown run(s) {', '.join(unknown)}; this scale's runs: {', '.join(runner.plan)}")
     sc = runner.scale
     start = time.perf_counter()
-    runner.say(f"{runner.TITLE} reproduction, scale {sc.name!r}: training {', '.join(names)} only")
+    runner.say(f"{runner.STUDY.title} reproduction, scale {sc.name!r}: training {', '.join(names)} only")
     runner.prefetch(names, jobs)
     for n in names:
         while n:  # the run and its parents (a derived run read back from the cache does not load its parent)
             runner.get(n)
             n = runner.plan[n].parent
-    return {"experiment": experiment_id, "paper": paper, "partial": True, "netmark_version": __version__,
+    return {"experiment": runner.STUDY.id, "paper": runner.STUDY.paper, "partial": True, "netmark_version": __version__,
             "torch_version": torch.__version__, "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "scale": {**sc.to_dict(), "device": device_name(runner.device), "torch_threads": torch.get_num_threads()},
             "requested": names, "runs": {name: t.record() for name, t in runner.cache.items()},
@@ -189,11 +207,12 @@ def _run_some(runner: RunnerBase, names: list[str], experiment_id: str, paper: s
                        "cached_runs": sum(t.cached for t in runner.cache.values())}}
 
 
-def _run_all(runner: RunnerBase, experiments: Sequence[Any], measures: Mapping[str, Callable[[Any, Any], Any]],
-             experiment_id: str, paper: str, jobs: int = 1) -> tuple[dict[str, Any], float]:
-    sc, say = runner.scale, runner.say
+def _run_all(runner: RunnerBase, measures: Mapping[str, Callable[[Any, Any], Any]],
+             jobs: int = 1) -> tuple[dict[str, Any], float]:
+    sc, say, study = runner.scale, runner.say, runner.STUDY
+    experiments = study.experiments
     start = time.perf_counter()
-    say(f"{runner.TITLE} reproduction, scale {sc.name!r}: {sc.model} on {sc.dataset}, host {sc.layer}")
+    say(f"{study.title} reproduction, scale {sc.name!r}: {sc.model} on {sc.dataset}, host {sc.layer}")
     runner.prefetch([r for exp in experiments for r in exp.resolve_runs(sc)], jobs)
     done: dict[str, Any] = {}
     for exp in experiments:
@@ -208,8 +227,8 @@ def _run_all(runner: RunnerBase, experiments: Sequence[Any], measures: Mapping[s
     total = time.perf_counter() - start
     tr, te = runner.data("main")
     results: dict[str, Any] = {
-        "experiment": experiment_id,
-        "paper": paper,
+        "experiment": study.id,
+        "paper": study.paper,
         "netmark_version": __version__,
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),

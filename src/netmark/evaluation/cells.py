@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -79,13 +79,48 @@ class Job:
     @property
     def name(self) -> str:
         sweep = self.config.sweeps[self.index].label if self.kind in ("attack", "access-attack") else ""
-        return _JOB_NAMES.get(self.kind, "{method}: {kind}").format(
-            method=self.method, kind=self.kind, index=self.index, strength=self.strength, sweep=sweep
-        )
+        return _JOB_NAMES.get(self.kind, "{method}: {kind}").format(method=self.method, kind=self.kind, sweep=sweep,
+                                                                     strength=self.strength, index=self.index)
+
+    @property
+    def run(self) -> Run:
+        """The trained run of a ``baseline`` / ``independent`` / ``embed`` job."""
+        if self.kind == "baseline":
+            return BASELINE
+        if self.kind == "independent":
+            return independent_run(self.index)
+        if self.kind == "embed":
+            return marked_run(str(self.method))
+        raise ConfigError(f"a {self.kind!r} job trains no run")
 
 
-def marked_run(method: str) -> str:
-    return f"marked-{method}"
+
+@dataclass(frozen=True)
+class Run:
+    """A trained model of an evaluation, by kind: the ``baseline`` (no watermark), ``marked`` by ``method`` (the
+    baseline's seeds and schedule) or the ``independent`` model ``index`` (other seeds). :attr:`name` is its name
+    in the run cache."""
+
+    kind: Literal["baseline", "marked", "independent"]
+    method: str | None = None
+    index: int = 0
+
+    @property
+    def name(self) -> str:
+        if self.kind == "marked":
+            return f"marked-{self.method}"
+        return f"independent-{self.index}" if self.kind == "independent" else "baseline"
+
+
+BASELINE = Run("baseline")
+
+
+def marked_run(method: str) -> Run:
+    return Run("marked", method)
+
+
+def independent_run(index: int) -> Run:
+    return Run("independent", index=index)
 
 
 class Context:
@@ -144,15 +179,13 @@ class Context:
             parts["method"] = {**method_part(method), "key_seed": self.cfg.key_seed}
         return parts
 
-    def _run_spec(self, name: str) -> tuple[int, WatermarkMethod | None]:
-        if name == "baseline":
-            return self.cfg.seed, None
-        if name.startswith("independent-"):
-            return self.cfg.independent_seed(int(name.removeprefix("independent-"))), None
-        return self.cfg.seed, self.method(name.removeprefix("marked-"))
+    def _run_spec(self, run: Run) -> tuple[int, WatermarkMethod | None]:
+        if run.kind == "independent":
+            return self.cfg.independent_seed(run.index), None
+        return self.cfg.seed, None if run.kind == "baseline" else self.method(str(run.method))
 
-    def run_fp(self, name: str) -> str:
-        seed, method = self._run_spec(name)
+    def run_fp(self, run: Run) -> str:
+        seed, method = self._run_spec(run)
         return fingerprint(self.run_parts(seed, method))
 
     def embed(self, seed: int, method: WatermarkMethod | None, **kw: Any,
@@ -166,14 +199,14 @@ class Context:
         model, key, _ = method.embed(model, self.data("train"), cfg, seed=self.cfg.key_seed, **kw)
         return model, key, time.perf_counter() - t0
 
-    def trained(self, name: str) -> tuple[nn.Module, WatermarkKey | None, dict[str, Any]]:
-        """Run ``name`` from the run cache, trained (and stored) first if absent: ``(model, key, record)``."""
-        fp = self.run_fp(name)
+    def trained(self, run: Run) -> tuple[nn.Module, WatermarkKey | None, dict[str, Any]]:
+        """``run`` from the run cache, trained (and stored) first if absent: ``(model, key, record)``."""
+        fp, name = self.run_fp(run), run.name
         hit = self.runs.load(name, fp)
         if hit is not None:
             model, key, record, _ = hit
             return model, key, {**record, "cached": True}
-        seed, method = self._run_spec(name)
+        seed, method = self._run_spec(run)
         model, key, seconds = self.embed(seed, method)
         record = {"run": name, "seconds": seconds, "test_accuracy": evaluate(model, self.data("test"))["accuracy"],
                   "torch_threads": torch.get_num_threads()}

@@ -13,15 +13,14 @@ from typing import Any
 
 from netmark.errors import ConfigError, NetmarkError
 from netmark.evaluation import access, measure
-from netmark.evaluation.cells import JOB_KINDS, Context, Job, context, marked_run, result_fields, verified
+from netmark.evaluation.cells import JOB_KINDS, Context, Job, context, result_fields, verified
 
 
 def _run_job_body(ctx: Context, job: Job) -> dict[str, Any]:
     if job.kind in ("baseline", "independent", "embed"):
-        name = job.name if job.kind != "embed" else marked_run(str(job.method))
         t0 = time.perf_counter()
         try:
-            model, key, rec = ctx.trained(name)
+            model, key, rec = ctx.trained(job.run)
         except NetmarkError as e:
             return {"error": f"{type(e).__name__}: {e}", "cached": False, "seconds": time.perf_counter() - t0}
         out = {"test_accuracy": rec["test_accuracy"], "train_seconds": rec["seconds"], "cached": rec["cached"],

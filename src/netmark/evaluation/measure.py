@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from netmark.attacks import ATTACKS, Attack
 from netmark.errors import ConfigError, NetmarkError
-from netmark.evaluation.cells import Context, Job, marked_run, result_fields, verified
+from netmark.evaluation.cells import Context, Job, independent_run, marked_run, result_fields, verified
 from netmark.methods import WatermarkMethod, get_method
 from netmark.training import TrainHook, evaluate, iter_batches, make_optimizer, train_step
 
@@ -165,7 +165,7 @@ def overhead_cell(ctx: Context, job: Job) -> dict[str, Any]:
 
 def false_positive_cell(ctx: Context, job: Job) -> dict[str, Any]:
     cfg, name = ctx.cfg, str(job.method)
-    others = [f"independent-{i}" for i in range(cfg.n_independent)]
+    others = [independent_run(i) for i in range(cfg.n_independent)]
     parts = {"cell": "false-positives", "run": ctx.run_fp(marked_run(name)),
              "independent": [ctx.run_fp(o) for o in others], "alpha": cfg.alpha}
 

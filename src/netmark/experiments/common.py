@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import torch
 from torch import nn
@@ -23,6 +23,8 @@ from netmark.attacks import ATTACKS
 from netmark.bench.cache import RunCache, attack_versions, fingerprint, method_part
 from netmark.bench.executors import ProcessExecutor
 from netmark.bench.roles import Roles, fresh_model
+from netmark.bench.spec import RunSpecBase
+from netmark.bench.study import Study
 from netmark.data import ArrayDataset
 from netmark.errors import ConfigError
 from netmark.keys import WatermarkKey
@@ -31,6 +33,9 @@ from netmark.models.registry import model_version
 from netmark.training import TrainConfig, check_device, evaluate, train
 
 Progress = Callable[[str], None]
+ScaleT = TypeVar("ScaleT")
+SpecT = TypeVar("SpecT", bound=RunSpecBase)
+TrainedT = TypeVar("TrainedT", bound="TrainedBase")
 
 
 @dataclass
@@ -69,16 +74,16 @@ class TrainedBase:
         raise NotImplementedError
 
 
-class RunnerBase:
+class RunnerBase(Generic[ScaleT, SpecT, TrainedT]):
     """Loads the data of a scale and trains/derives runs on demand, each once.
 
-    A paper's runner sets the class attributes and implements :meth:`_load`, :meth:`_schedule`,
-    :meth:`_method`, :meth:`_describe`, :meth:`_owner_score` (or :meth:`_summary`) and :meth:`_derive` (and the
-    results hooks).
+    A paper's runner (``RunnerBase[Scale, RunSpec, Trained]``) sets the class attributes (``STUDY``: the
+    :class:`~netmark.bench.study.Study` it runs) and implements :meth:`_load`, :meth:`_method`, :meth:`_describe`,
+    :meth:`_owner_score` (or :meth:`_summary`) and where it differs :meth:`_derive` (and the results hooks).
     """
 
-    #: "Uchida et al. 2017" — the start of the first progress line.
-    TITLE: ClassVar[str] = ""
+    #: the study: its title, plan, schedule and experiments.
+    STUDY: ClassVar[Study]
     #: the paper's :class:`TrainedBase` subclass.
     TRAINED: ClassVar[type[TrainedBase]] = TrainedBase
     #: part of every on-disk cache fingerprint: bump it when the runner changes how it trains or
@@ -86,14 +91,11 @@ class RunnerBase:
     CACHE_VERSION: ClassVar[int] = 1
     #: the reproduction trains and measures on any torch device (``device=``); others run on the CPU only.
     DEVICES: ClassVar[bool] = False
-    #: the paper's ``plan(scale) -> {name: RunSpec}`` and ``schedule_of(scale, spec) -> TrainConfig``.
-    PLAN: ClassVar[Callable[..., dict[str, Any]]]
-    SCHEDULE: ClassVar[Callable[..., TrainConfig]]
 
-    def __init__(self, scale: Any, *, data_dir: Any = None, progress: Progress | None = None,
+    def __init__(self, scale: ScaleT, *, data_dir: Any = None, progress: Progress | None = None,
                  cache_dir: Any = None, device: str = "cpu") -> None:
         if device != "cpu" and not self.DEVICES:
-            raise ConfigError(f"the {self.TITLE} reproduction runs on the CPU only (device {device!r} asked for)")
+            raise ConfigError(f"the {self.STUDY.title} reproduction runs on the CPU only (device {device!r} asked for)")
         if device != "cpu":
             check_device(device)
         self.scale = scale
@@ -101,8 +103,8 @@ class RunnerBase:
         self.data_dir = data_dir
         self.cache_dir = cache_dir
         self.say: Progress = progress or (lambda _msg: None)
-        self.plan: dict[str, Any] = self._plan(scale)
-        self.cache: dict[str, Any] = {}
+        self.plan: dict[str, SpecT] = self.STUDY.plan(scale)
+        self.cache: dict[str, TrainedT] = {}
         self.disk = RunCache(cache_dir) if cache_dir is not None else None
         self.roles: Roles[tuple[ArrayDataset, ArrayDataset]] = Roles(self._load)
         self._fps: dict[str, str] = {}
@@ -110,17 +112,13 @@ class RunnerBase:
 
     # ------------------------------------------------------------------ per-paper parts
 
-    def _plan(self, scale: Any) -> dict[str, Any]:
-        """Every run of ``scale`` by name (the paper's ``PLAN``)."""
-        return type(self).PLAN(scale)
-
     def _load(self, role: str) -> tuple[ArrayDataset, ArrayDataset]:
         """``(train, test)`` of a data role (called once per role)."""
         raise NotImplementedError
 
     def _schedule(self, spec: Any) -> TrainConfig:
-        """The training schedule of ``spec`` (the paper's ``SCHEDULE``)."""
-        return type(self).SCHEDULE(self.scale, spec)
+        """The training schedule of ``spec`` (the study's ``schedule``)."""
+        return self.STUDY.schedule(self.scale, spec)
 
     def train_config(self, spec: Any) -> TrainConfig:
         """:meth:`_schedule` on the runner's device (the device is not part of the cache fingerprint)."""
@@ -191,7 +189,7 @@ class RunnerBase:
 
     def _model_name(self, spec: Any) -> str:
         """The architecture that ``spec`` trains (default: the scale's ``model``)."""
-        return str(self.scale.model)
+        return str(cast(Any, self.scale).model)
 
     def scale_record(self) -> dict[str, Any]:
         """``results["scale"]`` entries after ``test_size`` (data sizes, host size)."""
@@ -212,14 +210,14 @@ class RunnerBase:
         return self.roles(role)
 
     def fresh_model(self, data: ArrayDataset, seed: int, model: str | None = None) -> nn.Module:
-        return fresh_model(model or self.scale.model, data, seed, self._model_args())
+        return fresh_model(model or cast(Any, self.scale).model, data, seed, self._model_args())
 
     def get(self, name: str) -> Any:
         """The trained model of run ``name`` (from the disk cache, or trained/derived on first use)."""
         if name not in self.cache:
             if name not in self.plan:
                 raise ConfigError(f"unknown run {name!r}")
-            spec = self.plan[name]
+            spec: Any = self.plan[name]
             extras = self._extra_keys(spec)
             hit = self.disk.load(name, self.fingerprint(name), extras) if self.disk is not None else None
             if hit is not None:
@@ -239,23 +237,19 @@ class RunnerBase:
                                    {n: getattr(trained, n) for n in extras})
             trained.model.to(self.device)
             trained.test_accuracy = evaluate(trained.model, trained.test)["accuracy"]
-            self.cache[name] = trained
+            self.cache[name] = cast(TrainedT, trained)
             self.say(self._summary(trained) + (" (from the cache)" if trained.cached else ""))
         return self.cache[name]
-
-    def data_digest(self, role: str) -> str:
-        """sha256 of a data role's training tensors (part of the cache fingerprint)."""
-        return self.roles.digest(role)
 
     def fingerprint(self, name: str) -> str:
         """What determines run ``name``'s weights, hashed (see :mod:`netmark.bench.cache`)."""
         if name not in self._fps:
-            spec = self.plan[name]
+            spec: Any = self.plan[name]
             sched = {k: v for k, v in self._schedule(spec).to_dict().items() if k not in ("progress", "device")}
-            parts: dict[str, Any] = {"runner": self.TITLE, "cache_version": self.CACHE_VERSION,
+            parts: dict[str, Any] = {"runner": self.STUDY.title, "cache_version": self.CACHE_VERSION,
                                      "spec": spec.to_dict(), "schedule": sched, "model": self._model_name(spec),
                                      "model_version": model_version(self._model_name(spec)),
-                                     "model_args": self._model_args(), "data": self.data_digest(spec.data)}
+                                     "model_args": self._model_args(), "data": self.roles.digest(spec.data)}
             if spec.parent:
                 parts["parent"] = self.fingerprint(spec.parent)
                 parts["attack_versions"] = attack_versions(str(spec.attack))
@@ -274,8 +268,8 @@ class RunnerBase:
         todo: list[str] = []
         for n in names:
             chain = [n]
-            while self.plan[chain[-1]].parent:
-                chain.append(self.plan[chain[-1]].parent)
+            while parent := self.plan[chain[-1]].parent:
+                chain.append(parent)
             for c in chain:
                 if (c not in todo and c not in self.cache
                         and not self.disk.has(c, self.fingerprint(c), self._extra_keys(self.plan[c]))):

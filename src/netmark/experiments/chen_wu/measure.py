@@ -16,6 +16,7 @@ from netmark.access.piracy import (
     one_pair_attack,
     pair_attack,
 )
+from netmark.bench.report import criterion
 from netmark.bench.study import MeasureRegistry
 from netmark.data import ArrayDataset
 from netmark.training import evaluate
@@ -140,10 +141,6 @@ def _summ(res: dict[str, Any]) -> dict[str, Any]:
     return {"mean": sum(accs) / len(accs), "best": max(accs), "worst": min(accs), "trials": len(accs)}
 
 
-def _crit(value: Any, threshold: str, passed: bool) -> dict[str, Any]:
-    return {"value": value, "threshold": threshold, "passed": bool(passed)}
-
-
 @measure
 def acceptance(runner: Runner, exp: Experiment) -> dict[str, Any]:
     sc = runner.scale
@@ -153,15 +150,15 @@ def acceptance(runner: Runner, exp: Experiment) -> dict[str, Any]:
     main = t2[sc.main_arch]
     for kind in KINDS:
         gap = main[kind]["authorized"] - main["baseline"]
-        criteria[f"{sc.main_arch}_{kind}_authorized_minus_baseline_pp"] = _crit(gap, "|gap| <= 1", abs(gap) <= 1.0)
+        criteria[f"{sc.main_arch}_{kind}_authorized_minus_baseline_pp"] = criterion(gap, "|gap| <= 1", abs(gap) <= 1.0)
         raw = main[kind]["unauthorized"]
-        criteria[f"{sc.main_arch}_{kind}_unauthorized_pct"] = _crit(raw, "<= 5", raw <= 5.0)
+        criteria[f"{sc.main_arch}_{kind}_unauthorized_pct"] = criterion(raw, "<= 5", raw <= 5.0)
     for arch, rows in t3["rows"].items():
         gen = rows["generator"]
         io = gen["input_only"]["mean"]
-        criteria[f"{arch}_input_only_vs_generator_mean_pct"] = _crit(io, "<= 10", io <= 10.0)
+        criteria[f"{arch}_input_only_vs_generator_mean_pct"] = criterion(io, "<= 10", io <= 10.0)
         full = gen["pair"].get("1")
         if full is not None:
             gap = gen["authorized"] - full["best"]
-            criteria[f"{arch}_pair_100_best_below_authorized_pp"] = _crit(gap, ">= 5", gap >= 5.0)
+            criteria[f"{arch}_pair_100_best_below_authorized_pp"] = criterion(gap, ">= 5", gap >= 5.0)
     return {"criteria": criteria, "all_passed": all(c["passed"] for c in criteria.values())}

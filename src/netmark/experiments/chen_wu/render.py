@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from netmark.access import KINDS
-from netmark.bench.report import criteria_table, figure, fmt, markdown_table, pct, plot_lines, section
+from netmark.bench.report import criteria_table, figure, fmt, markdown_table, pct, plot_lines, run_seconds, section
 from netmark.bench.study import make_render
 
 from .spec import PAPER_SETUP
@@ -249,7 +249,7 @@ def _table3(m: dict[str, Any], paper: dict[str, Any], notes: str) -> str:
 def _runs(runs: dict[str, Any]) -> str:
     rows = [[f"`{n}`", r["spec"]["arch"], r["spec"]["transform"] or "—", r["train_size"], len(r["history"]),
              pct(r.get("authorized_accuracy")), pct(r["test_accuracy"]),
-             fmt(r["seconds"], 1) + (" (cached)" if r.get("from_cache") else "")] for n, r in runs.items()]
+             run_seconds(r)] for n, r in runs.items()]
     return ("## Runs (each trained once)\n\nSeconds are training time; '(cached)' runs were read back from "
             "`--cache-dir`.\n\n" + markdown_table(["run", "model", "transform", "train images", "epochs",
                                                    "authorized (%)", "raw (%)", "seconds"], rows))

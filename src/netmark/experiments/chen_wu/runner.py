@@ -1,6 +1,4 @@
-"""The one runner: trains each :class:`~.spec.RunSpec` at most once per invocation and runs every
-:class:`~.spec.Experiment` on the shared models, then writes ``results.json``, README.md and PNGs.
-"""
+"""The runs of :mod:`.spec`'s ``STUDY``: their data roles, the methods that train them, their records."""
 
 from __future__ import annotations
 
@@ -22,13 +20,10 @@ from netmark.data import ArrayDataset, load
 from netmark.errors import ConfigError
 from netmark.experiments.common import RunnerBase, TrainedBase
 from netmark.keys import WatermarkKey
-from netmark.training import TrainConfig, evaluate, model_device
+from netmark.training import evaluate, model_device
 
-from .spec import RunSpec, Scale, plan, quarter_schedule
+from .spec import STUDY, RunSpec, Scale
 
-EXPERIMENT_ID = "chen-wu2018"
-PAPER = ("Chen, Wu: Protect your deep neural networks from piracy, IEEE WIFS 2018 "
-         "(US patent 11,687,623 B2, University of Maryland)")
 _HISTORY_KEYS = ("epoch", "lr", "loss", "task_loss", "raw_correct_prob", "distortion", "train_accuracy",
                  "test_accuracy", "seconds")
 
@@ -59,16 +54,12 @@ class Trained(TrainedBase):
         return {} if self.key is None else {"authorized_accuracy": self.authorized_accuracy}
 
 
-class Runner(RunnerBase):
+class Runner(RunnerBase[Scale, RunSpec, Trained]):
     """Loads the data of a :class:`Scale` and trains the runs on demand, each once."""
 
-    TITLE = "Chen & Wu 2018"
+    STUDY = STUDY
     TRAINED = Trained
     DEVICES = True
-    PLAN = staticmethod(plan)
-    scale: Scale
-    plan: dict[str, RunSpec]
-    cache: dict[str, Trained]
     #: every attack of Table 3 (``measure.attack_results``), shared by ``table3`` and ``acceptance``.
     attacks: dict[str, Any] | None = None
 
@@ -79,9 +70,6 @@ class Runner(RunnerBase):
         return (load(sc.dataset, "train", data_dir=self.data_dir, train_size=sc.train_size, split_seed=sc.split_seed),
                 load(sc.dataset, "test", data_dir=self.data_dir))
 
-    def _schedule(self, spec: RunSpec) -> TrainConfig:
-        return quarter_schedule(self.scale.epochs(spec.arch), seed=spec.train_seed,
-                                clip_grad_norm=self.scale.clip_grad_norm)
 
     def _model_name(self, spec: RunSpec) -> str:
         return spec.arch
@@ -129,4 +117,4 @@ class Runner(RunnerBase):
                                       "averages when deployed"}
 
 
-run = make_run(__package__, "Chen & Wu 2018", "digits, under two minutes", "``quick``/``cpu``")
+run = make_run(__package__, STUDY, "digits, under two minutes", "``quick``/``cpu``")

@@ -13,12 +13,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from netmark.access.protect import PAPER_ITERATIONS
 from netmark.access.transforms import KINDS
-from netmark.bench.study import ExperimentBase, scale_getter
+from netmark.bench.spec import RunSpecBase, ScaleBase, at_least
+from netmark.bench.study import ExperimentBase, Study
 from netmark.errors import ConfigError
 from netmark.training import TrainConfig
 
@@ -35,7 +36,7 @@ def quarter_schedule(epochs: int, seed: int = 0, clip_grad_norm: float | None = 
 
 
 @dataclass(frozen=True)
-class Scale:
+class Scale(ScaleBase):
     """Everything that differs between a quick run and the CPU run (paper values in brackets).
 
     Attributes:
@@ -58,7 +59,6 @@ class Scale:
         command: the command line that reproduces this scale (shown in the README).
     """
 
-    name: str
     dataset: str
     archs: tuple[tuple[str, int], ...]
     train_size: int | None = None
@@ -74,19 +74,14 @@ class Scale:
     pair_epochs: int = 5
     attack_test_size: int | None = None
     clip_grad_norm: float | None = 5.0
-    model_seed: int = 0
-    train_seed: int = 0
-    key_seed: int = 2018
-    split_seed: int = 0
+    key_seed: int = field(default=2018, kw_only=True)
     attack_seed: int = 7
-    threads: int | None = None
-    command: str = ""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.archs or any(e < 1 for _, e in self.archs) or len({a for a, _ in self.archs}) != len(self.archs):
             raise ConfigError(f"archs must be distinct (model, epochs >= 1) pairs, got {self.archs}")
-        if self.input_only_trials < 1 or self.pair_trials < 1 or self.pair_epochs < 1:
-            raise ConfigError("input_only_trials, pair_trials and pair_epochs must be >= 1")
+        at_least(self, 1, "input_only_trials", "pair_trials", "pair_epochs")
         if not self.pair_fractions or any(not 0 < f <= 1 for f in self.pair_fractions):
             raise ConfigError(f"pair_fractions must be in (0, 1], got {self.pair_fractions}")
         if self.attack_test_size is not None and self.attack_test_size < 1:
@@ -139,7 +134,6 @@ SCALES: dict[str, Scale] = {
                    command="netmark reproduce chen-wu --scale paper --device cuda --jobs 8 "
                            "--cache-dir .cache/chen-wu-paper --out reports/chen-wu-paper"),
 }
-DEFAULT_SCALE = "cpu"
 
 #: §3.1–3.2 (the "paper" column of the scale table).
 PAPER_SETUP = {
@@ -153,28 +147,17 @@ PAPER_SETUP = {
 }
 
 
-get_scale = scale_getter(SCALES, Scale, DEFAULT_SCALE)
-
-
 # ----------------------------------------------------------------------------- runs
 
 
 @dataclass(frozen=True)
-class RunSpec:
+class RunSpec(RunSpecBase):
     """One model: ``arch`` trained unprotected (``transform`` None) or with the ``transform`` kind."""
 
-    name: str
     arch: str
     transform: str | None = None
     data: str = "main"
-    model_seed: int = 0
-    train_seed: int = 0
-    key_seed: int = 2018
-    parent: str | None = None
-    attack: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    key_seed: int = field(default=2018, kw_only=True)
 
 
 def run_name(arch: str, transform: str | None) -> str:
@@ -196,11 +179,9 @@ def plan(scale: Scale) -> dict[str, RunSpec]:
 class Experiment(ExperimentBase):
     """One table or figure (``runs``: ``@all`` / ``@protected`` / ``@main`` expand per scale)."""
 
-    def resolve_runs(self, scale: Scale) -> list[str]:
-        groups = {"@all": list(plan(scale)),
-                  "@protected": [run_name(a, t) for a, _ in scale.archs for t in KINDS],
-                  "@main": [run_name(scale.main_arch, t) for t in (None, *KINDS)]}
-        return list(dict.fromkeys(n for r in self.runs for n in groups.get(r, [r])))
+    def groups(self, scale: Scale) -> dict[str, list[str]]:
+        return {"@all": list(plan(scale)), "@protected": [run_name(a, t) for a, _ in scale.archs for t in KINDS],
+                "@main": [run_name(scale.main_arch, t) for t in (None, *KINDS)]}
 
 
 #: Table 2, Fashion column of each architecture: authorized accuracy (unauthorized in brackets), %.
@@ -232,3 +213,15 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                paper={"fidelity_pp_max": 1.0, "unauthorized_max": 5.0, "input_only_generator_mean_max": 10.0,
                       "pair_100_best_gap_pp_min": 5.0}),
 )
+
+
+def schedule_of(scale: Scale, spec: RunSpec) -> TrainConfig:
+    """The run's architecture's epochs in :func:`quarter_schedule`, on the run's train seed."""
+    return quarter_schedule(scale.epochs(spec.arch), seed=spec.train_seed, clip_grad_norm=scale.clip_grad_norm)
+
+
+EXPERIMENT_ID = "chen-wu2018"
+PAPER = ("Chen, Wu: Protect your deep neural networks from piracy, IEEE WIFS 2018 "
+         "(US patent 11,687,623 B2, University of Maryland)")
+STUDY = Study(EXPERIMENT_ID, PAPER, "Chen & Wu 2018", SCALES, "cpu", plan, schedule_of, EXPERIMENTS)
+get_scale = STUDY.get_scale

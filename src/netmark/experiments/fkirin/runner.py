@@ -1,5 +1,4 @@
-"""The one runner: trains each :class:`~.spec.RunSpec` at most once per invocation (disk cache, worker
-processes) and runs every :class:`~.spec.Experiment` on the shared models."""
+"""The runs of :mod:`.spec`'s ``STUDY``: their data roles, the methods that train them, their records."""
 
 from __future__ import annotations
 
@@ -14,13 +13,10 @@ from netmark.errors import ConfigError
 from netmark.experiments.common import RunnerBase, TrainedBase
 from netmark.keys import WatermarkKey
 from netmark.methods.base import WatermarkMethod
-from netmark.training import TrainConfig, TrainHook, evaluate
+from netmark.training import TrainHook, evaluate
 
-from .spec import RunSpec, Scale, plan
+from .spec import STUDY, RunSpec, Scale
 
-EXPERIMENT_ID = "fkirin2022"
-PAPER = ("Fkirin, Attiya, El-Sayed, Shouman: Copyright protection of deep neural network models using digital "
-         "watermarking: a comparative study, Multimedia Tools and Applications 2022")
 _HISTORY_KEYS = ("epoch", "loss", "task_loss", "train_accuracy", "test_accuracy", "watermark_accuracy",
                  "log10_p_value", "seconds")
 
@@ -96,11 +92,9 @@ class Trained(TrainedBase):
         return {"watermark_accuracy": acc, "log10_p_value": lg}
 
 
-class Runner(RunnerBase):
-    TITLE: ClassVar[str] = "Fkirin et al. 2022"
+class Runner(RunnerBase[Scale, RunSpec, Trained]):
+    STUDY = STUDY
     TRAINED: ClassVar[type[TrainedBase]] = Trained
-    PLAN = staticmethod(plan)
-    scale: Scale
 
     @property
     def main(self) -> str:
@@ -118,10 +112,6 @@ class Runner(RunnerBase):
             return load(name, "val", **common), test
         return load(name, "train", train_size=sizes[name], **common), test
 
-    def _schedule(self, spec: RunSpec) -> TrainConfig:
-        if spec.parent:
-            return self.scale.finetune(spec.train_seed, spec.finetune_epochs)
-        return self.scale.train(spec.optimizer, spec.lr, spec.train_seed)
 
     def _method(self, spec: RunSpec) -> WatermarkMethod | None:
         if spec.scheme is None:
@@ -149,4 +139,4 @@ class Runner(RunnerBase):
         return evaluate(model, self.data(dataset)[1])["accuracy"]
 
 
-run = make_run(__package__, "Fkirin et al. 2022", "digits only, about a minute", "``quick``/``cpu``")
+run = make_run(__package__, STUDY, "digits only, about a minute", "``quick``/``cpu``")

@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from netmark.bench.study import ExperimentBase, scale_getter
+from netmark.bench.spec import RunSpecBase, ScaleBase, at_least
+from netmark.bench.study import ExperimentBase, Study
 from netmark.errors import ConfigError
 from netmark.training import OPTIMIZERS, TrainConfig
 
@@ -32,7 +33,7 @@ STUDY_SCHEMES: tuple[str, ...] = ("deepsigns", "adi")
 
 
 @dataclass(frozen=True)
-class Scale:
+class Scale(ScaleBase):
     """Everything that differs between a quick run and the CPU run (paper values in brackets).
 
     Attributes:
@@ -56,7 +57,6 @@ class Scale:
         command: the command line that reproduces this scale.
     """
 
-    name: str
     datasets: tuple[tuple[str, int | None], ...]
     attacker_size: int
     model: str = "mlp"
@@ -74,24 +74,18 @@ class Scale:
     null_models: int = 4
     null_epochs: int | None = None
     n_independent: int = 20
-    model_seed: int = 0
-    train_seed: int = 0
-    key_seed: int = 2022
-    split_seed: int = 0
-    threads: int | None = None
-    command: str = ""
+    key_seed: int = field(default=2022, kw_only=True)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.datasets:
             raise ConfigError("a scale needs at least one dataset")
         bad = [o for o, _ in self.optimizers if o not in OPTIMIZERS]
         if bad:
             raise ConfigError(f"unknown optimizer(s) {bad}")
         for n in ("runs", "epochs", "finetune_epochs", "scheme_finetune_epochs", "per_batch", "attacker_size"):
-            if getattr(self, n) < 1:
-                raise ConfigError(f"{n} must be >= 1")
-        if self.n_independent < 2:
-            raise ConfigError("n_independent must be >= 2")
+            at_least(self, 1, n)
+        at_least(self, 2, "n_independent")
 
     @property
     def dataset(self) -> str:
@@ -126,7 +120,6 @@ SCALES: dict[str, Scale] = {
                  scheme_finetune_epochs=20, per_batch=8, null_models=4, n_independent=20,
                  command="netmark reproduce fkirin --jobs 2 --cache-dir .cache/fkirin"),
 }
-DEFAULT_SCALE = "cpu"
 
 #: §5 of the survey (the "paper" column of the scale table).
 PAPER_SETUP = {
@@ -138,35 +131,24 @@ PAPER_SETUP = {
 }
 
 
-get_scale = scale_getter(SCALES, Scale, DEFAULT_SCALE)
-
-
 # ----------------------------------------------------------------------------- runs
 
 
 @dataclass(frozen=True)
-class RunSpec:
+class RunSpec(RunSpecBase):
     """One model. ``scheme`` None: unmarked; ``independent``: a false-positive model (own seed)."""
 
-    name: str
     dataset: str
     scheme: str | None = None
     optimizer: str = "sgd"
     lr: float = 0.01
     run: int = 0
-    model_seed: int = 0
-    train_seed: int = 0
-    key_seed: int = 2022
-    parent: str | None = None
-    attack: str | None = None
+    key_seed: int = field(default=2022, kw_only=True)
     finetune_epochs: int = 0
 
     @property
     def data(self) -> str:
         return self.dataset
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def study_name(dataset: str, scheme: str, optimizer: str, run: int) -> str:
@@ -185,8 +167,8 @@ def plan(scale: Scale) -> dict[str, RunSpec]:
             for s in STUDY_SCHEMES:
                 for r in range(scale.runs):
                     name = study_name(d, s, opt, r)
-                    runs.append(RunSpec(name, d, s, opt, lr, r, scale.model_seed + r, scale.train_seed + r,
-                                        scale.key_seed + r))
+                    runs.append(RunSpec(name, d, s, opt, lr, r, model_seed=scale.model_seed + r,
+                                        train_seed=scale.train_seed + r, key_seed=scale.key_seed + r))
                     runs.append(RunSpec(name + "/ft", d, s, opt, lr, r, parent=name, attack="finetune",
                                         finetune_epochs=scale.finetune_epochs, train_seed=scale.train_seed + r + 1))
     runs.append(RunSpec(f"{main}/plain", main, None, "sgd", sgd_lr, **seeds))
@@ -199,7 +181,8 @@ def plan(scale: Scale) -> dict[str, RunSpec]:
                             attack="finetune", finetune_epochs=scale.scheme_finetune_epochs,
                             train_seed=scale.train_seed + 1))
     for i in range(scale.n_independent):
-        runs.append(RunSpec(f"{main}/independent/{i}", main, None, "sgd", sgd_lr, i, 1000 + i, 1000 + i))
+        runs.append(RunSpec(f"{main}/independent/{i}", main, None, "sgd", sgd_lr, i, model_seed=1000 + i,
+                            train_seed=1000 + i))
     return {r.name: r for r in runs}
 
 
@@ -210,15 +193,13 @@ def plan(scale: Scale) -> dict[str, RunSpec]:
 class Experiment(ExperimentBase):
     """One table (``runs``: ``@study`` / ``@schemes`` / ``@independent`` expand per scale)."""
 
-    def resolve_runs(self, scale: Scale) -> list[str]:
-        p = plan(scale)
-        main = scale.datasets[0][0]
-        groups = {
+    def groups(self, scale: Scale) -> dict[str, list[str]]:
+        p, main = plan(scale), scale.datasets[0][0]
+        return {
             "@study": [n for n, r in p.items() if r.scheme in STUDY_SCHEMES and not n.endswith("/sweep")],
             "@schemes": [f"{main}/plain"] + [f"{main}/{s}/sgd/0/sweep" for s in SCHEMES],
             "@independent": [n for n in p if "/independent/" in n] + [study_name(main, s, "sgd", 0) for s in SCHEMES],
         }
-        return list(dict.fromkeys(n for r in self.runs for n in groups.get(r, [r])))
 
 
 #: the survey's Table 5 (MNIST) and Table 6 (CIFAR10-CNN): only which optimizers came out ahead is stated
@@ -238,3 +219,17 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("false_positives", "issue 6", "Independent models against every key: model file and HTTP",
                ("@independent",), paper={"n_independent_min": 20}),
 )
+
+
+def schedule_of(scale: Scale, spec: RunSpec) -> TrainConfig:
+    """A derived run's fine-tuning, else the embedding schedule with the run's optimizer."""
+    if spec.parent:
+        return scale.finetune(spec.train_seed, spec.finetune_epochs)
+    return scale.train(spec.optimizer, spec.lr, spec.train_seed)
+
+
+EXPERIMENT_ID = "fkirin2022"
+PAPER = ("Fkirin, Attiya, El-Sayed, Shouman: Copyright protection of deep neural network models using digital "
+         "watermarking: a comparative study, Multimedia Tools and Applications 2022")
+STUDY = Study(EXPERIMENT_ID, PAPER, "Fkirin et al. 2022", SCALES, "cpu", plan, schedule_of, EXPERIMENTS)
+get_scale = STUDY.get_scale

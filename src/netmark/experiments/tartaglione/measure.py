@@ -13,6 +13,7 @@ from torch import nn
 from netmark._util import seeded
 from netmark.attacks import FixedPointConfig, RoundTripConfig, fixed_point_model, roundtrip
 from netmark.attacks.roundtrip import DTYPES
+from netmark.bench.report import criterion
 from netmark.bench.study import MeasureRegistry
 from netmark.keys import WatermarkKey
 from netmark.methods import false_positive_rate, verify
@@ -321,10 +322,6 @@ def overhead(runner: Runner, exp: Experiment) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- acceptance
 
 
-def _crit(value: Any, threshold: str, passed: bool) -> dict[str, Any]:
-    return {"value": value, "threshold": threshold, "passed": bool(passed)}
-
-
 @measure
 def acceptance(runner: Runner, exp: Experiment) -> dict[str, Any]:
     sc = runner.scale
@@ -346,14 +343,14 @@ def acceptance(runner: Runner, exp: Experiment) -> dict[str, Any]:
               f"{indep[0].train_size} images, {sc.small_train.epochs} epochs) + the plain run")
     n = len(key.tensors["payload"])
     criteria = {
-        "test_error_spread_pp_R0_R1_R4": _crit(spread, "<= 0.5", spread <= 0.5),
-        "payload_values": _crit(n, ">= 1800", n >= 1800),
-        "R0_finetuned_pearson": _crit(p0, f"<= R{REFERENCE_R}'s − 0.05 ({p4 - 0.05:.4f})", p0 <= p4 - 0.05),
-        f"R{REFERENCE_R}_finetuned_pearson": _crit(p4, ">= 0.99", p4 >= 0.99),
-        "pearson_8bit_fixed_point": _crit(p8, ">= 0.99", p8 >= 0.99),
-        f"R{REFERENCE_R}_step_cost_ratio": _crit(ratio, "<= 2", ratio <= 2.0),
-        "split_vs_full_finetuned_pearson_gap": _crit(abs(p4 - pfull), "<= 0.01", abs(p4 - pfull) <= 0.01),
-        "false_positives": _crit(fp["n_detected"], f"== 0 of {fp['n_models']} (>= 20)",
+        "test_error_spread_pp_R0_R1_R4": criterion(spread, "<= 0.5", spread <= 0.5),
+        "payload_values": criterion(n, ">= 1800", n >= 1800),
+        "R0_finetuned_pearson": criterion(p0, f"<= R{REFERENCE_R}'s − 0.05 ({p4 - 0.05:.4f})", p0 <= p4 - 0.05),
+        f"R{REFERENCE_R}_finetuned_pearson": criterion(p4, ">= 0.99", p4 >= 0.99),
+        "pearson_8bit_fixed_point": criterion(p8, ">= 0.99", p8 >= 0.99),
+        f"R{REFERENCE_R}_step_cost_ratio": criterion(ratio, "<= 2", ratio <= 2.0),
+        "split_vs_full_finetuned_pearson_gap": criterion(abs(p4 - pfull), "<= 0.01", abs(p4 - pfull) <= 0.01),
+        "false_positives": criterion(fp["n_detected"], f"== 0 of {fp['n_models']} (>= 20)",
                                  fp["n_detected"] == 0 and fp["n_models"] >= 20),
     }
     return {"test_error": {str(r): e for r, e in errors.items()}, "finetuned_pearson": ft, "pearson_8bit": p8,

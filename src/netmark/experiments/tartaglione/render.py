@@ -5,7 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from netmark.bench.report import criteria_table, figure, fmt, markdown_table, pct, plot_lines, section
+from netmark.bench.report import (
+    criteria_table,
+    figure,
+    fmt,
+    markdown_table,
+    pct,
+    plot_lines,
+    run_how,
+    run_seconds,
+    section,
+)
 from netmark.bench.study import make_render
 from netmark.verify import DEFAULT_ALPHA
 
@@ -356,9 +366,7 @@ def _overhead(e: dict[str, Any]) -> str:
 def _runs(runs: dict[str, Any]) -> str:
     rows = [[f"`{n}`", "—" if r["spec"]["replicas"] is None else r["spec"]["replicas"],
              r["spec"]["replica_batch"] if r["spec"]["replicas"] is not None else "—",
-             f"{r['spec']['attack']} `{r['spec']['parent']}`" if r["spec"]["parent"] else "train",
-             r["train_size"], len(r["history"]) or "—", pct(r["test_accuracy"]),
-             fmt(r["seconds"], 1) + (" (cached)" if r.get("from_cache") else "")]
+             run_how(r["spec"]), r["train_size"], len(r["history"]) or "—", pct(r["test_accuracy"]), run_seconds(r)]
             for n, r in runs.items()]
     return ("## Runs (each trained once and shared)\n\nSeconds are training time; '(cached)' runs were read back "
             "from `--cache-dir` (same fingerprint: spec, schedule, data, code; `netmark.experiments.cache`).\n\n"

@@ -1,6 +1,4 @@
-"""The one runner: trains each :class:`~.spec.RunSpec` at most once per invocation and runs every
-:class:`~.spec.Experiment` on the shared models, then writes ``results.json``, README.md and PNGs.
-"""
+"""The runs of :mod:`.spec`'s ``STUDY``: their data roles, the methods that train them, their records."""
 
 from __future__ import annotations
 
@@ -18,11 +16,8 @@ from netmark.keys import WatermarkKey
 from netmark.methods.tartaglione import Tartaglione, TartaglioneConfig, demo_logo, init_seed, reinit
 from netmark.training import TrainHook, evaluate, train
 
-from .spec import RunSpec, Scale, plan, schedule_of
+from .spec import STUDY, RunSpec, Scale
 
-EXPERIMENT_ID = "tartaglione2021"
-PAPER = ("Tartaglione, Grangetto, Cavagnino, Botta: Delving in the loss landscape to embed robust watermarks into "
-         "neural networks, ICPR 2020")
 _HISTORY_KEYS = ("epoch", "loss", "task_loss", "replica_loss", "tartaglione_gamma", "pearson", "train_accuracy",
                  "test_accuracy", "seconds")
 
@@ -90,16 +85,12 @@ class Trained(TrainedBase):
         return {"pearson": pearson_of(self.model, self.key), "pearson_fixed_point": fx}
 
 
-class Runner(RunnerBase):
+class Runner(RunnerBase[Scale, RunSpec, Trained]):
     """Loads the data of a :class:`Scale` and trains/derives runs on demand, each once."""
 
-    TITLE = "Tartaglione et al. 2021"
+    STUDY = STUDY
     TRAINED = Trained
     DEVICES = True
-    PLAN, SCHEDULE = staticmethod(plan), staticmethod(schedule_of)
-    scale: Scale
-    plan: dict[str, RunSpec]
-    cache: dict[str, Trained]
     #: the step-cost measurement (``measure.step_costs``), shared by ``overhead`` and ``acceptance``.
     costs: dict[str, Any] | None = None
 
@@ -167,4 +158,4 @@ class Runner(RunnerBase):
                 "layer_parameters": sum(p.numel() for p in model.get_submodule(self.scale.layer).parameters())}
 
 
-run = make_run(__package__, "Tartaglione et al. 2021", "digits + simple-cnn, under a minute", "``quick``/``cpu``")
+run = make_run(__package__, STUDY, "digits + simple-cnn, under a minute", "``quick``/``cpu``")

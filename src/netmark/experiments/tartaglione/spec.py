@@ -13,10 +13,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from netmark.bench.study import ExperimentBase, scale_getter
+from netmark.bench.spec import RunSpecBase, ScaleBase, at_least
+from netmark.bench.study import ExperimentBase, Study
 from netmark.errors import ConfigError
 from netmark.methods.tartaglione import PAPER_TRAIN
 from netmark.training import TrainConfig
@@ -29,7 +30,7 @@ FULL_RUN = f"R{REFERENCE_R}-full"
 
 
 @dataclass(frozen=True)
-class Scale:
+class Scale(ScaleBase):
     """Everything that differs between a quick run and the CPU run (paper values in brackets).
 
     Attributes:
@@ -65,7 +66,6 @@ class Scale:
         command: the command line that reproduces this scale (shown in the README).
     """
 
-    name: str
     dataset: str
     model: str
     layer: str
@@ -95,21 +95,14 @@ class Scale:
     landscape_directions: int = 3
     landscape_steps: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
     landscape_seed: int = 0
-    model_seed: int = 0
-    train_seed: int = 0
-    key_seed: int = 2021
-    split_seed: int = 0
-    threads: int | None = None
-    command: str = ""
+    key_seed: int = field(default=2021, kw_only=True)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not set(REQUIRED_R) <= set(self.replicas) or len(set(self.replicas)) != len(self.replicas) or any(
                 r < 0 for r in self.replicas):
             raise ConfigError(f"replicas must be distinct integers >= 0 including {REQUIRED_R}, got {self.replicas}")
-        if self.n_independent < 1 or self.overhead_rounds < 1 or self.overhead_steps < 1:
-            raise ConfigError("n_independent, overhead_rounds and overhead_steps must be >= 1")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError("threads must be >= 1 or None")
+        at_least(self, 1, "n_independent", "overhead_rounds", "overhead_steps")
         if any(g <= 0 for g in self.gamma_variants) or self.gamma in self.gamma_variants:
             raise ConfigError(f"gamma_variants must be > 0 and differ from gamma, got {self.gamma_variants}")
         if any(lr <= 0 for lr in self.finetune_lrs) or self.train.lr in self.finetune_lrs:
@@ -165,7 +158,6 @@ SCALES: dict[str, Scale] = {
                 ".cache/tartaglione-paper --out reports/tartaglione-paper",
     ),
 }
-DEFAULT_SCALE = "cpu"
 
 #: §IV-A, LeNet5-caffe on MNIST (the "paper" column of the scale table).
 PAPER_SETUP = {
@@ -177,14 +169,11 @@ PAPER_SETUP = {
 }
 
 
-get_scale = scale_getter(SCALES, Scale, DEFAULT_SCALE)
-
-
 # ----------------------------------------------------------------------------- runs
 
 
 @dataclass(frozen=True)
-class RunSpec:
+class RunSpec(RunSpecBase):
     """One model of the reproduction.
 
     Attributes:
@@ -200,18 +189,13 @@ class RunSpec:
         variant: the embedding's ``TartaglioneConfig.variant`` (``None``: the paper's).
     """
 
-    name: str
     replicas: int | None = None
     replica_batch: str = "split"
     payload_shape: tuple[int, ...] | None = None
     init: tuple[float, float] | None = None
     data: str = "main"
     schedule: str = "main"
-    model_seed: int = 0
-    train_seed: int = 0
-    key_seed: int = 2021
-    parent: str | None = None
-    attack: str | None = None
+    key_seed: int = field(default=2021, kw_only=True)
     gamma: float | None = None
     lr: float | None = None
     variant: str | None = None
@@ -289,11 +273,10 @@ def schedule_of(scale: Scale, spec: RunSpec) -> TrainConfig:
 class Experiment(ExperimentBase):
     """One table or figure (``runs``: ``@marked`` / ``@finetuned`` / ``@independent`` expand per scale)."""
 
-    def resolve_runs(self, scale: Scale) -> list[str]:
-        groups = {"@marked": marked_runs(scale), "@finetuned": [finetuned_run(m) for m in marked_runs(scale)],
-                  "@lr_sweep": [finetuned_run(m, lr) for lr in scale.finetune_lrs for m in lr_sweep_runs(scale)],
-                  "@independent": [independent_run(i) for i in range(scale.n_independent)]}
-        return list(dict.fromkeys(n for r in self.runs for n in groups.get(r, [r])))
+    def groups(self, scale: Scale) -> dict[str, list[str]]:
+        return {"@marked": marked_runs(scale), "@finetuned": [finetuned_run(m) for m in marked_runs(scale)],
+                "@lr_sweep": [finetuned_run(m, lr) for lr in scale.finetune_lrs for m in lr_sweep_runs(scale)],
+                "@independent": [independent_run(i) for i in range(scale.n_independent)]}
 
 
 #: Table I, MNIST / LeNet5-caffe, 100 epochs: test error (%) by R.
@@ -340,3 +323,10 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                       "pearson_8bit_min": 0.99, "step_cost_ratio_max": 2.0, "split_vs_full_pearson_max": 0.01,
                       "false_positives": 0}),
 )
+
+
+EXPERIMENT_ID = "tartaglione2021"
+PAPER = ("Tartaglione, Grangetto, Cavagnino, Botta: Delving in the loss landscape to embed robust watermarks into "
+         "neural networks, ICPR 2020")
+STUDY = Study(EXPERIMENT_ID, PAPER, "Tartaglione et al. 2021", SCALES, "cpu", plan, schedule_of, EXPERIMENTS)
+get_scale = STUDY.get_scale

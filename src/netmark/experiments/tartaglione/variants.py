@@ -28,15 +28,15 @@ import torch
 from torch import nn
 
 from netmark.attacks import FixedPointConfig, OutlierReset, OutlierResetConfig, fixed_point_model
-from netmark.bench.study import pick_scale, render_reproduction, run_reproduction
+from netmark.bench.study import Study, render_reproduction, run_reproduction
 from netmark.errors import ConfigError
 from netmark.keys import WatermarkKey
 from netmark.methods.tartaglione import layers_of, watermark_masks
 from netmark.training import evaluate
 
 from .measure import wm_stats
-from .runner import PAPER, Runner, Trained
-from .spec import SCALES, Experiment, RunSpec, Scale, finetuned_run, marked_run, plan
+from .runner import Runner, Trained
+from .spec import PAPER, SCALES, STUDY, Experiment, RunSpec, Scale, finetuned_run, marked_run, plan
 
 EXPERIMENT_ID = "tartaglione-variants"
 #: the R values compared (R = 0: the lock alone; R = 4: the paper's replicas, split fast path).
@@ -60,10 +60,6 @@ SCALES_V: dict[str, Scale] = {
 }
 
 
-def get_scale(scale: str | Scale | None, quick: bool = False) -> Scale:
-    return pick_scale(scale, quick, SCALES_V, Scale, "cpu")
-
-
 def run_name(variant: str, r: int) -> str:
     """``R4`` (paper: the reproduction's own run) or ``code-R4`` (official code)."""
     return marked_run(r) if variant == "paper" else f"code-{marked_run(r)}"
@@ -82,13 +78,6 @@ def variant_plan(scale: Scale) -> dict[str, RunSpec]:
                 ft = replace(ft, name=finetuned_run(name), parent=name)
             out[spec.name], out[ft.name] = spec, ft
     return out
-
-
-class VariantRunner(Runner):
-    """The reproduction's runner on :func:`variant_plan` (same title and cache version: shared fingerprints)."""
-
-    def _plan(self, scale: Scale) -> dict[str, RunSpec]:
-        return variant_plan(scale)
 
 
 def _owner(t: Trained) -> WatermarkKey:
@@ -151,6 +140,15 @@ def compare(runner: VariantRunner, exp: Experiment) -> dict[str, Any]:
 EXPERIMENTS = (Experiment("compare", "issue 18", "Paper vs official-code variant: fine-tuning, fixed point, KS, "
                           "outlier reset", tuple(n for n in variant_plan(SCALES["quick"]))),)
 MEASURES = {"compare": compare}
+#: the reproduction's title and schedule (with its cache version: shared fingerprints) on :func:`variant_plan`.
+VARIANTS = Study(EXPERIMENT_ID, PAPER, STUDY.title, SCALES_V, "cpu", variant_plan, STUDY.schedule, EXPERIMENTS)
+get_scale = VARIANTS.get_scale
+
+
+class VariantRunner(Runner):
+    """The reproduction's runner on :data:`VARIANTS`."""
+
+    STUDY = VARIANTS
 
 
 def render(results_json_path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None, *,
@@ -168,6 +166,5 @@ def run(out_dir: str | Path, *, quick: bool = False, force: bool = False, progre
     """Train (or read from ``cache_dir``) the eight runs, measure, write ``results.json`` and README.md (see
     :func:`netmark.bench.study.run_reproduction` for the arguments)."""
     return run_reproduction(out_dir, quick=quick, force=force, progress=progress, data_dir=data_dir, scale=scale,
-                            get_scale=get_scale, runner_cls=VariantRunner, experiments=EXPERIMENTS,
-                            measures=MEASURES, render=render, experiment_id=EXPERIMENT_ID, paper=PAPER,
-                            cache_dir=cache_dir, jobs=jobs, device=device, runs=runs)
+                            runner_cls=VariantRunner, measures=MEASURES, render=render, cache_dir=cache_dir,
+                            jobs=jobs, device=device, runs=runs)

@@ -10,6 +10,7 @@ from torch import nn
 
 from netmark.attacks import PruneConfig, prune
 from netmark.attacks.prune import ORDERS, PruneOrder
+from netmark.bench.report import criterion
 from netmark.bench.study import MeasureRegistry
 from netmark.keys import WatermarkKey
 from netmark.methods import false_positive_rate, verify
@@ -209,11 +210,11 @@ def acceptance(runner: Runner, exp: Experiment) -> dict[str, Any]:
                       f"images, {sc.small_train.epochs} epochs) + the plain baseline")
     fp_d["independent_test_error_mean"] = sum(1 - t.test_accuracy for t in indep) / len(indep)
     criteria = {
-        "fidelity_gap_pp": {"value": gap_pp, "threshold": "<= 0.5", "passed": gap_pp <= 0.5},
-        "ber_owner": {"value": own["ber"], "threshold": "== 0", "passed": own["ber"] == 0},
-        "ber_pruned_65_ascending": {"value": pr["ber"], "threshold": "== 0", "passed": pr["ber"] == 0},
-        "ber_finetuned_same_domain": {"value": ft["ber"], "threshold": "== 0", "passed": ft["ber"] == 0},
-        "false_positives": {"value": fp.n_detected, "threshold": "== 0", "passed": fp.n_detected == 0},
+        "fidelity_gap_pp": criterion(gap_pp, "<= 0.5", gap_pp <= 0.5),
+        "ber_owner": criterion(own["ber"], "== 0", own["ber"] == 0),
+        "ber_pruned_65_ascending": criterion(pr["ber"], "== 0", pr["ber"] == 0),
+        "ber_finetuned_same_domain": criterion(ft["ber"], "== 0", ft["ber"] == 0),
+        "false_positives": criterion(fp.n_detected, "== 0", fp.n_detected == 0),
     }
     return {
         "fidelity": {"plain_test_accuracy": plain.test_accuracy, "watermarked_test_accuracy": owner.test_accuracy,

@@ -5,16 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from netmark.bench.report import (
-    criteria_table,
-    figure,
-    fmt,
-    markdown_table,
-    pct,
-    plot_hist,
-    plot_lines,
-    section,
-)
+from netmark.bench.report import criteria_table, figure, fmt, markdown_table, pct, plot_hist, plot_lines, section
 from netmark.bench.study import make_render
 from netmark.methods.uchida import PAPER_TRAIN
 

@@ -1,6 +1,4 @@
-"""The one runner: trains each :class:`~.spec.RunSpec` at most once per invocation and runs every
-:class:`~.spec.Experiment` on the shared models, then writes ``results.json``, README.md and PNGs.
-"""
+"""The runs of :mod:`.spec`'s ``STUDY``: their data roles, the methods that train them, their records."""
 
 from __future__ import annotations
 
@@ -15,10 +13,8 @@ from netmark.keys import WatermarkKey
 from netmark.methods.uchida import KeyType, Uchida, UchidaConfig, host_module, host_vector
 from netmark.training import TrainConfig
 
-from .spec import RunSpec, Scale, plan, schedule_of
+from .spec import STUDY, RunSpec, Scale
 
-EXPERIMENT_ID = "uchida2017"
-PAPER = "Uchida, Nagai, Sakazawa, Satoh: Embedding Watermarks into Deep Neural Networks, ICMR 2017"
 _HISTORY_KEYS = ("epoch", "lr", "loss", "task_loss", "embed_loss", "embed_loss_raw", "bit_error_rate",
                  "train_accuracy", "test_accuracy", "test_loss", "seconds")
 
@@ -49,15 +45,11 @@ class Trained(TrainedBase):
     key_summary = staticmethod(key_summary)
 
 
-class Runner(RunnerBase):
+class Runner(RunnerBase[Scale, RunSpec, Trained]):
     """Loads the data of a :class:`Scale` and trains/derives runs on demand, each once."""
 
-    TITLE = "Uchida et al. 2017"
+    STUDY = STUDY
     TRAINED = Trained
-    PLAN, SCHEDULE = staticmethod(plan), staticmethod(schedule_of)
-    scale: Scale
-    plan: dict[str, RunSpec]
-    cache: dict[str, Trained]
 
     # ------------------------------------------------------------------ data
 
@@ -131,4 +123,4 @@ class Runner(RunnerBase):
         return results["timing"]["total_seconds"]
 
 
-run = make_run(__package__, "Uchida et al. 2017", "digits + simple-cnn, under a minute", "``quick``/``cpu``/``paper``")
+run = make_run(__package__, STUDY, "digits + simple-cnn, under a minute", "``quick``/``cpu``/``paper``")

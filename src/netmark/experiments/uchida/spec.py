@@ -13,17 +13,18 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from netmark.bench.study import ExperimentBase, scale_getter
+from netmark.bench.spec import RunSpecBase, ScaleBase, at_least
+from netmark.bench.study import ExperimentBase, Study
 from netmark.errors import ConfigError
 from netmark.methods.uchida import PAPER_TRAIN
 from netmark.training import TrainConfig
 
 
 @dataclass(frozen=True)
-class Scale:
+class Scale(ScaleBase):
     """Everything that differs between a CPU-sized run and the paper's setting.
 
     Attributes:
@@ -54,7 +55,6 @@ class Scale:
         command: the command line that reproduces this scale (shown in the README).
     """
 
-    name: str
     dataset: str
     model: str
     layer: str
@@ -76,18 +76,11 @@ class Scale:
     prune_rates: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.8, 0.9, 0.95)
     table7_lams: tuple[float, ...] = (0.0, 1.0, 10.0, 100.0)
     table7_steps: int = 2000
-    model_seed: int = 0
-    train_seed: int = 0
-    key_seed: int = 2017
-    split_seed: int = 0
-    threads: int | None = None
-    command: str = ""
+    key_seed: int = field(default=2017, kw_only=True)
 
     def __post_init__(self) -> None:
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError("threads must be >= 1 or None")
-        if self.n_independent < 1:
-            raise ConfigError("n_independent must be >= 1")
+        super().__post_init__()
+        at_least(self, 1, "n_independent")
         if set(self.domain_a) & set(self.domain_b):
             raise ConfigError("domain_a and domain_b must be disjoint class sets")
 
@@ -130,17 +123,13 @@ SCALES: dict[str, Scale] = {
         n_independent=20, command="netmark reproduce uchida --scale paper",
     ),
 }
-DEFAULT_SCALE = "cpu"
-
-
-get_scale = scale_getter(SCALES, Scale, DEFAULT_SCALE)
 
 
 # ----------------------------------------------------------------------------- runs
 
 
 @dataclass(frozen=True)
-class RunSpec:
+class RunSpec(RunSpecBase):
     """One model of the reproduction.
 
     Attributes:
@@ -156,21 +145,13 @@ class RunSpec:
         attacker_key_seed: key seed of the attacker's watermark (``overwrite``).
     """
 
-    name: str
     key_type: str | None = None
     bits: int | None = None
     layer: str | None = None
     data: str = "main"
     schedule: str = "main"
-    model_seed: int = 0
-    train_seed: int = 0
-    key_seed: int = 2017
-    parent: str | None = None
-    attack: str | None = None
+    key_seed: int = field(default=2017, kw_only=True)
     attacker_key_seed: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def plan(scale: Scale) -> dict[str, RunSpec]:
@@ -230,17 +211,10 @@ class Experiment(ExperimentBase):
         notes: how our measurement maps onto the paper's.
     """
 
-    def resolve_runs(self, scale: Scale) -> list[str]:
-        out: list[str] = []
-        for r in self.runs:
-            if r == "@capacity":
-                out += [capacity_run(la, b) for la in scale.capacity_layers for b in scale.capacity_bits]
-                out.append("capacity-plain")
-            elif r == "@independent":
-                out += [independent_run(i) for i in range(scale.n_independent)]
-            else:
-                out.append(r)
-        return out
+    def groups(self, scale: Scale) -> dict[str, list[str]]:
+        return {"@capacity": [*(capacity_run(la, b) for la in scale.capacity_layers for b in scale.capacity_bits),
+                              "capacity-plain"],
+                "@independent": [independent_run(i) for i in range(scale.n_independent)]}
 
 
 TABLE4_PAPER = {  # test error (%) on CIFAR-10; E_R values are lost in the extracted text
@@ -304,5 +278,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
 )
 
 
-def experiment_names() -> list[str]:
-    return [e.name for e in EXPERIMENTS]
+EXPERIMENT_ID = "uchida2017"
+PAPER = "Uchida, Nagai, Sakazawa, Satoh: Embedding Watermarks into Deep Neural Networks, ICMR 2017"
+STUDY = Study(EXPERIMENT_ID, PAPER, "Uchida et al. 2017", SCALES, "cpu", plan, schedule_of, EXPERIMENTS)
+get_scale = STUDY.get_scale

@@ -9,6 +9,7 @@ from torch import nn
 
 from netmark.attacks import PruneConfig, prune
 from netmark.attacks.prune import PruneOrder
+from netmark.bench.report import criterion
 from netmark.bench.study import MeasureRegistry
 from netmark.keys import WatermarkKey
 from netmark.methods import false_positive_rate, verify
@@ -210,16 +211,12 @@ def acceptance(runner: Runner, exp: Experiment) -> dict[str, Any]:
     sd = finetuning["auto-sd"]
     n_fp = sum(f["n_detected"] for f in fps.values())
     criteria = {
-        f"auto_{big}_bit_accuracy": {"value": a_auto["bit_accuracy"], "threshold": "== 1", "passed":
-                                     a_auto["bit_accuracy"] == 1.0},
-        f"manu_{big}_bit_accuracy": {"value": a_manu["bit_accuracy"], "threshold": "== 1", "passed":
-                                     a_manu["bit_accuracy"] == 1.0},
+        f"auto_{big}_bit_accuracy": criterion(a_auto["bit_accuracy"], "== 1", a_auto["bit_accuracy"] == 1.0),
+        f"manu_{big}_bit_accuracy": criterion(a_manu["bit_accuracy"], "== 1", a_manu["bit_accuracy"] == 1.0),
         **{f"{m}_{big}_fidelity_gap_pp": _fidelity_criterion(capacity[m]) for m in ("auto", "manu")},
-        "auto_pruned_90_ascending_bit_accuracy": {"value": p90["bit_accuracy"], "threshold": "== 1",
-                                                  "passed": p90["bit_accuracy"] == 1.0},
-        "auto_sd_finetuned_bit_accuracy": {"value": sd["bit_accuracy"], "threshold": "== 1",
-                                           "passed": sd["bit_accuracy"] == 1.0},
-        "false_positives": {"value": n_fp, "threshold": "== 0", "passed": n_fp == 0},
+        "auto_pruned_90_ascending_bit_accuracy": criterion(p90["bit_accuracy"], "== 1", p90["bit_accuracy"] == 1.0),
+        "auto_sd_finetuned_bit_accuracy": criterion(sd["bit_accuracy"], "== 1", sd["bit_accuracy"] == 1.0),
+        "false_positives": criterion(n_fp, "== 0", n_fp == 0),
     }
     return {"plain_test_accuracy": plain.test_accuracy, "plain_seeds": plain_spread(runner),
             "capacity": capacity, "pruned_90_ascending": pruning,

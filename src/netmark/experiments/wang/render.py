@@ -13,6 +13,8 @@ from netmark.bench.report import (
     pct,
     plot_hist,
     plot_lines,
+    run_how,
+    run_seconds,
 )
 from netmark.bench.study import make_render
 from netmark.verify import DEFAULT_ALPHA
@@ -326,11 +328,8 @@ def _conv(e: dict[str, Any]) -> str:
 
 
 def _runs(runs: dict[str, Any]) -> str:
-    rows = [[f"`{n}`", r["spec"]["method"] or "—", r["spec"]["bits"] or "—",
-             f"{r['spec']['attack']} `{r['spec']['parent']}`" if r["spec"]["parent"] else "train",
-             r["train_size"], len(r["history"]) or "—", pct(r["test_accuracy"]),
-             fmt(r["seconds"], 1) + (" (cached)" if r.get("from_cache") else "")]
-            for n, r in runs.items()]
+    rows = [[f"`{n}`", r["spec"]["method"] or "—", r["spec"]["bits"] or "—", run_how(r["spec"]), r["train_size"],
+             len(r["history"]) or "—", pct(r["test_accuracy"]), run_seconds(r)] for n, r in runs.items()]
     return ("## Runs (each trained once and shared)\n\nSeconds are training time; '(cached)' runs were read back "
             "from `--cache-dir`, where an earlier invocation of the same command trained them (same fingerprint: "
             "spec, schedule, data, code; `netmark.experiments.cache`).\n\n"

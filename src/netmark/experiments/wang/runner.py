@@ -1,6 +1,4 @@
-"""The one runner: trains each :class:`~.spec.RunSpec` at most once per invocation and runs every
-:class:`~.spec.Experiment` on the shared models, then writes ``results.json``, README.md and PNGs.
-"""
+"""The runs of :mod:`.spec`'s ``STUDY``: their data roles, the methods that train them, their records."""
 
 from __future__ import annotations
 
@@ -20,11 +18,8 @@ from netmark.methods.base import WatermarkMethod
 from netmark.methods.uchida import Uchida, UchidaConfig
 from netmark.methods.wang import Wang, paper_config
 
-from .spec import RunSpec, Scale, plan, schedule_of
+from .spec import STUDY, RunSpec, Scale
 
-EXPERIMENT_ID = "wang2020"
-PAPER = ("Wang, Li, Li, Zhang, Wu, Wang, Gu: Watermarking in Deep Neural Networks via Error Back-propagation, "
-         "Electronic Imaging 2020")
 #: fixed derangement of the 10 labels for the ``permuted-labels`` different domain (y → 3y + 1 mod 10).
 PERMUTATION = tuple((3 * y + 1) % 10 for y in range(10))
 _HISTORY_KEYS = ("epoch", "loss", "task_loss", "wang_loss", "embed_loss", "wang_l2", "bit_error_rate",
@@ -68,15 +63,11 @@ def permuted_labels(data: ArrayDataset) -> ArrayDataset:
     return ArrayDataset(data.x, y, name=f"{data.name}-permuted", num_classes=data.num_classes)
 
 
-class Runner(RunnerBase):
+class Runner(RunnerBase[Scale, RunSpec, Trained]):
     """Loads the data of a :class:`Scale` and trains/derives runs on demand, each once."""
 
-    TITLE = "Wang et al. 2020"
+    STUDY = STUDY
     TRAINED = Trained
-    PLAN, SCHEDULE = staticmethod(plan), staticmethod(schedule_of)
-    scale: Scale
-    plan: dict[str, RunSpec]
-    cache: dict[str, Trained]
 
     def _load(self, role: str) -> tuple[ArrayDataset, ArrayDataset]:
         """``(train, test)`` for ``main`` / ``small`` / ``sd`` / ``dd``."""
@@ -147,4 +138,4 @@ class Runner(RunnerBase):
                 "host_M": int(self.fresh_model(tr, 0).get_parameter(f"{sc.layer}.weight").numel())}
 
 
-run = make_run(__package__, "Wang et al. 2020", "digits + mlp, under a minute", "``quick``/``cpu``")
+run = make_run(__package__, STUDY, "digits + mlp, under a minute", "``quick``/``cpu``")

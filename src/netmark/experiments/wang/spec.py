@@ -13,10 +13,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from netmark.bench.study import ExperimentBase, scale_getter
+from netmark.bench.spec import RunSpecBase, ScaleBase, at_least
+from netmark.bench.study import ExperimentBase, Study
 from netmark.errors import ConfigError
 from netmark.methods.wang import PAPER_TRAIN_MLP
 from netmark.training import TrainConfig
@@ -29,7 +30,7 @@ DD_SOURCES = ("digits-28", "permuted-labels")
 
 
 @dataclass(frozen=True)
-class Scale:
+class Scale(ScaleBase):
     """Everything that differs between a quick run and the full CPU run.
 
     Attributes:
@@ -65,7 +66,6 @@ class Scale:
         command: the command line that reproduces this scale (shown in the README).
     """
 
-    name: str
     dataset: str
     model: str
     layer: str
@@ -93,21 +93,16 @@ class Scale:
     conv_small_epochs: int = 3
     prune_rates: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     uchida_strength: float = 0.01
-    model_seed: int = 0
-    train_seed: int = 0
-    key_seed: int = 2020
-    split_seed: int = 0
-    command: str = ""
+    key_seed: int = field(default=2020, kw_only=True)
 
     def __post_init__(self) -> None:
-        if self.n_independent < 1:
-            raise ConfigError("n_independent must be >= 1")
+        super().__post_init__()
+        at_least(self, 1, "n_independent")
         if self.dd_source not in DD_SOURCES:
             raise ConfigError(f"dd_source must be one of {', '.join(DD_SOURCES)}, got {self.dd_source!r}")
         if self.train.epochs <= self.converge_epochs:
             raise ConfigError("MANU needs more training epochs than converge_epochs")
-        if self.plain_seeds < 1:
-            raise ConfigError("plain_seeds must be >= 1")
+        at_least(self, 1, "plain_seeds")
         if not 1 <= self.fidelity_seeds <= self.plain_seeds:
             raise ConfigError("fidelity_seeds must be between 1 and plain_seeds (each marked seed is paired with "
                               "the unmarked model of the same seed)")
@@ -150,17 +145,13 @@ SCALES: dict[str, Scale] = {
         command="netmark reproduce wang --jobs 2 --cache-dir .cache/wang",
     ),
 }
-DEFAULT_SCALE = "cpu"
-
-
-get_scale = scale_getter(SCALES, Scale, DEFAULT_SCALE)
 
 
 # ----------------------------------------------------------------------------- runs
 
 
 @dataclass(frozen=True)
-class RunSpec:
+class RunSpec(RunSpecBase):
     """One model of the reproduction.
 
     Attributes:
@@ -174,20 +165,12 @@ class RunSpec:
         part: ``mlp`` (the scale's ``model``) or ``conv`` (its ``conv_model``, host ``conv_layer``).
     """
 
-    name: str
     method: str | None = None
     bits: int | None = None
     data: str = "main"
     schedule: str = "main"
-    model_seed: int = 0
-    train_seed: int = 0
-    key_seed: int = 2020
-    parent: str | None = None
-    attack: str | None = None
+    key_seed: int = field(default=2020, kw_only=True)
     part: str = "mlp"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def marked_run(method: str, bits: int, part: str = "mlp") -> str:
@@ -271,30 +254,19 @@ def schedule_of(scale: Scale, spec: RunSpec) -> TrainConfig:
 class Experiment(ExperimentBase):
     """One table or figure of the paper (``runs``: ``@capacity`` / ``@independent`` expand to the sweeps)."""
 
-    def resolve_runs(self, scale: Scale) -> list[str]:
-        out: list[str] = []
-        for r in self.runs:
-            if r == "@main":
-                out += ["plain", *(marked_run(m, scale.bits) for m in METHODS)]
-            elif r == "@capacity":
-                out += ["plain", *(marked_run(m, b) for b in scale.capacity_bits for m in METHODS)]
-            elif r == "@finetuned":
-                out += [attacked_run(m, scale.bits, d) for m in METHODS for d in ("sd", "dd")]
-            elif r == "@independent":
-                out += [independent_run(i) for i in range(scale.n_independent)]
-            elif r == "@plain":
-                out += [plain_run(i) for i in range(scale.plain_seeds)]
-            elif r == "@fidelity":
-                big = max(all_bits(scale))
-                out += [seeded_run(m, big, i) for m in scale.fidelity_methods for i in range(1, scale.fidelity_seeds)]
-            elif r == "@conv":
-                if scale.conv_model is not None:
-                    out += [plain_run(0, "conv"), *(marked_run(m, scale.bits, "conv") for m in METHODS),
-                            *(attacked_run(m, scale.bits, d, "conv") for m in METHODS for d in ("sd", "dd")),
-                            *(independent_run(i, "conv") for i in range(scale.conv_n_independent))]
-            else:
-                out.append(r)
-        return list(dict.fromkeys(out))
+    def groups(self, scale: Scale) -> dict[str, list[str]]:
+        conv = [plain_run(0, "conv"), *(marked_run(m, scale.bits, "conv") for m in METHODS),
+                *(attacked_run(m, scale.bits, d, "conv") for m in METHODS for d in ("sd", "dd")),
+                *(independent_run(i, "conv") for i in range(scale.conv_n_independent))]
+        big = max(all_bits(scale))
+        return {"@main": ["plain", *(marked_run(m, scale.bits) for m in METHODS)],
+                "@capacity": ["plain", *(marked_run(m, b) for b in scale.capacity_bits for m in METHODS)],
+                "@finetuned": [attacked_run(m, scale.bits, d) for m in METHODS for d in ("sd", "dd")],
+                "@independent": [independent_run(i) for i in range(scale.n_independent)],
+                "@plain": [plain_run(i) for i in range(scale.plain_seeds)],
+                "@fidelity": [seeded_run(m, big, i) for m in scale.fidelity_methods
+                              for i in range(1, scale.fidelity_seeds)],
+                "@conv": conv if scale.conv_model is not None else []}
 
 
 #: Table 3, MLP on MNIST: test accuracy (%) non-marked / marked and L2 (VGG16 rows for reference).
@@ -367,5 +339,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
 )
 
 
-def experiment_names() -> list[str]:
-    return [e.name for e in EXPERIMENTS]
+EXPERIMENT_ID = "wang2020"
+PAPER = ("Wang, Li, Li, Zhang, Wu, Wang, Gu: Watermarking in Deep Neural Networks via Error Back-propagation, "
+         "Electronic Imaging 2020")
+STUDY = Study(EXPERIMENT_ID, PAPER, "Wang et al. 2020", SCALES, "cpu", plan, schedule_of, EXPERIMENTS)
+get_scale = STUDY.get_scale
