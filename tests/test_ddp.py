@@ -34,7 +34,7 @@ import torch
 from netmark import distributed
 from netmark._util import seeded
 from netmark.data import ArrayDataset, load
-from netmark.methods import MethodConfig, get_method, verify
+from netmark.methods import METHODS, MethodConfig, get_method, verify
 from netmark.methods.examples import example
 from netmark.models import build
 from netmark.training import TrainConfig, train
@@ -100,6 +100,8 @@ CASES: dict[str, Case] = {
     "plain-batchnorm": Case(None, None, model="resnet", exact=False),
     "plain-dropout": Case(None, None, model="dropout", exact=False),
 }
+#: a registered method without a case above runs its example config as it is (a new method needs no entry here)
+CASES.update({n: Case(n, example(n)) for n in sorted(METHODS) if n not in {c.method for c in CASES.values()}})
 EXACT = [n for n, c in CASES.items() if c.exact]
 #: exact cases whose schedule is longer than SHORT_EPOCHS: their comparison needs a separate short run
 SHORT = [n for n in EXACT if CASES[n].train.epochs > SHORT_EPOCHS]
@@ -216,8 +218,6 @@ def test_two_ranks_match_one_process(name: str, ddp_dir: Path) -> None:
 
 
 def test_every_registered_method_has_a_case() -> None:
-    from netmark.methods import METHODS
-
     assert set(METHODS) <= {c.method for c in CASES.values()}
 
 

@@ -31,6 +31,7 @@ from netmark.models import build
 from netmark.training import TrainConfig, train
 from netmark.verify import log10_pearson_tail, pearson_result
 from tests.conftest import make_cnn
+from tests.method_contract import hooked_step
 
 
 def _locked_values(model: torch.nn.Module, key: WatermarkKey) -> torch.Tensor:
@@ -119,13 +120,7 @@ def test_update_is_eq10_for_vanilla_sgd(mode) -> None:
     ref = copy.deepcopy(model)
     model.eval(), ref.eval()  # no dropout: the replicas must see the same network
     grads = torch.autograd.grad(F.cross_entropy(ref(x), y), list(ref.parameters()))
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
-    logits = model(x)
-    loss = F.cross_entropy(logits, y) + sum(hook.extra_loss(model, x, y, logits).values())
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-    hook.after_step(model)
+    hooked_step(model, hook, torch.optim.SGD(model.parameters(), lr=lr), x, y)
     locked = hook.masks
     for (name, p), p0, gr in zip(model.named_parameters(), ref.parameters(), grads, strict=True):
         expected = p0.detach() - (lr - gamma) * gr

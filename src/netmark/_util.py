@@ -8,7 +8,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -141,6 +141,18 @@ def add_to_registry(registry: dict[str, Any], kind: str, name: str, item: _Item)
         raise ValueError(f"{kind} {name!r} registered twice")
     registry[name] = item
     return item
+
+
+def import_submodules(package: str, path: Iterable[str]) -> list[str]:
+    """Import every module of ``package`` (its ``__path__``), in name order, and return their names: how the method
+    and attack packages register every scheme in them, so that a new module needs no import list edited."""
+    import importlib
+    import pkgutil
+
+    names = sorted(m.name for m in pkgutil.iter_modules(list(path)) if not m.name.startswith("_"))
+    for name in names:
+        importlib.import_module(f"{package}.{name}")
+    return names
 
 
 def check_int(name: str, v: object, low: int = 1) -> None:

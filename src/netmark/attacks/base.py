@@ -45,6 +45,12 @@ class Attack(ABC):
     #: cached study runs are keyed by it (with the config), not by source text
     VERSION: ClassVar[int] = 1
 
+    @classmethod
+    def example_config(cls) -> AttackConfig:
+        """A small config that runs in about a second on a tiny model (the attack contract tests start from it;
+        ``tests/test_attacks.py`` may state a smaller one). Default: the config's defaults."""
+        return cls.config_cls()
+
     def __init__(self, config: AttackConfig | None = None) -> None:
         cfg = config if config is not None else self.config_cls()
         if not isinstance(cfg, self.config_cls):

@@ -1,6 +1,8 @@
 """Watermarking schemes: one file per scheme, one protocol (:mod:`netmark.methods.base`).
 
-Importing this package registers every scheme in :data:`METHODS`.
+Importing this package registers every scheme in :data:`METHODS`: it imports every module of the package (name
+order), so a new scheme is one new module (plus its golden entry in ``tests/data/method_outputs.json``), with no
+list to edit here. The scheme modules named below are only re-exported.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from typing import Any
 from torch import nn
 from torch.utils.data import Dataset
 
+from netmark._util import import_submodules
 from netmark.errors import ConfigError
 from netmark.keys import WatermarkKey
 from netmark.methods import adi, deepsigns, frontier, tartaglione, triggerset, uchida, wang, zhang
@@ -23,8 +26,12 @@ from netmark.methods.base import (
 )
 from netmark.methods.dispatch import false_positive_rate, get_method, method_from_key, verify
 
+#: every module of this package, imported (each scheme registers itself in METHODS)
+MODULES: list[str] = import_submodules(__name__, __path__)
+
 __all__ = [
     "METHODS",
+    "MODULES",
     "Extraction",
     "MethodConfig",
     "WatermarkMethod",
