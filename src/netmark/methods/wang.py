@@ -258,6 +258,11 @@ def extractor_optimizer(params: list[Tensor], name: str, lr: float) -> torch.opt
         return opt_cls(params, lr=lr)
 
 
+def _magnitude_rank(w: Tensor) -> Tensor:
+    """Each weight's magnitude rank in [0, 1) (pruning at rate r keeps the weights ranked >= r)."""
+    return w.abs().argsort().argsort().to(w.dtype) / w.numel()
+
+
 class WangHook(TrainHook):
     """Adds ``λ·L2`` to the host loss, steps the extractor on L2 after each host step, selects
     MANU's convergent weights and hardens the extractor at ``on_train_end``. The key is never written:
@@ -308,18 +313,23 @@ class WangHook(TrainHook):
     def _extractor_step(self, w: Tensor, neg: int) -> None:
         """One optimizer step of the extractor alone: the host weights -> m; ``neg`` null inputs -> 1 - m;
         ``augment`` host-weight copies pruned at random rates -> m."""
+        if self.opt is None:  # made by _ready once the extractor is attached
+            return
         aug = self.config.augment
-        rate = torch.rand(aug, 1, generator=self.gen).to(w.device) * AUGMENT_MAX_RATE
-        rank = w.abs().argsort().argsort().to(w.dtype) / w.numel()
-        x = torch.cat([w[None], self._negatives(w, neg), w * (rank >= rate)])
+        pruned = self._pruned_copies(w, _magnitude_rank(w))
+        x = torch.cat([w[None], self._negatives(w, neg), pruned])
         target = torch.cat([self.message[None], (1 - self.message).expand(neg, -1), self.message.expand(aug, -1)])
         weight = torch.tensor([1.0] + [1 / max(neg, 1)] * neg + [1 / max(aug, 1)] * aug, device=w.device)
         out = extractor_logits(x, self.sel, self.W1, self.W2)
-        if self.opt is None:  # made by _ready once the extractor is attached
-            return
         self.opt.zero_grad(set_to_none=True)
         (F.binary_cross_entropy_with_logits(out, target, reduction="none").mean(dim=1) @ weight).backward()
         self.opt.step()
+
+    def _pruned_copies(self, w: Tensor, rank: Tensor) -> Tensor:
+        """``augment`` copies of ``w`` magnitude-pruned at random rates in [0, AUGMENT_MAX_RATE) (``rank``:
+        :func:`_magnitude_rank` of ``w``)."""
+        rate = torch.rand(self.config.augment, 1, generator=self.gen).to(w.device) * AUGMENT_MAX_RATE
+        return w * (rank >= rate)
 
     def _negatives(self, w: Tensor, n: int) -> Tensor:
         """Fresh null inputs: half i.i.d. U(-1, 1); half the host weights with a random 70-100% of
@@ -368,19 +378,19 @@ class WangHook(TrainHook):
         if self.active and self.opt is not None and self.config.negatives and self.config.harden_steps:
             w = self._ready(model).detach().reshape(-1)
             self.opt = self._new_optimizer()  # fresh moments: the training's were sized by the host's moving weights
-            for _ in range(self.config.harden_steps):  # the host is final: widen the extractor's null margin
-                self._harden_step(w)
+            rank = _magnitude_rank(w)  # the host is final: ranked once
+            for _ in range(self.config.harden_steps):  # widen the extractor's null margin
+                self._harden_step(w, rank)
 
-    def _harden_step(self, w: Tensor) -> None:
+    def _harden_step(self, w: Tensor, rank: Tensor) -> None:
         """One hardening step: a margin in the null inputs' own spread. Rows scaled to unit norm (the extractor is
         positively homogeneous: no bit changes); z = logits signed by the message, s = std of z over the null rows;
         loss softplus(κ - z/s) on the host and its pruned copies, softplus(κ + z/s) on the null inputs (κ =
         HARDEN_MARGIN). BCE cannot do this: its gradient vanishes once the nulls are confidently wrong, leaving the
         rare null input scored positive, and scaling the weights moves z and s alike."""
         neg, aug = self.config.harden_negatives, self.config.augment
-        rate = torch.rand(aug, 1, generator=self.gen).to(w.device) * AUGMENT_MAX_RATE
-        rank = w.abs().argsort().argsort().to(w.dtype) / w.numel()
-        x = torch.cat([w[None], w * (rank >= rate), self._negatives(w, neg)])
+        pruned = self._pruned_copies(w, rank)
+        x = torch.cat([w[None], pruned, self._negatives(w, neg)])
         z = extractor_logits(x / x.norm(dim=1, keepdim=True), self.sel, self.W1, self.W2) * (2 * self.message - 1)
         z = z / z[1 + aug:].std()
         loss = F.softplus(HARDEN_MARGIN - z[:1 + aug]).mean() + F.softplus(HARDEN_MARGIN + z[1 + aug:]).mean()
