@@ -397,3 +397,25 @@ def test_cli_serve_subprocess(marked, key_file: Path, tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+
+def test_server_close_ends_open_connections_and_joins_their_threads() -> None:
+    """A client that opened a connection and sent half a request leaves a request thread blocked reading it;
+    server_close must end that connection and join the thread (a request thread left running inside torch at
+    interpreter exit aborted `netmark serve` on Ctrl-C: exit -6)."""
+    server = make_server(make_cnn(0).eval(), port=0)
+    server.start()
+    before = set(threading.enumerate())
+    client = socket.create_connection(server.server_address[:2], timeout=10)
+    client.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # the headers never end
+    deadline = time.monotonic() + 10
+    while not (workers := set(threading.enumerate()) - before) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert workers, "the half-sent request should hold a request thread"
+    t0 = time.monotonic()
+    server.shutdown()
+    server.server_close()
+    assert time.monotonic() - t0 < 5
+    assert not any(t.is_alive() for t in workers)
+    client.close()
