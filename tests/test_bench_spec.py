@@ -41,7 +41,7 @@ def test_scale_and_run_bases_keep_seeds_keyword_only() -> None:
                                            (wang, 2020)])
 def test_each_study_declares_itself(pkg, key_seed: int) -> None:
     study = pkg.spec.STUDY
-    assert pkg.Runner.STUDY is study and study.id == pkg.EXPERIMENT_ID and study.experiments == pkg.EXPERIMENTS
+    assert pkg.RUNS.study is study and study.id == pkg.EXPERIMENT_ID and study.experiments == pkg.EXPERIMENTS
     quick = study.get_scale("quick")
     assert study.get_scale(None, quick=True) is quick and study.get_scale(quick) is quick
     assert study.get_scale(None).name == "cpu"

@@ -21,12 +21,13 @@ import pytest
 import netmark
 from netmark import training
 from netmark.attacks import ATTACKS
-from netmark.bench.cache import attack_versions
+from netmark.bench.cache import attack_versions, method_part
+from netmark.bench.runner import Runner
 from netmark.evaluation.access import _protected_fp
 from netmark.evaluation.cells import BASELINE, Context, Job, independent_run, marked_run
 from netmark.evaluation.measure import attack_cell
 from netmark.evaluation.spec import preset
-from netmark.experiments.wang.runner import Runner
+from netmark.experiments.wang.runs import RUNS
 from netmark.methods import METHODS
 from netmark.models import MODELS
 from tests.test_experiments_cache import TINY
@@ -35,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _wang_fps() -> dict[str, str]:
-    r = Runner(TINY)
+    r = Runner(RUNS, TINY)
     return {n: r.fingerprint(n) for n in r.plan}
 
 
@@ -52,12 +53,13 @@ def _uses(runner: Runner, name: str) -> tuple[str | None, str | None]:
     root = spec
     while root.parent:
         root = runner.plan[root.parent]
-    part = runner._method_part(root)
+    m = runner.runs.method(runner, root)
+    part = None if m is None else method_part(m)
     return (part["name"] if part else None), spec.attack
 
 
 def test_a_run_key_follows_the_versions_of_what_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    runner = Runner(TINY)
+    runner = Runner(RUNS, TINY)
     before = _wang_fps()
     uses = {n: _uses(runner, n) for n in before}
     assert {m for m, _ in uses.values()} == {None, "uchida", "wang"} and {a for _, a in uses.values()} == {None,

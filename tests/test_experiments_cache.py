@@ -11,9 +11,10 @@ import torch
 
 from netmark import training
 from netmark.bench.cache import RunCache, fingerprint, tensor_digest
+from netmark.bench.runner import Runner
 from netmark.errors import ConfigError
 from netmark.experiments.wang import get_scale, run
-from netmark.experiments.wang.runner import Runner
+from netmark.experiments.wang.runs import RUNS
 from netmark.keys import WatermarkKey
 from netmark.models import build
 from netmark.training import TrainConfig
@@ -38,10 +39,10 @@ def test_fingerprint_depends_on_every_part_and_on_the_training_version(monkeypat
 
 
 def test_runner_fingerprints_differ_by_run_and_follow_the_parent() -> None:
-    r = Runner(TINY)
+    r = Runner(RUNS, TINY)
     fps = {n: r.fingerprint(n) for n in r.plan}
     assert len(set(fps.values())) == len(fps)
-    other = Runner(replace(TINY, key_seed=7))
+    other = Runner(RUNS, replace(TINY, key_seed=7))
     assert other.fingerprint("plain") == fps["plain"]  # plain runs use no key
     assert other.fingerprint("auto-64") != fps["auto-64"]
     assert other.fingerprint("auto-64-sd") != fps["auto-64-sd"]  # derived runs inherit the parent's change
@@ -105,8 +106,8 @@ def test_jobs_need_a_cache_dir(tmp_path: Path) -> None:
 def test_runs_train_a_piece_of_the_plan_into_the_cache(tmp_path: Path) -> None:
     """`runs=[...]` (`netmark reproduce --runs`): only those runs and their parents, their records in runs.json and
     no report; a later full invocation reads them back from the cache."""
-    derived = next(n for n, s in Runner(TINY).plan.items() if s.parent)
-    parent = Runner(TINY).plan[derived].parent
+    derived = next(n for n, s in Runner(RUNS, TINY).plan.items() if s.parent)
+    parent = Runner(RUNS, TINY).plan[derived].parent
     part = run(tmp_path / "p", scale=TINY, cache_dir=tmp_path / "cache", runs=[derived])
     assert part["partial"] is True and part["requested"] == [derived]
     assert set(part["runs"]) == {derived, parent} and part["timing"]["cached_runs"] == 0

@@ -124,16 +124,17 @@ def test_scales_plan_and_schedule() -> None:
 def test_devices_are_checked_before_any_work(tmp_path: Path) -> None:
     import torch
 
-    from netmark.experiments.chen_wu.runner import Runner
+    from netmark.bench.runner import Runner
+    from netmark.experiments.chen_wu.runs import RUNS
     from netmark.experiments.uchida import get_scale as uchida_scale
-    from netmark.experiments.uchida.runner import Runner as UchidaRunner
+    from netmark.experiments.uchida.runs import RUNS as UCHIDA
 
     with pytest.raises(ConfigError, match="unknown device"):
-        Runner(TINY, device="warp-drive")
+        Runner(RUNS, TINY, device="warp-drive")
     with pytest.raises(ConfigError, match="CPU only"):
-        UchidaRunner(uchida_scale(None, quick=True), device="cuda")
+        Runner(UCHIDA, uchida_scale(None, quick=True), device="cuda")
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA"):
             run(tmp_path / "out", scale=TINY, device="cuda")
         assert not (tmp_path / "out" / "results.json").exists()
-    assert Runner(TINY).train_config(plan(TINY)["simple-cnn-baseline"]).device == "cpu"
+    assert Runner(RUNS, TINY).train_config(plan(TINY)["simple-cnn-baseline"]).device == "cpu"

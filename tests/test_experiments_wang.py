@@ -14,7 +14,7 @@ from netmark.bench import report
 from netmark.errors import ConfigError, OutputExistsError
 from netmark.experiments.wang import EXPERIMENTS, SCALES, get_scale, plan, render, run
 from netmark.experiments.wang.render import FIGURES
-from netmark.experiments.wang.runner import PERMUTATION
+from netmark.experiments.wang.runs import PERMUTATION
 from netmark.experiments.wang.spec import METHODS
 
 

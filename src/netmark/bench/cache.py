@@ -21,7 +21,7 @@ renaming code changes none of them, so a clean-up keeps every cached run (``test
 Any change in a part gives a new fingerprint, so a stale model is never reused: it is retrained.
 Files per run: ``<name>-<fp12>.safetensors`` (the model), ``.key`` (its owner key, 0600: the cache
 holds secrets, keep it private), ``.<field>.key`` for other keys a run carries (an attacker's key:
-``RunnerBase._extra_keys``) and ``.json`` (history, training seconds, threads). All are
+``Runs.extra_keys``) and ``.json`` (history, training seconds, threads). All are
 written atomically and read back through :mod:`netmark.io` / :mod:`netmark.keys` (no pickle).
 """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -21,10 +22,11 @@ from netmark.bench.study import MeasureRegistry
 from netmark.data import ArrayDataset
 from netmark.training import evaluate
 
+from .runs import authorized_accuracy, transform_of
 from .spec import Experiment, run_name
 
 if TYPE_CHECKING:
-    from .runner import Runner, Trained
+    from netmark.bench.runner import Runner, Trained
 
 MEASURES = MeasureRegistry()
 #: ``@measure`` registers a measurement under its function name.
@@ -34,7 +36,7 @@ FIG2_IMAGES = 4
 
 
 def _transform(t: Trained) -> AntiPiracyTransform:
-    g = t.transform()
+    g = transform_of(t)
     if g is None:
         raise ValueError(f"run {t.spec.name} has no transform")
     return g
@@ -52,7 +54,7 @@ def table2(runner: Runner, exp: Experiment) -> dict[str, Any]:
         row: dict[str, Any] = {"epochs": epochs, "baseline": _pct(base.test_accuracy), "baseline_seconds": base.seconds}
         for kind in KINDS:
             t = runner.get(run_name(arch, kind))
-            auth = _pct(t.authorized_accuracy)
+            auth = _pct(authorized_accuracy(t) or math.nan)
             row[kind] = {"authorized": auth, "unauthorized": _pct(t.test_accuracy), "seconds": t.seconds,
                          "gap_pp": auth - row["baseline"]}
         rows[arch] = row
@@ -96,9 +98,9 @@ def table3(runner: Runner, exp: Experiment) -> dict[str, Any]:
 
 def attack_results(runner: Runner) -> dict[str, Any]:
     """Every attack of Table 3 on every protected model, run once per runner (shared by ``acceptance``)."""
-    if runner.attacks is None:
-        runner.attacks = _attacks(runner)
-    return runner.attacks
+    if "attacks" not in runner.memo:
+        runner.memo["attacks"] = _attacks(runner)
+    return runner.memo["attacks"]
 
 
 def _attacks(runner: Runner) -> dict[str, Any]:

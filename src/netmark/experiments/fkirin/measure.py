@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 from netmark.bench.study import MeasureRegistry
 from netmark.io import load_model, save_model
 from netmark.methods import method_from_key
-from netmark.training import train
+from netmark.training import evaluate, train
 from netmark.verify import DEFAULT_ALPHA
 
-from .runner import black_box, watermark_score
+from .runs import black_box, main_dataset, watermark_score
 from .spec import SCHEMES, STUDY_SCHEMES, Experiment, study_name
 
 if TYPE_CHECKING:
-    from .runner import Runner
+    from netmark.bench.runner import Runner
 
 MEASURES = MeasureRegistry()
 #: ``@measure`` registers a measurement under its function name.
@@ -45,9 +45,9 @@ def optimizers(runner: Runner, exp: Experiment) -> dict[str, Any]:
                     name = study_name(d, s, opt, r)
                     m, ft = runner.get(name), runner.get(name + "/ft")
                     cols["task"].append(100 * m.test_accuracy)
-                    cols["watermark"].append(100 * watermark_score(m.model, m.key)[0])
+                    cols["watermark"].append(100 * watermark_score(m.model, m.owner)[0])
                     cols["task_ft"].append(100 * ft.test_accuracy)
-                    cols["watermark_ft"].append(100 * watermark_score(ft.model, ft.key)[0])
+                    cols["watermark_ft"].append(100 * watermark_score(ft.model, ft.owner)[0])
                 out.setdefault(d, {}).setdefault(s, {})[opt] = {"lr": lr, **{k: _stats(v) for k, v in cols.items()}}
     return {"rows": out, "runs": sc.runs, "finetune_epochs": sc.finetune_epochs, "epochs": sc.epochs}
 
@@ -62,20 +62,21 @@ def _same_budget_accuracy(runner: Runner, base: Any, marked: Any) -> tuple[int, 
     method = method_from_key(marked.key)
     cfg = replace(method.finetune_config(runner.train_config(marked.spec)), epochs=k)  # type: ignore[attr-defined]
     cont = copy.deepcopy(base.model)
-    train(cont, runner.data(runner.main)[0], cfg)
-    return k, runner.accuracy(cont, runner.main)
+    tr, te = runner.data(main_dataset(runner))
+    train(cont, tr, cfg)
+    return k, evaluate(cont, te)["accuracy"]
 
 
 @measure
 def schemes(runner: Runner, exp: Experiment) -> dict[str, Any]:
     """Every scheme on the main dataset (SGD, run 0): fidelity, trigger accuracy, p-value, fine-tuning sweep."""
-    main = runner.main
+    main = main_dataset(runner)
     base = runner.get(f"{main}/plain")
     rows: dict[str, Any] = {}
     for s in SCHEMES:
         m = runner.get(study_name(main, s, "sgd", 0))
-        sweep = runner.get(f"{main}/{s}/sgd/0/sweep")
-        res = method_from_key(m.key).verify(m.model, m.key)
+        sweep, key = runner.get(f"{main}/{s}/sgd/0/sweep"), m.owner
+        res = method_from_key(key).verify(m.model, key)
         lost = next((int(h["epoch"]) for h in sweep.history
                      if h.get("log10_p_value", -math.inf) > math.log10(DEFAULT_ALPHA)), None)
         extra, same_budget = _same_budget_accuracy(runner, base, m)
@@ -84,9 +85,9 @@ def schemes(runner: Runner, exp: Experiment) -> dict[str, Any]:
             "extra_epochs": extra, "same_budget_baseline_accuracy": 100 * same_budget,
             "fidelity_vs_baseline_pp": 100 * (m.test_accuracy - base.test_accuracy),
             "watermark_accuracy": 100 * res.score, "p_value": res.p_value, "detected": res.detected,
-            "black_box": black_box(m.key),
-            "labels_random": m.key.message_random, "calibrated": "null_counts" in m.key.tensors,
-            "null_mean_accuracy": _null_mean(m.key),
+            "black_box": black_box(key),
+            "labels_random": key.message_random, "calibrated": "null_counts" in key.tensors,
+            "null_mean_accuracy": _null_mean(key),
             "sweep": [{"epoch": int(h["epoch"]), "watermark_accuracy": 100 * h["watermark_accuracy"],
                        "log10_p_value": h.get("log10_p_value"), "test_accuracy": 100 * h.get("test_accuracy", math.nan)}
                       for h in sweep.history],
@@ -103,9 +104,9 @@ def false_positives(runner: Runner, exp: Experiment) -> dict[str, Any]:
     and, for black-box keys, through a local HTTP endpoint (``netmark serve``'s server)."""
     from netmark.serve import HttpPredictor, make_server
 
-    main = runner.main
+    main = main_dataset(runner)
     independents = [runner.get(f"{main}/independent/{i}") for i in range(runner.scale.n_independent)]
-    keys = {s: runner.get(study_name(main, s, "sgd", 0)).key for s in SCHEMES}
+    keys = {s: runner.get(study_name(main, s, "sgd", 0)).owner for s in SCHEMES}
     rows: dict[str, Any] = {s: {"file": [], "http": []} for s in SCHEMES}
     with tempfile.TemporaryDirectory() as tmp:
         for i, t in enumerate(independents):

@@ -19,8 +19,8 @@ Example::
 from __future__ import annotations
 
 from .render import render
-from .runner import Runner, run
+from .runs import RUNS, run
 from .spec import EXPERIMENT_ID, EXPERIMENTS, SCALES, Experiment, RunSpec, Scale, get_scale, plan
 
-__all__ = ["EXPERIMENTS", "EXPERIMENT_ID", "SCALES", "Experiment", "RunSpec", "Runner", "Scale", "get_scale", "plan",
+__all__ = ["EXPERIMENTS", "EXPERIMENT_ID", "RUNS", "SCALES", "Experiment", "RunSpec", "Scale", "get_scale", "plan",
            "render", "run"]

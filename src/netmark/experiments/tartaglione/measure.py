@@ -20,7 +20,7 @@ from netmark.methods import false_positive_rate, verify
 from netmark.methods.tartaglione import Tartaglione, initialise, pearson, watermark_masks
 from netmark.training import TrainHook, evaluate, make_optimizer, train_step
 
-from .runner import method_config, payload_of
+from .runs import method_config, payload_of
 from .spec import (
     FULL_RUN,
     REFERENCE_R,
@@ -33,7 +33,7 @@ from .spec import (
 )
 
 if TYPE_CHECKING:
-    from .runner import Runner, Trained
+    from netmark.bench.runner import Runner, Trained
 
 MEASURES = MeasureRegistry()
 #: ``@measure`` registers a measurement under its function name.
@@ -261,14 +261,14 @@ def step_costs(runner: Runner) -> dict[str, Any]:
     """Median per-step time of plain training and of every R > 0 with full and split replicas, measured in
     this process on one torch thread with interleaved rounds (the order rotates each round) on one fixed
     batch; once per runner."""
-    if runner.costs is None:
+    if "costs" not in runner.memo:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            runner.costs = _step_costs(runner)
+            runner.memo["costs"] = _step_costs(runner)
         finally:
             torch.set_num_threads(threads)
-    return runner.costs
+    return runner.memo["costs"]
 
 
 def _step_costs(runner: Runner) -> dict[str, Any]:

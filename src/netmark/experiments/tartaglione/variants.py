@@ -28,14 +28,16 @@ import torch
 from torch import nn
 
 from netmark.attacks import FixedPointConfig, OutlierReset, OutlierResetConfig, fixed_point_model
-from netmark.bench.study import Study, render_reproduction, run_reproduction
+from netmark.bench.reproduce import run_reproduction
+from netmark.bench.runner import Runner, Trained
+from netmark.bench.study import Study, render_reproduction
 from netmark.errors import ConfigError
 from netmark.keys import WatermarkKey
 from netmark.methods.tartaglione import layers_of, watermark_masks
 from netmark.training import evaluate
 
 from .measure import wm_stats
-from .runner import Runner, Trained
+from .runs import RUNS
 from .spec import PAPER, SCALES, STUDY, Experiment, RunSpec, Scale, finetuned_run, marked_run, plan
 
 EXPERIMENT_ID = "tartaglione-variants"
@@ -109,7 +111,7 @@ def ks_layers(model: nn.Module, key: WatermarkKey) -> dict[str, dict[str, Any]]:
     return out
 
 
-def compare(runner: VariantRunner, exp: Experiment) -> dict[str, Any]:
+def compare(runner: Runner, exp: Experiment) -> dict[str, Any]:
     """Every measurement of every marked run (see the module docstring)."""
     sc = runner.scale
     rows: dict[str, Any] = {}
@@ -145,10 +147,8 @@ VARIANTS = Study(EXPERIMENT_ID, PAPER, STUDY.title, SCALES_V, "cpu", variant_pla
 get_scale = VARIANTS.get_scale
 
 
-class VariantRunner(Runner):
-    """The reproduction's runner on :data:`VARIANTS`."""
-
-    STUDY = VARIANTS
+#: the reproduction's runs (data roles, method, records) on :data:`VARIANTS`.
+RUNS_V = replace(RUNS, study=VARIANTS)
 
 
 def render(results_json_path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None, *,
@@ -166,5 +166,5 @@ def run(out_dir: str | Path, *, quick: bool = False, force: bool = False, progre
     """Train (or read from ``cache_dir``) the eight runs, measure, write ``results.json`` and README.md (see
     :func:`netmark.bench.study.run_reproduction` for the arguments)."""
     return run_reproduction(out_dir, quick=quick, force=force, progress=progress, data_dir=data_dir, scale=scale,
-                            runner_cls=VariantRunner, measures=MEASURES, render=render, cache_dir=cache_dir,
+                            declared=RUNS_V, measures=MEASURES, render=render, cache_dir=cache_dir,
                             jobs=jobs, device=device, runs=runs)

@@ -18,10 +18,11 @@ from netmark.methods.uchida import Uchida, embed_without_training, embedding_los
 from netmark.training import evaluate
 from netmark.verify import log10_binomial_tail
 
+from .runs import host_size
 from .spec import Experiment, capacity_run, independent_run
 
 if TYPE_CHECKING:
-    from .runner import Runner, Trained
+    from netmark.bench.runner import Runner, Trained
 
 MEASURES = MeasureRegistry()
 #: ``@measure`` registers a measurement under its function name.
@@ -110,7 +111,7 @@ def table6(runner: Runner, exp: Experiment) -> dict[str, Any]:
             assert t.key is not None
             cells[layer][str(bits)] = {"test_error": 1 - t.test_accuracy, **wm_stats(t.model, t.key)}
     base = runner.get("capacity-plain")
-    return {"layers": {la: runner.host_size(la) for la in sc.capacity_layers}, "bits": list(sc.capacity_bits),
+    return {"layers": {la: host_size(runner, la) for la in sc.capacity_layers}, "bits": list(sc.capacity_bits),
             "cells": cells, "plain_test_error": 1 - base.test_accuracy, "train_size": base.train_size,
             "epochs": sc.capacity_train.epochs}
 
@@ -179,13 +180,14 @@ def fig5(runner: Runner, exp: Experiment) -> dict[str, Any]:
 @measure
 def overwrite(runner: Runner, exp: Experiment) -> dict[str, Any]:
     owner, atk = runner.get("random"), runner.get("overwrite")
-    assert owner.key is not None and atk.attacker_key is not None
-    o, a = wm_stats(atk.model, owner.key), wm_stats(atk.model, atk.attacker_key)
+    attacker = atk.extra["attacker_key"]
+    assert owner.key is not None and attacker is not None
+    o, a = wm_stats(atk.model, owner.key), wm_stats(atk.model, attacker)
     return {"layer": owner.key.layer, "owner_ber": o["ber"], "owner_detected": o["detected"],
             "owner_log10_p_value": o["log10_p_value"], "owner_embed_loss": o["embed_loss"],
             "attacker_ber": a["ber"], "attacker_detected": a["detected"],
             "test_error_before": 1 - owner.test_accuracy, "test_error": 1 - atk.test_accuracy,
-            "epochs": runner.scale.train.epochs, "attacker_key_seed": atk.attacker_key.seed}
+            "epochs": runner.scale.train.epochs, "attacker_key_seed": attacker.seed}
 
 
 @measure

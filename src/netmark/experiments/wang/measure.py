@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from scipy import stats
-from torch import nn
+from torch import Tensor, nn
 
 from netmark.attacks import PruneConfig, prune
 from netmark.attacks.prune import PruneOrder
@@ -16,7 +16,7 @@ from netmark.methods import false_positive_rate, verify
 from netmark.metrics import histogram_correlation_matrix, layer_weights
 from netmark.training import evaluate
 
-from .runner import method_of
+from .runs import layer_of, method_of
 from .spec import (
     METHODS,
     Experiment,
@@ -29,7 +29,7 @@ from .spec import (
 )
 
 if TYPE_CHECKING:
-    from .runner import Runner, Trained
+    from netmark.bench.runner import Runner, Trained
 
 MEASURES = MeasureRegistry()
 #: ``@measure`` registers a measurement under its function name.
@@ -99,7 +99,7 @@ def table4(runner: Runner, exp: Experiment) -> dict[str, Any]:
 
 
 def pruned(runner: Runner, t: Trained, rate: float, order: PruneOrder) -> nn.Module:
-    layer = runner.layer_of(t.spec)
+    layer = layer_of(runner, t.spec)
     return prune(t.model, PruneConfig(rate=rate, order=order, layer=layer, seed=runner.scale.key_seed))
 
 
@@ -151,7 +151,7 @@ def table7(runner: Runner, exp: Experiment) -> dict[str, Any]:
     sc = runner.scale
     out: dict[str, Any] = {"layer": sc.layer, "bin_width": 0.1}
     for label, bits in (("main", sc.bits), ("largest", max(sc.capacity_bits))):
-        models = {"plain": runner.get("plain").model,
+        models: dict[str, nn.Module | Tensor] = {"plain": runner.get("plain").model,
                   **{m: runner.get(marked_run(m, bits)).model for m in ("auto", "manu", "uchida")}}
         out[label] = {"bits": bits, "matrix": histogram_correlation_matrix(models, layer=sc.layer)}
     out["weights"] = {m: [round(float(v), 5) for v in layer_weights(
@@ -279,7 +279,7 @@ def conv(runner: Runner, exp: Experiment) -> dict[str, Any]:
                            "optimizer": sc.conv_train.optimizer if sc.conv_train else None,
                            "lr": sc.conv_train.lr if sc.conv_train else None,
                            "converge_epochs": sc.conv_converge_epochs, "train_size": plain.train_size,
-                           "host_M": int(plain.model.get_submodule(sc.conv_layer).weight.numel()),
+                           "host_M": int(plain.model.get_parameter(f"{sc.conv_layer}.weight").numel()),
                            "plain": {"test_accuracy": plain.test_accuracy,
                                      "pruning": {o: [{"rate": a, "test_accuracy": evaluate(
                                          pruned(runner, plain, a, o), plain.test)["accuracy"]}
