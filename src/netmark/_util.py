@@ -155,6 +155,13 @@ def import_submodules(package: str, path: Iterable[str]) -> list[str]:
     return names
 
 
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """The first line of ``e``'s message (at most ``limit`` characters), or its type's name when it has none: how an
+    exception is quoted in a one-line error."""
+    s = str(e).strip()
+    return s.splitlines()[0][:limit] if s else type(e).__name__
+
+
 def check_int(name: str, v: object, low: int = 1) -> None:
     """ConfigError unless ``v`` is an integer (not a bool) ``>= low`` (config validation)."""
     if isinstance(v, bool) or not isinstance(v, int) or v < low:
@@ -165,6 +172,27 @@ def check_finite(name: str, v: object, *, positive: bool) -> None:
     """ConfigError unless ``v`` is a finite number (not a bool), ``> 0`` if ``positive`` else ``>= 0``."""
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0 or (positive and v == 0):
         raise ConfigError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {v!r}")
+
+
+def check_choice(name: str, v: object, choices: Iterable[object]) -> None:
+    """ConfigError unless ``v`` is one of ``choices`` (config validation)."""
+    options = tuple(choices)
+    if v not in options:
+        raise ConfigError(f"{name} must be one of {', '.join(map(str, options))}, got {v!r}")
+
+
+def check_bool(name: str, v: object) -> None:
+    """ConfigError unless ``v`` is True or False (config validation)."""
+    if not isinstance(v, bool):
+        raise ConfigError(f"{name} must be true or false, got {v!r}")
+
+
+def check_unit(name: str, v: object, *, optional: bool = False) -> None:
+    """ConfigError unless ``v`` is a number (not a bool) in (0, 1] (or None, when ``optional``)."""
+    if optional and v is None:
+        return
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 1:
+        raise ConfigError(f"{name} must be a number in (0, 1]{' or None' if optional else ''}, got {v!r}")
 
 
 def check_layer_name(layer: object, example: str) -> None:

@@ -22,7 +22,7 @@ from safetensors.torch import load as st_load_bytes
 from safetensors.torch import save_file
 from torch import nn
 
-from netmark._util import atomic_write, canonical_json, safetensors_metadata
+from netmark._util import atomic_write, canonical_json, first_line, safetensors_metadata
 from netmark._version import __version__
 from netmark.errors import ArchitectureError, ModelFileError, NetmarkError
 
@@ -49,8 +49,7 @@ def save_model(model: nn.Module, path: str | os.PathLike[str], *, extra: dict[st
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The ``netmark`` metadata of a safetensors model file (architecture, version, extra)."""
     p = _existing(path)
-    raw = p.read_bytes()
-    return _parse_meta(raw, p)
+    return _parse_meta(p.read_bytes(), p)
 
 
 def load_model(path: str | os.PathLike[str], *, arch: dict[str, Any] | None = None) -> nn.Module:
@@ -84,7 +83,7 @@ def load_model(path: str | os.PathLike[str], *, arch: dict[str, Any] | None = No
         try:
             state = st_load_bytes(raw)
         except (SafetensorError, ValueError, RuntimeError) as e:
-            raise ModelFileError(f"model file {p} is corrupt or truncated ({_first_line(e)})") from None
+            raise ModelFileError(f"model file {p} is corrupt or truncated ({first_line(e)})") from None
         file_arch = meta.get("arch") if meta else None
     use_arch = file_arch or arch
     if not isinstance(use_arch, dict) or "name" not in use_arch:
@@ -170,11 +169,6 @@ def _existing(path: str | os.PathLike[str]) -> Path:
     return p
 
 
-def _first_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0][:200] if s else type(e).__name__
-
-
 @overload
 def _parse_meta(raw: bytes, p: Path, *, require: Literal[True] = ...) -> dict[str, Any]: ...
 @overload
@@ -203,18 +197,16 @@ def _load_torch_state(p: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        raise ModelFileError(
-            f"refusing to load {p}: it needs full unpickling (it may carry code); only plain state_dicts are read"
-        ) from None
+        raise ModelFileError(f"refusing to load {p}: it needs full unpickling (it may carry code); only plain "
+                             "state_dicts are read") from None
     except (RuntimeError, EOFError, ValueError, OSError, KeyError, TypeError, SafetensorError) as e:
-        raise ModelFileError(f"model file {p} is corrupt or truncated ({_first_line(e)})") from None
+        raise ModelFileError(f"model file {p} is corrupt or truncated ({first_line(e)})") from None
     if isinstance(obj, dict):
         for wrapper in ("state_dict", "model_state_dict", "model"):
             if isinstance(obj.get(wrapper), dict):
                 obj = obj[wrapper]
                 break
-    if not isinstance(obj, dict) or not obj or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
-    ):
+    if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                        for k, v in obj.items()):
         raise ModelFileError(f"{p} is not a state_dict (a mapping of names to tensors)")
     return obj

@@ -25,17 +25,19 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load_bytes
 from safetensors.torch import save_file
 
-from netmark._util import atomic_write, canonical_json, safetensors_metadata, sha256_hex
+from netmark._util import atomic_write, canonical_json, first_line, safetensors_metadata, sha256_hex
 from netmark._version import __version__
 from netmark.errors import KeyFileError
 
 KEY_FORMAT_VERSION = 1
 _META = "netmark_key"
 _MAX_KEY_BYTES = 1 << 30
-
-
-def bits_to_str(bits: torch.Tensor | list[int]) -> str:
-    return "".join(str(int(b)) for b in (bits.tolist() if isinstance(bits, torch.Tensor) else bits))
+#: the key's fields stored in the metadata (with ``tensor_names`` and the fingerprint), and their JSON types
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "method": (str,), "layer": (str, type(None)), "message": (str,), "config": (dict,), "arch": (dict, type(None)),
+    "seed": (int, type(None)), "created": (str,), "netmark_version": (str,), "format_version": (int,),
+    "message_random": (bool,),
+}
 
 
 def str_to_bits(s: str) -> torch.Tensor:
@@ -80,13 +82,7 @@ class WatermarkKey:
         return str_to_bits(self.message) if self.message else torch.zeros(0, dtype=torch.int64)
 
     def _fields(self) -> dict[str, Any]:
-        return {
-            "method": self.method, "layer": self.layer, "message": self.message, "config": self.config,
-            "arch": self.arch, "seed": self.seed, "created": self.created,
-            "netmark_version": self.netmark_version, "format_version": self.format_version,
-            "message_random": self.message_random,
-            "tensor_names": sorted(self.tensors),
-        }
+        return {**{name: getattr(self, name) for name in _FIELD_TYPES}, "tensor_names": sorted(self.tensors)}
 
     @property
     def fingerprint(self) -> str:
@@ -118,7 +114,7 @@ class WatermarkKey:
         try:
             tensors = st_load_bytes(raw)
         except (SafetensorError, ValueError, RuntimeError) as e:
-            raise KeyFileError(f"key file {p} is corrupt or truncated ({_short(e)})") from None
+            raise KeyFileError(f"key file {p} is corrupt or truncated ({first_line(e, 160)})") from None
         return cls._from_fields(meta_json, tensors, p)
 
     @classmethod
@@ -132,13 +128,7 @@ class WatermarkKey:
         fv = d.get("format_version")
         if fv != KEY_FORMAT_VERSION:
             raise KeyFileError(f"key file {p} has format version {fv!r}; this netmark reads {KEY_FORMAT_VERSION}")
-        expected: dict[str, tuple[type, ...]] = {
-            "method": (str,), "layer": (str, type(None)), "message": (str,), "config": (dict,),
-            "arch": (dict, type(None)), "seed": (int, type(None)), "created": (str,),
-            "netmark_version": (str,), "fingerprint": (str,), "message_random": (bool,),
-            "tensor_names": (list,),
-        }
-        for name, types in expected.items():
+        for name, types in {**_FIELD_TYPES, "fingerprint": (str,), "tensor_names": (list,)}.items():
             if name not in d:
                 raise KeyFileError(f"key file {p} is missing the field {name!r}")
             if not isinstance(d[name], types) or (name == "seed" and isinstance(d[name], bool)):
@@ -150,18 +140,10 @@ class WatermarkKey:
         for name, t in tensors.items():
             if t.is_floating_point() and not torch.isfinite(t).all():
                 raise KeyFileError(f"key file {p} has non-finite values in tensor {name!r}")
-        key = cls(
-            method=d["method"], layer=d["layer"], message=d["message"], tensors=dict(tensors),
-            config=d["config"], arch=d["arch"], seed=d["seed"], created=d["created"],
-            netmark_version=d["netmark_version"], format_version=fv, message_random=d["message_random"],
-        )
+        key = cls(tensors=dict(tensors), **{name: d[name] for name in _FIELD_TYPES})
         if key.fingerprint != d["fingerprint"]:
             raise KeyFileError(f"key file {p} fails its sha256 fingerprint check (modified or corrupt)")
         return key
-
-
-def _short(e: BaseException) -> str:
-    return str(e).splitlines()[0][:160] if str(e) else type(e).__name__
 
 
 def _read_metadata(raw: bytes, p: Path) -> str:

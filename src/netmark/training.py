@@ -23,6 +23,7 @@ loss terms).
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import sys
@@ -163,15 +164,14 @@ class TrainResult:
 
 def make_optimizer(params: Iterable[Tensor], cfg: TrainConfig) -> torch.optim.Optimizer:
     """Build the optimizer named in ``cfg``."""
-    p = params
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(p, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                                weight_decay=cfg.weight_decay)
     if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(p, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     cls = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad, "adamax": torch.optim.Adamax,
            "nadam": torch.optim.NAdam}[cfg.optimizer]
-    return cls(p, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def iter_batches(data: Dataset, batch_size: int, *, shuffle: bool = False,
@@ -198,11 +198,7 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tenso
     optimizer step, ``after_step``; no teacher, no clipping): what step-cost measurements time. Returns the loss."""
     for h in hooks:
         x, y = h.transform_batch(x, y)
-    logits = model(x)
-    terms = {"task_loss": F.cross_entropy(logits, y)}
-    for h in hooks:
-        terms.update(h.extra_loss(model, x, y, logits))
-    loss = torch.stack([t.reshape(()) for t in terms.values()]).sum()
+    _, _, loss = loss_terms(model, x, y, hooks)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -211,12 +207,21 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tenso
     return loss.detach()
 
 
-def n_batches(data: Dataset, batch_size: int) -> int:
-    return math.ceil(len(cast(Sized, data)) / batch_size)
-
-
-def _show_progress(cfg: TrainConfig) -> bool:
-    return cfg.progress and sys.stderr.isatty()
+def loss_terms(model: nn.Module, x: Tensor, y: Tensor, hooks: Sequence[TrainHook], teacher: nn.Module | None = None,
+               ) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+    """``(logits, terms, loss)`` of one batch: the task loss (cross-entropy with ``y``, or with ``teacher``'s softmax)
+    and the hooks' terms by name, and their sum."""
+    logits = model(x)
+    if teacher is not None:
+        with torch.no_grad():
+            soft = F.softmax(teacher(x), dim=1)
+        task = F.cross_entropy(logits, soft)
+    else:
+        task = F.cross_entropy(logits, y)
+    terms: dict[str, Tensor] = {"task_loss": task}
+    for h in hooks:
+        terms.update(h.extra_loss(model, x, y, logits))
+    return logits, terms, torch.stack([t.reshape(()) for t in terms.values()]).sum()
 
 
 def epoch_line(metrics: dict[str, float], epochs: int) -> str:
@@ -245,6 +250,28 @@ def check_device(device: str) -> None:
         raise ConfigError(f"device {device!r}: MPS is not available here")
 
 
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode for the block; its train/eval mode is restored after (also on an exception)."""
+    was = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was)
+
+
+def reinitialised(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` with every submodule's ``reset_parameters`` called (torch's global RNG: seed it
+    around the call)."""
+    new = copy.deepcopy(model)
+    for m in new.modules():
+        reset = getattr(m, "reset_parameters", None)
+        if callable(reset):
+            reset()
+    return new
+
+
 def model_device(model: nn.Module) -> torch.device:
     """The device of ``model``'s first parameter or buffer (CPU for a model with neither)."""
     for t in (*model.parameters(), *model.buffers()):
@@ -259,33 +286,24 @@ def evaluate(model: nn.Module, data: Dataset, *, batch_size: int = 512, device: 
 
     Batches go to ``device`` (default: the model's); ``transform`` must live there too."""
     device = model_device(model) if device is None else device
-    was_training = model.training
-    model.eval()
     total, correct, loss_sum = 0, 0, 0.0
-    for x, y in iter_batches(data, batch_size):
-        x, y = x.to(device), y.to(device)
-        if transform is not None:
-            x = transform(x)
-        logits = model(x)
-        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
-        correct += int((logits.argmax(1) == y).sum())
-        total += len(y)
-    model.train(was_training)
+    with evaluating(model):
+        for x, y in iter_batches(data, batch_size):
+            x, y = x.to(device), y.to(device)
+            if transform is not None:
+                x = transform(x)
+            logits = model(x)
+            loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(1) == y).sum())
+            total += len(y)
     if total == 0:
         return {"accuracy": float("nan"), "loss": float("nan")}
     return {"accuracy": correct / total, "loss": loss_sum / total}
 
 
-def train(
-    model: nn.Module,
-    data: Dataset,
-    config: TrainConfig | None = None,
-    *,
-    hooks: Sequence[TrainHook] = (),
-    eval_data: Dataset | None = None,
-    teacher: nn.Module | None = None,
-    params: Sequence[Tensor] | None = None,
-) -> TrainResult:
+def train(model: nn.Module, data: Dataset, config: TrainConfig | None = None, *, hooks: Sequence[TrainHook] = (),
+          eval_data: Dataset | None = None, teacher: nn.Module | None = None,
+          params: Sequence[Tensor] | None = None) -> TrainResult:
     """Train ``model`` in place on ``data`` and return its per-epoch history.
 
     Args:
@@ -327,10 +345,11 @@ def train(
     result = TrainResult()
     start = time.perf_counter()
     bar = None
-    if _show_progress(cfg) and distributed.is_main():
+    if cfg.progress and sys.stderr.isatty() and distributed.is_main():
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=cfg.epochs * n_batches(data, cfg.batch_size), unit="batch", leave=False, dynamic_ncols=True)
+        batches = math.ceil(len(cast(Sized, data)) / cfg.batch_size)
+        bar = tqdm(total=cfg.epochs * batches, unit="batch", leave=False, dynamic_ncols=True)
     with seeded(cfg.seed):
         for h in hooks:
             h.on_train_start(model)
@@ -348,17 +367,7 @@ def train(
                     if sync is not None:
                         x, y = sync.shard(x, y)
                     with sync.local(reduce_hook_grads=True) if sync is not None else contextlib.nullcontext():
-                        logits = model(x)
-                        if teacher is not None:
-                            with torch.no_grad():
-                                soft = F.softmax(teacher(x), dim=1)
-                            task = F.cross_entropy(logits, soft)
-                        else:
-                            task = F.cross_entropy(logits, y)
-                        terms: dict[str, Tensor] = {"task_loss": task}
-                        for h in hooks:
-                            terms.update(h.extra_loss(model, x, y, logits))
-                        loss = torch.stack([t.reshape(()) for t in terms.values()]).sum()
+                        logits, terms, loss = loss_terms(model, x, y, hooks, teacher)
                     correct = int((logits.detach().argmax(1) == y).sum()) if teacher is None else 0
                     if sync is not None:  # backward on the shard, then global values and summed gradients
                         opt.zero_grad(set_to_none=True)

@@ -90,6 +90,21 @@ def min_matches(n: int, alpha: float = DEFAULT_ALPHA) -> int | None:
     return lo
 
 
+def match_result(k: int, n: int, log10_p: float, *, method: str, alpha: float, details: dict[str, Any],
+                 ) -> VerificationResult:
+    """``k`` of ``n`` bits (or trigger labels) matched, with p-value ``10**log10_p``, decided at ``alpha``."""
+    p = 10.0**log10_p  # 0.0 for -inf
+    return VerificationResult(detected=p <= alpha, p_value=p, score=k / n if n else 0.0, threshold=alpha,
+                              method=method, bit_error_rate=(n - k) / n if n else None, matched_bits=k,
+                              total_bits=n, details=details)
+
+
+def min_reaching(log10_tails: torch.Tensor, alpha: float) -> int | None:
+    """The smallest ``k`` whose ``log10 P[X >= k]`` (``log10_tails[k]``) is at most ``log10(alpha)``, else None."""
+    reach = (log10_tails <= math.log10(alpha)).nonzero()
+    return int(reach[0]) if reach.numel() else None
+
+
 def bit_match_result(extracted: torch.Tensor, message: torch.Tensor, *, method: str,
                      alpha: float = DEFAULT_ALPHA, details: dict[str, Any] | None = None,
                      exact_null: bool = True) -> VerificationResult:
@@ -99,13 +114,9 @@ def bit_match_result(extracted: torch.Tensor, message: torch.Tensor, *, method: 
     n = int(message.numel())
     k = int((extracted.to(torch.int64) == message.to(torch.int64)).sum())
     lg = log10_binomial_tail(k, n)
-    p = 0.0 if lg == -math.inf else 10.0**lg
     d = {"log10_p_value": lg, "min_matched_bits": min_matches(n, alpha), "null": "Binomial(T, 1/2)",
          "null_exact": exact_null}
-    d.update(details or {})
-    return VerificationResult(detected=p <= alpha, p_value=p, score=k / n if n else 0.0, threshold=alpha,
-                              method=method, bit_error_rate=(n - k) / n if n else None, matched_bits=k,
-                              total_bits=n, details=d)
+    return match_result(k, n, lg, method=method, alpha=alpha, details={**d, **(details or {})})
 
 
 def log10_pearson_tail(r: float, n: int) -> float:
@@ -265,10 +276,8 @@ def calibrated_bit_match_result(extracted: torch.Tensor, message: torch.Tensor, 
     emp = torch.where(hits > 0, ((hits + 1) / (c.numel() + 1)).log10().to(torch.float64), -math.inf)
     tails = torch.maximum(torch.maximum(pb, bb), emp)
     lg = float(tails[k])
-    p = 0.0 if lg == -math.inf else 10.0**lg
-    reach = (tails <= math.log10(alpha)).nonzero()
     d: dict[str, Any] = {
-        "log10_p_value": lg, "min_matched_bits": int(reach[0]) if reach.numel() else None,
+        "log10_p_value": lg, "min_matched_bits": min_reaching(tails, alpha),
         "null": "measured: max(Poisson-binomial over per-bit null rates, beta-binomial fit to the null match "
                 "counts, empirical rate of null inputs within 3 sd of k)",
         "null_exact": False, "log10_p_poisson_binomial": float(pb[k]), "log10_p_beta_binomial": float(bb[k]),
@@ -278,7 +287,4 @@ def calibrated_bit_match_result(extracted: torch.Tensor, message: torch.Tensor, 
         "null_max_matched_bits": int(null_counts.max()), "empirical_p_value": empirical_p_value(k, null_counts),
         "null_dispersion": None if a is None or b is None else 1.0 / (a + b + 1.0),
     }
-    d.update(details or {})
-    return VerificationResult(detected=p <= alpha, p_value=p, score=k / n if n else 0.0, threshold=alpha,
-                              method=method, bit_error_rate=(n - k) / n if n else None, matched_bits=k,
-                              total_bits=n, details=d)
+    return match_result(k, n, lg, method=method, alpha=alpha, details={**d, **(details or {})})

@@ -27,7 +27,6 @@ Example::
 
 from __future__ import annotations
 
-import math
 import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -37,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from netmark._util import generator, seeded
+from netmark._util import check_finite, check_int, check_unit, generator, seeded
 from netmark.access.transforms import AntiPiracyTransform, TransformConfig, bipolar, build_transform, recover_universal
 from netmark.errors import ConfigError
 from netmark.training import TrainConfig, evaluate, iter_batches, make_optimizer, model_device
@@ -68,11 +67,6 @@ class PiracyResult:
                 "accuracies": self.accuracies, **self.details}
 
 
-def _check_positive_int(name: str, v: Any) -> None:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {v!r}")
-
-
 def _shape(data: Dataset) -> tuple[int, int, int]:
     x0, _ = data[0]
     if x0.dim() != 3:
@@ -101,7 +95,7 @@ class InputOnlyConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_positive_int("trials", self.trials)
+        check_int("trials", self.trials)
         TransformConfig("fixed", sigma=self.sigma, p=self.p)  # validates sigma and p
 
 
@@ -143,12 +137,10 @@ class PairAttackConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.fraction, float | int) and 0 < self.fraction <= 1):
-            raise ConfigError(f"fraction must be in (0, 1], got {self.fraction!r}")
+        check_unit("fraction", self.fraction)
         for name in ("trials", "epochs", "batch_size"):
-            _check_positive_int(name, getattr(self, name))
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
+            check_int(name, getattr(self, name))
+        check_finite("lr", self.lr, positive=True)
 
 
 class _Pairs(Dataset):

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from netmark._util import check_choice, check_finite
 from netmark.access.transforms import AntiPiracyTransform, TransformConfig, build_transform
 from netmark.errors import ConfigError
 from netmark.training import TrainConfig, TrainHook, TrainResult, evaluate, train
@@ -93,13 +94,10 @@ class ProtectConfig:
 
     def __post_init__(self) -> None:
         for name in ("alpha", "beta", "gamma"):
-            v = getattr(self, name)
-            if not math.isfinite(v) or v < 0:
-                raise ConfigError(f"{name} must be a finite non-negative number, got {v!r}")
+            check_finite(name, getattr(self, name), positive=False)
         if self.alpha == 0:
             raise ConfigError("alpha must be > 0 (the authorized task loss)")
-        if self.raw_pass not in ("joint", "separate"):
-            raise ConfigError(f"raw_pass must be 'joint' or 'separate', got {self.raw_pass!r}")
+        check_choice("raw_pass", self.raw_pass, ("joint", "separate"))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

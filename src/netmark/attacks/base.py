@@ -1,8 +1,8 @@
 """Base class and single registry of attacks: model in → new model out.
 
-Every attack (one file each) is a class with a validated dataclass config. The base class
-owns what every attack needs (torchattacks style): it deep-copies the victim so the input
-model is never modified, seeds the run locally (torch's global RNG is forked and restored),
+Every attack (one file each) is a class ``Attack[XConfig]`` over a validated dataclass config (its type argument
+is the attack's ``config_cls``). The base class owns what every attack needs (torchattacks style): it deep-copies
+the victim so the input model is never modified, seeds the run locally (torch's global RNG is forked and restored),
 puts the result in eval mode and rejects NaN/Inf results.
 
 Docstring template of an attack: paper/section, threat model, args with paper defaults,
@@ -12,9 +12,10 @@ example.
 from __future__ import annotations
 
 import copy
+import typing
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import torch
 from torch import nn
@@ -35,15 +36,28 @@ class AttackConfig:
         return asdict(self)
 
 
-class Attack(ABC):
-    """An attack on a (watermarked) model; call it: ``attacked = attack(model, data)``."""
+C = TypeVar("C", bound=AttackConfig)
+
+
+class Attack(ABC, Generic[C]):
+    """An attack on a (watermarked) model; call it: ``attacked = attack(model, data)``.
+
+    ``class Prune(Attack[PruneConfig])`` sets ``config_cls`` to ``PruneConfig`` (or set ``config_cls`` yourself)."""
 
     name: ClassVar[str]
     config_cls: ClassVar[type[AttackConfig]]
+    config: C
     needs_data: ClassVar[bool] = False
     #: the behaviour version: bump it when the attack's output changes for the same config, model and seed;
     #: cached study runs are keyed by it (with the config), not by source text
     VERSION: ClassVar[int] = 1
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in cls.__dict__.get("__orig_bases__", ()):
+            arg = next(iter(typing.get_args(base)), None)
+            if "config_cls" not in cls.__dict__ and isinstance(arg, type) and issubclass(arg, AttackConfig):
+                cls.config_cls = arg
 
     @classmethod
     def example_config(cls) -> AttackConfig:
@@ -51,11 +65,11 @@ class Attack(ABC):
         ``tests/test_attacks.py`` may state a smaller one). Default: the config's defaults."""
         return cls.config_cls()
 
-    def __init__(self, config: AttackConfig | None = None) -> None:
+    def __init__(self, config: C | None = None) -> None:
         cfg = config if config is not None else self.config_cls()
         if not isinstance(cfg, self.config_cls):
             raise ConfigError(f"{type(self).__name__} needs a {self.config_cls.__name__}")
-        self.config = cfg
+        self.config = cast(C, cfg)
 
     def __call__(self, model: nn.Module, data: Dataset | None = None) -> nn.Module:
         if self.needs_data and data is None:
@@ -72,10 +86,12 @@ class Attack(ABC):
         """Attack ``model`` (a private copy; may be modified in place) and return the result."""
 
 
-class TensorAttack(Attack):
+class TensorAttack(Attack[C]):
     """An attack that rewrites the model tensor by tensor, in place: each of :meth:`targets` becomes
     :meth:`transform` of itself (prune, quantize, fixed point, round trip). ``gen`` is one generator seeded with the
-    config's ``seed`` per call, drawn from by the tensors in turn."""
+    config's ``seed`` per call, drawn from by the tensors in turn. The config has a ``layer`` field (``None``: the
+    whole model) and, to rewrite every floating-point tensor rather than the conv/linear weights, ``include_buffers``.
+    """
 
     def apply(self, model: nn.Module, data: Dataset | None) -> nn.Module:
         gen = generator(self.config.seed)
@@ -84,25 +100,23 @@ class TensorAttack(Attack):
                 t.copy_(self.transform(t, gen))
         return model
 
-    @abstractmethod
     def targets(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        """The tensors to rewrite, by name (:func:`layer_weights` or :func:`target_tensors`)."""
+        """The tensors to rewrite, by name: :func:`target_tensors` when the config has ``include_buffers``, else
+        :func:`layer_weights`."""
+        layer, include_buffers = getattr(self.config, "layer", None), getattr(self.config, "include_buffers", None)
+        return layer_weights(model, layer) if include_buffers is None else target_tensors(model, layer, include_buffers)
 
     @abstractmethod
     def transform(self, t: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """The new value of tensor ``t`` (a new tensor of its shape and dtype)."""
 
 
-def target_layers(model: nn.Module, layer: str | None) -> dict[str, nn.Conv2d | nn.Linear]:
-    """The named layer, or every conv/linear layer when ``layer`` is None."""
-    from netmark.models import conv_and_linear_layers, get_layer
-
-    return {layer: get_layer(model, layer)} if layer else conv_and_linear_layers(model)
-
-
 def layer_weights(model: nn.Module, layer: str | None) -> dict[str, torch.Tensor]:
     """The ``weight`` of the named conv/linear layer, or of every conv/linear layer when ``layer`` is None."""
-    return {name: mod.weight for name, mod in target_layers(model, layer).items()}
+    from netmark.models import conv_and_linear_layers, get_layer
+
+    layers = {layer: get_layer(model, layer)} if layer else conv_and_linear_layers(model)
+    return {name: mod.weight for name, mod in layers.items()}
 
 
 def target_tensors(model: nn.Module, layer: str | None, include_buffers: bool = False) -> dict[str, torch.Tensor]:
@@ -117,8 +131,8 @@ def target_tensors(model: nn.Module, layer: str | None, include_buffers: bool = 
     return {prefix + n: t for n, t in named if t.is_floating_point()}
 
 
-ATTACKS: dict[str, type[Attack]] = {}
-A = TypeVar("A", bound=type[Attack])
+ATTACKS: dict[str, type[Attack[Any]]] = {}
+A = TypeVar("A", bound=type[Attack[Any]])
 
 
 def register_attack(cls: A) -> A:

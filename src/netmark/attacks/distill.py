@@ -27,8 +27,6 @@ Example::
 
 from __future__ import annotations
 
-import copy
-import math
 from dataclasses import dataclass
 
 import torch
@@ -36,10 +34,18 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from netmark._util import generator
+from netmark._util import check_choice, check_finite, check_int, generator
 from netmark.attacks.base import Attack, AttackConfig, register_attack
 from netmark.errors import ArchitectureError, ConfigError
-from netmark.training import OPTIMIZERS, OptimizerName, TrainConfig, iter_batches, make_optimizer, model_device
+from netmark.training import (
+    OPTIMIZERS,
+    OptimizerName,
+    TrainConfig,
+    iter_batches,
+    make_optimizer,
+    model_device,
+    reinitialised,
+)
 
 
 @dataclass
@@ -51,16 +57,11 @@ class DistillConfig(AttackConfig):
     optimizer: OptimizerName = "adam"
 
     def __post_init__(self) -> None:
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ConfigError(f"distillation epochs must be an integer >= 1, got {self.epochs!r}")
+        for name in ("epochs", "batch_size"):
+            check_int(f"distillation {name}", getattr(self, name))
         for name in ("lr", "temperature"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
-                raise ConfigError(f"distillation {name} must be a finite number > 0, got {v!r}")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ConfigError(f"distillation batch_size must be an integer >= 1, got {self.batch_size!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+            check_finite(f"distillation {name}", getattr(self, name), positive=True)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
 
     def schedule(self) -> TrainConfig:
         """The optimizer settings as a :class:`TrainConfig` (for :func:`netmark.training.make_optimizer`)."""
@@ -78,12 +79,7 @@ def fresh_student(model: nn.Module) -> nn.Module:
     try:
         arch = arch_of(model)
     except ArchitectureError:
-        student = copy.deepcopy(model)
-        for m in student.modules():
-            reset = getattr(m, "reset_parameters", None)
-            if callable(reset):
-                reset()
-        return student
+        return reinitialised(model)
     return build(arch["name"], **arch["args"])
 
 
@@ -95,13 +91,11 @@ def distill_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tem
 
 
 @register_attack
-class Distill(Attack):
+class Distill(Attack[DistillConfig]):
     """Distillation of the stolen model into a fresh student (see module docstring)."""
 
     name = "distill"
-    config_cls = DistillConfig
     needs_data = True
-    config: DistillConfig
 
     def apply(self, model: nn.Module, data: Dataset | None) -> nn.Module:
         if data is None:

@@ -75,13 +75,11 @@ def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
 
 
 @register_attack
-class Finetune(Attack):
+class Finetune(Attack[FinetuneConfig]):
     """Same- or different-domain fine-tuning (see module docstring)."""
 
     name = "finetune"
-    config_cls = FinetuneConfig
     needs_data = True
-    config: FinetuneConfig
 
     def __init__(self, config: FinetuneConfig | None = None, hooks: tuple[TrainHook, ...] = ()) -> None:
         super().__init__(config)

@@ -41,7 +41,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from netmark.attacks.base import AttackConfig, TensorAttack, register_attack, target_tensors
+from netmark._util import check_choice
+from netmark.attacks.base import AttackConfig, TensorAttack, register_attack
 from netmark.errors import ConfigError, ModelFileError
 
 ROUNDINGS = ("mask", "nearest")
@@ -51,8 +52,7 @@ def check_bits_rounding(bits: object, rounding: object) -> None:
     """Raise ConfigError unless ``bits`` is an integer in 2..32 and ``rounding`` is known."""
     if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 32:
         raise ConfigError(f"fixed-point bits must be an integer in 2..32 (1 sign bit + magnitude), got {bits!r}")
-    if rounding not in ROUNDINGS:
-        raise ConfigError(f"rounding must be one of {', '.join(ROUNDINGS)}, got {rounding!r}")
+    check_choice("rounding", rounding, ROUNDINGS)
 
 
 @dataclass
@@ -95,15 +95,11 @@ def fixed_point(t: torch.Tensor, bits: int, rounding: str = "mask") -> torch.Ten
 
 
 @register_attack
-class FixedPoint(TensorAttack):
-    """Fixed-point conversion with LSB masking (see module docstring)."""
+class FixedPoint(TensorAttack[FixedPointConfig]):
+    """Fixed-point conversion with LSB masking of the floating-point parameters (see module docstring): each tensor
+    becomes :func:`fixed_point` of itself."""
 
     name = "fixed-point"
-    config_cls = FixedPointConfig
-    config: FixedPointConfig
-
-    def targets(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        return target_tensors(model, self.config.layer, self.config.include_buffers)
 
     def transform(self, t: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return fixed_point(t, self.config.bits, self.config.rounding)

@@ -21,15 +21,14 @@ Example::
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from netmark._util import check_finite
 from netmark.attacks.base import Attack, AttackConfig, register_attack, target_tensors
-from netmark.errors import ConfigError
 
 
 @dataclass
@@ -38,9 +37,7 @@ class OutlierResetConfig(AttackConfig):
     layer: str | None = None
 
     def __post_init__(self) -> None:
-        k = self.k
-        if isinstance(k, bool) or not isinstance(k, int | float) or not math.isfinite(k) or k <= 0:
-            raise ConfigError(f"outlier threshold k must be a finite number > 0, got {k!r}")
+        check_finite("outlier threshold k", self.k, positive=True)
 
 
 def outlier_reset(t: torch.Tensor, k: float) -> tuple[torch.Tensor, int]:
@@ -56,12 +53,10 @@ def outlier_reset(t: torch.Tensor, k: float) -> tuple[torch.Tensor, int]:
 
 
 @register_attack
-class OutlierReset(Attack):
+class OutlierReset(Attack[OutlierResetConfig]):
     """Outlier reset (see module docstring); ``reset`` holds, after a call, the number of entries reset."""
 
     name = "outlier-reset"
-    config_cls = OutlierResetConfig
-    config: OutlierResetConfig
     reset: int = 0
 
     def apply(self, model: nn.Module, data: Dataset | None) -> nn.Module:

@@ -56,13 +56,11 @@ class OverwriteConfig(AttackConfig):
 
 
 @register_attack
-class Overwrite(Attack):
+class Overwrite(Attack[OverwriteConfig]):
     """Embed an attacker watermark over the owner's (see module docstring)."""
 
     name = "overwrite"
-    config_cls = OverwriteConfig
     needs_data = True
-    config: OverwriteConfig
 
     def __init__(self, config: OverwriteConfig | None = None) -> None:
         super().__init__(config)

@@ -25,7 +25,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from netmark.attacks.base import AttackConfig, TensorAttack, layer_weights, register_attack
+from netmark._util import check_choice
+from netmark.attacks.base import AttackConfig, TensorAttack, register_attack
 from netmark.errors import ConfigError
 
 PruneOrder = Literal["ascending", "descending", "random"]
@@ -41,8 +42,7 @@ class PruneConfig(AttackConfig):
     def __post_init__(self) -> None:
         if not isinstance(self.rate, int | float) or not 0.0 <= float(self.rate) <= 1.0:
             raise ConfigError(f"pruning rate must be in [0, 1], got {self.rate!r}")
-        if self.order not in ORDERS:
-            raise ConfigError(f"order must be one of {', '.join(ORDERS)}, got {self.order!r}")
+        check_choice("order", self.order, ORDERS)
 
 
 def prune_tensor(w: torch.Tensor, rate: float, order: str, gen: torch.Generator | None = None) -> torch.Tensor:
@@ -60,15 +60,10 @@ def prune_tensor(w: torch.Tensor, rate: float, order: str, gen: torch.Generator 
 
 
 @register_attack
-class Prune(TensorAttack):
+class Prune(TensorAttack[PruneConfig]):
     """Magnitude / random parameter pruning (see module docstring)."""
 
     name = "prune"
-    config_cls = PruneConfig
-    config: PruneConfig
-
-    def targets(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        return layer_weights(model, self.config.layer)
 
     def transform(self, t: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return prune_tensor(t, self.config.rate, self.config.order, gen)

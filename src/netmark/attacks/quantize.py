@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from netmark.attacks.base import AttackConfig, TensorAttack, layer_weights, register_attack
+from netmark.attacks.base import AttackConfig, TensorAttack, register_attack
 from netmark.errors import ConfigError
 
 
@@ -49,15 +49,10 @@ def quantize_tensor(w: torch.Tensor, bits: int, per_channel: bool = True) -> tor
 
 
 @register_attack
-class Quantize(TensorAttack):
+class Quantize(TensorAttack[QuantizeConfig]):
     """Uniform weight quantization (see module docstring)."""
 
     name = "quantize"
-    config_cls = QuantizeConfig
-    config: QuantizeConfig
-
-    def targets(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        return layer_weights(model, self.config.layer)
 
     def transform(self, t: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return quantize_tensor(t, self.config.bits, self.config.per_channel)

@@ -30,7 +30,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from netmark.attacks.base import AttackConfig, TensorAttack, register_attack, target_tensors
+from netmark._util import check_choice
+from netmark.attacks.base import AttackConfig, TensorAttack, register_attack
 from netmark.errors import ConfigError, ModelFileError
 
 RoundTripDtype = Literal["fp16", "bf16", "int8"]
@@ -45,14 +46,12 @@ class RoundTripConfig(AttackConfig):
     include_buffers: bool = False
 
     def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"round-trip dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        check_choice("round-trip dtype", self.dtype, DTYPES)
 
 
 def roundtrip_tensor(t: torch.Tensor, dtype: str) -> torch.Tensor:
     """``t`` stored as ``dtype`` (fp16 | bf16 | int8) and read back (same dtype and shape; new tensor)."""
-    if dtype not in DTYPES:
-        raise ConfigError(f"round-trip dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    check_choice("round-trip dtype", dtype, DTYPES)
     if not t.is_floating_point():
         raise ConfigError(f"round trip converts floating-point tensors, got {t.dtype}")
     w = t.detach()
@@ -68,15 +67,10 @@ def roundtrip_tensor(t: torch.Tensor, dtype: str) -> torch.Tensor:
 
 
 @register_attack
-class RoundTrip(TensorAttack):
+class RoundTrip(TensorAttack[RoundTripConfig]):
     """fp16 / bf16 / int8 checkpoint round trip (see module docstring)."""
 
     name = "roundtrip"
-    config_cls = RoundTripConfig
-    config: RoundTripConfig
-
-    def targets(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        return target_tensors(model, self.config.layer, self.config.include_buffers)
 
     def transform(self, t: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return roundtrip_tensor(t, self.config.dtype)

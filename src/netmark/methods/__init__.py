@@ -16,41 +16,16 @@ from netmark._util import import_submodules
 from netmark.errors import ConfigError
 from netmark.keys import WatermarkKey
 from netmark.methods import adi, deepsigns, frontier, tartaglione, triggerset, uchida, wang, zhang
-from netmark.methods.base import (
-    METHODS,
-    Extraction,
-    MethodConfig,
-    WatermarkMethod,
-    random_message,
-    register_method,
-)
+from netmark.methods.base import METHODS, Extraction, MethodConfig, WatermarkMethod, random_message, register_method
 from netmark.methods.dispatch import false_positive_rate, get_method, method_from_key, verify
 
 #: every module of this package, imported (each scheme registers itself in METHODS)
 MODULES: list[str] = import_submodules(__name__, __path__)
 
 __all__ = [
-    "METHODS",
-    "MODULES",
-    "Extraction",
-    "MethodConfig",
-    "WatermarkMethod",
-    "adi",
-    "deepsigns",
-    "embed",
-    "false_positive_rate",
-    "frontier",
-    "get_method",
-    "method_for_config",
-    "method_from_key",
-    "random_message",
-    "register_method",
-    "tartaglione",
-    "triggerset",
-    "uchida",
-    "verify",
-    "wang",
-    "zhang",
+    "METHODS", "MODULES", "Extraction", "MethodConfig", "WatermarkMethod", "adi", "deepsigns", "embed",
+    "false_positive_rate", "frontier", "get_method", "method_for_config", "method_from_key", "random_message",
+    "register_method", "tartaglione", "triggerset", "uchida", "verify", "wang", "zhang",
 ]
 
 

@@ -30,7 +30,7 @@ import logging
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, ClassVar, Self, TypeVar
 
 import torch
@@ -38,7 +38,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from netmark._util import add_to_registry
-from netmark.errors import ConfigError, KeyFileError
+from netmark.errors import ArchitectureError, ConfigError, KeyFileError
 from netmark.keys import WatermarkKey, str_to_bits
 from netmark.methods.check import EmbedResult, check_embedding
 from netmark.methods.dispatch import METHODS  # the registry: a leaf module, so no import cycle
@@ -93,6 +93,8 @@ class WatermarkMethod(ABC):
     #: the behaviour version: bump it when the method's numerical output (key, embedded model) changes for the same
     #: config and seeds; cached study runs are keyed by it (with the config), not by source text
     VERSION: ClassVar[int] = 1
+    #: what a key's config holds beyond the method's config (e.g. a trigger set's ``num_classes``)
+    KEY_CONFIG_EXTRAS: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -112,12 +114,22 @@ class WatermarkMethod(ABC):
 
     @classmethod
     def from_key(cls, key: WatermarkKey) -> Self:
+        """The method (with its config) that made ``key``; KeyFileError unless the key is well-formed for it
+        (:meth:`check_key_tensors`)."""
         if key.method != cls.name:
             raise KeyFileError(f"key is for method {key.method!r}, not {cls.name!r}")
+        known = {k: v for k, v in key.config.items() if k not in cls.KEY_CONFIG_EXTRAS}
         try:
-            return cls(cls.config_cls.from_dict(key.config))
+            method = cls(cls.config_cls.from_dict(known))
         except (ConfigError, TypeError) as e:
             raise KeyFileError(f"key has an invalid {cls.name} config: {e}") from None
+        method.check_key_tensors(key)
+        return method
+
+    def check_key_tensors(self, key: WatermarkKey) -> None:
+        """KeyFileError unless ``key``'s tensors (and message) are what this method's keys hold. Default: nothing
+        (the method's :meth:`extract` refuses what it cannot read)."""
+        return None
 
     # ------------------------------------------------------------------ what the method is
 
@@ -186,6 +198,21 @@ class WatermarkMethod(ABC):
     def _create_key(self, model: nn.Module, *, seed: int, data: Dataset | None, payload: torch.Tensor | None,
                     message: str | None) -> WatermarkKey:
         """The key itself (its inputs already checked by :meth:`create_key`)."""
+
+    def key_for(self, model: nn.Module, *, seed: int, layer: str | None, message: str | None = None,
+                bits: int | None = None, tensors: dict[str, torch.Tensor], message_random: bool | None = None,
+                **config_extra: Any) -> WatermarkKey:
+        """A key of this method for ``model``: ``message`` (multi-bit: ``bits`` long, checked; default a random one
+        from ``seed``), the config with the resolved host ``layer`` (when given) plus ``config_extra``, and
+        ``model``'s architecture (``None`` for a model :func:`netmark.models.build` did not make).
+        ``message_random``: default, whether the message was drawn here."""
+        if bits is not None:
+            check_message(message, bits)
+        msg = message if message is not None or bits is None else random_message(bits, seed)
+        cfg = replace(self.config, layer=layer) if layer is not None else self.config  # type: ignore[call-arg]
+        return WatermarkKey(method=self.name, layer=layer, message=msg or "", tensors=tensors,
+                            config={**cfg.to_dict(), **config_extra}, arch=arch_or_none(model), seed=seed,
+                            message_random=message is None if message_random is None else message_random)
 
     @abstractmethod
     def hook(self, key: WatermarkKey) -> TrainHook:
@@ -263,6 +290,22 @@ class WatermarkMethod(ABC):
         if at_chance:
             return "The task did not learn: lower --lr or --momentum (SGD), or train longer (--epochs)."
         return "Train longer (--epochs) or raise the embedding strength (--strength)."
+
+
+def arch_or_none(model: nn.Module) -> dict[str, Any] | None:
+    """``model``'s registry architecture (:func:`netmark.models.arch_of`), or ``None`` when it has none."""
+    from netmark.models import arch_of
+
+    try:
+        return arch_of(model)
+    except (ArchitectureError, AttributeError, KeyError):
+        return None
+
+
+def drowning_note(strength: float) -> str:
+    """What :meth:`WatermarkMethod.embed_advice` adds when the task did not learn and ``--strength`` weighs an
+    embedding loss."""
+    return f" A large --strength (now {strength:g}) can also drown the task loss."
 
 
 def check_message(message: str | None, bits: int) -> None:

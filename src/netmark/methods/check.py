@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from netmark.training import TrainResult, iter_batches, model_device
+from netmark.training import TrainResult, evaluating, iter_batches, model_device
 from netmark.verify import DEFAULT_ALPHA, VerificationResult
 
 if TYPE_CHECKING:
@@ -51,11 +51,9 @@ def chance_p_value(correct: int, n: int, rate: float) -> float:
 def accuracy_and_chance(model: nn.Module, data: Dataset, batch_size: int = 512) -> tuple[int, int, float]:
     """(correct answers, images, majority-class share of the labels) of ``model`` on ``data``."""
     device = model_device(model)
-    was_training = model.training
-    model.eval()
     correct, n = 0, 0
     counts: torch.Tensor | None = None
-    try:
+    with evaluating(model):
         for x, y in iter_batches(data, batch_size):
             logits = model(x.to(device))
             y = y.to(torch.int64).reshape(-1)
@@ -63,8 +61,6 @@ def accuracy_and_chance(model: nn.Module, data: Dataset, batch_size: int = 512) 
             n += len(y)
             c = torch.bincount(y, minlength=int(logits.shape[1]))
             counts = c if counts is None else _add_counts(counts, c)
-    finally:
-        model.train(was_training)
     rate = float(counts.max()) / n if counts is not None and n else 0.0
     return correct, n, rate
 

@@ -75,21 +75,20 @@ Example::
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, cast
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from netmark._util import check_finite, check_layer_name, generator
+from netmark._util import check_choice, check_finite, check_layer_name, first_line, generator
 from netmark.errors import ArchitectureError, ConfigError, KeyFileError
 from netmark.keys import WatermarkKey
-from netmark.methods.base import Extraction, MethodConfig, check_message, random_message, register_method
+from netmark.methods.base import Extraction, MethodConfig, register_method
 from netmark.methods.phases import EmbedPrep
 from netmark.methods.traits import MethodTraits
 from netmark.methods.triggerset import (
@@ -100,12 +99,13 @@ from netmark.methods.triggerset import (
     check_int,
     dataset_images,
     input_shape,
+    logits_of,
     model_predictor,
     num_classes,
     query,
     random_labels,
 )
-from netmark.training import TrainConfig, TrainHook, model_device
+from netmark.training import TrainConfig, TrainHook
 from netmark.verify import DEFAULT_ALPHA, VerificationResult, bit_match_result
 
 log = logging.getLogger(__name__)
@@ -142,8 +142,7 @@ class DeepSignsConfig(TriggerSetConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.mode not in MODES:
-            raise ConfigError(f"mode must be 'white' or 'black', got {self.mode!r}")
+        check_choice("mode", self.mode, MODES)
         check_layer_name(self.layer, "fc1")
         check_int("bits", self.bits, 1)
         check_int("key_images", self.key_images, 1)
@@ -177,19 +176,13 @@ def activations(model: nn.Module, layer: str, images: Tensor, *, batch_size: int
     mod = get_layer(model, layer)
     out: list[Tensor] = []
     handle = mod.register_forward_hook(lambda m, i, o: out.append(o.detach().flatten(1).to(torch.float64, copy=True)))
-    was = model.training
-    model.eval()
-    dev = model_device(model)
     try:
-        with torch.no_grad():
-            for i in range(0, len(images), batch_size):
-                model(images[i:i + batch_size].to(dev))
+        logits_of(model, images, batch_size=batch_size)
     except RuntimeError as e:
         raise ArchitectureError(f"the model does not take the key's images of shape {tuple(images.shape[1:])}: "
-                                f"{str(e).splitlines()[0]}") from None
+                                f"{first_line(e)}") from None
     finally:
         handle.remove()
-        model.train(was)
     if len(out) != -(-len(images) // batch_size):
         raise ArchitectureError(f"layer {layer!r} runs {len(out)} times for {len(images)} images; deepsigns needs a "
                                 "layer used once per forward pass")
@@ -327,17 +320,10 @@ class DeepSigns(TriggerSetMethod):
     def _create_key(self, model: nn.Module, *, seed: int, data: Dataset | None, payload: Tensor | None,
                     message: str | None) -> WatermarkKey:
         """White: A, the message and the key images (``data`` required). Black: the candidate keys."""
-        from netmark.methods.uchida import _arch_or_none
-
         cfg = self.config
         if not self._white():
-            inputs, labels, rnd = self.make_triggers(model, seed=seed, data=data)
-            extra = {"num_classes": num_classes(model, inputs.shape[1:]), "input_shape": list(inputs.shape[1:])}
-            return WatermarkKey(method=self.name, layer=None, message="", tensors={"inputs": inputs, "labels": labels},
-                                config={**cfg.to_dict(), **extra}, arch=_arch_or_none(model), seed=seed,
-                                message_random=rnd)
+            return super()._create_key(model, seed=seed, data=data, payload=payload, message=message)
         total = cfg.bits * len(cfg.target_classes)
-        check_message(message, total)
         if data is None:  # create_key checked it (traits: needs_data)
             raise ConfigError("deepsigns' white-box mode takes its key images from the training data: pass data=")
         layer = cfg.layer or auto_layer(model)
@@ -353,25 +339,14 @@ class DeepSigns(TriggerSetMethod):
         images = torch.cat(imgs).contiguous()
         M = activations(model, layer, images[:1]).shape[1]
         A = torch.randn(cfg.bits, M, generator=generator(seed))
-        msg = message if message is not None else random_message(total, seed)
-        resolved = DeepSignsConfig(**{**cfg.to_dict(), "layer": layer})
-        return WatermarkKey(method=self.name, layer=layer, message=msg,
+        return self.key_for(model, seed=seed, layer=layer, message=message, bits=total, num_classes=c,
                             tensors={"A": A, "images": images, "classes": torch.cat(cls).to(torch.int64)},
-                            config={**resolved.to_dict(), "num_classes": c, "input_shape": list(shape)},
-                            arch=_arch_or_none(model), seed=seed, message_random=message is None)
+                            input_shape=list(shape))
 
-    @classmethod
-    def from_key(cls, key: WatermarkKey) -> DeepSigns:
-        if key.method != cls.name:
-            raise KeyFileError(f"key is for method {key.method!r}, not {cls.name!r}")
-        if key.config.get("mode") == "black":
-            return cast(DeepSigns, super().from_key(key))
-        known = {k: v for k, v in key.config.items() if k not in ("num_classes", "input_shape")}
-        try:
-            method = cls(DeepSignsConfig.from_dict(known))
-        except (ConfigError, TypeError) as e:
-            raise KeyFileError(f"key has an invalid {cls.name} config: {e}") from None
-        cfg = method.config
+    def check_key_tensors(self, key: WatermarkKey) -> None:
+        if self.config.mode == "black":
+            return super().check_key_tensors(key)
+        cfg = self.config
         for t in ("A", "images", "classes"):
             if t not in key.tensors:
                 raise KeyFileError(f"deepsigns white-box key lacks its {t!r} tensor")
@@ -384,7 +359,6 @@ class DeepSigns(TriggerSetMethod):
             raise KeyFileError("deepsigns key has no image of some target class")
         if not key.layer or len(key.message) != cfg.bits * len(cfg.target_classes):
             raise KeyFileError(f"deepsigns key needs a layer and {cfg.bits * len(cfg.target_classes)} message bits")
-        return method
 
     def select_keys(self, key: WatermarkKey, *, marked: nn.Module | Predictor,
                     unmarked: nn.Module | Predictor) -> WatermarkKey:
@@ -400,9 +374,8 @@ class DeepSigns(TriggerSetMethod):
                               "unmarked one): train longer, or raise per_batch or candidates")
         if len(keep) < self.config.size:
             log.warning("deepsigns kept %d of %d keys (%d candidates)", len(keep), self.config.size, len(y))
-        return WatermarkKey(method=key.method, layer=None, message="", config=key.config, arch=key.arch,
-                            seed=key.seed, message_random=False,
-                            tensors={"inputs": x[keep].contiguous(), "labels": y[keep].contiguous()})
+        return replace(key, layer=None, message="", message_random=False,
+                       tensors={"inputs": x[keep].contiguous(), "labels": y[keep].contiguous()})
 
     # ------------------------------------------------------------------ embedding
 
@@ -414,14 +387,12 @@ class DeepSigns(TriggerSetMethod):
                 null_models: Sequence[Any] | None) -> EmbedPrep:
         """White: no null models (its null is exact). Black: no distillation; keep a copy of the model from before
         training (:meth:`finalize` selects the keys against it and trains the reference models from it)."""
-        if self._white(key):
-            if null_models is not None:
-                raise ConfigError("null_models is for deepsigns' black-box mode; the white-box null is exact")
-            return EmbedPrep(train_config=train_config)
-        if teacher is not None:
-            raise ConfigError("deepsigns black-box: distill-to-embed is not defined (the teacher's answers would "
-                              "replace the key labels)")
-        return EmbedPrep(train_config=train_config, unmarked=copy.deepcopy(model).cpu())
+        if not self._white(key):
+            return super().prepare(model, data, train_config, key=key, teacher=teacher, eval_data=eval_data,
+                                   null_models=null_models)
+        if null_models is not None:
+            raise ConfigError("null_models is for deepsigns' black-box mode; the white-box null is exact")
+        return EmbedPrep(train_config=train_config)
 
     def finalize(self, key: WatermarkKey, model: nn.Module, *, hook: TrainHook | None = None,
                  data: Dataset | None = None, train_config: TrainConfig | None = None, seed: int | None = None,

@@ -63,8 +63,6 @@ Example::
 
 from __future__ import annotations
 
-import copy
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -74,19 +72,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from netmark._util import generator
+from netmark._util import check_bool, check_finite, check_int, check_unit, generator
 from netmark.errors import ConfigError
 from netmark.keys import WatermarkKey
 from netmark.methods.base import register_method
 from netmark.methods.phases import EmbedPrep
 from netmark.methods.traits import MethodTraits
-from netmark.methods.triggerset import (
-    TriggerSetConfig,
-    TriggerSetMethod,
-    check_int,
-    dataset_rows,
-)
-from netmark.training import TrainConfig, model_device, train
+from netmark.methods.triggerset import TriggerSetConfig, TriggerSetMethod, dataset_rows
+from netmark.training import TrainConfig, evaluating, model_device, train
 
 
 @dataclass
@@ -111,19 +104,12 @@ class FrontierConfig(TriggerSetConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.eps, bool) or not isinstance(self.eps, int | float) or not (
-                math.isfinite(self.eps) and 0 < self.eps <= 1):
-            raise ConfigError(f"eps must be a number in (0, 1], got {self.eps!r}")
-        if not isinstance(self.pretrained, bool):
-            raise ConfigError(f"pretrained must be True or False, got {self.pretrained!r}")
+        check_unit("eps", self.eps)
+        check_bool("pretrained", self.pretrained)
         check_int("finetune_epochs", self.finetune_epochs, 1)
-        t = self.key_target
-        if t is not None and (isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t <= 1):
-            raise ConfigError(f"key_target must be a number in (0, 1] or None, got {t!r}")
-        lr = self.finetune_lr
-        if lr is not None and (isinstance(lr, bool) or not isinstance(lr, int | float)
-                               or not (math.isfinite(lr) and lr > 0)):
-            raise ConfigError(f"finetune_lr must be a positive number or None, got {lr!r}")
+        check_unit("key_target", self.key_target, optional=True)
+        if self.finetune_lr is not None:
+            check_finite("finetune_lr", self.finetune_lr, positive=True)
 
 
 def fgsm(model: nn.Module, x: Tensor, y: Tensor, eps: float) -> Tensor:
@@ -144,9 +130,7 @@ def frontier_adversaries(model: nn.Module, data: Dataset, n: int, eps: float, se
     got: dict[bool, list[Tensor]] = {True: [], False: []}
     labels: dict[bool, list[Tensor]] = {True: [], False: []}
     dev = model_device(model)
-    was = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         for i in range(0, len(order), batch_size):
             idx = order[i:i + batch_size]
             x, y = dataset_rows(data, idx)
@@ -165,8 +149,6 @@ def frontier_adversaries(model: nn.Module, data: Dataset, n: int, eps: float, se
                 labels[kind].append(y[sel].cpu())
             if all(sum(len(t) for t in got[k]) >= need[k] for k in (True, False)):
                 break
-    finally:
-        model.train(was)
     counts = {k: sum(len(t) for t in got[k]) for k in (True, False)}
     if counts[True] < need[True] or counts[False] < need[False]:
         raise ConfigError(f"frontier-stitching found only {counts[True]} true and {counts[False]} false adversaries "
@@ -229,14 +211,13 @@ class FrontierStitching(TriggerSetMethod):
         """Train plainly (a fresh model without a key only): the key is then crafted on the trained model and the
         hooked training is the fine-tuning (:meth:`finetune_config`); the reference models of :meth:`finalize` train
         plainly on the whole schedule, from the architecture as it was before (see the module docstring)."""
-        if teacher is not None:
-            raise ConfigError(f"{self.name}: distill-to-embed is not defined for a trigger set")
+        # no distillation; the copy of the model from before any training is re-initialised per reference model
+        prep = super().prepare(model, data, train_config, key=key, teacher=teacher, eval_data=eval_data,
+                               null_models=null_models)
         cfg = train_config or TrainConfig()
-        template = copy.deepcopy(model).cpu()  # re-initialised per reference model
-        phases: list[dict[str, float]] = []
-        seconds = 0.0
+        prep.train_config, prep.phases = self.finetune_config(cfg), []
         if key is None and not self.config.pretrained:
             pre = train(model, data, cfg, eval_data=eval_data)
-            phases, seconds = [{**h, "finetune": 0.0} for h in pre.history], pre.seconds
-        return EmbedPrep(train_config=self.finetune_config(cfg), unmarked=template, phases=phases, seconds=seconds)
+            prep.phases, prep.seconds = [{**h, "finetune": 0.0} for h in pre.history], pre.seconds
+        return prep
 

@@ -73,13 +73,12 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.utils.data import Dataset
 
-from netmark._util import generator
+from netmark._util import check_bool, check_choice, check_finite, check_int, check_unit, generator
 from netmark.errors import ArchitectureError, ConfigError, KeyFileError
 from netmark.keys import WatermarkKey
 from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod, register_method
 from netmark.methods.tartaglione_variants import VARIANTS, Variant, decode, encode, proportional_layers
 from netmark.methods.traits import MethodTraits
-from netmark.methods.uchida import _arch_or_none
 from netmark.training import TrainConfig, TrainHook
 from netmark.verify import DEFAULT_ALPHA, VerificationResult, pearson_result
 
@@ -115,31 +114,18 @@ class TartaglioneConfig(MethodConfig):
     variant: Variant = "paper"
 
     def __post_init__(self) -> None:
-        for name in ("size", "gamma_step"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {v!r}")
-        if isinstance(self.replicas, bool) or not isinstance(self.replicas, int) or self.replicas < 0:
-            raise ConfigError(f"replicas (R) must be an integer >= 0, got {self.replicas!r}")
-        for name, positive in (("mu", None), ("sigma", True), ("noise", False), ("gamma", False),
-                               ("gamma_decay", False)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-                raise ConfigError(f"{name} must be a finite number, got {v!r}")
-            if (positive is True and v <= 0) or (positive is False and v < 0):
-                raise ConfigError(f"{name} must be {'> 0' if positive else '>= 0'}, got {v!r}")
-        if self.replica_batch not in REPLICA_BATCHES:
-            raise ConfigError(f"replica_batch must be 'full' or 'split', got {self.replica_batch!r}")
-        if not isinstance(self.reinit, bool):
-            raise ConfigError(f"reinit must be true or false, got {self.reinit!r}")
-        rf = self.replica_fraction
-        if isinstance(rf, bool) or not isinstance(rf, int | float) or not 0 < rf <= 1:
-            raise ConfigError(f"replica_fraction must be in (0, 1], got {rf!r}")
-        f = self.max_layer_fraction
-        if isinstance(f, bool) or not isinstance(f, int | float) or not 0 < f <= 1:
-            raise ConfigError(f"max_layer_fraction must be in (0, 1], got {f!r}")
-        if self.variant not in VARIANTS:
-            raise ConfigError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+        check_int("size", self.size)
+        check_int("gamma_step", self.gamma_step)
+        check_int("replicas (R)", self.replicas, 0)
+        if isinstance(self.mu, bool) or not isinstance(self.mu, int | float) or not math.isfinite(self.mu):
+            raise ConfigError(f"mu must be a finite number, got {self.mu!r}")
+        for name in ("sigma", "noise", "gamma", "gamma_decay"):
+            check_finite(name, getattr(self, name), positive=name == "sigma")
+        check_choice("replica_batch", self.replica_batch, REPLICA_BATCHES)
+        check_bool("reinit", self.reinit)
+        check_unit("replica_fraction", self.replica_fraction)
+        check_unit("max_layer_fraction", self.max_layer_fraction)
+        check_choice("variant", self.variant, VARIANTS)
 
 
 def paper_config(replicas: int = 4, *, replica_batch: Literal["full", "split"] = "full") -> TartaglioneConfig:
@@ -409,6 +395,7 @@ class Tartaglione(WatermarkMethod):
     paper = ("Tartaglione, Grangetto, Cavagnino, Botta: Delving in the loss landscape to embed robust watermarks "
              "into neural networks, ICPR 2020")
     TRAITS = MethodTraits(payload="values")
+    KEY_CONFIG_EXTRAS = ("layers", "payload_shape")
     config: TartaglioneConfig
 
     @classmethod
@@ -436,22 +423,13 @@ class Tartaglione(WatermarkMethod):
             raise ConfigError("the payload must hold at least 3 finite values in [0, 1]")
         sizes = layer_sizes(model)
         draw_positions([s for _, s in sizes], len(payload), seed, self.config.max_layer_fraction)  # fits?
-        cfg = {**self.config.to_dict(), "size": len(payload), "layers": sizes,
-               "payload_shape": list(payload_shape) if payload_shape else [len(payload)]}
-        return WatermarkKey(method=self.name, layer=None, message="", tensors={"payload": payload}, config=cfg,
-                            arch=_arch_or_none(model), seed=seed, message_random=False)
+        return self.key_for(model, seed=seed, layer=None, tensors={"payload": payload}, message_random=False,
+                            size=len(payload), layers=sizes,
+                            payload_shape=list(payload_shape) if payload_shape else [len(payload)])
 
-    @classmethod
-    def from_key(cls, key: WatermarkKey) -> Tartaglione:
-        if key.method != cls.name:
-            raise KeyFileError(f"key is for method {key.method!r}, not {cls.name!r}")
+    def check_key_tensors(self, key: WatermarkKey) -> None:
         if "payload" not in key.tensors:
             raise KeyFileError("tartaglione key lacks its payload tensor")
-        known = {k: v for k, v in key.config.items() if k not in ("layers", "payload_shape")}
-        try:
-            return cls(TartaglioneConfig.from_dict(known))
-        except (ConfigError, TypeError) as e:
-            raise KeyFileError(f"key has an invalid tartaglione config: {e}") from None
 
     def hook(self, key: WatermarkKey) -> TartaglioneHook:
         return TartaglioneHook(key, self.config)

@@ -45,18 +45,20 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from netmark._util import check_int, generator, seeded
+from netmark._util import check_int, first_line, generator, seeded
 from netmark.errors import ArchitectureError, ConfigError, KeyFileError, NetmarkError
 from netmark.keys import WatermarkKey
 from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod
 from netmark.methods.phases import EmbedPrep
 from netmark.methods.traits import MethodTraits
-from netmark.training import TrainConfig, TrainHook, model_device, train
+from netmark.training import TrainConfig, TrainHook, evaluating, model_device, reinitialised, train
 from netmark.verify import (
     DEFAULT_ALPHA,
     VerificationResult,
     beta_binomial_log10_tails,
     calibrated_bit_match_result,
+    match_result,
+    min_reaching,
 )
 
 #: a suspect seen through queries: a float batch ``(N, C, H, W)`` in, ``N`` integer labels out.
@@ -124,14 +126,9 @@ def random_labels(n: int, num_classes: int, seed: int) -> Tensor:
 def logits_of(model: nn.Module, x: Tensor, *, batch_size: int = 256) -> Tensor:
     """``model``'s outputs on ``x`` (eval mode, no gradients, on the model's device, in chunks; mode restored), on
     the CPU."""
-    was = model.training
-    model.eval()
     dev = model_device(model)
-    try:
-        with torch.no_grad():
-            return torch.cat([model(x[i:i + batch_size].to(dev)).cpu() for i in range(0, len(x), batch_size)])
-    finally:
-        model.train(was)
+    with evaluating(model), torch.no_grad():
+        return torch.cat([model(x[i:i + batch_size].to(dev)).cpu() for i in range(0, len(x), batch_size)])
 
 
 def model_predictor(model: nn.Module, *, batch_size: int = 256) -> Callable[[Tensor], Tensor]:
@@ -171,7 +168,7 @@ def _probe(model: nn.Module, inputs: Tensor, what: str) -> Tensor:
         return logits_of(model, inputs[:1])
     except RuntimeError as e:
         raise ArchitectureError(f"the model does not take {what} of shape {tuple(inputs.shape[1:])}: "
-                                f"{str(e).splitlines()[0]}") from None
+                                f"{first_line(e)}") from None
 
 
 # ----------------------------------------------------------------------------- decision
@@ -193,13 +190,9 @@ def trigger_result(predicted: Tensor, key: WatermarkKey, *, method: str, alpha: 
                            "far above chance: calibrate its null first (TriggerSetMethod.calibrate, or embed with "
                            "null_models > 0)")
     tails = beta_binomial_log10_tails(n, None, None, 1.0 / c)
-    lg = float(tails[k])
-    p = 0.0 if lg == -math.inf else 10.0**lg
-    reach = (tails <= math.log10(alpha)).nonzero()
-    d = {"log10_p_value": lg, "min_matched_bits": int(reach[0]) if reach.numel() else None,
+    d = {"log10_p_value": float(tails[k]), "min_matched_bits": min_reaching(tails, alpha),
          "null": f"Binomial(n, 1/{c}): uniformly random labels", "null_exact": True, "calibrated": False, **extra}
-    return VerificationResult(detected=p <= alpha, p_value=p, score=k / n, threshold=alpha, method=method,
-                              bit_error_rate=(n - k) / n, matched_bits=k, total_bits=n, details=d)
+    return match_result(k, n, float(tails[k]), method=method, alpha=alpha, details=d)
 
 
 # ----------------------------------------------------------------------------- the hook
@@ -242,13 +235,8 @@ class TriggerSetHook(TrainHook):
 
 def fresh_copy(model: nn.Module, seed: int) -> nn.Module:
     """A copy of ``model``'s architecture with every layer re-initialised (``reset_parameters``, seeded)."""
-    new = copy.deepcopy(model)
     with seeded(seed):
-        for m in new.modules():
-            reset = getattr(m, "reset_parameters", None)
-            if callable(reset):
-                reset()
-    return new
+        return reinitialised(model)
 
 
 def train_reference_models(template: nn.Module, data: Dataset, train_config: TrainConfig | None, n: int, *,
@@ -273,6 +261,7 @@ class TriggerSetMethod(WatermarkMethod):
     ``config_cls``, ``paper``; ``TRAITS`` with ``needs_data`` when the triggers are made from training images)."""
 
     TRAITS = MethodTraits(payload="labels", query_verifiable=True)
+    KEY_CONFIG_EXTRAS = ("num_classes", "input_shape")
     config: TriggerSetConfig
 
     def embed_advice(self, *, at_chance: bool) -> str:
@@ -289,36 +278,24 @@ class TriggerSetMethod(WatermarkMethod):
     def _create_key(self, model: nn.Module, *, seed: int, data: Dataset | None, payload: Tensor | None,
                     message: str | None) -> WatermarkKey:
         """Make the trigger set (``data``: the training set, for schemes that stamp or perturb its images)."""
-        from netmark.methods.uchida import _arch_or_none
-
         inputs, labels, rnd = self.make_triggers(model, seed=seed, data=data)
-        num_classes = _num_classes(model, inputs)
-        cfg = {**self.config.to_dict(), "num_classes": num_classes, "input_shape": list(inputs.shape[1:])}
-        return WatermarkKey(method=self.name, layer=None, message="",
+        return self.key_for(model, seed=seed, layer=None, message_random=rnd,
                             tensors={"inputs": inputs.float().contiguous(), "labels": labels.to(torch.int64)},
-                            config=cfg, arch=_arch_or_none(model), seed=seed, message_random=rnd)
+                            num_classes=_num_classes(model, inputs), input_shape=list(inputs.shape[1:]))
 
-    @classmethod
-    def from_key(cls, key: WatermarkKey) -> TriggerSetMethod:
-        if key.method != cls.name:
-            raise KeyFileError(f"key is for method {key.method!r}, not {cls.name!r}")
+    def check_key_tensors(self, key: WatermarkKey) -> None:
         for t in ("inputs", "labels"):
             if t not in key.tensors:
-                raise KeyFileError(f"{cls.name} key lacks its {t!r} tensor")
+                raise KeyFileError(f"{self.name} key lacks its {t!r} tensor")
         x, y = key.tensors["inputs"], key.tensors["labels"]
         if x.ndim != 4 or y.ndim != 1 or len(x) != len(y) or len(y) == 0 or y.is_floating_point():
-            raise KeyFileError(f"{cls.name} key has malformed triggers: inputs {tuple(x.shape)}, "
+            raise KeyFileError(f"{self.name} key has malformed triggers: inputs {tuple(x.shape)}, "
                                f"labels {tuple(y.shape)}")
         c = key.config.get("num_classes")
         if isinstance(c, bool) or not isinstance(c, int) or c < 2 or int(y.min()) < 0 or int(y.max()) >= c:
-            raise KeyFileError(f"{cls.name} key has labels outside its {c!r} classes")
+            raise KeyFileError(f"{self.name} key has labels outside its {c!r} classes")
         if ("null_counts" in key.tensors) != ("null_rates" in key.tensors):
-            raise KeyFileError(f"{cls.name} key has half a null calibration")
-        known = {k: v for k, v in key.config.items() if k not in ("num_classes", "input_shape")}
-        try:
-            return cls(cls.config_cls.from_dict(known))
-        except (ConfigError, TypeError) as e:
-            raise KeyFileError(f"key has an invalid {cls.name} config: {e}") from None
+            raise KeyFileError(f"{self.name} key has half a null calibration")
 
     #: training with :meth:`hook` stops once the trigger accuracy reaches this (``None``: never early)
     key_target: float | None = None
@@ -358,10 +335,8 @@ class TriggerSetMethod(WatermarkMethod):
             pred = query(model_predictor(m) if isinstance(m, nn.Module) else m, key.tensors["inputs"], c)
             hits.append((pred == labels).to(torch.int64))
         h = torch.stack(hits)
-        tensors = {**key.tensors, "null_counts": h.sum(1),
-                   "null_rates": ((h.sum(0) + 1).double() / (len(models) + 2))}
-        return WatermarkKey(method=key.method, layer=key.layer, message=key.message, tensors=tensors,
-                            config=key.config, arch=key.arch, seed=key.seed, message_random=key.message_random)
+        null = {"null_counts": h.sum(1), "null_rates": ((h.sum(0) + 1).double() / (len(models) + 2))}
+        return replace(key, tensors={**key.tensors, **null})
 
     def prepare(self, model: nn.Module, data: Dataset, train_config: TrainConfig | None, *,
                 key: WatermarkKey | None, teacher: nn.Module | None, eval_data: Dataset | None,

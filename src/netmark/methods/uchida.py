@@ -45,17 +45,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from netmark._util import check_layer_name, generator
+from netmark._util import check_bool, check_choice, check_finite, check_int, check_layer_name, generator
 from netmark.errors import ArchitectureError, ConfigError
 from netmark.keys import WatermarkKey
-from netmark.methods.base import (
-    Extraction,
-    MethodConfig,
-    WatermarkMethod,
-    check_message,
-    random_message,
-    register_method,
-)
+from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod, drowning_note, register_method
 from netmark.methods.traits import MethodTraits
 from netmark.training import TrainConfig, TrainHook
 
@@ -79,17 +72,12 @@ class UchidaConfig(MethodConfig):
     average: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or self.bits < 1:
-            raise ConfigError(f"bits must be a positive integer, got {self.bits!r}")
-        if self.key_type not in KEY_TYPES:
-            raise ConfigError(f"key_type must be one of {', '.join(KEY_TYPES)}, got {self.key_type!r}")
-        if not isinstance(self.strength, int | float) or not math.isfinite(self.strength) or self.strength < 0:
-            raise ConfigError(f"strength (lambda) must be a finite number >= 0, got {self.strength!r}")
-        if self.reduction not in ("sum", "mean"):
-            raise ConfigError(f"reduction must be 'sum' or 'mean', got {self.reduction!r}")
+        check_int("bits", self.bits)
+        check_choice("key_type", self.key_type, KEY_TYPES)
+        check_finite("strength (lambda)", self.strength, positive=False)
+        check_choice("reduction", self.reduction, ("sum", "mean"))
         check_layer_name(self.layer, "conv2")
-        if not isinstance(self.average, bool):
-            raise ConfigError(f"average must be true or false, got {self.average!r}")
+        check_bool("average", self.average)
 
 
 def paper_config() -> UchidaConfig:
@@ -98,13 +86,10 @@ def paper_config() -> UchidaConfig:
 
 
 def host_module(model: nn.Module, name: str) -> nn.Conv2d | nn.Linear:
-    """The Conv2d/Linear module called ``name`` (ArchitectureError otherwise)."""
+    """The Conv2d/Linear module called ``name`` (ArchitectureError otherwise: :func:`netmark.models.get_layer`)."""
     from netmark.models import get_layer
 
-    mod = get_layer(model, name)
-    if not isinstance(mod, nn.Conv2d | nn.Linear):
-        raise ArchitectureError(f"layer {name!r} is a {type(mod).__name__}, not a Conv2d or Linear layer")
-    return mod
+    return get_layer(model, name)
 
 
 def host_vector(weight: Tensor, average: bool = True) -> Tensor:
@@ -197,24 +182,17 @@ class Uchida(WatermarkMethod):
 
     def embed_advice(self, *, at_chance: bool) -> str:
         if at_chance:
-            return (super().embed_advice(at_chance=True) + f" A large --strength (now {self.config.strength:g}) "
-                    "can also drown the task loss.")
+            return super().embed_advice(at_chance=True) + drowning_note(self.config.strength)
         return (f"Train longer (--epochs), raise --strength (now {self.config.strength:g}) or embed fewer --bits "
                 f"(now {self.config.bits}).")
 
     def _create_key(self, model: nn.Module, *, seed: int, data: Dataset | None, payload: Tensor | None,
                     message: str | None) -> WatermarkKey:
         cfg = self.config
-        check_message(message, cfg.bits)
         layer = cfg.layer or auto_layer(model, cfg.bits, cfg.average)
         M = host_vector(host_module(model, layer).weight, cfg.average).numel()
-        g = generator(seed)
-        X = make_matrix(cfg.key_type, cfg.bits, M, g)
-        msg = message if message is not None else random_message(cfg.bits, seed)
-        resolved = UchidaConfig(**{**cfg.to_dict(), "layer": layer})
-        return WatermarkKey(method=self.name, layer=layer, message=msg, tensors={"X": X},
-                            config=resolved.to_dict(), arch=_arch_or_none(model), seed=seed,
-                            message_random=message is None)
+        X = make_matrix(cfg.key_type, cfg.bits, M, generator(seed))
+        return self.key_for(model, seed=seed, layer=layer, message=message, bits=cfg.bits, tensors={"X": X})
 
     def hook(self, key: WatermarkKey) -> UchidaHook:
         return UchidaHook(key, self.config)
@@ -236,15 +214,6 @@ class Uchida(WatermarkMethod):
         details: dict[str, Any] = {"layer": key.layer, "key_type": self.config.key_type,
                                    "embed_loss": float(loss), "M": int(w.numel())}
         return Extraction(bits=bits, scores=torch.sigmoid(proj), details=details)
-
-
-def _arch_or_none(model: nn.Module) -> dict[str, Any] | None:
-    from netmark.models import arch_of
-
-    try:
-        return arch_of(model)
-    except (ArchitectureError, AttributeError, KeyError):
-        return None
 
 
 def embed_without_training(model: nn.Module, key: WatermarkKey, *, lam: float, steps: int = 2000,

@@ -96,20 +96,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from netmark._util import check_finite, check_int, check_layer_name, generator
+from netmark._util import check_choice, check_finite, check_int, check_layer_name, generator
 from netmark.errors import ArchitectureError, ConfigError, KeyFileError
 from netmark.keys import WatermarkKey
-from netmark.methods.base import (
-    Extraction,
-    MethodConfig,
-    WatermarkMethod,
-    check_message,
-    random_message,
-    register_method,
-)
+from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod, register_method
 from netmark.methods.phases import EmbedPrep
 from netmark.methods.traits import MethodTraits
-from netmark.methods.uchida import _arch_or_none, host_module
+from netmark.methods.uchida import host_module
 from netmark.training import TrainConfig, TrainHook
 from netmark.verify import DEFAULT_ALPHA, VerificationResult, calibrated_bit_match_result
 
@@ -157,10 +150,8 @@ class WangConfig(MethodConfig):
         for name in ("negatives", "augment", "harden_steps", "harden_negatives"):
             check_int(name, getattr(self, name), 0)
         check_int("null_samples", self.null_samples, 4)
-        if self.variant not in VARIANTS:
-            raise ConfigError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
-        if self.extractor_optimizer not in EXTRACTOR_OPTIMIZERS:
-            raise ConfigError(f"extractor_optimizer must be adam or sgd, got {self.extractor_optimizer!r}")
+        check_choice("variant", self.variant, VARIANTS)
+        check_choice("extractor_optimizer", self.extractor_optimizer, EXTRACTOR_OPTIMIZERS)
         check_finite("strength (lambda)", self.strength, positive=False)
         check_finite("extractor_lr", self.extractor_lr, positive=True)
         check_finite("converge_threshold", self.converge_threshold, positive=True)
@@ -413,6 +404,7 @@ class Wang(WatermarkMethod):
     config_cls = WangConfig
     paper = "Wang et al., Watermarking in Deep Neural Networks via Error Back-propagation, EI 2020"
     TRAITS = MethodTraits(payload="bits")
+    STRENGTH_WEIGHS_LOSS = True
     VERSION = 3  # 2: extractor hardening after training (issue 18); 3: hardening by a margin in the nulls' spread
     config: WangConfig
 
@@ -429,8 +421,7 @@ class Wang(WatermarkMethod):
 
     def embed_advice(self, *, at_chance: bool) -> str:
         if at_chance:
-            return (super().embed_advice(at_chance=True) + f" A large --strength (now {self.config.strength:g}) "
-                    "can also drown the task loss.")
+            return super().embed_advice(at_chance=True)
         return (f"Train longer (--epochs), show the extractor more null inputs (--method-arg negatives=N, now "
                 f"{self.config.negatives}: all bits can match while null inputs match nearly as many), embed fewer "
                 f"--bits (now {self.config.bits}) or raise --strength (now {self.config.strength:g}).")
@@ -438,16 +429,12 @@ class Wang(WatermarkMethod):
     def _create_key(self, model: nn.Module, *, seed: int, data: Dataset | None, payload: Tensor | None,
                     message: str | None) -> WatermarkKey:
         cfg = self.config
-        check_message(message, cfg.bits)
         layer = cfg.layer or host_layer_name(model)
         M = host_module(model, layer).weight.numel()
         g = generator(seed)
         tensors = {"selection": torch.ones(M) if cfg.variant == "auto" else torch.zeros(M),
                    "W1": _glorot(cfg.hidden, M, g), "W2": _glorot(cfg.bits, cfg.hidden, g)}
-        msg = message if message is not None else random_message(cfg.bits, seed)
-        resolved = WangConfig(**{**cfg.to_dict(), "layer": layer})
-        return WatermarkKey(method=self.name, layer=layer, message=msg, tensors=tensors, config=resolved.to_dict(),
-                            arch=_arch_or_none(model), seed=seed, message_random=message is None)
+        return self.key_for(model, seed=seed, layer=layer, message=message, bits=cfg.bits, tensors=tensors)
 
     def hook(self, key: WatermarkKey) -> WangHook:
         return WangHook(key, self.config)

@@ -64,18 +64,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from netmark._util import generator
+from netmark._util import check_finite, check_int, check_unit, generator
 from netmark.errors import ConfigError
 from netmark.methods.base import register_method
 from netmark.methods.traits import MethodTraits
-from netmark.methods.triggerset import (
-    TriggerSetConfig,
-    TriggerSetMethod,
-    check_int,
-    dataset_images,
-    input_shape,
-    num_classes,
-)
+from netmark.methods.triggerset import TriggerSetConfig, TriggerSetMethod, dataset_images, input_shape, num_classes
 
 PAPER = ("Zhang, Gu, Jang, Wu, Stoecklin, Huang, Molloy: Protecting intellectual property of deep neural "
          "networks with watermarking, ACM AsiaCCS 2018")
@@ -158,11 +151,6 @@ def glyph_images(n: int, shape: Sequence[int], seed: int) -> Tensor:
     return out.clamp(0, 1)
 
 
-def _check_class(name: str, v: int | None) -> None:
-    if v is not None:
-        check_int(name, v, 0)
-
-
 @dataclass
 class ZhangConfig(TriggerSetConfig):
     """Options shared by the three Zhang et al. generators.
@@ -179,8 +167,9 @@ class ZhangConfig(TriggerSetConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_class("target_class", self.target_class)
-        _check_class("source_class", self.source_class)
+        for name in ("target_class", "source_class"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), 0)
         if self.source_class is not None and self.source_class == self.target_class:
             raise ConfigError("source_class must differ from target_class")
 
@@ -199,10 +188,8 @@ class ZhangContentConfig(ZhangConfig):
         if not isinstance(self.text, str):
             raise ConfigError(f"text must be a string, got {self.text!r}")
         text_mask(self.text)
-        for name in ("text_height", "strength"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int | float) or not (0 < v <= 1):
-                raise ConfigError(f"{name} must be a number in (0, 1], got {v!r}")
+        check_unit("text_height", self.text_height)
+        check_unit("strength", self.strength)
 
 
 @dataclass
@@ -214,9 +201,7 @@ class ZhangNoiseConfig(ZhangConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        v = self.noise_std
-        if isinstance(v, bool) or not isinstance(v, int | float) or not (math.isfinite(v) and v > 0):
-            raise ConfigError(f"noise_std must be a positive number, got {v!r}")
+        check_finite("noise_std", self.noise_std, positive=True)
 
 
 @dataclass

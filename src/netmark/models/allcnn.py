@@ -13,14 +13,7 @@ from collections import OrderedDict
 
 from torch import Tensor, nn
 
-from netmark.models.registry import (
-    check_fraction,
-    check_positive,
-    check_spatial,
-    conv_out,
-    register,
-    scaled,
-)
+from netmark.models.registry import check_fraction, check_positive, check_spatial, conv_out, register, scaled
 
 
 class AllCNNC(nn.Module):
@@ -30,9 +23,7 @@ class AllCNNC(nn.Module):
     Table 1 of the paper no ReLU is applied to them (so logits may be negative).
     """
 
-    def __init__(
-        self, in_channels: int, num_classes: int, width: float, dropout: float, input_dropout: float
-    ) -> None:
+    def __init__(self, in_channels: int, num_classes: int, width: float, dropout: float, input_dropout: float) -> None:
         super().__init__()
         c1, c2 = scaled(96, width), scaled(192, width)
         # (name, out_channels, kernel, stride, padding)
@@ -66,20 +57,11 @@ class AllCNNC(nn.Module):
         return self.avgpool(self.features(x)).flatten(1)
 
 
-@register(
-    "all-cnn-c",
-    summary="All-CNN-C: 3x3 convs 96/96/96s2/192/192/192s2/192, 1x1 192, 1x1 classes, global avg-pool.",
-    paper="Tartaglione et al. 2021, Sec. V-B; Springenberg et al. 2015, Table 2 (model C)",
-    host_layer="features.conv7",
-)
-def all_cnn_c(
-    in_channels: int = 3,
-    image_size: int = 32,
-    num_classes: int = 10,
-    width: float = 1.0,
-    dropout: float = 0.0,
-    input_dropout: float = 0.0,
-) -> nn.Module:
+@register("all-cnn-c", host_layer="features.conv7",
+          summary="All-CNN-C: 3x3 convs 96/96/96s2/192/192/192s2/192, 1x1 192, 1x1 classes, global avg-pool.",
+          paper="Tartaglione et al. 2021, Sec. V-B; Springenberg et al. 2015, Table 2 (model C)")
+def all_cnn_c(in_channels: int = 3, image_size: int = 32, num_classes: int = 10, width: float = 1.0,
+              dropout: float = 0.0, input_dropout: float = 0.0) -> nn.Module:
     """All-CNN-C; ``width`` scales the 96/192 channel counts.
 
     The paper trains with ``input_dropout=0.2`` and ``dropout=0.5`` (after each stride-2 conv);

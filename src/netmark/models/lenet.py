@@ -18,19 +18,8 @@ class _TwoConvNet(nn.Module):
     """``conv1`` → ReLU → pool → ``conv2`` → ReLU → pool → ``fc1`` → ReLU (→ dropout) → ``fc2``: the shape both
     digit CNNs share (square kernels, 2×2 max-pools; ``dropout=None``: no dropout layer)."""
 
-    def __init__(
-        self,
-        model: str,
-        in_channels: int,
-        image_size: int,
-        num_classes: int,
-        *,
-        channels: tuple[int, int],
-        kernel: int,
-        padding: int,
-        hidden: int,
-        dropout: float | None = None,
-    ) -> None:
+    def __init__(self, model: str, in_channels: int, image_size: int, num_classes: int, *, channels: tuple[int, int],
+                 kernel: int, padding: int, hidden: int, dropout: float | None = None) -> None:
         super().__init__()
         s1 = conv_out(image_size, kernel, padding=padding)
         p1 = s1 // 2
@@ -57,18 +46,13 @@ class LeNet5(_TwoConvNet):
     """LeNet5-caffe: ``conv1`` → pool → ``conv2`` → pool → ``fc1`` → ``fc2`` (ReLU activations)."""
 
     def __init__(self, in_channels: int, image_size: int, num_classes: int, padding: int) -> None:
-        super().__init__(
-            "lenet5", in_channels, image_size, num_classes, channels=(20, 50), kernel=5, padding=padding, hidden=500
-        )
+        super().__init__("lenet5", in_channels, image_size, num_classes, channels=(20, 50), kernel=5, padding=padding,
+                         hidden=500)
 
 
-@register(
-    "lenet5",
-    summary="LeNet5-caffe: conv 20@5x5, pool, conv 50@5x5, pool, fc 500, fc classes (ReLU).",
-    paper="Tartaglione et al. 2021, Sec. V-A and Table I (LeNet5-caffe on MNIST)",
-    host_layer="conv2",
-    min_values={"padding": 0},
-)
+@register("lenet5", host_layer="conv2", min_values={"padding": 0},
+          summary="LeNet5-caffe: conv 20@5x5, pool, conv 50@5x5, pool, fc 500, fc classes (ReLU).",
+          paper="Tartaglione et al. 2021, Sec. V-A and Table I (LeNet5-caffe on MNIST)")
 def lenet5(in_channels: int = 1, image_size: int = 28, num_classes: int = 10, padding: int = 0) -> nn.Module:
     """LeNet5-caffe; 28×28 inputs give a 50·4·4 flattened feature map before ``fc1``.
 
@@ -82,28 +66,14 @@ class SimpleCNN(_TwoConvNet):
     """Chen & Wu's simple CNN: ``conv1`` → pool → ``conv2`` → pool → ``fc1`` (+dropout) → ``fc2``."""
 
     def __init__(self, in_channels: int, image_size: int, num_classes: int, dropout: float) -> None:
-        super().__init__(
-            "simple-cnn",
-            in_channels,
-            image_size,
-            num_classes,
-            channels=(32, 64),
-            kernel=3,
-            padding=1,
-            hidden=1024,
-            dropout=dropout,
-        )
+        super().__init__("simple-cnn", in_channels, image_size, num_classes, channels=(32, 64), kernel=3, padding=1,
+                         hidden=1024, dropout=dropout)
 
 
-@register(
-    "simple-cnn",
-    summary="Chen & Wu simple CNN: conv 32@3x3, pool, conv 64@3x3, pool, fc 1024 + dropout, fc classes.",
-    paper="Chen & Wu 2018, Table 1 (simple CNN) and Sec. 3.1",
-    host_layer="conv2",
-)
-def simple_cnn(
-    in_channels: int = 1, image_size: int = 28, num_classes: int = 10, dropout: float = 0.5
-) -> nn.Module:
+@register("simple-cnn", host_layer="conv2",
+          summary="Chen & Wu simple CNN: conv 32@3x3, pool, conv 64@3x3, pool, fc 1024 + dropout, fc classes.",
+          paper="Chen & Wu 2018, Table 1 (simple CNN) and Sec. 3.1")
+def simple_cnn(in_channels: int = 1, image_size: int = 28, num_classes: int = 10, dropout: float = 0.5) -> nn.Module:
     """Chen & Wu's simple CNN (same-padded 3×3 convs, so 28 → 14 → 7 and 8 → 4 → 2)."""
     check_fraction("simple-cnn", "dropout", dropout)
     return SimpleCNN(in_channels, image_size, num_classes, dropout)

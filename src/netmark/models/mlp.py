@@ -14,18 +14,10 @@ from torch import nn
 from netmark.models.registry import register
 
 
-@register(
-    "mlp",
-    summary="Wang et al. 784-64-10 MLP: flatten, Linear+ReLU hidden layer(s), Linear output.",
-    paper="Wang et al. 2020, Sec. 2 (MLP with a 784-D input, 64-D hidden and 10-D output layer)",
-    host_layer="fc2",
-)
-def mlp(
-    in_channels: int = 1,
-    image_size: int = 28,
-    num_classes: int = 10,
-    hidden: int | list[int] = 64,
-) -> nn.Module:
+@register("mlp", host_layer="fc2",
+          summary="Wang et al. 784-64-10 MLP: flatten, Linear+ReLU hidden layer(s), Linear output.",
+          paper="Wang et al. 2020, Sec. 2 (MLP with a 784-D input, 64-D hidden and 10-D output layer)")
+def mlp(in_channels: int = 1, image_size: int = 28, num_classes: int = 10, hidden: int | list[int] = 64) -> nn.Module:
     """Flatten → ``fc1`` (C·H·W → hidden) → ReLU → … → ``fcN`` (last hidden → num_classes).
 
     ``hidden`` is one width or a list of widths (one ``Linear`` + ReLU each); the layers are

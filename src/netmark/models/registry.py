@@ -29,23 +29,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from netmark._util import first_line
 from netmark.errors import ArchitectureError
 
-__all__ = [
-    "ARCH_ATTR",
-    "MODELS",
-    "ModelSpec",
-    "arch_of",
-    "available",
-    "build",
-    "conv_and_linear_layers",
-    "get_layer",
-    "max_params",
-    "model_version",
-    "param_count",
-    "register",
-    "skeleton",
-]
+__all__ = ["ARCH_ATTR", "MODELS", "ModelSpec", "arch_of", "available", "build", "conv_and_linear_layers", "get_layer",
+           "max_params", "model_version", "param_count", "register", "skeleton"]
 
 #: Name of the attribute on which :func:`build` records ``{"name": ..., "args": {...}}``.
 ARCH_ATTR = "netmark_arch"
@@ -105,15 +93,8 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {}
 
 
-def register(
-    name: str,
-    *,
-    summary: str,
-    paper: str,
-    host_layer: str,
-    min_values: Mapping[str, int] | None = None,
-    version: int = 1,
-) -> Callable[[Builder], Builder]:
+def register(name: str, *, summary: str, paper: str, host_layer: str, min_values: Mapping[str, int] | None = None,
+             version: int = 1) -> Callable[[Builder], Builder]:
     """Decorator adding a builder function to :data:`MODELS` under ``name`` (``version``: :attr:`ModelSpec.version`).
 
     The builder must take keyword arguments with defaults only, including ``in_channels``,
@@ -129,20 +110,11 @@ def register(
         no_default = [p.name for p in params.values() if p.default is inspect.Parameter.empty]
         variadic = [p.name for p in params.values() if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
         if missing or reserved or no_default or variadic:
-            raise ArchitectureError(
-                f"builder for {name!r} must take keyword args with defaults including "
-                f"{', '.join(COMMON_ARGS)} (missing: {missing}, reserved: {reserved}, "
-                f"without default: {no_default}, variadic: {variadic})."
-            )
-        MODELS[name] = ModelSpec(
-            name=name,
-            builder=builder,
-            summary=summary,
-            paper=paper,
-            host_layer=host_layer,
-            min_values=dict(min_values or {}),
-            version=version,
-        )
+            raise ArchitectureError(f"builder for {name!r} must take keyword args with defaults including "
+                                    f"{', '.join(COMMON_ARGS)} (missing: {missing}, reserved: {reserved}, "
+                                    f"without default: {no_default}, variadic: {variadic}).")
+        MODELS[name] = ModelSpec(name=name, builder=builder, summary=summary, paper=paper, host_layer=host_layer,
+                                 min_values=dict(min_values or {}), version=version)
         return builder
 
     return decorator
@@ -173,11 +145,7 @@ def _check_value(model: str, arg: str, value: Any, annotation: Any, min_value: i
         for option in options:
             base = typing.get_origin(option) or option
             kinds = (list, tuple) if base is list else (int, float) if base is float else (base,)
-            if (
-                isinstance(base, type)
-                and isinstance(value, kinds)
-                and not (isinstance(value, bool) and base is not bool)
-            ):
+            if isinstance(base, type) and isinstance(value, kinds) and (base is bool or not isinstance(value, bool)):
                 return _check_value(model, arg, value, option, min_value)
         wanted = " or ".join(getattr(o, "__name__", str(o)) for o in options)
         raise ArchitectureError(f"model {model!r}: argument {arg!r} must be {wanted}, got {value!r}.")
@@ -193,20 +161,15 @@ def _check_value(model: str, arg: str, value: Any, annotation: Any, min_value: i
         return int(value)
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise ArchitectureError(
-                f"model {model!r}: argument {arg!r} must be a finite number, got {value!r}."
-            )
+            raise ArchitectureError(f"model {model!r}: argument {arg!r} must be a finite number, got {value!r}.")
         return float(value)
     if origin is list:
         (item_type,) = typing.get_args(annotation) or (Any,)
         if not isinstance(value, list | tuple) or not value:
-            raise ArchitectureError(
-                f"model {model!r}: argument {arg!r} must be a non-empty list, got {value!r}."
-            )
+            raise ArchitectureError(f"model {model!r}: argument {arg!r} must be a non-empty list, got {value!r}.")
         if len(value) > MAX_LIST_LEN:
-            raise ArchitectureError(
-                f"model {model!r}: argument {arg!r} has {len(value)} items, at most {MAX_LIST_LEN} are accepted."
-            )
+            raise ArchitectureError(f"model {model!r}: argument {arg!r} has {len(value)} items, at most {MAX_LIST_LEN} "
+                                    "are accepted.")
         return [_check_value(model, arg, v, item_type, min_value) for v in value]
     return value
 
@@ -269,10 +232,8 @@ def _bounded(spec: ModelSpec, checked: dict[str, Any], max_params: int | None) -
     model = _meta_model(spec, checked)
     n = _count(model)
     if n > limit:
-        raise ArchitectureError(
-            f"model {spec.name!r} with these arguments would have {n:,} parameters, over the limit of {limit:,} "
-            f"(set {MAX_PARAMS_ENV} or build(..., max_params=N) to allow more)."
-        )
+        raise ArchitectureError(f"model {spec.name!r} with these arguments would have {n:,} parameters, over the limit "
+                                f"of {limit:,} (set {MAX_PARAMS_ENV} or build(..., max_params=N) to allow more).")
     return model
 
 
@@ -281,8 +242,8 @@ def _meta_model(spec: ModelSpec, checked: dict[str, Any]) -> nn.Module:
         with torch.device("meta"):
             return spec.builder(**checked)
     except (RuntimeError, OverflowError, MemoryError) as e:  # sizes past int64
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise ArchitectureError(f"model {spec.name!r}: these arguments imply an impossible size ({first}).") from None
+        raise ArchitectureError(f"model {spec.name!r}: these arguments imply an impossible size "
+                                f"({first_line(e, 160)}).") from None
 
 
 def _count(model: nn.Module) -> int:
@@ -301,16 +262,12 @@ def _checked(name: str, args: Mapping[str, Any] | None, kwargs: dict[str, Any]) 
     signature = spec.signature
     unknown = sorted(set(given) - set(signature.parameters))
     if unknown:
-        raise ArchitectureError(
-            f"model {name!r} has no argument(s) {', '.join(map(repr, unknown))}; "
-            f"valid arguments: {', '.join(signature.parameters)}."
-        )
+        raise ArchitectureError(f"model {name!r} has no argument(s) {', '.join(map(repr, unknown))}; "
+                                f"valid arguments: {', '.join(signature.parameters)}.")
     bound = signature.bind(**given)
     bound.apply_defaults()
-    checked = {
-        arg: _check_value(name, arg, value, signature.parameters[arg].annotation, spec.min_values.get(arg, 1))
-        for arg, value in bound.arguments.items()
-    }
+    checked = {arg: _check_value(name, arg, value, signature.parameters[arg].annotation, spec.min_values.get(arg, 1))
+               for arg, value in bound.arguments.items()}
     return spec, checked
 
 
@@ -318,9 +275,8 @@ def arch_of(model: nn.Module) -> dict[str, Any]:
     """``{"name": ..., "args": {...}}`` of a model made by :func:`build` (a JSON-serialisable copy)."""
     arch = getattr(model, ARCH_ATTR, None)
     if not isinstance(arch, dict) or "name" not in arch or "args" not in arch:
-        raise ArchitectureError(
-            f"{type(model).__name__} was not built by netmark.models.build, so its architecture is unknown."
-        )
+        raise ArchitectureError(f"{type(model).__name__} was not built by netmark.models.build, so its architecture "
+                                "is unknown.")
     return {"name": arch["name"], "args": _json_copy(arch["args"])}
 
 
@@ -343,9 +299,8 @@ def get_layer(model: nn.Module, name: str) -> nn.Conv2d | nn.Linear:
     if name not in layers:
         arch = getattr(model, ARCH_ATTR, None)
         label = arch["name"] if isinstance(arch, dict) and "name" in arch else type(model).__name__
-        raise ArchitectureError(
-            f"model {label!r} has no layer {name!r}; conv/linear layers: {', '.join(layers) or 'none'}"
-        )
+        raise ArchitectureError(f"model {label!r} has no layer {name!r}; conv/linear layers: "
+                                f"{', '.join(layers) or 'none'}")
     return layers[name]
 
 
@@ -358,10 +313,8 @@ def check_spatial(model: str, image_size: int, sizes: list[tuple[str, int]]) -> 
     """Raise if any layer's spatial output (``(layer, size)`` pairs, in order) is below 1×1."""
     for layer, size in sizes:
         if size < 1:
-            raise ArchitectureError(
-                f"model {model!r} cannot take {image_size}x{image_size} inputs: the feature map "
-                f"shrinks below 1x1 at {layer} (use larger images or more padding)."
-            )
+            raise ArchitectureError(f"model {model!r} cannot take {image_size}x{image_size} inputs: the feature map "
+                                    f"shrinks below 1x1 at {layer} (use larger images or more padding).")
 
 
 def check_fraction(model: str, arg: str, value: float) -> None:

@@ -78,21 +78,16 @@ class CifarResNet(nn.Module):
 def cifar_resnet(in_channels: int, num_classes: int, depth: int) -> nn.Module:
     """Shared implementation behind ``resnet``, ``resnet20`` and ``resnet32``."""
     if (depth - 2) % 6 != 0 or depth < 8:
-        raise ArchitectureError(
-            f"model 'resnet': depth must be 6n+2 with n >= 1 (8, 14, 20, 32, ...), got {depth}."
-        )
+        raise ArchitectureError(f"model 'resnet': depth must be 6n+2 with n >= 1 (8, 14, 20, 32, ...), got {depth}.")
     return CifarResNet(in_channels, num_classes, depth)
 
 
 _PAPER = "He et al. 2016, Sec. 4.2 (CIFAR-10 ResNets, option-A shortcuts)"
 
 
-@register(
-    "resnet",
-    summary="CIFAR ResNet-(6n+2): conv 16, 3 stages of n basic blocks (16/32/64 ch), avg-pool, fc.",
-    paper=_PAPER,
-    host_layer="layer1.0.conv2",
-)
+@register("resnet", host_layer="layer1.0.conv2",
+          summary="CIFAR ResNet-(6n+2): conv 16, 3 stages of n basic blocks (16/32/64 ch), avg-pool, fc.",
+          paper=_PAPER)
 def resnet(in_channels: int = 3, image_size: int = 32, num_classes: int = 10, depth: int = 20) -> nn.Module:
     """CIFAR ResNet of any depth 6n+2; ``image_size`` only needs to be positive."""
     return cifar_resnet(in_channels, num_classes, depth)
@@ -113,9 +108,6 @@ def _fixed_depth(depth: int) -> Builder:
 FIXED_DEPTHS = {20: "Chen & Wu 2018, Sec. 3.1", 32: "Tartaglione et al. 2021, Sec. V-B"}
 
 for _depth, _used_by in FIXED_DEPTHS.items():
-    register(
-        f"resnet{_depth}",
-        summary=f"CIFAR ResNet-{_depth} (n={(_depth - 2) // 6} basic blocks per stage, 16/32/64 channels).",
-        paper=f"{_PAPER}; used by {_used_by}",
-        host_layer="layer1.0.conv2",
-    )(_fixed_depth(_depth))
+    _summary = f"CIFAR ResNet-{_depth} (n={(_depth - 2) // 6} basic blocks per stage, 16/32/64 channels)."
+    register(f"resnet{_depth}", host_layer="layer1.0.conv2", summary=_summary,
+             paper=f"{_PAPER}; used by {_used_by}")(_fixed_depth(_depth))

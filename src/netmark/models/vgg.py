@@ -12,13 +12,7 @@ from torch import Tensor, nn
 from netmark.models.registry import check_fraction, check_positive, register, scaled
 
 #: Output channels of the 13 convolutions, grouped by the max-pool that ends each block.
-VGG16_BLOCKS: tuple[tuple[int, ...], ...] = (
-    (64, 64),
-    (128, 128),
-    (256, 256, 256),
-    (512, 512, 512),
-    (512,) * 3,
-)
+VGG16_BLOCKS: tuple[tuple[int, ...], ...] = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512,) * 3)
 
 
 class VGG(nn.Module):
@@ -30,14 +24,8 @@ class VGG(nn.Module):
     32×32 (32→16→8→4→2→1) and 28×28 (28→14→7→4→2→1) inputs both work.
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        num_classes: int,
-        blocks: tuple[tuple[int, ...], ...],
-        width: float,
-        dropout: float,
-    ) -> None:
+    def __init__(self, in_channels: int, num_classes: int, blocks: tuple[tuple[int, ...], ...], width: float,
+                 dropout: float) -> None:
         super().__init__()
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         channels = in_channels
@@ -52,33 +40,19 @@ class VGG(nn.Module):
         self.features = nn.Sequential(layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         hidden = scaled(512, width)
-        self.classifier = nn.Sequential(
-            OrderedDict(
-                fc1=nn.Linear(channels, hidden),
-                relu=nn.ReLU(inplace=True),
-                dropout=nn.Dropout(dropout),
-                fc2=nn.Linear(hidden, num_classes),
-            )
-        )
+        self.classifier = nn.Sequential(OrderedDict(fc1=nn.Linear(channels, hidden), relu=nn.ReLU(inplace=True),
+                                                    dropout=nn.Dropout(dropout), fc2=nn.Linear(hidden, num_classes)))
 
     def forward(self, x: Tensor) -> Tensor:
         """Class scores (logits) for a batch ``(N, C, H, W)``."""
         return self.classifier(self.avgpool(self.features(x)).flatten(1))
 
 
-@register(
-    "vgg16",
-    summary="VGG16 (CIFAR variant): 13 conv3x3+BN+ReLU, 5 max-pools, avg-pool, fc 512, fc classes.",
-    paper="Wang et al. 2020, Sec. 4 (host VGG16 on CIFAR-10); Simonyan & Zisserman 2014, config. D",
-    host_layer="features.conv1_1",
-)
-def vgg16(
-    in_channels: int = 3,
-    image_size: int = 32,
-    num_classes: int = 10,
-    width: float = 1.0,
-    dropout: float = 0.5,
-) -> nn.Module:
+@register("vgg16", host_layer="features.conv1_1",
+          summary="VGG16 (CIFAR variant): 13 conv3x3+BN+ReLU, 5 max-pools, avg-pool, fc 512, fc classes.",
+          paper="Wang et al. 2020, Sec. 4 (host VGG16 on CIFAR-10); Simonyan & Zisserman 2014, config. D")
+def vgg16(in_channels: int = 3, image_size: int = 32, num_classes: int = 10, width: float = 1.0,
+          dropout: float = 0.5) -> nn.Module:
     """VGG16 with BatchNorm for small images; ``width`` scales every layer's channel count.
 
     ``image_size`` only needs to be positive: the ceil-mode pools never shrink a map below 1×1.

@@ -93,28 +93,17 @@ class WideResNet(nn.Module):
         return self.fc(self.avgpool(self.relu(self.bn(x))).flatten(1))
 
 
-@register(
-    "wrn",
-    summary="Wide ResNet WRN-N-k: conv1 16ch, groups conv2/conv3/conv4 of 16k/32k/64k ch, avg-pool, fc.",
-    paper="Uchida et al. 2017, Sec. 4.1 and Table 3; Zagoruyko & Komodakis 2016",
-    host_layer="conv2.0.conv2",
-)
-def wrn(
-    in_channels: int = 3,
-    image_size: int = 32,
-    num_classes: int = 10,
-    depth: int = 10,
-    widen: int = 4,
-    dropout: float = 0.0,
-) -> nn.Module:
+@register("wrn", host_layer="conv2.0.conv2",
+          summary="Wide ResNet WRN-N-k: conv1 16ch, groups conv2/conv3/conv4 of 16k/32k/64k ch, avg-pool, fc.",
+          paper="Uchida et al. 2017, Sec. 4.1 and Table 3; Zagoruyko & Komodakis 2016")
+def wrn(in_channels: int = 3, image_size: int = 32, num_classes: int = 10, depth: int = 10, widen: int = 4,
+        dropout: float = 0.0) -> nn.Module:
     """WRN-``depth``-``widen`` with (depth − 4) / 6 pre-activation blocks per group (He init).
 
     The default WRN-10-4 (N = 1 block per group, k = 4) is Uchida et al.'s host network.
     ``image_size`` only needs to be positive (3×3 convs with padding 1 never shrink a map below 1×1).
     """
     if depth < 10 or (depth - 4) % 6 != 0:
-        raise ArchitectureError(
-            f"model 'wrn': depth must be 6n+4 with n >= 1 (10, 16, 22, 28, ...), got {depth}."
-        )
+        raise ArchitectureError(f"model 'wrn': depth must be 6n+4 with n >= 1 (10, 16, 22, 28, ...), got {depth}.")
     check_fraction("wrn", "dropout", dropout)
     return WideResNet(in_channels, num_classes, depth, widen, dropout)
