@@ -75,22 +75,8 @@ from netmark.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "TrainSync",
-    "all_reduce_weighted_",
-    "any_rank",
-    "barrier",
-    "broadcast_module",
-    "check_same",
-    "env_world_size",
-    "init_from_env",
-    "is_initialized",
-    "is_main",
-    "local_rank",
-    "rank",
-    "shard_bounds",
-    "world_size",
-]
+__all__ = ["TrainSync", "all_reduce_weighted_", "any_rank", "barrier", "broadcast_module", "check_same",
+           "env_world_size", "init_from_env", "is_initialized", "is_main", "rank", "shard_bounds", "world_size"]
 
 
 # ----------------------------------------------------------------------------- process group
@@ -109,12 +95,6 @@ def rank() -> int:
 def world_size() -> int:
     """The number of processes in the process group (1 without one)."""
     return dist.get_world_size() if is_initialized() else 1
-
-
-def local_rank() -> int:
-    """This process's rank on its machine (``LOCAL_RANK`` set by torchrun; else :func:`rank`)."""
-    v = os.environ.get("LOCAL_RANK")
-    return int(v) if v is not None else rank()
 
 
 def is_main() -> bool:
@@ -146,10 +126,8 @@ def init_from_env(backend: str = "gloo", *, timeout_s: float | None = None) -> b
     missing = [v for v in ("RANK", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
     if missing:
         raise ConfigError(f"WORLD_SIZE is set but {', '.join(missing)} is not: launch with torchrun")
-    kwargs: dict[str, Any] = {"backend": backend, "init_method": "env://"}
-    if timeout_s is not None:
-        kwargs["timeout"] = datetime.timedelta(seconds=timeout_s)
-    dist.init_process_group(**kwargs)
+    timeout = None if timeout_s is None else datetime.timedelta(seconds=timeout_s)
+    dist.init_process_group(backend=backend, init_method="env://", timeout=timeout)
     log.info("process group initialised: rank %d of %d (%s)", rank(), world_size(), backend)
     return True
 
@@ -172,13 +150,6 @@ def broadcast_module(module: nn.Module, src: int = 0) -> None:
         dist.broadcast(t.data, src)
 
 
-def _flat_groups(tensors: Sequence[Tensor]) -> dict[tuple[torch.dtype, torch.device], list[int]]:
-    groups: dict[tuple[torch.dtype, torch.device], list[int]] = {}
-    for i, t in enumerate(tensors):
-        groups.setdefault((t.dtype, t.device), []).append(i)
-    return groups
-
-
 @torch.no_grad()
 def all_reduce_weighted_(tensors: Sequence[Tensor], weight: float | None = None) -> None:
     """In place: every tensor becomes ``Σ_r weight_r · tensor_r`` over the ranks (one flat all-reduce per
@@ -187,7 +158,10 @@ def all_reduce_weighted_(tensors: Sequence[Tensor], weight: float | None = None)
     if W <= 1 or not tensors:
         return
     w = 1.0 / W if weight is None else float(weight)
-    for idx in _flat_groups(tensors).values():
+    groups: dict[tuple[torch.dtype, torch.device], list[int]] = {}
+    for i, t in enumerate(tensors):
+        groups.setdefault((t.dtype, t.device), []).append(i)
+    for idx in groups.values():
         flat = torch.cat([tensors[i].reshape(-1) for i in idx]) * w
         dist.all_reduce(flat)
         offset = 0

@@ -18,7 +18,7 @@ import inspect
 import json
 import sys
 import types
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -27,22 +27,10 @@ import typer
 from typer.core import TyperGroup
 
 from netmark.cli import common as opt
-from netmark.cli.common import (
-    handles_errors,
-    load_data,
-    load_model_file,
-    make_method,
-    out_file,
-    train_config,
-)
 from netmark.errors import ConfigError
 
 Out = Annotated[Path, typer.Option("--out", "-o", help="output model file (.safetensors)")]
 ArchKey = Annotated[Path | None, typer.Option("--arch-from-key", help="take the architecture from this key (plain .pt input)")]
-Buffers = Annotated[bool, typer.Option("--include-buffers", help="also convert BatchNorm running statistics")]
-#: options every attack command has after its own, in this order (``quiet`` only where the shortcuts take it,
-#: ``device`` on every attack that trains)
-_TAIL = ("settings", "arch_from_key", "force", "quiet", "device")
 
 
 @dataclass
@@ -73,50 +61,43 @@ class Shortcut:
 SHORTCUTS: dict[str, Shortcut] = {}
 
 
-def _shortcut(name: str, model_help: str = "model file") -> Callable[[Callable[..., Plan]], Callable[..., Plan]]:
-    def register(fn: Callable[..., Plan]) -> Callable[..., Plan]:
-        SHORTCUTS[name] = Shortcut(fn, model_help)
-        return fn
+def _fields(doc: str, options: dict[str, tuple[Any, Any]], config: Callable[..., dict[str, Any]] = dict,
+            model_help: str = "model file") -> Shortcut:
+    """Options (name: (type, default)) that are fields of the attack's config (``config`` maps them) but for
+    ``dataset``, ``train_size``, ``data_dir`` and ``device``: the attacker's data, recorded with its size."""
 
-    return register
+    def plan(**kw: Any) -> Plan:
+        data = {k: kw.pop(k) for k in ("dataset", "train_size", "data_dir", "device") if k in kw}
+        if not data:
+            return Plan(config(**kw))
+        return Plan(config(**kw), **data, record={"dataset": data["dataset"]}, record_train_size=True)
+
+    return Shortcut(opt.with_signature(plan, [opt.kw_param(k, *v) for k, v in options.items()], doc), model_help)
 
 
 # ---------------------------------------------------------------- the documented shortcuts
-@_shortcut("prune")
-def _prune(rate: Annotated[float, typer.Option("--rate", help="fraction of weights to zero")] = 0.65,
-           order: Annotated[str, typer.Option("--order", help="ascending | descending | random")] = "ascending",
-           layer: Annotated[str | None, typer.Option("--layer", help="one layer (default: every conv/linear)")] = None,
-           seed: opt.Seed = 0) -> Plan:
-    """Zero a fraction of the weights by |w| (or at random)."""
-    return Plan({"rate": rate, "order": order, "layer": layer, "seed": seed})
+Layer = (Annotated[str | None, typer.Option("--layer", help="one layer (default: every conv/linear)")], None)
+AnyLayer = (Annotated[str | None, typer.Option("--layer", help="one layer (default: every parameter)")], None)
+Buffers = (Annotated[bool, typer.Option("--include-buffers", help="also convert BatchNorm running statistics")], False)
+
+SHORTCUTS["prune"] = _fields("Zero a fraction of the weights by |w| (or at random).", {
+    "rate": (Annotated[float, typer.Option("--rate", help="fraction of weights to zero")], 0.65),
+    "order": (Annotated[str, typer.Option("--order", help="ascending | descending | random")], "ascending"),
+    "layer": Layer, "seed": (opt.Seed, 0)})
+SHORTCUTS["quantize"] = _fields("Round weights to 2**bits uniform levels (model compression).", {
+    "bits": (Annotated[int, typer.Option("--bits", help="bits per weight (1-16)")], 8), "layer": Layer,
+    "per_layer": (Annotated[bool, typer.Option("--per-layer", help="one scale per layer, not per output channel")], False)},
+    lambda per_layer, **kw: {**kw, "per_channel": not per_layer})
+SHORTCUTS["fixed-point"] = _fields("Store every parameter in fixed point and mask the LSBs (Tartaglione et al. 2021 compression).", {
+    "bits": (Annotated[int, typer.Option("--bits", help="total bits per parameter, sign included (2-32)")], 8),
+    "layer": AnyLayer,
+    "rounding": (Annotated[str, typer.Option("--rounding", help="mask (drop LSBs, paper) | nearest")], "mask"),
+    "include_buffers": Buffers})
+SHORTCUTS["roundtrip"] = _fields("Save the parameters as an fp16 / bf16 / int8 checkpoint and load them back.", {
+    "dtype": (Annotated[str, typer.Option("--dtype", help="fp16 | bf16 | int8 (per-tensor symmetric)")], "fp16"),
+    "layer": AnyLayer, "include_buffers": Buffers})
 
 
-@_shortcut("quantize")
-def _quantize(bits: Annotated[int, typer.Option("--bits", help="bits per weight (1-16)")] = 8,
-              layer: Annotated[str | None, typer.Option("--layer", help="one layer (default: every conv/linear)")] = None,
-              per_layer: Annotated[bool, typer.Option("--per-layer", help="one scale per layer, not per output channel")] = False) -> Plan:
-    """Round weights to 2**bits uniform levels (model compression)."""
-    return Plan({"bits": bits, "layer": layer, "per_channel": not per_layer})
-
-
-@_shortcut("fixed-point")
-def _fixed_point(bits: Annotated[int, typer.Option("--bits", help="total bits per parameter, sign included (2-32)")] = 8,
-                 layer: Annotated[str | None, typer.Option("--layer", help="one layer (default: every parameter)")] = None,
-                 rounding: Annotated[str, typer.Option("--rounding", help="mask (drop LSBs, paper) | nearest")] = "mask",
-                 include_buffers: Buffers = False) -> Plan:
-    """Store every parameter in fixed point and mask the LSBs (Tartaglione et al. 2021 compression)."""
-    return Plan({"bits": bits, "layer": layer, "rounding": rounding, "include_buffers": include_buffers})
-
-
-@_shortcut("roundtrip")
-def _roundtrip(dtype: Annotated[str, typer.Option("--dtype", help="fp16 | bf16 | int8 (per-tensor symmetric)")] = "fp16",
-               layer: Annotated[str | None, typer.Option("--layer", help="one layer (default: every parameter)")] = None,
-               include_buffers: Buffers = False) -> Plan:
-    """Save the parameters as an fp16 / bf16 / int8 checkpoint and load them back."""
-    return Plan({"dtype": dtype, "layer": layer, "include_buffers": include_buffers})
-
-
-@_shortcut("finetune")
 def _finetune(dataset: opt.Dataset_ = "digits", epochs: opt.Epochs = 10,
               classes: Annotated[str | None, typer.Option("--classes", help="keep only these classes, e.g. 5,6,7,8,9 (different domain; new head)")] = None,
               new_head: Annotated[bool | None, typer.Option("--new-head/--same-head", help="replace the output layer (default: when the class count differs)")] = None,
@@ -136,13 +117,15 @@ def _finetune(dataset: opt.Dataset_ = "digits", epochs: opt.Epochs = 10,
             cfg.new_head = True
         return data.select_classes(keep)
 
-    schedule = train_config(epochs, lr, batch_size, optimizer, momentum, False, weight_decay, "", 0.1, seed, quiet,
-                            device)
+    schedule = opt.train_config(epochs, lr, batch_size, optimizer, momentum, False, weight_decay, "", 0.1, seed,
+                                quiet, device)
     return Plan({"seed": seed, "new_head": new_head, "train": schedule}, dataset, train_size, data_dir,
                 select=select, record={"dataset": dataset, "classes": classes})
 
 
-@_shortcut("overwrite")
+SHORTCUTS["finetune"] = Shortcut(_finetune)
+
+
 def _overwrite(method: Annotated[str, typer.Option("--method", help="scheme the attacker embeds with")] = "uchida",
                dataset: opt.Dataset_ = "digits", epochs: opt.Epochs = 10,
                layer: Annotated[str | None, typer.Option("--layer", help="layer to overwrite")] = None,
@@ -152,54 +135,36 @@ def _overwrite(method: Annotated[str, typer.Option("--method", help="scheme the 
                data_dir: opt.DataDir = None, force: bool = False, quiet: bool = False, device: str = "cpu") -> Plan:
     """Embed a second watermark with an attacker key into the same layer (Uchida §5.1)."""
     if key_out is not None:
-        out_file(key_out, force)
+        opt.out_file(key_out, force)
 
     def save_key(atk: Any) -> None:
         if key_out is not None and atk.attacker_key is not None:
             atk.attacker_key.save(key_out, force=force)
 
-    mcfg = make_method(method, {"layer": layer, "bits": bits}, None).config.to_dict()
-    schedule = train_config(epochs, lr, batch_size, "sgd", 0.9, False, 0.0, "", 0.1, seed, quiet, device)
+    mcfg = opt.make_method(method, {"layer": layer, "bits": bits}, None).config.to_dict()
+    schedule = opt.train_config(epochs, lr, batch_size, "sgd", 0.9, False, 0.0, "", 0.1, seed, quiet, device)
     return Plan({"method": method, "method_config": mcfg, "seed": seed, "train": schedule}, dataset, train_size,
                 data_dir, after=save_key, record={"dataset": dataset})
 
 
-@_shortcut("distill", model_help="the stolen model file (the teacher)")
-def _distill(dataset: Annotated[str, typer.Option("--dataset", "-d", help="the thief's images: this dataset's training split, labels ignored (fashion-mnist | mnist | cifar10 | cifar100 | digits)")] = "digits",
-             epochs: opt.Epochs = 10, train_size: opt.TrainSize = None, seed: opt.Seed = 0,
-             lr: Annotated[float, typer.Option("--lr", help="learning rate")] = 1e-3,
-             temperature: Annotated[float, typer.Option("--temperature", "-T", help="softmax temperature T > 0 (Hinton et al. 2015 use 2-20)")] = 4.0,
-             batch_size: opt.Batch = 64, optimizer: opt.Optim = "adam", data_dir: opt.DataDir = None,
-             device: str = "cpu") -> Plan:
-    """Distill MODEL into a fresh model of its architecture trained only on its soft predictions (Hinton et al. 2015):
-    no weight is copied, so a mark in the weights does not survive; the price is the student's accuracy."""
-    return Plan({"seed": seed, "epochs": epochs, "lr": lr, "temperature": temperature, "batch_size": batch_size,
-                 "optimizer": optimizer}, dataset, train_size, data_dir, device=device,
-                record={"dataset": dataset}, record_train_size=True)
+SHORTCUTS["overwrite"] = Shortcut(_overwrite)
+
+
+SHORTCUTS["distill"] = _fields(
+    "Distill MODEL into a fresh model of its architecture trained only on its soft predictions (Hinton et al. 2015):\n"
+    "no weight is copied, so a mark in the weights does not survive; the price is the student's accuracy.", {
+        "dataset": (Annotated[str, typer.Option("--dataset", "-d", help="the thief's images: this dataset's training split, labels ignored (fashion-mnist | mnist | cifar10 | cifar100 | digits)")], "digits"),
+        "epochs": (opt.Epochs, 10), "train_size": (opt.TrainSize, None), "seed": (opt.Seed, 0), "lr": (opt.Lr, 1e-3),
+        "temperature": (Annotated[float, typer.Option("--temperature", "-T", help="softmax temperature T > 0 (Hinton et al. 2015 use 2-20)")], 4.0),
+        "batch_size": (opt.Batch, 64), "optimizer": (opt.Optim, "adam"), "data_dir": (opt.DataDir, None),
+        "device": (str, "cpu")}, model_help="the stolen model file (the teacher)")
 
 
 def _generic(cls: Any) -> Shortcut:
     """The options of an attack without shortcuts: its data (when it needs some) and its seed."""
-    seed_field = next((f for f in dataclasses.fields(cls.config_cls) if f.name == "seed"), None)
-    params = []
-    if cls.needs_data:
-        params += [_param("dataset", opt.Dataset_, "digits"), _param("train_size", opt.TrainSize, None),
-                   _param("data_dir", opt.DataDir, None)]
-    if seed_field is not None:
-        params.append(_param("seed", opt.Seed, seed_field.default))
-    if cls.needs_data:
-        params.append(_param("device", str, "cpu"))
-
-    def options(**kw: Any) -> Plan:
-        config = {"seed": kw["seed"]} if "seed" in kw else {}
-        if not cls.needs_data:
-            return Plan(config)
-        return Plan(config, kw["dataset"], kw["train_size"], kw["data_dir"], device=kw["device"],
-                    record={"dataset": kw["dataset"]}, record_train_size=True)
-
-    options.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    options.__doc__ = _summary(cls)
-    return Shortcut(options)
+    data = {"dataset": (opt.Dataset_, "digits"), "train_size": (opt.TrainSize, None), "data_dir": (opt.DataDir, None)}
+    seed = {f.name: (opt.Seed, f.default) for f in dataclasses.fields(cls.config_cls) if f.name == "seed"}
+    return _fields(_summary(cls), {**data, **seed, "device": (str, "cpu")} if cls.needs_data else seed)
 
 
 def _summary(cls: Any) -> str:
@@ -326,10 +291,6 @@ def _settings_text(config_cls: type) -> str:
 
 
 # ---------------------------------------------------------------- one command per registered attack
-def _param(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> inspect.Parameter:
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-
-
 def _on_device(cfg: Any, device: str) -> Any:
     """``cfg`` with every training schedule in it (a ``TrainConfig`` field) on ``device``."""
     from netmark.training import TrainConfig
@@ -347,22 +308,21 @@ def attack_command(name: str, cls: Any) -> Any:
     settings = Annotated[list[str] | None, typer.Option(
         "--set", help=f"a setting of the attack's {cls.config_cls.__name__}, k=v (repeatable; applied after the other "
                       f"options): {_settings_text(cls.config_cls)}")]
-    tail = {"settings": _param("settings", settings, None), "arch_from_key": _param("arch_from_key", ArchKey, None),
-            "force": _param("force", opt.Force, False), "quiet": _param("quiet", opt.Quiet, False),
-            "device": _param("device", opt.Device, "cpu")}
-    if "quiet" not in own:
-        del tail["quiet"]
-    if not cls.needs_data:
-        del tail["device"]
-    params = [_param("model", Annotated[Path, typer.Argument(help=shortcut.model_help)]), _param("out", Out),
-              *(_param(p.name, p.annotation, p.default) for p in own.values() if p.name not in _TAIL), *tail.values()]
+    # after its own options every attack command has these, in this order (``quiet`` only where the shortcut takes
+    # it, ``device`` on every attack that trains)
+    tail = {"settings": (settings, None), "arch_from_key": (ArchKey, None), "force": (opt.Force, False),
+            "quiet": (opt.Quiet, False), "device": (opt.Device, "cpu")}
+    wanted = [t for t in tail if (t != "quiet" or "quiet" in own) and (t != "device" or cls.needs_data)]
+    params = [opt.kw_param("model", Annotated[Path, typer.Argument(help=shortcut.model_help)]), opt.kw_param("out", Out),
+              *(opt.kw_param(p.name, p.annotation, p.default) for p in own.values() if p.name not in tail),
+              *(opt.kw_param(t, *tail[t]) for t in wanted)]
 
     def run(**kw: Any) -> None:
         from netmark.io import save_model
         from netmark.training import check_device
 
         model, out, force = kw.pop("model"), kw.pop("out"), kw["force"]
-        out_file(out, force)
+        opt.out_file(out, force)
         if "device" in kw:
             check_device(kw["device"])
         plan = shortcut.options(**{k: v for k, v in kw.items() if k in own})
@@ -371,10 +331,10 @@ def attack_command(name: str, cls: Any) -> Any:
         except TypeError as e:  # a config field without a default: --set cannot add it after the fact
             raise ConfigError(f"attack {name!r}: {e}") from None
         cfg = apply_settings(base, kw["settings"], name)
-        net = load_model_file(model, kw["arch_from_key"])
+        net = opt.load_model_file(model, kw["arch_from_key"])
         if plan.device is not None:
             cfg, net = _on_device(cfg, plan.device), net.to(plan.device)
-        data = load_data(plan.dataset, plan.data_dir, plan.train_size)[0] if plan.dataset is not None else None
+        data = opt.load_data(plan.dataset, plan.data_dir, plan.train_size)[0] if plan.dataset is not None else None
         if plan.select is not None:
             data = plan.select(data, cfg)
         atk = cls(cfg)
@@ -387,10 +347,8 @@ def attack_command(name: str, cls: Any) -> Any:
         save_model(attacked, out, extra={"attack": {name: record}, "source": str(model)}, force=force)
         typer.echo(f"wrote {out}")
 
-    run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    run.__doc__ = shortcut.options.__doc__
     one = typer.Typer(add_completion=False)
-    one.command(name)(handles_errors(run))
+    one.command(name)(opt.handles_errors(opt.with_signature(run, params, shortcut.options.__doc__)))
     return typer.main.get_command(one)
 
 
@@ -401,30 +359,15 @@ def attack_names() -> list[str]:
     return [n for n in SHORTCUTS if n in ATTACKS] + [n for n in ATTACKS if n not in SHORTCUTS]
 
 
-class _AttackCommands(Mapping[str, Any]):
-    """``netmark attack``'s subcommands, read from the registry each time they are looked up."""
-
-    def __getitem__(self, name: str) -> Any:
-        from netmark.attacks import ATTACKS
-
-        if name not in ATTACKS:
-            raise KeyError(name)
-        return attack_command(name, ATTACKS[name])
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(attack_names())
-
-    def __len__(self) -> int:
-        return len(attack_names())
-
-
 class AttackGroup(TyperGroup):
-    """The ``netmark attack`` group: one subcommand per registered attack (an attack registered later, e.g. by a
-    plug-in or a test, appears too)."""
+    """The ``netmark attack`` group: one subcommand per registered attack, read from the registry each time they are
+    looked up (an attack registered later, e.g. by a plug-in or a test, appears too)."""
 
     @property  # type: ignore[override]
-    def commands(self) -> Mapping[str, Any]:
-        return _AttackCommands()
+    def commands(self) -> dict[str, Any]:
+        from netmark.attacks import ATTACKS
+
+        return {n: attack_command(n, ATTACKS[n]) for n in attack_names()}
 
     @commands.setter
     def commands(self, value: Any) -> None:  # typer hands the group its (empty) decorated commands: unused

@@ -1,10 +1,6 @@
 """What the ``netmark`` command modules share: one-line usage errors, ``--version``, ``-v/--verbose`` logging, JSON
 error objects, the output-directory checks, the shared option types and the helpers that turn options into
-library objects (training schedules, datasets, models, methods).
-
-Exit codes: 0 success (``verify``: watermark detected), 1 ``verify``: not detected, 2 bad input (one line on
-stderr, nothing written; with ``--json`` also ``{"error": ..., "exit_code": 2}`` on stdout), 3 ``embed``: the
-owner's key does not verify on the trained model or its accuracy is at chance (:mod:`netmark.methods.check`).
+library objects (training schedules, datasets, models, methods). The exit codes are listed in :mod:`netmark.cli`.
 
 Errors, whatever their origin (a bad option value caught by the option parser, a :class:`~netmark.errors.NetmarkError`
 raised by a command), end the same way: one line ``netmark: error: ...`` on stderr and exit code 2. A command run
@@ -14,13 +10,15 @@ JSON object in every case.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import inspect
 import json
 import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -67,25 +65,19 @@ class OneLineErrors(TyperGroup):
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,  # type: ignore[override]
              complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
+        run = functools.partial(super().main, args=argv, prog_name=prog_name, complete_var=complete_var, **extra)
+        if not standalone_mode:
+            return run(standalone_mode=False)
         try:
-            rv = super().main(args=argv, prog_name=prog_name, complete_var=complete_var, standalone_mode=False,
-                              **extra)
+            rv = run(standalone_mode=False)
         except _NoArgsIsHelp:  # `netmark` or `netmark attack` alone: the help text, as before
-            if not standalone_mode:
-                raise
-            return super().main(args=argv, prog_name=prog_name, complete_var=complete_var, **extra)
+            return run()
         except _ClickException as e:
-            if not standalone_mode:
-                raise
             error_line(_usage_message(e), as_json="--json" in argv)
             sys.exit(BAD_INPUT)
         except typer.Abort:
-            if not standalone_mode:
-                raise
             typer.echo("netmark: aborted", err=True)
             sys.exit(1)
-        if not standalone_mode:
-            return rv
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
@@ -150,12 +142,10 @@ def check_dir_writable(directory: Path) -> None:
     os.unlink(name)
 
 
-def out_was_defaulted(param: str = "out") -> bool:
-    """True when the running command's ``param`` option was not given (its default is used)."""
+def out_was_defaulted() -> bool:
+    """True when the running command's ``--out`` option was not given (its default is used)."""
     ctx = get_current_context(silent=True)
-    if ctx is None:
-        return False
-    source = ctx.get_parameter_source(param)
+    source = ctx.get_parameter_source("out") if ctx is not None else None
     return source is not None and source.name == "DEFAULT"
 
 
@@ -186,6 +176,19 @@ def handles_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# ---------------------------------------------------------------- commands built from tables
+def kw_param(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> inspect.Parameter:
+    """One option (or argument) of a command whose signature is built from a table."""
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+def with_signature(fn: F, params: Sequence[inspect.Parameter], doc: str | None) -> F:
+    """``fn`` (taking ``**kw``) as typer sees a command of these ``params`` and this help text."""
+    fn.__signature__ = inspect.Signature(list(params))  # type: ignore[attr-defined]
+    fn.__doc__ = doc
+    return fn
+
+
 # ---------------------------------------------------------------- shared options
 Model = Annotated[str, typer.Option("--model", "-m", help="architecture name (see `netmark models`)")]
 Dataset_ = Annotated[str, typer.Option("--dataset", "-d", help="fashion-mnist | mnist | cifar10 | cifar100 | digits")]
@@ -202,6 +205,7 @@ Milestones = Annotated[str, typer.Option("--milestones", help="comma-separated e
 Gamma = Annotated[float, typer.Option("--gamma", help="learning-rate factor at each milestone")]
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="directory with the dataset files")]
 Force = Annotated[bool, typer.Option("--force", help="overwrite existing output files")]
+OutDir = Annotated[Path, typer.Option("--out", "-o", help="output directory")]
 ModelArgs = Annotated[list[str] | None, typer.Option("--model-arg", help="architecture argument k=v (repeatable), e.g. widen=1")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")]
 Device = Annotated[str, typer.Option("--device", help="torch device to train on: cpu, cuda, cuda:1, mps (checked before any work)")]
@@ -249,7 +253,7 @@ def outputs(out: Path, names: list[str], force: bool) -> list[Path]:
         raise ConfigError(f"--out {out} exists and is not a directory")
     paths = [check_writable(out / n, force) for n in names]
     check_dir_writable(out)
-    if out_was_defaulted("out"):
+    if out_was_defaulted():
         echo(f"no --out given: writing {', '.join(names)} into {out}/ (the default)")
     return paths
 
@@ -312,6 +316,25 @@ def echo(msg: str, quiet: bool = False) -> None:
     """``msg`` on stderr (progress and notes), unless ``quiet``."""
     if not quiet:
         typer.echo(msg, err=True)
+
+
+def progress(quiet: bool) -> Callable[[str], None] | None:
+    """The progress callback of a long command: its lines on stderr (none with ``--quiet``)."""
+    return None if quiet else echo
+
+
+@contextlib.contextmanager
+def interruptible(note: str) -> Iterator[None]:
+    """Ctrl-C, or a scheduler's SIGTERM (worker processes included), ends the command with ``interrupted: note``
+    on stderr and exit code 130."""
+    from netmark._util import sigterm_interrupts
+
+    try:
+        with sigterm_interrupts():
+            yield
+    except KeyboardInterrupt:
+        echo(f"interrupted: {note}")
+        raise typer.Exit(130) from None
 
 
 def write_json(path: Path, obj: Any, force: bool) -> None:

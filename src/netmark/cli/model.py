@@ -1,9 +1,8 @@
 """``netmark train``, ``embed``, ``verify``, ``serve`` and ``models``: a model's life from training and embedding
 to verification (also of a model behind a prediction URL) and serving.
 
-Exit codes: 0 success (``verify``: watermark detected), 1 ``verify``: not detected, 2 bad input (one line on stderr,
-nothing written), 3 ``embed``: the owner's key does not verify on the trained model or its accuracy is at chance
-(:mod:`netmark.methods.check`); nothing written (``--allow-undetected``: written, exit 0).
+Exit codes (:mod:`netmark.cli`): 0 success, 1 ``verify``: not detected, 2 bad input, 3 ``embed``: the trained model
+fails its own key's check (nothing written).
 """
 
 from __future__ import annotations
@@ -16,24 +15,12 @@ from typing import Annotated
 import typer
 
 from netmark.cli import common as opt
-from netmark.cli.common import (
-    echo,
-    fail,
-    fresh_model,
-    handles_errors,
-    load_data,
-    load_model_file,
-    make_method,
-    outputs,
-    train_config,
-    write_json,
-)
 from netmark.errors import ConfigError
 
 
-@handles_errors
+@opt.handles_errors
 def train(model: opt.Model = "lenet5", dataset: opt.Dataset_ = "digits", epochs: opt.Epochs = 10,
-          out: Annotated[Path, typer.Option("--out", "-o", help="output directory")] = Path("runs/plain"),
+          out: opt.OutDir = Path("runs/plain"),
           train_size: opt.TrainSize = None, seed: opt.Seed = 0, lr: opt.Lr = 0.01, batch_size: opt.Batch = 64,
           optimizer: opt.Optim = "sgd", momentum: opt.Momentum = 0.9, nesterov: opt.Nesterov = False,
           weight_decay: opt.Wd = 0.0, milestones: opt.Milestones = "", gamma: opt.Gamma = 0.1,
@@ -43,25 +30,25 @@ def train(model: opt.Model = "lenet5", dataset: opt.Dataset_ = "digits", epochs:
     from netmark.io import save_model
     from netmark.training import train as run_train
 
-    model_path, report_path = outputs(out, ["model.safetensors", "report.json"], force)
-    cfg = train_config(epochs, lr, batch_size, optimizer, momentum, nesterov, weight_decay, milestones, gamma,
-                       seed, quiet, device)
-    tr, te = load_data(dataset, data_dir, train_size)
-    net = fresh_model(model, tr, seed, model_arg)
-    echo(f"training {model} on {dataset} ({len(tr)} images, {epochs} epochs, seed {seed})", quiet)
+    model_path, report_path = opt.outputs(out, ["model.safetensors", "report.json"], force)
+    cfg = opt.train_config(epochs, lr, batch_size, optimizer, momentum, nesterov, weight_decay, milestones, gamma,
+                           seed, quiet, device)
+    tr, te = opt.load_data(dataset, data_dir, train_size)
+    net = opt.fresh_model(model, tr, seed, model_arg)
+    opt.echo(f"training {model} on {dataset} ({len(tr)} images, {epochs} epochs, seed {seed})", quiet)
     run = run_train(net, tr, cfg, eval_data=te)
     save_model(net, model_path, extra={"dataset": dataset}, force=force)
     acc = run.final.get("test_accuracy")
-    write_json(report_path, {"command": "train", "model": model, "dataset": dataset, "train_size": len(tr),
-                             "train": cfg.to_dict(), "test_accuracy": acc, "train_seconds": run.seconds,
-                             "history": run.history}, force)
+    opt.write_json(report_path, {"command": "train", "model": model, "dataset": dataset, "train_size": len(tr),
+                                 "train": cfg.to_dict(), "test_accuracy": acc, "train_seconds": run.seconds,
+                                 "history": run.history}, force)
     typer.echo(f"test accuracy {acc:.4f}; wrote {model_path}")
 
 
-@handles_errors
+@opt.handles_errors
 def embed(method: Annotated[str, typer.Option("--method", help="watermarking scheme")] = "uchida",
           model: opt.Model = "lenet5", dataset: opt.Dataset_ = "digits", epochs: opt.Epochs = 10,
-          out: Annotated[Path, typer.Option("--out", "-o", help="output directory")] = Path("runs/owner"),
+          out: opt.OutDir = Path("runs/owner"),
           bits: Annotated[int | None, typer.Option("--bits", min=1, help="message length (default: the method's, uchida 256)")] = None,
           layer: Annotated[str | None, typer.Option("--layer", help="host layer (default: first layer with M >= bits)")] = None,
           key_type: Annotated[str | None, typer.Option("--key-type", help="uchida X: random | direct | diff")] = None,
@@ -87,22 +74,22 @@ def embed(method: Annotated[str, typer.Option("--method", help="watermarking sch
     from netmark.io import save_model
 
     t0 = time.perf_counter()
-    model_path, key_path, report_path = outputs(out, ["model.safetensors", "owner.key", "report.json"], force)
+    model_path, key_path, report_path = opt.outputs(out, ["model.safetensors", "owner.key", "report.json"], force)
     if distill and from_model is None:
         raise ConfigError("--distill needs --from MODEL (the teacher)")
-    wm = make_method(method, {"layer": layer, "bits": bits, "key_type": key_type, "strength": strength,
-                              "variant": variant}, method_arg)
-    cfg = train_config(epochs, lr, batch_size, optimizer, momentum, nesterov, weight_decay, milestones, gamma,
-                       seed, quiet, device)
-    tr, te = load_data(dataset, data_dir, train_size)
+    wm = opt.make_method(method, {"layer": layer, "bits": bits, "key_type": key_type, "strength": strength,
+                                  "variant": variant}, method_arg)
+    cfg = opt.train_config(epochs, lr, batch_size, optimizer, momentum, nesterov, weight_decay, milestones, gamma,
+                           seed, quiet, device)
+    tr, te = opt.load_data(dataset, data_dir, train_size)
     if from_model is not None:
-        net = load_model_file(from_model)
+        net = opt.load_model_file(from_model)
         situation = "distill-to-embed" if distill else "fine-tune-to-embed"
     else:
-        net = fresh_model(model, tr, seed, model_arg)
+        net = opt.fresh_model(model, tr, seed, model_arg)
         situation = "train-to-embed"
     teacher = copy.deepcopy(net) if distill else None
-    echo(f"{situation}: {method} into {type(net).__name__} on {dataset} ({len(tr)} images, {epochs} epochs)", quiet)
+    opt.echo(f"{situation}: {method} into {type(net).__name__} on {dataset} ({len(tr)} images, {epochs} epochs)", quiet)
     key = None
     if payload is not None:
         from netmark.methods.tartaglione import image_payload
@@ -114,11 +101,11 @@ def embed(method: Annotated[str, typer.Option("--method", help="watermarking sch
     net, key, run = wm.embed(net, tr, cfg, seed=seed, eval_data=te, teacher=teacher, key=key, warn=False)
     res, problem = run.check.verification, run.check.problem()
     if problem is not None and not allow_undetected:
-        raise fail(f"{problem} Nothing written (--allow-undetected writes it anyway).", 3)
+        raise opt.fail(f"{problem} Nothing written (--allow-undetected writes it anyway).", 3)
     key.save(key_path, force=force)
     save_model(net, model_path, extra={"dataset": dataset}, force=force)
     acc = run.final.get("test_accuracy")
-    write_json(report_path, {
+    opt.write_json(report_path, {
         "command": "embed", "situation": situation, "method": method, "method_config": key.config,
         "model": key.arch, "dataset": dataset, "train_size": len(tr), "train": cfg.to_dict(),
         "test_accuracy": acc, "bit_error_rate": res and res.bit_error_rate, "score": res and res.score,
@@ -126,15 +113,15 @@ def embed(method: Annotated[str, typer.Option("--method", help="watermarking sch
         "key_fingerprint": key.fingerprint, "check": run.check.to_dict(), "train_seconds": run.seconds,
         "total_seconds": time.perf_counter() - t0, "history": run.history}, force)
     if problem is not None:
-        echo(f"netmark: warning: {problem} Written anyway (--allow-undetected).")
+        opt.echo(f"netmark: warning: {problem} Written anyway (--allow-undetected).")
     reached = "key not verifiable" if res is None else f"{wm.describe(res, with_ber=True)}, p-value {res.p_value:.3g}"
     typer.echo(f"test accuracy {acc:.4f}, {reached}; wrote {model_path} and the secret {key_path} (keep it private)")
 
 
-@handles_errors
+@opt.handles_errors
 def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensors, or plain state_dict .pt/.pth), or the http(s):// URL of a prediction server (black-box keys only, see `netmark serve`)")],
            key: Annotated[Path, typer.Option("--key", "-k", help="the owner's secret key file")],
-           as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+           as_json: opt.AsJson = False,
            alpha: Annotated[float, typer.Option("--alpha", help="significance level (false-positive bound)")] = 1e-6,
            timeout: Annotated[float, typer.Option("--timeout", help="URL: seconds to wait for each answer")] = 30.0,
            ) -> None:
@@ -148,14 +135,13 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
     if not 0 < alpha < 1:
         raise ConfigError(f"--alpha must be in (0, 1), got {alpha}")
     k = WatermarkKey.load(key)
-    shown = model
+    wm, shown = method_from_key(k), model
     if "://" in model:
         from netmark.serve import HttpPredictor, is_url, redact_url
 
         if not is_url(model):
             raise ConfigError(f"only http:// and https:// URLs can be queried, got {redact_url(model)!r}")
         shown = redact_url(model)
-        wm = method_from_key(k)
         if not wm.query_verifiable():
             raise ConfigError(f"the key's method {k.method!r} is white-box (it reads the model's weights), so it "
                               "cannot be verified through a prediction URL: pass the model file")
@@ -166,7 +152,6 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
 
         net = load_model(Path(model), arch=k.arch)
         res = run_verify(net, k, alpha=alpha)
-        wm = method_from_key(k)
     if as_json:
         typer.echo(json.dumps({**res.to_dict(), "key_fingerprint": k.fingerprint, "model": shown}, default=str))
     else:
@@ -176,7 +161,7 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
     raise typer.Exit(0 if res.detected else 1)
 
 
-@handles_errors
+@opt.handles_errors
 def serve(model: Annotated[Path, typer.Argument(help="model file (.safetensors, or plain state_dict .pt/.pth with --key)")],
           host: Annotated[str, typer.Option("--host", help="address to bind (default: this machine only)")] = "127.0.0.1",
           port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="TCP port (0: any free port)")] = 8000,
@@ -189,21 +174,21 @@ def serve(model: Annotated[Path, typer.Argument(help="model file (.safetensors, 
     from netmark._util import sigterm_interrupts
     from netmark.serve import is_loopback, make_server
 
-    net = load_model_file(model, key)
+    net = opt.load_model_file(model, key)
     server = make_server(net, host=host, port=port)
     if not is_loopback(host):
-        echo(f"warning: serving on {host}, reachable from the network without authentication")
+        opt.echo(f"warning: serving on {host}, reachable from the network without authentication")
     typer.echo(f"serving {model} at {server.url} (POST /predict, GET /health); Ctrl-C stops")
     try:
         with sigterm_interrupts():  # SIGTERM stops cleanly too
             server.serve_forever()
     except KeyboardInterrupt:
-        echo("stopped")
+        opt.echo("stopped")
     finally:
         server.server_close()
 
 
-@handles_errors
+@opt.handles_errors
 def models() -> None:
     """List the registered architectures."""
     from netmark.models import MODELS

@@ -14,15 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from netmark.cli import common as opt
-from netmark.cli.common import (
-    accuracy,
-    data_split,
-    echo,
-    fail,
-    handles_errors,
-    load_transform,
-    protected_model,
-)
+from netmark.cli.common import accuracy, data_split, fail, handles_errors, load_transform, protected_model
 from netmark.errors import ConfigError
 
 
@@ -39,7 +31,6 @@ def reproduce(paper: Annotated[str, typer.Argument(help="which paper: uchida | w
     """Re-run a paper's tables and figures at CPU scale -> results.json, README.md (paper vs measured), PNGs."""
     import importlib
 
-    from netmark._util import sigterm_interrupts
     from netmark.bench.report import REPRODUCTIONS
 
     # "uchida" names the reproduction "uchida2017" (the paper's first author, year optional)
@@ -52,14 +43,10 @@ def reproduce(paper: Annotated[str, typer.Argument(help="which paper: uchida | w
     names = None if runs is None else [r.strip() for r in runs.split(",") if r.strip()]
     if names is not None and cache_dir is None:
         raise ConfigError("--runs trains runs for a later report: give --cache-dir too")
-    try:
-        with sigterm_interrupts():  # a scheduler's SIGTERM stops it like Ctrl-C: worker processes included
-            module.run(target, quick=quick, scale=scale, force=force, data_dir=data_dir, cache_dir=cache_dir,
-                       jobs=jobs, device=device, runs=names, progress=None if quiet else (lambda m: echo(m)))
-    except KeyboardInterrupt:
-        echo("interrupted: " + ("nothing was cached (no --cache-dir)" if cache_dir is None else
-                                 f"the finished runs are cached in {cache_dir}; run the same command again to resume"))
-        raise typer.Exit(130) from None
+    with opt.interruptible("nothing was cached (no --cache-dir)" if cache_dir is None else
+                           f"the finished runs are cached in {cache_dir}; run the same command again to resume"):
+        module.run(target, quick=quick, scale=scale, force=force, data_dir=data_dir, cache_dir=cache_dir,
+                   jobs=jobs, device=device, runs=names, progress=opt.progress(quiet))
     if names is not None:
         typer.echo(f"wrote {target}/runs.json ({time.perf_counter() - t0:.0f} s); the runs are in {cache_dir}")
         return
@@ -126,7 +113,6 @@ def _compare(methods: str | None, preset: str, arch: str | None, dataset: str | 
              cache_dir: Path | None, executor: str, jobs: int, force: bool, quiet: bool,
              max_drop: float | None = None) -> None:
     """``netmark evaluate`` without a model: :func:`netmark.evaluation.evaluate`, then its report."""
-    from netmark._util import sigterm_interrupts
     from netmark.evaluation import evaluate as run_evaluation
     from netmark.evaluation import preset as make_preset
     from netmark.evaluation.report import render_evaluation
@@ -136,14 +122,10 @@ def _compare(methods: str | None, preset: str, arch: str | None, dataset: str | 
     overrides = {k: v for k, v in (("model", arch), ("dataset", dataset), ("max_accuracy_drop", max_drop))
                  if v is not None}
     config = make_preset(preset, methods=names, **overrides)
-    try:
-        with sigterm_interrupts():
-            run_evaluation(config, out, cache_dir=cache_dir, executor=executor, jobs=jobs, force=force,
-                           progress=None if quiet else (lambda m: echo(m)))
-    except KeyboardInterrupt:
-        echo(f"interrupted: the finished cells are cached in {cache_dir_of(out, cache_dir)}; run the same command "
-             "again to resume")
-        raise typer.Exit(130) from None
+    with opt.interruptible(f"the finished cells are cached in {cache_dir_of(out, cache_dir)}; run the same command "
+                           "again to resume"):
+        run_evaluation(config, out, cache_dir=cache_dir, executor=executor, jobs=jobs, force=force,
+                       progress=opt.progress(quiet))
     page = render_evaluation(out / "results.json", force=True)  # beside the results it was made from
     typer.echo(f"wrote {out / 'results.json'}, {page} and the README and figures beside it")
 
@@ -154,7 +136,7 @@ def demo(epochs: Annotated[int, typer.Option("--epochs", min=1)] = 30, quiet: op
     from netmark.experiments.demo import BITS, LAYER, MODEL, run_demo
 
     t0 = time.perf_counter()
-    rows = run_demo(epochs=epochs, progress=None if quiet else (lambda m: echo(m)))
+    rows = run_demo(epochs=epochs, progress=opt.progress(quiet))
     typer.echo(f"\nUchida watermark, {BITS} bits in {MODEL}.{LAYER}, digits (1437 train / 360 test), "
                f"{epochs} epochs; detected = p-value <= 1e-6")
     head = f"{'model':30s} {'test acc':>8s} {'matched':>9s} {'BER':>6s} {'p-value':>9s} {'detected':>9s}"

@@ -101,13 +101,8 @@ class ArrayDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def subset(self, indices: Indices) -> ArrayDataset:
         """A new dataset with the samples at ``indices`` (in that order; copies the data)."""
         idx = self._as_index(indices)
-        return ArrayDataset(
-            self.x[idx].clone(),
-            self.y[idx].clone(),
-            name=self.name,
-            num_classes=self.num_classes,
-            classes=self.classes,
-        )
+        return ArrayDataset(self.x[idx].clone(), self.y[idx].clone(), name=self.name, num_classes=self.num_classes,
+                            classes=self.classes)
 
     def select_classes(self, classes: Sequence[int], relabel: bool = True) -> ArrayDataset:
         """Keep only the samples whose label is in ``classes``.
@@ -125,18 +120,12 @@ class ArrayDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         if bad:
             raise DataError(f"Classes {bad} are outside [0, {self.num_classes}) for {self.name!r}.")
         keep = torch.isin(self.y, torch.tensor(wanted, dtype=torch.long))
-        x, y = self.x[keep].clone(), self.y[keep].clone()
         if not relabel:
-            return ArrayDataset(x, y, name=self.name, num_classes=self.num_classes, classes=self.classes)
+            return self.subset(keep)
         mapping = torch.full((self.num_classes,), -1, dtype=torch.long)
         mapping[torch.tensor(wanted)] = torch.arange(len(wanted))
-        return ArrayDataset(
-            x,
-            mapping[y],
-            name=self.name,
-            num_classes=len(wanted),
-            classes=tuple(self.classes[c] for c in wanted),
-        )
+        return ArrayDataset(self.x[keep].clone(), mapping[self.y[keep]], name=self.name, num_classes=len(wanted),
+                            classes=tuple(self.classes[c] for c in wanted))
 
     def loader(
         self,

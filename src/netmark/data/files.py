@@ -28,15 +28,8 @@ from pathlib import Path
 from netmark.data.registry import DatasetSpec
 from netmark.errors import DataError
 
-__all__ = [
-    "DOWNLOAD_TIMEOUT_S",
-    "SYSTEM_DATA_DIR",
-    "cache_dir",
-    "candidate_dirs",
-    "download_dir",
-    "find_dataset",
-    "offline",
-]
+__all__ = ["DOWNLOAD_TIMEOUT_S", "SYSTEM_DATA_DIR", "cache_dir", "candidate_dirs", "download_dir", "find_dataset",
+           "offline"]
 
 SYSTEM_DATA_DIR = Path("/usr/share/datasets")
 """System-wide dataset root (Debian ``dataset-*`` packages); looked up as ``SYSTEM_DATA_DIR/<name>``."""
@@ -61,22 +54,21 @@ def offline() -> bool:
     return os.environ.get("NETMARK_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _roots(data_dir: str | os.PathLike[str] | None) -> list[Path]:
+    """``data_dir`` and ``$NETMARK_DATA``, those given, in this order."""
+    roots = [Path(data_dir).expanduser() if data_dir is not None else None, _env_dir("NETMARK_DATA")]
+    return [r for r in roots if r is not None]
+
+
 def candidate_dirs(name: str, data_dir: str | os.PathLike[str] | None) -> list[Path]:
     """The directories searched for dataset ``name``, in order."""
-    dirs: list[Path] = []
-    for base in (Path(data_dir).expanduser() if data_dir is not None else None, _env_dir("NETMARK_DATA")):
-        if base is not None:
-            dirs += [base / name, base]
-    dirs += [SYSTEM_DATA_DIR / name, cache_dir(name)]
-    return dirs
+    return [d for root in _roots(data_dir) for d in (root / name, root)] + [SYSTEM_DATA_DIR / name, cache_dir(name)]
 
 
 def download_dir(name: str, data_dir: str | os.PathLike[str] | None) -> Path:
     """Where missing files are downloaded to (and where the error message asks to put them)."""
-    if data_dir is not None:
-        return Path(data_dir).expanduser() / name
-    env = _env_dir("NETMARK_DATA")
-    return env / name if env is not None else cache_dir(name)
+    roots = _roots(data_dir)
+    return roots[0] / name if roots else cache_dir(name)
 
 
 def _download(url: str, target: Path) -> None:

@@ -60,13 +60,8 @@ def _stamp(paths: tuple[Path, ...]) -> tuple[object, ...]:
 
 
 @functools.lru_cache(maxsize=4)
-def _read_cached(
-    spec: DatasetSpec,
-    paths: tuple[Path, ...],
-    stamp: tuple[object, ...],
-    split: OfficialSplit,
-    label_mode: str,
-) -> tuple[np.ndarray, np.ndarray]:
+def _read_cached(spec: DatasetSpec, paths: tuple[Path, ...], stamp: tuple[object, ...], split: OfficialSplit,
+                 label_mode: str) -> tuple[np.ndarray, np.ndarray]:
     x, y = spec.reader.read(paths, split, label_mode)
     num_classes = len(spec.coarse_classes) if label_mode == "coarse" else spec.num_classes
     where = f"{spec.name} ({', '.join(str(p) for p in paths) or 'bundled'})"
@@ -87,14 +82,15 @@ def _check_int(value: object, what: str, low: int) -> int:
     return int(value)
 
 
-def _val_count(val_size: int | float, total: int) -> int:
+def _val_count(val_size: int | float, total: int | None) -> int:
+    """The size of the "val" split of ``total`` samples (``None``: ``val_size`` is only checked)."""
     if isinstance(val_size, float):
         if not 0.0 < val_size < 1.0:
             raise DataError(f"A fractional val_size must lie in (0, 1), got {val_size!r}.")
-        n_val = round(val_size * total)
+        n_val = round(val_size * (total or 0))
     else:
         n_val = _check_int(val_size, "val_size", 0)
-    if n_val >= total:
+    if total is not None and n_val >= total:
         raise DataError(f"val_size={val_size!r} leaves no training samples out of {total}.")
     return n_val
 
@@ -136,10 +132,7 @@ def load(
         raise DataError(f"Dataset {spec.name!r} has no coarse labels; use label_mode='fine'.")
     seed = _check_int(split_seed, "split_seed", 0)
     keep = None if train_size is None else _check_int(train_size, "train_size", 1)
-    if isinstance(val_size, float) and not 0.0 < val_size < 1.0:
-        raise DataError(f"A fractional val_size must lie in (0, 1), got {val_size!r}.")
-    if not isinstance(val_size, float):
-        _check_int(val_size, "val_size", 0)
+    _val_count(val_size, None)  # bad sizes are refused before any file is looked for
 
     paths = find_dataset(spec, data_dir, download)
     official: OfficialSplit = "test" if split == "test" else "train"

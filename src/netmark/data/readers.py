@@ -28,15 +28,7 @@ import numpy as np
 
 from netmark.errors import DataError
 
-__all__ = [
-    "CifarReader",
-    "DigitsReader",
-    "IdxReader",
-    "Reader",
-    "RestrictedUnpickler",
-    "read_idx",
-    "safe_pickle_loads",
-]
+__all__ = ["CifarReader", "DigitsReader", "IdxReader", "Reader", "RestrictedUnpickler", "read_idx", "safe_pickle_loads"]
 
 OfficialSplit = Literal["train", "test"]
 Arrays = tuple[np.ndarray, np.ndarray]
@@ -69,11 +61,15 @@ class Reader(Protocol):
 _IDX_UBYTE = 0x08
 
 
-def _read_maybe_gzip(path: Path) -> bytes:
+def _read_bytes(path: Path) -> bytes:
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise DataError(f"Cannot read {path}: {exc.strerror or exc}.") from exc
+
+
+def _read_maybe_gzip(path: Path) -> bytes:
+    raw = _read_bytes(path)
     if raw[:2] != b"\x1f\x8b":
         return raw
     try:
@@ -122,14 +118,12 @@ class IdxReader:
         return ", ".join(self.files) + " (gzipped, or the same names without .gz)"
 
     def locate(self, directory: Path) -> tuple[Path, ...] | None:
-        found: list[Path] = []
-        for name in self.files:
-            for candidate in (name, name.removesuffix(".gz")):
-                if (directory / candidate).is_file():
-                    found.append(directory / candidate)
-                    break
-            else:
+        found = []
+        for name in self.files:  # gzipped, or the same name without .gz
+            path = next((directory / c for c in (name, name.removesuffix(".gz")) if (directory / c).is_file()), None)
+            if path is None:
                 return None
+            found.append(path)
         return tuple(found)
 
     def read(self, paths: tuple[Path, ...], split: OfficialSplit, label_mode: str) -> Arrays:
@@ -137,14 +131,11 @@ class IdxReader:
         images = read_idx(images_path, ndim=3)
         labels = read_idx(labels_path, ndim=1)
         if images.shape[1:] != self.image_size:
-            raise DataError(
-                f"{images_path} holds {images.shape[1]}x{images.shape[2]} images, "
-                f"expected {self.image_size[0]}x{self.image_size[1]}."
-            )
+            raise DataError(f"{images_path} holds {images.shape[1]}x{images.shape[2]} images, "
+                            f"expected {self.image_size[0]}x{self.image_size[1]}.")
         if images.shape[0] != labels.shape[0]:
-            raise DataError(
-                f"{images_path} has {images.shape[0]} images but {labels_path} has {labels.shape[0]} labels."
-            )
+            raise DataError(f"{images_path} has {images.shape[0]} images but {labels_path} has "
+                            f"{labels.shape[0]} labels.")
         return images[:, None, :, :], labels.astype(np.int64)
 
 
@@ -189,18 +180,8 @@ class RestrictedUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError("persistent ids are not allowed")
 
 
-_UNPICKLE_ERRORS = (
-    pickle.UnpicklingError,
-    EOFError,
-    ValueError,
-    TypeError,
-    AttributeError,
-    IndexError,
-    KeyError,
-    OverflowError,
-    MemoryError,
-    RecursionError,
-)
+_UNPICKLE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+                    OverflowError, MemoryError, RecursionError)
 
 
 def safe_pickle_loads(data: bytes, source: str) -> Any:
@@ -245,60 +226,39 @@ class CifarReader:
     def hint(self) -> str:
         return f"{self.archive} (or its extracted folder {self.folder}/)"
 
-    @property
-    def members(self) -> tuple[str, ...]:
-        return (*self.train_batches, *self.test_batches)
-
-    def _is_extracted(self, directory: Path) -> bool:
-        return all((directory / m).is_file() for m in self.members)
-
     def locate(self, directory: Path) -> tuple[Path, ...] | None:
         # Prefer extracted batches (fast) over the archive; accept the batch folder itself too.
         for folder in (directory / self.folder, directory):
-            if self._is_extracted(folder):
+            if all((folder / m).is_file() for m in (*self.train_batches, *self.test_batches)):
                 return (folder,)
         if (directory / self.archive).is_file():
             return (directory / self.archive,)
         return None
 
     def _load_members(self, source: Path, names: Sequence[str]) -> list[tuple[str, Any]]:
+        """``(where, unpickled batch)`` of each of ``names``, from the batch folder or the archive ``source``."""
         if source.is_dir():
-            out = []
-            for name in names:
-                try:
-                    data = (source / name).read_bytes()
-                except OSError as exc:
-                    raise DataError(f"Cannot read {source / name}: {exc.strerror or exc}.") from exc
-                out.append((str(source / name), safe_pickle_loads(data, str(source / name))))
-            return out
+            return [(str(source / n), safe_pickle_loads(_read_bytes(source / n), str(source / n))) for n in names]
         wanted = {f"{self.folder}/{n}": n for n in names}
         blobs: dict[str, bytes] = {}
         try:
             with tarfile.open(source, mode="r:*") as tar:
                 for member in tar:
                     key = member.name.removeprefix("./")
-                    if key in wanted and member.isfile():
-                        fh = tar.extractfile(member)
-                        if fh is not None:
-                            blobs[wanted[key]] = fh.read()
+                    if key in wanted and member.isfile() and (fh := tar.extractfile(member)) is not None:
+                        blobs[wanted[key]] = fh.read()
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise DataError(f"{source} is a truncated or corrupt archive ({exc}).") from exc
         missing = [f"{self.folder}/{n}" for n in names if n not in blobs]
         if missing:
             raise DataError(f"{source} lacks the members {', '.join(missing)}.")
-        out = []
-        for name in names:
-            label = f"{source}:{self.folder}/{name}"
-            out.append((label, safe_pickle_loads(blobs[name], label)))
-        return out
+        return [(f"{source}:{self.folder}/{n}", safe_pickle_loads(blobs[n], f"{source}:{self.folder}/{n}"))
+                for n in names]
 
     def read(self, paths: tuple[Path, ...], split: OfficialSplit, label_mode: str) -> Arrays:
-        if label_mode == "coarse":
-            if self.coarse_label_key is None:
-                raise DataError(f"{self.folder} has no coarse labels; use label_mode='fine'.")
-            label_key = self.coarse_label_key
-        else:
-            label_key = self.label_key
+        label_key = self.coarse_label_key if label_mode == "coarse" else self.label_key
+        if label_key is None:
+            raise DataError(f"{self.folder} has no coarse labels; use label_mode='fine'.")
         batches = self.train_batches if split == "train" else self.test_batches
         xs, ys = [], []
         for source, batch in self._load_members(paths[0], batches):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from netmark.data.readers import CifarReader, DigitsReader, IdxReader, Reader
 
@@ -16,8 +17,7 @@ class DatasetSpec:
     Attributes:
         name: registry key, also the sub-directory name ``<data_dir>/<name>/``.
         shape: ``(C, H, W)`` of one image.
-        num_classes: number of (fine) classes.
-        classes: class names, index = label.
+        classes: class names, index = label (their number: :attr:`num_classes`).
         reader: the on-disk format; knows the file names and how to read them.
         base_url: download prefix; each file's URL is ``base_url + file`` (empty: nothing to download).
         max_value: raw pixel maximum; images are divided by it to land in ``[0, 1]``.
@@ -26,16 +26,16 @@ class DatasetSpec:
 
     name: str
     shape: tuple[int, int, int]
-    num_classes: int
     classes: tuple[str, ...]
     reader: Reader
     base_url: str = ""
     max_value: float = 255.0
     coarse_classes: tuple[str, ...] = ()
 
-    def __post_init__(self) -> None:
-        if len(self.classes) != self.num_classes:
-            raise ValueError(f"{self.name}: {len(self.classes)} class names for {self.num_classes} classes")
+    @property
+    def num_classes(self) -> int:
+        """The number of (fine) classes."""
+        return len(self.classes)
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -86,61 +86,24 @@ _CIFAR_URL = "https://www.cs.toronto.edu/~kriz/"
 
 def _idx(name: str, classes: tuple[str, ...], base_url: str) -> DatasetSpec:
     """A 1×28×28 dataset in MNIST's IDX files (MNIST, Fashion-MNIST)."""
-    return DatasetSpec(
-        name=name, shape=(1, 28, 28), num_classes=len(classes), classes=classes, reader=IdxReader(), base_url=base_url
-    )
+    return DatasetSpec(name, (1, 28, 28), classes, IdxReader(), base_url)
 
 
-def _cifar(
-    name: str, classes: tuple[str, ...], reader: CifarReader, coarse_classes: tuple[str, ...] = ()
-) -> DatasetSpec:
-    """A 3×32×32 dataset in the CIFAR python archives of :data:`_CIFAR_URL`."""
-    return DatasetSpec(
-        name=name,
-        shape=(3, 32, 32),
-        num_classes=len(classes),
-        classes=classes,
-        reader=reader,
-        base_url=_CIFAR_URL,
-        coarse_classes=coarse_classes,
-    )
+def _cifar(name: str, classes: tuple[str, ...], coarse_classes: tuple[str, ...] = (), **reader: Any) -> DatasetSpec:
+    """A 3×32×32 dataset in the CIFAR python archives of :data:`_CIFAR_URL` (``reader``: its :class:`CifarReader`)."""
+    return DatasetSpec(name, (3, 32, 32), classes, CifarReader(**reader), _CIFAR_URL, coarse_classes=coarse_classes)
 
 
 _SPECS = (
     _idx("mnist", _DIGIT_NAMES, "https://ossci-datasets.s3.amazonaws.com/mnist/"),
     _idx("fashion-mnist", _FASHION_NAMES, "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"),
-    _cifar(
-        "cifar10",
-        _CIFAR10_NAMES,
-        CifarReader(
-            archive="cifar-10-python.tar.gz",
-            folder="cifar-10-batches-py",
-            train_batches=tuple(f"data_batch_{i}" for i in range(1, 6)),
-            test_batches=("test_batch",),
-            label_key="labels",
-        ),
-    ),
-    _cifar(
-        "cifar100",
-        _CIFAR100_NAMES,
-        CifarReader(
-            archive="cifar-100-python.tar.gz",
-            folder="cifar-100-python",
-            train_batches=("train",),
-            test_batches=("test",),
-            label_key="fine_labels",
-            coarse_label_key="coarse_labels",
-        ),
-        coarse_classes=_CIFAR100_COARSE_NAMES,
-    ),
-    DatasetSpec(
-        name="digits",
-        shape=(1, 8, 8),
-        num_classes=10,
-        classes=_DIGIT_NAMES,
-        reader=DigitsReader(),
-        max_value=16.0,
-    ),
+    _cifar("cifar10", _CIFAR10_NAMES, archive="cifar-10-python.tar.gz", folder="cifar-10-batches-py",
+           train_batches=tuple(f"data_batch_{i}" for i in range(1, 6)), test_batches=("test_batch",),
+           label_key="labels"),
+    _cifar("cifar100", _CIFAR100_NAMES, _CIFAR100_COARSE_NAMES, archive="cifar-100-python.tar.gz",
+           folder="cifar-100-python", train_batches=("train",), test_batches=("test",), label_key="fine_labels",
+           coarse_label_key="coarse_labels"),
+    DatasetSpec("digits", (1, 8, 8), _DIGIT_NAMES, DigitsReader(), max_value=16.0),
 )
 
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in _SPECS}

@@ -56,20 +56,6 @@ from netmark.serve.wire import (
     is_loopback,
 )
 
-__all__ = [
-    "DEFAULT_MAX_BATCH",
-    "DEFAULT_MAX_BODY_BYTES",
-    "DEFAULT_MAX_REPLY_BYTES",
-    "HANDLER_TIMEOUT_S",
-    "WIRE_FORMAT",
-    "BadRequest",
-    "HttpPredictor",
-    "PredictionServer",
-    "ServeError",
-    "decode_batch",
-    "encode_batch",
-    "is_loopback",
-    "is_url",
-    "make_server",
-    "redact_url",
-]
+__all__ = ["DEFAULT_MAX_BATCH", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_REPLY_BYTES", "HANDLER_TIMEOUT_S", "WIRE_FORMAT",
+           "BadRequest", "HttpPredictor", "PredictionServer", "ServeError", "decode_batch", "encode_batch",
+           "is_loopback", "is_url", "make_server", "redact_url"]

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from netmark.errors import ConfigError
 from netmark.methods.triggerset import QueryError
-from netmark.serve.wire import DEFAULT_MAX_REPLY_BYTES, _short, encode_batch, is_loopback
+from netmark.serve.wire import DEFAULT_MAX_REPLY_BYTES, _short, check_positive_ints, encode_batch, is_loopback
 
 
 def redact_url(url: str) -> str:
@@ -62,9 +62,7 @@ class HttpPredictor:
             raise ConfigError(f"URL {redact_url(url)!r} names no host")
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < math.inf:
             raise ConfigError(f"timeout must be a positive number of seconds, got {timeout!r}")
-        for name, v in (("batch_size", batch_size), ("max_reply_bytes", max_reply_bytes)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        check_positive_ints(ConfigError, batch_size=batch_size, max_reply_bytes=max_reply_bytes)
         self.url, self.timeout, self.batch_size, self.max_reply_bytes = url, float(timeout), batch_size, max_reply_bytes
         root = parts.path in ("", "/")
         base = parts._replace(query="", fragment="")
@@ -108,14 +106,12 @@ class HttpPredictor:
                 raw = resp.read(self.max_reply_bytes + 1)
         except urllib.error.HTTPError as e:
             raise QueryError(f"{where} answered HTTP {e.code}{_error_detail(e)}") from None
-        except urllib.error.URLError as e:
-            reason = e.reason
+        except (urllib.error.URLError, TimeoutError) as e:
+            reason = getattr(e, "reason", e)  # a timeout while connecting comes wrapped in a URLError
             if isinstance(reason, TimeoutError):
                 raise QueryError(f"{where} did not answer within {self.timeout:g} s") from None
             text = reason.strerror if isinstance(reason, OSError) and reason.strerror else str(reason)
             raise QueryError(f"cannot reach {where}: {_one_line(text)}") from None
-        except TimeoutError:
-            raise QueryError(f"{where} did not answer within {self.timeout:g} s") from None
         except (HTTPException, OSError, ValueError) as e:
             raise QueryError(f"{where} sent a broken HTTP reply ({type(e).__name__}: "
                              f"{_one_line(str(e)) or 'connection closed'})") from None

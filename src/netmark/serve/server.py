@@ -25,6 +25,7 @@ from netmark.serve.wire import (
     BadRequest,
     ServeError,
     _short,
+    check_positive_ints,
     decode_batch,
 )
 from netmark.training import model_device
@@ -67,9 +68,7 @@ class PredictionServer(ThreadingHTTPServer):
 
     def __init__(self, model: nn.Module, address: tuple[str, int], *, input_shape: Sequence[int] | None = None,
                  max_batch: int = DEFAULT_MAX_BATCH, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
-        for name, v in (("max_batch", max_batch), ("max_body_bytes", max_body_bytes)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ServeError(f"{name} must be a positive integer, got {v!r}")
+        check_positive_ints(ServeError, max_batch=max_batch, max_body_bytes=max_body_bytes)
         self.model = model.eval()
         self.lock = threading.Lock()
         self.max_batch, self.max_body_bytes = max_batch, max_body_bytes
@@ -141,16 +140,12 @@ class PredictionServer(ThreadingHTTPServer):
                 with torch.no_grad():
                     out = torch.cat([self.model(x[i:i + _FORWARD_CHUNK].to(dev)).float().cpu()
                                      for i in range(0, len(x), _FORWARD_CHUNK)])
-            except RuntimeError as e:
-                msg = f"the model does not take inputs of shape {tuple(x.shape[1:])}: {_first_line(e)}"
-                if probe:
-                    raise ServeError(msg) from None
-                raise BadRequest(msg) from None
-        if out.ndim != 2:
-            msg = f"the model answers outputs of shape {tuple(out.shape[1:])} per input, not one score per class"
-            if probe:
-                raise ServeError(msg)
-            raise RuntimeError(msg)
+            except RuntimeError as e:  # the start-up probe: the server cannot start; a request: answered 400
+                raise (ServeError if probe else BadRequest)(
+                    f"the model does not take inputs of shape {tuple(x.shape[1:])}: {_first_line(e)}") from None
+        if out.ndim != 2:  # the start-up probe: cannot start; a request: the model failed (500)
+            raise (ServeError if probe else RuntimeError)(
+                f"the model answers outputs of shape {tuple(out.shape[1:])} per input, not one score per class")
         return out
 
     def server_bind(self) -> None:

@@ -84,6 +84,13 @@ def decode_batch(body: Any, *, max_batch: int = DEFAULT_MAX_BATCH) -> Tensor:
     return x
 
 
+def check_positive_ints(error: type[Exception], **values: Any) -> None:
+    """``error`` naming the first of ``values`` that is not a positive integer."""
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise error(f"{name} must be a positive integer, got {v!r}")
+
+
 def _short(v: Any, n: int = 80) -> str:
     s = repr(v)
     return s if len(s) <= n else s[:n] + "..."
