@@ -75,6 +75,36 @@ def test_bad_evaluation_config_raises(bad: dict[str, Any]) -> None:
         EvaluationConfig(**kw)
 
 
+def test_piracy_attacks_are_typed_records_named_as_in_stored_results(tmp_path: Path) -> None:
+    """A forged-transform attack is a record (kind, fraction); its name is the string results.json, the cache keys
+    and the job names have always used, read back only to label stored results."""
+    from netmark.evaluation.report_access import access_blocks
+    from netmark.evaluation.runner import plan_access
+    from netmark.evaluation.spec import PiracyAttack, piracy_attacks
+    from tests.test_evaluation_report import synthetic_results
+
+    cfg = _tiny(pair_fractions=(0.1, 1))
+    attacks = piracy_attacks(cfg, "generator")
+    assert [a.name for a in attacks] == ["input-only", "one-pair", "pair@0.1", "pair@1"]
+    assert [a.label for a in attacks] == ["input-only", "one pair", "pair attack, 10% of the images",
+                                          "pair attack, 100% of the images"]
+    assert piracy_attacks(cfg, "fixed") == attacks[:2]
+    assert all(PiracyAttack.named(a.name) == a for a in attacks)
+    assert PiracyAttack.named("pair@half") is None and PiracyAttack.named("two-pair") is None
+    assert attacks[3].options(cfg)["fraction"] == 1.0 and isinstance(attacks[3].options(cfg)["fraction"], float)
+    assert attacks[0].options(cfg)["trials"] == cfg.piracy_trials and attacks[1].options(cfg) == {"index": 0}
+    jobs = [j for j in plan_access(cfg, str(tmp_path), ["generator"]) if j.kind == "piracy"]
+    assert [j.name for j in jobs] == [f"anti-piracy (generator): {n} attack"  # the pair fits (slow) first
+                                      for n in ("pair@0.1", "pair@1", "input-only", "one-pair")]
+    assert [j.piracy for j in jobs] == [*attacks[2:], *attacks[:2]]
+    # a stored name no attack has is shown as it is (it used to raise from float())
+    res = synthetic_results(piracy=True)
+    res["access"]["transforms"]["fixed"]["piracy"].append({"attack": "pair@half", "trials": 1, "mean": 0.5,
+                                                            "best": 0.5})
+    headers = next(b.headers for b in access_blocks(res) if hasattr(b, "headers"))
+    assert headers[-2:] == ("pair@half (%)", "pair attack, 10% of the images (%)")
+
+
 @pytest.mark.parametrize("args", [
     ("no-such-attack", (1,), "x", "l", "rate"), ("prune", (), "rate", "l", "rate"),
     ("prune", (0.5, 0.5), "rate", "l", "rate"), ("prune", (1.5,), "rate", "l", "rate"),

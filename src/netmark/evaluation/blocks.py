@@ -7,7 +7,11 @@ report that includes it (an import cycle otherwise).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from netmark.evaluation.outcome import _skey, _strength_text
 
 #: inline text: a plain string, or ``("code", text)`` / ``("b", text)``.
 Inline = str | tuple[str, str]
@@ -60,3 +64,11 @@ class Bullets:
 
 
 Block = Heading | Para | Table | Image | Bullets
+
+
+def strength_table(first: str, rows: Mapping[str, Mapping[tuple[str, Any], Any]], strengths: Sequence[Any],
+                   text: Callable[[Any], str | Cell]) -> Table:
+    """One sweep's table: a row per name of ``rows`` (a method, a transform: its cells by strength key), a column
+    per strength, ``text`` of the row's cell there (None: not measured)."""
+    return Table((first, *(_strength_text(s) for s in strengths)),
+                 tuple((str(n), *(text(by.get(_skey(s))) for s in strengths)) for n, by in rows.items()))

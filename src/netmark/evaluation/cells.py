@@ -33,13 +33,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from netmark._util import canonical_json, generator
+from netmark.attacks import ATTACKS, AttackConfig
 from netmark.bench.cache import RunCache, fingerprint, method_part
 from netmark.bench.report import write_json
 from netmark.bench.roles import Roles, fresh_model
 from netmark.data import ArrayDataset, load
 from netmark.data.loading import Split
 from netmark.errors import ConfigError, NetmarkError
-from netmark.evaluation.spec import EvaluationConfig, Strength
+from netmark.evaluation.spec import EvaluationConfig, PiracyAttack, Strength, Sweep
 from netmark.keys import WatermarkKey
 from netmark.methods import WatermarkMethod, get_method, verify
 from netmark.models.registry import model_version
@@ -48,11 +49,12 @@ from netmark.verify import VerificationResult
 
 CACHE_VERSION = 1
 _SPLITS: dict[str, Split] = {"train": "train", "attacker": "val", "test": "test"}
-JOB_KINDS = ("baseline", "independent", "embed", "capacity", "attack", "overhead", "false-positives", "protect",
-             "access-attack", "piracy")
+#: a sweep's ``data`` -> the roles (:meth:`Context.data`) its attack trains on (None: no data) and is tested on
+_ATTACK_DATA: dict[str, tuple[str | None, str]] = {"none": (None, "test"), "attacker": ("attacker", "test"),
+                                                   "other-domain": ("other", "other-test")}
 
-#: How a job of each kind is named (``str.format`` fields: method, kind, index, strength, sweep: the label of the
-#: sweep ``index``); any other kind is ``"{method}: {kind}"``.
+#: How a job of each kind is named (``str.format`` fields: method, kind, index, strength, piracy, sweep: the label
+#: of the sweep ``index``); any other kind is ``"{method}: {kind}"``.
 _JOB_NAMES = {
     "baseline": "baseline",
     "independent": "independent-{index}",
@@ -60,14 +62,17 @@ _JOB_NAMES = {
     "capacity": "{method}: capacity {strength}",
     "protect": "anti-piracy ({method})",
     "access-attack": "anti-piracy ({method}): {sweep} @ {strength}",
-    "piracy": "anti-piracy ({method}): {strength} attack",
+    "piracy": "anti-piracy ({method}): {piracy.name} attack",
 }
+#: the kind of the run a training job trains
+_RUN_KINDS: dict[str, Literal["baseline", "marked", "independent"]] = {
+    "baseline": "baseline", "independent": "independent", "embed": "marked"}
 
 
 @dataclass
 class Job:
     """One cell of the grid. ``index``: the independent model's or the sweep's index; ``strength``: the attack
-    strength or the capacity probe's payload size."""
+    strength or the capacity probe's payload size; ``piracy``: the forged-transform attack of a ``piracy`` job."""
 
     kind: str
     config: EvaluationConfig
@@ -75,24 +80,21 @@ class Job:
     method: str | None = None
     index: int = 0
     strength: Strength | None = None
+    piracy: PiracyAttack | None = None
 
     @property
     def name(self) -> str:
         sweep = self.config.sweeps[self.index].label if self.kind in ("attack", "access-attack") else ""
-        return _JOB_NAMES.get(self.kind, "{method}: {kind}").format(method=self.method, kind=self.kind, sweep=sweep,
-                                                                     strength=self.strength, index=self.index)
+        return _JOB_NAMES.get(self.kind, "{method}: {kind}").format(
+            method=self.method, kind=self.kind, sweep=sweep, strength=self.strength, index=self.index,
+            piracy=self.piracy)
 
     @property
     def run(self) -> Run:
         """The trained run of a ``baseline`` / ``independent`` / ``embed`` job."""
-        if self.kind == "baseline":
-            return BASELINE
-        if self.kind == "independent":
-            return independent_run(self.index)
-        if self.kind == "embed":
-            return marked_run(str(self.method))
-        raise ConfigError(f"a {self.kind!r} job trains no run")
-
+        if self.kind not in _RUN_KINDS:
+            raise ConfigError(f"a {self.kind!r} job trains no run")
+        return Run(_RUN_KINDS[self.kind], self.method, self.index)
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,11 @@ def marked_run(method: str) -> Run:
 
 def independent_run(index: int) -> Run:
     return Run("independent", index=index)
+
+
+def failed(e: NetmarkError, seconds: float = 0.0) -> dict[str, Any]:
+    """The record of a job or cell that ``e`` stopped (a size a method cannot host, an attack that does not apply)."""
+    return {"error": f"{type(e).__name__}: {e}", "seconds": seconds, "cached": False}
 
 
 class Context:
@@ -199,19 +206,43 @@ class Context:
         model, key, _ = method.embed(model, self.data("train"), cfg, seed=self.cfg.key_seed, **kw)
         return model, key, time.perf_counter() - t0
 
-    def trained(self, run: Run) -> tuple[nn.Module, WatermarkKey | None, dict[str, Any]]:
-        """``run`` from the run cache, trained (and stored) first if absent: ``(model, key, record)``."""
-        fp, name = self.run_fp(run), run.name
+    def cached(self, name: str, fp: str, make: Callable[[], tuple[nn.Module, WatermarkKey | None, dict[str, Any]]],
+               ) -> tuple[nn.Module, WatermarkKey | None, dict[str, Any]]:
+        """The run ``name`` from the run cache, made by ``make() -> (model, key, record)`` and stored first if
+        absent: ``(model, key, record)``, the record's ``cached`` says which."""
         hit = self.runs.load(name, fp)
         if hit is not None:
             model, key, record, _ = hit
             return model, key, {**record, "cached": True}
-        seed, method = self._run_spec(run)
-        model, key, seconds = self.embed(seed, method)
-        record = {"run": name, "seconds": seconds, "test_accuracy": evaluate(model, self.data("test"))["accuracy"],
-                  "torch_threads": torch.get_num_threads()}
+        model, key, record = make()
+        record = {"run": name, **record}
         self.runs.save(name, fp, model, key, record)
         return model, key, {**record, "cached": False}
+
+    def trained(self, run: Run) -> tuple[nn.Module, WatermarkKey | None, dict[str, Any]]:
+        """``run`` from the run cache, trained (and stored) first if absent: ``(model, key, record)``."""
+        def make() -> tuple[nn.Module, WatermarkKey | None, dict[str, Any]]:
+            model, key, seconds = self.embed(*self._run_spec(run))
+            return model, key, {"seconds": seconds, "test_accuracy": evaluate(model, self.data("test"))["accuracy"],
+                                "torch_threads": torch.get_num_threads()}
+
+        return self.cached(run.name, self.run_fp(run), make)
+
+    def sweep_point(self, job: Job, **method: Any) -> tuple[Sweep, AttackConfig, dict[str, Any]]:
+        """The sweep of the attack job ``job``, its attack config (``method``, ``method_options``: an overwriting
+        attack's) and the fingerprint parts of the point: the attack, its version and config, the data digests."""
+        sweep = self.cfg.sweeps[job.index]
+        strength = job.strength if job.strength is not None else sweep.strengths[0]
+        acfg = sweep.attack_config(strength, train=self.cfg.train, seed=self.cfg.attack_seed, **method)
+        data, test = _ATTACK_DATA[sweep.data]
+        return sweep, acfg, {"attack": sweep.attack, "attack_version": ATTACKS[sweep.attack].VERSION,
+                             "config": acfg.to_dict(), "data": self.digest(data) if data else None,
+                             "test": self.digest(test)}
+
+    def attacked(self, sweep: Sweep, acfg: AttackConfig, model: nn.Module) -> tuple[nn.Module, ArrayDataset]:
+        """``model`` attacked at one point of ``sweep`` (:meth:`sweep_point`) and the data to test it on."""
+        data, test = _ATTACK_DATA[sweep.data]
+        return ATTACKS[sweep.attack](acfg)(model, self.data(data) if data else None), self.data(test)
 
     # ------------------------------------------------------------------ cells
 

@@ -20,11 +20,11 @@ from typing import Any
 
 from netmark.bench.report import figure
 from netmark.evaluation.outcome import (
-    _grid,
     _number,
     _skey,
     _strength_text,
     _strengths,
+    by_strength,
     max_drop,
     naive_share,
     robustness_share,
@@ -86,7 +86,6 @@ def sweep_figure(path: Path, res: dict[str, Any], sweep: dict[str, Any]) -> Path
 
     strengths = _strengths(res, sweep)
     xs, kind = _x_positions(strengths)
-    grid = _grid(res, sweep["label"])
     colours = _colours(res)
     threshold = -math.log10(float(res["alpha"]))
     top = threshold
@@ -94,7 +93,8 @@ def sweep_figure(path: Path, res: dict[str, Any], sweep: dict[str, Any]) -> Path
     with figure(path, size=(8.6, 4.4)) as ax:
         acc_ax = ax.twinx()
         for m, colour in colours.items():
-            cells = [grid.get((m, _skey(s))) for s in strengths]
+            row = by_strength(res["cells"], sweep["label"], m)
+            cells = [row.get(_skey(s)) for s in strengths]
             ok = [c is not None and not c.get("error") for c in cells]
             ys = [neg_log10_p(c["p_value"]) if good and c else math.nan for c, good in zip(cells, ok, strict=True)]
             accs = [100 * a if good and c and (a := _number(c["test_accuracy"])) is not None else math.nan

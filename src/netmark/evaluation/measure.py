@@ -1,4 +1,4 @@
-"""What each kind of cell measures (:data:`MEASURES`, used by :func:`netmark.evaluation.jobs.run_job`).
+"""What each kind of cell of a watermark method measures (dispatched by :data:`netmark.evaluation.jobs.JOBS`).
 
 * ``attack``: the marked model attacked at one strength of one sweep: task accuracy and the key's verification;
 * ``capacity``: one payload size embedded afresh (same seeds and schedule): is it extracted perfectly?
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import fields
 from typing import Any
 
@@ -18,9 +18,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from netmark.attacks import ATTACKS, Attack
 from netmark.errors import ConfigError, NetmarkError
-from netmark.evaluation.cells import Context, Job, independent_run, marked_run, result_fields, verified
+from netmark.evaluation.cells import Context, Job, failed, independent_run, marked_run, result_fields, verified
 from netmark.methods import WatermarkMethod, get_method
 from netmark.training import TrainHook, evaluate, iter_batches, make_optimizer, train_step
 
@@ -34,27 +33,20 @@ def attacker_options(options: dict[str, Any]) -> dict[str, Any]:
 def attack_cell(ctx: Context, job: Job) -> dict[str, Any]:
     cfg, method = ctx.cfg, str(job.method)
     sweep = cfg.sweeps[job.index]
-    strength = job.strength if job.strength is not None else sweep.strengths[0]
-    data_role = {"none": None, "attacker": "attacker", "other-domain": "other"}[sweep.data]
-    test_role = "other-test" if sweep.data == "other-domain" else "test"
-    base = {"attack": sweep.attack, "label": sweep.label, "task": "other-domain" if data_role == "other" else "same",
+    base = {"attack": sweep.attack, "label": sweep.label,
+            "task": "other-domain" if sweep.data == "other-domain" else "same",
             "test_accuracy": None, "p_value": None, "score": None, "detected": False}
     try:  # an attack config this method rejects, missing other-domain data: this cell's error, not the run's
-        acfg = sweep.attack_config(strength, train=cfg.train, seed=cfg.attack_seed, method=method,
-                                   method_options=attacker_options(cfg.methods[method]))
-        parts = {"cell": "attack", "run": ctx.run_fp(marked_run(method)), "attack": sweep.attack,
-                 "attack_version": ATTACKS[sweep.attack].VERSION, "config": acfg.to_dict(),
-                 "data": ctx.digest(data_role) if data_role else None, "test": ctx.digest(test_role),
-                 "alpha": cfg.alpha}
+        _, acfg, parts = ctx.sweep_point(job, method=method, method_options=attacker_options(cfg.methods[method]))
+        parts.update({"cell": "attack", "run": ctx.run_fp(marked_run(method)), "alpha": cfg.alpha})
     except NetmarkError as e:
-        return {**base, "error": f"{type(e).__name__}: {e}", "seconds": 0.0, "cached": False}
+        return {**base, **failed(e)}
 
     def compute() -> dict[str, Any]:
         model, key, _ = ctx.trained(marked_run(method))
-        attack: Attack = ATTACKS[sweep.attack](acfg)
-        attacked = attack(model, ctx.data(data_role) if data_role else None)
-        acc = evaluate(attacked, ctx.data(test_role))["accuracy"]
-        return {"test_accuracy": acc, **result_fields(verified(attacked, key, cfg.alpha))}
+        attacked, test = ctx.attacked(sweep, acfg, model)
+        return {"test_accuracy": evaluate(attacked, test)["accuracy"],
+                **result_fields(verified(attacked, key, cfg.alpha))}
 
     return {**base, **ctx.cell(parts, compute)}
 
@@ -135,14 +127,12 @@ def overhead_cell(ctx: Context, job: Job) -> dict[str, Any]:
         if key is None:
             raise ConfigError(f"the marked {name} run has no key")
         method = ctx.method(name)
-        plain, marked = ctx.fresh_model(cfg.seed), ctx.fresh_model(cfg.seed)
-        plain.train()
-        marked.train()
+        plain, marked = ctx.fresh_model(cfg.seed).train(), ctx.fresh_model(cfg.seed).train()
         hook = method.hook(key)
         hook.on_train_start(marked)
         sides: list[tuple[nn.Module, torch.optim.Optimizer, tuple[TrainHook, ...], list[float]]] = [
-            (plain, make_optimizer(list(plain.parameters()), cfg.train), (), []),
-            (marked, make_optimizer(list(marked.parameters()), cfg.train), (hook,), [])]
+            (m, make_optimizer(list(m.parameters()), cfg.train), hooks, [])
+            for m, hooks in ((plain, ()), (marked, (hook,)))]
         batches = _batches(ctx.data("train"), cfg.train.batch_size, cfg.seed)
         try:
             for r in range(cfg.overhead_rounds + 1):  # round 0 warms both up and is not counted
@@ -179,7 +169,3 @@ def false_positive_cell(ctx: Context, job: Job) -> dict[str, Any]:
     out = ctx.cell(parts, compute)
     return {"n": 0, "detected": 0, "min_p_value": None, **out}
 
-
-MEASURES: dict[str, Callable[[Context, Job], dict[str, Any]]] = {
-    "attack": attack_cell, "capacity": capacity_cell, "overhead": overhead_cell, "false-positives": false_positive_cell,
-}

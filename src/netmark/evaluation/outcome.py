@@ -20,9 +20,11 @@ detection alone. Errored cells are left out everywhere.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from netmark.bench.report import DASH
 from netmark.evaluation.spec import DEFAULT_MAX_ACCURACY_DROP
 
 SURVIVED, REMOVED, DESTROYED = "survived", "removed", "destroyed"
@@ -49,6 +51,12 @@ def _number(v: Any) -> float | None:
     return float(v)
 
 
+def number_text(v: Any, spec: str, suffix: str = "") -> str:
+    """A number formatted by ``spec`` (and ``suffix``), ``—`` when it is missing or not finite."""
+    n = _number(v)
+    return DASH if n is None else f"{n:{spec}}{suffix}"
+
+
 def _strengths(res: dict[str, Any], sweep: dict[str, Any]) -> list[Any]:
     """The sweep's strengths in its order, then any a cell names beyond them."""
     out = list(sweep["strengths"])
@@ -60,24 +68,28 @@ def _strengths(res: dict[str, Any], sweep: dict[str, Any]) -> list[Any]:
     return out
 
 
-def _grid(res: dict[str, Any], label: str) -> dict[tuple[str, tuple[str, Any]], dict[str, Any]]:
-    """(method, strength key) → cell of one sweep."""
-    return {(c["method"], _skey(c["strength"])): c for c in res["cells"] if c["label"] == label}
+def by_strength(cells: Iterable[dict[str, Any]], label: str,
+                method: str | None = None) -> dict[tuple[str, Any], dict[str, Any]]:
+    """Strength key → cell of the sweep ``label`` among ``cells`` (of ``method`` when given)."""
+    return {_skey(c["strength"]): c for c in cells if c["label"] == label and method in (None, c.get("method"))}
 
 
 # ----------------------------------------------------------------------------- the rule
 
 
+def _stored_drop(res: dict[str, Any]) -> float | None:
+    cfg = res.get("config")
+    return _number(cfg.get("max_accuracy_drop")) if isinstance(cfg, dict) else None
+
+
 def max_drop(res: dict[str, Any]) -> float:
     """The results' allowed accuracy drop in percentage points (the default when they predate the setting)."""
-    cfg = res.get("config")
-    v = _number(cfg.get("max_accuracy_drop")) if isinstance(cfg, dict) else None
+    v = _stored_drop(res)
     return DEFAULT_MAX_ACCURACY_DROP if v is None else v
 
 
 def drop_is_stored(res: dict[str, Any]) -> bool:
-    cfg = res.get("config")
-    return isinstance(cfg, dict) and _number(cfg.get("max_accuracy_drop")) is not None
+    return _stored_drop(res) is not None
 
 
 def usable(res: dict[str, Any], c: dict[str, Any]) -> bool:
@@ -124,19 +136,10 @@ class Counts:
 
 def counts(res: dict[str, Any], method: str, label: str | None = None) -> Counts:
     """The kinds of ``method``'s attacked cells (of the sweep ``label``, or of every sweep)."""
-    s = r = d = sd = 0
-    for c in res["cells"]:
-        if c["method"] != method or (label is not None and c["label"] != label):
-            continue
-        kind = cell_kind(res, c)
-        if kind == SURVIVED:
-            s += 1
-            sd += not usable(res, c)
-        elif kind == REMOVED:
-            r += 1
-        elif kind == DESTROYED:
-            d += 1
-    return Counts(s, r, d, sd)
+    kinds = [(cell_kind(res, c), usable(res, c)) for c in res["cells"]
+             if c["method"] == method and label in (None, c["label"])]
+    s, r, d = (sum(k == kind for k, _ in kinds) for kind in (SURVIVED, REMOVED, DESTROYED))
+    return Counts(s, r, d, sum(k == SURVIVED and not u for k, u in kinds))
 
 
 def robustness_share(res: dict[str, Any], method: str) -> float | None:
@@ -170,8 +173,8 @@ def survival(res: dict[str, Any], method: str, sweep: dict[str, Any]) -> Surviva
     Errored cells are left out; cells whose model the attack destroyed are counted apart (``destroyed``).
     ``all``: detected at every strength (none destroyed the model), ``never``: at no useful strength, ``model
     destroyed``: no strength left a useful model; otherwise ``up to <the strongest useful strength detected>``."""
-    grid = _grid(res, sweep["label"])
-    cells = [(s, grid.get((method, _skey(s)))) for s in _strengths(res, sweep)]
+    row = by_strength(res["cells"], sweep["label"], method)
+    cells = [(s, row.get(_skey(s))) for s in _strengths(res, sweep)]
     done = [(s, c) for s, c in cells if c is not None and not c.get("error")]
     if not done:
         errored = any(c is not None for _, c in cells)

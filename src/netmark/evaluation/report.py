@@ -30,44 +30,34 @@ from pathlib import Path
 from typing import Any
 
 from netmark._util import atomic_write_text
-from netmark.bench.report import (
-    DASH,
-    check_render_target,
-    fmt,
-    markdown_table,
-    pct,
-    read_results,
-)
+from netmark.bench.report import DASH, check_render_target, fmt, markdown_table, pct, read_results
 from netmark.errors import ConfigError
-from netmark.evaluation.blocks import Block, Bullets, Cell, Heading, Image, Inline, Para, Table
-from netmark.evaluation.figures import P_CAP, SYMLOG_FROM, neg_log10_p, strength_axis, summary_figure, sweep_figure
-from netmark.evaluation.figures import _x_positions as _x_positions
+from netmark.evaluation.blocks import Block, Bullets, Cell, Heading, Image, Inline, Para, Table, strength_table
+from netmark.evaluation.figures import neg_log10_p, summary_figure, sweep_figure
 from netmark.evaluation.outcome import (
     DESTROYED,
+    MARKS,
     REMOVED,
     SURVIVED,
-    Survival,
-    _grid,
-    _number,
-    _skey,
     _strength_text,
     _strengths,
+    by_strength,
     cell_kind,
     counts,
     drop_is_stored,
     max_drop,
+    number_text,
     robustness_share,
     rule_text,
     survival,
     survival_text,
     usable,
 )
-from netmark.evaluation.report_access import ACCESS_PNG, access_blocks, access_figure, check_access, has_access
+from netmark.evaluation.report_access import ACCESS_PNG, TRANSFORM_KEYS, access_blocks, access_figure, has_access
 
 #: names other modules (and tests) import from here
-__all__ = ["INDEX", "P_CAP", "README", "SCHEMA", "SUMMARY_PNG", "SYMLOG_FROM", "Survival", "load_evaluation",
-           "neg_log10_p", "page_blocks", "render_evaluation", "robustness_share", "strength_axis", "survival",
-           "sweep_figure_names", "to_html", "to_markdown"]
+__all__ = ["INDEX", "README", "SCHEMA", "SUMMARY_PNG", "load_evaluation", "neg_log10_p", "page_blocks",
+           "render_evaluation", "robustness_share", "survival", "sweep_figure_names", "to_html", "to_markdown"]
 
 SCHEMA = "netmark-evaluation/1"
 README = "README.md"
@@ -128,9 +118,8 @@ def load_evaluation(path: str | os.PathLike[str]) -> dict[str, Any]:
     if res["schema"] != SCHEMA:
         raise ConfigError(f"{p} has schema {res['schema']!r}; expected {SCHEMA!r}")
     _need(p, res, _TOP_KEYS, "the results")
-    _need(p, res["config"], _CONFIG_KEYS, "'config'")
-    _need(p, res["baseline"], ("test_accuracy", "seed"), "'baseline'")
-    _need(p, res["timing"], _TIMING_KEYS, "'timing'")
+    for key, keys in (("config", _CONFIG_KEYS), ("baseline", ("test_accuracy", "seed")), ("timing", _TIMING_KEYS)):
+        _need(p, res[key], keys, repr(key))
     alpha = res["alpha"]
     if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 1:
         raise ConfigError(f"{p}: 'alpha' must be a number in (0, 1), got {alpha!r}")
@@ -142,20 +131,25 @@ def load_evaluation(path: str | os.PathLike[str]) -> dict[str, Any]:
         _need(p, m["capacity"], ("value", "unit", "note"), f"the capacity of method {name!r}")
         _need(p, m["false_positives"], ("n", "detected", "min_p_value"), f"the false positives of method {name!r}")
     labels: set[str] = set()
-    for i, s in enumerate(_list(p, res, "sweeps")):
+    for i, s in enumerate(_list(p, res, "sweeps", "")):
         _need(p, s, _SWEEP_KEYS, f"sweep {i}")
-        if not isinstance(s["strengths"], list):
-            raise ConfigError(f"{p}: the strengths of sweep {s['label']!r} are not a list")
+        _list(p, s, "strengths", f"sweep {s['label']!r}: ")
         if s["label"] in labels:
             raise ConfigError(f"{p}: two sweeps are labelled {s['label']!r}")
         labels.add(s["label"])
-    for i, c in enumerate(_list(p, res, "cells")):
+    for i, c in enumerate(_list(p, res, "cells", "")):
         _need(p, c, _CELL_KEYS, f"cell {i}")
         if c["method"] not in methods:
             raise ConfigError(f"{p}: cell {i} names method {c['method']!r}, which 'methods' lacks")
         if c["label"] not in labels:
             raise ConfigError(f"{p}: cell {i} names sweep {c['label']!r}, which 'sweeps' lacks")
-    check_access(p, res)
+    if res.get("access") is not None:  # absent: results written before the anti-piracy section
+        _need(p, res["access"], ("transforms",), "'access'")
+        _need(p, res["access"]["transforms"], (), "'access' 'transforms'")
+        for kind, t in res["access"]["transforms"].items():
+            _need(p, t, TRANSFORM_KEYS, f"anti-piracy transform {kind!r}")
+            _list(p, t, "piracy", f"anti-piracy transform {kind!r}: ")
+            _list(p, t, "cells", f"anti-piracy transform {kind!r}: ")
     return res
 
 
@@ -168,10 +162,10 @@ def _need(path: Path, obj: Any, keys: Sequence[str], where: str) -> None:
                           f"{', '.join(repr(k) for k in missing)}")
 
 
-def _list(path: Path, res: dict[str, Any], key: str) -> list[Any]:
-    if not isinstance(res[key], list):
-        raise ConfigError(f"{path}: {key!r} is not a JSON list")
-    return res[key]
+def _list(path: Path, obj: dict[str, Any], key: str, where: str) -> list[Any]:
+    if not isinstance(obj[key], list):
+        raise ConfigError(f"{path}: {where}{key!r} is not a JSON list")
+    return obj[key]
 
 
 def sweep_figure_names(res: dict[str, Any]) -> dict[str, str]:
@@ -210,19 +204,10 @@ def _value_text(v: Any) -> str:
     return fmt(v)
 
 
-def _seconds(v: Any, digits: int) -> str:
-    n = _number(v)
-    return DASH if n is None else f"{n:.{digits}f}"
-
-
 def _capacity_text(cap: dict[str, Any]) -> str:
     if cap["value"] is None:
         return DASH
     return f"{cap['value']} {cap['unit']}" if cap["unit"] else str(cap["value"])
-
-
-def _sweep_header(sweep: dict[str, Any]) -> str:
-    return f"{sweep['label']}: survives"
 
 
 def _cell_text(res: dict[str, Any], c: dict[str, Any] | None) -> Cell:
@@ -231,9 +216,7 @@ def _cell_text(res: dict[str, Any], c: dict[str, Any] | None) -> Cell:
     kind = cell_kind(res, c)
     if kind is None:
         return Cell("error", "err")
-    mark = {SURVIVED: " ✓", REMOVED: " ✗", DESTROYED: " ✗ destroyed"}[kind]
-    if kind == SURVIVED and not usable(res, c):
-        mark = " ✓ (model destroyed)"
+    mark = " ✓ (model destroyed)" if kind == SURVIVED and not usable(res, c) else f" {MARKS[kind]}"
     acc = pct(c["test_accuracy"], 1)
     p = "0" if c["p_value"] == 0 else fmt(c["p_value"], 3)
     return Cell(f"{p} / {acc}{'%' if acc != DASH else ''}{mark}",
@@ -250,7 +233,7 @@ def page_blocks(res: dict[str, Any], figure_names: dict[str, str] | None = None)
         Heading(1, _title(res)),
         Para(("Which watermarking method survives which attack, and at what cost in task accuracy. Generated by "
               f"netmark {res['netmark_version']} on {res['generated']}; {t['cells']} cells ({t['cached_cells']} "
-              f"from the cache) in {_seconds(t['seconds'], 0)} s ({t['executor']}, {t['jobs']} "
+              f"from the cache) in {number_text(t['seconds'], '.0f')} s ({t['executor']}, {t['jobs']} "
               f"job{'s' if t['jobs'] != 1 else ''}).",)),
         Para(("Command: ", ("code", str(res["command"])),
               " — rebuild this page and its figures from results.json with ",
@@ -271,7 +254,7 @@ def page_blocks(res: dict[str, Any], figure_names: dict[str, str] | None = None)
               "models (not marked) in which the watermark was detected.",)),
         Table(("method", "box", "task acc. (%)", "Δ pp vs unmarked", "capacity", "overhead ×", "embed (s)",
                "false positives", "attacked cells ✓ / ✗ / destroyed", "robust (% of usable)",
-               *(_sweep_header(s) for s in sweeps)),
+               *(f"{s['label']}: survives" for s in sweeps)),
               tuple(_summary_row(res, name, m) for name, m in methods.items())),
     ]
     notes = tuple((("b", str(name)), f": {m['capacity']['note']}") for name, m in methods.items()
@@ -313,13 +296,11 @@ def _setup_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _summary_row(res: dict[str, Any], name: str, m: dict[str, Any]) -> tuple[str | Cell, ...]:
-    fid = _number(m["fidelity_pp"])
     fp = m["false_positives"]
-    ratio = _number(m["overhead_ratio"])
     cells: list[str | Cell] = [
         str(name), "black" if m["black_box"] else "white", pct(m["test_accuracy"]),
-        DASH if fid is None else f"{fid:+.2f}", _capacity_text(m["capacity"]),
-        DASH if ratio is None else f"{ratio:.2f}×", _seconds(m["embed_seconds"], 1),
+        number_text(m["fidelity_pp"], "+.2f"), _capacity_text(m["capacity"]),
+        number_text(m["overhead_ratio"], ".2f", "×"), number_text(m["embed_seconds"], ".1f"),
         Cell(f"{fp['detected']} of {fp['n']}", "ok" if fp["detected"] == 0 else "lost")]
     k = counts(res, name)
     share = robustness_share(res, name)
@@ -333,10 +314,7 @@ def _summary_row(res: dict[str, Any], name: str, m: dict[str, Any]) -> tuple[str
 
 def _sweep_blocks(res: dict[str, Any], sweep: dict[str, Any], png: str) -> list[Block]:
     strengths = _strengths(res, sweep)
-    grid = _grid(res, sweep["label"])
     unit = f" ({sweep['unit']})" if sweep["unit"] else ""
-    rows: tuple[tuple[str | Cell, ...], ...] = tuple(
-        (str(m), *(_cell_text(res, grid.get((m, _skey(s)))) for s in strengths)) for m in res["methods"])
     return [Heading(2, str(sweep["label"])),
             Para(("Attack ", ("code", str(sweep["attack"])), f", strength{unit}: "
                   f"{', '.join(_strength_text(s) for s in strengths)}. Cells: p-value / task accuracy of the "
@@ -344,7 +322,8 @@ def _sweep_blocks(res: dict[str, Any], sweep: dict[str, Any], png: str) -> list[
                   f"detected, but the attacked model lost more than {max_drop(res):g} pp of the marked model's task "
                   "accuracy (the attack destroyed it).",)),
             Image(png, f"{sweep['label']}: -log10 p and task accuracy per method"),
-            Table(("method", *(_strength_text(s) for s in strengths)), rows)]
+            strength_table("method", {m: by_strength(res["cells"], sweep["label"], m) for m in res["methods"]},
+                           strengths, lambda c: _cell_text(res, c))]
 
 
 # ----------------------------------------------------------------------------- writers
@@ -355,14 +334,17 @@ def _md_text(s: str) -> str:
     return html.escape(s, quote=False)
 
 
-def _md_inline(parts: Sequence[Inline]) -> str:
+def _inline(parts: Sequence[Inline], *, md: bool) -> str:
+    """Inline parts as markdown (``md``) or HTML: plain text escaped, code spans, bold."""
     out = []
     for p in parts:
         if isinstance(p, str):
-            out.append(_md_text(p))
+            out.append(_md_text(p) if md else html.escape(p))
+        elif not md:
+            tag = "code" if p[0] == "code" else "strong"
+            out.append(f"<{tag}>{html.escape(p[1])}</{tag}>")
         elif p[0] == "code":
-            fence = "``" if "`" in p[1] else "`"
-            out.append(f"{fence}{p[1]}{fence}" if fence == "`" else f"{fence} {p[1]} {fence}")
+            out.append(f"`` {p[1]} ``" if "`" in p[1] else f"`{p[1]}`")
         else:
             out.append(f"**{_md_text(p[1])}**")
     return "".join(out)
@@ -375,7 +357,7 @@ def to_markdown(blocks: Sequence[Block]) -> str:
         if isinstance(b, Heading):
             parts.append(f"{'#' * b.level} {_md_text(b.text)}")
         elif isinstance(b, Para):
-            parts.append(_md_inline(b.parts))
+            parts.append(_inline(b.parts, md=True))
         elif isinstance(b, Table):
             parts.append(markdown_table([_md_text(h) for h in b.headers],
                                         [[_md_text(c.text if isinstance(c, Cell) else c) for c in r]
@@ -383,7 +365,7 @@ def to_markdown(blocks: Sequence[Block]) -> str:
         elif isinstance(b, Image):
             parts.append(f"![{_md_text(b.alt)}]({b.name})")
         else:
-            parts.append("\n".join(f"- {_md_inline(item)}" for item in b.items))
+            parts.append("\n".join(f"- {_inline(item, md=True)}" for item in b.items))
     return "\n\n".join(parts) + "\n"
 
 
@@ -404,17 +386,6 @@ img{max-width:100%;height:auto;display:block;margin:.6rem 0;border:1px solid #ea
 """.strip()
 
 
-def _html_inline(parts: Sequence[Inline]) -> str:
-    out = []
-    for p in parts:
-        if isinstance(p, str):
-            out.append(html.escape(p))
-        else:
-            tag = "code" if p[0] == "code" else "strong"
-            out.append(f"<{tag}>{html.escape(p[1])}</{tag}>")
-    return "".join(out)
-
-
 def _html_cell(c: str | Cell) -> str:
     if isinstance(c, Cell):
         cls = f' class="{html.escape(c.css)}"' if c.css else ""
@@ -429,7 +400,7 @@ def to_html(blocks: Sequence[Block], images: dict[str, bytes], *, title: str) ->
         if isinstance(b, Heading):
             body.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
         elif isinstance(b, Para):
-            body.append(f"<p>{_html_inline(b.parts)}</p>")
+            body.append(f"<p>{_inline(b.parts, md=False)}</p>")
         elif isinstance(b, Table):
             head = "".join(f"<th>{html.escape(h)}</th>" for h in b.headers)
             rows = "".join("<tr>" + "".join(_html_cell(c) for c in r) + "</tr>" for r in b.rows)
@@ -439,7 +410,7 @@ def to_html(blocks: Sequence[Block], images: dict[str, bytes], *, title: str) ->
             data = base64.b64encode(images[b.name]).decode("ascii")
             body.append(f'<img alt="{html.escape(b.alt)}" src="data:image/png;base64,{data}">')
         else:
-            body.append("<ul>" + "".join(f"<li>{_html_inline(i)}</li>" for i in b.items) + "</ul>")
+            body.append("<ul>" + "".join(f"<li>{_inline(i, md=False)}</li>" for i in b.items) + "</ul>")
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f"<title>{html.escape(title)}</title>\n<style>\n{_CSS}\n</style>\n</head>\n<body>\n"

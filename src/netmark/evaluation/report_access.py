@@ -9,18 +9,19 @@ existed (no ``access`` key, or no transform in it) give no section.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from netmark.bench.report import DASH, figure, pct
-from netmark.errors import ConfigError
-from netmark.evaluation.blocks import Heading, Image, Para, Table
+from netmark.evaluation.blocks import Heading, Image, Para, Table, strength_table
 from netmark.evaluation.figures import _x_positions, strength_axis
-from netmark.evaluation.outcome import _number, _skey, _strength_text
+from netmark.evaluation.outcome import _number, _skey, by_strength, number_text
+from netmark.evaluation.spec import PiracyAttack
 
 ACCESS_PNG = "access.png"
-_TRANSFORM_KEYS = ("authorized", "unauthorized", "fidelity_pp", "piracy", "cells")
-_PIRACY_TEXT = {"input-only": "input-only", "one-pair": "one pair"}
+#: what each transform of ``results["access"]["transforms"]`` holds (checked by ``load_evaluation``)
+TRANSFORM_KEYS = ("authorized", "unauthorized", "fidelity_pp", "piracy", "cells")
 
 
 def has_access(res: dict[str, Any]) -> bool:
@@ -28,25 +29,9 @@ def has_access(res: dict[str, Any]) -> bool:
     return isinstance(a, dict) and bool(a.get("transforms"))
 
 
-def check_access(path: Path, res: dict[str, Any]) -> None:
-    """ConfigError naming the first problem of ``res["access"]`` (absent is fine)."""
-    if res.get("access") is None:
-        return
-    a = res["access"]
-    if not isinstance(a, dict) or not isinstance(a.get("transforms"), dict):
-        raise ConfigError(f"{path}: 'access' must be an object with a 'transforms' object")
-    for kind, t in a["transforms"].items():
-        missing = [k for k in _TRANSFORM_KEYS if not isinstance(t, dict) or k not in t]
-        if missing:
-            raise ConfigError(f"{path}: anti-piracy transform {kind!r} lacks {', '.join(missing)}")
-        if not isinstance(t["piracy"], list) or not isinstance(t["cells"], list):
-            raise ConfigError(f"{path}: the piracy and cells of anti-piracy transform {kind!r} must be lists")
-
-
 def _piracy_label(name: str) -> str:
-    if name.startswith("pair@"):
-        return f"pair attack, {float(name.removeprefix('pair@')):.0%} of the images"
-    return _PIRACY_TEXT.get(name, name)
+    attack = PiracyAttack.named(name)
+    return name if attack is None else attack.label
 
 
 def _piracy_names(res: dict[str, Any]) -> list[str]:
@@ -81,7 +66,7 @@ def access_figure(path: Path, res: dict[str, Any]) -> Path:
             strengths = list(sweep["strengths"])
             xs, kind = _x_positions(strengths)
             for k, t in transforms.items():
-                by = {_skey(c["strength"]): c for c in t["cells"] if c["label"] == sweep["label"]}
+                by = by_strength(t["cells"], sweep["label"])
                 for field, style in (("authorized", "-"), ("unauthorized", (0, (4, 3)))):
                     ys = [100 * v if (c := by.get(_skey(s))) and not c.get("error")
                           and (v := _number(c.get(field))) is not None else math.nan for s in strengths]
@@ -110,17 +95,20 @@ def access_figure(path: Path, res: dict[str, Any]) -> Path:
     return path
 
 
-def _pair_text(p: dict[str, Any] | None) -> str:
-    if p is None:
-        return DASH
-    if p.get("error"):
-        return "error"
+def _measured(c: dict[str, Any] | None, text: Callable[[dict[str, Any]], str]) -> str:
+    """A table cell: ``—`` when not measured, ``error`` when it failed, else ``text(c)``."""
+    return DASH if c is None else "error" if c.get("error") else text(c)
+
+
+def _pair_text(p: dict[str, Any]) -> str:
     mean, best = _number(p.get("mean")), _number(p.get("best"))
     if mean is None or best is None:
         return DASH
-    if p.get("trials") == 1:
-        return f"{pct(mean)}"
-    return f"{pct(mean)} / {pct(best)}"
+    return pct(mean) if p.get("trials") == 1 else f"{pct(mean)} / {pct(best)}"
+
+
+def _access_text(c: dict[str, Any]) -> str:
+    return f"{pct(c['authorized'], 1)} / {pct(c['unauthorized'], 1)}"
 
 
 def access_blocks(res: dict[str, Any]) -> list[Any]:
@@ -146,31 +134,19 @@ def access_blocks(res: dict[str, Any]) -> list[Any]:
         Table(("transform", "authorized (%)", "Δ pp vs unmarked", "unauthorized (%)",
                *(f"{_piracy_label(n)} (%)" for n in names)),
               tuple((str(k), pct(t["authorized"]),
-                     DASH if (f := _number(t["fidelity_pp"])) is None else f"{f:+.2f}",
+                     number_text(t["fidelity_pp"], "+.2f"),
                      pct(t["unauthorized"]),
-                     *(_pair_text(next((p for p in t["piracy"] if p["attack"] == n), None)) for n in names))
+                     *(_measured(next((p for p in t["piracy"] if p["attack"] == n), None), _pair_text) for n in names))
                     for k, t in transforms.items())),
     ]
     errors = [f"{k}: {t['error']}" for k, t in transforms.items() if t.get("error")]
     if errors:
         blocks.append(Para(("Not protected (training failed): " + "; ".join(errors),)))
     for s in _access_sweeps(res):
-        rows = []
-        for k, t in transforms.items():
-            by = {_skey(c["strength"]): c for c in t["cells"] if c["label"] == s["label"]}
-            row: list[str] = [str(k)]
-            for v in s["strengths"]:
-                c = by.get(_skey(v))
-                if c is None:
-                    row.append(DASH)
-                elif c.get("error"):
-                    row.append("error")
-                else:
-                    row.append(f"{pct(c['authorized'], 1)} / {pct(c['unauthorized'], 1)}")
-            rows.append(tuple(row))
         blocks += [Heading(3, f"Anti-piracy: {s['label']}"),
                    Para((f"Attack {s['attack']} on the released model; cells: authorized / unauthorized accuracy "
                          "(%)" + (" (the thief trains on raw attacker images)" if s.get("data") == "attacker"
                                   else "") + ".",)),
-                   Table(("transform", *(_strength_text(v) for v in s["strengths"])), tuple(rows))]
+                   strength_table("transform", {k: by_strength(t["cells"], s["label"]) for k, t in transforms.items()},
+                                  s["strengths"], lambda c: _measured(c, _access_text))]
     return blocks

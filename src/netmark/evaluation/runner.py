@@ -22,64 +22,85 @@ from typing import Any
 
 from netmark import __version__
 from netmark._util import check_writable
+from netmark.attacks import ATTACKS
 from netmark.bench.executors import Executor, get_executor
 from netmark.bench.report import write_json
-from netmark.evaluation.access import assemble_access, plan_access, plan_protect
+from netmark.evaluation.access import access_sweeps, assemble_access
 from netmark.evaluation.cells import Job, context
 from netmark.evaluation.jobs import run_job
 from netmark.evaluation.measure import capacity_param
-from netmark.evaluation.spec import SCHEMA, EvaluationConfig
+from netmark.evaluation.spec import SCHEMA, EvaluationConfig, Sweep, piracy_attacks
 from netmark.methods import get_method
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
-#: attacks that train (their cells are submitted first so the pool stays busy to the end)
-_SLOW = ("distill", "finetune", "overwrite")
 
 
 def plan_models(config: EvaluationConfig, cache_dir: str) -> list[Job]:
-    """Phase 1: the marked models and capacity probes (longest first), the baseline, the independent models."""
+    """Phase 1: the marked models and capacity probes (longest first), the protected models, the baseline, the
+    independent models."""
     jobs = [Job("embed", config, cache_dir, m) for m in config.methods]
     for m, options in config.methods.items():
         found = capacity_param(m, options)
         if found is not None:
             jobs += [Job("capacity", config, cache_dir, m, strength=n) for n in config.capacity.get(found[1], ())]
-    jobs += plan_protect(config, cache_dir)
+    jobs += [Job("protect", config, cache_dir, kind) for kind in config.access]
     jobs.append(Job("baseline", config, cache_dir))
     return jobs + [Job("independent", config, cache_dir, index=i) for i in range(config.n_independent)]
 
 
+def _slow_first(jobs: list[tuple[bool, Job]]) -> list[Job]:
+    """The jobs marked slow (attacks that train, pair fits) first, so that the pool stays busy to the end."""
+    return [j for slow, j in jobs if slow] + [j for slow, j in jobs if not slow]
+
+
+def _sweep_jobs(kind: str, config: EvaluationConfig, cache_dir: str, method: str,
+                sweeps: Iterable[tuple[int, Sweep]]) -> list[tuple[bool, Job]]:
+    return [(ATTACKS[s.attack].needs_data, Job(kind, config, cache_dir, method, index=i, strength=v))
+            for i, s in sweeps for v in s.strengths]
+
+
 def plan_measurements(config: EvaluationConfig, cache_dir: str, methods: Iterable[str]) -> list[Job]:
     """Phase 2: attack cells (training attacks first), overhead and false positives of ``methods``."""
-    slow: list[Job] = []
-    fast: list[Job] = []
+    jobs: list[tuple[bool, Job]] = []
     for m in methods:
-        for i, sweep in enumerate(config.sweeps):
-            cells = [Job("attack", config, cache_dir, m, index=i, strength=s) for s in sweep.strengths]
-            (slow if sweep.attack in _SLOW else fast).extend(cells)
-        fast += [Job("overhead", config, cache_dir, m), Job("false-positives", config, cache_dir, m)]
-    return slow + fast
+        jobs += _sweep_jobs("attack", config, cache_dir, m, enumerate(config.sweeps))
+        jobs += [(False, Job("overhead", config, cache_dir, m)), (False, Job("false-positives", config, cache_dir, m))]
+    return _slow_first(jobs)
+
+
+def plan_access(config: EvaluationConfig, cache_dir: str, kinds: Iterable[str]) -> list[Job]:
+    """Phase 2 of the protected models ``kinds``: attack cells and piracy attacks (training attacks and pair fits
+    first)."""
+    jobs: list[tuple[bool, Job]] = []
+    for kind in kinds:
+        jobs += _sweep_jobs("access-attack", config, cache_dir, kind, access_sweeps(config))
+        jobs += [(p.kind == "pair", Job("piracy", config, cache_dir, kind, piracy=p))
+                 for p in piracy_attacks(config, kind)]
+    return _slow_first(jobs)
+
+
+#: the parts of a progress line: (the job kinds they apply to, empty: every kind; the field a result must hold;
+#: the text)
+_SUMMARY: tuple[tuple[tuple[str, ...], str, Callable[[dict[str, Any]], str]], ...] = (
+    ((), "test_accuracy", lambda r: f"accuracy {100 * r['test_accuracy']:.2f}%"),
+    ((), "p_value", lambda r: f"p {r['p_value']:.2g}{' (detected)' if r.get('detected') else ''}"),
+    (("capacity",), "size",
+     lambda r: f"{r['size']} {r['unit']}: {'perfect' if r.get('perfect') else r.get('read', '')}"),
+    (("overhead",), "ratio", lambda r: f"step time x{r['ratio']:.2f}"),
+    (("false-positives",), "n", lambda r: f"{r['detected']} of {r['n']} independent models detected"),
+    (("protect", "access-attack"), "authorized",
+     lambda r: f"authorized {100 * r['authorized']:.2f}%, unauthorized {100 * r['unauthorized']:.2f}%"),
+    (("piracy",), "mean",
+     lambda r: f"accuracy mean {100 * r['mean']:.2f}%, best {100 * r['best']:.2f}% of {r['trials']}"),
+)
 
 
 def _summary(r: dict[str, Any]) -> str:
     if r.get("error"):
         return f"error: {r['error']}"
-    bits = []
-    if r.get("test_accuracy") is not None:
-        bits.append(f"accuracy {100 * r['test_accuracy']:.2f}%")
-    if r.get("p_value") is not None:
-        bits.append(f"p {r['p_value']:.2g}{' (detected)' if r.get('detected') else ''}")
-    if r["kind"] == "capacity":
-        bits.append(f"{r['size']} {r['unit']}: {'perfect' if r.get('perfect') else r.get('read', '')}")
-    if r["kind"] == "overhead" and r.get("ratio") is not None:
-        bits.append(f"step time x{r['ratio']:.2f}")
-    if r["kind"] == "false-positives":
-        bits.append(f"{r['detected']} of {r['n']} independent models detected")
-    if r["kind"] in ("protect", "access-attack") and r.get("authorized") is not None:
-        bits.append(f"authorized {100 * r['authorized']:.2f}%, unauthorized {100 * r['unauthorized']:.2f}%")
-    if r["kind"] == "piracy" and r.get("mean") is not None:
-        bits.append(f"accuracy mean {100 * r['mean']:.2f}%, best {100 * r['best']:.2f}% of {r['trials']}")
-    return ", ".join(bits) or "done"
+    return ", ".join(text(r) for kinds, need, text in _SUMMARY
+                     if r["kind"] in (kinds or (r["kind"],)) and r.get(need) is not None) or "done"
 
 
 def _trained(done: list[dict[str, Any]], kind: str, names: Iterable[str]) -> list[str]:
@@ -165,7 +186,7 @@ def assemble(config: EvaluationConfig, done: list[dict[str, Any]], *, seconds: f
                     for m in config.methods},
         "sweeps": [s.to_dict() for s in config.sweeps],
         "cells": [_cell_entry(r) for r in cells],
-        "access": assemble_access(config, done, base.get("test_accuracy")),
+        "access": assemble_access(config, by_kind, base.get("test_accuracy")),
         "timing": {"seconds": seconds, "cells": len(done), "cached_cells": sum(bool(r.get("cached")) for r in done),
                    "attack_cells": len(cells), "executor": executor.name, "jobs": executor.jobs},
     }

@@ -20,18 +20,21 @@ pixels, cheap and available for every dataset. The accuracy of such a cell is me
 Presets (:func:`preset`): ``full`` (each method's paper defaults, LeNet5 on Fashion-MNIST, every sweep),
 ``quick`` (the 784-64-10 MLP on 20k Fashion-MNIST images, 10 epochs, small method options, short sweeps: all
 methods in about ten minutes on 2 CPU cores) and ``tiny`` (digits, seconds; for tests).
+
+Anti-piracy (:mod:`netmark.evaluation.access`): :func:`protect_config` (a transform kind with ``access_options``)
+and the forged-transform attacks on each protected model (:class:`PiracyAttack`, :func:`piracy_attacks`).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
+from netmark._util import check_finite, check_int
+from netmark.access import KINDS, InputOnlyConfig, PairAttackConfig, ProtectConfig, TransformConfig
 from netmark.attacks import ATTACKS, AttackConfig
 from netmark.errors import ConfigError, NetmarkError
-from netmark.evaluation.access_config import check_access_config
 from netmark.training import TrainConfig
 from netmark.verify import DEFAULT_ALPHA
 
@@ -44,11 +47,6 @@ PRESETS = ("full", "quick", "tiny")
 #: Deep Neural Network Watermarking?", S&P 2022).
 DEFAULT_MAX_ACCURACY_DROP = 5.0
 Strength = int | float | str
-
-
-def _positive_int(name: str, v: object, low: int = 1) -> None:
-    if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {v!r}")
 
 
 @dataclass
@@ -156,6 +154,90 @@ def default_sweeps(*, rates: Sequence[float] = (0.0, 0.25, 0.5, 0.65, 0.8, 0.9, 
         Sweep("overwrite", tuple(overwrite_epochs), "epochs", "overwrite (same method)", "epochs", data="attacker"),
         Sweep("distill", tuple(distill_epochs), "epochs", "distillation", "epochs", data="attacker"),
     )
+
+
+# ---------------------------------------------------------------------- anti-piracy (netmark.evaluation.access)
+
+
+PROTECT_FIELDS = ("alpha", "beta", "gamma", "raw_pass")
+TRANSFORM_FIELDS = ("sigma", "p", "hidden")
+
+
+def protect_config(kind: str, options: dict[str, Any], seed: int) -> ProtectConfig:
+    """The :class:`ProtectConfig` of transform ``kind`` with ``options`` (ProtectConfig's ``alpha``, ``beta``,
+    ``gamma``, ``raw_pass`` and TransformConfig's ``sigma``, ``p``, ``hidden``); ConfigError on anything else."""
+    if kind not in KINDS:
+        raise ConfigError(f"unknown anti-piracy transform {kind!r}; choose from {', '.join(KINDS)}")
+    unknown = sorted(set(options) - {*PROTECT_FIELDS, *TRANSFORM_FIELDS})
+    if unknown:
+        raise ConfigError(f"access_options has unknown option(s) {', '.join(unknown)}; known: "
+                          f"{', '.join((*PROTECT_FIELDS, *TRANSFORM_FIELDS))}")
+    t = TransformConfig(kind, seed=seed, **{k: v for k, v in options.items() if k in TRANSFORM_FIELDS})  # type: ignore[arg-type]
+    return ProtectConfig(transform=t, **{k: v for k, v in options.items() if k in PROTECT_FIELDS})
+
+
+def check_access_config(config: EvaluationConfig) -> None:
+    """Validate the access fields of ``config`` (called by ``EvaluationConfig.__post_init__``)."""
+    kinds = tuple(config.access)
+    if len(set(kinds)) != len(kinds):
+        raise ConfigError(f"access lists a transform twice: {list(kinds)}")
+    if not isinstance(config.access_options, dict):
+        raise ConfigError("access_options must be a mapping of option -> value")
+    for kind in kinds:
+        protect_config(kind, config.access_options, config.key_seed)
+    check_int("piracy_trials", config.piracy_trials)
+    for f in config.pair_fractions:
+        PairAttackConfig(fraction=f)
+    if len(set(config.pair_fractions)) != len(config.pair_fractions):
+        raise ConfigError(f"pair_fractions must be distinct, got {list(config.pair_fractions)}")
+
+
+@dataclass(frozen=True)
+class PiracyAttack:
+    """A forged-transform attack on a protected model: ``input-only``, ``one-pair`` or the ``pair`` attack fitted
+    on a share ``fraction`` of the attacker's images. :attr:`name` is how ``results.json``, the cache keys and the
+    job names call it (``"pair@0.5"``); :meth:`named` reads such a name back (a report of stored results)."""
+
+    kind: Literal["input-only", "one-pair", "pair"]
+    fraction: float = 1.0
+
+    @property
+    def name(self) -> str:
+        return f"pair@{self.fraction:g}" if self.kind == "pair" else self.kind
+
+    @property
+    def label(self) -> str:
+        """Its column in the report."""
+        if self.kind == "pair":
+            return f"pair attack, {self.fraction:.0%} of the images"
+        return "one pair" if self.kind == "one-pair" else self.kind
+
+    @classmethod
+    def named(cls, name: str) -> PiracyAttack | None:
+        """The attack of :attr:`name` ``name``; None for a name no attack has."""
+        if name in ("input-only", "one-pair"):
+            return cls(name)  # type: ignore[arg-type]
+        try:
+            return cls("pair", float(name.removeprefix("pair@"))) if name.startswith("pair@") else None
+        except ValueError:
+            return None
+
+    def options(self, config: EvaluationConfig) -> dict[str, Any]:
+        """Its options under ``config`` (part of its cells' cache keys)."""
+        if self.kind == "one-pair":
+            return {"index": 0}
+        if self.kind == "pair":
+            return asdict(PairAttackConfig(fraction=self.fraction, trials=config.piracy_trials,
+                                           seed=config.attack_seed))
+        t = protect_config("fixed", config.access_options, config.key_seed).transform
+        return asdict(InputOnlyConfig(trials=config.piracy_trials, sigma=t.sigma, p=t.p, seed=config.attack_seed))
+
+
+def piracy_attacks(config: EvaluationConfig, kind: str) -> list[PiracyAttack]:
+    """The forged-transform attacks on transform ``kind``: ``input-only``, ``one-pair`` and a ``pair`` attack per
+    ``config.pair_fractions`` (generator only)."""
+    pairs = [PiracyAttack("pair", float(f)) for f in config.pair_fractions] if kind == "generator" else []
+    return [PiracyAttack("input-only"), PiracyAttack("one-pair"), *pairs]
 
 
 def _small_options() -> dict[str, dict[str, Any]]:
@@ -279,17 +361,15 @@ class EvaluationConfig:
             raise ConfigError("EvaluationConfig.train must be a TrainConfig")
         for name in ("train_size", "test_size"):
             if getattr(self, name) is not None:
-                _positive_int(name, getattr(self, name))
+                check_int(name, getattr(self, name))
         for name, low in (("attacker_size", 1), ("n_independent", 1), ("overhead_rounds", 1),
                           ("overhead_steps", 1), ("seed", 0), ("split_seed", 0)):
-            _positive_int(name, getattr(self, name), low)
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, int | float) \
-                or not (math.isfinite(self.alpha) and 0 < self.alpha < 1):
-            raise ConfigError(f"alpha must lie in (0, 1), got {self.alpha!r}")
-        drop = self.max_accuracy_drop
-        if isinstance(drop, bool) or not isinstance(drop, int | float) \
-                or not (math.isfinite(drop) and 0 <= drop <= 100):
-            raise ConfigError(f"max_accuracy_drop must be a number of percentage points in [0, 100], got {drop!r}")
+            check_int(name, getattr(self, name), low)
+        check_finite("alpha", self.alpha, positive=True)
+        check_finite("max_accuracy_drop", self.max_accuracy_drop, positive=False)
+        if self.alpha >= 1 or self.max_accuracy_drop > 100:
+            raise ConfigError(f"alpha must lie in (0, 1) and max_accuracy_drop (percentage points) in [0, 100], got "
+                              f"{self.alpha!r} and {self.max_accuracy_drop!r}")
         self._check_sweeps()
         self._check_capacity()
         if isinstance(self.access, str):
@@ -311,7 +391,7 @@ class EvaluationConfig:
         self.capacity = {u: tuple(v) for u, v in self.capacity.items()}
         for unit, ladder in self.capacity.items():
             for n in ladder:
-                _positive_int(f"capacity[{unit!r}] sizes", n)
+                check_int(f"capacity[{unit!r}] sizes", n)
             if list(ladder) != sorted(set(ladder)):
                 raise ConfigError(f"capacity[{unit!r}] must be increasing, got {list(ladder)}")
 
@@ -348,9 +428,6 @@ class EvaluationConfig:
             raise ConfigError(f"EvaluationConfig has no option(s) {extra}")
         if isinstance(kw.get("train"), Mapping):
             kw["train"] = TrainConfig(**{**kw["train"], "milestones": tuple(kw["train"].get("milestones", ()))})
-        for name in ("access", "pair_fractions"):
-            if isinstance(kw.get(name), list):
-                kw[name] = tuple(kw[name])
         if "sweeps" in kw:
             kw["sweeps"] = tuple(s if isinstance(s, Sweep) else Sweep.from_dict(s) for s in kw["sweeps"])
         return cls(**kw)
