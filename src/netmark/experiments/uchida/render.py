@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
-from netmark.bench.report import criteria_table, figure, fmt, markdown_table, pct, plot_hist, plot_lines, section
+from netmark.bench import report
+from netmark.bench.report import figure, fmt, markdown_table, pct, plot_hist, plot_lines, section
 from netmark.bench.study import make_render
 from netmark.methods.uchida import PAPER_TRAIN
 
 FIGURES = ("fig1_training_curves.png", "fig2_projections.png", "fig5_pruning.png", "fig6_pruned_projections.png")
 LABELS = {"plain": "not embedded", "direct": "embedded (direct)", "diff": "embedded (diff)",
           "random": "embedded (random)"}
+ORDERS = ("ascending", "descending", "random")
 
 
 render = make_render(__name__, "an Uchida")
@@ -19,48 +22,29 @@ render = make_render(__name__, "an Uchida")
 
 def _figures(out: Path, res: dict[str, Any]) -> list[Path]:
     ex = res["experiments"]
-    return [_fig1(out / FIGURES[0], ex["fig1"]["measured"]), _fig2(out / FIGURES[1], ex["fig2"]["measured"]),
-            _fig5(out / FIGURES[2], ex["fig5"]["measured"]), _fig6(out / FIGURES[3], ex["fig5"]["measured"])]
-
-
-# ----------------------------------------------------------------------------- figures
-
-
-def _fig1(path: Path, m: dict[str, Any]) -> Path:
-    with figure(path, ncols=2, title="Fig. 1: training curves") as (a, b):
+    m, f2, f5 = ex["fig1"]["measured"], ex["fig2"]["measured"], ex["fig5"]["measured"]
+    paths = [out / name for name in FIGURES]
+    with figure(paths[0], ncols=2, title="Fig. 1: training curves") as (a, b):
         plot_lines(a, {LABELS[k]: (v["epoch"], [100 * e for e in v["test_error"]]) for k, v in m.items()},
                    xlabel="epoch", ylabel="test error (%)", title="test error", integer_x=True)
         plot_lines(b, {LABELS[k]: (v["epoch"], v["train_loss"]) for k, v in m.items()}, xlabel="epoch",
                    ylabel="training loss (task + λ·E_R)", title="training loss", style="--", logy=True,
                    integer_x=True)
-    return path
-
-
-def _fig2(path: Path, m: dict[str, Any]) -> Path:
-    with figure(path, ncols=3, title="Fig. 2: σ(Xw) toward the embedded bit") as axes:
+    with figure(paths[1], ncols=3, title="Fig. 2: σ(Xw) toward the embedded bit") as axes:
         for ax, kt in zip(axes, ("direct", "diff", "random"), strict=True):
-            plot_hist(ax, {"embedded": m[kt]["embedded"], "not embedded": m[kt]["not_embedded"]},
+            plot_hist(ax, {"embedded": f2[kt]["embedded"], "not embedded": f2[kt]["not_embedded"]},
                       xlabel="σ(Xw) (oriented to b)", title=kt, vline=0.5)
-    return path
-
-
-def _fig5(path: Path, m: dict[str, Any]) -> Path:
-    rates = m["rates"]
-    orders = ("ascending", "descending", "random")
-    with figure(path, ncols=2, title=f"Fig. 5: pruning the host layer {m['layer']}") as (a, b):
-        plot_lines(a, {o: (rates, [r["embed_loss"] for r in m[o]]) for o in orders}, xlabel="pruning rate α",
+    rates = f5["rates"]
+    with figure(paths[2], ncols=2, title=f"Fig. 5: pruning the host layer {f5['layer']}") as (a, b):
+        plot_lines(a, {o: (rates, [r["embed_loss"] for r in f5[o]]) for o in ORDERS}, xlabel="pruning rate α",
                    ylabel="embedding loss E_R (per bit)", title="(a) embedding loss", logy=True)
-        plot_lines(b, {o: (rates, [r["ber"] for r in m[o]]) for o in orders}, xlabel="pruning rate α",
+        plot_lines(b, {o: (rates, [r["ber"] for r in f5[o]]) for o in ORDERS}, xlabel="pruning rate α",
                    ylabel="bit error rate", title="(b) bit error rate")
-    return path
-
-
-def _fig6(path: Path, m: dict[str, Any]) -> Path:
-    h = m["histograms"]
-    groups = {("not embedded" if k == "not_embedded" else f"embedded, α = {k}"): v for k, v in h.items()}
-    with figure(path, title="Fig. 6: σ(Xw) after ascending pruning of the host layer") as ax:
+    groups = {("not embedded" if k == "not_embedded" else f"embedded, α = {k}"): v
+              for k, v in f5["histograms"].items()}
+    with figure(paths[3], title="Fig. 6: σ(Xw) after ascending pruning of the host layer") as ax:
         plot_hist(ax, groups, xlabel="σ(Xw) (oriented to b)", vline=0.5)
-    return path
+    return paths
 
 
 # ----------------------------------------------------------------------------- markdown
@@ -68,31 +52,23 @@ def _fig6(path: Path, m: dict[str, Any]) -> Path:
 
 def _schedule(t: dict[str, Any]) -> str:
     ms = f", lr ×{t['gamma']:g} after epochs {', '.join(str(x) for x in t['milestones'])}" if t["milestones"] else ""
-    nest = " Nesterov" if t["nesterov"] else ""
-    return (f"{t['optimizer'].upper()}{nest} lr {t['lr']:g}, momentum {t['momentum']:g}, weight decay "
-            f"{t['weight_decay']:g}, batch {t['batch_size']}, {t['epochs']} epochs{ms}")
+    return report.schedule_text(t, t["optimizer"].upper() + (" Nesterov" if t["nesterov"] else "")) + ms
 
 
 def markdown(res: dict[str, Any]) -> str:
     sc, ex, seeds = res["scale"], res["experiments"], res["seeds"]
-    pt = PAPER_TRAIN
-    parts = [
-        f"# Uchida et al. 2017 — reproduction at scale `{sc['name']}`",
-        f"*{res['paper']}.* Generated by netmark {res['netmark_version']} (torch {res['torch_version']}) on "
-        f"{res['created']}; wall-clock **{res['timing']['total_seconds']:.0f} s** "
-        f"({res['timing']['train_seconds']:.0f} s training, {sc['torch_threads']} CPU threads).",
-        f"Command: `{res['command']}` — regenerate this page and the figures from `results.json` with "
-        "`netmark report <dir>` (``netmark.reports.render``).",
-        "## Scale",
-        markdown_table(["", "this run", "paper (§4.1)"], [
+    return "\n\n".join([
+        *report.page_head(res, f"Uchida et al. 2017 — reproduction at scale `{sc['name']}`",
+                          tail=" (``netmark.reports.render``)"),
+        report.scale_table([
             ["dataset", f"{sc['dataset']}: {sc['train_size_used']} train / {sc['test_size']} test images",
              "CIFAR-10: 50000 train / 10000 test"],
             ["model, host layer", f"{sc['model']}, `{sc['layer']}` (M = {sc['host_M']})",
              "WRN-10-4, conv 2 group second conv (M = 576)"],
             ["watermark", f"T = {sc['bits']} bits, λ = {sc['strength']:g}, X random (unless stated)",
              "T = 256, λ = 0.01, X random"],
-            ["schedule", _schedule(sc["train"]), f"SGD Nesterov lr {pt.lr:g}, momentum 0.9, weight decay 5e-4, "
-             "batch 64, 200 epochs, lr ×0.2 after 60/120/160"],
+            ["schedule", _schedule(sc["train"]), f"SGD Nesterov lr {PAPER_TRAIN.lr:g}, momentum 0.9, weight decay "
+             "5e-4, batch 64, 200 epochs, lr ×0.2 after 60/120/160"],
             ["Table 6 sweep", f"{sc['capacity_train_size_used']} train images, {_schedule(sc['capacity_train'])}",
              "full schedule"],
             ["independent models (false positives)",
@@ -103,29 +79,25 @@ def markdown(res: dict[str, Any]) -> str:
              f"data split {seeds['split_seed']}, fine-tuning {seeds['finetune_seed']}, overwrite "
              f"{seeds['overwrite_train_seed']} (attacker key {seeds['attacker_key_seed']}), independent models "
              f"{seeds['independent_model_seeds'][0]}..{seeds['independent_model_seeds'][-1]}", "not given"],
-        ]),
+        ], "paper (§4.1)"),
         "Test errors are the final-epoch errors on the official test set unless marked *best* (the paper reports "
         "the best test error over epochs). E_R is the embedding loss per bit (mean binary cross-entropy).",
         section(ex, "acceptance", "Acceptance", lambda e: _acceptance(e["measured"])),
         _observations(ex),
         section(ex, "table4", "Table 4", _table4),
         "## Fig. 1 — training curves\n\n![Fig. 1](fig1_training_curves.png)",
-        section(ex, "fig2", "Fig. 2", _fig2_md),
-        section(ex, "table6", "Table 6", _table6),
-        section(ex, "table7", "Table 7", _table7),
-        section(ex, "table8", "Table 8", _table8),
-        section(ex, "fig5", "Fig. 5", _fig5_md),
-        section(ex, "overwrite", "Overwriting", _overwrite),
+        *(section(ex, exp, title, fn) for exp, title, fn in (
+            ("fig2", "Fig. 2", _fig2_md), ("table6", "Table 6", _table6), ("table7", "Table 7", _table7),
+            ("table8", "Table 8", _table8), ("fig5", "Fig. 5", _fig5_md), ("overwrite", "Overwriting", _overwrite))),
         _runs(res["runs"]),
-    ]
-    return "\n\n".join(parts) + "\n"
+    ]) + "\n"
 
 
 def _acceptance(m: dict[str, Any]) -> str:
     f, fp = m["fidelity"], m["false_positives"]
     lines = [
         "## Acceptance criteria (measured by this runner)",
-        criteria_table(m["criteria"], 3),
+        report.criteria_table(m["criteria"], 3),
         f"* Fidelity: test accuracy {pct(f['plain_test_accuracy'])}% without the watermark vs "
         f"{pct(f['watermarked_test_accuracy'])}% with the {f['bits']}-bit random-key watermark in `{f['layer']}` "
         f"(same seed, {f['epochs']} epochs): difference {f['gap_pp']:+.2f} percentage points; owner BER "
@@ -147,18 +119,14 @@ def _acceptance(m: dict[str, Any]) -> str:
 
 def _zero_ber_upto(rates: list[float], rows: list[dict[str, Any]]) -> float | None:
     """Largest α such that the BER is 0 at every rate up to it."""
-    best = None
-    for a, r in zip(rates, rows, strict=True):
-        if r["ber"] != 0:
-            break
-        best = a
-    return best
+    zero = [a for a, _ in takewhile(lambda ar: ar[1]["ber"] == 0, zip(rates, rows, strict=True))]
+    return zero[-1] if zero else None
 
 
 def _observations(ex: dict[str, Any]) -> str:
     f5, t6, t7 = ex["fig5"]["measured"], ex["table6"]["measured"], ex["table7"]["measured"]
     ow, t4 = ex["overwrite"]["measured"], ex["table4"]["measured"]
-    up = {o: _zero_ber_upto(f5["rates"], f5[o]) for o in ("ascending", "descending", "random")}
+    up = {o: _zero_ber_upto(f5["rates"], f5[o]) for o in ORDERS}
     lines = [
         f"* Pruning (Fig. 5): BER stays 0 up to α = {fmt(up['ascending'], 2)} ascending (paper: 0.8), "
         f"{fmt(up['random'], 2)} random, {fmt(up['descending'], 2)} descending"
@@ -212,13 +180,11 @@ def _fig2_md(e: dict[str, Any]) -> str:
 
 def _table6(e: dict[str, Any]) -> str:
     m, p = e["measured"], e["paper"]
-    layers = list(m["layers"])
-    groups = list(p["layers"])
+    layers, groups = list(m["layers"]), list(p["layers"])
     head = ["bits"]
     for i, la in enumerate(layers):
-        g = groups[i] if i < len(groups) else None
-        if g:
-            head.append(f"paper {g} (M={p['layers'][g]}) test err")
+        if i < len(groups):
+            head.append(f"paper {groups[i]} (M={p['layers'][groups[i]]}) test err")
         head += [f"`{la}` (M={m['layers'][la]}) test err", "E_R", "BER"]
     rows = []
     for bits in m["bits"]:
