@@ -24,7 +24,7 @@ def invoke(*args: str | Path):
 @pytest.fixture(scope="module")
 def owner(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("owner")
-    r = invoke("embed", *EMBED, "--seed", "3", "--out", out, "--force")
+    r = invoke("embed", *EMBED, "--seed", "3", "--key-seed", "3", "--out", out, "--force")
     assert r.exit_code == 0, r.stderr
     return out
 
@@ -239,7 +239,8 @@ def test_embed_from_a_trained_model(situation: str, extra: list[str], tmp_path: 
     r = invoke("train", "--model", "simple-cnn", "--dataset", "digits", "--epochs", "3", "--lr", "0.05", "-q",
                "--out", tmp_path / "base")
     assert r.exit_code == 0, r.stderr
-    r = invoke("embed", *EMBED, "--from", tmp_path / "base" / "model.safetensors", *extra, "--out", tmp_path / "wm")
+    r = invoke("embed", *EMBED, "--key-seed", "0", "--from", tmp_path / "base" / "model.safetensors", *extra,
+               "--out", tmp_path / "wm")
     assert r.exit_code == 0, r.stderr
     rep = json.loads((tmp_path / "wm" / "report.json").read_text())
     assert rep["situation"] == situation and rep["bit_error_rate"] == 0.0 and rep["test_accuracy"] > 0.85
@@ -350,3 +351,25 @@ def test_make_demo_needs_no_ray(monkeypatch) -> None:
     r = invoke("demo", "--epochs", "1", "-q")
     assert r.exit_code == 0, r.stderr
     assert "plain (no watermark)" in r.stdout
+
+
+def test_embed_without_key_seed_draws_a_new_secret_each_time(tmp_path: Path) -> None:
+    """Issue 20: identical flags and no --key-seed give two owners different key material (not seed 0's)."""
+    keys = []
+    for run in ("a", "b"):
+        r = invoke("embed", "--model", "simple-cnn", "--dataset", "digits", "--epochs", "1", "--bits", "64", "-q",
+                   "--allow-undetected", "--out", tmp_path / run)
+        assert r.exit_code == 0, r.output
+        keys.append(WatermarkKey.load(tmp_path / run / "owner.key"))
+    a, b = keys
+    assert not a.seeded and a.seed is None and a.root is not None and a.root != b.root
+    assert not torch.equal(a.tensors["X"], b.tensors["X"])
+    r = invoke("verify", tmp_path / "a" / "model.safetensors", "--key", tmp_path / "a" / "owner.key", "--json")
+    assert json.loads(r.stdout)["key_seeded"] is False
+
+
+def test_verify_says_a_seeded_key_proves_nothing_against_seed_guessing(owner: Path) -> None:
+    r = invoke("verify", owner / "model.safetensors", "--key", owner / "owner.key")
+    assert r.exit_code == 0 and "drawn from a seed (--key-seed)" in r.stdout, r.output
+    d = json.loads(invoke("verify", owner / "model.safetensors", "--key", owner / "owner.key", "--json").stdout)
+    assert d["key_seeded"] is True and d["details"]["seeded"] is True

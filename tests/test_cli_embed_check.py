@@ -21,7 +21,7 @@ from netmark.data import ArrayDataset
 from netmark.methods.check import CHANCE_ALPHA, accuracy_and_chance, chance_p_value
 
 runner = CliRunner()
-DIGITS = ["--model", "simple-cnn", "--dataset", "digits", "--seed", "0", "-q"]
+DIGITS = ["--model", "simple-cnn", "--dataset", "digits", "--seed", "0", "--key-seed", "0", "-q"]
 #: adi, 1 epoch of digits at 2 triggers a batch: 46 trigger presentations for 100 triggers (not detected)
 ADI_SHORT = ["embed", "--method", "adi", *DIGITS, "--epochs", "1", "--lr", "0.05"]
 

@@ -34,6 +34,7 @@ import torch
 from netmark import distributed
 from netmark._util import seeded
 from netmark.data import ArrayDataset, load
+from netmark.draws import new_root
 from netmark.methods import METHODS, MethodConfig, get_method, verify
 from netmark.methods.examples import example
 from netmark.models import build
@@ -144,6 +145,8 @@ def _worker(out: Path) -> None:
     assert distributed.init_from_env(), "launch with torchrun"
     try:
         assert distributed.world_size() == 2
+        # a key made without a seed on every rank: rank 0's secret root, broadcast (one key for the run)
+        (out / f"root.rank{distributed.rank()}.hex").write_text(new_root().hex())
         for name in CASES:
             torch.save(run_case(name), out / f"{name}.full.rank{distributed.rank()}.pt")
         for name in SHORT:
@@ -215,6 +218,11 @@ def test_two_ranks_match_one_process(name: str, ddp_dir: Path) -> None:
         assert hd.keys() == hs.keys()
         for k in hs:
             assert hd[k] == pytest.approx(hs[k], rel=1e-4, abs=1e-6), k
+
+
+def test_ranks_share_one_secret_root(ddp_dir: Path) -> None:
+    r0, r1 = ((ddp_dir / f"root.rank{r}.hex").read_text() for r in (0, 1))
+    assert r0 == r1 and len(bytes.fromhex(r0)) == 32
 
 
 def test_every_registered_method_has_a_case() -> None:

@@ -18,15 +18,16 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from netmark._util import add_to_registry, generator
+from netmark._util import add_to_registry
 from netmark.attacks import ATTACKS, register_attack
+from netmark.draws import KeyRoot, draw
 from netmark.errors import ArchitectureError, ConfigError
 from netmark.evaluation import Sweep, preset
 from netmark.evaluation.cells import Job
 from netmark.evaluation.jobs import run_job
 from netmark.keys import WatermarkKey
-from netmark.methods import METHODS, MethodConfig, WatermarkMethod, random_message, register_method
-from netmark.methods.base import Extraction, check_message
+from netmark.methods import METHODS, MethodConfig, WatermarkMethod, register_method
+from netmark.methods.base import Extraction
 from netmark.methods.examples import example, example_cases
 from netmark.models.registry import conv_and_linear_layers, get_layer
 from netmark.training import TrainConfig, TrainHook, train
@@ -81,15 +82,13 @@ class SignBits(WatermarkMethod):
     def example_config(cls) -> SignBitsConfig:
         return SignBitsConfig()
 
-    def _create_key(self, model: nn.Module, *, seed: int, data: Dataset | None, payload: torch.Tensor | None,
+    def _create_key(self, model: nn.Module, *, root: KeyRoot, data: Dataset | None, payload: torch.Tensor | None,
                     message: str | None) -> WatermarkKey:
-        check_message(message, self.config.bits)
         layer = self.config.layer or next(n for n, m in conv_and_linear_layers(model).items()
                                           if isinstance(m, nn.Linear))
-        perm = torch.randperm(get_layer(model, layer).weight.numel(), generator=generator(seed))
-        return WatermarkKey(method=self.name, layer=layer, tensors={"perm": perm}, seed=seed,
-                            message=message if message is not None else random_message(self.config.bits, seed),
-                            config={**self.config.to_dict(), "layer": layer}, message_random=message is None)
+        perm = draw(root).randperm(get_layer(model, layer).weight.numel())
+        return self.key_for(model, root=root, layer=layer, message=message, bits=self.config.bits,
+                            tensors={"perm": perm})
 
     def hook(self, key: WatermarkKey) -> SignBitsHook:
         return SignBitsHook(key, self.config)

@@ -60,19 +60,19 @@ def test_bad_configs(bad) -> None:
 
 def test_positions_follow_eq3_and_are_reproducible_from_the_seed() -> None:
     sizes = [500, 25_000, 400_000, 5_000]
-    layer, index = draw_positions(sizes, 4000, seed=3)
-    again = draw_positions(sizes, 4000, seed=3)
+    layer, index = draw_positions(sizes, 4000, root=3)
+    again = draw_positions(sizes, 4000, root=3)
     assert torch.equal(layer, again[0]) and torch.equal(index, again[1])
-    assert not torch.equal(layer, draw_positions(sizes, 4000, seed=4)[0])
+    assert not torch.equal(layer, draw_positions(sizes, 4000, root=4)[0])
     pairs = set(zip(layer.tolist(), index.tolist(), strict=True))
     assert len(pairs) == 4000  # no parameter carries two elements
     counts = torch.bincount(layer, minlength=4).tolist()
     assert counts[0] <= 500 and all(900 < c < 1300 for c in counts[1:])  # layers uniformly, small one full
     assert all(0 <= i < sizes[j] for j, i in pairs)
-    capped, _ = draw_positions(sizes, 4000, seed=3, max_fraction=0.1)
+    capped, _ = draw_positions(sizes, 4000, root=3, max_fraction=0.1)
     assert int((capped == 0).sum()) <= 50
     with pytest.raises(ConfigError, match="does not fit"):
-        draw_positions([10, 10], 21, seed=0)
+        draw_positions([10, 10], 21, root=0)
 
 
 def test_eq4_and_eq7_round_trip_and_the_key_needs_nothing_else(tmp_path: Path) -> None:
@@ -140,7 +140,7 @@ def test_gamma_is_halved_every_gamma_step_epochs(digits_train) -> None:
 
 def test_reinit_draws_every_layer_from_the_papers_gaussian() -> None:
     model = build("lenet5", in_channels=1, image_size=28, num_classes=10)
-    reinit(model, 0.0, 0.01, seed=0)
+    reinit(model, 0.0, 0.01, root=0)
     w = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
     assert abs(float(w.mean())) < 1e-4 and float(w.std()) == pytest.approx(0.01, rel=0.02)
 
@@ -227,7 +227,8 @@ def test_cli_embed_an_image_payload_verify_and_an_independent_model(tmp_path: Pa
         tmp_path / "logo.png")
     runner = CliRunner()
     common = ["--model", "simple-cnn", "--dataset", "digits", "--epochs", "3", "--lr", "0.05", "--quiet"]
-    r = runner.invoke(app, ["embed", "--method", "tartaglione", "--payload", str(tmp_path / "logo.png"),
+    r = runner.invoke(app, ["embed", "--method", "tartaglione", "--key-seed", "0",
+                            "--payload", str(tmp_path / "logo.png"),
                             "--method-arg", "reinit=false", "--method-arg", "replicas=1", *common,
                             "--out", str(tmp_path / "owner")])
     assert r.exit_code == 0, r.output
@@ -307,17 +308,17 @@ def test_official_code_draws_layers_in_proportion_to_their_size() -> None:
     sizes, n = [500, 25_000, 400_000, 5_000], 4000
     expected = [n * s / sum(sizes) for s in sizes]
     for seed in range(5):
-        layer, index = draw_positions(sizes, n, seed=seed, proportional=True)
-        again = draw_positions(sizes, n, seed=seed, proportional=True)
+        layer, index = draw_positions(sizes, n, root=seed, proportional=True)
+        again = draw_positions(sizes, n, root=seed, proportional=True)
         assert torch.equal(layer, again[0]) and torch.equal(index, again[1])
         assert len(set(zip(layer.tolist(), index.tolist(), strict=True))) == n  # no reuse
         assert all(0 <= i < sizes[j] for j, i in zip(layer.tolist(), index.tolist(), strict=True))
         counts = torch.bincount(layer, minlength=4).tolist()
         assert chisquare(counts, expected).pvalue > 1e-3
         # the paper's uniform layer draw is far from proportional: the test can tell them apart
-        uniform = torch.bincount(draw_positions(sizes, n, seed=seed)[0], minlength=4).tolist()
+        uniform = torch.bincount(draw_positions(sizes, n, root=seed)[0], minlength=4).tolist()
         assert chisquare(uniform, expected).pvalue < 1e-12
-    capped, _ = draw_positions(sizes, n, seed=0, max_fraction=0.01, proportional=True)  # quotas 5, 250, 4000, 50
+    capped, _ = draw_positions(sizes, n, root=0, max_fraction=0.01, proportional=True)  # quotas 5, 250, 4000, 50
     assert all(c <= q for c, q in zip(torch.bincount(capped, minlength=4).tolist(), [5, 250, 4000, 50], strict=True))
 
 

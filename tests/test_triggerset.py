@@ -96,7 +96,7 @@ def test_verify_query_agrees_with_verify_on_the_model(digits_train) -> None:
 
 def test_hook_cycles_through_every_trigger() -> None:
     x, y = torch.rand(10, 1, 8, 8), torch.arange(10)
-    hook = TriggerSetHook(x, y, per_batch=3, seed=0)
+    hook = TriggerSetHook(x, y, per_batch=3, root=0)
     seen = []
     for _ in range(10):  # 30 samples: each trigger exactly 3 times
         bx, by = hook.transform_batch(torch.zeros(5, 1, 8, 8), torch.full((5,), -1))

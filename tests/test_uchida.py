@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from netmark.draws import draw
 from netmark.errors import ArchitectureError, ConfigError
 from netmark.methods.uchida import (
     PAPER_TRAIN,
@@ -33,7 +34,7 @@ def test_paper_defaults() -> None:
 
 @pytest.mark.parametrize("kind", ["direct", "diff", "random"])
 def test_key_matrices(kind: str) -> None:
-    X = make_matrix(kind, 32, 100, torch.Generator().manual_seed(0))
+    X = make_matrix(kind, 32, 100, draw(0))
     assert X.shape == (32, 100)
     if kind == "direct":
         assert torch.equal((X == 1).sum(1), torch.ones(32, dtype=torch.long)) and (X != 0).sum() == 32

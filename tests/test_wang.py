@@ -223,7 +223,7 @@ def test_cli_embed_verify_and_an_independent_model(tmp_path: Path) -> None:
     common = ["--model", "mlp", "--dataset", "digits", "--epochs", "8", "--optimizer", "adam", "--lr", "0.002",
               "--batch-size", "32", "--quiet"]
     r = runner.invoke(app, ["embed", "--method", "wang", "--variant", "auto", "--bits", "64", "--layer", "fc2",
-                            "--strength", "0.05", *common, "--out", str(tmp_path / "owner")])
+                            "--strength", "0.05", "--key-seed", "0", *common, "--out", str(tmp_path / "owner")])
     assert r.exit_code == 0, r.output
     key = str(tmp_path / "owner" / "owner.key")
     r = runner.invoke(app, ["verify", str(tmp_path / "owner" / "model.safetensors"), "--key", key])

@@ -159,7 +159,7 @@ def test_unrelated_images_need_no_data_and_are_not_training_images(digits_train)
 
 def test_frontier_key_is_half_true_half_false_adversaries(digits_train, reference_models) -> None:
     model = reference_models[1]
-    x, y, true_adv = fr.frontier_adversaries(model, digits_train, 40, 0.1, seed=3)
+    x, y, true_adv = fr.frontier_adversaries(model, digits_train, 40, 0.1, root=3)
     assert int(true_adv.sum()) == 20 and len(y) == 40
     pred = model_predictor(model)(x)
     assert torch.equal(pred != y, true_adv)  # true adversaries fooled, false ones still right, all true labels

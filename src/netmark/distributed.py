@@ -4,7 +4,7 @@ Usage (the same script on every rank, e.g. ``torchrun --nproc_per_node 2 embed.p
 
     from netmark import distributed
     distributed.init_from_env()               # gloo process group from torchrun's variables (no-op without)
-    model, key, run = method.embed(model, data, TrainConfig(...), seed=7)   # same arguments on every rank
+    model, key, run = method.embed(model, data, TrainConfig(...))   # same arguments on every rank (one key: rank 0's)
     if distributed.is_main():
         key.save("model.key")                 # write outputs once
 

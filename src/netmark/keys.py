@@ -29,7 +29,9 @@ from netmark._util import atomic_write, canonical_json, first_line, safetensors_
 from netmark._version import __version__
 from netmark.errors import KeyFileError
 
-KEY_FORMAT_VERSION = 1
+#: 1: a key drawn from a seed (no ``root``); 2: a key drawn from a secret root (issue 20). Both are read.
+KEY_FORMAT_VERSION = 2
+_READABLE_FORMATS = (1, 2)
 _META = "netmark_key"
 _MAX_KEY_BYTES = 1 << 30
 #: the key's fields stored in the metadata (with ``tensor_names`` and the fingerprint), and their JSON types
@@ -57,7 +59,10 @@ class WatermarkKey:
         tensors: secret tensors by name (e.g. ``{"X": T×M matrix}``).
         config: the method config as a JSON-serialisable dict.
         arch: the host architecture ``{"name", "args"}`` (lets ``verify`` load a plain state_dict).
-        seed: the seed the key material was generated from (provenance only).
+        seed: the research seed the key material was drawn from (``None``: drawn from :attr:`root`). A seeded key
+            proves nothing against an adversary who can guess seeds (:mod:`netmark.draws`).
+        root: hex of the 32-byte secret the key material was drawn from (OS CSPRNG or a claim's opening;
+            ``None`` for a seeded key). Never printed (not in ``repr``).
         created: ISO timestamp.
         netmark_version: version that wrote the key.
         format_version: key file format version.
@@ -76,13 +81,38 @@ class WatermarkKey:
     netmark_version: str = __version__
     format_version: int = KEY_FORMAT_VERSION
     message_random: bool = True
+    root: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.root is not None:
+            try:
+                ok = len(bytes.fromhex(self.root)) == 32
+            except ValueError:
+                ok = False
+            if not ok:
+                raise KeyFileError("a key's root is 32 bytes of hex")
+        self.format_version = 1 if self.root is None else 2
+
+    @property
+    def key_root(self) -> int | bytes:
+        """What the key material was drawn from (:func:`netmark.draws.draw`): the secret root, else the seed (an old
+        key without either: 0)."""
+        if self.root is not None:
+            return bytes.fromhex(self.root)
+        return self.seed if self.seed is not None else 0
+
+    @property
+    def seeded(self) -> bool:
+        """Drawn from a research seed (guessable), not from a secret root."""
+        return self.root is None
 
     @property
     def bits(self) -> torch.Tensor:
         return str_to_bits(self.message) if self.message else torch.zeros(0, dtype=torch.int64)
 
     def _fields(self) -> dict[str, Any]:
-        return {**{name: getattr(self, name) for name in _FIELD_TYPES}, "tensor_names": sorted(self.tensors)}
+        root = {} if self.root is None else {"root": self.root}  # a seeded key's fields (and fingerprint) as format 1
+        return {**{name: getattr(self, name) for name in _FIELD_TYPES}, **root, "tensor_names": sorted(self.tensors)}
 
     @property
     def fingerprint(self) -> str:
@@ -126,8 +156,11 @@ class WatermarkKey:
         if not isinstance(d, dict):
             raise KeyFileError(f"key file {p} has malformed metadata (not an object)")
         fv = d.get("format_version")
-        if fv != KEY_FORMAT_VERSION:
-            raise KeyFileError(f"key file {p} has format version {fv!r}; this netmark reads {KEY_FORMAT_VERSION}")
+        if fv not in _READABLE_FORMATS or isinstance(fv, bool):
+            raise KeyFileError(f"key file {p} has format version {fv!r}; this netmark reads "
+                               f"{', '.join(map(str, _READABLE_FORMATS))}")
+        if (fv == 2) != isinstance(d.get("root"), str):
+            raise KeyFileError(f"key file {p} has a malformed field 'root'")
         for name, types in {**_FIELD_TYPES, "fingerprint": (str,), "tensor_names": (list,)}.items():
             if name not in d:
                 raise KeyFileError(f"key file {p} is missing the field {name!r}")
@@ -140,7 +173,7 @@ class WatermarkKey:
         for name, t in tensors.items():
             if t.is_floating_point() and not torch.isfinite(t).all():
                 raise KeyFileError(f"key file {p} has non-finite values in tensor {name!r}")
-        key = cls(tensors=dict(tensors), **{name: d[name] for name in _FIELD_TYPES})
+        key = cls(tensors=dict(tensors), root=d.get("root"), **{name: d[name] for name in _FIELD_TYPES})
         if key.fingerprint != d["fingerprint"]:
             raise KeyFileError(f"key file {p} fails its sha256 fingerprint check (modified or corrupt)")
         return key

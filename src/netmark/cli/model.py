@@ -59,11 +59,11 @@ def embed(method: Annotated[str, typer.Option("--method", help="watermarking sch
           distill: Annotated[bool, typer.Option("--distill", help="with --from: no labels, the --from model's soft predictions are the targets (distill-to-embed)")] = False,
           payload: Annotated[Path | None, typer.Option("--payload", help="tartaglione: an image (PNG...) whose RGB pixels are the payload (default: random values)")] = None,
           allow_undetected: Annotated[bool, typer.Option("--allow-undetected", help="write the files even when the owner's key does not verify on the model or its accuracy is at chance (exit 0 and a warning, not exit 3)")] = False,
-          train_size: opt.TrainSize = None, seed: opt.Seed = 0, lr: opt.Lr = 0.01, batch_size: opt.Batch = 64,
-          optimizer: opt.Optim = "sgd", momentum: opt.Momentum = 0.9, nesterov: opt.Nesterov = False,
-          weight_decay: opt.Wd = 0.0, milestones: opt.Milestones = "", gamma: opt.Gamma = 0.1,
-          model_arg: opt.ModelArgs = None, data_dir: opt.DataDir = None, force: opt.Force = False,
-          quiet: opt.Quiet = False, device: opt.Device = "cpu") -> None:
+          train_size: opt.TrainSize = None, seed: opt.Seed = 0, key_seed: opt.KeySeed = None, lr: opt.Lr = 0.01,
+          batch_size: opt.Batch = 64, optimizer: opt.Optim = "sgd", momentum: opt.Momentum = 0.9,
+          nesterov: opt.Nesterov = False, weight_decay: opt.Wd = 0.0, milestones: opt.Milestones = "",
+          gamma: opt.Gamma = 0.1, model_arg: opt.ModelArgs = None, data_dir: opt.DataDir = None,
+          force: opt.Force = False, quiet: opt.Quiet = False, device: opt.Device = "cpu") -> None:
     """Train while embedding a watermark -> OUT/model.safetensors (release), OUT/owner.key (secret), OUT/report.json.
 
     Exit 3, nothing written: the owner's key does not verify on the trained model, or its test accuracy is at chance
@@ -97,8 +97,8 @@ def embed(method: Annotated[str, typer.Option("--method", help="watermarking sch
         if not wm.traits().takes_payload:
             raise ConfigError(f"--payload is for real-valued schemes (tartaglione), not {method!r}")
         values, shape = image_payload(str(payload))
-        key = wm.create_key(net, seed=seed, payload=values.reshape(shape))
-    net, key, run = wm.embed(net, tr, cfg, seed=seed, eval_data=te, teacher=teacher, key=key, warn=False)
+        key = wm.create_key(net, seed=key_seed, payload=values.reshape(shape))
+    net, key, run = wm.embed(net, tr, cfg, seed=key_seed, eval_data=te, teacher=teacher, key=key, warn=False)
     res, problem = run.check.verification, run.check.problem()
     if problem is not None and not allow_undetected:
         raise opt.fail(f"{problem} Nothing written (--allow-undetected writes it anyway).", 3)
@@ -116,6 +116,12 @@ def embed(method: Annotated[str, typer.Option("--method", help="watermarking sch
         opt.echo(f"netmark: warning: {problem} Written anyway (--allow-undetected).")
     reached = "key not verifiable" if res is None else f"{wm.describe(res, with_ber=True)}, p-value {res.p_value:.3g}"
     typer.echo(f"test accuracy {acc:.4f}, {reached}; wrote {model_path} and the secret {key_path} (keep it private)")
+
+
+#: what ``verify`` says of a key drawn from a research seed (``--key-seed``): nothing here can tell the owner's
+#: guessable key from a forger's
+SEEDED_WARNING = ("note: this key was drawn from a seed (--key-seed), so anyone who guesses the seed can rebuild it: "
+                  "the result proves nothing against an adversary who can guess seeds")
 
 
 @opt.handles_errors
@@ -153,11 +159,14 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
         net = load_model(Path(model), arch=k.arch)
         res = run_verify(net, k, alpha=alpha)
     if as_json:
-        typer.echo(json.dumps({**res.to_dict(), "key_fingerprint": k.fingerprint, "model": shown}, default=str))
+        typer.echo(json.dumps({**res.to_dict(), "key_fingerprint": k.fingerprint, "model": shown,
+                               "key_seeded": k.seeded}, default=str))
     else:
         word = "DETECTED" if res.detected else "NOT DETECTED"
         typer.echo(f"{word}: {wm.describe(res, with_ber=True)}, p-value {res.p_value:.3g} vs alpha {alpha:g} "
                    f"[{res.method}, key {k.fingerprint[:12]}]")
+        if k.seeded:
+            typer.echo(SEEDED_WARNING)
     raise typer.Exit(0 if res.detected else 1)
 
 

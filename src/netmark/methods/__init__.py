@@ -37,12 +37,13 @@ def method_for_config(config: MethodConfig) -> WatermarkMethod:
     raise ConfigError(f"no registered watermark method takes a {type(config).__name__}")
 
 
-def embed(model: nn.Module, data: Dataset, config: MethodConfig, train_config: Any = None, *, seed: int = 0,
+def embed(model: nn.Module, data: Dataset, config: MethodConfig, train_config: Any = None, *, seed: int | None = None,
           message: str | None = None, eval_data: Dataset | None = None, teacher: nn.Module | None = None,
           ) -> tuple[nn.Module, WatermarkKey, Any]:
     """``embed(model, data, UchidaConfig(...), TrainConfig(...))`` → ``(model, key, history)``.
 
-    The method is chosen by the config's type; see :meth:`WatermarkMethod.embed`.
+    The method is chosen by the config's type; see :meth:`WatermarkMethod.embed` (``seed``: draw the key from this
+    research seed; default a secret root from the OS CSPRNG).
     """
     return method_for_config(config).embed(model, data, train_config, seed=seed, message=message,
                                            eval_data=eval_data, teacher=teacher)

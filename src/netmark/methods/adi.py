@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from netmark.draws import KeyRoot
 from netmark.methods.base import register_method
 from netmark.methods.triggerset import (
     TriggerSetConfig,
@@ -61,8 +62,8 @@ class Adi(TriggerSetMethod):
     def example_config(cls) -> AdiConfig:
         return AdiConfig(per_batch=16)  # digits has 23 batches an epoch: 16 triggers a batch learn all 100 in 12
 
-    def make_triggers(self, model: nn.Module, *, seed: int, data: Dataset | None) -> tuple[Tensor, Tensor, bool]:
+    def make_triggers(self, model: nn.Module, *, root: KeyRoot, data: Dataset | None) -> tuple[Tensor, Tensor, bool]:
         shape = input_shape(model, data)
         c = num_classes(model, shape)
-        return abstract_images(self.config.size, shape, seed), random_labels(self.config.size, c, seed + 1), True
+        return abstract_images(self.config.size, shape, root), random_labels(self.config.size, c, root, 1), True
 

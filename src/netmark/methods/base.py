@@ -38,6 +38,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from netmark._util import add_to_registry
+from netmark.draws import KeyRoot, check_root, draw, new_root
 from netmark.errors import ArchitectureError, ConfigError, KeyFileError
 from netmark.keys import WatermarkKey, str_to_bits
 from netmark.methods.check import EmbedResult, check_embedding
@@ -184,34 +185,45 @@ class WatermarkMethod(ABC):
         if data is None and t.needs_data:
             raise ConfigError(f"{self.name} makes its key from training images: pass data=")
 
-    def create_key(self, model: nn.Module, *, seed: int, data: Dataset | None = None,
-                   payload: torch.Tensor | None = None, message: str | None = None) -> WatermarkKey:
+    def create_key(self, model: nn.Module, *, seed: int | None = None, data: Dataset | None = None,
+                   payload: torch.Tensor | None = None, message: str | None = None,
+                   root: KeyRoot | None = None) -> WatermarkKey:
         """Generate the secret key for embedding into ``model`` (checks the host layer).
+
+        Its material is drawn from ``root`` (32 secret bytes, e.g. a claim's) or, by default, from a fresh secret
+        root out of the OS CSPRNG (:mod:`netmark.draws`); ``seed``: draw it from this research seed instead
+        (reproducible, and guessable: the key says so).
 
         ``data``: the training set (methods whose traits say ``needs_data``; others may read the input shape from
         it); ``payload``: real values in [0, 1] (``values`` methods; any shape, recorded in the key); ``message``:
         a 0/1 string (``bits`` methods; default a random one). What a method does not take is refused."""
         self.check_key_inputs(data=data, payload=payload, message=message)
-        return self._create_key(model, seed=seed, data=data, payload=payload, message=message)
+        if seed is not None and root is not None:
+            raise ConfigError("pass seed= (a research key) or root= (a secret one), not both")
+        key_root = check_root(root if root is not None else seed if seed is not None else new_root())
+        return self._create_key(model, root=key_root, data=data, payload=payload, message=message)
 
     @abstractmethod
-    def _create_key(self, model: nn.Module, *, seed: int, data: Dataset | None, payload: torch.Tensor | None,
+    def _create_key(self, model: nn.Module, *, root: KeyRoot, data: Dataset | None, payload: torch.Tensor | None,
                     message: str | None) -> WatermarkKey:
-        """The key itself (its inputs already checked by :meth:`create_key`)."""
+        """The key itself (its inputs already checked by :meth:`create_key`), every random draw from
+        :func:`netmark.draws.draw` ``(root, k)``."""
 
-    def key_for(self, model: nn.Module, *, seed: int, layer: str | None, message: str | None = None,
+    def key_for(self, model: nn.Module, *, root: KeyRoot, layer: str | None, message: str | None = None,
                 bits: int | None = None, tensors: dict[str, torch.Tensor], message_random: bool | None = None,
                 **config_extra: Any) -> WatermarkKey:
         """A key of this method for ``model``: ``message`` (multi-bit: ``bits`` long, checked; default a random one
-        from ``seed``), the config with the resolved host ``layer`` (when given) plus ``config_extra``, and
+        from ``root``), the config with the resolved host ``layer`` (when given) plus ``config_extra``, and
         ``model``'s architecture (``None`` for a model :func:`netmark.models.build` did not make).
         ``message_random``: default, whether the message was drawn here."""
         if bits is not None:
             check_message(message, bits)
-        msg = message if message is not None or bits is None else random_message(bits, seed)
+        msg = message if message is not None or bits is None else random_message(bits, root)
         cfg = replace(self.config, layer=layer) if layer is not None else self.config  # type: ignore[call-arg]
         return WatermarkKey(method=self.name, layer=layer, message=msg or "", tensors=tensors,
-                            config={**cfg.to_dict(), **config_extra}, arch=arch_or_none(model), seed=seed,
+                            config={**cfg.to_dict(), **config_extra}, arch=arch_or_none(model),
+                            seed=root if isinstance(root, int) else None,
+                            root=root.hex() if isinstance(root, bytes) else None,
                             message_random=message is None if message_random is None else message_random)
 
     @abstractmethod
@@ -229,13 +241,14 @@ class WatermarkMethod(ABC):
                                 exact_null=key.message_random)
 
     def embed(self, model: nn.Module, data: Dataset, train_config: TrainConfig | None = None, *,
-              seed: int = 0, key: WatermarkKey | None = None, message: str | None = None,
+              seed: int | None = None, key: WatermarkKey | None = None, message: str | None = None,
               payload: torch.Tensor | None = None, eval_data: Dataset | None = None, teacher: nn.Module | None = None,
               null_models: Sequence[Any] | None = None, warn: bool = True,
               ) -> tuple[nn.Module, WatermarkKey, EmbedResult]:
         """Train ``model`` (in place) on ``data`` while embedding, then check it; returns (model, key, run).
 
-        Train-to-embed: pass a freshly built model. Fine-tune-to-embed: pass a trained one.
+        ``seed``: draw the key from this research seed (default: a secret root from the OS CSPRNG; see
+        :meth:`create_key`). Train-to-embed: pass a freshly built model. Fine-tune-to-embed: pass a trained one.
         Distill-to-embed: pass ``teacher`` (its soft predictions replace the labels). ``message`` / ``payload``:
         as :meth:`create_key` (unless ``key`` is given). ``null_models``: models trained without the key that
         calibrate a trigger set's null (:meth:`finalize`). The phases: :mod:`netmark.methods.phases`.
@@ -317,10 +330,17 @@ def check_message(message: str | None, bits: int) -> None:
         raise ConfigError(f"message has {len(message)} bits but bits={bits}")
 
 
-def random_message(bits: int, seed: int) -> str:
-    """A uniformly random bit string (the p-value is exact only for such messages)."""
-    rng = random.Random(seed)
-    return "".join(rng.choice("01") for _ in range(bits))
+#: the stream of a secret root that draws the message (:func:`random_message`)
+MESSAGE_STREAM = -1
+
+
+def random_message(bits: int, root: KeyRoot) -> str:
+    """A uniformly random bit string (the p-value is exact only for such messages): from a seed as netmark always
+    drew it (Python's ``random.Random(seed)``), from a secret root by its :data:`MESSAGE_STREAM`."""
+    if isinstance(root, int):
+        rng = random.Random(root)
+        return "".join(rng.choice("01") for _ in range(bits))
+    return "".join(str(int(b)) for b in draw(root, MESSAGE_STREAM).randint(0, 2, (bits,)))
 
 
 

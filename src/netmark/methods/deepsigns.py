@@ -85,7 +85,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from netmark._util import check_choice, check_finite, check_layer_name, first_line, generator
+from netmark._util import check_choice, check_finite, check_layer_name, first_line
+from netmark.draws import KeyRoot, draw
 from netmark.errors import ArchitectureError, ConfigError, KeyFileError
 from netmark.keys import WatermarkKey
 from netmark.methods.base import Extraction, MethodConfig, register_method
@@ -221,7 +222,7 @@ class DeepSignsWhiteHook(TriggerSetHook):
     """
 
     def __init__(self, key: WatermarkKey, config: DeepSignsConfig) -> None:
-        super().__init__(key.tensors["images"], key.tensors["classes"], config.per_batch, (key.seed or 0) + 5)
+        super().__init__(key.tensors["images"], key.tensors["classes"], config.per_batch, key.key_root, 5)
         self.key, self.config = key, config
         self.layer = key.layer or ""
         self.A = key.tensors["A"].float()
@@ -310,19 +311,19 @@ class DeepSigns(TriggerSetMethod):
 
     # ------------------------------------------------------------------ keys
 
-    def make_triggers(self, model: nn.Module, *, seed: int, data: Dataset | None) -> tuple[Tensor, Tensor, bool]:
+    def make_triggers(self, model: nn.Module, *, root: KeyRoot, data: Dataset | None) -> tuple[Tensor, Tensor, bool]:
         """Black mode's candidate keys: ``candidates × size`` noise images with uniformly random labels."""
         shape = input_shape(model, data)
         n = self.config.candidates * self.config.size
-        inputs = torch.rand(n, *shape, generator=generator(seed))
-        return inputs, random_labels(n, num_classes(model, shape), seed + 1), True
+        inputs = draw(root).rand(n, *shape)
+        return inputs, random_labels(n, num_classes(model, shape), root, 1), True
 
-    def _create_key(self, model: nn.Module, *, seed: int, data: Dataset | None, payload: Tensor | None,
+    def _create_key(self, model: nn.Module, *, root: KeyRoot, data: Dataset | None, payload: Tensor | None,
                     message: str | None) -> WatermarkKey:
         """White: A, the message and the key images (``data`` required). Black: the candidate keys."""
         cfg = self.config
         if not self._white():
-            return super()._create_key(model, seed=seed, data=data, payload=payload, message=message)
+            return super()._create_key(model, root=root, data=data, payload=payload, message=message)
         total = cfg.bits * len(cfg.target_classes)
         if data is None:  # create_key checked it (traits: needs_data)
             raise ConfigError("deepsigns' white-box mode takes its key images from the training data: pass data=")
@@ -333,13 +334,13 @@ class DeepSigns(TriggerSetMethod):
             raise ConfigError(f"target_classes {list(cfg.target_classes)} lie outside the model's {c} classes")
         imgs, cls = [], []
         for t in cfg.target_classes:
-            x, y = dataset_images(data, cfg.key_images, seed + 2 + t, only_label=t)
+            x, y = dataset_images(data, cfg.key_images, root, 2 + t, only_label=t)
             imgs.append(x.float())
             cls.append(y)
         images = torch.cat(imgs).contiguous()
         M = activations(model, layer, images[:1]).shape[1]
-        A = torch.randn(cfg.bits, M, generator=generator(seed))
-        return self.key_for(model, seed=seed, layer=layer, message=message, bits=total, num_classes=c,
+        A = draw(root).randn(cfg.bits, M)
+        return self.key_for(model, root=root, layer=layer, message=message, bits=total, num_classes=c,
                             tensors={"A": A, "images": images, "classes": torch.cat(cls).to(torch.int64)},
                             input_shape=list(shape))
 

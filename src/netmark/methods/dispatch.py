@@ -41,8 +41,11 @@ def method_from_key(key: WatermarkKey) -> WatermarkMethod:
 
 
 def verify(model: nn.Module, key: WatermarkKey, *, alpha: float = DEFAULT_ALPHA) -> VerificationResult:
-    """Check ``model`` against ``key`` with the key's own method."""
-    return method_from_key(key).verify(model, key, alpha=alpha)
+    """Check ``model`` against ``key`` with the key's own method. ``details["seeded"]``: the key was drawn from a
+    research seed, so anyone who guesses the seed can rebuild it (:mod:`netmark.draws`)."""
+    res = method_from_key(key).verify(model, key, alpha=alpha)
+    res.details["seeded"] = key.seeded
+    return res
 
 
 def false_positive_rate(models: Iterable[nn.Module], key: WatermarkKey, *,

@@ -72,7 +72,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from netmark._util import check_bool, check_finite, check_int, check_unit, generator
+from netmark._util import check_bool, check_finite, check_int, check_unit
+from netmark.draws import KeyRoot, draw
 from netmark.errors import ConfigError
 from netmark.keys import WatermarkKey
 from netmark.methods.base import register_method
@@ -120,12 +121,12 @@ def fgsm(model: nn.Module, x: Tensor, y: Tensor, eps: float) -> Tensor:
     return (x + eps * grad.sign()).clamp(0, 1).detach()
 
 
-def frontier_adversaries(model: nn.Module, data: Dataset, n: int, eps: float, seed: int, *,
+def frontier_adversaries(model: nn.Module, data: Dataset, n: int, eps: float, root: KeyRoot, *,
                          batch_size: int = 256) -> tuple[Tensor, Tensor, Tensor]:
     """``n`` FGSM examples of correctly classified training images, ``n // 2`` true adversaries (now
-    misclassified) and ``n - n // 2`` false ones (still correct), visiting the images in a seeded order:
-    ``(inputs, true labels, is_true_adversary)``, true and false interleaved in a seeded order."""
-    order = torch.randperm(len(data), generator=generator(seed))  # type: ignore[arg-type]
+    misclassified) and ``n - n // 2`` false ones (still correct), visiting the images in an order drawn from
+    ``root``: ``(inputs, true labels, is_true_adversary)``, true and false interleaved in an order drawn from it."""
+    order = draw(root).randperm(len(data))  # type: ignore[arg-type]
     need = {True: n // 2, False: n - n // 2}
     got: dict[bool, list[Tensor]] = {True: [], False: []}
     labels: dict[bool, list[Tensor]] = {True: [], False: []}
@@ -157,7 +158,7 @@ def frontier_adversaries(model: nn.Module, data: Dataset, n: int, eps: float, se
     x = torch.cat(got[True] + got[False])
     y = torch.cat(labels[True] + labels[False])
     flag = torch.cat([torch.ones(need[True], dtype=torch.bool), torch.zeros(need[False], dtype=torch.bool)])
-    mix = torch.randperm(n, generator=generator(seed + 1))
+    mix = draw(root, 1).randperm(n)
     return x[mix], y[mix], flag[mix]
 
 
@@ -184,11 +185,11 @@ class FrontierStitching(TriggerSetMethod):
         return (f"Fine-tune longer with the key (--method-arg finetune_epochs=N, now {self.config.finetune_epochs}) or "
                 f"mix more key images into each batch (--method-arg per_batch=N, now {self.config.per_batch}).")
 
-    def make_triggers(self, model: nn.Module, *, seed: int, data: Dataset | None) -> tuple[Tensor, Tensor, bool]:
-        """The key of ``seed``, crafted on ``model`` as it is now (it should be trained)."""
+    def make_triggers(self, model: nn.Module, *, root: KeyRoot, data: Dataset | None) -> tuple[Tensor, Tensor, bool]:
+        """The key of ``root``, crafted on ``model`` as it is now (it should be trained)."""
         if data is None:
             raise ConfigError(f"{self.name} crafts its key from training images: pass data=")
-        x, y, _ = frontier_adversaries(model, data, self.config.size, float(self.config.eps), seed)
+        x, y, _ = frontier_adversaries(model, data, self.config.size, float(self.config.eps), root)
         return x, y, False
 
     @property

@@ -73,7 +73,8 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.utils.data import Dataset
 
-from netmark._util import check_bool, check_choice, check_finite, check_int, check_unit, generator
+from netmark._util import check_bool, check_choice, check_finite, check_int, check_unit
+from netmark.draws import KeyRoot, draw
 from netmark.errors import ArchitectureError, ConfigError, KeyFileError
 from netmark.keys import WatermarkKey
 from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod, register_method
@@ -156,10 +157,10 @@ def layer_sizes(model: nn.Module) -> list[list[Any]]:
     return [[name, sum(p.numel() for _, p in ps)] for name, ps in layers_of(model)]
 
 
-def draw_positions(sizes: list[int], n: int, seed: int, max_fraction: float = 1.0, *,
+def draw_positions(sizes: list[int], n: int, root: KeyRoot, max_fraction: float = 1.0, *,
                    proportional: bool = False) -> tuple[Tensor, Tensor]:
     """Eq. 3: for each of ``n`` elements draw a layer uniformly (``proportional``: in proportion to its unused
-    quota, the official code), then an unused parameter in it.
+    quota, the official code), then an unused parameter in it; all from ``root`` (its stream 0).
 
     A layer whose quota (``max_fraction`` of its parameters) is full is redrawn. Returns
     ``(layer index, flat index within the layer)`` as int64 tensors of length ``n``.
@@ -168,12 +169,12 @@ def draw_positions(sizes: list[int], n: int, seed: int, max_fraction: float = 1.
     if n > sum(caps):
         raise ConfigError(f"a payload of {n} values does not fit: the model's layers hold at most {sum(caps)} "
                           f"watermarked parameters (max_layer_fraction={max_fraction})")
-    g = generator(seed)
+    g = draw(root)
     counts = [0] * len(sizes)
     layer = proportional_layers(caps, n, g) if proportional else torch.empty(n, dtype=torch.int64)
     for i in range(0 if proportional else n):
         while True:
-            lj = int(torch.randint(len(sizes), (1,), generator=g))
+            lj = int(g.randint(0, len(sizes), (1,)))
             if counts[lj] < caps[lj]:
                 break
         layer[i] = lj
@@ -182,13 +183,13 @@ def draw_positions(sizes: list[int], n: int, seed: int, max_fraction: float = 1.
     for lj, s in enumerate(sizes):  # parameters in each layer: a uniform draw without replacement
         sel = (layer == lj).nonzero().reshape(-1)
         if len(sel):
-            index[sel] = torch.randperm(s, generator=g)[: len(sel)]
+            index[sel] = g.randperm(s)[: len(sel)]
     return layer, index
 
 
-def random_payload(n: int, seed: int) -> Tensor:
-    """``n`` values uniform in [0, 1] (the default payload)."""
-    return torch.rand(n, generator=generator(seed + 1), dtype=torch.float64).float()
+def random_payload(n: int, root: KeyRoot) -> Tensor:
+    """``n`` values uniform in [0, 1] (the default payload), from stream 1 of ``root``."""
+    return draw(root, 1).rand(n, dtype=torch.float64).float()
 
 
 def image_payload(path: str) -> tuple[Tensor, list[int]]:
@@ -228,7 +229,7 @@ class _Locked:
                                     f"{_short(expected)}, got {_short(got)}")
         payload = key.tensors["payload"].float()
         self.variant = str(cfg.get("variant", "paper"))  # keys written before variants existed: the paper's
-        layer, index = draw_positions([s for _, s in got], len(payload), _position_seed(key),
+        layer, index = draw_positions([s for _, s in got], len(payload), key.key_root,
                                       float(cfg.get("max_layer_fraction", 1.0)),
                                       proportional=self.variant == "official-code")
         self.params: dict[str, nn.Parameter] = {}
@@ -279,21 +280,24 @@ def _short(layers: Any) -> str:
     return s if len(s) < 120 else s[:117] + "..."
 
 
-def _position_seed(key: WatermarkKey) -> int:
-    if key.seed is None:
-        raise KeyFileError("tartaglione key has no seed: its watermark positions cannot be drawn")
-    return int(key.seed)
+def _root(key: WatermarkKey) -> int | bytes:
+    if key.seed is None and key.root is None:
+        raise KeyFileError("tartaglione key has neither a seed nor a root: its watermark positions cannot be drawn")
+    return key.key_root
+
+
+#: the stream of a key's root that draws the Eq. 2 re-initialisation (:func:`initialise`)
+INIT_STREAM = 3
 
 
 def init_seed(key_seed: int) -> int:
     """The seed of the Eq. 2 re-initialisation that the hook draws for a key of seed ``key_seed``."""
-    return key_seed + 3
+    return key_seed + INIT_STREAM
 
 
 def initialise(model: nn.Module, key: WatermarkKey) -> None:
     """Eq. 2 as the hook does it for ``key`` (``reinit``): every Conv2d/Linear parameter from N(μ, σ)."""
-    reinit(model, float(key.config.get("mu", 0.0)), float(key.config.get("sigma", 0.01)),
-           init_seed(_position_seed(key)))
+    reinit(model, float(key.config.get("mu", 0.0)), float(key.config.get("sigma", 0.01)), _root(key), INIT_STREAM)
 
 
 def watermark_masks(model: nn.Module, key: WatermarkKey) -> dict[str, Tensor]:
@@ -310,11 +314,11 @@ class TartaglioneHook(TrainHook):
         self.gamma = config.gamma
         self.locked: _Locked | None = None
         self.grads: dict[str, Tensor] | None = None
-        self.gen = generator(_position_seed(key) + 2)
+        self.gen = draw(_root(key), 2)
 
     def on_train_start(self, model: nn.Module) -> None:
         if self.config.reinit:
-            reinit(model, self.config.mu, self.config.sigma, init_seed(_position_seed(self.key)))
+            reinit(model, self.config.mu, self.config.sigma, _root(self.key), INIT_STREAM)
         self.locked = _Locked(model, self.key)
         self.locked.write()
         self.masks = self.locked.masks()
@@ -341,7 +345,7 @@ class TartaglioneHook(TrainHook):
         for n, idx in self.locked.index.items():
             p = params[n]
             z = torch.zeros(p.numel(), device=p.device, dtype=p.dtype)
-            z[idx] = torch.randn(len(idx), generator=self.gen).to(p.device, p.dtype) * self.config.noise
+            z[idx] = self.gen.randn(len(idx)).to(p.device, p.dtype) * self.config.noise
             moved[n] = p + z.view_as(p)
         return F.cross_entropy(functional_call(model, {**params, **moved}, (x,)), y)
 
@@ -371,12 +375,12 @@ class TartaglioneHook(TrainHook):
 
 
 @torch.no_grad()
-def reinit(model: nn.Module, mu: float, sigma: float, seed: int) -> None:
-    """Eq. 2: every Conv2d/Linear parameter drawn from N(μ, σ) (seeded)."""
-    g = generator(seed)
+def reinit(model: nn.Module, mu: float, sigma: float, root: KeyRoot, k: int = 0) -> None:
+    """Eq. 2: every Conv2d/Linear parameter drawn from N(μ, σ) (stream ``k`` of ``root``)."""
+    g = draw(root, k)
     for _, ps in layers_of(model):
         for _, p in ps:
-            p.copy_(torch.randn(p.shape, generator=g) * sigma + mu)
+            p.copy_(g.randn(*p.shape) * sigma + mu)
 
 
 def pearson(a: Tensor, b: Tensor) -> float:
@@ -410,20 +414,20 @@ class Tartaglione(WatermarkMethod):
                   "--method-arg reinit=false." if self.config.reinit else "")
         return super().embed_advice(at_chance=True) + reinit
 
-    def _create_key(self, model: nn.Module, *, seed: int, data: Dataset | None, payload: Tensor | None,
+    def _create_key(self, model: nn.Module, *, root: KeyRoot, data: Dataset | None, payload: Tensor | None,
                     message: str | None) -> WatermarkKey:
         """``payload``: values in [0, 1] of any shape, recorded as ``payload_shape`` (an image's ``[3, H, W]``:
         ``values.reshape(shape)`` of :func:`image_payload`); default ``size`` random values."""
         if payload is None:
-            payload = random_payload(self.config.size, seed)
+            payload = random_payload(self.config.size, root)
         payload = torch.as_tensor(payload, dtype=torch.float32)
         payload_shape = list(payload.shape) if payload.ndim > 1 else None
         payload = payload.reshape(-1)
         if len(payload) < 3 or not bool(torch.isfinite(payload).all()) or payload.min() < 0 or payload.max() > 1:
             raise ConfigError("the payload must hold at least 3 finite values in [0, 1]")
         sizes = layer_sizes(model)
-        draw_positions([s for _, s in sizes], len(payload), seed, self.config.max_layer_fraction)  # fits?
-        return self.key_for(model, seed=seed, layer=None, tensors={"payload": payload}, message_random=False,
+        draw_positions([s for _, s in sizes], len(payload), root, self.config.max_layer_fraction)  # fits?
+        return self.key_for(model, root=root, layer=None, tensors={"payload": payload}, message_random=False,
                             size=len(payload), layers=sizes,
                             payload_shape=list(payload_shape) if payload_shape else [len(payload)])
 

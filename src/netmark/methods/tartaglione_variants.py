@@ -22,6 +22,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from netmark.draws import Draw
+
 Variant = Literal["paper", "official-code"]
 VARIANTS: tuple[str, ...] = ("paper", "official-code")
 #: the official code's scale factor ``--SF``: payload written as (2x − 1) / SF.
@@ -42,10 +44,10 @@ def decode(w: Tensor, variant: str, mu: float, sigma: float) -> Tensor:
     return (w - mu) / (2 * sigma) + 0.5
 
 
-def proportional_layers(caps: list[int], n: int, g: torch.Generator) -> Tensor:
+def proportional_layers(caps: list[int], n: int, g: Draw) -> Tensor:
     """``n`` layer indices drawn one after another with probability proportional to each layer's unused capacity
     (``caps[j]`` minus what earlier draws took): the layer counts of a uniform draw without replacement over all
     ``sum(caps)`` slots, which is how it is drawn (one permutation, bucketed by layer)."""
     bounds = torch.tensor(caps, dtype=torch.int64).cumsum(0)
-    slots = torch.randperm(int(bounds[-1]), generator=g)[:n]
+    slots = g.randperm(int(bounds[-1]))[:n]
     return torch.bucketize(slots, bounds, right=True)

@@ -45,7 +45,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from netmark._util import check_int, first_line, generator, seeded
+from netmark._util import check_int, first_line, seeded
+from netmark.draws import KeyRoot, derived_seed, draw
 from netmark.errors import ArchitectureError, ConfigError, KeyFileError, NetmarkError
 from netmark.keys import WatermarkKey
 from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod
@@ -98,26 +99,27 @@ class TriggerSetConfig(MethodConfig):
 # ----------------------------------------------------------------------------- trigger images
 
 
-def abstract_images(n: int, shape: Sequence[int], seed: int) -> Tensor:
+def abstract_images(n: int, shape: Sequence[int], root: KeyRoot, k: int = 0) -> Tensor:
     """``n`` random "abstract" images in [0, 1] (Adi et al. use 100 abstract drawings): smooth random
-    fields (upsampled low-resolution noise) overlaid with random bright strokes, all from ``seed``."""
+    fields (upsampled low-resolution noise) overlaid with random bright strokes, all from stream ``k`` of ``root``."""
     c, h, w = (int(s) for s in shape)
-    g = generator(seed)
-    low = torch.rand(n, c, max(2, h // 4), max(2, w // 4), generator=g)
+    g = draw(root, k)
+    low = g.rand(n, c, max(2, h // 4), max(2, w // 4))
     field = torch.nn.functional.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
     yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
     out = 0.6 * field
     for _ in range(3):  # three strokes per image: lines a·x + b·y = c of random angle and width
-        ang = torch.rand(n, 1, 1, generator=g) * math.pi
-        off = torch.rand(n, 1, 1, generator=g)
-        width = 0.02 + 0.06 * torch.rand(n, 1, 1, generator=g)
+        ang = g.rand(n, 1, 1) * math.pi
+        off = g.rand(n, 1, 1)
+        width = 0.02 + 0.06 * g.rand(n, 1, 1)
         d = (torch.cos(ang) * xx + torch.sin(ang) * yy - off * 1.2).abs()
-        out = out + 0.8 * (d < width).float().unsqueeze(1) * torch.rand(n, c, 1, 1, generator=g)
+        out = out + 0.8 * (d < width).float().unsqueeze(1) * g.rand(n, c, 1, 1)
     return out.clamp(0, 1)
 
 
-def random_labels(n: int, num_classes: int, seed: int) -> Tensor:
-    return torch.randint(0, num_classes, (n,), generator=generator(seed))
+def random_labels(n: int, num_classes: int, root: KeyRoot, k: int = 0) -> Tensor:
+    """``n`` labels uniform over ``num_classes`` from stream ``k`` of ``root``."""
+    return draw(root, k).randint(0, num_classes, (n,))
 
 
 # ----------------------------------------------------------------------------- querying
@@ -203,17 +205,17 @@ class TriggerSetHook(TrainHook):
     puts the model's accuracy on the whole trigger set into the metrics (``trigger_accuracy``) and, with a
     ``target``, stops training once it reaches it ("until the key is learnt")."""
 
-    def __init__(self, inputs: Tensor, labels: Tensor, per_batch: int, seed: int,
+    def __init__(self, inputs: Tensor, labels: Tensor, per_batch: int, root: KeyRoot, k: int = 0,
                  target: float | None = None) -> None:
         self.inputs, self.labels, self.per_batch = inputs, labels.to(torch.int64), per_batch
-        self.gen = generator(seed)
+        self.gen = draw(root, k)
         self.order = torch.zeros(0, dtype=torch.int64)
         self.target = target
         self.accuracy: float | None = None
 
     def _next(self, m: int) -> Tensor:
         while len(self.order) < m:
-            self.order = torch.cat([self.order, torch.randperm(len(self.labels), generator=self.gen)])
+            self.order = torch.cat([self.order, self.gen.randperm(len(self.labels))])
         idx, self.order = self.order[:m], self.order[m:]
         return idx
 
@@ -271,15 +273,16 @@ class TriggerSetMethod(WatermarkMethod):
                 f"{self.config.per_batch}; {self.config.size} triggers in all).")
 
     @abstractmethod
-    def make_triggers(self, model: nn.Module, *, seed: int, data: Dataset | None,
+    def make_triggers(self, model: nn.Module, *, root: KeyRoot, data: Dataset | None,
                       ) -> tuple[Tensor, Tensor, bool]:
-        """``(inputs, labels, labels_random)`` for a key of ``seed``; inputs in ``model``'s input space."""
+        """``(inputs, labels, labels_random)`` for a key of ``root`` (its draws :func:`netmark.draws.draw`
+        ``(root, k)``); inputs in ``model``'s input space."""
 
-    def _create_key(self, model: nn.Module, *, seed: int, data: Dataset | None, payload: Tensor | None,
+    def _create_key(self, model: nn.Module, *, root: KeyRoot, data: Dataset | None, payload: Tensor | None,
                     message: str | None) -> WatermarkKey:
         """Make the trigger set (``data``: the training set, for schemes that stamp or perturb its images)."""
-        inputs, labels, rnd = self.make_triggers(model, seed=seed, data=data)
-        return self.key_for(model, seed=seed, layer=None, message_random=rnd,
+        inputs, labels, rnd = self.make_triggers(model, root=root, data=data)
+        return self.key_for(model, root=root, layer=None, message_random=rnd,
                             tensors={"inputs": inputs.float().contiguous(), "labels": labels.to(torch.int64)},
                             num_classes=_num_classes(model, inputs), input_shape=list(inputs.shape[1:]))
 
@@ -301,8 +304,8 @@ class TriggerSetMethod(WatermarkMethod):
     key_target: float | None = None
 
     def hook(self, key: WatermarkKey) -> TriggerSetHook:
-        return TriggerSetHook(key.tensors["inputs"], key.tensors["labels"], self.config.per_batch,
-                              (key.seed or 0) + 5, target=self.key_target)
+        return TriggerSetHook(key.tensors["inputs"], key.tensors["labels"], self.config.per_batch, key.key_root, 5,
+                              target=self.key_target)
 
     def extract(self, model: nn.Module, key: WatermarkKey) -> Extraction:
         """The model's answers on the triggers (``bits``: labels; ``scores``: softmax of the key's label)."""
@@ -360,7 +363,8 @@ class TriggerSetMethod(WatermarkMethod):
                               "pass null_models= (models trained without the key) or data= (and train_config=) to "
                               "train reference models")
         return self.ensure_null(key, template=unmarked if unmarked is not None else model, data=data,
-                                train_config=train_config, seed=seed if seed is not None else (key.seed or 0),
+                                train_config=train_config,
+                                seed=seed if seed is not None else derived_seed(key.key_root, 0),
                                 null_models=null_models)
 
     def ensure_null(self, key: WatermarkKey, *, template: nn.Module, data: Dataset | None,
@@ -402,10 +406,10 @@ def _num_classes(model: nn.Module, inputs: Tensor) -> int:
     return int(_probe(model, inputs, "trigger inputs").shape[1])
 
 
-def dataset_images(data: Dataset, n: int, seed: int, *, exclude_label: int | None = None,
+def dataset_images(data: Dataset, n: int, root: KeyRoot, k: int = 0, *, exclude_label: int | None = None,
                    only_label: int | None = None) -> tuple[Tensor, Tensor]:
-    """``n`` images (and labels) drawn without replacement from ``data`` (seeded), optionally excluding or
-    keeping only one class."""
+    """``n`` images (and labels) drawn without replacement from ``data`` (stream ``k`` of ``root``), optionally
+    excluding or keeping only one class."""
     xs, ys = dataset_rows(data)
     keep = torch.ones(len(ys), dtype=torch.bool)
     if exclude_label is not None:
@@ -415,7 +419,7 @@ def dataset_images(data: Dataset, n: int, seed: int, *, exclude_label: int | Non
     idx = keep.nonzero().reshape(-1)
     if len(idx) < n:
         raise ConfigError(f"the data has only {len(idx)} suitable images for {n} triggers")
-    pick = idx[torch.randperm(len(idx), generator=generator(seed))[:n]]
+    pick = idx[draw(root, k).randperm(len(idx))[:n]]
     return xs[pick].clone(), ys[pick].clone()
 
 

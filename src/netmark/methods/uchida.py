@@ -45,7 +45,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from netmark._util import check_bool, check_choice, check_finite, check_int, check_layer_name, generator
+from netmark._util import check_bool, check_choice, check_finite, check_int, check_layer_name
+from netmark.draws import Draw, KeyRoot, draw
 from netmark.errors import ArchitectureError, ConfigError
 from netmark.keys import WatermarkKey
 from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod, drowning_note, register_method
@@ -103,21 +104,21 @@ def embedding_loss(w: Tensor, X: Tensor, bits: Tensor, reduction: str = "sum") -
     return F.binary_cross_entropy_with_logits(X @ w, bits.to(w.dtype), reduction=reduction)
 
 
-def make_matrix(key_type: str, T: int, M: int, g: torch.Generator) -> Tensor:
+def make_matrix(key_type: str, T: int, M: int, g: Draw) -> Tensor:
     """The secret embedding parameter X (§3.3) of shape (T, M)."""
     if key_type == "random":
-        return torch.randn(T, M, generator=g)
+        return g.randn(T, M)
     if M < 2 and key_type == "diff":
         raise ConfigError("a 'diff' key needs a host layer with at least 2 parameters")
     X = torch.zeros(T, M)
     rows = torch.arange(T)
     if T <= M:  # distinct positions per bit where capacity allows
-        pos = torch.randperm(M, generator=g)[:T]
+        pos = g.randperm(M)[:T]
     else:
-        pos = torch.randint(0, M, (T,), generator=g)
+        pos = g.randint(0, M, (T,))
     X[rows, pos] = 1.0
     if key_type == "diff":
-        shift = torch.randint(1, M, (T,), generator=g)
+        shift = g.randint(1, M, (T,))
         X[rows, (pos + shift) % M] = -1.0
     return X
 
@@ -186,13 +187,13 @@ class Uchida(WatermarkMethod):
         return (f"Train longer (--epochs), raise --strength (now {self.config.strength:g}) or embed fewer --bits "
                 f"(now {self.config.bits}).")
 
-    def _create_key(self, model: nn.Module, *, seed: int, data: Dataset | None, payload: Tensor | None,
+    def _create_key(self, model: nn.Module, *, root: KeyRoot, data: Dataset | None, payload: Tensor | None,
                     message: str | None) -> WatermarkKey:
         cfg = self.config
         layer = cfg.layer or auto_layer(model, cfg.bits, cfg.average)
         M = host_vector(host_module(model, layer).weight, cfg.average).numel()
-        X = make_matrix(cfg.key_type, cfg.bits, M, generator(seed))
-        return self.key_for(model, seed=seed, layer=layer, message=message, bits=cfg.bits, tensors={"X": X})
+        X = make_matrix(cfg.key_type, cfg.bits, M, draw(root))
+        return self.key_for(model, root=root, layer=layer, message=message, bits=cfg.bits, tensors={"X": X})
 
     def hook(self, key: WatermarkKey) -> UchidaHook:
         return UchidaHook(key, self.config)

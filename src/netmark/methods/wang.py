@@ -96,7 +96,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from netmark._util import check_choice, check_finite, check_int, check_layer_name, generator
+from netmark._util import check_choice, check_finite, check_int, check_layer_name
+from netmark.draws import Draw, KeyRoot, draw
 from netmark.errors import ArchitectureError, ConfigError, KeyFileError
 from netmark.keys import WatermarkKey
 from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod, register_method
@@ -196,8 +197,8 @@ def l2_loss(logits: Tensor, message: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(logits, message.to(logits.dtype).expand_as(logits))
 
 
-def _glorot(fan_out: int, fan_in: int, g: torch.Generator) -> Tensor:
-    return (torch.rand(fan_out, fan_in, generator=g) * 2 - 1) * math.sqrt(6.0 / (fan_in + fan_out))
+def _glorot(fan_out: int, fan_in: int, g: Draw) -> Tensor:
+    return (g.rand(fan_out, fan_in) * 2 - 1) * math.sqrt(6.0 / (fan_in + fan_out))
 
 
 def _extractor(key: WatermarkKey) -> tuple[Tensor, Tensor, Tensor]:
@@ -225,9 +226,9 @@ def calibrate(model: nn.Module, key: WatermarkKey, *, samples: int | None = None
     sel, W1, W2 = _extractor(key)
     w = host_weight(model, key).detach().float().cpu().reshape(-1)
     n = samples if samples is not None else int(key.config.get("null_samples", 4096))
-    g = generator((key.seed or 0) + 7_919 if seed is None else seed)
-    init = torch.rand(n // 2, w.numel(), generator=g) * 2 - 1
-    shuffle = w[torch.rand(n - n // 2, w.numel(), generator=g).argsort(dim=1)]
+    g = draw(key.key_root, 7_919) if seed is None else draw(seed)
+    init = g.rand(n // 2, w.numel()) * 2 - 1
+    shuffle = w[g.rand(n - n // 2, w.numel()).argsort(dim=1)]
     rates, counts = [], []
     for x in (init, shuffle):
         match = (extractor_logits(x, sel, W1, W2) > 0).long() == key.bits
@@ -266,7 +267,7 @@ class WangHook(TrainHook):
         self.opt: torch.optim.Optimizer | None = None
         self.snapshots: list[Tensor] = []
         self.n_snapshots = self.n_steps = 0
-        self.gen = generator((key.seed or 0) + 104_729)
+        self.gen = draw(key.key_root, 104_729)
 
     def _ready(self, model: nn.Module) -> Tensor:
         w = host_weight(model, self.key)
@@ -319,7 +320,7 @@ class WangHook(TrainHook):
     def _pruned_copies(self, w: Tensor, rank: Tensor) -> Tensor:
         """``augment`` copies of ``w`` magnitude-pruned at random rates in [0, AUGMENT_MAX_RATE) (``rank``:
         :func:`_magnitude_rank` of ``w``)."""
-        rate = torch.rand(self.config.augment, 1, generator=self.gen).to(w.device) * AUGMENT_MAX_RATE
+        rate = self.gen.rand(self.config.augment, 1).to(w.device) * AUGMENT_MAX_RATE
         return w * (rank >= rate)
 
     def _negatives(self, w: Tensor, n: int) -> Tensor:
@@ -327,9 +328,9 @@ class WangHook(TrainHook):
         them replaced by a permutation (cosine to w below ~0.3: hard negatives)."""
         M, g, wc = w.numel(), self.gen, w.cpu()
         k = n - n // 2
-        keep = torch.rand(k, M, generator=g) >= 0.7 + 0.3 * torch.rand(k, 1, generator=g)
-        blend = torch.where(keep, wc, wc[torch.rand(k, M, generator=g).argsort(dim=1)])
-        return torch.cat([torch.rand(n - k, M, generator=g) * 2 - 1, blend]).to(w.device)
+        keep = g.rand(k, M) >= 0.7 + 0.3 * g.rand(k, 1)
+        blend = torch.where(keep, wc, wc[g.rand(k, M).argsort(dim=1)])
+        return torch.cat([g.rand(n - k, M) * 2 - 1, blend]).to(w.device)
 
     def on_epoch_end(self, model: nn.Module, epoch: int, metrics: dict[str, float]) -> None:
         w = self._ready(model).detach().reshape(-1)
@@ -426,15 +427,15 @@ class Wang(WatermarkMethod):
                 f"{self.config.negatives}: all bits can match while null inputs match nearly as many), embed fewer "
                 f"--bits (now {self.config.bits}) or raise --strength (now {self.config.strength:g}).")
 
-    def _create_key(self, model: nn.Module, *, seed: int, data: Dataset | None, payload: Tensor | None,
+    def _create_key(self, model: nn.Module, *, root: KeyRoot, data: Dataset | None, payload: Tensor | None,
                     message: str | None) -> WatermarkKey:
         cfg = self.config
         layer = cfg.layer or host_layer_name(model)
         M = host_module(model, layer).weight.numel()
-        g = generator(seed)
+        g = draw(root)
         tensors = {"selection": torch.ones(M) if cfg.variant == "auto" else torch.zeros(M),
                    "W1": _glorot(cfg.hidden, M, g), "W2": _glorot(cfg.bits, cfg.hidden, g)}
-        return self.key_for(model, seed=seed, layer=layer, message=message, bits=cfg.bits, tensors=tensors)
+        return self.key_for(model, root=root, layer=layer, message=message, bits=cfg.bits, tensors=tensors)
 
     def hook(self, key: WatermarkKey) -> WangHook:
         return WangHook(key, self.config)

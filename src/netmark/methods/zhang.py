@@ -64,7 +64,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from netmark._util import check_finite, check_int, check_unit, generator
+from netmark._util import check_finite, check_int, check_unit
+from netmark.draws import KeyRoot, draw
 from netmark.errors import ConfigError
 from netmark.methods.base import register_method
 from netmark.methods.traits import MethodTraits
@@ -117,18 +118,18 @@ def stamp_text(images: Tensor, text: str, height: float, strength: float) -> Ten
     return (images * (1 - a) + a).clamp(0, 1)
 
 
-def glyph_images(n: int, shape: Sequence[int], seed: int) -> Tensor:
-    """``n`` "unrelated domain" images from ``seed``: two to four bright strokes (line segments or ellipse
-    arcs, random width and colour) on a dark noisy background — handwriting-like marks that belong to no
-    class of the task."""
+def glyph_images(n: int, shape: Sequence[int], root: KeyRoot, k: int = 0) -> Tensor:
+    """``n`` "unrelated domain" images from stream ``k`` of ``root``: two to four bright strokes (line segments
+    or ellipse arcs, random width and colour) on a dark noisy background — handwriting-like marks that belong to
+    no class of the task."""
     c, h, w = (int(s) for s in shape)
-    g = generator(seed)
+    g = draw(root, k)
     yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
     px = 1.0 / max(h, w, 2)
-    out = 0.08 * torch.rand(n, c, h, w, generator=g)
-    strokes = 2 + torch.randint(0, 3, (n,), generator=g)
+    out = 0.08 * g.rand(n, c, h, w)
+    strokes = 2 + g.randint(0, 3, (n,))
     for s in range(4):
-        u = torch.rand(n, 10, 1, 1, generator=g)
+        u = g.rand(n, 10, 1, 1)
         # segment from (x0, y0) to (x1, y1): distance to it
         x0, y0, x1, y1 = (0.1 + 0.8 * u[:, i] for i in range(4))
         dx, dy = x1 - x0, y1 - y0
@@ -142,11 +143,11 @@ def glyph_images(n: int, shape: Sequence[int], seed: int) -> Tensor:
         on_arc = torch.remainder(ang - start, 2 * math.pi) < (0.8 + 1.2 * u[:, 9]) * math.pi
         r = torch.sqrt(((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2)
         d_arc = torch.where(on_arc, (r - 1).abs() * torch.minimum(rx, ry), torch.full_like(r, 9.0))
-        kind = torch.rand(n, 1, 1, generator=g) < 0.5
+        kind = g.rand(n, 1, 1) < 0.5
         d = torch.where(kind, d_seg, d_arc)
-        width = px * (0.4 + 0.8 * torch.rand(n, 1, 1, generator=g))  # half-width: strokes 2-3 pixels wide
+        width = px * (0.4 + 0.8 * g.rand(n, 1, 1))  # half-width: strokes 2-3 pixels wide
         ink = ((width + px - d) / px).clamp(0, 1) * (s < strokes).float().view(n, 1, 1)
-        colour = 0.6 + 0.4 * torch.rand(n, c, 1, 1, generator=g)
+        colour = 0.6 + 0.4 * g.rand(n, c, 1, 1)
         out = torch.maximum(out, ink.unsqueeze(1) * colour)
     return out.clamp(0, 1)
 
@@ -226,32 +227,32 @@ class Zhang(TriggerSetMethod):
         models); image-dependent labels: 2 reference models calibrate each key's null (4 by default)."""
         return cls.config_cls(per_batch=16, target_class=0, null_models=2)  # type: ignore[call-arg,return-value]
 
-    def target(self, c: int, seed: int) -> int:
+    def target(self, c: int, root: KeyRoot) -> int:
         t = self.config.target_class
         for name, v in (("target_class", t), ("source_class", self.config.source_class)):
             if v is not None and v >= c:
                 raise ConfigError(f"{name}={v} but the model has only {c} classes")
         if t is not None:
             return t
-        return int(torch.randint(0, c, (1,), generator=generator(seed + 2)))
+        return int(draw(root, 2).randint(0, c, (1,)))
 
-    def source_images(self, data: Dataset | None, target: int, seed: int) -> Tensor:
+    def source_images(self, data: Dataset | None, target: int, root: KeyRoot) -> Tensor:
         if data is None:
             raise ConfigError(f"{self.name} makes its triggers from training images: pass data=")
         src = self.config.source_class
-        x, _ = dataset_images(data, self.config.size, seed + 3, exclude_label=None if src is not None else target,
+        x, _ = dataset_images(data, self.config.size, root, 3, exclude_label=None if src is not None else target,
                               only_label=src)
         return x
 
-    def make_triggers(self, model: nn.Module, *, seed: int, data: Dataset | None) -> tuple[Tensor, Tensor, bool]:
+    def make_triggers(self, model: nn.Module, *, root: KeyRoot, data: Dataset | None) -> tuple[Tensor, Tensor, bool]:
         shape = input_shape(model, data)
         c = num_classes(model, shape)
-        t = self.target(c, seed)
-        x = self.watermark_images(shape, data, t, seed)
+        t = self.target(c, root)
+        x = self.watermark_images(shape, data, t, root)
         return x, torch.full((len(x),), t, dtype=torch.int64), False
 
     @abstractmethod
-    def watermark_images(self, shape: Sequence[int], data: Dataset | None, target: int, seed: int) -> Tensor:
+    def watermark_images(self, shape: Sequence[int], data: Dataset | None, target: int, root: KeyRoot) -> Tensor:
         """The ``size`` watermark images of a key of ``seed`` (their label is ``target``)."""
 
 
@@ -264,9 +265,9 @@ class ZhangContent(Zhang):
     TRAITS = MethodTraits(payload="labels", query_verifiable=True, needs_data=True)
     config: ZhangContentConfig
 
-    def watermark_images(self, shape: Sequence[int], data: Dataset | None, target: int, seed: int) -> Tensor:
+    def watermark_images(self, shape: Sequence[int], data: Dataset | None, target: int, root: KeyRoot) -> Tensor:
         cfg = self.config
-        return stamp_text(self.source_images(data, target, seed), cfg.text, cfg.text_height, cfg.strength)
+        return stamp_text(self.source_images(data, target, root), cfg.text, cfg.text_height, cfg.strength)
 
 
 @register_method
@@ -278,9 +279,9 @@ class ZhangNoise(Zhang):
     TRAITS = MethodTraits(payload="labels", query_verifiable=True, needs_data=True)
     config: ZhangNoiseConfig
 
-    def watermark_images(self, shape: Sequence[int], data: Dataset | None, target: int, seed: int) -> Tensor:
-        x = self.source_images(data, target, seed)
-        noise = torch.randn(x.shape[1:], generator=generator(seed + 4)) * self.config.noise_std
+    def watermark_images(self, shape: Sequence[int], data: Dataset | None, target: int, root: KeyRoot) -> Tensor:
+        x = self.source_images(data, target, root)
+        noise = draw(root, 4).randn(*x.shape[1:]) * self.config.noise_std
         return (x + noise).clamp(0, 1)
 
 
@@ -292,5 +293,5 @@ class ZhangUnrelated(Zhang):
     config_cls = ZhangUnrelatedConfig
     config: ZhangUnrelatedConfig
 
-    def watermark_images(self, shape: Sequence[int], data: Dataset | None, target: int, seed: int) -> Tensor:
-        return glyph_images(self.config.size, shape, seed + 3)
+    def watermark_images(self, shape: Sequence[int], data: Dataset | None, target: int, root: KeyRoot) -> Tensor:
+        return glyph_images(self.config.size, shape, root, 3)
