@@ -68,3 +68,56 @@ def test_evaluation_runs_are_typed() -> None:
 
 def test_criterion() -> None:
     assert criterion(0.2, "<= 0.5", 0.2 <= 0.5) == {"value": 0.2, "threshold": "<= 0.5", "passed": True}
+
+
+def test_shared_declaration_helpers() -> None:
+    from netmark.bench.spec import independent_specs, pick_schedule
+    from netmark.training import TrainConfig
+
+    @dataclasses.dataclass(frozen=True)
+    class Sc(ScaleBase):
+        train: TrainConfig
+        sizes: tuple[tuple[str, int], ...] = (("a", 1),)
+        model_args: tuple[tuple[str, int], ...] = (("depth", 10),)
+
+    d = Sc("s", TrainConfig(epochs=2, milestones=(1,))).to_dict()  # as results.json reads it back
+    assert d["train"]["milestones"] == [1] and d["sizes"] == [["a", 1]] and d["model_args"] == {"depth": 10}
+    seeds = Sc("s", TrainConfig(), model_seed=1, train_seed=2, key_seed=3).seeds
+    assert seeds == {"model_seed": 1, "train_seed": 2, "key_seed": 3}
+
+    @dataclasses.dataclass(frozen=True)
+    class Run(RunSpecBase):
+        OPTIONAL = ("lr",)
+        schedule: str = "main"
+        lr: float | None = None
+
+    assert "lr" not in Run("r").to_dict() and Run("r", lr=0.1).to_dict()["lr"] == 0.1
+    assert "parent" in Run("r").to_dict()  # only the OPTIONAL fields are left out while None
+    ind = independent_specs(Run, 2, schedule="small")
+    assert [(r.name, r.model_seed, r.train_seed, r.schedule) for r in ind] == [
+        ("independent-00", 1000, 1000, "small"), ("independent-01", 1001, 1001, "small")]
+    cfg = pick_schedule(Run("r", train_seed=7), {"main": TrainConfig(lr=0.1)}, lr=0.5)
+    assert (cfg.seed, cfg.lr) == (7, 0.5)
+    with pytest.raises(ConfigError, match="unknown schedule 'small'"):
+        pick_schedule(ind[0], {"main": TrainConfig()})
+
+
+def test_shared_measure_helpers() -> None:
+    from torch import nn
+
+    from netmark.bench.measure import HistoryHook, false_positives, independents_desc, series
+    from netmark.methods.uchida import Uchida, UchidaConfig
+    from netmark.models import build
+
+    assert series([{"a": 1.0}, {}, {"a": 2.0}], "a", 0.5) == [0.5, None, 1.0]
+    assert independents_desc(3, "mlp", "9 images", "1 epochs") == (
+        "3 independent mlp (seeds 1000..1002, 9 images, 1 epochs)")
+    models = [build("simple-cnn", in_channels=1, image_size=8, num_classes=10) for _ in range(2)]
+    key = Uchida(UchidaConfig(layer="conv2", bits=16)).create_key(models[0], seed=1)
+    block, scores = false_positives(models, key, "two models", extra=1)
+    assert "scores" not in block and len(scores) == 2 and block["n_models"] == 2
+    assert block["models"] == "two models" and block["extra"] == 1
+    hook = HistoryHook(lambda m: {"params": float(sum(p.numel() for p in m.parameters()))})
+    metrics = {"loss": 1.0}
+    hook.on_epoch_end(nn.Linear(2, 1), 0, metrics)
+    assert metrics == {"loss": 1.0, "params": 3.0} and hook.history == [metrics]

@@ -31,6 +31,11 @@ def device_name(device: str) -> str:
     return device
 
 
+def _header(runner: Runner) -> dict[str, Any]:
+    """The entries every ``results.json`` / ``runs.json`` opens with."""
+    return {"experiment": runner.study.id, "paper": runner.study.paper, "netmark_version": __version__,
+            "torch_version": torch.__version__}
+
 
 def run_reproduction(out_dir: str | Path, *, quick: bool, force: bool, progress: Progress | None, data_dir: Any,
                      scale: Any, declared: Runs, measures: Mapping[str, Callable[[Any, Any], Any]],
@@ -125,8 +130,7 @@ def _run_some(runner: Runner, names: list[str], jobs: int) -> dict[str, Any]:
         while n:  # the run and its parents (a derived run read back from the cache does not load its parent)
             runner.get(n)
             n = runner.plan[n].parent
-    return {"experiment": runner.study.id, "paper": runner.study.paper, "partial": True, "netmark_version": __version__,
-            "torch_version": torch.__version__, "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    return {**_header(runner), "partial": True, "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "scale": {**sc.to_dict(), "device": device_name(runner.device), "torch_threads": torch.get_num_threads()},
             "requested": names, "runs": {name: t.record() for name, t in runner.cache.items()},
             "timing": {"total_seconds": round(time.perf_counter() - start, 1), "jobs": jobs,
@@ -153,10 +157,7 @@ def _run_all(runner: Runner, measures: Mapping[str, Callable[[Any, Any], Any]],
     total = time.perf_counter() - start
     tr, te = runner.data("main")
     results: dict[str, Any] = {
-        "experiment": study.id,
-        "paper": study.paper,
-        "netmark_version": __version__,
-        "torch_version": torch.__version__,
+        **_header(runner),
         "python_version": platform.python_version(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": sc.command,

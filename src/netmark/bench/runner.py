@@ -46,11 +46,13 @@ CACHE_VERSION = 1
 # ---------------------------------------------------------------------- defaults of a paper's parts
 
 
-def no_method(runner: Runner, spec: Any) -> WatermarkMethod | None:
+def nothing(*_: Any) -> None:
+    """No method (a plain run), no attack hook."""
     return None
 
 
-def no_record(trained: Trained) -> dict[str, Any]:
+def no_entries(*_: Any) -> dict[str, Any]:
+    """No record entries of a run, no results entries of a scale."""
     return {}
 
 
@@ -79,14 +81,6 @@ def finetune_options(runner: Runner, spec: Any, attack: str, train: TrainConfig)
     return {"train": train, "new_head": str(spec.attack).endswith("-new-head"), "seed": spec.train_seed}
 
 
-def no_hook(parent: Trained, test: ArrayDataset) -> Any:
-    return None
-
-
-def no_entries(runner: Runner) -> dict[str, Any]:
-    return {}
-
-
 @dataclass(frozen=True)
 class Runs:
     """How a study trains its runs: the paper's parts of :class:`Runner` (module-level functions, so that a
@@ -113,16 +107,16 @@ class Runs:
     load: Callable[[Runner, str], tuple[ArrayDataset, ArrayDataset]]
     key_summary: Callable[[WatermarkKey], dict[str, Any]]
     history_keys: tuple[str, ...]
-    method: Callable[[Runner, Any], WatermarkMethod | None] = no_method
+    method: Callable[[Runner, Any], WatermarkMethod | None] = nothing
     describe: Callable[[Runner, Any], str] = describe_method
     score: Callable[[Runner, Trained], str] = owner_score
-    record: Callable[[Trained], dict[str, Any]] = no_record
+    record: Callable[[Trained], dict[str, Any]] = no_entries
     train: Callable[[Runner, Any], Trained] | None = None
     method_part: Callable[[Runner, Any], dict[str, Any] | None] | None = None
     model: Callable[[Runner, Any], str] | None = None
     attack_data: Callable[[Any], str] = attack_on_run_data
     attack_options: Callable[[Runner, Any, str, TrainConfig], dict[str, Any]] = finetune_options
-    attack_hook: Callable[[Trained, ArrayDataset], Any] = no_hook
+    attack_hook: Callable[[Trained, ArrayDataset], Any] = nothing
     extra_keys: Callable[[Any], tuple[str, ...]] = no_extra_keys
     scale_record: Callable[[Runner], dict[str, Any]] = no_entries
     seed_record: Callable[[Runner], dict[str, Any]] = no_entries

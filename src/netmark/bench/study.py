@@ -5,7 +5,8 @@ A paper's package declares its study as data and functions: ``spec`` (``STUDY``,
 run plan and schedule, ``EXPERIMENTS`` of :class:`ExperimentBase`), ``runs`` (``RUNS``, a
 :class:`netmark.bench.runner.Runs`: its data roles, the method that embeds a run, what a run's record holds),
 ``measure`` (``MEASURES``, a :class:`MeasureRegistry`) and ``render`` (:func:`make_render`); the one
-:class:`netmark.bench.runner.Runner` trains every paper's runs.
+:class:`netmark.bench.runner.Runner` trains every paper's runs, each at most once per invocation, shared
+between the experiments (an experiment's measurement: ``measure.MEASURES[experiment.name]``).
 """
 
 from __future__ import annotations
@@ -67,7 +68,16 @@ class MeasureRegistry(dict[str, Callable[[Any, Any], dict[str, Any]]]):
 
 @dataclass(frozen=True)
 class ExperimentBase:
-    """The fields of one table or figure of a paper (each paper adds ``resolve_runs(scale)``)."""
+    """One table or figure of a paper (a paper's ``Experiment`` adds its ``groups``).
+
+    Attributes:
+        name: key of ``results["experiments"]`` and of ``measure.MEASURES``.
+        paper_ref: where it is in the paper ("Table 4", "Fig. 5", "§5.1").
+        title: one line.
+        runs: run names needed (an ``@group`` expands to the runs of :meth:`groups` at a scale).
+        paper: the paper's values.
+        notes: how our measurement maps onto the paper's.
+    """
 
     name: str
     paper_ref: str

@@ -14,7 +14,7 @@ from torch import nn
 
 from netmark.attacks import FinetuneConfig, OverwriteConfig, PruneConfig, finetune, overwrite, prune
 from netmark.bench.roles import fresh_model
-from netmark.data import ArrayDataset, load
+from netmark.data import load
 from netmark.methods import verify
 from netmark.methods.uchida import Uchida, UchidaConfig
 from netmark.training import TrainConfig, evaluate, train
@@ -33,10 +33,6 @@ class DemoRow:
     owner_expects: bool  # True: should be detected; False: an independent model
 
 
-def _fresh(data: ArrayDataset, seed: int) -> nn.Module:
-    return fresh_model(MODEL, data, seed)
-
-
 def run_demo(*, epochs: int = 30, independents: int = 3, progress: Callable[[str], None] | None = None,
              ) -> list[DemoRow]:
     """Run the demo and return one row per verified model."""
@@ -49,9 +45,9 @@ def run_demo(*, epochs: int = 30, independents: int = 3, progress: Callable[[str
         rows.append(DemoRow(name, evaluate(model, te)["accuracy"], verify(model, key), expects))
 
     say(f"training a watermarked {MODEL} ({BITS}-bit Uchida key in {LAYER}) on digits ...")
-    wm, key, _ = Uchida(UchidaConfig(layer=LAYER, bits=BITS)).embed(_fresh(tr, 0), tr, cfg, seed=2026)
+    wm, key, _ = Uchida(UchidaConfig(layer=LAYER, bits=BITS)).embed(fresh_model(MODEL, tr, 0), tr, cfg, seed=2026)
     say("training the same model without a watermark (same seed) ...")
-    plain = _fresh(tr, 0)
+    plain = fresh_model(MODEL, tr, 0)
     train(plain, tr, cfg)
     add("watermarked (owner)", wm, True)
     add("pruned 65% of host layer", prune(wm, PruneConfig(rate=0.65, order="ascending", layer=LAYER)), True)
@@ -64,7 +60,7 @@ def run_demo(*, epochs: int = 30, independents: int = 3, progress: Callable[[str
     add("plain (no watermark)", plain, False)
     for s in range(1, independents + 1):
         say(f"training independent model {s}/{independents} ...")
-        m = _fresh(tr, 100 + s)
+        m = fresh_model(MODEL, tr, 100 + s)
         train(m, tr, TrainConfig(epochs=epochs, lr=0.05, seed=100 + s, progress=False))
         add(f"independent seed {100 + s}", m, False)
     return rows

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -18,6 +18,7 @@ from netmark.access.piracy import (
     pair_attack,
 )
 from netmark.bench.report import criterion
+from netmark.bench.runner import Runner, Trained
 from netmark.bench.study import MeasureRegistry
 from netmark.data import ArrayDataset
 from netmark.training import evaluate
@@ -25,14 +26,9 @@ from netmark.training import evaluate
 from .runs import authorized_accuracy, transform_of
 from .spec import Experiment, run_name
 
-if TYPE_CHECKING:
-    from netmark.bench.runner import Runner, Trained
-
-MEASURES = MeasureRegistry()
 #: ``@measure`` registers a measurement under its function name.
-measure = MEASURES
+MEASURES = measure = MeasureRegistry()
 FIG2_IMAGES = 4
-
 
 
 def _transform(t: Trained) -> AntiPiracyTransform:
@@ -66,18 +62,19 @@ def fig2(runner: Runner, exp: Experiment) -> dict[str, Any]:
     arch = runner.scale.main_arch
     test = runner.data("main")[1]
     x = test.x[:FIG2_IMAGES]
-    out: dict[str, Any] = {"arch": arch, "raw": x.squeeze(1).tolist() if x.shape[1] == 1 else x.tolist(),
-                           "labels": test.y[:FIG2_IMAGES].tolist(), "transforms": {}}
+
+    def images(t: torch.Tensor) -> list[Any]:  # grey images without their channel axis
+        return t.squeeze(1).tolist() if x.shape[1] == 1 else t.tolist()
+
+    out: dict[str, Any] = {"arch": arch, "raw": images(x), "labels": test.y[:FIG2_IMAGES].tolist(), "transforms": {}}
     for kind in KINDS:
         g = _transform(runner.get(run_name(arch, kind)))
         with torch.no_grad():
             xp = g.eval()(x.to(runner.device)).cpu()
         d = xp - x
         out["transforms"][kind] = {
-            "processed": xp.squeeze(1).tolist() if x.shape[1] == 1 else xp.tolist(),
-            "perturbation": d.squeeze(1).tolist() if x.shape[1] == 1 else d.tolist(),
-            "mean_abs": float(d.abs().mean()), "max_abs": float(d.abs().max()),
-            "l2_per_input": float(d.flatten(1).norm(dim=1).mean())}
+            "processed": images(xp), "perturbation": images(d), "mean_abs": float(d.abs().mean()),
+            "max_abs": float(d.abs().max()), "l2_per_input": float(d.flatten(1).norm(dim=1).mean())}
     return out
 
 

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from netmark.access.protect import PAPER_ITERATIONS
@@ -40,7 +40,6 @@ class Scale(ScaleBase):
     """Everything that differs between a quick run and the CPU run (paper values in brackets).
 
     Attributes:
-        name: preset name.
         dataset / train_size: training data [Fashion-MNIST, all 60,000 images] (``None``: the whole split).
         archs: ``(model, epochs)`` per architecture [simple CNN and ResNet-20, 40k iterations of batch 128
             = 85 epochs of 60k]; the first is the one of Fig. 2 and the acceptance figures.
@@ -54,9 +53,7 @@ class Scale(ScaleBase):
             for more than a few epochs, protected simple CNNs collapsed (Learned, epoch 4: every ReLU dead)
             or diverged (Generator, epoch 10: NaN) on a GPU run of the ``gpu`` scale; the gradient norm is
             ~1–2 (median) with rare spikes of ~10, so 5 only cuts the spikes.
-        model_seed / train_seed / key_seed / split_seed / attack_seed: seeds (``key_seed`` draws the transforms).
-        threads: torch intra-op threads while the runner works (``None`` keeps torch's setting).
-        command: the command line that reproduces this scale (shown in the README).
+        key_seed / attack_seed: draw the transforms / the attacks' trials.
     """
 
     dataset: str
@@ -108,30 +105,24 @@ class Scale(ScaleBase):
         return dict(self.archs)[arch]
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["archs"] = [list(a) for a in self.archs]
-        d["train"] = {a: quarter_schedule(e, clip_grad_norm=self.clip_grad_norm).to_dict() for a, e in self.archs}
-        return d
+        return {**super().to_dict(),
+                "train": {a: quarter_schedule(e, clip_grad_norm=self.clip_grad_norm).to_dict() for a, e in self.archs}}
 
 
 SCALES: dict[str, Scale] = {
     "quick": Scale(name="quick", dataset="digits", archs=(("simple-cnn", 15), ("resnet20", 4)),
                    input_only_trials=10, pair_fractions=(0.1, 1.0), pair_trials=2, pair_epochs=3, threads=1,
                    command="netmark reproduce chen-wu --quick"),
-    "cpu": Scale(name="cpu", dataset="fashion-mnist", archs=(("simple-cnn", 8), ("resnet20", 2)),
-                 input_only_trials=100, pair_fractions=(0.1, 0.5, 1.0), pair_trials=10, pair_epochs=3,
-                 attack_test_size=2000,
+    "cpu": Scale(name="cpu", dataset="fashion-mnist", archs=(("simple-cnn", 8), ("resnet20", 2)), pair_trials=10,
+                 pair_epochs=3, attack_test_size=2000,
                  command="netmark reproduce chen-wu --jobs 2 --cache-dir .cache/chen-wu"),
     # ~12 minutes of one H100 (8 runs trained concurrently in ~6 min, then the attacks)
-    "gpu": Scale(name="gpu", dataset="fashion-mnist", archs=(("simple-cnn", 40), ("resnet20", 20)),
-                 input_only_trials=100, pair_fractions=(0.1, 0.5, 1.0), pair_trials=20, pair_epochs=3,
-                 command="netmark reproduce chen-wu --scale gpu --device cuda --jobs 8 "
+    "gpu": Scale(name="gpu", dataset="fashion-mnist", archs=(("simple-cnn", 40), ("resnet20", 20)), pair_trials=20,
+                 pair_epochs=3, command="netmark reproduce chen-wu --scale gpu --device cuda --jobs 8 "
                          "--cache-dir .cache/chen-wu-gpu --out reports/chen-wu-gpu"),
     # the paper's budget (40k iterations of batch 128 = 85 epochs) and trial counts: a GPU's work
     "paper": Scale(name="paper", dataset="fashion-mnist", archs=(("simple-cnn", 85), ("resnet20", 85)),
-                   input_only_trials=100, pair_fractions=(0.1, 0.5, 1.0), pair_trials=100, pair_epochs=5,
-                   clip_grad_norm=None,
-                   command="netmark reproduce chen-wu --scale paper --device cuda --jobs 8 "
+                   clip_grad_norm=None, command="netmark reproduce chen-wu --scale paper --device cuda --jobs 8 "
                            "--cache-dir .cache/chen-wu-paper --out reports/chen-wu-paper"),
 }
 
@@ -166,9 +157,7 @@ def run_name(arch: str, transform: str | None) -> str:
 
 def plan(scale: Scale) -> dict[str, RunSpec]:
     """Every run of ``scale``: per architecture the baseline and one protected model per transform."""
-    common: dict[str, Any] = {"model_seed": scale.model_seed, "train_seed": scale.train_seed,
-                              "key_seed": scale.key_seed}
-    runs = [RunSpec(run_name(a, t), arch=a, transform=t, **common) for a, _ in scale.archs for t in (None, *KINDS)]
+    runs = [RunSpec(run_name(a, t), arch=a, transform=t, **scale.seeds) for a, _ in scale.archs for t in (None, *KINDS)]
     return {r.name: r for r in runs}
 
 

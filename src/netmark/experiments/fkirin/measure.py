@@ -8,8 +8,9 @@ import statistics
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from netmark.bench.runner import Runner
 from netmark.bench.study import MeasureRegistry
 from netmark.io import load_model, save_model
 from netmark.methods import method_from_key
@@ -19,12 +20,8 @@ from netmark.verify import DEFAULT_ALPHA
 from .runs import black_box, main_dataset, watermark_score
 from .spec import SCHEMES, STUDY_SCHEMES, Experiment, study_name
 
-if TYPE_CHECKING:
-    from netmark.bench.runner import Runner
-
-MEASURES = MeasureRegistry()
 #: ``@measure`` registers a measurement under its function name.
-measure = MEASURES
+MEASURES = measure = MeasureRegistry()
 
 
 def _stats(values: list[float]) -> dict[str, float]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from torch import nn
 
+from netmark.bench.measure import HistoryHook
 from netmark.bench.reproduce import make_run
 from netmark.bench.runner import Runner, Runs, Trained
 from netmark.data import ArrayDataset, load
@@ -13,7 +14,6 @@ from netmark.errors import ConfigError
 from netmark.keys import WatermarkKey
 from netmark.methods import get_method, method_from_key
 from netmark.methods.base import WatermarkMethod
-from netmark.training import TrainHook
 
 from .spec import STUDY, RunSpec, Scale
 
@@ -54,19 +54,10 @@ def key_summary(key: WatermarkKey) -> dict[str, Any]:
             "fingerprint": key.fingerprint}
 
 
-class ScoreHook(TrainHook):
-    """Puts the owner's watermark accuracy (and p-value) into the metrics after every epoch of an attack."""
-
-    def __init__(self, key: WatermarkKey) -> None:
-        self.key = key
-        self.history: list[dict[str, float]] = []
-
-    def on_epoch_end(self, model: nn.Module, epoch: int, metrics: dict[str, float]) -> None:
-        acc, lg = watermark_score(model, self.key)
-        metrics["watermark_accuracy"] = acc
-        if lg is not None:
-            metrics["log10_p_value"] = lg
-        self.history.append(dict(metrics))
+def _scores(model: nn.Module, key: WatermarkKey) -> dict[str, float]:
+    """``watermark_accuracy`` and, where the key can be decided, ``log10_p_value``."""
+    acc, lg = watermark_score(model, key)
+    return {"watermark_accuracy": acc, **({} if lg is None else {"log10_p_value": lg})}
 
 
 def _record(t: Trained) -> dict[str, Any]:
@@ -106,15 +97,16 @@ def _describe(runner: Runner, spec: RunSpec) -> str:
 
 
 def _score(runner: Runner, t: Trained) -> str:
-    return f"watermark accuracy {100 * watermark_score(t.model, cast(WatermarkKey, t.key))[0]:.1f}%"
+    return f"watermark accuracy {100 * watermark_score(t.model, t.owner)[0]:.1f}%"
 
 
 def _attack_data(spec: RunSpec) -> str:
     return f"{spec.dataset}@attacker"
 
 
-def _attack_hook(parent: Trained, test: ArrayDataset) -> ScoreHook:
-    return ScoreHook(cast(WatermarkKey, parent.key))
+def _attack_hook(parent: Trained, test: ArrayDataset) -> HistoryHook:
+    """The owner's watermark accuracy (and p-value) after every epoch of an attack."""
+    return HistoryHook(lambda m: _scores(m, parent.owner))
 
 
 def _scale_record(runner: Runner) -> dict[str, Any]:

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from netmark.bench.spec import RunSpecBase, ScaleBase, at_least
@@ -37,7 +37,6 @@ class Scale(ScaleBase):
     """Everything that differs between a quick run and the CPU run (paper values in brackets).
 
     Attributes:
-        name: preset name.
         datasets: ``(name, owner_train_size)`` per dataset [MNIST and CIFAR-10 all 50-60k]; the first is the
             "main" one (scheme checks); ``None`` = every image left after the attacker's part.
         attacker_size: images held out of the owner's training set for the fine-tuning attacker (disjoint).
@@ -52,9 +51,7 @@ class Scale(ScaleBase):
             adversary is classified correctly (the paper: no cap; the toolbox: 5).
         null_models / null_epochs: reference models calibrating the null of image-dependent keys.
         n_independent: independent models for the false-positive check [issue 6: >= 20].
-        model_seed / train_seed / key_seed / split_seed: seeds (run ``r`` adds ``r`` to model/train/key seeds).
-        threads: torch intra-op threads (``None`` keeps torch's).
-        command: the command line that reproduces this scale.
+        model_seed / train_seed / key_seed: run ``r`` of the study adds ``r`` to each.
     """
 
     datasets: tuple[tuple[str, int | None], ...]
@@ -83,8 +80,7 @@ class Scale(ScaleBase):
         bad = [o for o, _ in self.optimizers if o not in OPTIMIZERS]
         if bad:
             raise ConfigError(f"unknown optimizer(s) {bad}")
-        for n in ("runs", "epochs", "finetune_epochs", "scheme_finetune_epochs", "per_batch", "attacker_size"):
-            at_least(self, 1, n)
+        at_least(self, 1, "runs", "epochs", "finetune_epochs", "scheme_finetune_epochs", "per_batch", "attacker_size")
         at_least(self, 2, "n_independent")
 
     @property
@@ -104,20 +100,13 @@ class Scale(ScaleBase):
         return TrainConfig(epochs=epochs or self.finetune_epochs, batch_size=self.batch_size, optimizer="sgd",
                            lr=self.finetune_lr, momentum=self.momentum, seed=seed, progress=False)
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["datasets"] = [list(x) for x in self.datasets]
-        d["optimizers"] = [list(x) for x in self.optimizers]
-        return d
-
 
 SCALES: dict[str, Scale] = {
     "quick": Scale(name="quick", datasets=(("digits", None),), attacker_size=400, model_args={"hidden": [128]},
                    epochs=12, batch_size=32, runs=2, finetune_epochs=3, scheme_finetune_epochs=3, per_batch=8,
                    null_models=2, n_independent=3, threads=1, command="netmark reproduce fkirin --quick"),
     "cpu": Scale(name="cpu", datasets=(("fashion-mnist", 5000), ("digits", None)), attacker_size=400,
-                 model_args={"hidden": [256]}, epochs=15, batch_size=64, runs=10, finetune_epochs=10,
-                 scheme_finetune_epochs=20, per_batch=8, null_models=4, n_independent=20,
+                 model_args={"hidden": [256]}, epochs=15, per_batch=8,
                  command="netmark reproduce fkirin --jobs 2 --cache-dir .cache/fkirin"),
 }
 
@@ -161,7 +150,7 @@ def plan(scale: Scale) -> dict[str, RunSpec]:
     runs: list[RunSpec] = []
     main = scale.datasets[0][0]
     sgd_lr = dict(scale.optimizers).get("sgd", 0.01)
-    seeds: dict[str, Any] = {"model_seed": scale.model_seed, "train_seed": scale.train_seed, "key_seed": scale.key_seed}
+    seeds = scale.seeds
     for d, _ in scale.datasets:
         for opt, lr in scale.optimizers:
             for s in STUDY_SCHEMES:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -13,10 +13,12 @@ from torch import nn
 from netmark._util import seeded
 from netmark.attacks import FixedPointConfig, RoundTripConfig, fixed_point_model, roundtrip
 from netmark.attacks.roundtrip import DTYPES
+from netmark.bench.measure import false_positives, independents, independents_desc, series
 from netmark.bench.report import criterion
+from netmark.bench.runner import Runner, Trained
 from netmark.bench.study import MeasureRegistry
 from netmark.keys import WatermarkKey
-from netmark.methods import false_positive_rate, verify
+from netmark.methods import verify
 from netmark.methods.tartaglione import Tartaglione, initialise, pearson, watermark_masks
 from netmark.training import TrainHook, evaluate, make_optimizer, train_step
 
@@ -26,26 +28,15 @@ from .spec import (
     REFERENCE_R,
     Experiment,
     finetuned_run,
-    independent_run,
     lr_sweep_runs,
     marked_run,
     marked_runs,
 )
 
-if TYPE_CHECKING:
-    from netmark.bench.runner import Runner, Trained
-
-MEASURES = MeasureRegistry()
 #: ``@measure`` registers a measurement under its function name.
-measure = MEASURES
+MEASURES = measure = MeasureRegistry()
 REF = marked_run(REFERENCE_R)
 HIST_BINS = 60
-
-
-
-def _key(t: Trained) -> WatermarkKey:
-    assert t.key is not None
-    return t.key
 
 
 def wm_stats(model: nn.Module, key: WatermarkKey) -> dict[str, Any]:
@@ -76,15 +67,14 @@ def table1(runner: Runner, exp: Experiment) -> dict[str, Any]:
 
 @measure
 def fig4a(runner: Runner, exp: Experiment) -> dict[str, Any]:
-    series: dict[str, Any] = {}
+    curves: dict[str, Any] = {}
     for name in marked_runs(runner.scale):
         parent, ft = runner.get(name), runner.get(finetuned_run(name))
-        key = _key(parent)
-        hist = ft.history
-        series[name] = {"replicas": parent.spec.replicas, "replica_batch": parent.spec.replica_batch,
+        key, hist = parent.owner, ft.history
+        curves[name] = {"replicas": parent.spec.replicas, "replica_batch": parent.spec.replica_batch,
                         "epochs": list(range(len(hist) + 1)),
-                        "pearson": [verify(parent.model, key).score, *(h.get("pearson") for h in hist)],
-                        "test_accuracy": [parent.test_accuracy, *(h.get("test_accuracy") for h in hist)],
+                        "pearson": [verify(parent.model, key).score, *series(hist, "pearson")],
+                        "test_accuracy": [parent.test_accuracy, *series(hist, "test_accuracy")],
                         "after": {**wm_stats(ft.model, key), "test_accuracy": ft.test_accuracy},
                         "drift": layer_drift(parent.model, ft.model, key)}
     cfg = runner.scale.train
@@ -93,10 +83,10 @@ def fig4a(runner: Runner, exp: Experiment) -> dict[str, Any]:
         for name in lr_sweep_runs(runner.scale):
             parent, ft = runner.get(name), runner.get(finetuned_run(name, lr))
             sweep.setdefault(f"{lr:g}", {})[name] = {
-                "pearson": [series[name]["pearson"][0], *(h.get("pearson") for h in ft.history)],
-                "after": {**wm_stats(ft.model, _key(parent)), "test_accuracy": ft.test_accuracy}}
+                "pearson": [curves[name]["pearson"][0], *series(ft.history, "pearson")],
+                "after": {**wm_stats(ft.model, parent.owner), "test_accuracy": ft.test_accuracy}}
     return {"epochs": cfg.epochs, "optimizer": cfg.optimizer, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
-            "train_size": runner.get("plain").train_size, "series": series, "lr_sweep": sweep}
+            "train_size": runner.get("plain").train_size, "series": curves, "lr_sweep": sweep}
 
 
 def layer_drift(before: nn.Module, after: nn.Module, key: WatermarkKey) -> dict[str, dict[str, float]]:
@@ -184,7 +174,7 @@ def fig2(runner: Runner, exp: Experiment) -> dict[str, Any]:
     for name in exp.resolve_runs(sc):
         t = runner.get(name)
         dev = next(t.model.parameters()).device
-        key = t.key if t.key is not None else _key(runner.get(REF))  # plain: the same positions, never locked
+        key = t.key if t.key is not None else runner.get(REF).owner  # plain: the same positions, never locked
         runs[name] = landscape(t.model, key, x.to(dev), y.to(dev), list(sc.landscape_steps),
                                sc.landscape_directions, sc.noise, sc.landscape_seed)
     return {"images": n, "noise": sc.noise, "directions": sc.landscape_directions, "plain_positions_of": REF,
@@ -192,7 +182,7 @@ def fig2(runner: Runner, exp: Experiment) -> dict[str, Any]:
 
 
 def _compressed(model: nn.Module, t: Trained) -> dict[str, Any]:
-    return {"test_error": _error(model, t), **wm_stats(model, _key(t))}
+    return {"test_error": _error(model, t), **wm_stats(model, t.owner)}
 
 
 @measure
@@ -216,7 +206,7 @@ def fig3(runner: Runner, exp: Experiment) -> dict[str, Any]:
     from scipy.stats import ks_2samp
 
     sc, t = runner.scale, runner.get(REF)
-    key = _key(t)
+    key = t.owner
     tr = runner.data("main")[0]
     init = runner.fresh_model(tr, t.spec.model_seed)
     if sc.reinit:
@@ -310,7 +300,7 @@ def _step_costs(runner: Runner) -> dict[str, Any]:
 @measure
 def overhead(runner: Runner, exp: Experiment) -> dict[str, Any]:
     split, full = runner.get(finetuned_run(REF)), runner.get(finetuned_run(FULL_RUN))
-    key = _key(runner.get(REF))
+    key = runner.get(REF).owner
     ps, pf = verify(split.model, key).score, verify(full.model, key).score
     return {"cost": step_costs(runner),
             "robustness": {"split_run": REF, "full_run": FULL_RUN, "epochs": len(split.history),
@@ -328,19 +318,17 @@ def acceptance(runner: Runner, exp: Experiment) -> dict[str, Any]:
     errors = {r: 100.0 * (1.0 - runner.get(marked_run(r)).test_accuracy) for r in (0, 1, REFERENCE_R)}
     spread = max(errors.values()) - min(errors.values())
     ref = runner.get(REF)
-    key = _key(ref)
+    key = ref.owner
     ft = {name: verify(runner.get(finetuned_run(name)).model, key).score for name in marked_runs(sc)}
     p0, p4, pfull = ft[marked_run(0)], ft[REF], ft[FULL_RUN]
     m8 = fixed_point_model(ref.model, FixedPointConfig(bits=8, rounding="mask"))
     p8 = verify(m8, key).score
     cost = step_costs(runner)
     ratio = cost["cases"][f"{REF}-split"]["ratio"]
-    indep = [runner.get(independent_run(i)) for i in range(sc.n_independent)]
-    models = [t.model for t in indep] + [runner.get("plain").model]
-    fp = false_positive_rate(models, key).to_dict()
-    scores = fp.pop("scores")
-    fp.update(max_pearson=max(scores), models=f"{len(indep)} independent {sc.model} (seeds 1000..{999 + len(indep)}, "
-              f"{indep[0].train_size} images, {sc.small_train.epochs} epochs) + the plain run")
+    indep = independents(runner, sc.n_independent)
+    desc = independents_desc(len(indep), sc.model, f"{indep[0].train_size} images", f"{sc.small_train.epochs} epochs")
+    fp, scores = false_positives([t.model for t in indep] + [runner.get("plain").model], key, desc + " + the plain run")
+    fp["max_pearson"] = max(scores)
     n = len(key.tensors["payload"])
     criteria = {
         "test_error_spread_pp_R0_R1_R4": criterion(spread, "<= 0.5", spread <= 0.5),

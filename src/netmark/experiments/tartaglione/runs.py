@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from torch import Tensor, nn
 
 from netmark.attacks import FixedPointConfig, fixed_point_model
+from netmark.bench.measure import HistoryHook
 from netmark.bench.reproduce import make_run
 from netmark.bench.runner import Runner, Runs, Trained
 from netmark.data import ArrayDataset, load
 from netmark.errors import ConfigError
 from netmark.keys import WatermarkKey
 from netmark.methods.tartaglione import Tartaglione, TartaglioneConfig, demo_logo, init_seed, reinit
-from netmark.training import TrainHook, evaluate, train
+from netmark.training import evaluate, train
 
 from .spec import STUDY, RunSpec, Scale
 
@@ -49,20 +50,6 @@ def key_summary(key: WatermarkKey) -> dict[str, Any]:
 
 def pearson_of(model: nn.Module, key: WatermarkKey) -> float:
     return float(Tartaglione.from_key(key).extract(model, key).details["pearson"])
-
-
-class PearsonHook(TrainHook):
-    """Puts the owner's Pearson ρ (and the test accuracy) into the metrics after every epoch of an attack
-    and keeps the history (``Finetune`` returns only the model)."""
-
-    def __init__(self, key: WatermarkKey, test: ArrayDataset) -> None:
-        self.key, self.test = key, test
-        self.history: list[dict[str, float]] = []
-
-    def on_epoch_end(self, model: nn.Module, epoch: int, metrics: dict[str, float]) -> None:
-        metrics["pearson"] = pearson_of(model, self.key)
-        metrics["test_accuracy"] = evaluate(model, self.test)["accuracy"]
-        self.history.append(dict(metrics))
 
 
 def _record(trained: Trained) -> dict[str, Any]:
@@ -101,7 +88,7 @@ def _describe(runner: Runner, spec: RunSpec) -> str:
 
 
 def _score(runner: Runner, trained: Trained) -> str:
-    return f"owner Pearson {pearson_of(trained.model, cast(WatermarkKey, trained.key)):.4f}"
+    return f"owner Pearson {pearson_of(trained.model, trained.owner):.4f}"
 
 
 def _train(runner: Runner, spec: RunSpec) -> Trained:
@@ -122,8 +109,10 @@ def _train(runner: Runner, spec: RunSpec) -> Trained:
     return runner.trained(spec, model, key, te, len(tr), history=result.history)
 
 
-def _attack_hook(parent: Trained, test: ArrayDataset) -> PearsonHook:
-    return PearsonHook(cast(WatermarkKey, parent.key), test)
+def _attack_hook(parent: Trained, test: ArrayDataset) -> HistoryHook:
+    """The owner's Pearson ρ and the test accuracy after every epoch of an attack."""
+    return HistoryHook(lambda m: {"pearson": pearson_of(m, parent.owner),
+                                  "test_accuracy": evaluate(m, test)["accuracy"]})
 
 
 def _scale_record(runner: Runner) -> dict[str, Any]:

@@ -5,18 +5,16 @@
   (Fashion-MNIST + LeNet5-caffe, the paper's SGD schedule on fewer epochs and images; the default) and ``paper``
   (the paper's 100 epochs on all 60,000 training images: a GPU run).
 * :class:`RunSpec` — one model: trained from scratch (plain, or watermarked with R replicas, split or
-  full-batch) or derived from another run by the fine-tuning attack. :func:`plan` lists every run of a
-  scale; the runner trains each at most once per invocation and shares it between experiments.
-* :class:`Experiment` — one table/figure of the paper: which runs it needs, the paper's values, and
-  the name of its measurement (``measure.MEASURES``). :data:`EXPERIMENTS` is the whole reproduction.
+  full-batch) or derived from another run by the fine-tuning attack. :func:`plan` lists every run of a scale.
+* :class:`Experiment` — one table/figure of the paper with the paper's values (:data:`EXPERIMENTS`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from netmark.bench.spec import RunSpecBase, ScaleBase, at_least
+from netmark.bench.spec import RunSpecBase, ScaleBase, at_least, independent_run, independent_specs, pick_schedule
 from netmark.bench.study import ExperimentBase, Study
 from netmark.errors import ConfigError
 from netmark.methods.tartaglione import PAPER_TRAIN
@@ -34,7 +32,6 @@ class Scale(ScaleBase):
     """Everything that differs between a quick run and the CPU run (paper values in brackets).
 
     Attributes:
-        name: preset name.
         dataset / model / model_args: training data (``netmark.data.load``) and architecture [MNIST, LeNet5-caffe].
         layer: the layer whose weight distribution Fig. 3 shows [``conv2``].
         train / train_size: schedule and training-set size of every trained run [vanilla SGD lr 0.1, weight
@@ -61,9 +58,7 @@ class Scale(ScaleBase):
             measurement (one process, one torch thread, a fixed batch of ``train.batch_size``).
         landscape_images / landscape_directions / landscape_steps: Fig. 2's loss landscape: training images it
             is measured on, random directions per perturbation size, and the sizes (multiples of s).
-        model_seed / train_seed / key_seed / split_seed / landscape_seed: seeds.
-        threads: torch intra-op threads while the runner works (``None`` keeps torch's setting).
-        command: the command line that reproduces this scale (shown in the README).
+        landscape_seed: seeds the landscape's images and directions.
     """
 
     dataset: str
@@ -117,13 +112,6 @@ class Scale(ScaleBase):
     def payload_shape(self) -> tuple[int, int, int]:
         return (3, *self.logo)
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["train"] = self.train.to_dict()
-        d["small_train"] = self.small_train.to_dict()
-        d["model_args"] = dict(self.model_args)
-        return d
-
 
 def _sgd(epochs: int) -> TrainConfig:
     """The paper's schedule (vanilla SGD lr 0.1, weight decay 1e-4, batch 100) with ``epochs`` epochs."""
@@ -133,27 +121,20 @@ def _sgd(epochs: int) -> TrainConfig:
 SCALES: dict[str, Scale] = {
     "quick": Scale(
         name="quick", dataset="digits", model="simple-cnn", layer="conv2", train=_sgd(6), small_train=_sgd(1),
-        replicas=(0, 1, 4), logo=(20, 30), gamma=1e-4, gamma_step=25, gamma_variants=(1e-3,), finetune_lrs=(0.01,),
-        reinit=False,
-        max_layer_fraction=0.25, n_independent=20, overhead_rounds=3, overhead_steps=4, threads=1,
-        landscape_images=500, landscape_directions=2, landscape_steps=(1.0, 4.0),
+        gamma_variants=(1e-3,), finetune_lrs=(0.01,), reinit=False, max_layer_fraction=0.25, overhead_rounds=3,
+        overhead_steps=4, threads=1, landscape_images=500, landscape_directions=2, landscape_steps=(1.0, 4.0),
         command="netmark reproduce tartaglione --quick",
     ),
     "cpu": Scale(
         name="cpu", dataset="fashion-mnist", model="lenet5", layer="conv2", train=_sgd(20), train_size=12000,
-        small_train=_sgd(3), small_train_size=6000, replicas=(0, 1, 4, 16), logo=(20, 30), gamma=1e-4,
-        gamma_step=5, gamma_variants=(2.5e-3,), finetune_lrs=(0.01, 0.001), reinit=True, max_layer_fraction=1.0,
-        n_independent=20,
-        overhead_rounds=5, overhead_steps=10,
-        command="netmark reproduce tartaglione --jobs 2 --cache-dir .cache/tartaglione",
+        small_train=_sgd(3), small_train_size=6000, replicas=(0, 1, 4, 16), gamma_step=5, gamma_variants=(2.5e-3,),
+        finetune_lrs=(0.01, 0.001), command="netmark reproduce tartaglione --jobs 2 --cache-dir .cache/tartaglione",
     ),
     # §IV-A's schedule on the whole Fashion-MNIST training split: 100 epochs, γ halved every 25 (hours on 2 CPU
     # cores; minutes on one GPU with a worker per run)
     "paper": Scale(
-        name="paper", dataset="fashion-mnist", model="lenet5", layer="conv2", train=_sgd(100), train_size=None,
-        small_train=_sgd(3), small_train_size=6000, replicas=(0, 1, 4, 16), logo=(20, 30), gamma=1e-4,
-        gamma_step=25, gamma_variants=(), finetune_lrs=(0.01,), reinit=True, max_layer_fraction=1.0,
-        n_independent=20, overhead_rounds=5, overhead_steps=10,
+        name="paper", dataset="fashion-mnist", model="lenet5", layer="conv2", train=_sgd(100), small_train=_sgd(3),
+        small_train_size=6000, replicas=(0, 1, 4, 16), finetune_lrs=(0.01,),
         command="netmark reproduce tartaglione --scale paper --device cuda --jobs 16 --cache-dir "
                 ".cache/tartaglione-paper --out reports/tartaglione-paper",
     ),
@@ -177,7 +158,6 @@ class RunSpec(RunSpecBase):
     """One model of the reproduction.
 
     Attributes:
-        name: unique run name (key of ``results["runs"]``).
         replicas: R (``None``: a plain model, no watermark).
         replica_batch: ``split`` (netmark's fast path) or ``full`` (the paper's replicas).
         payload_shape: ``[3, h, w]`` of the ``demo_logo`` payload (watermarked runs).
@@ -187,8 +167,12 @@ class RunSpec(RunSpecBase):
         gamma: γ of this run (``None``: the scale's).
         lr: learning rate of this run's schedule (``None``: the scale's).
         variant: the embedding's ``TartaglioneConfig.variant`` (``None``: the paper's).
+
+    ``gamma`` / ``lr`` / ``variant`` at ``None`` (the scale's value, the paper's variant) are left out of
+    ``to_dict()``, so runs cached before the fields existed keep their key.
     """
 
+    OPTIONAL = ("gamma", "lr", "variant")
     replicas: int | None = None
     replica_batch: str = "split"
     payload_shape: tuple[int, ...] | None = None
@@ -199,14 +183,6 @@ class RunSpec(RunSpecBase):
     gamma: float | None = None
     lr: float | None = None
     variant: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        # the scale's value (the paper's variant): left out, so runs cached before the field existed keep their key
-        for f in ("gamma", "lr", "variant"):
-            if d[f] is None:
-                del d[f]
-        return d
 
 
 def marked_run(r: int) -> str:
@@ -226,10 +202,6 @@ def lr_sweep_runs(scale: Scale) -> list[str]:
     return list(dict.fromkeys(marked_run(r) for r in (0, REFERENCE_R, max(scale.replicas))))
 
 
-def independent_run(i: int) -> str:
-    return f"independent-{i:02d}"
-
-
 def marked_runs(scale: Scale) -> list[str]:
     """Every watermarked run: the split R values, the full-batch reference, then the γ variants."""
     return [*(marked_run(r) for r in scale.replicas), FULL_RUN, *(gamma_run(g) for g in scale.gamma_variants)]
@@ -237,33 +209,25 @@ def marked_runs(scale: Scale) -> list[str]:
 
 def plan(scale: Scale) -> dict[str, RunSpec]:
     """Every run the experiments can ask for at ``scale`` (trained lazily, at most once)."""
-    ms, ts, ks = scale.model_seed, scale.train_seed, scale.key_seed
-    common: dict[str, Any] = {"model_seed": ms, "train_seed": ts, "key_seed": ks}
-    runs = [RunSpec("plain", init=(scale.mu, scale.sigma) if scale.reinit else None, **common)]
-    marked = [RunSpec(marked_run(r), replicas=r, payload_shape=scale.payload_shape, **common) for r in scale.replicas]
-    marked.append(RunSpec(FULL_RUN, replicas=REFERENCE_R, replica_batch="full", payload_shape=scale.payload_shape,
-                          **common))
-    marked += [RunSpec(gamma_run(g), replicas=REFERENCE_R, payload_shape=scale.payload_shape, gamma=g, **common)
+    seeds, ts, shape = scale.seeds, scale.train_seed, scale.payload_shape
+    runs = [RunSpec("plain", init=(scale.mu, scale.sigma) if scale.reinit else None, **seeds)]
+    marked = [RunSpec(marked_run(r), replicas=r, payload_shape=shape, **seeds) for r in scale.replicas]
+    marked.append(RunSpec(FULL_RUN, replicas=REFERENCE_R, replica_batch="full", payload_shape=shape, **seeds))
+    marked += [RunSpec(gamma_run(g), replicas=REFERENCE_R, payload_shape=shape, gamma=g, **seeds)
                for g in scale.gamma_variants]
     runs += marked
     runs += [RunSpec(finetuned_run(m.name), schedule="finetune", train_seed=ts + 1, parent=m.name, attack="finetune")
              for m in marked]
     runs += [RunSpec(finetuned_run(m, lr), schedule="finetune", train_seed=ts + 1, parent=m, attack="finetune", lr=lr)
              for lr in scale.finetune_lrs for m in lr_sweep_runs(scale)]
-    runs += [RunSpec(independent_run(i), data="small", schedule="small", model_seed=1000 + i, train_seed=1000 + i)
-             for i in range(scale.n_independent)]
+    runs += independent_specs(RunSpec, scale.n_independent, data="small", schedule="small")
     return {r.name: r for r in runs}
 
 
 def schedule_of(scale: Scale, spec: RunSpec) -> TrainConfig:
     """The TrainConfig of a run: the scale's schedule (the attack's is the embedding's) with the run's seed."""
-    if spec.schedule in ("main", "finetune"):
-        base = scale.train
-    elif spec.schedule == "small":
-        base = scale.small_train
-    else:
-        raise ConfigError(f"unknown schedule {spec.schedule!r}")
-    return replace(base, seed=spec.train_seed, lr=base.lr if spec.lr is None else spec.lr)
+    base = pick_schedule(spec, {"main": scale.train, "finetune": scale.train, "small": scale.small_train})
+    return replace(base, lr=base.lr if spec.lr is None else spec.lr)
 
 
 # ----------------------------------------------------------------------------- experiments

@@ -28,10 +28,10 @@ import torch
 from torch import nn
 
 from netmark.attacks import FixedPointConfig, OutlierReset, OutlierResetConfig, fixed_point_model
+from netmark.bench.measure import series
 from netmark.bench.reproduce import run_reproduction
 from netmark.bench.runner import Runner, Trained
 from netmark.bench.study import Study, render_reproduction
-from netmark.errors import ConfigError
 from netmark.keys import WatermarkKey
 from netmark.methods.tartaglione import layers_of, watermark_masks
 from netmark.training import evaluate
@@ -82,12 +82,6 @@ def variant_plan(scale: Scale) -> dict[str, RunSpec]:
     return out
 
 
-def _owner(t: Trained) -> WatermarkKey:
-    if t.key is None:
-        raise ConfigError(f"run {t.spec.name} carries no watermark")
-    return t.key
-
-
 def _attacked(model: nn.Module, t: Trained, key: WatermarkKey) -> dict[str, Any]:
     return {**wm_stats(model, key), "test_accuracy": evaluate(model, t.test)["accuracy"]}
 
@@ -119,7 +113,7 @@ def compare(runner: Runner, exp: Experiment) -> dict[str, Any]:
         for r in REPLICAS:
             name = run_name(variant, r)
             t, ft = runner.get(name), runner.get(finetuned_run(name))
-            key = _owner(t)
+            key = t.owner
             outlier = {}
             for k in OUTLIER_KS:
                 atk = OutlierReset(OutlierResetConfig(k=k))
@@ -128,8 +122,7 @@ def compare(runner: Runner, exp: Experiment) -> dict[str, Any]:
             rows[name] = {
                 "variant": variant, "replicas": r, "test_accuracy": t.test_accuracy, **wm_stats(t.model, key),
                 "finetune": {"epochs": len(ft.history), "test_accuracy": ft.test_accuracy, **wm_stats(ft.model, key),
-                             "pearson_by_epoch": [wm_stats(t.model, key)["pearson"],
-                                                  *(h.get("pearson") for h in ft.history)]},
+                             "pearson_by_epoch": [wm_stats(t.model, key)["pearson"], *series(ft.history, "pearson")]},
                 "fixed_point": {str(b): _attacked(fixed_point_model(t.model, FixedPointConfig(bits=b, rounding="mask")),
                                                   t, key) for b in BITS},
                 "ks": ks, "ks_min_p_value": min(v["ks_p_value"] for v in ks.values()),

@@ -4,32 +4,29 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import nn
 
 from netmark.attacks import PruneConfig, prune
 from netmark.attacks.prune import ORDERS, PruneOrder
+from netmark.bench.measure import false_positives, independents, independents_desc, series
 from netmark.bench.report import criterion
+from netmark.bench.runner import Runner, Trained
 from netmark.bench.study import MeasureRegistry
 from netmark.keys import WatermarkKey
-from netmark.methods import false_positive_rate, verify
+from netmark.methods import verify
 from netmark.methods.uchida import Uchida, embed_without_training, embedding_loss, host_module, host_vector
 from netmark.training import evaluate
 from netmark.verify import log10_binomial_tail
 
 from .runs import host_size
-from .spec import Experiment, capacity_run, independent_run
+from .spec import Experiment, capacity_run
 
-if TYPE_CHECKING:
-    from netmark.bench.runner import Runner, Trained
-
-MEASURES = MeasureRegistry()
 #: ``@measure`` registers a measurement under its function name.
-measure = MEASURES
+MEASURES = measure = MeasureRegistry()
 KEY_TYPES = ("direct", "diff", "random")
 HIST_ALPHAS = (0.65, 0.95)
-
 
 
 def wm_stats(model: nn.Module, key: WatermarkKey) -> dict[str, Any]:
@@ -54,20 +51,16 @@ def correct_prob(model: nn.Module, key: WatermarkKey) -> list[float]:
     return [round(float(v), 5) for v in p]
 
 
-def _history(t: Trained, k: str, scale: float = 1.0) -> list[float | None]:
-    return [h[k] * scale if k in h else None for h in t.history]
-
-
 @measure
 def fig1(runner: Runner, exp: Experiment) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in exp.runs:
         t = runner.get(name)
-        bits = len(t.key.message) if t.key is not None else 1
-        out[name] = {"epoch": _history(t, "epoch"), "test_error": [1 - a for a in _history(t, "test_accuracy")],  # type: ignore[operator]
-                     "train_loss": _history(t, "loss"), "task_loss": _history(t, "task_loss"),
-                     "embed_loss": _history(t, "embed_loss_raw", 1.0 / bits) if t.key is not None else None,
-                     "ber": _history(t, "bit_error_rate") if t.key is not None else None}
+        h, marked = t.history, t.key is not None
+        out[name] = {"epoch": series(h, "epoch"), "test_error": [1 - a for a in series(h, "test_accuracy")],  # type: ignore[operator]
+                     "train_loss": series(h, "loss"), "task_loss": series(h, "task_loss"),
+                     "embed_loss": series(h, "embed_loss_raw", 1.0 / len(t.owner.message)) if marked else None,
+                     "ber": series(h, "bit_error_rate") if marked else None}
     return out
 
 
@@ -81,9 +74,7 @@ def table4(runner: Runner, exp: Experiment) -> dict[str, Any]:
                                "final_train_loss": t.history[-1]["loss"] if t.history else None}
         row.update(wm_stats(t.model, t.key) if t.key is not None else {"embed_loss": None, "ber": None})
         rows[label] = row
-    owner = runner.get("random").key
-    assert owner is not None
-    rows["none"]["embed_loss_owner_key"] = wm_stats(runner.get("plain").model, owner)["embed_loss"]
+    rows["none"]["embed_loss_owner_key"] = wm_stats(runner.get("plain").model, runner.get("random").owner)["embed_loss"]
     return rows
 
 
@@ -93,8 +84,7 @@ def fig2(runner: Runner, exp: Experiment) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kt in KEY_TYPES:
         t = runner.get(kt)
-        assert t.key is not None
-        emb, not_emb = correct_prob(t.model, t.key), correct_prob(plain, t.key)
+        emb, not_emb = correct_prob(t.model, t.owner), correct_prob(plain, t.owner)
         out[kt] = {"embedded": emb, "not_embedded": not_emb, "embedded_min": min(emb),
                    "not_embedded_min": min(not_emb), "embedded_correct": sum(v > 0.5 for v in emb)}
     return out
@@ -108,8 +98,7 @@ def table6(runner: Runner, exp: Experiment) -> dict[str, Any]:
         cells[layer] = {}
         for bits in sc.capacity_bits:
             t = runner.get(capacity_run(layer, bits))
-            assert t.key is not None
-            cells[layer][str(bits)] = {"test_error": 1 - t.test_accuracy, **wm_stats(t.model, t.key)}
+            cells[layer][str(bits)] = {"test_error": 1 - t.test_accuracy, **wm_stats(t.model, t.owner)}
     base = runner.get("capacity-plain")
     return {"layers": {la: host_size(runner, la) for la in sc.capacity_layers}, "bits": list(sc.capacity_bits),
             "cells": cells, "plain_test_error": 1 - base.test_accuracy, "train_size": base.train_size,
@@ -118,8 +107,7 @@ def table6(runner: Runner, exp: Experiment) -> dict[str, Any]:
 
 @measure
 def table7(runner: Runner, exp: Experiment) -> dict[str, Any]:
-    plain, owner = runner.get("plain"), runner.get("random").key
-    assert owner is not None
+    plain, owner = runner.get("plain"), runner.get("random").owner
     out: dict[str, Any] = {"steps": runner.scale.table7_steps, "optimizer": "adam lr 1e-3"}
     for reduction in ("mean", "sum"):
         key = replace(owner, config={**owner.config, "reduction": reduction})
@@ -140,8 +128,7 @@ def table8(runner: Runner, exp: Experiment) -> dict[str, Any]:
     for label, before_name, after_name in (("same", "random", "finetune-same"),
                                            ("different", "random-domain-a", "finetune-domain-b")):
         before, after = runner.get(before_name), runner.get(after_name)
-        assert before.key is not None
-        b, a = wm_stats(before.model, before.key), wm_stats(after.model, before.key)
+        b, a = wm_stats(before.model, before.owner), wm_stats(after.model, before.owner)
         out[label] = {"embed_loss_before": b["embed_loss"], "embed_loss_after": a["embed_loss"],
                       "ber_before": b["ber"], "ber_after": a["ber"], "detected_after": a["detected"],
                       "log10_p_value_after": a["log10_p_value"], "test_error_before": 1 - before.test_accuracy,
@@ -160,19 +147,19 @@ def pruned(runner: Runner, t: Trained, rate: float, order: PruneOrder) -> nn.Mod
 @measure
 def fig5(runner: Runner, exp: Experiment) -> dict[str, Any]:
     owner = runner.get("random")
-    assert owner.key is not None
+    key = owner.owner
     rates = list(runner.scale.prune_rates)
-    out: dict[str, Any] = {"rates": rates, "layer": owner.key.layer}
+    out: dict[str, Any] = {"rates": rates, "layer": key.layer}
     for order in ORDERS:
         rows = []
         for a in rates:
             m = pruned(runner, owner, a, order)
-            st = wm_stats(m, owner.key)
+            st = wm_stats(m, key)
             rows.append({"embed_loss": st["embed_loss"], "ber": st["ber"], "detected": st["detected"],
                          "test_error": test_error(m, owner) if order == "ascending" else None})
         out[order] = rows
-    hist = {f"{a:g}": correct_prob(pruned(runner, owner, a, "ascending"), owner.key) for a in HIST_ALPHAS}
-    hist["not_embedded"] = correct_prob(runner.get("plain").model, owner.key)
+    hist = {f"{a:g}": correct_prob(pruned(runner, owner, a, "ascending"), key) for a in HIST_ALPHAS}
+    hist["not_embedded"] = correct_prob(runner.get("plain").model, key)
     out["histograms"] = hist
     return out
 
@@ -181,9 +168,9 @@ def fig5(runner: Runner, exp: Experiment) -> dict[str, Any]:
 def overwrite(runner: Runner, exp: Experiment) -> dict[str, Any]:
     owner, atk = runner.get("random"), runner.get("overwrite")
     attacker = atk.extra["attacker_key"]
-    assert owner.key is not None and attacker is not None
-    o, a = wm_stats(atk.model, owner.key), wm_stats(atk.model, attacker)
-    return {"layer": owner.key.layer, "owner_ber": o["ber"], "owner_detected": o["detected"],
+    assert attacker is not None
+    o, a = wm_stats(atk.model, owner.owner), wm_stats(atk.model, attacker)
+    return {"layer": owner.owner.layer, "owner_ber": o["ber"], "owner_detected": o["detected"],
             "owner_log10_p_value": o["log10_p_value"], "owner_embed_loss": o["embed_loss"],
             "attacker_ber": a["ber"], "attacker_detected": a["detected"],
             "test_error_before": 1 - owner.test_accuracy, "test_error": 1 - atk.test_accuracy,
@@ -194,29 +181,25 @@ def overwrite(runner: Runner, exp: Experiment) -> dict[str, Any]:
 def acceptance(runner: Runner, exp: Experiment) -> dict[str, Any]:
     sc = runner.scale
     plain, owner = runner.get("plain"), runner.get("random")
-    key = owner.key
-    assert key is not None
+    key = owner.owner
     gap_pp = 100.0 * (plain.test_accuracy - owner.test_accuracy)
     own = wm_stats(owner.model, key)
     pr = wm_stats(pruned(runner, owner, 0.65, "ascending"), key)
     ft = wm_stats(runner.get("finetune-same").model, key)
     dd = wm_stats(runner.get("finetune-domain-b").model, key)
     ow = wm_stats(runner.get("overwrite").model, key)
-    indep = [runner.get(independent_run(i)) for i in range(sc.n_independent)]
-    fp = false_positive_rate([t.model for t in indep] + [plain.model], key)
+    indep = independents(runner, sc.n_independent)
     T = len(key.message)
-    fp_d = fp.to_dict()
-    fp_d.pop("scores")
-    fp_d["log10_min_p_value"] = log10_binomial_tail(fp.max_matched_bits or 0, T)
-    fp_d["models"] = (f"{len(indep)} independent {sc.model} (seeds 1000..{999 + len(indep)}, {indep[0].train_size} "
-                      f"images, {sc.small_train.epochs} epochs) + the plain baseline")
-    fp_d["independent_test_error_mean"] = sum(1 - t.test_accuracy for t in indep) / len(indep)
+    desc = independents_desc(len(indep), sc.model, f"{indep[0].train_size} images", f"{sc.small_train.epochs} epochs")
+    fp_d, _ = false_positives([t.model for t in indep] + [plain.model], key, desc + " + the plain baseline",
+                              independent_test_error_mean=sum(1 - t.test_accuracy for t in indep) / len(indep))
+    fp_d["log10_min_p_value"] = log10_binomial_tail(fp_d["max_matched_bits"] or 0, T)
     criteria = {
         "fidelity_gap_pp": criterion(gap_pp, "<= 0.5", gap_pp <= 0.5),
         "ber_owner": criterion(own["ber"], "== 0", own["ber"] == 0),
         "ber_pruned_65_ascending": criterion(pr["ber"], "== 0", pr["ber"] == 0),
         "ber_finetuned_same_domain": criterion(ft["ber"], "== 0", ft["ber"] == 0),
-        "false_positives": criterion(fp.n_detected, "== 0", fp.n_detected == 0),
+        "false_positives": criterion(fp_d["n_detected"], "== 0", fp_d["n_detected"] == 0),
     }
     return {
         "fidelity": {"plain_test_accuracy": plain.test_accuracy, "watermarked_test_accuracy": owner.test_accuracy,

@@ -54,7 +54,7 @@ def _method(runner: Runner, spec: RunSpec) -> Uchida | None:
 
 
 def _score(runner: Runner, trained: Trained) -> str:
-    key = cast(WatermarkKey, trained.key)
+    key = trained.owner
     ber = (Uchida.from_key(key).extract(trained.model, key).bits != key.bits).float().mean()
     return f"owner BER {float(ber):.3f}"
 

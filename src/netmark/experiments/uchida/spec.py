@@ -5,18 +5,16 @@
   2 cores; the default "full" mode) and ``paper`` (WRN-10-4 on CIFAR-10, 200 epochs — §4.1;
   selectable but meant for a GPU).
 * :class:`RunSpec` — one model: trained from scratch (with or without a watermark key) or derived
-  from another run by an attack (fine-tuning, overwriting). :func:`plan` lists every run of a scale;
-  the runner trains each at most once per invocation and shares it between experiments.
-* :class:`Experiment` — one table/figure of the paper: which runs it needs, the paper's values, and
-  the name of its measurement (``measure.MEASURES``). :data:`EXPERIMENTS` is the whole reproduction.
+  from another run by an attack (fine-tuning, overwriting). :func:`plan` lists every run of a scale.
+* :class:`Experiment` — one table/figure of the paper with the paper's values (:data:`EXPERIMENTS`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-from netmark.bench.spec import RunSpecBase, ScaleBase, at_least
+from netmark.bench.spec import RunSpecBase, ScaleBase, at_least, independent_run, independent_specs, pick_schedule
 from netmark.bench.study import ExperimentBase, Study
 from netmark.errors import ConfigError
 from netmark.methods.uchida import PAPER_TRAIN
@@ -28,7 +26,6 @@ class Scale(ScaleBase):
     """Everything that differs between a CPU-sized run and the paper's setting.
 
     Attributes:
-        name: preset name.
         dataset / model / model_args: data set (``netmark.data.load``) and architecture
             (``netmark.models.build``; ``in_channels``/``image_size``/``num_classes`` come from the data).
         layer: host layer (paper: second conv of the conv 2 group).
@@ -47,12 +44,6 @@ class Scale(ScaleBase):
             fine-tune on B with a new output head).
         prune_rates: pruning rates α of Fig. 5.
         table7_lams / table7_steps: λ sweep and Adam steps of "embedding without training".
-        model_seed / train_seed / key_seed / split_seed: seeds of initialisation, shuffling, the
-            secret key and the data split.
-        threads: torch intra-op threads while the runner works (restored afterwards); ``None`` keeps
-            torch's setting. ``quick`` uses 1: its tiny models gain nothing from more, and on a shared
-            2-core machine several multi-threaded torch processes slow each other down many-fold.
-        command: the command line that reproduces this scale (shown in the README).
     """
 
     dataset: str
@@ -84,14 +75,6 @@ class Scale(ScaleBase):
         if set(self.domain_a) & set(self.domain_b):
             raise ConfigError("domain_a and domain_b must be disjoint class sets")
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["train"] = self.train.to_dict()
-        d["capacity_train"] = self.capacity_train.to_dict()
-        d["small_train"] = self.small_train.to_dict()
-        d["model_args"] = dict(self.model_args)
-        return d
-
 
 def _sgd(epochs: int, lr: float, *, milestones: tuple[int, ...] = (), batch_size: int = 64) -> TrainConfig:
     """SGD + Nesterov momentum 0.9, weight decay 5e-4, batch 64, ×0.2 steps: §4.1 on a smaller budget."""
@@ -104,23 +87,20 @@ SCALES: dict[str, Scale] = {
         name="quick", dataset="digits", model="simple-cnn", layer="conv2", capacity_layers=("conv2", "fc1"),
         bits=128, capacity_bits=(64, 512), train=_sgd(12, 0.05, milestones=(9,), batch_size=32), finetune_lr=0.02,
         capacity_train=_sgd(5, 0.05, batch_size=32), small_train=_sgd(3, 0.05), small_train_size=720,
-        n_independent=20, prune_rates=(0.0, 0.2, 0.4, 0.5, 0.6, 0.65, 0.7, 0.8, 0.9, 0.95),
-        table7_steps=300, threads=1,
+        prune_rates=(0.0, 0.2, 0.4, 0.5, 0.6, 0.65, 0.7, 0.8, 0.9, 0.95), table7_steps=300, threads=1,
         command="netmark reproduce uchida --quick",
     ),
     "cpu": Scale(
         name="cpu", dataset="fashion-mnist", model="lenet5", layer="conv2", capacity_layers=("conv2", "fc1"),
         bits=256, capacity_bits=(256, 512, 1024, 2048), train=_sgd(5, 0.01, milestones=(4,)),
-        capacity_train=_sgd(4, 0.01, milestones=(3,)), capacity_train_size=15000,
-        small_train=_sgd(2, 0.01), small_train_size=10000, n_independent=20,
-        command="netmark reproduce uchida --jobs 2 --cache-dir .cache/uchida",
+        capacity_train=_sgd(4, 0.01, milestones=(3,)), capacity_train_size=15000, small_train=_sgd(2, 0.01),
+        small_train_size=10000, command="netmark reproduce uchida --jobs 2 --cache-dir .cache/uchida",
     ),
     "paper": Scale(
         name="paper", dataset="cifar10", model="wrn", model_args=(("depth", 10), ("widen", 4)),
         layer="conv2.0.conv2", capacity_layers=("conv2.0.conv2", "conv3.0.conv2", "conv4.0.conv2"),
         bits=256, capacity_bits=(256, 512, 1024, 2048), train=PAPER_TRAIN, capacity_train=PAPER_TRAIN,
-        small_train=PAPER_TRAIN,
-        n_independent=20, command="netmark reproduce uchida --scale paper",
+        small_train=PAPER_TRAIN, command="netmark reproduce uchida --scale paper",
     ),
 }
 
@@ -133,15 +113,13 @@ class RunSpec(RunSpecBase):
     """One model of the reproduction.
 
     Attributes:
-        name: unique run name (key of ``results["runs"]``).
         key_type: ``None`` for a plain model, else the Uchida key type (``random``/``direct``/``diff``).
         bits / layer: message length and host layer (``None``: the scale's).
         data: ``main`` | ``capacity`` | ``small`` (the sweep subsets) | ``domain-a`` | ``domain-b``.
         schedule: ``main`` | ``capacity`` | ``small`` (the scale's ``train`` / ``capacity_train`` /
             ``small_train``); attacks start at ``finetune_lr`` when the scale sets one.
-        model_seed / train_seed / key_seed: initialisation, shuffling and key seeds.
         parent / attack: a derived model — ``attack`` (``finetune``, ``finetune-new-head``,
-            ``overwrite``) applied to run ``parent`` on ``data``; ``train_seed`` seeds the attack.
+            ``overwrite``) applied to run ``parent`` on ``data``.
         attacker_key_seed: key seed of the attacker's watermark (``overwrite``).
     """
 
@@ -156,24 +134,20 @@ class RunSpec(RunSpecBase):
 
 def plan(scale: Scale) -> dict[str, RunSpec]:
     """Every run the experiments can ask for at ``scale`` (trained lazily, at most once)."""
-    ms, ts, ks = scale.model_seed, scale.train_seed, scale.key_seed
+    seeds, ts = scale.seeds, scale.train_seed
     runs = [
-        RunSpec("plain", model_seed=ms, train_seed=ts),
-        *(RunSpec(kt, key_type=kt, model_seed=ms, train_seed=ts, key_seed=ks) for kt in ("direct", "diff", "random")),
-        RunSpec("random-domain-a", key_type="random", data="domain-a", model_seed=ms, train_seed=ts, key_seed=ks),
+        RunSpec("plain", model_seed=scale.model_seed, train_seed=ts),
+        *(RunSpec(kt, key_type=kt, **seeds) for kt in ("direct", "diff", "random")),
+        RunSpec("random-domain-a", key_type="random", data="domain-a", **seeds),
         RunSpec("finetune-same", parent="random", attack="finetune", train_seed=ts + 1),
         RunSpec("finetune-domain-b", parent="random-domain-a", attack="finetune-new-head", data="domain-b",
                 train_seed=ts + 1),
         RunSpec("overwrite", parent="random", attack="overwrite", train_seed=ts + 2, attacker_key_seed=666),
+        *(RunSpec(capacity_run(layer, bits), key_type="random", bits=bits, layer=layer, data="capacity",
+                  schedule="capacity", **seeds) for layer in scale.capacity_layers for bits in scale.capacity_bits),
+        RunSpec("capacity-plain", data="capacity", schedule="capacity", model_seed=scale.model_seed, train_seed=ts),
+        *independent_specs(RunSpec, scale.n_independent, data="small", schedule="small"),
     ]
-    for layer in scale.capacity_layers:
-        for bits in scale.capacity_bits:
-            runs.append(RunSpec(capacity_run(layer, bits), key_type="random", bits=bits, layer=layer,
-                                data="capacity", schedule="capacity", model_seed=ms, train_seed=ts, key_seed=ks))
-    runs.append(RunSpec("capacity-plain", data="capacity", schedule="capacity", model_seed=ms, train_seed=ts))
-    for i in range(scale.n_independent):
-        runs.append(RunSpec(independent_run(i), data="small", schedule="small", model_seed=1000 + i,
-                            train_seed=1000 + i))
     return {r.name: r for r in runs}
 
 
@@ -181,18 +155,11 @@ def capacity_run(layer: str, bits: int) -> str:
     return f"capacity-{layer}-{bits}"
 
 
-def independent_run(i: int) -> str:
-    return f"independent-{i:02d}"
-
-
 def schedule_of(scale: Scale, spec: RunSpec) -> TrainConfig:
     """The TrainConfig of a run: the scale's schedule with the run's seed (and ``finetune_lr`` for attacks)."""
-    base = {"main": scale.train, "capacity": scale.capacity_train, "small": scale.small_train}.get(spec.schedule)
-    if base is None:
-        raise ConfigError(f"unknown schedule {spec.schedule!r}")
-    if spec.attack is not None and scale.finetune_lr is not None:
-        base = replace(base, lr=scale.finetune_lr)
-    return replace(base, seed=spec.train_seed)
+    lr = {"lr": scale.finetune_lr} if spec.attack is not None and scale.finetune_lr is not None else {}
+    return pick_schedule(spec, {"main": scale.train, "capacity": scale.capacity_train, "small": scale.small_train},
+                         **lr)
 
 
 # ----------------------------------------------------------------------------- experiments
@@ -200,16 +167,8 @@ def schedule_of(scale: Scale, spec: RunSpec) -> TrainConfig:
 
 @dataclass(frozen=True)
 class Experiment(ExperimentBase):
-    """One table or figure of the paper.
-
-    Attributes:
-        name: key of ``results["experiments"]`` and of ``measure.MEASURES``.
-        paper_ref: where it is in the paper ("Table 4", "Fig. 5", "§5.1").
-        title: one line.
-        runs: run names needed (``@capacity`` / ``@independent`` expand to the scale's sweep runs).
-        paper: the paper's values (``None`` where the extracted text lost them).
-        notes: how our measurement maps onto the paper's.
-    """
+    """One table or figure of the paper (``runs``: ``@capacity`` / ``@independent`` expand to the scale's sweep
+    runs; ``paper``: ``None`` where the extracted text lost a value)."""
 
     def groups(self, scale: Scale) -> dict[str, list[str]]:
         return {"@capacity": [*(capacity_run(la, b) for la in scale.capacity_layers for b in scale.capacity_bits),

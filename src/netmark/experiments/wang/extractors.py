@@ -33,15 +33,14 @@ from typing import Any
 
 import torch
 
-from netmark._util import seeded
 from netmark.attacks import PruneConfig, prune
 from netmark.attacks.prune import PruneOrder
 from netmark.bench.report import read_results, write_json
+from netmark.bench.roles import fresh_model
 from netmark.data import load
 from netmark.errors import ConfigError, NetmarkError
 from netmark.methods import verify
-from netmark.methods.wang import Wang, extractor_logits, paper_config
-from netmark.models import build
+from netmark.methods.wang import PAPER_TRAIN_MLP, Wang, extractor_logits, paper_config
 from netmark.training import evaluate
 
 log = logging.getLogger(__name__)
@@ -67,10 +66,7 @@ def measure_one(variant: str, extractor: str, *, train: Any, test: Any, epochs: 
                 key_seed: int, converge_epochs: int) -> dict[str, Any]:
     cfg = replace(paper_config("mlp", variant, bits, specific=extractor == "specific"),  # type: ignore[arg-type]
                   layer="fc2", converge_epochs=converge_epochs, harden_steps=0)  # as committed (before issue 18)
-    with seeded(0):
-        model = build("mlp", in_channels=1, image_size=28, num_classes=10)
-    from netmark.methods.wang import PAPER_TRAIN_MLP
-
+    model = fresh_model("mlp", train, 0)
     t0 = time.perf_counter()
     model, key, _ = Wang(cfg).embed(model, train, replace(PAPER_TRAIN_MLP, epochs=epochs, seed=0, progress=False),
                                     seed=key_seed, warn=False)

@@ -2,41 +2,29 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from scipy import stats
 from torch import Tensor, nn
 
 from netmark.attacks import PruneConfig, prune
 from netmark.attacks.prune import PruneOrder
+from netmark.bench.measure import false_positives, independents, independents_desc
 from netmark.bench.report import criterion
+from netmark.bench.runner import Runner, Trained
 from netmark.bench.study import MeasureRegistry
 from netmark.keys import WatermarkKey
-from netmark.methods import false_positive_rate, verify
+from netmark.methods import verify
 from netmark.metrics import histogram_correlation_matrix, layer_weights
 from netmark.training import evaluate
 
-from .runs import layer_of, method_of
-from .spec import (
-    METHODS,
-    Experiment,
-    all_bits,
-    attacked_run,
-    independent_run,
-    marked_run,
-    plain_run,
-    seeded_run,
-)
+from .runs import layer_of, method_of, selected_weights
+from .spec import CONV_PREFIX, METHODS, Experiment, all_bits, attacked_run, marked_run, plain_run, seeded_run
 
-if TYPE_CHECKING:
-    from netmark.bench.runner import Runner, Trained
-
-MEASURES = MeasureRegistry()
 #: ``@measure`` registers a measurement under its function name.
-measure = MEASURES
+MEASURES = measure = MeasureRegistry()
 ORDERS: tuple[PruneOrder, ...] = ("ascending", "random", "descending")
 HIST_MODELS = ("plain", "uchida", "manu", "auto")
-
 
 
 def wm_stats(model: nn.Module, key: WatermarkKey) -> dict[str, Any]:
@@ -48,13 +36,28 @@ def wm_stats(model: nn.Module, key: WatermarkKey) -> dict[str, Any]:
             "detected": r.detected, "p_value": r.p_value, "log10_p_value": r.details.get("log10_p_value"), "l2": l2}
 
 
+def detection(model: nn.Module, key: WatermarkKey) -> dict[str, Any]:
+    """Bit accuracy, detection and log10 p-value of ``key``'s watermark in ``model``."""
+    st = wm_stats(model, key)
+    return {k: st[k] for k in ("bit_accuracy", "detected", "log10_p_value")}
+
+
 def _main(runner: Runner, method: str) -> Trained:
     return runner.get(marked_run(method, runner.scale.bits))
 
 
-def _key(t: Trained) -> WatermarkKey:
-    assert t.key is not None
-    return t.key
+def marked_row(plain: Trained, t: Trained) -> dict[str, Any]:
+    """A marked run's fidelity gap to ``plain``, its watermark, and ``plain`` read with its key."""
+    return {"test_accuracy": t.test_accuracy, "gap_pp": 100 * (plain.test_accuracy - t.test_accuracy),
+            **wm_stats(t.model, t.owner), "plain_with_key": wm_stats(plain.model, t.owner), **selected_weights(t.owner)}
+
+
+def finetuned_row(after: Trained, key: WatermarkKey) -> dict[str, Any]:
+    """``key``'s watermark in a fine-tuned run."""
+    a = wm_stats(after.model, key)
+    return {"l2_after": a["l2"], "bit_accuracy_after": a["bit_accuracy"], "detected_after": a["detected"],
+            "log10_p_value_after": a["log10_p_value"], "test_accuracy_after": after.test_accuracy,
+            "train_size": after.train_size}
 
 
 @measure
@@ -62,13 +65,7 @@ def table3(runner: Runner, exp: Experiment) -> dict[str, Any]:
     plain = runner.get("plain")
     rows: dict[str, Any] = {"plain": {"test_accuracy": plain.test_accuracy}}
     for method in METHODS:
-        t = _main(runner, method)
-        key = _key(t)
-        rows[method] = {"test_accuracy": t.test_accuracy, "gap_pp": 100 * (plain.test_accuracy - t.test_accuracy),
-                        **wm_stats(t.model, key)}
-        rows[method]["plain_with_key"] = wm_stats(plain.model, key)
-        if key.method == "wang":
-            rows[method]["selected_weights"] = int((key.tensors["selection"] != 0).sum())
+        rows[method] = marked_row(plain, _main(runner, method))
     return {"bits": runner.scale.bits, "epochs": runner.scale.train.epochs, "rows": rows,
             "converge_epochs": runner.scale.converge_epochs}
 
@@ -79,19 +76,14 @@ def table4(runner: Runner, exp: Experiment) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for method in METHODS:
         before = _main(runner, method)
-        key = _key(before)
-        b = wm_stats(before.model, key)
+        b = wm_stats(before.model, before.owner)
         out[method] = {}
         for domain in ("sd", "dd"):
             after = runner.get(attacked_run(method, sc.bits, domain))
-            a = wm_stats(after.model, key)
             out[method][domain] = {
-                "l2_before": b["l2"], "l2_after": a["l2"], "bit_accuracy_before": b["bit_accuracy"],
-                "bit_accuracy_after": a["bit_accuracy"], "detected_after": a["detected"],
-                "log10_p_value_after": a["log10_p_value"], "test_accuracy_before": before.test_accuracy,
-                "test_accuracy_after": after.test_accuracy,
-                "fashion_test_accuracy_after": evaluate(after.model, before.test)["accuracy"],
-                "train_size": after.train_size}
+                "l2_before": b["l2"], "bit_accuracy_before": b["bit_accuracy"],
+                "test_accuracy_before": before.test_accuracy, **finetuned_row(after, before.owner),
+                "fashion_test_accuracy_after": evaluate(after.model, before.test)["accuracy"]}
     sd, dd = runner.data("sd"), runner.data("dd")
     return {**out, "epochs": sc.finetune_epochs, "lr": sc.train.lr, "optimizer": sc.train.optimizer,
             "sd_data": f"{len(sd[0])} held-out {sd[0].name} training images (the validation split)",
@@ -107,20 +99,23 @@ def prune_curve(runner: Runner, t: Trained, order: PruneOrder) -> list[dict[str,
     rows = []
     for a in runner.scale.prune_rates:
         m = pruned(runner, t, a, order)
-        st = wm_stats(m, _key(t))
+        st = wm_stats(m, t.owner)
         rows.append({"rate": a, "test_accuracy": evaluate(m, t.test)["accuracy"], "l2": st["l2"],
                      "bit_accuracy": st["bit_accuracy"], "detected": st["detected"],
                      "log10_p_value": st["log10_p_value"]})
     return rows
 
 
+def plain_pruning(runner: Runner, plain: Trained) -> dict[str, list[dict[str, Any]]]:
+    """The test accuracy of an unmarked run pruned at every rate, in every order."""
+    return {o: [{"rate": a, "test_accuracy": evaluate(pruned(runner, plain, a, o), plain.test)["accuracy"]}
+                for a in runner.scale.prune_rates] for o in ORDERS}
+
+
 @measure
 def fig4(runner: Runner, exp: Experiment) -> dict[str, Any]:
     out: dict[str, Any] = {"rates": list(runner.scale.prune_rates), "layer": runner.scale.layer,
-                           "bits": runner.scale.bits}
-    plain = runner.get("plain")
-    out["plain"] = {o: [{"rate": a, "test_accuracy": evaluate(pruned(runner, plain, a, o), plain.test)["accuracy"]}
-                        for a in runner.scale.prune_rates] for o in ORDERS}
+                           "bits": runner.scale.bits, "plain": plain_pruning(runner, runner.get("plain"))}
     for method in METHODS:
         out[method] = {o: prune_curve(runner, _main(runner, method), o) for o in ORDERS}
     return out
@@ -135,13 +130,11 @@ def table5(runner: Runner, exp: Experiment) -> dict[str, Any]:
         cells[str(bits)] = {}
         for method in METHODS:
             t = runner.get(marked_run(method, bits))
-            key = _key(t)
-            st = wm_stats(t.model, key)
+            st = wm_stats(t.model, t.owner)
             cells[str(bits)][method] = {"test_accuracy": t.test_accuracy, "bit_accuracy": st["bit_accuracy"],
                                         "detected": st["detected"], "l2": st["l2"],
-                                        "log10_p_value": st["log10_p_value"], "seconds": t.seconds}
-            if key.method == "wang":
-                cells[str(bits)][method]["selected_weights"] = int((key.tensors["selection"] != 0).sum())
+                                        "log10_p_value": st["log10_p_value"], "seconds": t.seconds,
+                                        **selected_weights(t.owner)}
     return {"bits": list(sc.capacity_bits), "cells": cells, "plain_test_accuracy": plain.test_accuracy,
             "epochs": sc.train.epochs, "train_size": plain.train_size}
 
@@ -160,14 +153,6 @@ def table7(runner: Runner, exp: Experiment) -> dict[str, Any]:
     return out
 
 
-def _fp(runner: Runner, key: WatermarkKey, models: list[nn.Module], desc: str) -> dict[str, Any]:
-    fp = false_positive_rate(models, key).to_dict()
-    fp.pop("scores", None)
-    fp["models"] = desc
-    fp["key_bits"] = len(key.message)
-    return fp
-
-
 @measure
 def acceptance(runner: Runner, exp: Experiment) -> dict[str, Any]:
     sc = runner.scale
@@ -176,9 +161,7 @@ def acceptance(runner: Runner, exp: Experiment) -> dict[str, Any]:
     capacity: dict[str, Any] = {}
     for method in METHODS:
         t = runner.get(marked_run(method, big))
-        st = wm_stats(t.model, _key(t))
-        capacity[method] = {"bits": big, "test_accuracy": t.test_accuracy, "bit_accuracy": st["bit_accuracy"],
-                            "detected": st["detected"], "log10_p_value": st["log10_p_value"],
+        capacity[method] = {"bits": big, "test_accuracy": t.test_accuracy, **detection(t.model, t.owner),
                             "gap_pp": 100 * (plain.test_accuracy - t.test_accuracy),
                             "last5_gap_pp": 100 * (last_mean(plain) - last_mean(t))}
         if method in sc.fidelity_methods and sc.fidelity_seeds > 1:
@@ -188,22 +171,18 @@ def acceptance(runner: Runner, exp: Experiment) -> dict[str, Any]:
                  marked_run("manu", big)):
         t = runner.get(name)
         m = pruned(runner, t, 0.9, "ascending")
-        st = wm_stats(m, _key(t))
-        pruning[name] = {"bit_accuracy": st["bit_accuracy"], "detected": st["detected"],
-                         "log10_p_value": st["log10_p_value"], "test_accuracy": evaluate(m, t.test)["accuracy"]}
+        pruning[name] = {**detection(m, t.owner), "test_accuracy": evaluate(m, t.test)["accuracy"]}
     finetuning: dict[str, Any] = {}
     for method in METHODS:
-        key = _key(_main(runner, method))
+        key = _main(runner, method).owner
         for domain in ("sd", "dd"):
             t = runner.get(attacked_run(method, sc.bits, domain))
-            st = wm_stats(t.model, key)
-            finetuning[f"{method}-{domain}"] = {"bit_accuracy": st["bit_accuracy"], "detected": st["detected"],
-                                                "log10_p_value": st["log10_p_value"], "epochs": sc.finetune_epochs}
-    indep = [runner.get(independent_run(i)) for i in range(sc.n_independent)]
-    desc = (f"{len(indep)} independent {sc.model} (seeds 1000..{999 + len(indep)}, {indep[0].train_size} "
-            f"{sc.dataset} images, {sc.small_train.epochs} epochs) + the plain baseline")
+            finetuning[f"{method}-{domain}"] = {**detection(t.model, key), "epochs": sc.finetune_epochs}
+    indep = independents(runner, sc.n_independent)
+    desc = independents_desc(len(indep), sc.model, f"{indep[0].train_size} {sc.dataset} images",
+                             f"{sc.small_train.epochs} epochs") + " + the plain baseline"
     models = [t.model for t in indep] + [plain.model]
-    fps = {name: _fp(runner, _key(runner.get(name)), models, desc)
+    fps = {name: _fp(runner.get(name).owner, models, desc)
            for name in dict.fromkeys([marked_run("auto", big), marked_run("manu", big), marked_run("auto", sc.bits),
                                       marked_run("manu", sc.bits)])}
     a_auto, a_manu = capacity["auto"], capacity["manu"]
@@ -242,13 +221,19 @@ def paired_gaps(runner: Runner, method: str, bits: int) -> dict[str, Any]:
     marked = [runner.get(seeded_run(method, bits, i)) for i in seeds]
     gaps = [100 * (p.test_accuracy - m.test_accuracy) for p, m in zip(plain, marked, strict=True)]
     n = len(gaps)
-    mean = sum(gaps) / n
-    sd = (sum((g - mean) ** 2 for g in gaps) / (n - 1)) ** 0.5
+    mean, sd = mean_sd(gaps)
     half = float(stats.t.ppf(0.975, n - 1)) * sd / n ** 0.5
     return {"seeds": seeds, "test_accuracy": [m.test_accuracy for m in marked],
-            "bit_accuracy": [wm_stats(m.model, _key(m))["bit_accuracy"] for m in marked],
+            "bit_accuracy": [wm_stats(m.model, m.owner)["bit_accuracy"] for m in marked],
             "gap_pp": gaps, "mean_gap_pp": mean, "sd_pp": sd, "ci95_pp": [mean - half, mean + half],
             "last5_gap_pp": [100 * (last_mean(p) - last_mean(m)) for p, m in zip(plain, marked, strict=True)]}
+
+
+def mean_sd(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (NaN for one value)."""
+    mean = sum(values) / len(values)
+    n = len(values)
+    return mean, (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else float("nan")
 
 
 def last_mean(t: Trained, k: int = 5) -> float:
@@ -260,11 +245,14 @@ def last_mean(t: Trained, k: int = 5) -> float:
 def plain_spread(runner: Runner) -> dict[str, Any]:
     """Test accuracies of the unmarked seeds: the noise floor of every fidelity gap."""
     accs = [runner.get(plain_run(i)).test_accuracy for i in range(runner.scale.plain_seeds)]
-    mean = sum(accs) / len(accs)
-    sd = (sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) ** 0.5 if len(accs) > 1 else float("nan")
+    mean, sd = mean_sd(accs)
     last = [last_mean(runner.get(plain_run(i))) for i in range(runner.scale.plain_seeds)]
     return {"seeds": list(range(len(accs))), "test_accuracy": accs, "mean": mean, "sd": sd,
             "range_pp": 100 * (max(accs) - min(accs)), "last5_mean": last}
+
+
+def _fp(key: WatermarkKey, models: list[nn.Module], desc: str) -> dict[str, Any]:
+    return false_positives(models, key, desc, key_bits=len(key.message))[0]
 
 
 @measure
@@ -280,31 +268,17 @@ def conv(runner: Runner, exp: Experiment) -> dict[str, Any]:
                            "lr": sc.conv_train.lr if sc.conv_train else None,
                            "converge_epochs": sc.conv_converge_epochs, "train_size": plain.train_size,
                            "host_M": int(plain.model.get_parameter(f"{sc.conv_layer}.weight").numel()),
-                           "plain": {"test_accuracy": plain.test_accuracy,
-                                     "pruning": {o: [{"rate": a, "test_accuracy": evaluate(
-                                         pruned(runner, plain, a, o), plain.test)["accuracy"]}
-                                         for a in sc.prune_rates] for o in ORDERS}}}
-    indep = [runner.get(independent_run(i, "conv")).model for i in range(sc.conv_n_independent)]
+                           "plain": {"test_accuracy": plain.test_accuracy, "pruning": plain_pruning(runner, plain)}}
+    indep = [t.model for t in independents(runner, sc.conv_n_independent, CONV_PREFIX)]
     for method in METHODS:
         t = runner.get(marked_run(method, sc.bits, "conv"))
-        key = _key(t)
-        row: dict[str, Any] = {"test_accuracy": t.test_accuracy,
-                               "gap_pp": 100 * (plain.test_accuracy - t.test_accuracy), **wm_stats(t.model, key),
-                               "plain_with_key": wm_stats(plain.model, key),
-                               "pruning": {o: prune_curve(runner, t, o) for o in ORDERS}}
-        if key.method == "wang":
-            row["selected_weights"] = int((key.tensors["selection"] != 0).sum())
+        row = {**marked_row(plain, t), "pruning": {o: prune_curve(runner, t, o) for o in ORDERS}}
         for domain in ("sd", "dd"):
             after = runner.get(attacked_run(method, sc.bits, domain, "conv"))
-            a = wm_stats(after.model, key)
-            row[domain] = {"l2_after": a["l2"], "bit_accuracy_after": a["bit_accuracy"],
-                           "detected_after": a["detected"], "log10_p_value_after": a["log10_p_value"],
-                           "test_accuracy_after": after.test_accuracy, "train_size": after.train_size,
-                           "data": after.test.name}
+            row[domain] = {**finetuned_row(after, t.owner), "data": after.test.name}
         if indep:
-            row["false_positives"] = _fp(runner, key, indep,
-                                         f"{len(indep)} independent {sc.conv_model} (seeds 1000..{999 + len(indep)}, "
-                                         f"{sc.conv_small_epochs} epochs)")
+            row["false_positives"] = _fp(t.owner, indep, independents_desc(
+                len(indep), str(sc.conv_model), f"{sc.conv_small_epochs} epochs"))
         out[method] = row
     sd, dd = runner.data("conv-sd"), runner.data("conv-dd")
     out["finetune"] = {"epochs": sc.conv_finetune_epochs, "sd_data": f"{len(sd[0])} held-out {sd[0].name} images",

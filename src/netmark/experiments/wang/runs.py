@@ -23,13 +23,17 @@ from .spec import STUDY, RunSpec
 PERMUTATION = tuple((3 * y + 1) % 10 for y in range(10))
 
 
+def selected_weights(key: WatermarkKey) -> dict[str, int]:
+    """``{"selected_weights": n}``: the host weights a Wang key reads (an Uchida key: nothing)."""
+    return {"selected_weights": int((key.tensors["selection"] != 0).sum())} if key.method == "wang" else {}
+
+
 def key_summary(key: WatermarkKey) -> dict[str, Any]:
     out: dict[str, Any] = {"method": key.method, "seed": key.seed, "layer": key.layer, "bits": len(key.message),
                            "fingerprint": key.fingerprint}
     if key.method == "wang":
         out.update(variant=key.config.get("variant"), converge_epochs=key.config.get("converge_epochs"),
-                   selected_weights=int((key.tensors["selection"] != 0).sum()),
-                   M=int(key.tensors["selection"].numel()))
+                   **selected_weights(key), M=int(key.tensors["selection"].numel()))
     else:
         out.update(strength=key.config.get("strength"), average=key.config.get("average"),
                    M=int(key.tensors["X"].shape[1]))

@@ -5,18 +5,16 @@
   (Fashion-MNIST + the paper's 784-64-10 MLP for 50 epochs, and LeNet5-caffe's first conv layer for the
   convolutional case; about 1.5 hours on 2 cores with ``--jobs 2 --cache-dir .cache/wang``; the default).
 * :class:`RunSpec` — one model: trained from scratch (plain, Uchida, MANU or AUTO) or derived from
-  another run by fine-tuning (same domain ``sd``, different domain ``dd``). :func:`plan` lists every
-  run of a scale; the runner trains each at most once per invocation and shares it between experiments.
-* :class:`Experiment` — one table/figure of the paper: which runs it needs, the paper's values, and
-  the name of its measurement (``measure.MEASURES``). :data:`EXPERIMENTS` is the whole reproduction.
+  another run by fine-tuning (same domain ``sd``, different domain ``dd``). :func:`plan` lists every run.
+* :class:`Experiment` — one table/figure of the paper with the paper's values (:data:`EXPERIMENTS`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from netmark.bench.spec import RunSpecBase, ScaleBase, at_least
+from netmark.bench.spec import RunSpecBase, ScaleBase, at_least, independent_run, independent_specs, pick_schedule
 from netmark.bench.study import ExperimentBase, Study
 from netmark.errors import ConfigError
 from netmark.methods.wang import PAPER_TRAIN_MLP
@@ -34,7 +32,6 @@ class Scale(ScaleBase):
     """Everything that differs between a quick run and the full CPU run.
 
     Attributes:
-        name: preset name.
         dataset / model: training data (``netmark.data.load``) and architecture (``netmark.models.build``).
         layer: host layer (paper: the MLP's hidden→output weights ``fc2``, M = 640).
         bits: message length of the main runs (paper 512).
@@ -62,8 +59,6 @@ class Scale(ScaleBase):
             ``conv_small_epochs`` on the ``small`` data) test false positives.
         prune_rates: compression rates α of Fig. 4.
         uchida_strength: λ of the Uchida comparison (its paper's 0.01, summed BCE, ``average=False``).
-        model_seed / train_seed / key_seed / split_seed: seeds.
-        command: the command line that reproduces this scale (shown in the README).
     """
 
     dataset: str
@@ -97,12 +92,11 @@ class Scale(ScaleBase):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        at_least(self, 1, "n_independent")
+        at_least(self, 1, "n_independent", "plain_seeds")
         if self.dd_source not in DD_SOURCES:
             raise ConfigError(f"dd_source must be one of {', '.join(DD_SOURCES)}, got {self.dd_source!r}")
         if self.train.epochs <= self.converge_epochs:
             raise ConfigError("MANU needs more training epochs than converge_epochs")
-        at_least(self, 1, "plain_seeds")
         if not 1 <= self.fidelity_seeds <= self.plain_seeds:
             raise ConfigError("fidelity_seeds must be between 1 and plain_seeds (each marked seed is paired with "
                               "the unmarked model of the same seed)")
@@ -111,13 +105,6 @@ class Scale(ScaleBase):
         if self.conv_model is not None and (self.conv_train is None
                                             or self.conv_train.epochs <= self.conv_converge_epochs):
             raise ConfigError("the convolutional case needs conv_train with more epochs than conv_converge_epochs")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["train"] = self.train.to_dict()
-        d["small_train"] = self.small_train.to_dict()
-        d["conv_train"] = None if self.conv_train is None else self.conv_train.to_dict()
-        return d
 
 
 def _adam(epochs: int) -> TrainConfig:
@@ -129,19 +116,15 @@ SCALES: dict[str, Scale] = {
     "quick": Scale(
         name="quick", dataset="digits", model="mlp", layer="fc2", bits=256, capacity_bits=(256, 1024),
         train=_adam(20), small_train=_adam(4), val_size=360, converge_epochs=5, finetune_epochs=10,
-        dd_source="permuted-labels", n_independent=20, plain_seeds=2, fidelity_seeds=2, conv_model="simple-cnn",
-        conv_train=_adam(8),
+        dd_source="permuted-labels", plain_seeds=2, fidelity_seeds=2, conv_model="simple-cnn", conv_train=_adam(8),
         conv_converge_epochs=5, conv_finetune_epochs=4, conv_n_independent=5, conv_small_epochs=2,
         command="netmark reproduce wang --quick",
     ),
     "cpu": Scale(
         name="cpu", dataset="fashion-mnist", model="mlp", layer="fc2", bits=512,
         capacity_bits=(256, 512, 1024, 2048, 4096), train=_adam(50), small_train=_adam(10), small_train_size=12000,
-        val_size=12000, converge_epochs=6, finetune_epochs=50, dd_source="digits-28", n_independent=20,
-        plain_seeds=5, fidelity_seeds=5, fidelity_methods=("auto",),
-        conv_model="lenet5", conv_layer="conv1", conv_train=_adam(20), conv_train_size=12000,
-        conv_converge_epochs=6, conv_finetune_epochs=20, conv_sd_size=6000, conv_n_independent=20,
-        conv_small_epochs=2,
+        val_size=12000, plain_seeds=5, fidelity_seeds=5, fidelity_methods=("auto",), conv_model="lenet5",
+        conv_train=_adam(20), conv_train_size=12000, conv_sd_size=6000, conv_n_independent=20, conv_small_epochs=2,
         command="netmark reproduce wang --jobs 2 --cache-dir .cache/wang",
     ),
 }
@@ -155,7 +138,6 @@ class RunSpec(RunSpecBase):
     """One model of the reproduction.
 
     Attributes:
-        name: unique run name (key of ``results["runs"]``).
         method: ``None`` (plain), ``uchida``, ``manu`` or ``auto``.
         bits: message length (``None`` for a plain model).
         data: ``main`` | ``small`` (training data) | ``sd`` | ``dd`` (attack data).
@@ -173,8 +155,12 @@ class RunSpec(RunSpecBase):
     part: str = "mlp"
 
 
+def _prefix(part: str) -> str:
+    return CONV_PREFIX if part == "conv" else ""
+
+
 def marked_run(method: str, bits: int, part: str = "mlp") -> str:
-    return f"{CONV_PREFIX if part == 'conv' else ''}{method}-{bits}"
+    return f"{_prefix(part)}{method}-{bits}"
 
 
 def seeded_run(method: str, bits: int, seed: int) -> str:
@@ -186,65 +172,51 @@ def attacked_run(method: str, bits: int, domain: str, part: str = "mlp") -> str:
     return f"{marked_run(method, bits, part)}-{domain}"
 
 
-def independent_run(i: int, part: str = "mlp") -> str:
-    return f"{CONV_PREFIX if part == 'conv' else ''}independent-{i:02d}"
-
-
 def plain_run(seed: int = 0, part: str = "mlp") -> str:
-    return f"{CONV_PREFIX if part == 'conv' else ''}plain" + (f"-s{seed}" if seed else "")
+    return f"{_prefix(part)}plain" + (f"-s{seed}" if seed else "")
 
 
 def all_bits(scale: Scale) -> list[int]:
     return sorted({scale.bits, *scale.capacity_bits})
 
 
+def _attacked(scale: Scale, method: str, part: str, dd_attack: str) -> list[RunSpec]:
+    """Fine-tuning of ``method``'s main run of ``part`` on the ``sd`` and ``dd`` data (``dd`` by ``dd_attack``)."""
+    return [RunSpec(attacked_run(method, scale.bits, d, part), data=d if part == "mlp" else f"conv-{d}",
+                    schedule="finetune", train_seed=scale.train_seed + 1, parent=marked_run(method, scale.bits, part),
+                    attack=attack, part=part) for d, attack in (("sd", "finetune"), ("dd", dd_attack))]
+
+
 def plan(scale: Scale) -> dict[str, RunSpec]:
     """Every run the experiments can ask for at ``scale`` (trained lazily, at most once)."""
-    ms, ts, ks = scale.model_seed, scale.train_seed, scale.key_seed
+    ms, ts, seeds, big = scale.model_seed, scale.train_seed, scale.seeds, max(all_bits(scale))
     runs = [RunSpec(plain_run(i), model_seed=ms + i, train_seed=ts + i) for i in range(scale.plain_seeds)]
     for method in METHODS:
-        for bits in all_bits(scale):
-            runs.append(RunSpec(marked_run(method, bits), method=method, bits=bits, model_seed=ms, train_seed=ts,
-                                key_seed=ks))
+        runs += [RunSpec(marked_run(method, bits), method=method, bits=bits, **seeds) for bits in all_bits(scale)]
         if method in scale.fidelity_methods:
-            big = max(all_bits(scale))
             runs += [RunSpec(seeded_run(method, big, i), method=method, bits=big, model_seed=ms + i,
-                             train_seed=ts + i, key_seed=ks) for i in range(1, scale.fidelity_seeds)]
-        for domain in ("sd", "dd"):
-            runs.append(RunSpec(attacked_run(method, scale.bits, domain), data=domain, schedule="finetune",
-                                train_seed=ts + 1, parent=marked_run(method, scale.bits), attack="finetune"))
-    for i in range(scale.n_independent):
-        runs.append(RunSpec(independent_run(i), data="small", schedule="small", model_seed=1000 + i,
-                            train_seed=1000 + i))
+                             train_seed=ts + i, key_seed=scale.key_seed) for i in range(1, scale.fidelity_seeds)]
+        runs += _attacked(scale, method, "mlp", "finetune")
+    runs += independent_specs(RunSpec, scale.n_independent, data="small", schedule="small")
     if scale.conv_model is not None:
-        c: dict[str, Any] = {"part": "conv"}
-        runs.append(RunSpec(plain_run(0, "conv"), data="conv-main", model_seed=ms, train_seed=ts, **c))
+        runs.append(RunSpec(plain_run(0, "conv"), data="conv-main", model_seed=ms, train_seed=ts, part="conv"))
         for method in METHODS:
             runs.append(RunSpec(marked_run(method, scale.bits, "conv"), method=method, bits=scale.bits,
-                                data="conv-main", model_seed=ms, train_seed=ts, key_seed=ks, **c))
-            for domain, attack in (("sd", "finetune"), ("dd", "finetune-new-head")):
-                runs.append(RunSpec(attacked_run(method, scale.bits, domain, "conv"), data=f"conv-{domain}",
-                                    schedule="finetune", train_seed=ts + 1,
-                                    parent=marked_run(method, scale.bits, "conv"), attack=attack, **c))
-        for i in range(scale.conv_n_independent):
-            runs.append(RunSpec(independent_run(i, "conv"), data="small", schedule="small", model_seed=1000 + i,
-                                train_seed=1000 + i, **c))
+                                data="conv-main", part="conv", **seeds))
+            runs += _attacked(scale, method, "conv", "finetune-new-head")
+        runs += independent_specs(RunSpec, scale.conv_n_independent, lambda i: independent_run(i, CONV_PREFIX),
+                                  data="small", schedule="small", part="conv")
     return {r.name: r for r in runs}
 
 
 def schedule_of(scale: Scale, spec: RunSpec) -> TrainConfig:
-    """The TrainConfig of a run: the scale's schedule with the run's seed."""
-    conv = scale.conv_train if scale.conv_train is not None else scale.train
-    if spec.schedule == "main":
-        base = conv if spec.part == "conv" else scale.train
-    elif spec.schedule == "small":
-        base = replace(conv, epochs=scale.conv_small_epochs) if spec.part == "conv" else scale.small_train
-    elif spec.schedule == "finetune":
-        base = replace(conv if spec.part == "conv" else scale.train,
-                       epochs=scale.conv_finetune_epochs if spec.part == "conv" else scale.finetune_epochs)
-    else:
-        raise ConfigError(f"unknown schedule {spec.schedule!r}")
-    return replace(base, seed=spec.train_seed)
+    """The TrainConfig of a run: the scale's schedule of the run's part with the run's seed."""
+    if spec.part == "conv":
+        conv = scale.conv_train if scale.conv_train is not None else scale.train
+        return pick_schedule(spec, {"main": conv, "small": replace(conv, epochs=scale.conv_small_epochs),
+                                    "finetune": replace(conv, epochs=scale.conv_finetune_epochs)})
+    return pick_schedule(spec, {"main": scale.train, "small": scale.small_train,
+                                "finetune": replace(scale.train, epochs=scale.finetune_epochs)})
 
 
 # ----------------------------------------------------------------------------- experiments
@@ -257,7 +229,7 @@ class Experiment(ExperimentBase):
     def groups(self, scale: Scale) -> dict[str, list[str]]:
         conv = [plain_run(0, "conv"), *(marked_run(m, scale.bits, "conv") for m in METHODS),
                 *(attacked_run(m, scale.bits, d, "conv") for m in METHODS for d in ("sd", "dd")),
-                *(independent_run(i, "conv") for i in range(scale.conv_n_independent))]
+                *(independent_run(i, CONV_PREFIX) for i in range(scale.conv_n_independent))]
         big = max(all_bits(scale))
         return {"@main": ["plain", *(marked_run(m, scale.bits) for m in METHODS)],
                 "@capacity": ["plain", *(marked_run(m, b) for b in scale.capacity_bits for m in METHODS)],
