@@ -2,8 +2,8 @@
 
 This package assembles the typer :data:`app` from its command modules, one per command group (none of them imports
 this one): :mod:`~netmark.cli.model` (train, embed, verify, serve, models), :mod:`~netmark.cli.study` (reproduce,
-report, evaluate, demo), :mod:`~netmark.cli.access` (protect, piracy ...) and :mod:`~netmark.cli.attack` (one
-``attack NAME`` per registered attack); what they share is in :mod:`~netmark.cli.common`.
+report, evaluate, demo), :mod:`~netmark.cli.access` (protect, piracy ...), :mod:`~netmark.cli.identity` (identity
+new / show) and :mod:`~netmark.cli.attack` (one ``attack NAME`` per registered attack); what they share is in :mod:`~netmark.cli.common`.
 
 Exit codes: 0 success (``verify``: watermark detected), 1 ``verify``: not detected,
 2 bad input (one line on stderr, nothing written; with ``--json`` also ``{"error": ..., "exit_code": 2}`` on
@@ -23,6 +23,7 @@ import typer
 from netmark.cli import access, model, study
 from netmark.cli.attack import attack_app
 from netmark.cli.common import OneLineErrors, enable_verbose, version_text
+from netmark.cli.identity import identity_app
 
 __all__ = ["app", "main"]
 
@@ -37,6 +38,7 @@ for _command in (model.train, model.embed, model.verify, model.serve, study.repr
     app.command()(_command)
 app.add_typer(attack_app, name="attack")
 app.add_typer(access.piracy_app, name="piracy")
+app.add_typer(identity_app, name="identity")
 
 
 def _show_version(value: bool) -> None:
