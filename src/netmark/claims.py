@@ -74,6 +74,13 @@ def commit(method: str, config: Mapping[str, Any], owner: PublicIdentity, openin
     return sha256_hex(canonical_json(body).encode())
 
 
+def root_of(opening: Opening, commitment: str) -> bytes:
+    """The secret root a claimed key's material is drawn from (:mod:`netmark.draws`): HKDF-SHA256 of the nonce,
+    salted with the commitment, so the material is bound to the whole commitment (method, config, owner)."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=bytes.fromhex(commitment),
+                info=b"netmark-key-root/1").derive(opening.nonce)
+
+
 def key_stream(opening: Opening, commitment: str, purpose: str) -> np.random.Generator:
     """The generator that draws the key material for ``purpose`` (``"projection"``, ``"message"``, ``"triggers"``,
     ...): HKDF-SHA256 (the ``cryptography`` library) of the nonce, salted with the commitment, 256 bits seeding

@@ -63,6 +63,8 @@ class WatermarkKey:
             proves nothing against an adversary who can guess seeds (:mod:`netmark.draws`).
         root: hex of the 32-byte secret the key material was drawn from (OS CSPRNG or a claim's opening;
             ``None`` for a seeded key). Never printed (not in ``repr``).
+        opening: a claimed key's opening (:mod:`netmark.claims`): ``{"nonce": hex, "config": the committed config,
+            "commitment": hex}``; the root is derived from it. ``None``: no claim. Never printed.
         created: ISO timestamp.
         netmark_version: version that wrote the key.
         format_version: key file format version.
@@ -82,8 +84,13 @@ class WatermarkKey:
     format_version: int = KEY_FORMAT_VERSION
     message_random: bool = True
     root: str | None = field(default=None, repr=False)
+    opening: dict[str, Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if self.opening is not None and (self.root is None or not isinstance(self.opening, dict)
+                                         or set(self.opening) != {"nonce", "config", "commitment"}
+                                         or not isinstance(self.opening["config"], dict)):
+            raise KeyFileError("a key's opening is {nonce, config, commitment} beside a root")
         if self.root is not None:
             try:
                 ok = len(bytes.fromhex(self.root)) == 32
@@ -111,8 +118,9 @@ class WatermarkKey:
         return str_to_bits(self.message) if self.message else torch.zeros(0, dtype=torch.int64)
 
     def _fields(self) -> dict[str, Any]:
-        root = {} if self.root is None else {"root": self.root}  # a seeded key's fields (and fingerprint) as format 1
-        return {**{name: getattr(self, name) for name in _FIELD_TYPES}, **root, "tensor_names": sorted(self.tensors)}
+        # a seeded key's fields (and fingerprint) as format 1; an unclaimed key's as before claims existed
+        extra = {n: getattr(self, n) for n in ("root", "opening") if getattr(self, n) is not None}
+        return {**{name: getattr(self, name) for name in _FIELD_TYPES}, **extra, "tensor_names": sorted(self.tensors)}
 
     @property
     def fingerprint(self) -> str:
@@ -161,6 +169,8 @@ class WatermarkKey:
                                f"{', '.join(map(str, _READABLE_FORMATS))}")
         if (fv == 2) != isinstance(d.get("root"), str):
             raise KeyFileError(f"key file {p} has a malformed field 'root'")
+        if "opening" in d and not isinstance(d["opening"], dict):
+            raise KeyFileError(f"key file {p} has a malformed field 'opening'")
         for name, types in {**_FIELD_TYPES, "fingerprint": (str,), "tensor_names": (list,)}.items():
             if name not in d:
                 raise KeyFileError(f"key file {p} is missing the field {name!r}")
@@ -173,7 +183,8 @@ class WatermarkKey:
         for name, t in tensors.items():
             if t.is_floating_point() and not torch.isfinite(t).all():
                 raise KeyFileError(f"key file {p} has non-finite values in tensor {name!r}")
-        key = cls(tensors=dict(tensors), root=d.get("root"), **{name: d[name] for name in _FIELD_TYPES})
+        key = cls(tensors=dict(tensors), root=d.get("root"), opening=d.get("opening"),
+                  **{name: d[name] for name in _FIELD_TYPES})
         if key.fingerprint != d["fingerprint"]:
             raise KeyFileError(f"key file {p} fails its sha256 fingerprint check (modified or corrupt)")
         return key

@@ -58,6 +58,8 @@ def embed(method: Annotated[str, typer.Option("--method", help="watermarking sch
           from_model: Annotated[Path | None, typer.Option("--from", help="start from this trained model (fine-tune-to-embed)")] = None,
           distill: Annotated[bool, typer.Option("--distill", help="with --from: no labels, the --from model's soft predictions are the targets (distill-to-embed)")] = False,
           payload: Annotated[Path | None, typer.Option("--payload", help="tartaglione: an image (PNG...) whose RGB pixels are the payload (default: random values)")] = None,
+          identity: Annotated[Path | None, typer.Option("--identity", help="sign an ownership claim with this identity (netmark identity new): the key is drawn from the claim's commitment and OUT/claim.json is written beside it")] = None,
+          passphrase_file: Annotated[Path | None, typer.Option("--passphrase-file", help="the --identity's passphrase (first line of this file)")] = None,
           allow_undetected: Annotated[bool, typer.Option("--allow-undetected", help="write the files even when the owner's key does not verify on the model or its accuracy is at chance (exit 0 and a warning, not exit 3)")] = False,
           train_size: opt.TrainSize = None, seed: opt.Seed = 0, key_seed: opt.KeySeed = None, lr: opt.Lr = 0.01,
           batch_size: opt.Batch = 64, optimizer: opt.Optim = "sgd", momentum: opt.Momentum = 0.9,
@@ -74,7 +76,16 @@ def embed(method: Annotated[str, typer.Option("--method", help="watermarking sch
     from netmark.io import save_model
 
     t0 = time.perf_counter()
-    model_path, key_path, report_path = opt.outputs(out, ["model.safetensors", "owner.key", "report.json"], force)
+    names = ["model.safetensors", "owner.key", "report.json"] + (["claim.json"] if identity is not None else [])
+    model_path, key_path, report_path, *claim_path = opt.outputs(out, names, force)
+    owner = None
+    if identity is not None:
+        from netmark.cli.identity import read_passphrase
+        from netmark.identity import load_identity
+
+        if key_seed is not None:
+            raise ConfigError("--identity draws the key from the claim's commitment: drop --key-seed")
+        owner = load_identity(identity, read_passphrase(passphrase_file))
     if distill and from_model is None:
         raise ConfigError("--distill needs --from MODEL (the teacher)")
     wm = opt.make_method(method, {"layer": layer, "bits": bits, "key_type": key_type, "strength": strength,
@@ -90,19 +101,28 @@ def embed(method: Annotated[str, typer.Option("--method", help="watermarking sch
         situation = "train-to-embed"
     teacher = copy.deepcopy(net) if distill else None
     opt.echo(f"{situation}: {method} into {type(net).__name__} on {dataset} ({len(tr)} images, {epochs} epochs)", quiet)
-    key = None
+    key, claim, values = None, None, None
     if payload is not None:
         from netmark.methods.tartaglione import image_payload
 
         if not wm.traits().takes_payload:
             raise ConfigError(f"--payload is for real-valued schemes (tartaglione), not {method!r}")
         values, shape = image_payload(str(payload))
-        key = wm.create_key(net, seed=key_seed, payload=values.reshape(shape))
+        values = values.reshape(shape)
+        key = wm.create_key(net, seed=key_seed, payload=values) if owner is None else None
+    if owner is not None:
+        from netmark.methods.ownership import claimed_key
+
+        key, claim = claimed_key(wm, net, owner, data=tr if wm.traits().needs_data else None, payload=values)
     net, key, run = wm.embed(net, tr, cfg, seed=key_seed, eval_data=te, teacher=teacher, key=key, warn=False)
     res, problem = run.check.verification, run.check.problem()
     if problem is not None and not allow_undetected:
         raise opt.fail(f"{problem} Nothing written (--allow-undetected writes it anyway).", 3)
     key.save(key_path, force=force)
+    if claim is not None:
+        from netmark.claims import save_claim
+
+        save_claim(claim, claim_path[0], force=force)
     save_model(net, model_path, extra={"dataset": dataset}, force=force)
     acc = run.final.get("test_accuracy")
     opt.write_json(report_path, {
@@ -115,11 +135,14 @@ def embed(method: Annotated[str, typer.Option("--method", help="watermarking sch
     if problem is not None:
         opt.echo(f"netmark: warning: {problem} Written anyway (--allow-undetected).")
     reached = "key not verifiable" if res is None else f"{wm.describe(res, with_ber=True)}, p-value {res.p_value:.3g}"
-    typer.echo(f"test accuracy {acc:.4f}, {reached}; wrote {model_path} and the secret {key_path} (keep it private)")
+    typer.echo(f"test accuracy {acc:.4f}, {reached}; wrote {model_path} and the secret {key_path} (keep it private)"
+               + (f"; the signed claim {claim_path[0]} (publish it)" if claim is not None else ""))
 
 
 #: what ``verify`` says of a key drawn from a research seed (``--key-seed``): nothing here can tell the owner's
 #: guessable key from a forger's
+UNCLAIMED_NOTE = ("note: no --claim given, so this is an unverified claim: a key forged to fit the model would pass "
+                  "this test too (netmark embed --identity writes a signed claim.json; verify it with --claim)")
 SEEDED_WARNING = ("note: this key was drawn from a seed (--key-seed), so anyone who guesses the seed can rebuild it: "
                   "the result proves nothing against an adversary who can guess seeds")
 
@@ -130,8 +153,14 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
            as_json: opt.AsJson = False,
            alpha: Annotated[float, typer.Option("--alpha", help="significance level (false-positive bound)")] = 1e-6,
            timeout: Annotated[float, typer.Option("--timeout", help="URL: seconds to wait for each answer")] = 30.0,
+           claim: Annotated[Path | None, typer.Option("--claim", help="the owner's signed claim.json (netmark embed --identity): also check its signature, that the key opens its commitment and that the key's material re-derives from it")] = None,
+           dataset: Annotated[str | None, typer.Option("--dataset", help="with --claim, for keys made from training images: those images (as embed loaded them)")] = None,
+           train_size: opt.TrainSize = None, data_dir: opt.DataDir = None,
            ) -> None:
-    """Is the key's watermark in MODEL? Exit 0 = detected, 1 = not detected, 2 = bad input.
+    """Is the key's watermark in MODEL? Exit 0 = detected (with --claim: and every claim check holds), 1 = not
+    detected or claim rejected (the reason is printed), 2 = bad input.
+
+    Without --claim the answer is an unverified claim: a key forged to fit the model would pass it too.
 
     MODEL may be an http(s):// URL of a prediction server (black-box keys only): the key's triggers are sent to it (wire format: netmark.serve) and only its answers are used, as with a stolen model behind an API.
     """
@@ -142,6 +171,13 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
         raise ConfigError(f"--alpha must be in (0, 1), got {alpha}")
     k = WatermarkKey.load(key)
     wm, shown = method_from_key(k), model
+    signed = None
+    if claim is not None:
+        from netmark.claims import load_claim
+
+        if "://" in model:
+            raise ConfigError("--claim needs the model file: a claim cannot be checked through a prediction URL yet")
+        signed = load_claim(claim)
     if "://" in model:
         from netmark.serve import HttpPredictor, is_url, redact_url
 
@@ -158,16 +194,31 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
 
         net = load_model(Path(model), arch=k.arch)
         res = run_verify(net, k, alpha=alpha)
+    checked = None
+    if signed is not None:
+        from netmark.methods.ownership import check_claim
+
+        data = opt.load_data(dataset, data_dir, train_size)[0] if dataset is not None else None
+        checked = check_claim(net, k, signed, data=data, alpha=alpha)
+    ok = res.detected and (checked is None or checked.ok)
     if as_json:
         typer.echo(json.dumps({**res.to_dict(), "key_fingerprint": k.fingerprint, "model": shown,
-                               "key_seeded": k.seeded}, default=str))
+                               "key_seeded": k.seeded, "claim": None if checked is None else checked.to_dict()},
+                              default=str))
     else:
         word = "DETECTED" if res.detected else "NOT DETECTED"
         typer.echo(f"{word}: {wm.describe(res, with_ber=True)}, p-value {res.p_value:.3g} vs alpha {alpha:g} "
                    f"[{res.method}, key {k.fingerprint[:12]}]")
+        if checked is not None:
+            for name, passed, reason in checked.steps:
+                typer.echo(f"  {'ok ' if passed else 'NO '} {name}: {reason}")
+            failed = next((f"{n}: {r}" for n, p, r in checked.steps if not p), None)
+            typer.echo("CLAIM VERIFIED" if checked.ok else f"CLAIM REJECTED ({failed})")
+        else:
+            typer.echo(UNCLAIMED_NOTE)
         if k.seeded:
             typer.echo(SEEDED_WARNING)
-    raise typer.Exit(0 if res.detected else 1)
+    raise typer.Exit(0 if ok else 1)
 
 
 @opt.handles_errors

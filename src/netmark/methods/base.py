@@ -96,6 +96,12 @@ class WatermarkMethod(ABC):
     VERSION: ClassVar[int] = 1
     #: what a key's config holds beyond the method's config (e.g. a trigger set's ``num_classes``)
     KEY_CONFIG_EXTRAS: ClassVar[tuple[str, ...]] = ()
+    #: key tensors that training (not the key's root) determines: not compared when a claimed key's material is
+    #: re-derived (:mod:`netmark.methods.ownership`)
+    TRAINED_TENSORS: ClassVar[tuple[str, ...]] = ()
+    #: the key's material re-derives from its root (and, where the traits say so, the training images); False for a
+    #: key crafted on the model being marked
+    REDERIVABLE: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

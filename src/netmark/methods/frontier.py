@@ -170,6 +170,7 @@ class FrontierStitching(TriggerSetMethod):
     config_cls = FrontierConfig
     #: the key must be crafted on a trained model (:meth:`create_key` on a fresh one finds no false adversaries)
     TRAITS = MethodTraits(payload="labels", query_verifiable=True, needs_data=True, needs_trained_model=True)
+    REDERIVABLE = False  # FGSM on the model as it was when marked: no later model re-derives it
     paper = ("Le Merrer, Pérez, Trédan: Adversarial frontier stitching for remote neural network watermarking, "
              "Neural Computing and Applications 32(13), 2020")
     config: FrontierConfig

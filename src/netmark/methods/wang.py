@@ -407,6 +407,7 @@ class Wang(WatermarkMethod):
     TRAITS = MethodTraits(payload="bits")
     STRENGTH_WEIGHS_LOSS = True
     VERSION = 3  # 2: extractor hardening after training (issue 18); 3: hardening by a margin in the nulls' spread
+    TRAINED_TENSORS = ("selection", "W1", "W2")  # drawn from the root, then trained with the host
     config: WangConfig
 
     @classmethod
