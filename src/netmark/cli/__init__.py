@@ -20,7 +20,7 @@ from typing import Annotated
 
 import typer
 
-from netmark.cli import access, model, study
+from netmark.cli import access, model, ownership, study
 from netmark.cli.attack import attack_app
 from netmark.cli.common import OneLineErrors, enable_verbose, version_text
 from netmark.cli.identity import identity_app
@@ -34,11 +34,12 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, cls=OneLineErrors,
 )
 for _command in (model.train, model.embed, model.verify, model.serve, study.reproduce, study.report, model.models,
-                 study.demo, access.protect, study.evaluate):
+                 study.demo, access.protect, study.evaluate, ownership.dispute):
     app.command()(_command)
 app.add_typer(attack_app, name="attack")
 app.add_typer(access.piracy_app, name="piracy")
 app.add_typer(identity_app, name="identity")
+app.add_typer(ownership.registry_app, name="registry")
 
 
 def _show_version(value: bool) -> None:

@@ -1,0 +1,95 @@
+"""``netmark registry add / verify`` and ``netmark dispute`` (issue 20, items 4 and 6: the offline part)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from netmark.cli import common as opt
+from netmark.errors import ConfigError
+
+registry_app = typer.Typer(help="An append-only, hash-chained claim registry (time order without a network): add "
+                                "claims, verify the chain, publish its head.", no_args_is_help=True)
+RegistryFile = Annotated[Path, typer.Option("--registry", "-r", help="the registry file (JSON lines)")]
+
+
+@registry_app.command("add")
+@opt.handles_errors
+def add(claim: Annotated[Path, typer.Argument(help="a signed claim.json (netmark embed --identity)")],
+        registry: RegistryFile) -> None:
+    """Append a claim (signature checked) and print the new head to publish."""
+    from netmark.claims import load_claim
+    from netmark.registry import add_claim
+
+    entry = add_claim(registry, load_claim(claim))
+    typer.echo(f"registered as entry {entry.index} at {entry.added}; head {entry.hash} (publish it)")
+
+
+@registry_app.command("verify")
+@opt.handles_errors
+def verify_chain(registry: RegistryFile,
+                 published: Annotated[str | None, typer.Option("--head", help="a head published earlier: it must "
+                                                               "still be in the registry")] = None) -> None:
+    """Check the chain (an edited, deleted or reordered entry is found) and print the head. Exit 2 if broken."""
+    from netmark.registry import head, verify_registry
+
+    if not Path(registry).is_file():
+        raise ConfigError(f"registry {registry} does not exist")
+    entries = verify_registry(registry, published)
+    typer.echo(f"registry intact: {len(entries)} entries; head {head(entries)}")
+
+
+@opt.handles_errors
+def dispute(model: Annotated[Path, typer.Argument(help="the disputed model file")],
+            claims: Annotated[list[Path], typer.Option("--claim", help="a party's claim.json (repeat per party)")],
+            keys: Annotated[list[Path], typer.Option("--key", help="that party's key file (same order as --claim)")],
+            registry: Annotated[Path | None, typer.Option("--registry", "-r", help="the claim registry that orders "
+                                                          "the claims in time")] = None,
+            dataset: Annotated[str | None, typer.Option("--dataset", help="for keys made from training images")] = None,
+            train_size: opt.TrainSize = None, data_dir: opt.DataDir = None, as_json: opt.AsJson = False) -> None:
+    """Whose model is it? Verify each party's claim on MODEL, then order the valid ones by their verified time (their
+    place in --registry; the time a claim states about itself is not evidence). Exit 0: one party wins; 1: no valid
+    claim, or valid claims without a verified order; 2: bad input."""
+    from netmark.claims import load_claim
+    from netmark.io import load_model
+    from netmark.keys import WatermarkKey
+    from netmark.methods.ownership import check_claim
+    from netmark.registry import position, verify_registry
+
+    if len(claims) != len(keys) or len(claims) < 2:
+        raise ConfigError("give two or more parties, one --key per --claim")
+    parties = [(load_claim(c), WatermarkKey.load(k)) for c, k in zip(claims, keys, strict=True)]
+    entries = verify_registry(registry) if registry is not None else []
+    data = opt.load_data(dataset, data_dir, train_size)[0] if dataset is not None else None
+    rows: list[dict[str, Any]] = []
+    for (claim, key), path in zip(parties, claims, strict=True):
+        check = check_claim(load_model(model, arch=key.arch), key, claim, data=data)
+        failed = next((f"{n}: {r}" for n, p, r in check.steps if not p), None)
+        rows.append({"claim": str(path), "owner": claim.public.fingerprint, "valid": check.ok, "reason": failed,
+                     "registered": position(entries, claim)})
+    valid = [r for r in rows if r["valid"]]
+    timed = sorted((r for r in valid if r["registered"] is not None), key=lambda r: r["registered"])
+    if not valid:
+        verdict, winner = "no party's claim holds on this model", None
+    elif timed:
+        winner = timed[0]
+        verdict = (f"{winner['claim']} wins: its claim holds and was registered first (entry {winner['registered']})"
+                   + ("" if len(valid) == 1 else f"; {len(valid) - 1} other valid claim(s) registered later or not"))
+    elif len(valid) == 1:
+        winner = valid[0]
+        verdict = f"{winner['claim']} wins: the only claim that holds on this model"
+    else:
+        verdict, winner = ("undecided: several claims hold and none has a verified time (register them, or "
+                           "timestamp them)"), None
+    if as_json:
+        typer.echo(json.dumps({"parties": rows, "verdict": verdict, "winner": winner and winner["claim"]}))
+    else:
+        for r in rows:
+            state = "valid" if r["valid"] else f"REJECTED ({r['reason']})"
+            at = "not registered" if r["registered"] is None else f"registry entry {r['registered']}"
+            typer.echo(f"{r['claim']}: owner {r['owner'][:16]}…, {state}, {at}")
+        typer.echo(verdict)
+    raise typer.Exit(0 if winner is not None else 1)

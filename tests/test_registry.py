@@ -1,0 +1,114 @@
+"""The claim registry (issue 20, item 4, offline part) and ``netmark dispute`` (item 6)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from netmark.attacks.forgery import fitted_key
+from netmark.claims import make_claim, save_claim
+from netmark.cli import app
+from netmark.identity import new_identity, save_identity
+from netmark.methods import get_method
+from netmark.methods.examples import example
+from netmark.methods.ownership import claimed_key
+from netmark.registry import GENESIS, RegistryError, add_claim, head, position, read_registry, verify_registry
+from netmark.training import TrainConfig
+from tests.conftest import make_cnn
+
+runner = CliRunner()
+
+
+def invoke(*args: str | Path):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _three(path: Path) -> list:
+    return [add_claim(path, make_claim(new_identity(), "uchida", {"bits": i})[0]) for i in range(3)]
+
+
+def test_chain_appends_and_finds_claims(tmp_path: Path) -> None:
+    reg = tmp_path / "reg.jsonl"
+    assert read_registry(reg) == [] and head([]) == GENESIS
+    entries = _three(reg)
+    got = verify_registry(reg, published=entries[1].hash)
+    assert [e.index for e in got] == [0, 1, 2] and got[1].prev == got[0].hash and head(got) == entries[2].hash
+    assert position(got, entries[2].claim) == 2 and position(got, make_claim(new_identity(), "adi", {})[0]) is None
+    with pytest.raises(RegistryError, match="already registered"):
+        add_claim(reg, entries[0].claim)
+    with pytest.raises(RegistryError, match="signature"):
+        add_claim(reg, replace(make_claim(new_identity(), "adi", {})[0], created="2019-01-01T00:00:00+00:00"))
+    assert len(read_registry(reg)) == 3  # refused claims leave it as it was
+
+
+@pytest.mark.parametrize("tamper, phrase", [
+    (lambda ls: [ls[0], ls[1].replace('"method":"uchida"', '"method":"adi"'), ls[2]], "entry 1"),  # edited
+    (lambda ls: [ls[0], ls[2]], "entry 1"),  # deleted
+    (lambda ls: [ls[1], ls[0], ls[2]], "entry 0"),  # reordered
+    (lambda ls: [ls[0], "{not json", ls[2]], "entry 1"),  # damaged
+])
+def test_tampering_is_found(tmp_path: Path, tamper, phrase: str) -> None:
+    reg = tmp_path / "reg.jsonl"
+    _three(reg)
+    before = reg.read_text()
+    reg.write_text("\n".join(tamper(before.splitlines())) + "\n")
+    assert reg.read_text() != before  # the tamper changed the file
+    with pytest.raises(RegistryError, match=phrase):
+        read_registry(reg)
+    r = invoke("registry", "verify", "--registry", reg)
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_truncation_is_found_against_a_published_head(tmp_path: Path) -> None:
+    reg = tmp_path / "reg.jsonl"
+    entries = _three(reg)
+    published = entries[2].hash
+    reg.write_text("\n".join(reg.read_text().splitlines()[:2]) + "\n")  # the last entry cut off: still a chain
+    assert len(verify_registry(reg)) == 2
+    with pytest.raises(RegistryError, match="published head"):
+        verify_registry(reg, published=published)
+    assert invoke("registry", "verify", "--registry", reg, "--head", published).exit_code == 2
+
+
+def test_dispute_orders_valid_claims_by_registry(tmp_path: Path, digits_train) -> None:
+    """zhang-content: its stamp and target class are public, so a thief's own claim with triggers fitted to the stolen
+    model verifies too (benchmarks/forgery_claims.py). Both claims hold; only the registry's order decides."""
+    method = get_method("zhang-content")(example("zhang-content"))
+    owner, thief = new_identity(), new_identity()
+    model = make_cnn(seed=0)
+    key, claim = claimed_key(method, model, owner, data=digits_train)
+    model, key, _ = method.embed(model, digits_train, TrainConfig(epochs=12, lr=0.05, seed=0, progress=False),
+                                 key=key, warn=False)
+    from netmark.io import save_model
+
+    save_model(model, tmp_path / "model.safetensors")
+    tkey, tclaim = claimed_key(method, model, thief, data=digits_train)
+    tkey = fitted_key(model, tkey)
+    for name, k, c in (("owner", key, claim), ("thief", tkey, tclaim)):
+        k.save(tmp_path / f"{name}.key")
+        save_claim(c, tmp_path / f"{name}.json")
+    save_identity(owner, tmp_path / "owner.id")
+    parties = ["--claim", tmp_path / "owner.json", "--key", tmp_path / "owner.key",
+               "--claim", tmp_path / "thief.json", "--key", tmp_path / "thief.key", "--dataset", "digits"]
+    r = invoke("dispute", tmp_path / "model.safetensors", *parties)
+    assert r.exit_code == 1 and "undecided" in r.stdout, r.output
+    assert invoke("registry", "add", tmp_path / "owner.json", "--registry", tmp_path / "reg.jsonl").exit_code == 0
+    assert invoke("registry", "add", tmp_path / "thief.json", "--registry", tmp_path / "reg.jsonl").exit_code == 0
+    r = invoke("dispute", tmp_path / "model.safetensors", *parties, "--registry", tmp_path / "reg.jsonl", "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["winner"] == str(tmp_path / "owner.json") and all(p["valid"] for p in d["parties"])
+    # a back-dated copy of the thief's claim is rejected, so the owner wins without any registry
+    c = json.loads((tmp_path / "thief.json").read_text())
+    c["created"] = "2019-01-01T00:00:00+00:00"
+    (tmp_path / "thief-old.json").write_text(json.dumps(c))
+    r = invoke("dispute", tmp_path / "model.safetensors", "--claim", tmp_path / "owner.json", "--key",
+               tmp_path / "owner.key", "--claim", tmp_path / "thief-old.json", "--key", tmp_path / "thief.key",
+               "--dataset", "digits")
+    assert r.exit_code == 0 and "REJECTED (signature" in r.stdout and "owner.json wins" in r.stdout, r.output
+    assert invoke("dispute", tmp_path / "model.safetensors", "--claim", tmp_path / "owner.json", "--key",
+                  tmp_path / "owner.key").exit_code == 2  # one party is no dispute
