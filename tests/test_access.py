@@ -26,7 +26,7 @@ from netmark.training import TrainConfig
 
 
 def test_bipolar_pattern_has_the_papers_distribution() -> None:
-    d = bipolar((1, 200, 200), sigma=0.1, p=0.2, seed=3)
+    d = bipolar((1, 200, 200), sigma=0.1, p=0.2, root=3)
     vals, counts = torch.unique(d, return_counts=True)
     assert torch.allclose(vals, torch.tensor([-0.1, 0.0, 0.1]))
     share = counts.float() / d.numel()
@@ -248,3 +248,27 @@ def test_transform_key_rejects_other_and_malformed_keys() -> None:
     for key in bad_keys:
         with pytest.raises(KeyFileError):
             transform_from_key(key)
+
+
+def test_transforms_without_a_seed_are_secret_and_never_repeat(tmp_path) -> None:
+    """Issue 20, item 1: the transform's secret starts from the OS CSPRNG unless a research seed is given; a seed
+    draws what it always drew."""
+    from netmark._util import generator
+    from netmark.access import TransformConfig, build_transform, transform_from_key, transform_key
+    from netmark.keys import WatermarkKey
+
+    for kind in ("fixed", "generator"):
+        a, b = (build_transform(TransformConfig(kind), (1, 8, 8)) for _ in range(2))
+        sa, sb = a.state_dict(), b.state_dict()
+        assert any(not torch.equal(sa[k], sb[k]) for k in sa), kind
+        key = transform_key(a)
+        assert not key.seeded and key.seed is None and key.root == a.root.hex()  # type: ignore[union-attr]
+        back = transform_from_key(WatermarkKey.load(key.save(tmp_path / f"{kind}.key")))
+        x = torch.rand(2, 1, 8, 8, generator=generator(0))
+        assert torch.equal(back(x), a(x))  # the key file restores the secret transform exactly
+        seeded_a, seeded_b = (build_transform(TransformConfig(kind, seed=3), (1, 8, 8)) for _ in range(2))
+        assert all(torch.equal(v, seeded_b.state_dict()[k]) for k, v in seeded_a.state_dict().items())
+        assert transform_key(seeded_a).seeded
+    u = torch.rand(1, 8, 8, generator=generator(3))  # the old draw of seed 3: sigma * (+1 below p, -1 above 1 - p)
+    old = 0.1 * ((u < 0.2).float() - (u >= 0.8).float())
+    assert torch.equal(build_transform(TransformConfig("fixed", seed=3), (1, 8, 8)).state_dict()["delta"], old)

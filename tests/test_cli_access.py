@@ -34,7 +34,8 @@ def owners(tmp_path_factory) -> dict[str, Path]:
     out = {}
     for kind, seed in (("generator", "1"), ("fixed", "2")):
         d = tmp_path_factory.mktemp(kind)
-        r = invoke("protect", "--transform", kind, *PROTECT, "--seed", seed, "--out", d, "--force")
+        r = invoke("protect", "--transform", kind, *PROTECT, "--seed", seed, "--transform-seed", seed, "--out", d,
+                   "--force")
         assert r.exit_code == 0, r.stderr
         out[kind] = d
     return out

@@ -25,8 +25,10 @@ def transform_key(transform: AntiPiracyTransform, **provenance: Any) -> Watermar
     """The key file content of ``transform`` (``provenance``: extra JSON-able config entries)."""
     tensors = {k: v.detach().cpu().clone() for k, v in transform.state_dict().items()}
     config = {"transform": transform.config.to_dict(), "shape": list(transform.shape), **provenance}
+    root = transform.root
     return WatermarkKey(method=KEY_METHOD, layer=None, message="", tensors=tensors, config=config,
-                        seed=transform.config.seed)
+                        seed=root if isinstance(root, int) else None,
+                        root=root.hex() if isinstance(root, bytes) else None)
 
 
 def transform_from_key(key: WatermarkKey) -> AntiPiracyTransform:

@@ -31,7 +31,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from netmark._util import generator, seeded
+from netmark._util import seeded
+from netmark.draws import KeyRoot, derived_seed, draw, new_root
 from netmark.errors import ConfigError
 
 TransformKind = Literal["fixed", "learned", "generator"]
@@ -47,14 +48,15 @@ class TransformConfig:
         sigma: amplitude σ of the bipolar perturbation (fixed; learned's start) [0.1].
         p: probability of +σ (and of −σ) per element [0.2]; 1 − 2p of 0.
         hidden: intermediate channels of the generator [16 for MNIST/Fashion, 64 for CIFAR-10].
-        seed: draws the bipolar pattern and the generator's initial weights (the secret's seed).
+        seed: draws the bipolar pattern and the generator's initial weights from this research seed (reproducible,
+            and guessable); ``None`` (the default): from a 256-bit secret out of the OS CSPRNG (:mod:`netmark.draws`).
     """
 
     kind: TransformKind = "generator"
     sigma: float = 0.1
     p: float = 0.2
     hidden: int = 16
-    seed: int = 0
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -65,14 +67,16 @@ class TransformConfig:
             raise ConfigError(f"p must be in (0, 0.5], got {self.p!r}")
         if int(self.hidden) != self.hidden or self.hidden < 1:
             raise ConfigError(f"hidden must be a positive integer, got {self.hidden!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise ConfigError(f"seed must be an integer or None, got {self.seed!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def bipolar(shape: tuple[int, ...], sigma: float, p: float, seed: int) -> Tensor:
-    """A bipolar pattern: σ·{+1, 0, −1} with probability {p, 1 − 2p, p} per element (§2.3)."""
-    u = torch.rand(shape, generator=generator(seed))
+def bipolar(shape: tuple[int, ...], sigma: float, p: float, root: KeyRoot) -> Tensor:
+    """A bipolar pattern: σ·{+1, 0, −1} with probability {p, 1 − 2p, p} per element (§2.3), drawn from ``root``."""
+    u = draw(root).rand(*shape)
     return sigma * ((u < p).float() - (u >= 1 - p).float())
 
 
@@ -84,6 +88,8 @@ class AntiPiracyTransform(nn.Module):
     def __init__(self, config: TransformConfig, shape: tuple[int, int, int]) -> None:
         super().__init__()
         self.config, self.shape = config, tuple(int(s) for s in shape)
+        #: what the secret's first draw comes from: the research seed, or 32 secret bytes (kept in the key file)
+        self.root: KeyRoot = config.seed if config.seed is not None else new_root()
 
     def perturbation(self, x: Tensor) -> Tensor:
         raise NotImplementedError
@@ -100,7 +106,7 @@ class UniversalTransform(AntiPiracyTransform):
 
     def __init__(self, config: TransformConfig, shape: tuple[int, int, int]) -> None:
         super().__init__(config, shape)
-        delta = bipolar(self.shape, config.sigma, config.p, config.seed)
+        delta = bipolar(self.shape, config.sigma, config.p, self.root)
         if config.kind == "learned":
             self.delta = nn.Parameter(delta)
         else:
@@ -116,7 +122,7 @@ class GeneratorTransform(AntiPiracyTransform):
     def __init__(self, config: TransformConfig, shape: tuple[int, int, int]) -> None:
         super().__init__(config, shape)
         c = self.shape[0]
-        with seeded(config.seed):  # torch's default init, drawn from the secret's seed
+        with seeded(derived_seed(self.root, 0)):  # torch's default init, drawn from the secret
             self.conv = nn.Conv2d(c, config.hidden, 5, padding=2)
             self.bottleneck = nn.Conv2d(config.hidden, c, 1)
 

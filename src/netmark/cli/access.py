@@ -31,7 +31,7 @@ def protect(transform: Annotated[str, typer.Option("--transform", help="fixed | 
             alpha: Annotated[float, typer.Option("--alpha", help="weight of the loss on processed inputs")] = 1.0,
             beta: Annotated[float, typer.Option("--beta", help="weight of the correct-class probability on raw inputs")] = 1.0,
             distortion: Annotated[float, typer.Option("--distortion", help="gamma of Eq. 3: weight of ||x_p - x_r||^2")] = 0.01,
-            transform_seed: Annotated[int | None, typer.Option("--transform-seed", help="seed of the secret transform (default: --seed)")] = None,
+            transform_seed: Annotated[int | None, typer.Option("--transform-seed", help="draw the secret transform from this seed: reproducible research only, anyone who guesses it rebuilds the transform's start (default: a 256-bit secret from the OS)")] = None,
             train_size: opt.TrainSize = None, seed: opt.Seed = 0, lr: opt.Lr = 0.1, batch_size: opt.Batch = 128,
             momentum: opt.Momentum = 0.9, weight_decay: opt.Wd = 5e-4,
             milestones: Annotated[str | None, typer.Option("--milestones", help="epochs where lr /= 10 (default: each quarter of training, the paper's schedule)")] = None,
@@ -47,7 +47,7 @@ def protect(transform: Annotated[str, typer.Option("--transform", help="fixed | 
 
     model_path, key_path, report_path = opt.outputs(out, ["model.safetensors", "transform.key", "report.json"], force)
     cfg = ProtectConfig(TransformConfig(transform, sigma=sigma, p=p, hidden=hidden,  # type: ignore[arg-type]
-                                        seed=seed if transform_seed is None else transform_seed),
+                                        seed=transform_seed),
                         alpha=alpha, beta=beta, gamma=distortion)
     ms = milestones if milestones is not None else ",".join(str(m) for m in quarter_schedule(epochs).milestones)
     tcfg = opt.train_config(epochs, lr, batch_size, "sgd", momentum, False, weight_decay, ms, 0.1, seed, quiet, device)
