@@ -3,8 +3,8 @@
 A thief with the released model alone: his own claimed key with its free part fitted to the model, a universal
 true-label trigger set, the owner's claim back-dated or re-signed. Without a claim the fitted key is "detected";
 under one each forgery is rejected at the step that catches it. ``benchmarks/forgery_claims.py`` measures the same
-on embedded owners; its finding, stated in the note there: frontier stitching (its key cannot be re-derived) and
-zhang-content (public stamp and target class) accept a thief's fitted claim, which only time order can settle.
+on embedded owners; its finding: zhang-content (public stamp and target class) accepts a thief's fitted claim, which
+only time order can settle (``netmark dispute`` with a registry, tests/test_registry.py).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from netmark.methods.ownership import check_claim, claimed_key
 from netmark.training import TrainConfig, train
 from tests.conftest import make_cnn
 
-#: methods whose claim binds their material (frontier stitching: crafted on the model; zhang-content: its stamp and
-#: target class are public, so a thief's own claim re-derives the owner's triggers: time order decides those)
-BOUND = sorted(set(METHODS) - {"frontier-stitching", "zhang-content"})
+#: methods whose claim binds their material (zhang-content: its stamp and target class are public, so a thief's own
+#: claim re-derives the owner's triggers: time order decides)
+BOUND = sorted(set(METHODS) - {"zhang-content"})
 
 
 @pytest.fixture(scope="module")

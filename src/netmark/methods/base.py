@@ -100,8 +100,13 @@ class WatermarkMethod(ABC):
     #: re-derived (:mod:`netmark.methods.ownership`)
     TRAINED_TENSORS: ClassVar[tuple[str, ...]] = ()
     #: the key's material re-derives from its root (and, where the traits say so, the training images); False for a
-    #: key crafted on the model being marked
+    #: key crafted on the model being marked (:meth:`check_crafted` then checks what can be checked)
     REDERIVABLE: ClassVar[bool] = True
+
+    def check_crafted(self, key: WatermarkKey, data: Dataset | None) -> str | None:
+        """A key that cannot be re-derived (``REDERIVABLE = False``): why its material is not what this method
+        crafts from ``data`` (``None``: it is). Default: nothing to check."""
+        return None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

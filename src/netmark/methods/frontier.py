@@ -171,6 +171,25 @@ class FrontierStitching(TriggerSetMethod):
     #: the key must be crafted on a trained model (:meth:`create_key` on a fresh one finds no false adversaries)
     TRAITS = MethodTraits(payload="labels", query_verifiable=True, needs_data=True, needs_trained_model=True)
     REDERIVABLE = False  # FGSM on the model as it was when marked: no later model re-derives it
+
+    def check_crafted(self, key: WatermarkKey, data: Dataset | None) -> str | None:
+        """Each trigger must be one FGSM step of a training image (every pixel moved by exactly ``eps`` unless
+        clipped at 0 or 1) labelled with that image's label: what a forger cannot fake by relabelling triggers with
+        the stolen model's answers (a true adversary's answer is not its label) or by taking clean images."""
+        if data is None:
+            return "frontier stitching crafts its key from training images: give them (--dataset)"
+        xs, ys = dataset_rows(data)
+        xs = xs.float().reshape(len(xs), -1)
+        eps = float(self.config.eps)
+        for x, y in zip(key.tensors["inputs"].float().reshape(len(key.tensors["inputs"]), -1),
+                        key.tensors["labels"].to(torch.int64), strict=True):
+            diff = (x - xs).abs()
+            clipped = (x == 0) | (x == 1)
+            step = ((diff - eps).abs() <= 1e-5) | ((diff <= eps + 1e-5) & clipped)
+            src = (step.all(1) & (ys == y)).nonzero()
+            if len(src) == 0:
+                return "a trigger is not an FGSM step of a committed training image with that image's label"
+        return None
     paper = ("Le Merrer, Pérez, Trédan: Adversarial frontier stitching for remote neural network watermarking, "
              "Neural Computing and Applications 32(13), 2020")
     config: FrontierConfig

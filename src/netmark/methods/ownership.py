@@ -12,9 +12,10 @@ from that opening, that the key's material re-derives from the root (rebuilt on 
 compared), and finally the watermark itself. ``ok`` only if every step holds.
 
 Limits, stated where they are checked: frontier stitching crafts its triggers on the model being marked, so its
-material cannot be re-derived (its claim binds the method, config, owner and time only); methods that take their
-triggers from training images need those images (``data``) to re-derive them. A signature is not a time: which of
-two valid claims came first is for a timestamp or the registry (not built yet).
+material cannot be re-derived: its triggers are checked for their form instead (each an FGSM step of a committed
+training image, with that image's label: :meth:`~netmark.methods.base.WatermarkMethod.check_crafted`); methods that
+take their triggers from training images need those images (``data``) to re-derive them. A signature is not a
+time: which of two valid claims came first is for the registry (:mod:`netmark.registry`) or a timestamp.
 """
 
 from __future__ import annotations
@@ -143,12 +144,7 @@ def check_claim(model: nn.Module, key: WatermarkKey, claim: Claim, *, data: Data
     if not out.add("root", key.root == root.hex(), "the key's material root derives from the opening"
                    if key.root == root.hex() else "the key's root is not the one its opening derives"):
         return out
-    method = method_from_key(key)
-    if not method.REDERIVABLE:
-        out.add("material", True, f"{key.method} crafts its key on the model being marked: not re-derivable, the "
-                "claim binds method, config, owner and time only")
-    else:
-        out.add("material", *_rederive(method, model, key, op["config"], root, data))
+    out.add("material", *_rederive(method_from_key(key), model, key, op["config"], root, data))
     if out.ok:
         try:
             out.result = verify(model, key, alpha=alpha)
@@ -166,6 +162,10 @@ def _rederive(method: WatermarkMethod, model: nn.Module, key: WatermarkKey, conf
             return False, f"{key.method} draws its key from training images: give them (--dataset) to re-derive it"
         if data_sha256(data) != config.get("data_sha256"):
             return False, "these are not the training images the claim committed to"
+    if not method.REDERIVABLE:  # crafted on the model being marked: check its form against the committed images
+        why = method.check_crafted(key, data)
+        return why is None, why or (f"{key.method}'s triggers are crafted on the model being marked (not re-derivable);"
+                                    " each is an FGSM step of a committed training image with that image's label")
     payload = None
     if "payload_sha256" in config:
         payload = key.tensors["payload"].reshape(key.config.get("payload_shape") or [-1])
