@@ -8,9 +8,12 @@ import random
 import numpy as np
 import pytest
 import torch
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from netmark._util import seeded
+from netmark.claims import Opening
 from netmark.data import ArrayDataset, load
+from netmark.identity import Identity
 from netmark.models import build
 from netmark.training import TrainConfig
 
@@ -81,6 +84,15 @@ def tiny_data() -> ArrayDataset:
     x = torch.rand(64, 1, 8, 8, generator=g)
     y = (x.mean(dim=(1, 2, 3)) * 40).long() % 4
     return ArrayDataset(x, y, name="tiny", num_classes=4)
+
+
+def fixed_identity(i: int) -> Identity:
+    """Identity number ``i``, from fixed bytes (tests of claims are then a function of their own inputs)."""
+    return Identity(Ed25519PrivateKey.from_private_bytes(bytes([i + 1]) * 32))
+
+
+def fixed_opening(i: int) -> Opening:
+    return Opening(bytes([200 + i]) * 32)
 
 
 def make_cnn(seed: int = 0, num_classes: int = 10) -> torch.nn.Module:

@@ -13,12 +13,11 @@ import pytest
 import torch
 
 from netmark.attacks.forgery import back_dated, fitted_key, re_signed, universal_key
-from netmark.identity import new_identity
 from netmark.methods import METHODS, get_method, verify
 from netmark.methods.examples import example
 from netmark.methods.ownership import check_claim, claimed_key
 from netmark.training import TrainConfig, train
-from tests.conftest import make_cnn
+from tests.conftest import fixed_identity, fixed_opening, make_cnn
 
 #: methods whose claim binds their material (zhang-content: its stamp and target class are public, so a thief's own
 #: claim re-derives the owner's triggers: time order decides)
@@ -40,8 +39,8 @@ def _failed(check) -> str:
 def test_fitted_and_universal_forgeries_fail_under_a_claim(name: str, stolen, digits_train, digits_test) -> None:
     method = get_method(name)(example(name))
     data = digits_train if method.traits().needs_data else None
-    thief = new_identity()
-    key, claim = claimed_key(method, stolen, thief, data=data)
+    thief = fixed_identity(1)
+    key, claim = claimed_key(method, stolen, thief, data=data, opening=fixed_opening(1))
     fitted = fitted_key(stolen, key)
     check = check_claim(stolen, fitted, claim, data=data)
     assert not check.ok and _failed(check) == "material", check.steps
@@ -52,4 +51,4 @@ def test_fitted_and_universal_forgeries_fail_under_a_claim(name: str, stolen, di
         assert verify(stolen, universal).detected
         assert _failed(check_claim(stolen, universal, claim, data=data)) == "material"
     assert _failed(check_claim(stolen, fitted, back_dated(claim), data=data)) == "signature"
-    assert _failed(check_claim(stolen, fitted, re_signed(claim, new_identity()), data=data)) == "opening"
+    assert _failed(check_claim(stolen, fitted, re_signed(claim, fixed_identity(2)), data=data)) == "opening"

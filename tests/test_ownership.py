@@ -12,17 +12,16 @@ import pytest
 import torch
 
 from netmark.claims import Claim
-from netmark.identity import new_identity
 from netmark.keys import WatermarkKey
 from netmark.methods import METHODS, get_method
 from netmark.methods.examples import example
 from netmark.methods.ownership import check_claim, claimed_key
 from netmark.methods.uchida import host_module, host_vector
 from netmark.training import TrainConfig, train
-from tests.conftest import make_cnn
+from tests.conftest import fixed_identity, fixed_opening, make_cnn
 
 EMBED = TrainConfig(epochs=12, lr=0.05, batch_size=64, seed=0, progress=False)
-OWNER = new_identity()  # the owner's identity: its private half is the one thing a forger lacks
+OWNER = fixed_identity(0)  # the owner's identity: its private half is the one thing a forger lacks
 
 
 def _steps(check) -> dict[str, bool]:
@@ -43,7 +42,7 @@ def test_every_method_makes_a_claimed_key_that_re_derives(name: str, digits_trai
     method = get_method(name)(example(name))
     data = digits_train if method.traits().needs_data else None
     model = trained if method.traits().needs_trained_model else make_cnn(seed=0)
-    key, claim = claimed_key(method, model, OWNER, data=data)
+    key, claim = claimed_key(method, model, OWNER, data=data, opening=fixed_opening(0))
     assert not key.seeded and key.opening is not None and claim.method == name
     again = WatermarkKey.load(key.save(tmp_path / "owner.key"))  # the opening survives the key file
     assert again.opening == key.opening and again.fingerprint == key.fingerprint
@@ -58,14 +57,14 @@ def test_every_method_makes_a_claimed_key_that_re_derives(name: str, digits_trai
 def test_the_owners_claim_verifies_and_forgeries_do_not(name: str, digits_train) -> None:
     method = get_method(name)(example(name))
     model = make_cnn(seed=0)
-    key, claim = claimed_key(method, model, OWNER)
+    key, claim = claimed_key(method, model, OWNER, opening=fixed_opening(0))
     model, key, _ = method.embed(model, digits_train, EMBED, key=key)
     owner = check_claim(model, key, claim)
     assert owner.ok and owner.result is not None and owner.result.detected, owner.steps
 
-    thief = new_identity()
+    thief = fixed_identity(1)
     # a fresh claim of the thief's own on the stolen model: valid, but its random material is not in the model
-    fresh, fresh_claim = claimed_key(method, model, thief)
+    fresh, fresh_claim = claimed_key(method, model, thief, opening=fixed_opening(1))
     verdict = check_claim(model, fresh, fresh_claim)
     assert not verdict.ok and _steps(verdict) == {**{s: True for s in _steps(verdict)}, "watermark": False}
     # back-dating or editing the owner's claim breaks its signature
@@ -84,16 +83,16 @@ def test_fitted_message_and_self_labelled_triggers_fail_material(digits_train) -
     the stolen model (sign of X·w) or relabels the triggers with the model's own answers. The fitted key would be
     "detected"; its material no longer re-derives from its root."""
     owner_method = get_method("uchida")(example("uchida"))
-    stolen, _, _ = owner_method.embed(make_cnn(seed=0), digits_train, EMBED)
-    thief = new_identity()
-    key, claim = claimed_key(owner_method, stolen, thief)
+    stolen, _, _ = owner_method.embed(make_cnn(seed=0), digits_train, EMBED, seed=11)
+    thief = fixed_identity(1)
+    key, claim = claimed_key(owner_method, stolen, thief, opening=fixed_opening(1))
     w = host_vector(host_module(stolen, key.layer or "").weight).detach()
     fitted = replace(key, message="".join("1" if v > 0 else "0" for v in key.tensors["X"] @ w), message_random=True)
     assert owner_method.verify(stolen, fitted).detected  # without a claim the forgery "verifies"
     check = check_claim(stolen, fitted, claim)
     assert not check.ok and _steps(check)["material"] is False
     adi = get_method("adi")(example("adi"))
-    key, claim = claimed_key(adi, stolen, thief)
+    key, claim = claimed_key(adi, stolen, thief, opening=fixed_opening(2))
     answers = stolen(key.tensors["inputs"]).argmax(1)
     relabelled = replace(key, tensors={**key.tensors, "labels": answers})
     assert adi.verify(stolen, relabelled).detected
@@ -105,7 +104,7 @@ def test_a_chosen_message_is_refused_and_a_payload_is_committed(digits_train) ->
     tart = get_method("tartaglione")(example("tartaglione"))
     model = make_cnn(seed=0)
     payload = torch.rand(3, 4, 5, generator=torch.Generator().manual_seed(0))
-    key, claim = claimed_key(tart, model, OWNER, payload=payload)
+    key, claim = claimed_key(tart, model, OWNER, payload=payload, opening=fixed_opening(0))
     assert _steps(check_claim(model, key, claim))["material"] is True
     other = torch.rand(60, generator=torch.Generator().manual_seed(1))
     swapped = replace(key, tensors={**key.tensors, "payload": other})

@@ -18,7 +18,7 @@ from netmark.methods.examples import example
 from netmark.methods.ownership import claimed_key
 from netmark.registry import GENESIS, RegistryError, add_claim, head, position, read_registry, verify_registry
 from netmark.training import TrainConfig
-from tests.conftest import make_cnn
+from tests.conftest import fixed_identity, fixed_opening, make_cnn
 
 runner = CliRunner()
 
@@ -78,15 +78,15 @@ def test_dispute_orders_valid_claims_by_registry(tmp_path: Path, digits_train) -
     """zhang-content: its stamp and target class are public, so a thief's own claim with triggers fitted to the stolen
     model verifies too (benchmarks/forgery_claims.py). Both claims hold; only the registry's order decides."""
     method = get_method("zhang-content")(example("zhang-content"))
-    owner, thief = new_identity(), new_identity()
+    owner, thief = fixed_identity(0), fixed_identity(1)
     model = make_cnn(seed=0)
-    key, claim = claimed_key(method, model, owner, data=digits_train)
+    key, claim = claimed_key(method, model, owner, data=digits_train, opening=fixed_opening(0))
     model, key, _ = method.embed(model, digits_train, TrainConfig(epochs=12, lr=0.05, seed=0, progress=False),
                                  key=key, warn=False)
     from netmark.io import save_model
 
     save_model(model, tmp_path / "model.safetensors")
-    tkey, tclaim = claimed_key(method, model, thief, data=digits_train)
+    tkey, tclaim = claimed_key(method, model, thief, data=digits_train, opening=fixed_opening(1))
     tkey = fitted_key(model, tkey)
     for name, k, c in (("owner", key, claim), ("thief", tkey, tclaim)):
         k.save(tmp_path / f"{name}.key")

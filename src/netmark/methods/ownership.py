@@ -66,10 +66,11 @@ def committed_config(method: WatermarkMethod, *, data: Dataset | None, payload: 
 
 
 def claimed_key(method: WatermarkMethod, model: nn.Module, identity: Identity, *, data: Dataset | None = None,
-                payload: torch.Tensor | None = None) -> tuple[WatermarkKey, Claim]:
-    """A new key for ``model`` drawn from a fresh claim's opening, and the signed claim (module docstring)."""
+                payload: torch.Tensor | None = None, opening: Opening | None = None) -> tuple[WatermarkKey, Claim]:
+    """A new key for ``model`` drawn from a fresh claim's opening (``opening``: this one, e.g. a test's fixed nonce),
+    and the signed claim (module docstring)."""
     config = committed_config(method, data=data, payload=payload)
-    claim, opening = make_claim(identity, method.name, config)
+    claim, opening = make_claim(identity, method.name, config, opening)
     key = method.create_key(model, root=root_of(opening, claim.commitment), data=data, payload=payload)
     return replace(key, opening={"nonce": opening.nonce.hex(), "config": config,
                                  "commitment": claim.commitment}), claim
