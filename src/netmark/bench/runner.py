@@ -10,8 +10,8 @@ the rest, the same way for all of them:
 * :meth:`Runner.prefetch` — the runs the cache lacks, in worker processes (:mod:`netmark.bench.executors`);
 * data roles loaded once (:class:`~netmark.bench.roles.Roles`), fresh models (:func:`~netmark.bench.roles.fresh_model`).
 
-:class:`Trained` is one run and its ``results["runs"]`` record. The entry points (``run(...)``, ``render(...)``)
-are in :mod:`netmark.bench.study`.
+:class:`Trained` is one run and its ``results["runs"]`` record. The entry points are in :mod:`netmark.bench.reproduce`
+(``run(...)``) and :mod:`netmark.bench.study` (``render(...)``).
 """
 
 from __future__ import annotations
