@@ -34,7 +34,7 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, cls=OneLineErrors,
 )
 for _command in (model.train, model.embed, model.verify, model.serve, study.reproduce, study.report, model.models,
-                 study.demo, access.protect, study.evaluate, ownership.dispute):
+                 study.demo, access.protect, study.evaluate, ownership.dispute, ownership.timestamp):
     app.command()(_command)
 app.add_typer(attack_app, name="attack")
 app.add_typer(access.piracy_app, name="piracy")

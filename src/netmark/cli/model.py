@@ -155,6 +155,8 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
            timeout: Annotated[float, typer.Option("--timeout", help="URL: seconds to wait for each answer")] = 30.0,
            claim: Annotated[Path | None, typer.Option("--claim", help="the owner's signed claim.json (netmark embed --identity): also check its signature, that the key opens its commitment and that the key's material re-derives from it")] = None,
            dataset: Annotated[str | None, typer.Option("--dataset", help="with --claim, for keys made from training images: those images (as embed loaded them)")] = None,
+           timestamp: Annotated[Path | None, typer.Option("--timestamp", help="with --claim: its RFC 3161 token (netmark timestamp), checked against --tsa-root")] = None,
+           tsa_root: Annotated[Path | None, typer.Option("--tsa-root", help="the TSA's root certificate(s), PEM")] = None,
            train_size: opt.TrainSize = None, data_dir: opt.DataDir = None,
            ) -> None:
     """Is the key's watermark in MODEL? Exit 0 = detected (with --claim: and every claim check holds), 1 = not
@@ -178,6 +180,13 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
         if "://" in model:
             raise ConfigError("--claim needs the model file: a claim cannot be checked through a prediction URL yet")
         signed = load_claim(claim)
+    token, roots = None, None
+    if timestamp is not None:
+        from netmark.timestamps import load_roots, read_file
+
+        if claim is None or tsa_root is None:
+            raise ConfigError("--timestamp needs --claim and --tsa-root")
+        token, roots = read_file(timestamp, "timestamp token"), load_roots(tsa_root)
     if "://" in model:
         from netmark.serve import HttpPredictor, is_url, redact_url
 
@@ -199,7 +208,7 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
         from netmark.methods.ownership import check_claim
 
         data = opt.load_data(dataset, data_dir, train_size)[0] if dataset is not None else None
-        checked = check_claim(net, k, signed, data=data, alpha=alpha)
+        checked = check_claim(net, k, signed, data=data, alpha=alpha, token=token, roots=roots)
     ok = res.detected and (checked is None or checked.ok)
     if as_json:
         typer.echo(json.dumps({**res.to_dict(), "key_fingerprint": k.fingerprint, "model": shown,

@@ -43,16 +43,40 @@ def verify_chain(registry: RegistryFile,
 
 
 @opt.handles_errors
+def timestamp(claim: Annotated[Path, typer.Argument(help="a signed claim.json")],
+              tsa: Annotated[str, typer.Option("--tsa", help="the Time-Stamping Authority's URL (RFC 3161 over HTTP)")],
+              out: Annotated[Path | None, typer.Option("--out", "-o", help="the token file (default: the claim's "
+                                                        "path with .tsr)")] = None,
+              timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait for the TSA")] = 30.0,
+              force: opt.Force = False) -> None:
+    """Get an RFC 3161 timestamp token for a claim (a third party's signed time; needs netmark[timestamp])."""
+    from netmark._util import atomic_write, check_writable
+    from netmark.claims import load_claim
+    from netmark.timestamps import request_token
+
+    signed = load_claim(claim)
+    if not signed.signature_valid():
+        raise ConfigError(f"{claim}: the claim's signature does not verify: not timestamped")
+    path = check_writable(out or claim.with_suffix(".tsr"), force)
+    token = request_token(signed, tsa, timeout=timeout)
+    atomic_write(path, lambda p: p.write_bytes(token), force=force)
+    typer.echo(f"wrote {path}: the claim timestamped by {tsa}")
+
+
+@opt.handles_errors
 def dispute(model: Annotated[Path, typer.Argument(help="the disputed model file")],
             claims: Annotated[list[Path], typer.Option("--claim", help="a party's claim.json (repeat per party)")],
             keys: Annotated[list[Path], typer.Option("--key", help="that party's key file (same order as --claim)")],
             registry: Annotated[Path | None, typer.Option("--registry", "-r", help="the claim registry that orders "
                                                           "the claims in time")] = None,
+            timestamps: Annotated[list[Path] | None, typer.Option("--timestamp", help="a party's RFC 3161 token "
+                                                                  "(.tsr), same order as --claim; all or none")] = None,
+            tsa_root: Annotated[Path | None, typer.Option("--tsa-root", help="the TSA's root certificate(s), PEM")] = None,
             dataset: Annotated[str | None, typer.Option("--dataset", help="for keys made from training images")] = None,
             train_size: opt.TrainSize = None, data_dir: opt.DataDir = None, as_json: opt.AsJson = False) -> None:
-    """Whose model is it? Verify each party's claim on MODEL, then order the valid ones by their verified time (their
-    place in --registry; the time a claim states about itself is not evidence). Exit 0: one party wins; 1: no valid
-    claim, or valid claims without a verified order; 2: bad input."""
+    """Whose model is it? Verify each party's claim on MODEL, then order the valid ones by their verified time (an RFC
+    3161 token's time, else their place in --registry; the time a claim states about itself is not evidence). Exit 0:
+    one party wins; 1: no valid claim, or valid claims without a verified order; 2: bad input."""
     from netmark.claims import load_claim
     from netmark.io import load_model
     from netmark.keys import WatermarkKey
@@ -61,23 +85,37 @@ def dispute(model: Annotated[Path, typer.Argument(help="the disputed model file"
 
     if len(claims) != len(keys) or len(claims) < 2:
         raise ConfigError("give two or more parties, one --key per --claim")
+    if timestamps and (len(timestamps) != len(claims) or tsa_root is None):
+        raise ConfigError("give one --timestamp per --claim, and --tsa-root")
+    tokens: list[bytes | None] = [None] * len(claims)
+    roots = None
+    if timestamps:
+        from netmark.timestamps import load_roots, read_file
+
+        tokens, roots = [read_file(t, "timestamp token") for t in timestamps], load_roots(tsa_root)  # type: ignore[arg-type]
     parties = [(load_claim(c), WatermarkKey.load(k)) for c, k in zip(claims, keys, strict=True)]
     entries = verify_registry(registry) if registry is not None else []
     data = opt.load_data(dataset, data_dir, train_size)[0] if dataset is not None else None
     rows: list[dict[str, Any]] = []
-    for (claim, key), path in zip(parties, claims, strict=True):
-        check = check_claim(load_model(model, arch=key.arch), key, claim, data=data)
+    for (claim, key), path, token in zip(parties, claims, tokens, strict=True):
+        check = check_claim(load_model(model, arch=key.arch), key, claim, data=data, token=token, roots=roots)
         failed = next((f"{n}: {r}" for n, p, r in check.steps if not p), None)
         rows.append({"claim": str(path), "owner": claim.public.fingerprint, "valid": check.ok, "reason": failed,
-                     "registered": position(entries, claim)})
+                     "registered": position(entries, claim),
+                     "time": None if check.time is None else check.time.isoformat()})
     valid = [r for r in rows if r["valid"]]
-    timed = sorted((r for r in valid if r["registered"] is not None), key=lambda r: r["registered"])
+    if timestamps:  # every valid claim has a verified time: the earliest wins
+        timed = sorted(valid, key=lambda r: r["time"])
+    else:
+        timed = sorted((r for r in valid if r["registered"] is not None), key=lambda r: r["registered"])
     if not valid:
         verdict, winner = "no party's claim holds on this model", None
     elif timed:
         winner = timed[0]
-        verdict = (f"{winner['claim']} wins: its claim holds and was registered first (entry {winner['registered']})"
-                   + ("" if len(valid) == 1 else f"; {len(valid) - 1} other valid claim(s) registered later or not"))
+        when = (f"was timestamped first ({winner['time']})" if timestamps
+                else f"was registered first (entry {winner['registered']})")
+        verdict = (f"{winner['claim']} wins: its claim holds and {when}"
+                   + ("" if len(valid) == 1 else f"; {len(valid) - 1} other valid claim(s) later or without a time"))
     elif len(valid) == 1:
         winner = valid[0]
         verdict = f"{winner['claim']} wins: the only claim that holds on this model"
@@ -89,7 +127,8 @@ def dispute(model: Annotated[Path, typer.Argument(help="the disputed model file"
     else:
         for r in rows:
             state = "valid" if r["valid"] else f"REJECTED ({r['reason']})"
-            at = "not registered" if r["registered"] is None else f"registry entry {r['registered']}"
+            at = ("not registered" if r["registered"] is None else f"registry entry {r['registered']}") + (
+                "" if r["time"] is None else f", timestamped {r['time']}")
             typer.echo(f"{r['claim']}: owner {r['owner'][:16]}…, {state}, {at}")
         typer.echo(verdict)
     raise typer.Exit(0 if winner is not None else 1)

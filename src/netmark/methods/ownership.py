@@ -23,9 +23,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 import torch
+from cryptography import x509
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -82,6 +84,8 @@ class ClaimCheck:
 
     steps: list[tuple[str, bool, str]] = field(default_factory=list)
     result: VerificationResult | None = None
+    #: the claim's verified time (an RFC 3161 token's), if a token was given and verifies
+    time: datetime | None = None
 
     @property
     def ok(self) -> bool:
@@ -118,13 +122,24 @@ def _same_material(method: WatermarkMethod, key: WatermarkKey, rebuilt: Watermar
 
 
 def check_claim(model: nn.Module, key: WatermarkKey, claim: Claim, *, data: Dataset | None = None,
-                alpha: float = DEFAULT_ALPHA) -> ClaimCheck:
-    """The steps of verifying ``model`` against ``key`` under ``claim`` (module docstring)."""
+                alpha: float = DEFAULT_ALPHA, token: bytes | None = None,
+                roots: list[x509.Certificate] | None = None) -> ClaimCheck:
+    """The steps of verifying ``model`` against ``key`` under ``claim`` (module docstring); with an RFC 3161
+    ``token`` (and the TSA's ``roots``) also the step ``time``."""
     out = ClaimCheck()
     if not out.add("signature", claim.signature_valid(), "the claim is signed by its owner key "
                    f"{claim.public.fingerprint[:16]}…" if claim.signature_valid() else
                    "the signature does not verify under the claim's owner key (edited or forged claim)"):
         return out
+    if token is not None:
+        from netmark.timestamps import TimestampError, token_time
+
+        try:
+            out.time = token_time(token, claim, roots or [])
+        except TimestampError as e:
+            out.add("time", False, str(e))
+            return out
+        out.add("time", True, f"timestamped {out.time.isoformat()} by a TSA chained to the given root")
     if not out.add("method", claim.method == key.method, f"claim and key name {key.method!r}"
                    if claim.method == key.method else f"the claim is for {claim.method!r}, the key for {key.method!r}"):
         return out
