@@ -87,6 +87,12 @@ def test_cli_timestamp_and_verify(parties: Path, tsa) -> None:
     assert r.exit_code == 1 and "CLAIM REJECTED (time" in r.stdout, r.output
     r = invoke("verify", d / "model.safetensors", "--key", d / "owner.key", "--timestamp", d / "owner.tsr")
     assert r.exit_code == 2 and "--claim" in r.stderr
+    (d / "damaged.tsr").write_bytes((d / "owner.tsr").read_bytes()[:200])  # bad input: exit 2, one line
+    r = invoke(*base, "--timestamp", d / "damaged.tsr")
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1 and "not a timestamp token" in r.stderr
+    (d / "junk.pem").write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    r = invoke(*base[:-2], "--tsa-root", d / "junk.pem", "--timestamp", d / "owner.tsr")
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1, r.output
 
 
 def test_dispute_by_timestamp(parties: Path, tsa) -> None:

@@ -79,6 +79,19 @@ def read_file(path: str | os.PathLike[str], what: str) -> bytes:
         raise TimestampError(f"cannot read {what} {p}: {e.strerror or e}") from None
 
 
+def read_token(path: str | os.PathLike[str]) -> bytes:
+    """A token file's bytes, refused (:class:`TimestampError`) unless it parses as a timestamp response: bad input,
+    as opposed to a token that parses but does not verify for a claim."""
+    data = read_file(path, "timestamp token")
+    try:
+        _lib().decode_timestamp_response(data)
+    except TimestampError:
+        raise
+    except Exception:
+        raise TimestampError(f"{path}: not a timestamp token (damaged file?)") from None
+    return data
+
+
 def load_roots(path: str | os.PathLike[str]) -> list[x509.Certificate]:
     """The TSA root certificate(s) in a PEM file."""
     try:

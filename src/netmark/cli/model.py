@@ -182,11 +182,11 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
         signed = load_claim(claim)
     token, roots = None, None
     if timestamp is not None:
-        from netmark.timestamps import load_roots, read_file
+        from netmark.timestamps import load_roots, read_token
 
         if claim is None or tsa_root is None:
             raise ConfigError("--timestamp needs --claim and --tsa-root")
-        token, roots = read_file(timestamp, "timestamp token"), load_roots(tsa_root)
+        token, roots = read_token(timestamp), load_roots(tsa_root)
     if "://" in model:
         from netmark.serve import HttpPredictor, is_url, redact_url
 

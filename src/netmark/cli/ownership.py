@@ -90,9 +90,9 @@ def dispute(model: Annotated[Path, typer.Argument(help="the disputed model file"
     tokens: list[bytes | None] = [None] * len(claims)
     roots = None
     if timestamps:
-        from netmark.timestamps import load_roots, read_file
+        from netmark.timestamps import load_roots, read_token
 
-        tokens, roots = [read_file(t, "timestamp token") for t in timestamps], load_roots(tsa_root)  # type: ignore[arg-type]
+        tokens, roots = [read_token(t) for t in timestamps], load_roots(tsa_root)  # type: ignore[arg-type]
     parties = [(load_claim(c), WatermarkKey.load(k)) for c, k in zip(claims, keys, strict=True)]
     entries = verify_registry(registry) if registry is not None else []
     data = opt.load_data(dataset, data_dir, train_size)[0] if dataset is not None else None
