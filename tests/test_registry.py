@@ -112,3 +112,35 @@ def test_dispute_orders_valid_claims_by_registry(tmp_path: Path, digits_train) -
     assert r.exit_code == 0 and "REJECTED (signature" in r.stdout and "owner.json wins" in r.stdout, r.output
     assert invoke("dispute", tmp_path / "model.safetensors", "--claim", tmp_path / "owner.json", "--key",
                   tmp_path / "owner.key").exit_code == 2  # one party is no dispute
+
+
+def test_dispute_cross_test_finds_the_source(tmp_path: Path, digits_train) -> None:
+    """A thief embeds his own claimed Uchida mark into the owner's released model (8 epochs of fine-tune-to-embed) and
+    releases that. Both claims hold on it and neither has a verified time; the parties' originals decide: the owner's
+    mark is in the thief's original, the thief's is not in the owner's."""
+    from netmark.io import save_model
+
+    method = get_method("uchida")(example("uchida"))
+    owner_model = make_cnn(seed=0)
+    key, claim = claimed_key(method, owner_model, fixed_identity(0), opening=fixed_opening(0))
+    owner_model, key, _ = method.embed(owner_model, digits_train, TrainConfig(epochs=12, lr=0.05, seed=0,
+                                                                               progress=False), key=key, warn=False)
+    save_model(owner_model, tmp_path / "owner.safetensors")
+    thief_model = make_cnn(seed=0)
+    thief_model.load_state_dict(owner_model.state_dict())
+    tkey, tclaim = claimed_key(method, thief_model, fixed_identity(1), opening=fixed_opening(1))
+    thief_model, tkey, _ = method.embed(thief_model, digits_train, TrainConfig(epochs=8, lr=0.05, seed=1,
+                                                                               progress=False), key=tkey, warn=False)
+    save_model(thief_model, tmp_path / "thief.safetensors")
+    for name, k, c in (("owner", key, claim), ("thief", tkey, tclaim)):
+        k.save(tmp_path / f"{name}.key")
+        save_claim(c, tmp_path / f"{name}.json")
+    parties = ["--claim", tmp_path / "owner.json", "--key", tmp_path / "owner.key",
+               "--claim", tmp_path / "thief.json", "--key", tmp_path / "thief.key"]
+    r = invoke("dispute", tmp_path / "thief.safetensors", *parties, "--json")
+    assert r.exit_code == 1 and all(p["valid"] for p in json.loads(r.stdout)["parties"]), r.output  # undecided
+    r = invoke("dispute", tmp_path / "thief.safetensors", *parties, "--original", tmp_path / "owner.safetensors",
+               "--original", tmp_path / "thief.safetensors", "--json")
+    out = json.loads(r.stdout)
+    assert r.exit_code == 0 and out["winner"] == str(tmp_path / "owner.json"), r.output
+    assert out["cross_test"]["found"] == [[True, True], [False, True]] and out["cross_test"]["source"] == 0

@@ -72,11 +72,17 @@ def dispute(model: Annotated[Path, typer.Argument(help="the disputed model file"
             timestamps: Annotated[list[Path] | None, typer.Option("--timestamp", help="a party's RFC 3161 token "
                                                                   "(.tsr), same order as --claim; all or none")] = None,
             tsa_root: Annotated[Path | None, typer.Option("--tsa-root", help="the TSA's root certificate(s), PEM")] = None,
+            originals: Annotated[list[Path] | None, typer.Option("--original", help="a party's own original model, same "
+                                                                 "order as --claim; all or none: the cross-test")] = None,
             dataset: Annotated[str | None, typer.Option("--dataset", help="for keys made from training images")] = None,
             train_size: opt.TrainSize = None, data_dir: opt.DataDir = None, as_json: opt.AsJson = False) -> None:
     """Whose model is it? Verify each party's claim on MODEL, then order the valid ones by their verified time (an RFC
     3161 token's time, else their place in --registry; the time a claim states about itself is not evidence). Exit 0:
-    one party wins; 1: no valid claim, or valid claims without a verified order; 2: bad input."""
+    one party wins; 1: no valid claim, or valid claims without a verified order; 2: bad input.
+
+    With --original per party, also the cross-test: each party's mark in every other party's original. A party whose
+    mark is in every other original while no other mark is in its own is the source; when time cannot order the
+    valid claims, that decides."""
     from netmark.claims import load_claim
     from netmark.io import load_model
     from netmark.keys import WatermarkKey
@@ -87,6 +93,8 @@ def dispute(model: Annotated[Path, typer.Argument(help="the disputed model file"
         raise ConfigError("give two or more parties, one --key per --claim")
     if timestamps and (len(timestamps) != len(claims) or tsa_root is None):
         raise ConfigError("give one --timestamp per --claim, and --tsa-root")
+    if originals and len(originals) != len(claims):
+        raise ConfigError("give one --original per --claim")
     tokens: list[bytes | None] = [None] * len(claims)
     roots = None
     if timestamps:
@@ -122,8 +130,16 @@ def dispute(model: Annotated[Path, typer.Argument(help="the disputed model file"
     else:
         verdict, winner = ("undecided: several claims hold and none has a verified time (register them, or "
                            "timestamp them)"), None
+    cross = _cross_test(rows, [k for _, k in parties], originals) if originals else None
+    if cross is not None and cross["source"] is not None:
+        source = rows[cross["source"]]
+        verdict += f"; cross-test: {source['claim']}'s mark is in every other original and no other mark in its own"
+        if winner is None and source["valid"]:
+            winner = source
+            verdict = f"{source['claim']} wins by the cross-test (no verified time orders the valid claims)"
     if as_json:
-        typer.echo(json.dumps({"parties": rows, "verdict": verdict, "winner": winner and winner["claim"]}))
+        typer.echo(json.dumps({"parties": rows, "verdict": verdict, "winner": winner and winner["claim"],
+                               "cross_test": cross}))
     else:
         for r in rows:
             state = "valid" if r["valid"] else f"REJECTED ({r['reason']})"
@@ -132,3 +148,24 @@ def dispute(model: Annotated[Path, typer.Argument(help="the disputed model file"
             typer.echo(f"{r['claim']}: owner {r['owner'][:16]}…, {state}, {at}")
         typer.echo(verdict)
     raise typer.Exit(0 if winner is not None else 1)
+
+
+def _cross_test(rows: list[dict[str, Any]], keys: list[Any], originals: list[Path]) -> dict[str, Any]:
+    """``found[i][j]``: party ``i``'s mark detected in party ``j``'s original; ``source``: the one party whose mark is
+    in every other original while no other mark is in its own (``None``: no such party)."""
+    from netmark.errors import NetmarkError
+    from netmark.io import load_model
+    from netmark.methods import verify
+
+    def found(key: Any, path: Path) -> bool:
+        try:
+            return verify(load_model(path, arch=key.arch), key).detected
+        except NetmarkError:  # a key that does not fit the other architecture: not found
+            return False
+
+    n = len(keys)
+    table = [[found(keys[i], originals[j]) if i != j else True for j in range(n)] for i in range(n)]
+    sources = [i for i in range(n) if all(table[i][j] for j in range(n)) and not any(table[j][i] for j in range(n)
+                                                                                      if j != i)]
+    return {"found": table, "source": sources[0] if len(sources) == 1 else None,
+            "parties": [r["claim"] for r in rows]}
