@@ -83,3 +83,29 @@ def test_bad_input_and_no_private_material_anywhere(owner: Path, tmp_path: Path)
     for f in run.iterdir():
         data = f.read_bytes()
         assert raw not in data and raw.hex().encode() not in data, f.name
+
+
+def test_a_claim_through_a_prediction_url(tmp_path: Path) -> None:
+    """Adi behind `netmark serve`'s server on 127.0.0.1: the claim's material is re-derived on a fresh model of the
+    key's architecture, the watermark decided from the server's answers."""
+    from netmark.io import load_model
+    from netmark.serve import make_server
+
+    assert invoke("identity", "new", "--out", tmp_path / "owner.id").exit_code == 0
+    r = invoke("embed", "--method", "adi", "--model", "simple-cnn", "--dataset", "digits", "--epochs", "12", "--lr",
+               "0.05", "--method-arg", "per_batch=16", "-q", "--identity", tmp_path / "owner.id", "--out",
+               tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    run = tmp_path / "run"
+    server = make_server(load_model(run / "model.safetensors"), port=0)
+    server.start()
+    try:
+        r = invoke("verify", server.url, "--key", run / "owner.key", "--claim", run / "claim.json")
+        assert r.exit_code == 0 and "CLAIM VERIFIED" in r.stdout and "ok  material:" in r.stdout, r.output
+        c = json.loads((run / "claim.json").read_text())
+        c["created"] = "2019-01-01T00:00:00+00:00"
+        (tmp_path / "old.json").write_text(json.dumps(c))
+        r = invoke("verify", server.url, "--key", run / "owner.key", "--claim", tmp_path / "old.json")
+        assert r.exit_code == 1 and "CLAIM REJECTED (signature" in r.stdout, r.output
+    finally:
+        server.shutdown()

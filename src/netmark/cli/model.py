@@ -177,8 +177,6 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
     if claim is not None:
         from netmark.claims import load_claim
 
-        if "://" in model:
-            raise ConfigError("--claim needs the model file: a claim cannot be checked through a prediction URL yet")
         signed = load_claim(claim)
     token, roots = None, None
     if timestamp is not None:
@@ -196,7 +194,14 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
         if not wm.query_verifiable():
             raise ConfigError(f"the key's method {k.method!r} is white-box (it reads the model's weights), so it "
                               "cannot be verified through a prediction URL: pass the model file")
-        res = wm.verify_query(HttpPredictor(model, timeout=timeout), k, alpha=alpha)
+        predictor = HttpPredictor(model, timeout=timeout)
+        res = wm.verify_query(predictor, k, alpha=alpha)
+        if signed is not None:  # the claim's material is re-derived on a fresh model of the key's architecture
+            from netmark.models import build
+
+            if k.arch is None:
+                raise ConfigError("the key records no architecture: a claim through a URL cannot re-derive its material")
+            net = build(k.arch["name"], k.arch.get("args") or {})
     else:
         from netmark.io import load_model
         from netmark.methods import verify as run_verify
@@ -208,7 +213,8 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
         from netmark.methods.ownership import check_claim
 
         data = opt.load_data(dataset, data_dir, train_size)[0] if dataset is not None else None
-        checked = check_claim(net, k, signed, data=data, alpha=alpha, token=token, roots=roots)
+        decide = ((lambda key_: wm.verify_query(predictor, key_, alpha=alpha)) if "://" in model else None)
+        checked = check_claim(net, k, signed, data=data, alpha=alpha, token=token, roots=roots, decide=decide)
     ok = res.detected and (checked is None or checked.ok)
     if as_json:
         typer.echo(json.dumps({**res.to_dict(), "key_fingerprint": k.fingerprint, "model": shown,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -123,9 +124,12 @@ def _same_material(method: WatermarkMethod, key: WatermarkKey, rebuilt: Watermar
 
 def check_claim(model: nn.Module, key: WatermarkKey, claim: Claim, *, data: Dataset | None = None,
                 alpha: float = DEFAULT_ALPHA, token: bytes | None = None,
-                roots: list[x509.Certificate] | None = None) -> ClaimCheck:
+                roots: list[x509.Certificate] | None = None,
+                decide: Callable[[WatermarkKey], VerificationResult] | None = None) -> ClaimCheck:
     """The steps of verifying ``model`` against ``key`` under ``claim`` (module docstring); with an RFC 3161
-    ``token`` (and the TSA's ``roots``) also the step ``time``."""
+    ``token`` (and the TSA's ``roots``) also the step ``time``. ``decide``: how the watermark step is decided when
+    ``model`` only gives the architecture (a suspect behind a prediction URL: its answers to the key's triggers);
+    default: :func:`netmark.methods.verify` on ``model``."""
     out = ClaimCheck()
     if not out.add("signature", claim.signature_valid(), "the claim is signed by its owner key "
                    f"{claim.public.fingerprint[:16]}…" if claim.signature_valid() else
@@ -163,7 +167,7 @@ def check_claim(model: nn.Module, key: WatermarkKey, claim: Claim, *, data: Data
     out.add("material", *_rederive(method_from_key(key), model, key, op["config"], root, data))
     if out.ok:
         try:
-            out.result = verify(model, key, alpha=alpha)
+            out.result = decide(key) if decide is not None else verify(model, key, alpha=alpha)
         except NetmarkError as e:  # e.g. a key whose null is not calibrated yet
             out.add("watermark", False, f"not decided: {e}")
             return out
