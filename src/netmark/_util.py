@@ -49,6 +49,15 @@ def sha256_hex(*parts: bytes) -> str:
     return h.hexdigest()
 
 
+def tensor_digest(*tensors: torch.Tensor) -> str:
+    """sha256 of tensors' dtype, shape and bytes (cache fingerprints; the digests a claim commits to)."""
+    parts: list[bytes] = []
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        parts += [f"{t.dtype}{tuple(t.shape)}".encode(), t.reshape(-1).view(torch.uint8).numpy().tobytes()]
+    return sha256_hex(*parts)
+
+
 def safetensors_metadata(raw: bytes) -> dict[str, object] | None:
     """The ``__metadata__`` of a safetensors file's bytes (None if it has none).
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from netmark import training
-from netmark._util import atomic_write_text, canonical_json, sha256_hex
+from netmark._util import atomic_write_text, canonical_json, sha256_hex, tensor_digest  # noqa: F401 (re-exported)
 from netmark.attacks import ATTACKS
 from netmark.errors import NetmarkError
 from netmark.io import load_model, save_model
@@ -42,15 +42,6 @@ from netmark.keys import WatermarkKey
 
 if TYPE_CHECKING:
     from netmark.methods import WatermarkMethod
-
-
-def tensor_digest(*tensors: torch.Tensor) -> str:
-    """sha256 of tensors' dtype, shape and bytes."""
-    parts: list[bytes] = []
-    for t in tensors:
-        t = t.detach().cpu().contiguous()
-        parts += [f"{t.dtype}{tuple(t.shape)}".encode(), t.reshape(-1).view(torch.uint8).numpy().tobytes()]
-    return sha256_hex(*parts)
 
 
 def method_part(method: WatermarkMethod) -> dict[str, Any]:

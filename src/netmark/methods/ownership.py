@@ -20,7 +20,6 @@ time: which of two valid claims came first is for the registry (:mod:`netmark.re
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -32,7 +31,7 @@ from cryptography import x509
 from torch import nn
 from torch.utils.data import Dataset
 
-from netmark._util import canonical_json
+from netmark._util import canonical_json, tensor_digest
 from netmark.claims import Claim, Opening, make_claim, root_of
 from netmark.errors import ConfigError, NetmarkError
 from netmark.identity import Identity
@@ -42,27 +41,18 @@ from netmark.methods.dispatch import method_from_key, verify
 from netmark.verify import DEFAULT_ALPHA, VerificationResult
 
 
-def tensor_sha256(*tensors: torch.Tensor) -> str:
-    h = hashlib.sha256()
-    for t in tensors:
-        t = t.detach().cpu().contiguous()
-        h.update(str((t.dtype, tuple(t.shape))).encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
 def data_sha256(data: Dataset) -> str:
     """The digest of a dataset's images and labels (what a data-derived key commits to)."""
     from netmark.methods.triggerset import dataset_rows
 
     x, y = dataset_rows(data)
-    return tensor_sha256(x.float(), y.to(torch.int64))
+    return tensor_digest(x.float(), y.to(torch.int64))
 
 
 def committed_config(method: WatermarkMethod, *, data: Dataset | None, payload: torch.Tensor | None) -> dict[str, Any]:
     cfg: dict[str, Any] = method.config.to_dict()
     if payload is not None:
-        cfg["payload_sha256"] = tensor_sha256(torch.as_tensor(payload, dtype=torch.float32))
+        cfg["payload_sha256"] = tensor_digest(torch.as_tensor(payload, dtype=torch.float32))
     if data is not None and method.traits().needs_data:
         cfg["data_sha256"] = data_sha256(data)
     return dict(json.loads(canonical_json(cfg)))  # as the key file and the commitment hold it (tuples as lists)
@@ -107,10 +97,10 @@ def _same_material(method: WatermarkMethod, key: WatermarkKey, rebuilt: Watermar
     trained = set(method.TRAINED_TENSORS)
     if "inputs" in rebuilt.tensors and "labels" in rebuilt.tensors and len(key.tensors.get("labels", ())) < len(
             rebuilt.tensors["labels"]):  # a trigger set selected from its drawn candidates (DeepSigns' black box)
-        cand = {(tensor_sha256(x), int(y)) for x, y in zip(rebuilt.tensors["inputs"], rebuilt.tensors["labels"],
+        cand = {(tensor_digest(x), int(y)) for x, y in zip(rebuilt.tensors["inputs"], rebuilt.tensors["labels"],
                                                             strict=True)}
         rows = zip(key.tensors["inputs"], key.tensors["labels"], strict=True)
-        if any((tensor_sha256(x), int(y)) not in cand for x, y in rows):
+        if any((tensor_digest(x), int(y)) not in cand for x, y in rows):
             return "a trigger is not among the candidates the claim's opening draws"
         trained |= {"inputs", "labels"}
     for name, t in rebuilt.tensors.items():
@@ -189,7 +179,7 @@ def _rederive(method: WatermarkMethod, model: nn.Module, key: WatermarkKey, conf
     payload = None
     if "payload_sha256" in config:
         payload = key.tensors["payload"].reshape(key.config.get("payload_shape") or [-1])
-        if tensor_sha256(payload.float()) != config["payload_sha256"]:
+        if tensor_digest(payload.float()) != config["payload_sha256"]:
             return False, "the key's payload is not the one the claim committed to"
     try:
         cls = type(method)
