@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from netmark.errors import ConfigError, OutputExistsError
+from netmark.errors import ConfigError, NetmarkError, OutputExistsError
 
 
 @contextlib.contextmanager
@@ -47,6 +47,20 @@ def sha256_hex(*parts: bytes) -> str:
         h.update(len(p).to_bytes(8, "little"))
         h.update(p)
     return h.hexdigest()
+
+
+def read_bounded(path: str | os.PathLike[str], limit: int, what: str, error: type[NetmarkError]) -> bytes:
+    """The bytes of file ``path``, reading at most ``limit`` + 1 of them (bounded memory): a larger, missing or
+    unreadable file raises ``error`` with one line naming ``what`` it should have been."""
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise error(f"cannot read {what} {p}: {e.strerror or e}") from None
+    if len(data) > limit:
+        raise error(f"{p}: larger than {limit} bytes: not a {what}")
+    return data
 
 
 def tensor_digest(*tensors: torch.Tensor) -> str:

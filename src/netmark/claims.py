@@ -33,7 +33,7 @@ import numpy as np
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from netmark._util import atomic_write_text, canonical_json, sha256_hex
+from netmark._util import atomic_write_text, canonical_json, read_bounded, sha256_hex
 from netmark.errors import NetmarkError
 from netmark.identity import Identity, PublicIdentity
 
@@ -169,11 +169,7 @@ def load_claim(path: str | os.PathLike[str]) -> Claim:
     """The claim in ``path``, schema-checked (not yet verified: see :meth:`Claim.signature_valid`)."""
     p = Path(path)
     try:
-        if p.stat().st_size > MAX_CLAIM_BYTES:
-            raise ClaimError(f"{p}: larger than {MAX_CLAIM_BYTES} bytes: not a claim")
-        d = json.loads(p.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ClaimError(f"cannot read claim {p}: {e.strerror or e}") from None
+        d = json.loads(read_bounded(p, MAX_CLAIM_BYTES, "claim", ClaimError).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ClaimError(f"{p}: not a JSON claim file") from None
     return Claim.from_dict(d, str(p))

@@ -20,7 +20,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from netmark._util import atomic_write, check_writable
+from netmark._util import atomic_write, check_writable, read_bounded
 from netmark.errors import NetmarkError
 
 #: identity files are a few hundred bytes; anything larger is refused before it is parsed
@@ -114,14 +114,7 @@ def save_identity(identity: Identity, path: str | os.PathLike[str], *, passphras
 
 
 def _read(path: str | os.PathLike[str], what: str) -> bytes:
-    p = Path(path)
-    try:
-        size = p.stat().st_size
-        if size > MAX_IDENTITY_BYTES:
-            raise IdentityError(f"{p}: {size} bytes is not an {what} file (at most {MAX_IDENTITY_BYTES})")
-        return p.read_bytes()
-    except OSError as e:
-        raise IdentityError(f"cannot read {what} file {p}: {e.strerror or e}") from None
+    return read_bounded(path, MAX_IDENTITY_BYTES, f"{what} file", IdentityError)
 
 
 def load_identity(path: str | os.PathLike[str], passphrase: bytes | None = None) -> Identity:

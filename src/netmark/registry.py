@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from netmark._util import atomic_write_text, canonical_json, sha256_hex
+from netmark._util import atomic_write_text, canonical_json, read_bounded, sha256_hex
 from netmark.claims import Claim, ClaimError
 from netmark.errors import NetmarkError
 
@@ -59,11 +59,9 @@ def read_registry(path: str | os.PathLike[str]) -> list[Entry]:
     if not p.exists():
         return []
     try:
-        if p.stat().st_size > MAX_REGISTRY_BYTES:
-            raise RegistryError(f"{p} is larger than {MAX_REGISTRY_BYTES} bytes: not a claim registry")
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise RegistryError(f"cannot read registry {p}: {getattr(e, 'strerror', None) or e}") from None
+        lines = read_bounded(p, MAX_REGISTRY_BYTES, "claim registry", RegistryError).decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise RegistryError(f"{p}: not a claim registry (not UTF-8 text)") from None
     out: list[Entry] = []
     prev = GENESIS
     for i, line in enumerate(lines):

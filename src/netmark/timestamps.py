@@ -14,11 +14,11 @@ import os
 import urllib.error
 import urllib.request
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 
+from netmark._util import read_bounded
 from netmark.claims import Claim
 from netmark.errors import NetmarkError
 
@@ -70,13 +70,7 @@ def request_token(claim: Claim, url: str, *, timeout: float = 30.0) -> bytes:
 
 
 def read_file(path: str | os.PathLike[str], what: str) -> bytes:
-    p = Path(path)
-    try:
-        if p.stat().st_size > MAX_FILE_BYTES:
-            raise TimestampError(f"{p}: larger than {MAX_FILE_BYTES} bytes: not a {what}")
-        return p.read_bytes()
-    except OSError as e:
-        raise TimestampError(f"cannot read {what} {p}: {e.strerror or e}") from None
+    return read_bounded(path, MAX_FILE_BYTES, what, TimestampError)
 
 
 def read_token(path: str | os.PathLike[str]) -> bytes:

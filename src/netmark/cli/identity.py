@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from netmark._util import read_bounded
 from netmark.cli import common as opt
 from netmark.identity import IdentityError, load_identity, load_public, new_identity, save_identity
 
@@ -22,12 +23,7 @@ def read_passphrase(path: Path | None) -> bytes | None:
     """The first line of ``path`` (``None``: no passphrase); an empty or oversized one is refused."""
     if path is None:
         return None
-    try:
-        if path.stat().st_size > MAX_PASSPHRASE_BYTES:
-            raise IdentityError(f"{path} is larger than {MAX_PASSPHRASE_BYTES} bytes: not a passphrase file")
-        line = path.read_bytes().splitlines()[:1]
-    except OSError as e:
-        raise IdentityError(f"cannot read passphrase file {path}: {e.strerror or e}") from None
+    line = read_bounded(path, MAX_PASSPHRASE_BYTES, "passphrase file", IdentityError).splitlines()[:1]
     if not line or not line[0]:
         raise IdentityError(f"passphrase file {path} is empty")
     return line[0]
