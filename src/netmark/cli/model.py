@@ -168,6 +168,7 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
     """
     from netmark.keys import WatermarkKey
     from netmark.methods import method_from_key
+    from netmark.verify import VerificationResult
 
     if not 0 < alpha < 1:
         raise ConfigError(f"--alpha must be in (0, 1), got {alpha}")
@@ -195,7 +196,11 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
             raise ConfigError(f"the key's method {k.method!r} is white-box (it reads the model's weights), so it "
                               "cannot be verified through a prediction URL: pass the model file")
         predictor = HttpPredictor(model, timeout=timeout)
-        res = wm.verify_query(predictor, k, alpha=alpha)
+
+        def decide(key_: WatermarkKey) -> VerificationResult:
+            return wm.verify_query(predictor, key_, alpha=alpha)
+
+        net = None
         if signed is not None:  # the claim's material is re-derived on a fresh model of the key's architecture
             from netmark.models import build
 
@@ -207,14 +212,18 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
         from netmark.methods import verify as run_verify
 
         net = load_model(Path(model), arch=k.arch)
-        res = run_verify(net, k, alpha=alpha)
+
+        def decide(key_: WatermarkKey) -> VerificationResult:
+            return run_verify(net, key_, alpha=alpha)
+
     checked = None
-    if signed is not None:
+    if signed is not None and net is not None:
         from netmark.methods.ownership import check_claim
 
         data = opt.load_data(dataset, data_dir, train_size)[0] if dataset is not None else None
-        decide = ((lambda key_: wm.verify_query(predictor, key_, alpha=alpha)) if "://" in model else None)
         checked = check_claim(net, k, signed, data=data, alpha=alpha, token=token, roots=roots, decide=decide)
+    # the watermark is decided once: the claim check's own decision when it got that far
+    res = checked.result if checked is not None and checked.result is not None else decide(k)
     ok = res.detected and (checked is None or checked.ok)
     if as_json:
         typer.echo(json.dumps({**res.to_dict(), "key_fingerprint": k.fingerprint, "model": shown,
