@@ -6,8 +6,8 @@ import json
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import numpy as np
 import pytest
+import torch
 
 from netmark.claims import (
     MAX_CLAIM_BYTES,
@@ -15,11 +15,12 @@ from netmark.claims import (
     ClaimError,
     Opening,
     commit,
-    key_stream,
     load_claim,
     make_claim,
+    root_of,
     save_claim,
 )
+from netmark.draws import draw
 from netmark.errors import OutputExistsError
 from netmark.identity import new_identity
 
@@ -56,13 +57,14 @@ def test_edited_back_dated_and_replayed_claims_are_rejected() -> None:
 def test_key_material_is_a_function_of_the_opening_alone() -> None:
     owner = new_identity()
     claim, opening = make_claim(owner, "uchida", CONFIG)
-    a = key_stream(opening, claim.commitment, "message").integers(0, 2, 4096)
-    assert np.array_equal(a, key_stream(opening, claim.commitment, "message").integers(0, 2, 4096))
-    assert not np.array_equal(a, key_stream(opening, claim.commitment, "projection").integers(0, 2, 4096))
+    root = root_of(opening, claim.commitment)  # what a claimed key's material is drawn from (netmark.draws)
+    a = draw(root, 0).randint(0, 2, (4096,))
+    assert torch.equal(a, draw(root_of(opening, claim.commitment), 0).randint(0, 2, (4096,)))
+    assert not torch.equal(a, draw(root, 1).randint(0, 2, (4096,)))  # another stream
     other = Opening.fresh()
-    assert not np.array_equal(a, key_stream(other, commit("uchida", CONFIG, owner.public, other),
-                                            "message").integers(0, 2, 4096))
-    assert abs(a.mean() - 0.5) < 0.05  # 4096 fair bits: |mean - 0.5| < 0.05 fails with p ~ 1e-10
+    assert not torch.equal(a, draw(root_of(other, commit("uchida", CONFIG, owner.public, other)), 0).randint(
+        0, 2, (4096,)))
+    assert abs(float(a.float().mean()) - 0.5) < 0.05  # 4096 fair bits: |mean - 0.5| < 0.05 fails with p ~ 1e-10
 
 
 def test_round_trip_and_no_overwrite(tmp_path: Path) -> None:

@@ -7,10 +7,11 @@ CSPRNG) and commits to ``(method, config, nonce, owner public key)``:
 
 The public :class:`Claim` (``claim.json``) holds the commitment, the method, the owner's public key and the time, and
 is signed with the owner's Ed25519 key; the secret :class:`Opening` (the nonce) stays in the owner's key file. Every
-piece of secret key material is derived from the opening (:func:`key_stream`: HKDF-SHA256 of the nonce, salted with
-the commitment, seeding a 128-bit-state generator), so no party can choose a message, projection or trigger labels
-to fit an existing model and then claim them: the commitment fixes them before the model exists, and they are
-uniformly random by construction (the verifier's null hypothesis needs nothing the key says about itself).
+piece of secret key material is derived from the opening (:func:`root_of`: HKDF-SHA256 of the nonce, salted with
+the commitment, is the key's root, whose streams :func:`netmark.draws.draw` draws from), so no party can choose a
+message, projection or trigger labels to fit an existing model and then claim them: the commitment fixes them before
+the model exists, and drawn messages and labels are uniformly random by construction (labels that depend on the
+trigger images, as zhang's and frontier stitching's, still take their calibrated null from the key).
 
 What a claim proves, and what it does not: a valid claim shows that the holder of the identity's private key
 committed to this key material; it does not show *when* (a signature is not a time: that is what a timestamp token
@@ -29,7 +30,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -79,15 +79,6 @@ def root_of(opening: Opening, commitment: str) -> bytes:
     salted with the commitment, so the material is bound to the whole commitment (method, config, owner)."""
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=bytes.fromhex(commitment),
                 info=b"netmark-key-root/1").derive(opening.nonce)
-
-
-def key_stream(opening: Opening, commitment: str, purpose: str) -> np.random.Generator:
-    """The generator that draws the key material for ``purpose`` (``"projection"``, ``"message"``, ``"triggers"``,
-    ...): HKDF-SHA256 (the ``cryptography`` library) of the nonce, salted with the commitment, 256 bits seeding
-    numpy's PCG64 (128-bit state) through a SeedSequence. One purpose, one independent stream."""
-    okm = HKDF(algorithm=hashes.SHA256(), length=32, salt=bytes.fromhex(commitment),
-               info=f"netmark-key-material/1:{purpose}".encode()).derive(opening.nonce)
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int.from_bytes(okm, "big"))))
 
 
 @dataclass(frozen=True)
