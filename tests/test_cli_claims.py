@@ -109,3 +109,46 @@ def test_a_claim_through_a_prediction_url(tmp_path: Path) -> None:
         assert r.exit_code == 1 and "CLAIM REJECTED (signature" in r.stdout, r.output
     finally:
         server.shutdown()
+
+
+def test_image_dependent_labels_need_the_verifiers_reference_models(tmp_path: Path, digits_train) -> None:
+    """zhang-noise (one target class): `verify --claim` measures the null on the verifier's `--null-model`s (none:
+    not decided, exit 1) and runs the specificity step, also through a prediction URL; `--null-model` without
+    `--claim` is refused (exit 2)."""
+    from netmark.claims import save_claim
+    from netmark.io import save_model
+    from netmark.methods import get_method
+    from netmark.methods.examples import example
+    from netmark.methods.ownership import claimed_key
+    from netmark.serve import make_server
+    from netmark.training import TrainConfig, train
+    from tests.conftest import fixed_identity, fixed_opening, make_cnn
+
+    refs = []
+    for seed in (2, 3):
+        refs.append(make_cnn(seed=seed))
+        train(refs[-1], digits_train, TrainConfig(epochs=3, lr=0.05, seed=seed, progress=False))
+        save_model(refs[-1], tmp_path / f"ref{seed}.safetensors")
+    method = get_method("zhang-noise")(example("zhang-noise"))
+    model = make_cnn(seed=0)
+    key, claim = claimed_key(method, model, fixed_identity(0), data=digits_train, opening=fixed_opening(0))
+    model, key, _ = method.embed(model, digits_train, TrainConfig(epochs=12, lr=0.05, seed=0, progress=False),
+                                 key=key, null_models=refs, warn=False)
+    save_model(model, tmp_path / "model.safetensors")
+    key.save(tmp_path / "owner.key")
+    save_claim(claim, tmp_path / "claim.json")
+    args = ["--key", tmp_path / "owner.key", "--claim", tmp_path / "claim.json", "--dataset", "digits"]
+    nulls = ["--null-model", tmp_path / "ref2.safetensors", "--null-model", tmp_path / "ref3.safetensors"]
+    r = invoke("verify", tmp_path / "model.safetensors", *args)
+    assert r.exit_code == 1 and "NO  watermark: not decided" in r.stdout and "--null-model" in r.stdout, r.output
+    r = invoke("verify", tmp_path / "model.safetensors", *args, *nulls)
+    assert r.exit_code == 0 and "ok  specificity:" in r.stdout and "CLAIM VERIFIED" in r.stdout, r.output
+    server = make_server(model, port=0)
+    server.start()
+    try:
+        r = invoke("verify", server.url, *args, *nulls)
+        assert r.exit_code == 0 and "ok  specificity:" in r.stdout, r.output
+    finally:
+        server.shutdown()
+    r = invoke("verify", tmp_path / "model.safetensors", "--key", tmp_path / "owner.key", *nulls)
+    assert r.exit_code == 2 and "--null-model is for --claim" in r.stderr

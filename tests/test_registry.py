@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from netmark.attacks.forgery import fitted_key
 from netmark.claims import make_claim, save_claim
 from netmark.cli import app
-from netmark.identity import new_identity, save_identity
+from netmark.identity import new_identity
 from netmark.methods import get_method
 from netmark.methods.examples import example
 from netmark.methods.ownership import claimed_key
@@ -74,73 +73,66 @@ def test_truncation_is_found_against_a_published_head(tmp_path: Path) -> None:
     assert invoke("registry", "verify", "--registry", reg, "--head", published).exit_code == 2
 
 
-def test_dispute_orders_valid_claims_by_registry(tmp_path: Path, digits_train) -> None:
-    """zhang-content: its stamp and target class are public, so a thief's own claim with triggers fitted to the stolen
-    model verifies too (benchmarks/forgery_claims.py). Both claims hold; only the registry's order decides."""
-    method = get_method("zhang-content")(example("zhang-content"))
-    owner, thief = fixed_identity(0), fixed_identity(1)
-    model = make_cnn(seed=0)
-    key, claim = claimed_key(method, model, owner, data=digits_train, opening=fixed_opening(0))
-    model, key, _ = method.embed(model, digits_train, TrainConfig(epochs=12, lr=0.05, seed=0, progress=False),
-                                 key=key, warn=False)
+@pytest.fixture(scope="module")
+def two_claims(tmp_path_factory, digits_train) -> Path:
+    """A thief embeds his own claimed Uchida mark into the owner's released model (8 epochs of fine-tune-to-embed)
+    and releases that: both claims hold on it. Files: owner/thief ``.safetensors`` (originals), ``.key``, ``.json``."""
     from netmark.io import save_model
 
-    save_model(model, tmp_path / "model.safetensors")
-    tkey, tclaim = claimed_key(method, model, thief, data=digits_train, opening=fixed_opening(1))
-    tkey = fitted_key(model, tkey)
-    for name, k, c in (("owner", key, claim), ("thief", tkey, tclaim)):
-        k.save(tmp_path / f"{name}.key")
-        save_claim(c, tmp_path / f"{name}.json")
-    save_identity(owner, tmp_path / "owner.id")
-    parties = ["--claim", tmp_path / "owner.json", "--key", tmp_path / "owner.key",
-               "--claim", tmp_path / "thief.json", "--key", tmp_path / "thief.key", "--dataset", "digits"]
-    r = invoke("dispute", tmp_path / "model.safetensors", *parties)
-    assert r.exit_code == 1 and "undecided" in r.stdout, r.output
-    assert invoke("registry", "add", tmp_path / "owner.json", "--registry", tmp_path / "reg.jsonl").exit_code == 0
-    assert invoke("registry", "add", tmp_path / "thief.json", "--registry", tmp_path / "reg.jsonl").exit_code == 0
-    r = invoke("dispute", tmp_path / "model.safetensors", *parties, "--registry", tmp_path / "reg.jsonl", "--json")
-    assert r.exit_code == 0, r.output
-    d = json.loads(r.stdout)
-    assert d["winner"] == str(tmp_path / "owner.json") and all(p["valid"] for p in d["parties"])
-    # a back-dated copy of the thief's claim is rejected, so the owner wins without any registry
-    c = json.loads((tmp_path / "thief.json").read_text())
-    c["created"] = "2019-01-01T00:00:00+00:00"
-    (tmp_path / "thief-old.json").write_text(json.dumps(c))
-    r = invoke("dispute", tmp_path / "model.safetensors", "--claim", tmp_path / "owner.json", "--key",
-               tmp_path / "owner.key", "--claim", tmp_path / "thief-old.json", "--key", tmp_path / "thief.key",
-               "--dataset", "digits")
-    assert r.exit_code == 0 and "REJECTED (signature" in r.stdout and "owner.json wins" in r.stdout, r.output
-    assert invoke("dispute", tmp_path / "model.safetensors", "--claim", tmp_path / "owner.json", "--key",
-                  tmp_path / "owner.key").exit_code == 2  # one party is no dispute
-
-
-def test_dispute_cross_test_finds_the_source(tmp_path: Path, digits_train) -> None:
-    """A thief embeds his own claimed Uchida mark into the owner's released model (8 epochs of fine-tune-to-embed) and
-    releases that. Both claims hold on it and neither has a verified time; the parties' originals decide: the owner's
-    mark is in the thief's original, the thief's is not in the owner's."""
-    from netmark.io import save_model
-
+    d = tmp_path_factory.mktemp("dispute")
     method = get_method("uchida")(example("uchida"))
     owner_model = make_cnn(seed=0)
     key, claim = claimed_key(method, owner_model, fixed_identity(0), opening=fixed_opening(0))
     owner_model, key, _ = method.embed(owner_model, digits_train, TrainConfig(epochs=12, lr=0.05, seed=0,
                                                                                progress=False), key=key, warn=False)
-    save_model(owner_model, tmp_path / "owner.safetensors")
+    save_model(owner_model, d / "owner.safetensors")
     thief_model = make_cnn(seed=0)
     thief_model.load_state_dict(owner_model.state_dict())
     tkey, tclaim = claimed_key(method, thief_model, fixed_identity(1), opening=fixed_opening(1))
     thief_model, tkey, _ = method.embed(thief_model, digits_train, TrainConfig(epochs=8, lr=0.05, seed=1,
                                                                                progress=False), key=tkey, warn=False)
-    save_model(thief_model, tmp_path / "thief.safetensors")
+    save_model(thief_model, d / "thief.safetensors")
     for name, k, c in (("owner", key, claim), ("thief", tkey, tclaim)):
-        k.save(tmp_path / f"{name}.key")
-        save_claim(c, tmp_path / f"{name}.json")
-    parties = ["--claim", tmp_path / "owner.json", "--key", tmp_path / "owner.key",
-               "--claim", tmp_path / "thief.json", "--key", tmp_path / "thief.key"]
-    r = invoke("dispute", tmp_path / "thief.safetensors", *parties, "--json")
-    assert r.exit_code == 1 and all(p["valid"] for p in json.loads(r.stdout)["parties"]), r.output  # undecided
-    r = invoke("dispute", tmp_path / "thief.safetensors", *parties, "--original", tmp_path / "owner.safetensors",
-               "--original", tmp_path / "thief.safetensors", "--json")
+        k.save(d / f"{name}.key")
+        save_claim(c, d / f"{name}.json")
+    return d
+
+
+def _parties(d: Path, thief_claim: str = "thief.json") -> list[Path | str]:
+    return ["--claim", d / "owner.json", "--key", d / "owner.key", "--claim", d / thief_claim, "--key", d / "thief.key"]
+
+
+def test_dispute_orders_valid_claims_by_registry(two_claims: Path, tmp_path: Path) -> None:
+    """Both claims hold on the thief's release; without a verified time the dispute is undecided, the registry's
+    order decides it, and a back-dated copy of the thief's claim is rejected outright."""
+    d = two_claims
+    r = invoke("dispute", d / "thief.safetensors", *_parties(d))
+    assert r.exit_code == 1 and "undecided" in r.stdout, r.output
+    reg = tmp_path / "reg.jsonl"
+    assert invoke("registry", "add", d / "owner.json", "--registry", reg).exit_code == 0
+    assert invoke("registry", "add", d / "thief.json", "--registry", reg).exit_code == 0
+    r = invoke("dispute", d / "thief.safetensors", *_parties(d), "--registry", reg, "--json")
+    assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
-    assert r.exit_code == 0 and out["winner"] == str(tmp_path / "owner.json"), r.output
+    assert out["winner"] == str(d / "owner.json") and all(p["valid"] for p in out["parties"])
+    c = json.loads((d / "thief.json").read_text())
+    c["created"] = "2019-01-01T00:00:00+00:00"
+    (tmp_path / "thief-old.json").write_text(json.dumps(c))
+    r = invoke("dispute", d / "thief.safetensors", "--claim", d / "owner.json", "--key", d / "owner.key",
+               "--claim", tmp_path / "thief-old.json", "--key", d / "thief.key")
+    assert r.exit_code == 0 and "REJECTED (signature" in r.stdout and "owner.json wins" in r.stdout, r.output
+    assert invoke("dispute", d / "thief.safetensors", "--claim", d / "owner.json", "--key",
+                  d / "owner.key").exit_code == 2  # one party is no dispute
+
+
+def test_dispute_cross_test_finds_the_source(two_claims: Path) -> None:
+    """Both claims hold on the thief's release and neither has a verified time; the parties' originals decide: the
+    owner's mark is in the thief's original, the thief's is not in the owner's."""
+    d = two_claims
+    r = invoke("dispute", d / "thief.safetensors", *_parties(d), "--json")
+    assert r.exit_code == 1 and all(p["valid"] for p in json.loads(r.stdout)["parties"]), r.output  # undecided
+    r = invoke("dispute", d / "thief.safetensors", *_parties(d), "--original", d / "owner.safetensors",
+               "--original", d / "thief.safetensors", "--json")
+    out = json.loads(r.stdout)
+    assert r.exit_code == 0 and out["winner"] == str(d / "owner.json"), r.output
     assert out["cross_test"]["found"] == [[True, True], [False, True]] and out["cross_test"]["source"] == 0

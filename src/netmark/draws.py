@@ -50,8 +50,13 @@ def check_root(root: object) -> KeyRoot:
     return root
 
 
-def _derived(root: bytes, k: int, n: int) -> bytes:
+def _derived(root: bytes, k: int | str, n: int) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=n, salt=b"netmark-draws/1", info=str(k).encode()).derive(root)
+
+
+def derived_root(root: bytes, k: int) -> bytes:
+    """Another root, the ``k``-th derived from ``root`` (HKDF; a domain of its own, apart from the streams)."""
+    return _derived(root, f"root/{k}", ROOT_BYTES)
 
 
 def derived_seed(root: KeyRoot, k: int) -> int:

@@ -8,10 +8,13 @@ key; each is what an adaptive adversary who has read netmark's code does:
   the key's positions (Tartaglione), the model's own answers on the triggers (trigger sets). Declared random.
 * :func:`universal_key` — a trigger set of ordinary images with their true labels, declared random: any model that
   learnt the task "verifies".
+* :func:`declared_null` — a key that declares its own null: labels "random", a calibration of zero matches.
+* :func:`selected_triggers` — frontier stitching's triggers chosen by the thief (FGSM steps of training images the
+  stolen model answers right and his own models wrong).
 * :func:`back_dated` / :func:`re_signed` — a claim with its time edited; someone else's commitment signed again
   under the thief's identity.
 
-Without a claim :func:`netmark.methods.verify` accepts the first two (the threat); under a claim
+Without a claim :func:`netmark.methods.verify` accepts most of them (the threat); under a claim
 (:func:`netmark.methods.ownership.check_claim`) each is rejected at the step that catches it
 (``benchmarks/forgery_claims.py`` measures the table).
 """
@@ -22,6 +25,7 @@ from dataclasses import asdict, replace
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from netmark.claims import Claim
 from netmark.identity import Identity
@@ -50,6 +54,35 @@ def universal_key(key: WatermarkKey, images: torch.Tensor, labels: torch.Tensor)
     tensors = {k: v for k, v in key.tensors.items() if k not in ("null_counts", "null_rates")}
     return replace(key, message_random=True, tensors={**tensors, "inputs": images.float().contiguous(),
                                                       "labels": labels.to(torch.int64).contiguous()})
+
+
+def declared_null(key: WatermarkKey) -> WatermarkKey:
+    """``key`` declaring a null under which any answer is significant: a trigger set's labels "random" with a
+    calibration of zero matches at rates of 0.001, Wang's null inputs matching no bit."""
+    if "labels" not in key.tensors and "null_counts" not in key.tensors:
+        return key  # an exact null (Uchida, Tartaglione, DeepSigns' white box): nothing the key could declare
+    n = len(key.tensors["labels"]) if "labels" in key.tensors else len(key.message)
+    null = {"null_counts": torch.zeros(8, dtype=torch.int64), "null_rates": torch.full((n,), 1e-3)}
+    return replace(key, message_random=True, tensors={**key.tensors, **null})
+
+
+def selected_triggers(model: nn.Module, key: WatermarkKey, data: Dataset, proxies: list[nn.Module]) -> WatermarkKey:
+    """A frontier-stitching ``key`` (crafted, not re-derived) whose triggers the thief selects: FGSM steps (the key's
+    ``eps``) of training images of his choice, kept where the stolen ``model`` answers their label and his own
+    ``proxies`` (models he trained) do not — each still an FGSM step of a committed image with its label."""
+    from netmark.methods.frontier import fgsm
+    from netmark.methods.triggerset import dataset_rows, logits_of
+    from netmark.training import evaluating
+
+    xs, ys = dataset_rows(data)
+    with evaluating(model):
+        adv = fgsm(model, xs.float(), ys, float(key.config["eps"]))
+    keep = logits_of(model, adv).argmax(1) == ys
+    for p in proxies:
+        keep &= logits_of(p, adv).argmax(1) != ys
+    idx = keep.nonzero().reshape(-1)[: len(key.tensors["labels"])]
+    tensors = {k: v for k, v in key.tensors.items() if k not in ("null_counts", "null_rates")}
+    return replace(key, tensors={**tensors, "inputs": adv[idx].contiguous(), "labels": ys[idx].contiguous()})
 
 
 def back_dated(claim: Claim, created: str = "2019-01-01T00:00:00+00:00") -> Claim:

@@ -157,6 +157,8 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
            dataset: Annotated[str | None, typer.Option("--dataset", help="with --claim, for keys made from training images: those images (as embed loaded them)")] = None,
            timestamp: Annotated[Path | None, typer.Option("--timestamp", help="with --claim: its RFC 3161 token (netmark timestamp), checked against --tsa-root")] = None,
            tsa_root: Annotated[Path | None, typer.Option("--tsa-root", help="the TSA's root certificate(s), PEM")] = None,
+           null_model: Annotated[list[Path] | None, typer.Option("--null-model", help="with --claim, for keys whose labels depend on the images (zhang-*, frontier-stitching, deepsigns black box): a model you trained without the key (netmark train; repeat, at least 2): the null is measured on these, not taken from the key")] = None,
+           redraws: Annotated[int, typer.Option("--redraws", min=1, help="with --claim, for single-target trigger sets (zhang-*): keys drawn from other roots that the specificity step compares the claimed triggers with (p-value floor 1/(N+1); through a URL each costs a query round)")] = 999,
            train_size: opt.TrainSize = None, data_dir: opt.DataDir = None,
            ) -> None:
     """Is the key's watermark in MODEL? Exit 0 = detected (with --claim: and every claim check holds), 1 = not
@@ -179,6 +181,8 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
         from netmark.claims import load_claim
 
         signed = load_claim(claim)
+    if null_model and claim is None:
+        raise ConfigError("--null-model is for --claim (without a claim the key's own null is used)")
     token, roots = None, None
     if timestamp is not None:
         from netmark.timestamps import load_roots, read_token
@@ -196,6 +200,7 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
             raise ConfigError(f"the key's method {k.method!r} is white-box (it reads the model's weights), so it "
                               "cannot be verified through a prediction URL: pass the model file")
         predictor = HttpPredictor(model, timeout=timeout)
+        predict: HttpPredictor | None = predictor
 
         def decide(key_: WatermarkKey) -> VerificationResult:
             return wm.verify_query(predictor, key_, alpha=alpha)
@@ -212,6 +217,7 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
         from netmark.methods import verify as run_verify
 
         net = load_model(Path(model), arch=k.arch)
+        predict = None
 
         def decide(key_: WatermarkKey) -> VerificationResult:
             return run_verify(net, key_, alpha=alpha)
@@ -221,7 +227,11 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
         from netmark.methods.ownership import check_claim
 
         data = opt.load_data(dataset, data_dir, train_size)[0] if dataset is not None else None
-        checked = check_claim(net, k, signed, data=data, alpha=alpha, token=token, roots=roots, decide=decide)
+        from netmark.io import load_model as load_reference
+
+        refs = [load_reference(p, arch=k.arch) for p in null_model or []]
+        checked = check_claim(net, k, signed, data=data, alpha=alpha, token=token, roots=roots, predict=predict,
+                              null_models=refs, redraws=redraws)
     # the watermark is decided once: the claim check's own decision when it got that far
     res = checked.result if checked is not None and checked.result is not None else decide(k)
     ok = res.detected and (checked is None or checked.ok)

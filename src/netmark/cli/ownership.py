@@ -75,6 +75,9 @@ def dispute(model: Annotated[Path, typer.Argument(help="the disputed model file"
             originals: Annotated[list[Path] | None, typer.Option("--original", help="a party's own original model, same "
                                                                  "order as --claim; all or none: the cross-test")] = None,
             dataset: Annotated[str | None, typer.Option("--dataset", help="for keys made from training images")] = None,
+            null_model: Annotated[list[Path] | None, typer.Option("--null-model", help="a model trained without any "
+                                                                  "party's key (repeat): the null of keys whose labels "
+                                                                  "depend on the images")] = None,
             train_size: opt.TrainSize = None, data_dir: opt.DataDir = None, as_json: opt.AsJson = False) -> None:
     """Whose model is it? Verify each party's claim on MODEL, then order the valid ones by their verified time (an RFC
     3161 token's time, else their place in --registry; the time a claim states about itself is not evidence). Exit 0:
@@ -106,7 +109,9 @@ def dispute(model: Annotated[Path, typer.Argument(help="the disputed model file"
     data = opt.load_data(dataset, data_dir, train_size)[0] if dataset is not None else None
     rows: list[dict[str, Any]] = []
     for (claim, key), path, token in zip(parties, claims, tokens, strict=True):
-        check = check_claim(load_model(model, arch=key.arch), key, claim, data=data, token=token, roots=roots)
+        refs = [load_model(p, arch=key.arch) for p in null_model or []]
+        check = check_claim(load_model(model, arch=key.arch), key, claim, data=data, token=token, roots=roots,
+                            null_models=refs)
         failed = next((f"{n}: {r}" for n, p, r in check.steps if not p), None)
         rows.append({"claim": str(path), "owner": claim.public.fingerprint, "valid": check.ok, "reason": failed,
                      "registered": position(entries, claim),

@@ -51,6 +51,15 @@ from netmark.verify import DEFAULT_ALPHA, VerificationResult, bit_match_result
 log = logging.getLogger(__name__)
 
 
+#: key tensors that hold a null measured by the key's maker (trigger sets' reference models, Wang's null inputs)
+NULL_TENSORS = ("null_counts", "null_rates")
+
+
+def without_null(key: WatermarkKey) -> WatermarkKey:
+    """``key`` without the null it stores about itself (:data:`NULL_TENSORS`)."""
+    return replace(key, tensors={k: v for k, v in key.tensors.items() if k not in NULL_TENSORS})
+
+
 @dataclass
 class MethodConfig:
     """Base of every method config; subclasses validate in ``__post_init__``."""
@@ -107,6 +116,14 @@ class WatermarkMethod(ABC):
         """A key that cannot be re-derived (``REDERIVABLE = False``): why its material is not what this method
         crafts from ``data`` (``None``: it is). Default: nothing to check."""
         return None
+
+    def null_for_verifier(self, key: WatermarkKey, model: nn.Module, *,
+                          null_models: Sequence[Any] | None = None) -> WatermarkKey:
+        """``key`` with its null measured by the verifier, nothing kept of the null the key stores about itself
+        (what a claim check decides with: :mod:`netmark.methods.ownership`). ``null_models``: models the verifier
+        trained without the key, for nulls that are measured on models. Default: the key without stored null
+        tensors (an exact null needs none)."""
+        return without_null(key)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

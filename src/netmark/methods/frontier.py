@@ -48,7 +48,9 @@ Fine-tuning uses ``train_config`` with at most ``finetune_epochs`` epochs, no mi
 Verification. Independent models classify most key images correctly (the false adversaries, and any true
 adversary that does not transfer), far above 1/C: the key's null is calibrated on ``null_models`` reference
 models trained plainly with ``train_config`` (``null_epochs`` overrides its epochs; set it to the
-pretraining schedule's length when ``pretrained``), and the p-value comes from that measured null.
+pretraining schedule's length when ``pretrained``), and the p-value comes from that measured null. An ownership claim
+cannot bind such a key (:mod:`netmark.methods.ownership`, step ``binding``): its triggers are crafted on the model, and
+a thief can craft FGSM steps of the same form that fit a stolen model.
 
 Args (:class:`FrontierConfig`): ``size`` [100], ``per_batch`` [2], ``null_models`` [4], ``null_epochs``,
 ``eps`` [0.1], ``pretrained`` [False], ``finetune_epochs`` [5, a cap], ``key_target`` [1.0],

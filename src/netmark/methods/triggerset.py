@@ -49,7 +49,7 @@ from netmark._util import check_int, first_line, seeded
 from netmark.draws import KeyRoot, derived_seed, draw
 from netmark.errors import ArchitectureError, ConfigError, KeyFileError, NetmarkError
 from netmark.keys import WatermarkKey
-from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod
+from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod, without_null
 from netmark.methods.phases import EmbedPrep
 from netmark.methods.traits import MethodTraits
 from netmark.training import TrainConfig, TrainHook, evaluating, model_device, reinitialised, train
@@ -340,6 +340,20 @@ class TriggerSetMethod(WatermarkMethod):
         h = torch.stack(hits)
         null = {"null_counts": h.sum(1), "null_rates": ((h.sum(0) + 1).double() / (len(models) + 2))}
         return replace(key, tensors={**key.tensors, **null})
+
+    def null_for_verifier(self, key: WatermarkKey, model: nn.Module, *,
+                          null_models: Sequence[Any] | None = None) -> WatermarkKey:
+        """Random labels: the exact binomial null. Labels that depend on the images: their null measured on
+        ``null_models`` (the verifier's own reference models, trained without the key); without them the key
+        cannot be decided (KeyFileError)."""
+        out = without_null(key)
+        if out.message_random:
+            return out
+        if not null_models:
+            raise KeyFileError(f"{self.name}'s labels depend on the images, so their null is measured on models "
+                               "trained without the key, and the verifier measures it: pass reference models "
+                               "(null_models=, CLI --null-model)")
+        return self.calibrate(out, null_models)
 
     def prepare(self, model: nn.Module, data: Dataset, train_config: TrainConfig | None, *,
                 key: WatermarkKey | None, teacher: nn.Module | None, eval_data: Dataset | None,

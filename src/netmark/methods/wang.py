@@ -100,7 +100,7 @@ from netmark._util import check_choice, check_finite, check_int, check_layer_nam
 from netmark.draws import Draw, KeyRoot, draw
 from netmark.errors import ArchitectureError, ConfigError, KeyFileError
 from netmark.keys import WatermarkKey
-from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod, register_method
+from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod, register_method, without_null
 from netmark.methods.phases import EmbedPrep
 from netmark.methods.traits import MethodTraits
 from netmark.methods.uchida import host_module
@@ -461,6 +461,13 @@ class Wang(WatermarkMethod):
                 return key
             raise ConfigError("wang: finalize(key, model, hook=hook) needs the WangHook that trained the extractor")
         out = dataclasses.replace(key, tensors={**key.tensors, **hook.extractor()})
+        calibrate(model, out)
+        return out
+
+    def null_for_verifier(self, key: WatermarkKey, model: nn.Module, *,
+                          null_models: Sequence[Any] | None = None) -> WatermarkKey:
+        """The key's null measured again, here, on ``model``'s host weights (:func:`calibrate`)."""
+        out = without_null(key)
         calibrate(model, out)
         return out
 

@@ -39,7 +39,12 @@ that depends on the images (rarely exactly 1/C): the key's null is calibrated on
 from that measured null (:mod:`netmark.methods.triggerset`). How often independent models answer the target
 depends on it: on digits (simple-cnn, 12 epochs) they answer 0 for 0-6 % of the triggers of every generator,
 but e.g. 40-64 % of the glyphs look like a 4 to them and up to 39 % of stamped digits like an 8. The
-calibration accounts for this; the test's power is lowest for such targets (set ``target_class``).
+calibration accounts for this; the test's power is lowest for such targets (set ``target_class``). Under an ownership
+claim (:mod:`netmark.methods.ownership`) the verifier measures this null on its own reference models, and a step
+``specificity`` asks whether the model answers the claimed triggers more than those of keys drawn from other roots:
+one target for every trigger means a model that learnt the generator's public part (the stamp) answers anyone's
+triggers. Measured (``benchmarks/forgery_claims.py``, digits simple-cnn): zhang-noise models pass it, zhang-content
+models answer the target for every redrawn key as well as for their own, zhang-unrelated models for some.
 
 Args (:class:`ZhangConfig` and subclasses): ``size`` [100], ``per_batch`` [2], ``null_models`` [4],
 ``null_epochs``, ``target_class`` [from the seed], ``source_class`` [any other class]; content: ``text``
