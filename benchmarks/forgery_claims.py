@@ -2,23 +2,15 @@
 
     .venv/bin/python benchmarks/forgery_claims.py [--methods uchida,adi] [--out forgery.json]
 
-Per registered method (its example config): the owner makes an identity and a claimed key
-(``netmark.methods.ownership.claimed_key``) and embeds it into a fresh simple-cnn on digits (1,437 training images,
-12 epochs SGD lr 0.05, batch 64, seed 0; frontier stitching: 12 plain epochs first, its key is crafted on a trained
-model). A thief holding only the released model then tries (``netmark.attacks.forgery``):
+The forgery section of ``netmark evaluate`` (:mod:`netmark.evaluation.forgery`, where the forgeries are described)
+on a larger model: per registered method (its example config) the owner marks a fresh simple-cnn on digits under a
+claim (1,437 training images, 12 epochs SGD lr 0.05, batch 64, seed 0; frontier stitching: 12 plain epochs first,
+its key crafted on the trained model). The independent suspect is a simple-cnn of seed 1, the verifier's reference
+models seeds 2 and 3, the thief's own models (``selected``) seeds 4 and 5, all trained alike without any mark; the
+thief's images are the same training images (any would do: his claim commits to them); the universal triggers are
+100 digits test images. Identities and nonces are derived from seed 0 (reproducible; in use they come from the OS).
 
-* fresh — his own claim and claimed key (valid, but its material is random);
-* fitted — that key with its message / payload / trigger labels read off the stolen model (Fan et al.);
-* universal — (trigger sets) that key with 100 digits test images and their true labels as triggers;
-* back-dated — the owner's claim with its time edited;
-* replayed — the owner's commitment re-signed under the thief's identity, with the fitted key.
-
-The fitted and universal forgeries are also made against an independent model (same architecture and data, seed 1,
-trained without any mark: "indep." columns, "no claim / claim"): a universal key "detects" any model.
-
-Each cell: ``accepted`` or the verifier step that rejects it (``check_claim``); "no claim" columns: whether plain
-``verify`` detects the forged key (the threat a claim removes; ``undecided``: verify refuses the key). The thief's
-images for data-derived keys are the same training images (any would do: his claim commits to them).
+Each cell: what plain ``verify`` answers without a claim → the claim check's verdict, or the step that rejects it.
 Prints a markdown table; ``--out`` also writes JSON.
 """
 
@@ -27,81 +19,54 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from netmark._util import seeded
-from netmark.attacks.forgery import back_dated, fitted_key, re_signed, universal_key
 from netmark.data import load
-from netmark.errors import NetmarkError
-from netmark.identity import new_identity
-from netmark.methods import METHODS, get_method, verify
+from netmark.evaluation.forgery import INDEPENDENT_KINDS, KINDS, Parties, accepted, forgery_row
+from netmark.methods import METHODS, get_method
 from netmark.methods.examples import example
-from netmark.methods.ownership import check_claim, claimed_key
+from netmark.methods.ownership import claimed_key
 from netmark.models import build
 from netmark.training import TrainConfig, train
 
 TRAIN = TrainConfig(epochs=12, lr=0.05, batch_size=64, seed=0, progress=False)
 
 
-def fresh_cnn() -> torch.nn.Module:
-    with seeded(0):
+def trained_cnn(seed: int, data: Any) -> torch.nn.Module:
+    model = fresh_cnn(seed)
+    train(model, data, replace(TRAIN, seed=seed))
+    return model
+
+
+def fresh_cnn(seed: int) -> torch.nn.Module:
+    with seeded(seed):
         return build("simple-cnn", in_channels=1, image_size=8, num_classes=10)
 
 
-def verdict(check: Any) -> str:
-    if check.ok:
-        return "ACCEPTED"
-    name = next(n for n, p, _ in check.steps if not p)
-    return f"rejected: {name}"
-
-
-def plain(model: torch.nn.Module, key: Any) -> str:
-    try:
-        return "detected" if verify(model, key).detected else "not detected"
-    except NetmarkError:
-        return "undecided"
-
-
-def one(name: str, tr: Any, te: Any) -> dict[str, Any]:
+def one(name: str, tr: Any, te: Any, models: dict[int, torch.nn.Module]) -> dict[str, Any]:
     t0 = time.perf_counter()
-    method = get_method(name)(example(name))
-    owner, thief = new_identity(), new_identity()
-    model = fresh_cnn()
+    method, parties = get_method(name)(example(name)), Parties.from_seed(0)
+    model = fresh_cnn(0)
     if method.traits().needs_trained_model:
         train(model, tr, TRAIN)
     data = tr if method.traits().needs_data else None
-    key, claim = claimed_key(method, model, owner, data=data)
+    key, claim = claimed_key(method, model, parties.owner, data=data, opening=parties.openings[0])
     model, key, _ = method.embed(model, tr, TRAIN, key=key, warn=False)
-    row: dict[str, Any] = {"method": name, "owner": verdict(check_claim(model, key, claim, data=data))}
-    thief_data = data  # the thief's images for a data-derived key (any will do: his claim commits to them)
-    tk, tc = claimed_key(method, model, thief, data=thief_data)
-    fk = fitted_key(model, tk)
-    forged = {"fresh": (tk, tc, thief_data), "fitted": (fk, tc, thief_data),
-              "back-dated": (key, back_dated(claim), data), "replayed": (fk, re_signed(claim, thief), thief_data)}
-    if "inputs" in tk.tensors:
-        forged["universal"] = (universal_key(tk, te.x[:100], te.y[:100]), tc, thief_data)
-    for kind, (k, c, d) in forged.items():
-        row[kind] = verdict(check_claim(model, k, c, data=d))
-        if kind in ("fresh", "fitted", "universal"):
-            row[f"{kind} (no claim)"] = plain(model, k)
-    with seeded(1):
-        indep = build("simple-cnn", in_channels=1, image_size=8, num_classes=10)
-    train(indep, tr, TRAIN)
-    ik, ic = claimed_key(method, indep, thief, data=thief_data)
-    targets = {"indep. fitted": fitted_key(indep, ik)}
-    if "inputs" in ik.tensors:
-        targets["indep. universal"] = universal_key(ik, te.x[:100], te.y[:100])
-    for kind, k in targets.items():
-        row[kind] = f"{plain(indep, k)} / {verdict(check_claim(indep, k, ic, data=thief_data))}"
-    row["seconds"] = round(time.perf_counter() - t0, 1)
-    return row
+    row = forgery_row(method, model, key, claim, owner_data=data, thief_data=tr, independent=models[1],
+                      refs=[models[2], models[3]], thief_models=[models[4], models[5]], images=te.x[:100],
+                      labels=te.y[:100], parties=parties, alpha=1e-6)
+    return {"method": name, **row, "accepted": accepted(row), "seconds": round(time.perf_counter() - t0, 1)}
 
 
-COLUMNS = ("owner", "fresh (no claim)", "fresh", "fitted (no claim)", "fitted", "universal (no claim)", "universal",
-           "back-dated", "replayed", "indep. fitted", "indep. universal", "seconds")
+def cell(v: dict[str, Any] | None) -> str:
+    if v is None:
+        return "—"
+    return str(v["claim"]) if v.get("plain") is None else f"{v['plain']} → {v['claim']}"
 
 
 def main() -> None:
@@ -112,16 +77,19 @@ def main() -> None:
     names = sorted(METHODS) if args.methods == "all" else args.methods.split(",")
     tr, te = load("digits", "train"), load("digits", "test")
     torch.set_num_threads(1)
+    models = {s: trained_cnn(s, tr) for s in (1, 2, 3, 4, 5)}
     rows = []
-    print("| method | " + " | ".join(COLUMNS) + " |")
-    print("|---|" + "---|" * len(COLUMNS))
+    columns = [*KINDS, *(f"indep. {k}" for k in INDEPENDENT_KINDS)]
+    print("| method | owner's claim | " + " | ".join(columns) + " | seconds |")
+    print("|---|---|" + "---|" * len(columns) + "---|")
     for n in names:
-        r = one(n, tr, te)
+        r = one(n, tr, te, models)
         rows.append(r)
-        print(f"| {n} | " + " | ".join(str(r.get(c, "—")) for c in COLUMNS) + " |", flush=True)
-    accepted = sum(str(v).endswith("ACCEPTED") for r in rows for k, v in r.items() if k not in ("owner", "method"))
-    print(f"\nforgeries accepted under a claim: {accepted}; owner claims verified: "
-          f"{sum(r['owner'] == 'ACCEPTED' for r in rows)}/{len(rows)}")
+        cells = [cell(r["forgeries"].get(k)) for k in KINDS]
+        cells += [cell(r["independent"].get(k)) for k in INDEPENDENT_KINDS]
+        print(f"| {n} | {r['owner']} | " + " | ".join(cells) + f" | {r['seconds']} |", flush=True)
+    print(f"\nforgeries accepted under a claim: {sum(r['accepted'] for r in rows)}; owners' claims verified: "
+          f"{sum(r['owner'] == 'accepted' for r in rows)}/{len(rows)}")
     if args.out is not None:
         args.out.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
 

@@ -224,6 +224,31 @@ def test_access_section(serial_run) -> None:
     assert piracy["fixed"]["one-pair"]["max_abs_error"] < 1e-6
 
 
+def test_forgery_section(serial_run) -> None:
+    """The forgery section (issue 20, item 7): per method, the owner's claim verifies and no forged key or claim is
+    accepted under the claim check, while plain verify "detects" the fitted keys (the threat); the report shows it.
+    A smaller evaluation records that the section needs 3 independent models."""
+    res, root = serial_run
+    assert set(res["forgery"]) == set(METHODS)
+    for name, rec in res["forgery"].items():
+        row = rec["row"]
+        assert rec["error"] is None and rec["accepted"] == 0 and row["owner"] == "accepted", name
+        assert row["forgeries"]["fitted"] == {"plain": "detected", "claim": "rejected: material"}, name
+        assert row["independent"]["fitted"]["plain"] == "detected", name
+        assert row["forgeries"]["back-dated"]["claim"] == "rejected: signature"
+        assert row["forgeries"]["replayed"]["claim"] == "rejected: opening"
+        assert row["forgeries"]["declared null"]["claim"].startswith("rejected")
+    assert set(res["forgery"]["adi"]["row"]["forgeries"]) >= {"universal"}
+    from netmark.evaluation.report import page_blocks, to_markdown
+
+    page = to_markdown(page_blocks(res))
+    assert "Forgeries accepted under a claim: 0; owners' claims verified: 2 of 2." in page
+    assert "| uchida | accepted | not detected → rejected: watermark | detected → rejected: material |" in page
+    small = evaluate(_tiny(sweeps=(), capacity={}, n_independent=2, access=()), root / "small",
+                     cache_dir=root / "cache", executor="serial")
+    assert all("needs 3 independent models" in r["error"] for r in small["forgery"].values())
+
+
 def test_ray_executor_gives_the_same_cells(serial_run, tmp_path: Path) -> None:
     """`--executor ray` on a local Ray instance: the same cells as the serial run; a job's own exception
     comes back as itself."""

@@ -79,6 +79,7 @@ def evaluate(model: Annotated[Path | None, typer.Argument(help="model file (.saf
              executor: Annotated[str, typer.Option("--executor", help="comparison: local (process pool) | serial | ray (Ray tasks: the cluster at $RAY_ADDRESS, else a local Ray instance of --jobs CPUs; pip install 'netmark\\[ray]')")] = "local",
              jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="comparison: worker processes (ray: CPUs of the local instance)")] = 2,
              max_drop: Annotated[float | None, typer.Option("--max-accuracy-drop", help="comparison: an attack removes a watermark only if the attacked model's task accuracy stays within this many percentage points of the marked model's (else: the attack destroyed the model) [default: 5, Lukas et al. S&P 2022]")] = None,
+             forgery: Annotated[bool, typer.Option("--forgery/--no-forgery", help="comparison: the forgery section (per method an owner's model marked under a claim, and every forged key and claim against it; needs 3 independent models)")] = True,
              force: opt.Force = False, quiet: opt.Quiet = False) -> None:
     """Test accuracy of MODEL: unauthorized (raw inputs) and, with --transform, authorized (through it). Without
     MODEL: compare watermark methods side by side (fidelity, capacity, overhead, false positives, every attack swept
@@ -86,12 +87,13 @@ def evaluate(model: Annotated[Path | None, typer.Argument(help="model file (.saf
     if model is None:
         if transform is not None:
             raise ConfigError("--transform needs a MODEL (the comparison of methods takes none)")
-        _compare(methods, preset, arch, dataset, out, cache_dir, executor, jobs, force, quiet, max_drop)
+        _compare(methods, preset, arch, dataset, out, cache_dir, executor, jobs, force, quiet, max_drop, forgery)
         return
     if methods is not None or arch is not None:
         raise ConfigError("give either a MODEL (its accuracy) or --methods/--model (a comparison of methods), not both")
-    if max_drop is not None:
-        raise ConfigError("--max-accuracy-drop applies to the comparison of methods (no MODEL)")
+    for given, name in ((max_drop is not None, "--max-accuracy-drop"), (not forgery, "--no-forgery")):
+        if given:
+            raise ConfigError(f"{name} applies to the comparison of methods (no MODEL)")
     dataset = dataset or "digits"
     g = load_transform(transform) if transform is not None else None
     net, rng = protected_model(model)
@@ -111,7 +113,7 @@ def evaluate(model: Annotated[Path | None, typer.Argument(help="model file (.saf
 
 def _compare(methods: str | None, preset: str, arch: str | None, dataset: str | None, out: Path,
              cache_dir: Path | None, executor: str, jobs: int, force: bool, quiet: bool,
-             max_drop: float | None = None) -> None:
+             max_drop: float | None = None, forgery: bool = True) -> None:
     """``netmark evaluate`` without a model: :func:`netmark.evaluation.evaluate`, then its report."""
     from netmark.evaluation import evaluate as run_evaluation
     from netmark.evaluation import preset as make_preset
@@ -121,7 +123,7 @@ def _compare(methods: str | None, preset: str, arch: str | None, dataset: str | 
     names = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     overrides = {k: v for k, v in (("model", arch), ("dataset", dataset), ("max_accuracy_drop", max_drop))
                  if v is not None}
-    config = make_preset(preset, methods=names, **overrides)
+    config = make_preset(preset, methods=names, forgery=forgery, **overrides)
     with opt.interruptible(f"the finished cells are cached in {cache_dir_of(out, cache_dir)}; run the same command "
                            "again to resume"):
         run_evaluation(config, out, cache_dir=cache_dir, executor=executor, jobs=jobs, force=force,

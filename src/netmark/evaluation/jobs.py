@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from netmark.errors import ConfigError, NetmarkError
-from netmark.evaluation import access, measure
+from netmark.evaluation import access, forgery, measure
 from netmark.evaluation.cells import Context, Job, context, failed, result_fields, verified
 
 
@@ -44,7 +44,7 @@ JOBS: dict[str, Callable[[Context, Job], dict[str, Any]]] = {
     "baseline": trained_job, "independent": trained_job, "embed": trained_job, "protect": trained_job,
     "capacity": measure.capacity_cell, "attack": measure.attack_cell, "overhead": measure.overhead_cell,
     "false-positives": measure.false_positive_cell, "access-attack": access.access_attack_cell,
-    "piracy": access.piracy_cell,
+    "piracy": access.piracy_cell, "forgery": forgery.forgery_cell,
 }
 
 

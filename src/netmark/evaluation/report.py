@@ -34,6 +34,7 @@ from netmark.bench.report import DASH, check_render_target, fmt, markdown_table,
 from netmark.errors import ConfigError
 from netmark.evaluation.blocks import Block, Bullets, Cell, Heading, Image, Inline, Para, Table, strength_table
 from netmark.evaluation.figures import neg_log10_p, summary_figure, sweep_figure
+from netmark.evaluation.forgery import forgery_blocks
 from netmark.evaluation.outcome import (
     DESTROYED,
     MARKS,
@@ -272,6 +273,8 @@ def page_blocks(res: dict[str, Any], figure_names: dict[str, str] | None = None)
                    Bullets(tuple((("b", str(c["method"])), f" / {c['label']} / strength "
                                   f"{_strength_text(c['strength'])}: ", ("code", str(c["error"])))
                                  for c in errors))]
+    if res.get("forgery"):
+        blocks += forgery_blocks(res)
     if has_access(res):
         blocks += access_blocks(res)
     return blocks

@@ -66,6 +66,8 @@ def plan_measurements(config: EvaluationConfig, cache_dir: str, methods: Iterabl
     for m in methods:
         jobs += _sweep_jobs("attack", config, cache_dir, m, enumerate(config.sweeps))
         jobs += [(False, Job("overhead", config, cache_dir, m)), (False, Job("false-positives", config, cache_dir, m))]
+        if config.forgery:
+            jobs.append((True, Job("forgery", config, cache_dir, m)))
     return _slow_first(jobs)
 
 
@@ -89,6 +91,7 @@ _SUMMARY: tuple[tuple[tuple[str, ...], str, Callable[[dict[str, Any]], str]], ..
      lambda r: f"{r['size']} {r['unit']}: {'perfect' if r.get('perfect') else r.get('read', '')}"),
     (("overhead",), "ratio", lambda r: f"step time x{r['ratio']:.2f}"),
     (("false-positives",), "n", lambda r: f"{r['detected']} of {r['n']} independent models detected"),
+    (("forgery",), "accepted", lambda r: f"owner's claim {r['row']['owner']}, {r['accepted']} forgeries accepted"),
     (("protect", "access-attack"), "authorized",
      lambda r: f"authorized {100 * r['authorized']:.2f}%, unauthorized {100 * r['unauthorized']:.2f}%"),
     (("piracy",), "mean",
@@ -187,6 +190,8 @@ def assemble(config: EvaluationConfig, done: list[dict[str, Any]], *, seconds: f
         "sweeps": [s.to_dict() for s in config.sweeps],
         "cells": [_cell_entry(r) for r in cells],
         "access": assemble_access(config, by_kind, base.get("test_accuracy")),
+        "forgery": {m: {k: r.get(k) for k in ("row", "accepted", "error", "seconds")}
+                    for m in config.methods for r in by_kind.get(("forgery", m), [])},
         "timing": {"seconds": seconds, "cells": len(done), "cached_cells": sum(bool(r.get("cached")) for r in done),
                    "attack_cells": len(cells), "executor": executor.name, "jobs": executor.jobs},
     }

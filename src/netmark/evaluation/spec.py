@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
-from netmark._util import check_finite, check_int
+from netmark._util import check_bool, check_finite, check_int
 from netmark.access import KINDS, InputOnlyConfig, PairAttackConfig, ProtectConfig, TransformConfig
 from netmark.attacks import ATTACKS, AttackConfig
 from netmark.errors import ConfigError, NetmarkError
@@ -300,6 +300,9 @@ class EvaluationConfig:
             ``generator``); empty: no anti-piracy section.
         access_options: ProtectConfig's ``alpha``, ``beta``, ``gamma``, ``raw_pass`` and TransformConfig's
             ``sigma``, ``p``, ``hidden`` [the paper's: 1, 1, 0.01, 0.1, 0.2, 16].
+        forgery: the forgery section (:mod:`netmark.evaluation.forgery`: per method, an owner's model marked under a
+            claim and every forgery of :mod:`netmark.attacks.forgery` against it; with ``n_independent`` < 3 its cells
+            record that they need 3).
         piracy_trials: forged transforms per piracy attack (input-only draws, pair-attack fits) [paper: 100].
         pair_fractions: shares of the attacker's images whose (raw, processed) pairs the pair attack fits
             [paper: 0.1, 0.5, 1].
@@ -328,6 +331,7 @@ class EvaluationConfig:
     data_dir: str | None = None
     access: tuple[str, ...] = ("fixed", "learned", "generator")
     access_options: dict[str, Any] = field(default_factory=dict)
+    forgery: bool = True
     piracy_trials: int = 100
     pair_fractions: tuple[float, ...] = (0.1, 0.5, 1.0)
     quick: bool = False
@@ -370,6 +374,7 @@ class EvaluationConfig:
         if self.alpha >= 1 or self.max_accuracy_drop > 100:
             raise ConfigError(f"alpha must lie in (0, 1) and max_accuracy_drop (percentage points) in [0, 100], got "
                               f"{self.alpha!r} and {self.max_accuracy_drop!r}")
+        check_bool("forgery", self.forgery)
         self._check_sweeps()
         self._check_capacity()
         if isinstance(self.access, str):
