@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,3 +107,25 @@ def cnn() -> torch.nn.Module:
 
 
 FAST = TrainConfig(epochs=2, lr=0.05, batch_size=32, progress=False)
+
+
+def two_valid_claims(d: Path, data: ArrayDataset) -> Path:
+    """Two claims that both hold on one model: the owner marks a simple-cnn with his claimed Uchida key (12 epochs) and
+    releases it; a thief fine-tunes his own claimed Uchida mark into it (8 epochs) and releases that. Writes into
+    ``d``: ``owner`` / ``thief`` ``.safetensors`` (each party's original), ``.key``, ``.json``."""
+    from netmark.claims import save_claim
+    from netmark.io import save_model
+    from netmark.methods import get_method
+    from netmark.methods.examples import example
+    from netmark.methods.ownership import claimed_key
+
+    method = get_method("uchida")(example("uchida"))
+    model = make_cnn(seed=0)
+    for i, (name, epochs) in enumerate((("owner", 12), ("thief", 8))):
+        key, claim = claimed_key(method, model, fixed_identity(i), opening=fixed_opening(i))
+        model, key, _ = method.embed(model, data, TrainConfig(epochs=epochs, lr=0.05, seed=i, progress=False),
+                                     key=key, warn=False)
+        save_model(model, d / f"{name}.safetensors")
+        key.save(d / f"{name}.key")
+        save_claim(claim, d / f"{name}.json")
+    return d

@@ -9,15 +9,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from netmark.claims import make_claim, save_claim
+from netmark.claims import make_claim
 from netmark.cli import app
 from netmark.identity import new_identity
-from netmark.methods import get_method
-from netmark.methods.examples import example
-from netmark.methods.ownership import claimed_key
 from netmark.registry import GENESIS, RegistryError, add_claim, head, position, read_registry, verify_registry
-from netmark.training import TrainConfig
-from tests.conftest import fixed_identity, fixed_opening, make_cnn
+from tests.conftest import two_valid_claims
 
 runner = CliRunner()
 
@@ -75,27 +71,8 @@ def test_truncation_is_found_against_a_published_head(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def two_claims(tmp_path_factory, digits_train) -> Path:
-    """A thief embeds his own claimed Uchida mark into the owner's released model (8 epochs of fine-tune-to-embed)
-    and releases that: both claims hold on it. Files: owner/thief ``.safetensors`` (originals), ``.key``, ``.json``."""
-    from netmark.io import save_model
-
-    d = tmp_path_factory.mktemp("dispute")
-    method = get_method("uchida")(example("uchida"))
-    owner_model = make_cnn(seed=0)
-    key, claim = claimed_key(method, owner_model, fixed_identity(0), opening=fixed_opening(0))
-    owner_model, key, _ = method.embed(owner_model, digits_train, TrainConfig(epochs=12, lr=0.05, seed=0,
-                                                                               progress=False), key=key, warn=False)
-    save_model(owner_model, d / "owner.safetensors")
-    thief_model = make_cnn(seed=0)
-    thief_model.load_state_dict(owner_model.state_dict())
-    tkey, tclaim = claimed_key(method, thief_model, fixed_identity(1), opening=fixed_opening(1))
-    thief_model, tkey, _ = method.embed(thief_model, digits_train, TrainConfig(epochs=8, lr=0.05, seed=1,
-                                                                               progress=False), key=tkey, warn=False)
-    save_model(thief_model, d / "thief.safetensors")
-    for name, k, c in (("owner", key, claim), ("thief", tkey, tclaim)):
-        k.save(d / f"{name}.key")
-        save_claim(c, d / f"{name}.json")
-    return d
+    """Both claims hold on the thief's release (tests.conftest.two_valid_claims)."""
+    return two_valid_claims(tmp_path_factory.mktemp("dispute"), digits_train)
 
 
 def _parties(d: Path, thief_claim: str = "thief.json") -> list[Path | str]:

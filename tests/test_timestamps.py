@@ -10,16 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from netmark.attacks.forgery import fitted_key
-from netmark.claims import make_claim, save_claim
+from netmark.claims import make_claim
 from netmark.cli import app
-from netmark.io import save_model
-from netmark.methods import get_method
-from netmark.methods.examples import example
-from netmark.methods.ownership import claimed_key
 from netmark.timestamps import TimestampError, load_roots, request_token, token_time
-from netmark.training import TrainConfig
-from tests.conftest import fixed_identity, fixed_opening, make_cnn
+from tests.conftest import fixed_identity, two_valid_claims
 from tests.tsa import local_tsa
 
 pytest.importorskip("rfc3161_client")
@@ -59,18 +53,10 @@ def test_a_token_dates_exactly_its_claim(tsa, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def parties(tmp_path_factory, digits_train, tsa) -> Path:
-    """zhang-content, whose fitted thief claim verifies (benchmarks/forgery_claims.py): owner timestamped first."""
-    d = tmp_path_factory.mktemp("parties")
-    method = get_method("zhang-content")(example("zhang-content"))
-    model = make_cnn(seed=0)
-    key, claim = claimed_key(method, model, fixed_identity(0), data=digits_train, opening=fixed_opening(0))
-    model, key, _ = method.embed(model, digits_train, TrainConfig(epochs=12, lr=0.05, seed=0, progress=False),
-                                 key=key, warn=False)
-    save_model(model, d / "model.safetensors")
-    tkey, tclaim = claimed_key(method, model, fixed_identity(1), data=digits_train, opening=fixed_opening(1))
-    for name, k, c in (("owner", key, claim), ("thief", fitted_key(model, tkey), tclaim)):
-        k.save(d / f"{name}.key")
-        save_claim(c, d / f"{name}.json")
+    """Two claims that both hold on the thief's release (tests.conftest.two_valid_claims), the owner's timestamped
+    first."""
+    d = two_valid_claims(tmp_path_factory.mktemp("parties"), digits_train)
+    for name in ("owner", "thief"):
         r = invoke("timestamp", d / f"{name}.json", "--tsa", tsa.url)
         assert r.exit_code == 0 and (d / f"{name}.tsr").is_file(), r.output
     return d
@@ -79,13 +65,13 @@ def parties(tmp_path_factory, digits_train, tsa) -> Path:
 def test_cli_timestamp_and_verify(parties: Path, tsa) -> None:
     d = parties
     assert invoke("timestamp", d / "owner.json", "--tsa", tsa.url).exit_code == 2  # owner.tsr exists: no --force
-    base = ["verify", d / "model.safetensors", "--key", d / "owner.key", "--claim", d / "owner.json",
-            "--dataset", "digits", "--tsa-root", tsa.root_pem]
+    base = ["verify", d / "thief.safetensors", "--key", d / "owner.key", "--claim", d / "owner.json",
+            "--tsa-root", tsa.root_pem]
     r = invoke(*base, "--timestamp", d / "owner.tsr")
     assert r.exit_code == 0 and "ok  time: timestamped" in r.stdout and "CLAIM VERIFIED" in r.stdout, r.output
     r = invoke(*base, "--timestamp", d / "thief.tsr")  # the thief's token is not the owner's claim's
     assert r.exit_code == 1 and "CLAIM REJECTED (time" in r.stdout, r.output
-    r = invoke("verify", d / "model.safetensors", "--key", d / "owner.key", "--timestamp", d / "owner.tsr")
+    r = invoke("verify", d / "thief.safetensors", "--key", d / "owner.key", "--timestamp", d / "owner.tsr")
     assert r.exit_code == 2 and "--claim" in r.stderr
     (d / "damaged.tsr").write_bytes((d / "owner.tsr").read_bytes()[:200])  # bad input: exit 2, one line
     r = invoke(*base, "--timestamp", d / "damaged.tsr")
@@ -98,13 +84,13 @@ def test_cli_timestamp_and_verify(parties: Path, tsa) -> None:
 def test_dispute_by_timestamp(parties: Path, tsa) -> None:
     d = parties
     two = ["--claim", d / "owner.json", "--key", d / "owner.key", "--claim", d / "thief.json", "--key",
-           d / "thief.key", "--dataset", "digits", "--tsa-root", tsa.root_pem]
-    r = invoke("dispute", d / "model.safetensors", *two, "--timestamp", d / "owner.tsr", "--timestamp",
+           d / "thief.key", "--tsa-root", tsa.root_pem]
+    r = invoke("dispute", d / "thief.safetensors", *two, "--timestamp", d / "owner.tsr", "--timestamp",
                d / "thief.tsr", "--json")
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["winner"] == str(d / "owner.json") and all(p["valid"] and p["time"] for p in out["parties"])
     # the thief presenting the owner's (earlier) token for his claim: his time step fails, the owner wins alone
-    r = invoke("dispute", d / "model.safetensors", *two, "--timestamp", d / "owner.tsr", "--timestamp",
+    r = invoke("dispute", d / "thief.safetensors", *two, "--timestamp", d / "owner.tsr", "--timestamp",
                d / "owner.tsr")
     assert r.exit_code == 0 and "REJECTED (time" in r.stdout and "owner.json wins" in r.stdout, r.output
