@@ -90,6 +90,9 @@ def main() -> None:
         print(f"| {n} | {r['owner']} | " + " | ".join(cells) + f" | {r['seconds']} |", flush=True)
     print(f"\nforgeries accepted under a claim: {sum(r['accepted'] for r in rows)}; owners' claims verified: "
           f"{sum(r['owner'] == 'accepted' for r in rows)}/{len(rows)}")
+    for r in rows:
+        if r["owner"] != "accepted":
+            print(f"- {r['method']}: owner's claim {r['owner']}: {r['owner_reason']}")
     if args.out is not None:
         args.out.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
 

@@ -39,7 +39,7 @@ from netmark.bench.cache import method_part
 from netmark.claims import Claim, Opening
 from netmark.draws import derived_root
 from netmark.errors import ConfigError, NetmarkError
-from netmark.evaluation.blocks import Block, Cell, Heading, Para, Table
+from netmark.evaluation.blocks import Block, Bullets, Cell, Heading, Inline, Para, Table
 from netmark.evaluation.cells import BASELINE, Context, Job, failed, independent_run
 from netmark.identity import Identity
 from netmark.keys import WatermarkKey
@@ -48,7 +48,7 @@ from netmark.methods.ownership import ClaimCheck, check_claim, claimed_key
 from netmark.training import train
 
 #: bump when a forgery cell is computed differently
-VERSION = 1
+VERSION = 2
 #: the forgeries, in the report's column order
 KINDS = ("fresh", "fitted", "declared null", "universal", "selected", "back-dated", "replayed")
 #: the forgeries also tried on an independent model
@@ -80,6 +80,11 @@ def verdict(check: ClaimCheck) -> str:
     return "accepted" if check.ok else "rejected: " + next(n for n, p, _ in check.steps if not p)
 
 
+def reason(check: ClaimCheck) -> str:
+    """The reason of the step that failed (of the last step when all held)."""
+    return next((r for _, p, r in check.steps if not p), check.steps[-1][2] if check.steps else "")
+
+
 def plain(model: nn.Module, key: WatermarkKey, alpha: float) -> str:
     """What ``verify`` without a claim answers: ``detected``, ``not detected`` or ``undecided`` (key refused)."""
     try:
@@ -98,7 +103,8 @@ def forgery_row(method: WatermarkMethod, model: nn.Module, key: WatermarkKey, cl
         return verdict(check_claim(m, k, c, data=d, alpha=alpha, null_models=refs))
 
     data = thief_data if method.traits().needs_data else None
-    row: dict[str, Any] = {"owner": judge(model, key, claim, owner_data), "forgeries": {}, "independent": {}}
+    owner = check_claim(model, key, claim, data=owner_data, alpha=alpha, null_models=refs)
+    row: dict[str, Any] = {"owner": verdict(owner), "owner_reason": reason(owner), "forgeries": {}, "independent": {}}
     for target, opening, out, kinds in ((model, parties.openings[1], row["forgeries"], KINDS),
                                         (independent, parties.openings[2], row["independent"], INDEPENDENT_KINDS)):
         tk, tc = claimed_key(method, target, parties.thief, data=data, opening=opening)
@@ -187,7 +193,10 @@ def forgery_blocks(res: dict[str, Any]) -> list[Block]:
         rows.append((name, Cell(row["owner"], "ok" if row["owner"] == "accepted" else "part"),
                      *(_text(row["forgeries"].get(k)) for k in KINDS),
                      *(_text(row["independent"].get(k)) for k in INDEPENDENT_KINDS)))
-    return [
+    refused: tuple[tuple[Inline, ...], ...] = tuple(
+        (("b", name), f": {rec['row']['owner']} — {rec['row'].get('owner_reason', '')}")
+        for name, rec in res["forgery"].items() if rec.get("row") and rec["row"]["owner"] != "accepted")
+    blocks: list[Block] = [
         Heading(2, "Forgery: do forged ownership claims get through?"),
         Para(("The owner marks a model under a signed claim and releases it; a thief holding only the released model "
               "forges keys and claims (", ("code", "netmark.evaluation.forgery"), "). Each cell: what plain ",
@@ -200,3 +209,6 @@ def forgery_blocks(res: dict[str, Any]) -> list[Block]:
               f"{sum(not r.get('error') for r in res['forgery'].values())}.",)),
         Table(("method", "owner's claim", *KINDS, *(f"indep. {k}" for k in INDEPENDENT_KINDS)), tuple(rows)),
     ]
+    if refused:
+        blocks += [Para(("Owners' claims refused, and why:",)), Bullets(refused)]
+    return blocks
