@@ -136,10 +136,14 @@ def default_sweeps(*, rates: Sequence[float] = (0.0, 0.25, 0.5, 0.65, 0.8, 0.9, 
                    fixed_point_bits: Sequence[int] = (16, 12, 10, 8, 6, 4, 2),
                    quantize_bits: Sequence[int] = (8, 6, 4, 3, 2),
                    overwrite_epochs: Sequence[int] = (1, 5, 10),
-                   distill_epochs: Sequence[int] = (1, 5, 10, 20)) -> tuple[Sweep, ...]:
+                   distill_epochs: Sequence[int] = (1, 5, 10, 20),
+                   obfuscation: Sequence[float] = (0.0, 0.5, 1.0),
+                   obfuscation_finetune_epochs: Sequence[int] = (0, 1)) -> tuple[Sweep, ...]:
     """Every attack of :mod:`netmark.attacks`: pruning of all conv/linear layers in three orders, same- and
     different-domain fine-tuning, fixed point, uniform quantization, fp16/bf16/int8 round trips, overwriting
-    with a second key of the method under test, and distillation into a fresh model."""
+    with a second key of the method under test, distillation into a fresh model, and the function-preserving
+    obfuscations (issue 21): permuting and rescaling a fraction of the hidden unit spaces, and both followed by
+    fine-tuning."""
     prune = [Sweep("prune", tuple(rates), "rate", f"prune ({what})", "rate", {"order": order})
              for order, what in (("ascending", "magnitude"), ("descending", "largest first"), ("random", "random"))]
     return (
@@ -153,6 +157,10 @@ def default_sweeps(*, rates: Sequence[float] = (0.0, 0.25, 0.5, 0.65, 0.8, 0.9, 
         Sweep("roundtrip", ("fp16", "bf16", "int8"), "dtype", "round trip", "dtype"),
         Sweep("overwrite", tuple(overwrite_epochs), "epochs", "overwrite (same method)", "epochs", data="attacker"),
         Sweep("distill", tuple(distill_epochs), "epochs", "distillation", "epochs", data="attacker"),
+        Sweep("permute", tuple(obfuscation), "fraction", "permute (hidden units)", "fraction"),
+        Sweep("rescale", tuple(obfuscation), "fraction", "rescale (hidden units)", "fraction"),
+        Sweep("obfuscate", tuple(obfuscation_finetune_epochs), "epochs", "permute + rescale, then fine-tune",
+              "epochs", data="attacker"),
     )
 
 
