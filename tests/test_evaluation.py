@@ -249,6 +249,20 @@ def test_forgery_section(serial_run) -> None:
     assert all("needs 3 independent models" in r["error"] for r in small["forgery"].values())
 
 
+def test_obfuscation_sweeps(tmp_path: Path) -> None:
+    """The permute sweep (issue 21): a black-box mark reads only the function, which the attack keeps — detected at
+    every strength, with the unattacked model's accuracy exactly; the report gains the threat model's section."""
+    from netmark.evaluation.report import page_blocks, to_markdown
+
+    sweep = Sweep("permute", (0.0, 1.0), "fraction", "permute (hidden units)", "fraction")
+    res = evaluate(_tiny(sweeps=(sweep,), capacity={}, access=(), forgery=False), tmp_path / "out",
+                   cache_dir=tmp_path / "cache", executor="serial")
+    adi = [c for c in res["cells"] if c["method"] == "adi"]
+    assert [c["strength"] for c in adi] == [0.0, 1.0] and all(c["detected"] and c["error"] is None for c in adi)
+    assert adi[0]["test_accuracy"] == adi[1]["test_accuracy"] == res["methods"]["adi"]["test_accuracy"]
+    assert "## Function-preserving obfuscation" in to_markdown(page_blocks(res))
+
+
 def test_ray_executor_gives_the_same_cells(serial_run, tmp_path: Path) -> None:
     """`--executor ray` on a local Ray instance: the same cells as the serial run; a job's own exception
     comes back as itself."""
