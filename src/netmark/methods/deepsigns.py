@@ -89,6 +89,7 @@ from netmark._util import check_choice, check_finite, check_layer_name, first_li
 from netmark.draws import KeyRoot, draw
 from netmark.errors import ArchitectureError, ConfigError, KeyFileError
 from netmark.keys import WatermarkKey
+from netmark.methods.alignment import verify_aligned, with_reference
 from netmark.methods.base import Extraction, MethodConfig, register_method
 from netmark.methods.phases import EmbedPrep
 from netmark.methods.traits import MethodTraits
@@ -282,6 +283,7 @@ class DeepSigns(TriggerSetMethod):
     TRAITS = MethodTraits(payload="bits", needs_data=True)  # white: the key images come from the data
     #: the black mode's: query-verifiable, the data only gives the input shape (optional)
     BLACK_TRAITS = MethodTraits(payload="labels", query_verifiable=True)
+    VERSION = 2  # 2: a white-box key holds an alignment reference (issue 21)
     config: DeepSignsConfig
 
     def traits(self) -> MethodTraits:
@@ -401,8 +403,8 @@ class DeepSigns(TriggerSetMethod):
         """White: the key as it is. Black: a candidate set is selected against ``unmarked`` (:meth:`select_keys`;
         without ``unmarked`` it stays the candidate set, whose labels are random: exact null) and the selected
         keys' null calibrated (:meth:`TriggerSetMethod.finalize`)."""
-        if self._white(key):
-            return key
+        if self._white(key):  # issue 21: the layers up to the host, for :mod:`netmark.methods.alignment`
+            return with_reference(key, model, upto=key.layer)
         if key.message_random and unmarked is not None:  # a candidate set, not yet selected
             key = self.select_keys(key, marked=model, unmarked=unmarked)
         return super().finalize(key, model, hook=hook, data=data, train_config=train_config, seed=seed,
@@ -433,9 +435,12 @@ class DeepSigns(TriggerSetMethod):
         """White: bit matches under Binomial(s·N, 1/2). Black: the trigger-set decision (queries ``model``)."""
         if not self._white(key):
             return super().verify(model, key, alpha=alpha)
-        ex = self.extract(model, key)
-        return bit_match_result(ex.bits, key.bits, method=self.name, alpha=alpha, details=ex.details,
-                                exact_null=key.message_random)
+
+        def decide(m: nn.Module) -> VerificationResult:  # on m aligned to the key's reference (alignment)
+            ex = self.extract(m, key)
+            return bit_match_result(ex.bits, key.bits, method=self.name, alpha=alpha, details=ex.details,
+                                    exact_null=key.message_random)
+        return verify_aligned(decide, model, key)
 
     def verify_query(self, predict: Predictor, key: WatermarkKey, *,
                      alpha: float = DEFAULT_ALPHA) -> VerificationResult:

@@ -77,6 +77,7 @@ from netmark._util import check_bool, check_choice, check_finite, check_int, che
 from netmark.draws import KeyRoot, draw
 from netmark.errors import ArchitectureError, ConfigError, KeyFileError
 from netmark.keys import WatermarkKey
+from netmark.methods.alignment import verify_aligned, with_reference
 from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod, register_method
 from netmark.methods.tartaglione_variants import VARIANTS, Variant, decode, encode, proportional_layers
 from netmark.methods.traits import MethodTraits
@@ -400,6 +401,7 @@ class Tartaglione(WatermarkMethod):
              "into neural networks, ICPR 2020")
     TRAITS = MethodTraits(payload="values")
     KEY_CONFIG_EXTRAS = ("layers", "payload_shape")
+    VERSION = 2  # 2: the key holds an alignment reference of every layer (issue 21)
     config: TartaglioneConfig
 
     @classmethod
@@ -438,6 +440,10 @@ class Tartaglione(WatermarkMethod):
     def hook(self, key: WatermarkKey) -> TartaglioneHook:
         return TartaglioneHook(key, self.config)
 
+    def finalize(self, key: WatermarkKey, model: nn.Module, **kwargs: Any) -> WatermarkKey:
+        """The key with every marked layer as its alignment reference (the payload spans them all)."""
+        return with_reference(key, model, upto=None)
+
     def extract(self, model: nn.Module, key: WatermarkKey) -> Extraction:
         values = _Locked(model, key).read()
         payload = key.tensors["payload"].float()
@@ -450,7 +456,10 @@ class Tartaglione(WatermarkMethod):
         return Extraction(bits=torch.zeros(0, dtype=torch.int64), scores=values, details=details)
 
     def verify(self, model: nn.Module, key: WatermarkKey, *, alpha: float = DEFAULT_ALPHA) -> VerificationResult:
-        """Pearson ρ between extracted values and payload, tested against the permutation null."""
-        ex = self.extract(model, key)
-        return pearson_result(ex.details["pearson"], ex.details["size"], method=self.name, alpha=alpha,
-                              details=ex.details)
+        """Pearson ρ between the values extracted from ``model`` (aligned to the key's reference:
+        :mod:`netmark.methods.alignment`) and the payload, tested against the permutation null."""
+        def decide(m: nn.Module) -> VerificationResult:
+            ex = self.extract(m, key)
+            return pearson_result(ex.details["pearson"], ex.details["size"], method=self.name, alpha=alpha,
+                                  details=ex.details)
+        return verify_aligned(decide, model, key)

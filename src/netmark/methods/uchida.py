@@ -49,9 +49,11 @@ from netmark._util import check_bool, check_choice, check_finite, check_int, che
 from netmark.draws import Draw, KeyRoot, draw
 from netmark.errors import ArchitectureError, ConfigError
 from netmark.keys import WatermarkKey
+from netmark.methods.alignment import verify_aligned, with_reference
 from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod, drowning_note, register_method
 from netmark.methods.traits import MethodTraits
 from netmark.training import TrainConfig, TrainHook
+from netmark.verify import DEFAULT_ALPHA, VerificationResult
 
 KeyType = Literal["random", "direct", "diff"]
 KEY_TYPES: tuple[KeyType, ...] = ("random", "direct", "diff")
@@ -175,6 +177,7 @@ class Uchida(WatermarkMethod):
     config_cls = UchidaConfig
     paper = "Uchida et al., Embedding Watermarks into Deep Neural Networks, ICMR 2017"
     TRAITS = MethodTraits(payload="bits")
+    VERSION = 2  # 2: the key holds an alignment reference (issue 21)
     config: UchidaConfig
 
     @classmethod
@@ -197,6 +200,14 @@ class Uchida(WatermarkMethod):
 
     def hook(self, key: WatermarkKey) -> UchidaHook:
         return UchidaHook(key, self.config)
+
+    def finalize(self, key: WatermarkKey, model: nn.Module, **kwargs: Any) -> WatermarkKey:
+        """The key with the marked layers up to the host as its alignment reference (:mod:`~.alignment`)."""
+        return with_reference(key, model, upto=key.layer)
+
+    def verify(self, model: nn.Module, key: WatermarkKey, *, alpha: float = DEFAULT_ALPHA) -> VerificationResult:
+        """Binomial test of the bits extracted from ``model`` aligned to the key's reference (:mod:`~.alignment`)."""
+        return verify_aligned(lambda m: super(Uchida, self).verify(m, key, alpha=alpha), model, key)
 
     @torch.no_grad()
     def extract(self, model: nn.Module, key: WatermarkKey) -> Extraction:

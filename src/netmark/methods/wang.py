@@ -100,6 +100,7 @@ from netmark._util import check_choice, check_finite, check_int, check_layer_nam
 from netmark.draws import Draw, KeyRoot, draw
 from netmark.errors import ArchitectureError, ConfigError, KeyFileError
 from netmark.keys import WatermarkKey
+from netmark.methods.alignment import verify_aligned, with_reference
 from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod, register_method, without_null
 from netmark.methods.phases import EmbedPrep
 from netmark.methods.traits import MethodTraits
@@ -406,7 +407,7 @@ class Wang(WatermarkMethod):
     paper = "Wang et al., Watermarking in Deep Neural Networks via Error Back-propagation, EI 2020"
     TRAITS = MethodTraits(payload="bits")
     STRENGTH_WEIGHS_LOSS = True
-    VERSION = 3  # 2: extractor hardening after training (issue 18); 3: hardening by a margin in the nulls' spread
+    VERSION = 4  # 2: extractor hardening (issue 18); 3: by a margin in the nulls' spread; 4: alignment reference
     TRAINED_TENSORS = ("selection", "W1", "W2")  # drawn from the root, then trained with the host
     config: WangConfig
 
@@ -462,7 +463,7 @@ class Wang(WatermarkMethod):
             raise ConfigError("wang: finalize(key, model, hook=hook) needs the WangHook that trained the extractor")
         out = dataclasses.replace(key, tensors={**key.tensors, **hook.extractor()})
         calibrate(model, out)
-        return out
+        return with_reference(out, model, upto=key.layer)  # issue 21: :mod:`netmark.methods.alignment`
 
     def null_for_verifier(self, key: WatermarkKey, model: nn.Module, *,
                           null_models: Sequence[Any] | None = None) -> WatermarkKey:
@@ -481,11 +482,15 @@ class Wang(WatermarkMethod):
         return Extraction(bits=(out > 0).to(torch.int64), scores=torch.sigmoid(out), details=details)
 
     def verify(self, model: nn.Module, key: WatermarkKey, *, alpha: float = DEFAULT_ALPHA) -> VerificationResult:
-        """Extract and test against the null measured on this key's extractor (module docstring)."""
-        ex = self.extract(model, key)
+        """Extract (from ``model`` aligned to the key's reference: :mod:`netmark.methods.alignment`) and test against
+        the null measured on this key's extractor (module docstring)."""
         if "null_rates" not in key.tensors or "null_counts" not in key.tensors:
             raise KeyFileError("this wang key has no null calibration (its embedding never finished: "
                                "Wang.finalize(key, model, hook=hook) was not called after training)")
-        return calibrated_bit_match_result(ex.bits, key.bits, null_rates=key.tensors["null_rates"],
-                                           null_counts=key.tensors["null_counts"], method=self.name, alpha=alpha,
-                                           details=ex.details)
+
+        def decide(m: nn.Module) -> VerificationResult:
+            ex = self.extract(m, key)
+            return calibrated_bit_match_result(ex.bits, key.bits, null_rates=key.tensors["null_rates"],
+                                               null_counts=key.tensors["null_counts"], method=self.name, alpha=alpha,
+                                               details=ex.details)
+        return verify_aligned(decide, model, key)

@@ -1,0 +1,302 @@
+"""Alignment-aware verification (``netmark.methods.alignment``, issue 21 item 2): a white-box key survives a
+function-preserving obfuscation of the suspect (its hidden units permuted, rescaled across ReLU, dummy units added).
+
+The obfuscations are built here by hand (:func:`obfuscate`), independently of the code under test, on tiny models
+trained on digits; each is checked to keep the function (max |Δ logits| <= 1e-4). ``benchmarks/alignment.py`` uses
+the same helpers on Fashion-MNIST.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import pytest
+import torch
+from torch import nn
+
+from netmark._util import seeded
+from netmark.data import ArrayDataset
+from netmark.errors import ArchitectureError
+from netmark.methods import get_method
+from netmark.methods.alignment import ALIGN_TENSORS, MIN_FAN_IN, MIN_QUALITY, align, has_reference
+from netmark.methods.examples import example
+from netmark.models import build, conv_and_linear_layers
+from netmark.training import TrainConfig
+from tests.conftest import make_cnn
+
+KINDS = ("permute", "rescale", "dummy")
+
+
+def _pair(model: nn.Module, layer: str) -> tuple[nn.Module, nn.Module, int]:
+    """The layer, the next Conv2d/Linear and how many inputs of the next one each unit feeds (a flatten: > 1)."""
+    layers = list(conv_and_linear_layers(model).values())
+    names = list(conv_and_linear_layers(model))
+    mod, nxt = layers[names.index(layer)], layers[names.index(layer) + 1]
+    block = nxt.weight.shape[1] // mod.weight.shape[0] if isinstance(nxt, nn.Linear) else 1
+    return mod, nxt, block
+
+
+def _set(mod: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+    mod.weight = nn.Parameter(weight.contiguous())
+    if bias is not None:
+        mod.bias = nn.Parameter(bias.contiguous())
+
+
+def _inputs(nxt: nn.Module, block: int) -> torch.Tensor:
+    """The next layer's weight with one axis per unit of the layer before it: ``(out, units, rest...)``."""
+    w = nxt.weight.detach()
+    return w.reshape(w.shape[0], -1, block) if isinstance(nxt, nn.Linear) else w
+
+
+def _set_inputs(nxt: nn.Module, w: torch.Tensor) -> None:
+    _set(nxt, w.reshape(w.shape[0], -1) if isinstance(nxt, nn.Linear) else w)
+
+
+@torch.no_grad()
+def obfuscate_layer(model: nn.Module, layer: str, kind: str, g: torch.Generator, *, extra: int = 1) -> None:
+    """In place: ``permute`` the units of ``layer`` (and the next layer's inputs), ``rescale`` each by c in
+    [1/4, 4] (its inputs × c, its outputs × 1/c: exact across ReLU and max-pooling) or add ``extra`` ``dummy``
+    units (random inputs, zero outputs)."""
+    mod, nxt, block = _pair(model, layer)
+    w, b, nw = mod.weight.detach(), mod.bias.detach(), _inputs(nxt, block)
+    n = w.shape[0]
+    if kind == "permute":
+        p = torch.randperm(n, generator=g)
+        _set(mod, w[p], b[p])
+        _set_inputs(nxt, nw[:, p])
+    elif kind == "rescale":
+        c = torch.exp((torch.rand(n, generator=g) * 2 - 1) * torch.log(torch.tensor(4.0)))
+        shape = (-1, *([1] * (w.ndim - 1)))
+        _set(mod, w * c.reshape(shape), b * c)
+        _set_inputs(nxt, nw / c.reshape(1, -1, *([1] * (nw.ndim - 2))))
+    elif kind == "dummy":
+        new_w = torch.randn(extra, *w.shape[1:], generator=g) * w.std()
+        _set(mod, torch.cat([w, new_w]), torch.cat([b, torch.randn(extra, generator=g) * b.std()]))
+        _set_inputs(nxt, torch.cat([nw, torch.zeros(nw.shape[0], extra, *nw.shape[2:])], 1))
+    else:
+        raise ValueError(kind)
+
+
+def obfuscate(model: nn.Module, layers: list[str], kinds: tuple[str, ...], seed: int, *, extra: int = 1,
+              ) -> nn.Module:
+    """A copy of ``model`` with each of ``kinds`` applied to each of ``layers`` (hidden layers)."""
+    out = copy.deepcopy(model).eval()
+    g = torch.Generator().manual_seed(seed)
+    for kind in kinds:
+        for layer in layers:
+            obfuscate_layer(out, layer, kind, g, extra=extra)
+    return out
+
+
+def hidden_layers(model: nn.Module) -> list[str]:
+    return list(conv_and_linear_layers(model))[:-1]
+
+
+def max_logit_change(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((a.eval()(x) - b.eval()(x)).abs().max())
+
+
+TRAIN = TrainConfig(epochs=4, lr=0.05, batch_size=32, seed=0, progress=False)
+
+#: (case, method, config changes, model); MLP: 64-64-10 on the 8×8 digits (host fc2: its 64 inputs are fc1's units)
+CASES = [
+    ("uchida-conv", "uchida", {}, "cnn"),
+    ("uchida-linear", "uchida", {"layer": "fc2", "bits": 48}, "mlp"),
+    ("wang", "wang", {"harden_steps": 100, "null_samples": 512}, "cnn"),
+    ("tartaglione", "tartaglione", {}, "cnn"),
+    ("deepsigns-white", "deepsigns", {}, "cnn"),
+]
+
+
+def _model(kind: str, seed: int = 0) -> nn.Module:
+    if kind == "mlp":
+        with seeded(seed):
+            return build("mlp", in_channels=1, image_size=8, num_classes=10, hidden=64)
+    return make_cnn(seed=seed)
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[c[0] for c in CASES])
+def marked(request: pytest.FixtureRequest, digits_train: ArrayDataset):
+    _, name, changes, kind = request.param
+    method = get_method(name)(replace(example(name), **changes))
+    model, key, _ = method.embed(_model(kind), digits_train, TRAIN, seed=1, warn=False)
+    return method, model.eval(), key, kind
+
+
+def _p(res) -> float:
+    return res.p_value
+
+
+def test_the_key_holds_a_reference_and_an_unobfuscated_model_aligns_to_the_identity(marked) -> None:
+    method, model, key, _ = marked
+    assert has_reference(key)
+    layout = key.tensors["align_layout"]  # [out, in, kh, kw, has_bias] per layer, from the first layer on
+    assert int((layout[:, 1] * layout[:, 2:4].clamp(min=1).prod(1)).max()) >= MIN_FAN_IN  # wang's conv1 host: + conv2
+    res = method.verify(model, key)
+    assert res.detected and res.details["alignment"]["identity"]
+    assert res.details["alignment"]["quality"] == pytest.approx(1.0)
+    old = replace(key, tensors={k: v for k, v in key.tensors.items() if k not in ALIGN_TENSORS})
+    before = method.verify(model, old)
+    assert "alignment" not in before.details
+    assert (before.p_value, before.score, before.matched_bits) == (res.p_value, res.score, res.matched_bits)
+
+
+@pytest.mark.parametrize("kinds", [("permute",), ("rescale",), ("dummy",), KINDS], ids=["+".join(k) for k in
+                                                                                        [*([(k,) for k in KINDS]),
+                                                                                         KINDS]])
+def test_an_obfuscated_model_is_detected_after_alignment(marked, kinds, digits_train: ArrayDataset) -> None:
+    method, model, key, _ = marked
+    suspect = obfuscate(model, hidden_layers(model), kinds, seed=5)
+    assert max_logit_change(model, suspect, digits_train.x[:64]) <= 1e-4
+    assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), suspect.state_dict().values(),
+                                                      strict=True) if a.shape == b.shape) or "dummy" in kinds
+    res = method.verify(suspect, key)
+    info = res.details["alignment"]
+    assert res.detected and not info["identity"] and info["used"] == "aligned"
+    assert info["quality"] > 0.99
+    assert abs(res.score - method.verify(model, key).score) <= 0.05  # the owner's extraction, nearly exactly
+    if "dummy" in kinds:
+        assert sum(info["dropped_units"].values()) >= 1
+    old = replace(key, tensors={k: v for k, v in key.tensors.items() if k not in ALIGN_TENSORS})
+    if "dummy" in kinds:  # the host (or, for Tartaglione, some layer) changed shape: the raw extraction cannot read it
+        with pytest.raises(ArchitectureError):
+            method.verify(suspect, old)
+        assert "error" in info["raw"]
+        return
+    raw = method.verify(suspect, old)
+    assert info["raw"]["p_value"] == raw.p_value
+    assert _p(res) <= _p(raw)
+    if "permute" in kinds:  # raw fails, or degrades by 1000x at least (a rescaling alone can leave signs intact)
+        assert not raw.detected or _p(raw) > 1e3 * max(_p(res), 1e-300)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "lenet5", "simple-cnn", "all-cnn-c"])
+def test_alignment_undoes_a_known_obfuscation_exactly(arch: str) -> None:
+    """On a random (untrained) model of each chain architecture, every hidden layer permuted, rescaled and widened by
+    2 dummy units: the aligned copy has the owner's weights back (float precision) and computes the same logits."""
+    from netmark.keys import WatermarkKey
+    from netmark.methods.alignment import with_reference
+
+    extra = {"hidden": [16, 12]} if arch == "mlp" else {"padding": 2} if arch == "lenet5" else {}
+    size = 16 if arch == "all-cnn-c" else 8
+    with seeded(0):
+        owner = build(arch, in_channels=1, image_size=size, num_classes=10, **extra).eval()
+    key = with_reference(WatermarkKey(method="tartaglione", layer=None, message="", tensors={}, config={}), owner,
+                         upto=None)
+    hidden = hidden_layers(owner)
+    suspect = obfuscate(owner, hidden, KINDS, seed=3, extra=2)
+    x = torch.rand(16, 1, size, size, generator=torch.Generator().manual_seed(0))
+    assert max_logit_change(owner, suspect, x) <= 1e-4
+    al = align(suspect, key)
+    assert al.dropped == dict.fromkeys(hidden, 2) and al.quality == pytest.approx(1.0)
+    aligned, mine = dict(al.model.named_modules()), dict(owner.named_modules())
+    for name in conv_and_linear_layers(owner):
+        torch.testing.assert_close(aligned[name].weight, mine[name].weight, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(aligned[name].bias, mine[name].bias, rtol=1e-4, atol=1e-6)
+    assert max_logit_change(owner, al.model, x) <= 1e-4
+
+
+def test_an_independent_model_is_decided_unaligned(marked, digits_train: ArrayDataset) -> None:
+    """An independent model aligns poorly (quality far below MIN_QUALITY): the raw extraction, under its exact null,
+    decides, not the aligned one (which an alignment to the owner's marked weights pulls towards the watermark)."""
+    from netmark.training import train
+
+    method, _, key, kind = marked
+    independent = _model(kind, seed=100)
+    train(independent, digits_train, replace(TRAIN, seed=100))
+    res = method.verify(independent, key)
+    info = res.details["alignment"]
+    assert info["quality"] < MIN_QUALITY and info["used"] == "raw"
+    assert res.p_value == info["raw"]["p_value"] and not res.detected
+    assert info["aligned"]["p_value"] is not None
+
+
+def test_a_reshaped_model_that_does_not_align_is_refused() -> None:
+    """Dummy units in an independent model: the raw extraction cannot read it and it does not align (no copy)."""
+    from netmark.methods.uchida import UchidaConfig
+
+    method = get_method("uchida")(UchidaConfig(layer="fc2", bits=32))
+    owner = _model("mlp", seed=0)
+    key = method.finalize(method.create_key(owner, seed=1), owner)
+    with pytest.raises(ArchitectureError, match="do not align"):
+        method.verify(obfuscate(_model("mlp", seed=9), ["fc1"], ("dummy",), seed=2), key)
+    widened = method.verify(obfuscate(owner, ["fc1"], ("dummy",), seed=2), key).details["alignment"]
+    assert widened["used"] == "aligned" and widened["dropped_units"] == {"fc1": 1}
+
+
+def test_a_model_alignment_cannot_handle_gets_no_reference() -> None:
+    """BatchNorm (its statistics would need permuting too): the key stays as it was, verified unaligned."""
+    from netmark.keys import WatermarkKey
+    from netmark.methods.alignment import chain, with_reference
+
+    with seeded(0):
+        bn = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(144, 10))
+    key = WatermarkKey(method="uchida", layer="0", message="", tensors={}, config={})
+    assert chain(bn) is None and with_reference(key, bn, upto="0") is key
+    assert chain(_model("cnn")) is not None
+
+
+def test_a_claim_decides_on_the_unaligned_suspect(digits_train: ArrayDataset) -> None:
+    """The reference is no part of a claim's re-derived key (a forger would choose it, and with it the permutation
+    his key is read through): a claim check decides unaligned, so a permuted copy fails its watermark step."""
+    from netmark.methods.ownership import check_claim, claimed_key
+    from tests.conftest import fixed_identity, fixed_opening
+
+    method = get_method("uchida")(example("uchida"))
+    key, claim = claimed_key(method, make_cnn(seed=0), fixed_identity(0), opening=fixed_opening(0))
+    model, key, _ = method.embed(make_cnn(seed=0), digits_train, TRAIN, key=key, warn=False)
+    assert has_reference(key) and check_claim(model.eval(), key, claim).ok
+    permuted = obfuscate(model, hidden_layers(model), ("permute",), seed=5)
+    assert method.verify(permuted, key).detected
+    steps = check_claim(permuted, key, claim).steps
+    assert [n for n, ok, _ in steps if not ok] == ["watermark"]
+
+
+def test_a_malformed_reference_is_a_key_file_error() -> None:
+    from netmark.errors import KeyFileError
+    from netmark.keys import WatermarkKey
+    from netmark.methods.alignment import REF_LAYOUT, REF_WEIGHTS, with_reference
+
+    owner = _model("mlp")
+    key = with_reference(WatermarkKey(method="uchida", layer="fc2", message="", tensors={}, config={}), owner,
+                         upto="fc2")
+    short = replace(key, tensors={**key.tensors, REF_WEIGHTS: key.tensors[REF_WEIGHTS][:-1]})
+    with pytest.raises(KeyFileError, match="holds"):
+        align(owner, short)
+    flat = replace(key, tensors={**key.tensors, REF_LAYOUT: key.tensors[REF_LAYOUT].reshape(-1)})
+    with pytest.raises(KeyFileError, match="layout"):
+        align(owner, flat)
+
+
+def test_a_pruned_copy_aligns_to_the_identity() -> None:
+    """Half of each layer's weights zeroed (magnitude pruning, no obfuscation): every unit matches itself at scale 1
+    (the scale is fitted on the weights the suspect kept), so the suspect is read as it is."""
+    from netmark.keys import WatermarkKey
+    from netmark.methods.alignment import with_reference
+
+    owner = _model("mlp")
+    key = with_reference(WatermarkKey(method="uchida", layer="fc2", message="", tensors={}, config={}), owner,
+                         upto="fc2")
+    pruned = copy.deepcopy(owner)
+    with torch.no_grad():
+        for mod in conv_and_linear_layers(pruned).values():
+            mod.weight.mul_(mod.weight.abs() >= mod.weight.abs().median())
+    al = align(pruned, key)
+    assert al.identity and al.model is pruned and 0.8 < al.quality < 1.0
+
+
+def test_a_fine_tuned_copy_that_is_not_obfuscated_is_read_as_before(marked, digits_train: ArrayDataset) -> None:
+    """One more epoch of training moves every weight a little: the alignment is still the identity (the units' scales
+    hardly spread: SCALE_SPREAD), so the numbers are those of a key without a reference."""
+    from netmark.training import train
+
+    method, model, key, _ = marked
+    tuned = copy.deepcopy(model)
+    train(tuned, digits_train, replace(TRAIN, epochs=1, lr=0.01, seed=9))
+    res = method.verify(tuned.eval(), key)
+    old = replace(key, tensors={k: v for k, v in key.tensors.items() if k not in ALIGN_TENSORS})
+    before = method.verify(tuned, old)
+    assert res.details["alignment"]["identity"] and res.details["alignment"]["used"] == "raw"
+    assert (before.p_value, before.score) == (res.p_value, res.score)
