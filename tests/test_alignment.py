@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
+from typing import Any
 
 import pytest
 import torch
@@ -300,3 +301,26 @@ def test_a_fine_tuned_copy_that_is_not_obfuscated_is_read_as_before(marked, digi
     before = method.verify(tuned, old)
     assert res.details["alignment"]["identity"] and res.details["alignment"]["used"] == "raw"
     assert (before.p_value, before.score) == (res.p_value, res.score)
+
+
+def test_the_cli_verifies_a_permuted_copy_through_alignment(tmp_path) -> None:
+    """`netmark embed`, `netmark attack permute`, `netmark verify`: the permuted copy is detected and the answer says
+    it was aligned first, with what the suspect read as it is gives."""
+    from typer.testing import CliRunner
+
+    from netmark.cli import app
+
+    def run(*args: object) -> Any:
+        return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+
+    r = run("embed", "--model", "simple-cnn", "--dataset", "digits", "--epochs", "12", "--lr", "0.05", "--bits", "64",
+            "--key-seed", "0", "--seed", "0", "-q", "--out", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    r = run("attack", "permute", tmp_path / "run" / "model.safetensors", "--set", "seed=3", "--out",
+            tmp_path / "p.safetensors")
+    assert r.exit_code == 0, r.output
+    r = run("verify", tmp_path / "p.safetensors", "--key", tmp_path / "run" / "owner.key")
+    assert r.exit_code == 0 and "DETECTED" in r.stdout and "aligned: the suspect's units were mapped" in r.stdout, \
+        r.output
+    r = run("verify", tmp_path / "run" / "model.safetensors", "--key", tmp_path / "run" / "owner.key")
+    assert r.exit_code == 0 and "aligned:" not in r.stdout  # the owner's own model: read as it is

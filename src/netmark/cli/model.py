@@ -243,6 +243,12 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
         word = "DETECTED" if res.detected else "NOT DETECTED"
         typer.echo(f"{word}: {wm.describe(res, with_ber=True)}, p-value {res.p_value:.3g} vs alpha {alpha:g} "
                    f"[{res.method}, key {k.fingerprint[:12]}]")
+        al = res.details.get("alignment")
+        if isinstance(al, dict) and al.get("used") == "aligned":
+            raw = al.get("raw") or {}
+            raw_text = f"p-value {raw['p_value']:.3g}" if "p_value" in raw else "unreadable: its layers changed shape"
+            typer.echo(f"  aligned: the suspect's units were mapped back onto the key's reference before extraction "
+                       f"(quality {al['quality']:.3f}; read as it is: {raw_text})")
         if checked is not None:
             for name, passed, reason in checked.steps:
                 typer.echo(f"  {'ok ' if passed else 'NO '} {name}: {reason}")
