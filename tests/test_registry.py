@@ -13,7 +13,7 @@ from netmark.claims import make_claim
 from netmark.cli import app
 from netmark.identity import new_identity
 from netmark.registry import GENESIS, RegistryError, add_claim, head, position, read_registry, verify_registry
-from tests.conftest import two_valid_claims
+from tests.conftest import fixed_identity, two_valid_claims
 
 runner = CliRunner()
 
@@ -100,6 +100,20 @@ def test_dispute_orders_valid_claims_by_registry(two_claims: Path, tmp_path: Pat
     assert r.exit_code == 0 and "REJECTED (signature" in r.stdout and "owner.json wins" in r.stdout, r.output
     assert invoke("dispute", d / "thief.safetensors", "--claim", d / "owner.json", "--key",
                   d / "owner.key").exit_code == 2  # one party is no dispute
+
+
+def test_a_replayed_claim_loses_the_dispute(two_claims: Path, tmp_path: Path) -> None:
+    """The thief re-signs the owner's commitment under his own identity and presents it with the owner's key (which
+    he would need to have stolen too): the commitment names the owner's public key, so the opening fails and the owner
+    wins without any registry."""
+    from netmark.attacks.forgery import re_signed
+    from netmark.claims import load_claim, save_claim
+
+    d = two_claims
+    save_claim(re_signed(load_claim(d / "owner.json"), fixed_identity(1)), tmp_path / "replayed.json")
+    r = invoke("dispute", d / "owner.safetensors", "--claim", d / "owner.json", "--key", d / "owner.key",
+               "--claim", tmp_path / "replayed.json", "--key", d / "owner.key")
+    assert r.exit_code == 0 and "REJECTED (opening" in r.stdout and "owner.json wins" in r.stdout, r.output
 
 
 def test_dispute_cross_test_finds_the_source(two_claims: Path) -> None:
