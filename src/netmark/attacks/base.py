@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import typing
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import torch
@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from netmark._util import add_to_registry, generator, seeded
 from netmark.errors import ConfigError
 from netmark.io import check_finite
+from netmark.training import TrainConfig
 
 
 @dataclass
@@ -33,7 +34,13 @@ class AttackConfig:
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The config as plain data; a training schedule field as :meth:`TrainConfig.to_dict` writes it."""
+        d = asdict(self)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, TrainConfig):
+                d[f.name] = value.to_dict()
+        return d
 
 
 C = TypeVar("C", bound=AttackConfig)

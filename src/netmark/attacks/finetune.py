@@ -20,7 +20,6 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from torch import nn
 from torch.utils.data import Dataset
@@ -38,9 +37,6 @@ class FinetuneConfig(AttackConfig):
     def __post_init__(self) -> None:
         if not isinstance(self.train, TrainConfig):
             raise ConfigError("FinetuneConfig.train must be a TrainConfig")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "train": self.train.to_dict(), "new_head": self.new_head}
 
 
 def num_classes_of(data: Dataset) -> int | None:

@@ -21,7 +21,6 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from torch import nn
 from torch.utils.data import Dataset
@@ -53,10 +52,6 @@ class ObfuscateConfig(AttackConfig):
 
     def rescale_config(self) -> RescaleConfig:
         return RescaleConfig(seed=self.seed + 1, fraction=self.fraction, max_scale=self.max_scale)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "fraction": self.fraction, "max_scale": self.max_scale,
-                "train": self.train.to_dict()}
 
 
 @register_attack

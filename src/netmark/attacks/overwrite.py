@@ -50,10 +50,6 @@ class OverwriteConfig(AttackConfig):
         cls = get_method(self.method)
         cls.config_cls.from_dict(self.method_config or {})  # validate early
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "method": self.method, "method_config": self.method_config,
-                "train": self.train.to_dict()}
-
 
 @register_attack
 class Overwrite(Attack[OverwriteConfig]):
