@@ -185,6 +185,7 @@ def check_claim(model: nn.Module, key: WatermarkKey, claim: Claim, *, data: Data
         return out
     decision = _decision_key(method, key, rebuilt)
     try:
+        method = method_from_key(decision)  # the committed config, not the presented key's
         decision = method.null_for_verifier(decision, model, null_models=null_models)
         out.result = (method.verify_query(predict, decision, alpha=alpha) if predict is not None
                       else verify(model, decision, alpha=alpha))
@@ -199,8 +200,8 @@ def check_claim(model: nn.Module, key: WatermarkKey, claim: Claim, *, data: Data
         return out
     if rebuilt is not None and not decision.message_random and "inputs" in decision.tensors:
         base = redraw_root if redraw_root is not None else derived_root(bytes.fromhex(claim.commitment), 0)
-        out.add("specificity", *_specificity(method, model, decision, op["config"], data,
-                                             predict or model_predictor(model), redraws, base))
+        out.add("specificity", *_specificity(method, model, decision, data, predict or model_predictor(model),
+                                             redraws, base))
     return out
 
 
@@ -215,8 +216,8 @@ def _decision_key(method: WatermarkMethod, key: WatermarkKey, rebuilt: Watermark
     return replace(rebuilt, tensors={**rebuilt.tensors, **trained}, opening=key.opening)
 
 
-def _specificity(method: WatermarkMethod, model: nn.Module, key: WatermarkKey, config: dict[str, Any],
-                 data: Dataset | None, predict: Predictor, redraws: int, base: bytes) -> tuple[bool, str]:
+def _specificity(method: WatermarkMethod, model: nn.Module, key: WatermarkKey, data: Dataset | None,
+                 predict: Predictor, redraws: int, base: bytes) -> tuple[bool, str]:
     """Labels that depend on the images (one target class for all): a suspect that learnt the method's public part
     (a stamp, a kind of noise) answers the target on anyone's triggers of that kind, so the watermark step alone
     cannot tell this claim's owner from a forger who claims the same config. Monte Carlo test of the null "the
@@ -227,10 +228,8 @@ def _specificity(method: WatermarkMethod, model: nn.Module, key: WatermarkKey, c
     def matches(k: WatermarkKey) -> int:
         return int((query(predict, k.tensors["inputs"], c) == k.tensors["labels"].to(torch.int64)).sum())
 
-    cls = type(method)
-    fresh = cls(cls.config_cls.from_dict({k: v for k, v in config.items() if k not in DIGESTS}))
     mine = matches(key)
-    higher = sum(matches(fresh.create_key(model, root=derived_root(base, i), data=data)) >= mine
+    higher = sum(matches(method.create_key(model, root=derived_root(base, i), data=data)) >= mine
                  for i in range(redraws))
     p = (1 + higher) / (redraws + 1)
     if higher:
