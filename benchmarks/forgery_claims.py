@@ -27,10 +27,9 @@ import torch
 
 from netmark._util import seeded
 from netmark.data import load
-from netmark.evaluation.forgery import INDEPENDENT_KINDS, KINDS, Parties, accepted, forgery_row
+from netmark.evaluation.forgery import INDEPENDENT_KINDS, KINDS, Parties, accepted, forgery_row, mark_under_claim
 from netmark.methods import METHODS, get_method
 from netmark.methods.examples import example
-from netmark.methods.ownership import claimed_key
 from netmark.models import build
 from netmark.training import TrainConfig, train
 
@@ -51,12 +50,8 @@ def fresh_cnn(seed: int) -> torch.nn.Module:
 def one(name: str, tr: Any, te: Any, models: dict[int, torch.nn.Module]) -> dict[str, Any]:
     t0 = time.perf_counter()
     method, parties = get_method(name)(example(name)), Parties.from_seed(0)
-    model = fresh_cnn(0)
-    if method.traits().needs_trained_model:
-        train(model, tr, TRAIN)
+    model, key, claim = mark_under_claim(method, fresh_cnn(0), tr, TRAIN, parties)
     data = tr if method.traits().needs_data else None
-    key, claim = claimed_key(method, model, parties.owner, data=data, opening=parties.openings[0])
-    model, key, _ = method.embed(model, tr, TRAIN, key=key, warn=False)
     row = forgery_row(method, model, key, claim, owner_data=data, thief_data=tr, independent=models[1],
                       refs=[models[2], models[3]], thief_models=[models[4], models[5]], images=te.x[:100],
                       labels=te.y[:100], parties=parties, alpha=1e-6)

@@ -45,7 +45,7 @@ from netmark.identity import Identity
 from netmark.keys import WatermarkKey
 from netmark.methods import WatermarkMethod, verify
 from netmark.methods.ownership import ClaimCheck, check_claim, claimed_key
-from netmark.training import train
+from netmark.training import TrainConfig, train
 
 #: bump when a forgery cell is computed differently
 VERSION = 2
@@ -129,17 +129,22 @@ def accepted(row: dict[str, Any]) -> int:
 # ---------------------------------------------------------------------- the evaluation's cell
 
 
-def claimed_owner(ctx: Context, method: WatermarkMethod, parties: Parties) -> tuple[nn.Module, WatermarkKey, Claim]:
-    """The owner's model marked under a claim: the evaluation's seed and schedule (a key crafted on a trained model
-    after a plain run of the schedule)."""
-    cfg = replace(ctx.cfg.train, seed=ctx.cfg.seed, progress=False)
-    model, data = ctx.fresh_model(ctx.cfg.seed), ctx.data("train")
+def mark_under_claim(method: WatermarkMethod, model: nn.Module, data: Dataset, train_config: TrainConfig,
+                     parties: Parties) -> tuple[nn.Module, WatermarkKey, Claim]:
+    """``model`` marked by ``parties.owner`` under a claim, trained on ``data`` with ``train_config`` (a key crafted on
+    a trained model: after a plain run of the schedule): ``(model, key, claim)``."""
     if method.traits().needs_trained_model:
-        train(model, data, cfg)
+        train(model, data, train_config)
     key, claim = claimed_key(method, model, parties.owner, data=data if method.traits().needs_data else None,
                              opening=parties.openings[0])
-    model, key, _ = method.embed(model, data, cfg, key=key, warn=False)
+    model, key, _ = method.embed(model, data, train_config, key=key, warn=False)
     return model, key, claim
+
+
+def claimed_owner(ctx: Context, method: WatermarkMethod, parties: Parties) -> tuple[nn.Module, WatermarkKey, Claim]:
+    """The owner's model marked under a claim with the evaluation's seed and schedule (:func:`mark_under_claim`)."""
+    cfg = replace(ctx.cfg.train, seed=ctx.cfg.seed, progress=False)
+    return mark_under_claim(method, ctx.fresh_model(ctx.cfg.seed), ctx.data("train"), cfg, parties)
 
 
 def forgery_cell(ctx: Context, job: Job) -> dict[str, Any]:
