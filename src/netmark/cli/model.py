@@ -190,6 +190,8 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
         if claim is None or tsa_root is None:
             raise ConfigError("--timestamp needs --claim and --tsa-root")
         token, roots = read_token(timestamp), load_roots(tsa_root)
+    from netmark.io import load_model
+
     if "://" in model:
         from netmark.serve import HttpPredictor, is_url, redact_url
 
@@ -213,7 +215,6 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
                 raise ConfigError("the key records no architecture: a claim through a URL cannot re-derive its material")
             net = build(k.arch["name"], k.arch.get("args") or {})
     else:
-        from netmark.io import load_model
         from netmark.methods import verify as run_verify
 
         net = load_model(Path(model), arch=k.arch)
@@ -227,9 +228,7 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
         from netmark.methods.ownership import check_claim
 
         data = opt.load_data(dataset, data_dir, train_size)[0] if dataset is not None else None
-        from netmark.io import load_model as load_reference
-
-        refs = [load_reference(p, arch=k.arch) for p in null_model or []]
+        refs = [load_model(p, arch=k.arch) for p in null_model or []]
         checked = check_claim(net, k, signed, data=data, alpha=alpha, token=token, roots=roots, predict=predict,
                               null_models=refs, redraws=redraws)
     # the watermark is decided once: the claim check's own decision when it got that far
