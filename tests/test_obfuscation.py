@@ -1,11 +1,13 @@
-"""Function-preserving obfuscation attacks (issue 21, item 1): `permute` and `rescale` keep every registry
-architecture's (and a user's nn.Sequential's) logits within 1e-4 while the weights move; `widen_space` (dummy
-units) keeps them too."""
+"""Function-preserving obfuscation attacks (issue 21, item 1): `permute`, `rescale` and `dummy-neurons` (both modes)
+keep every registry architecture's (and a user's nn.Sequential's) logits within 1e-4 while the weights move; a model
+with dummy units records its new layer sizes and reloads from its file."""
 
 from __future__ import annotations
 
 import copy
+import math
 from collections import OrderedDict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,10 @@ from typer.testing import CliRunner
 
 from netmark._util import seeded
 from netmark.attacks import ATTACKS
+from netmark.attacks.dummy_neurons import DummyNeurons, DummyNeuronsConfig, widen_space
 from netmark.attacks.permute import Permute, PermuteConfig
 from netmark.attacks.rescale import Rescale, RescaleConfig
 from netmark.attacks.structure import apply_permutation, apply_scaling, draw_permutations, unit_spaces
-from netmark.attacks.widen import widen_space
 from netmark.cli import app
 from netmark.errors import ArchitectureError, ConfigError
 from netmark.io import load_model, read_metadata, save_model
@@ -29,7 +31,13 @@ from tests.conftest import make_cnn
 #: small builds of every registry architecture (1×12×12 inputs, 3 classes)
 SMALL_ARGS: dict[str, dict[str, Any]] = {"vgg16": {"width": 0.125}, "all-cnn-c": {"width": 0.125},
                                          "lenet5": {"padding": 2}, "wrn": {"widen": 1}, "mlp": {"hidden": [16, 12]}}
-ATTACK_CONFIGS = {"permute": PermuteConfig(seed=1), "rescale": RescaleConfig(seed=1, max_scale=8.0)}
+ATTACK_CONFIGS = {"permute": PermuteConfig(seed=1), "rescale": RescaleConfig(seed=1, max_scale=8.0),
+                  "dummy-neurons": DummyNeuronsConfig(seed=1), "dummy-split": DummyNeuronsConfig(seed=1, mode="split")}
+
+
+def run_attack(name: str, model: nn.Module, config: Any = None) -> nn.Module:
+    """``ATTACK_CONFIGS[name]`` (or ``config``) applied by its registered attack (``dummy-split``: dummy-neurons)."""
+    return ATTACKS[name.replace("dummy-split", "dummy-neurons")](config or ATTACK_CONFIGS[name])(model)
 
 
 def sequential_mlp() -> nn.Module:
@@ -72,6 +80,8 @@ def inputs() -> torch.Tensor:
 def max_change(a: nn.Module, b: nn.Module) -> float:
     """Largest relative change of any floating-point tensor of the state dicts."""
     sa, sb = a.state_dict(), b.state_dict()
+    if any(sa[k].shape != sb[k].shape for k in sa):  # dummy units: the layers changed shape
+        return math.inf
     return max(float((sa[k] - sb[k]).abs().max() / (sa[k].abs().max() + 1e-12))
                for k in sa if sa[k].is_floating_point())
 
@@ -83,7 +93,7 @@ def test_the_attack_keeps_the_function_and_moves_the_weights(attack: str, arch: 
     x = inputs()
     with torch.no_grad():
         before = model(x)
-        out = ATTACKS[attack](ATTACK_CONFIGS[attack])(model)
+        out = run_attack(attack, model)
         after = out(x)
     assert (after - before).abs().max().item() <= 1e-4
     assert max_change(model, out) > 1e-3  # far beyond float rounding
@@ -115,15 +125,15 @@ def test_flatten_moves_whole_channel_blocks() -> None:
 @pytest.mark.parametrize("attack", sorted(ATTACK_CONFIGS))
 def test_fraction_zero_leaves_the_model_unchanged(attack: str) -> None:
     model = make("seq-cnn")
-    cfg = type(ATTACK_CONFIGS[attack])(seed=3, fraction=0.0)
-    out = ATTACKS[attack](cfg)(model)
+    cfg = replace(ATTACK_CONFIGS[attack], seed=3, fraction=0.0)
+    out = run_attack(attack, model, cfg)
     assert all(torch.equal(v, out.state_dict()[k]) for k, v in model.state_dict().items())
 
 
 @pytest.mark.parametrize("attack", sorted(ATTACK_CONFIGS))
 def test_two_seeds_give_two_models_and_one_seed_one(attack: str) -> None:
-    model, cls = make("lenet5"), type(ATTACK_CONFIGS[attack])
-    a, b, c = (ATTACKS[attack](cls(seed=s))(model).state_dict() for s in (1, 2, 1))
+    model = make("lenet5")
+    a, b, c = (run_attack(attack, model, replace(ATTACK_CONFIGS[attack], seed=s)).state_dict() for s in (1, 2, 1))
     assert any(not torch.equal(a[k], b[k]) for k in a)
     assert all(torch.equal(a[k], c[k]) for k in a)
 
@@ -142,9 +152,9 @@ def test_fraction_and_layers_choose_the_spaces() -> None:
 def test_bad_layers_are_config_errors(attack: str) -> None:
     cls = type(ATTACK_CONFIGS[attack])
     with pytest.raises(ConfigError, match="no conv/linear layer 'conv9'"):
-        ATTACKS[attack](cls(layers=["conv9"]))(make("lenet5"))
+        run_attack(attack, make("lenet5"), cls(layers=["conv9"]))
     with pytest.raises(ConfigError, match="outputs"):
-        ATTACKS[attack](cls(layers=["fc2"]))(make("lenet5"))
+        run_attack(attack, make("lenet5"), cls(layers=["fc2"]))
     with pytest.raises(ConfigError, match="fraction"):
         cls(fraction=1.5)
     with pytest.raises(ConfigError, match="layers"):
@@ -212,24 +222,46 @@ def test_widening_adds_dummy_units_and_keeps_the_function(arch: str, mode: str) 
     assert [s.size for s in unit_spaces(widened) if s.permutable] == [s.size + (s.size + 1) // 2 for s in hidden]
 
 
-def test_a_widened_mlp_records_its_widths_and_reloads(tmp_path: Path) -> None:
-    model = make("mlp")
-    spaces = unit_spaces(model)
-    widen_space(model, spaces, "fc2", 5, "zero", torch.Generator().manual_seed(0))
-    assert arch_of(model)["args"]["hidden"] == [16, 17]
-    again = load_model(save_model(model, tmp_path / "w.safetensors")).eval()
+@pytest.mark.parametrize("arch", ["mlp", "lenet5", "resnet20"])
+def test_a_model_with_dummy_units_records_its_widths_and_reloads(arch: str, tmp_path: Path) -> None:
+    """The file records the resized layers (``widths``) beside the unchanged registry arguments; a model never
+    resized records none (so no existing record or cache key changes)."""
+    model = make(arch)
+    assert "widths" not in arch_of(model)
+    widened = DummyNeurons(DummyNeuronsConfig(seed=0, mode="split"))(model)
+    rec = arch_of(widened)
+    assert rec["args"] == arch_of(model)["args"] and rec["widths"]
+    again = load_model(save_model(widened, tmp_path / "w.safetensors")).eval()
+    assert arch_of(again) == rec
     with torch.no_grad():
-        assert torch.equal(again(inputs()), model(inputs()))
+        assert torch.equal(again(inputs()), widened(inputs()))
+        assert (again(inputs()) - model(inputs())).abs().max().item() <= 1e-4
 
 
-def test_widening_refuses_what_it_cannot_record_or_keep() -> None:
+def test_widths_from_a_file_are_checked() -> None:
+    for widths, match in [({"conv9": [3, 1]}, "no Linear, Conv2d or BatchNorm"), ({"conv1": [0, 1]}, "unit count"),
+                          ({"conv1": [3]}, "unit count"), ({"conv1": [True, 1]}, "unit count"), ([1], "must map"),
+                          ({"fc1": [10**7, 10**6]}, "unit count")]:
+        with pytest.raises(ArchitectureError, match=match):
+            build("lenet5", widths=widths)
+    with pytest.raises(ArchitectureError, match="over the limit"):
+        build("lenet5", widths={"fc1": [900_000, 800]})
+
+
+def test_widening_refuses_what_it_cannot_keep() -> None:
     gen = torch.Generator().manual_seed(0)
-    lenet = make("lenet5")
-    with pytest.raises(ArchitectureError, match="not builder arguments"):
-        widen_space(lenet, unit_spaces(lenet), "conv1", 2, "zero", gen)
     mlp = make("mlp")
     with pytest.raises(ArchitectureError, match="outputs"):
         widen_space(mlp, unit_spaces(mlp), "fc3", 2, "zero", gen)
+    resnet = make("resnet20")
+    with pytest.raises(ArchitectureError, match="zero-padded"):
+        widen_space(resnet, unit_spaces(resnet), "conv1", 2, "zero", gen)
+    with pytest.raises(ConfigError, match="zero-padded"):
+        DummyNeurons(DummyNeuronsConfig(layers=["conv1"]))(make("resnet20"))
+    with pytest.raises(ConfigError, match="width"):
+        DummyNeuronsConfig(width=-0.5)
+    with pytest.raises(ConfigError, match="mode"):
+        DummyNeuronsConfig(mode="copy")
 
 
 def test_obfuscate_then_fine_tune(digits_train) -> None:

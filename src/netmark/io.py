@@ -92,8 +92,9 @@ def load_model(path: str | os.PathLike[str], *, arch: dict[str, Any] | None = No
     if file_arch is None:
         args = _adapt_num_classes(use_arch["name"], args, state)
     try:  # shapes first, on the meta device: a small file cannot make us allocate a huge model it does not fit
-        check_fits(skeleton(use_arch["name"], **args).state_dict(), state, source=str(p))
-        model = build(use_arch["name"], **args)
+        widths = use_arch.get("widths")  # layers with dummy units (netmark.models.resize)
+        check_fits(skeleton(use_arch["name"], args, widths=widths).state_dict(), state, source=str(p))
+        model = build(use_arch["name"], args, widths=widths)
     except NetmarkError:
         raise
     except (TypeError, ValueError) as e:

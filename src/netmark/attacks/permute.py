@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import math
 from abc import abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
@@ -65,11 +66,12 @@ CO = TypeVar("CO", bound=ObfuscationConfig)
 
 
 def select_spaces(model: nn.Module, spaces: list[UnitSpace], config: ObfuscationConfig, gen: torch.Generator,
-                  scaling: bool) -> list[UnitSpace]:
-    """The spaces to obfuscate: those of ``config.layers`` (every permutable space, or with ``scaling`` every
-    scalable one, when ``None``), of which a random ``round(fraction · count)`` are kept, in graph order. A name that
-    is not a conv/linear layer of ``model``, or a layer whose units cannot be moved exactly, raises ConfigError."""
-    usable = [s for s in spaces if (s.scalable if scaling else s.permutable)]
+                  why_not: Callable[[UnitSpace], str | None], verb: str) -> list[UnitSpace]:
+    """The spaces to obfuscate: those of ``config.layers`` (every space ``why_not`` has no objection to, when
+    ``None``), of which a random ``round(fraction · count)`` are kept, in graph order. A name that is not a
+    conv/linear layer of ``model``, or a layer whose units cannot be ``verb`` exactly (``why_not`` says why), raises
+    ConfigError."""
+    usable = [s for s in spaces if why_not(s) is None]
     if config.layers is not None:
         owner = {p: s for s in spaces for p in s.producers}
         known = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
@@ -79,9 +81,8 @@ def select_spaces(model: nn.Module, spaces: list[UnitSpace], config: Obfuscation
                 raise ConfigError(f"the model has no conv/linear layer {name!r}; layers: {', '.join(known) or 'none'}")
             space = owner.get(name)
             if space is None or space not in usable:
-                why = space.reason if space is not None else "its outputs cannot be followed"
-                raise ConfigError(f"the units of layer {name!r} cannot be {'rescaled' if scaling else 'permuted'} "
-                                  f"exactly: {why}")
+                why = why_not(space) if space is not None else "its outputs cannot be followed"
+                raise ConfigError(f"the units of layer {name!r} cannot be {verb} exactly: {why}")
             if space not in picked:
                 picked.append(space)
         usable = picked
@@ -91,15 +92,20 @@ def select_spaces(model: nn.Module, spaces: list[UnitSpace], config: Obfuscation
 
 
 class ObfuscationAttack(Attack[CO]):
-    """A function-preserving obfuscation: finds the model's unit spaces, selects some (:func:`select_spaces`; with
-    ``scaling``, among the scalable ones) with a generator seeded by the config's seed, and :meth:`obfuscate` s them."""
+    """A function-preserving obfuscation: finds the model's unit spaces, selects some (:func:`select_spaces`, among
+    those :meth:`why_not` accepts) with a generator seeded by the config's seed, and :meth:`obfuscate` s them."""
 
-    scaling: ClassVar[bool] = False
+    #: what the attack does to units, for messages ("permuted", "rescaled", ...)
+    verb: ClassVar[str] = "permuted"
+
+    def why_not(self, space: UnitSpace, spaces: list[UnitSpace]) -> str | None:
+        """Why this attack cannot move ``space``'s units exactly (``None``: it can). Default: unless permutable."""
+        return None if space.permutable else space.reason or "they are fixed"
 
     def apply(self, model: nn.Module, data: Dataset | None) -> nn.Module:
         gen = generator(self.config.seed)
         spaces = unit_spaces(model)
-        chosen = select_spaces(model, spaces, self.config, gen, scaling=self.scaling)
+        chosen = select_spaces(model, spaces, self.config, gen, lambda s: self.why_not(s, spaces), self.verb)
         self.obfuscate(model, spaces, chosen, gen)
         log.info("%s: %d of %d unit spaces chosen", self.name, len(chosen), len(spaces))
         return model

@@ -57,7 +57,10 @@ class Rescale(ObfuscationAttack[RescaleConfig]):
 
     name = "rescale"
     VERSION = 1
-    scaling = True
+    verb = "rescaled"
+
+    def why_not(self, space: UnitSpace, spaces: list[UnitSpace]) -> str | None:
+        return None if space.scalable else space.reason or "they cannot be rescaled"
 
     def obfuscate(self, model: nn.Module, spaces: list[UnitSpace], chosen: list[UnitSpace],
                   gen: torch.Generator) -> None:

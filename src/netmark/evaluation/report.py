@@ -283,13 +283,15 @@ def page_blocks(res: dict[str, Any], figure_names: dict[str, str] | None = None)
 
 
 #: the sweeps of the obfuscation threat model (issue 21), and what the report says of it
-OBFUSCATIONS = ("permute", "rescale", "obfuscate")
+OBFUSCATIONS = ("permute", "rescale", "dummy-neurons", "obfuscate")
 OBFUSCATION_TEXT = (
     "A thief needs no data and no training to move every weight a white-box key indexes: permuting the hidden units "
     "of a layer (and the matching inputs of the next), rescaling a ReLU unit's incoming weights by c > 0 and its "
-    "outgoing ones by 1/c, computes exactly the same function (Yan et al., USENIX Security 2023: neural structural "
-    "obfuscation). The sweeps below apply netmark.attacks.permute and rescale to a fraction of the hidden unit "
-    "spaces, and both followed by fine-tuning on the attacker's images; the attacked model's accuracy is the marked "
+    "outgoing ones by 1/c, or adding dummy units whose outgoing weights are zero computes exactly the same function "
+    "(Yan et al., USENIX Security 2023: neural structural obfuscation). The sweeps below apply netmark.attacks.permute "
+    "and rescale to a fraction of the hidden unit spaces, dummy-neurons with a share of every hidden layer's width "
+    "added, and the three (half the width added) followed by fine-tuning on the attacker's images; the attacked "
+    "model's accuracy is the marked "
     "model's (up to float rounding) unless it was fine-tuned. A key with an alignment reference (netmark.methods."
     "alignment) maps the suspect's units back onto the owner's before extracting; black-box keys read only the "
     "function, which these attacks keep.")

@@ -138,12 +138,13 @@ def default_sweeps(*, rates: Sequence[float] = (0.0, 0.25, 0.5, 0.65, 0.8, 0.9, 
                    overwrite_epochs: Sequence[int] = (1, 5, 10),
                    distill_epochs: Sequence[int] = (1, 5, 10, 20),
                    obfuscation: Sequence[float] = (0.0, 0.5, 1.0),
+                   dummy_widths: Sequence[float] = (0.0, 0.5, 1.0),
                    obfuscation_finetune_epochs: Sequence[int] = (0, 1)) -> tuple[Sweep, ...]:
     """Every attack of :mod:`netmark.attacks`: pruning of all conv/linear layers in three orders, same- and
     different-domain fine-tuning, fixed point, uniform quantization, fp16/bf16/int8 round trips, overwriting
     with a second key of the method under test, distillation into a fresh model, and the function-preserving
-    obfuscations (issue 21): permuting and rescaling a fraction of the hidden unit spaces, and both followed by
-    fine-tuning."""
+    obfuscations (issue 21): permuting and rescaling a fraction of the hidden unit spaces, adding dummy units (a share
+    of every hidden layer's width), and the three followed by fine-tuning."""
     prune = [Sweep("prune", tuple(rates), "rate", f"prune ({what})", "rate", {"order": order})
              for order, what in (("ascending", "magnitude"), ("descending", "largest first"), ("random", "random"))]
     return (
@@ -159,7 +160,8 @@ def default_sweeps(*, rates: Sequence[float] = (0.0, 0.25, 0.5, 0.65, 0.8, 0.9, 
         Sweep("distill", tuple(distill_epochs), "epochs", "distillation", "epochs", data="attacker"),
         Sweep("permute", tuple(obfuscation), "fraction", "permute (hidden units)", "fraction"),
         Sweep("rescale", tuple(obfuscation), "fraction", "rescale (hidden units)", "fraction"),
-        Sweep("obfuscate", tuple(obfuscation_finetune_epochs), "epochs", "permute + rescale, then fine-tune",
+        Sweep("dummy-neurons", tuple(dummy_widths), "width", "dummy neurons (share of width)", "width"),
+        Sweep("obfuscate", tuple(obfuscation_finetune_epochs), "epochs", "dummy + permute + rescale, then fine-tune",
               "epochs", data="attacker"),
     )
 

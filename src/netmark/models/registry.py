@@ -31,6 +31,7 @@ from torch import nn
 
 from netmark._util import first_line
 from netmark.errors import ArchitectureError
+from netmark.models.resize import checked_widths, resize_layers
 
 __all__ = ["ARCH_ATTR", "MODELS", "ModelSpec", "arch_of", "available", "build", "conv_and_linear_layers", "get_layer",
            "max_params", "model_version", "param_count", "register", "skeleton"]
@@ -41,7 +42,7 @@ ARCH_ATTR = "netmark_arch"
 #: Argument names every builder must accept.
 COMMON_ARGS = ("in_channels", "image_size", "num_classes")
 
-_RESERVED = ("name", "args", "max_params")
+_RESERVED = ("name", "args", "max_params", "widths")
 
 #: Default bound on the parameters + buffers an architecture's arguments may imply (about 800 MB in float32;
 #: the largest registered architecture at its defaults, vgg16, has 15 million).
@@ -188,32 +189,42 @@ def max_params() -> int:
     return int(n)
 
 
-def build(name: str, args: Mapping[str, Any] | None = None, *, max_params: int | None = None,
-          **kwargs: Any) -> nn.Module:
+def build(name: str, args: Mapping[str, Any] | None = None, *, widths: Mapping[str, Any] | None = None,
+          max_params: int | None = None, **kwargs: Any) -> nn.Module:
     """Build the registered architecture ``name``.
 
     Arguments may be given as keywords or as the ``args`` mapping (the form :func:`arch_of`
-    returns), so ``build(**arch_of(model))`` rebuilds ``model``'s architecture. Unknown or
-    ill-typed arguments raise :class:`~netmark.errors.ArchitectureError`, and so do arguments
+    returns), so ``build(**arch_of(model))`` rebuilds ``model``'s architecture. ``widths``: layers whose unit
+    counts differ from what the arguments give (a model with dummy units: :mod:`netmark.models.resize`).
+    Unknown or ill-typed arguments raise :class:`~netmark.errors.ArchitectureError`, and so do arguments
     that imply more than ``max_params`` parameters + buffers (default :func:`max_params`), counted
     on the ``meta`` device before anything is allocated (module docstring).
     """
     spec, checked = _checked(name, args, kwargs)
-    _bounded(spec, checked, max_params)
+    _bounded(spec, checked, max_params, widths)
     model = spec.builder(**checked)
-    setattr(model, ARCH_ATTR, {"name": name, "args": checked})
+    if widths:
+        resize_layers(model, widths)
+    _record(model, name, checked, widths)
     return model
 
 
-def skeleton(name: str, args: Mapping[str, Any] | None = None, *, max_params: int | None = None,
-             **kwargs: Any) -> nn.Module:
+def skeleton(name: str, args: Mapping[str, Any] | None = None, *, widths: Mapping[str, Any] | None = None,
+             max_params: int | None = None, **kwargs: Any) -> nn.Module:
     """:func:`build` on the ``meta`` device: the architecture's modules and tensor shapes without their memory
     (e.g. to check a file's tensors against it before building it for real). Same checks and bound as :func:`build`;
     no random numbers are drawn."""
     spec, checked = _checked(name, args, kwargs)
-    model = _bounded(spec, checked, max_params)
-    setattr(model, ARCH_ATTR, {"name": name, "args": checked})
+    model = _bounded(spec, checked, max_params, widths)
+    _record(model, name, checked, widths)
     return model
+
+
+def _record(model: nn.Module, name: str, checked: dict[str, Any], widths: Mapping[str, Any] | None) -> None:
+    arch: dict[str, Any] = {"name": name, "args": checked}
+    if widths:
+        arch["widths"] = checked_widths(model, widths)
+    setattr(model, ARCH_ATTR, arch)
 
 
 def param_count(name: str, args: Mapping[str, Any] | None = None, **kwargs: Any) -> int:
@@ -226,10 +237,15 @@ def param_count(name: str, args: Mapping[str, Any] | None = None, **kwargs: Any)
 _max_params_from_env = max_params  # `build`'s keyword argument shadows the function's name there
 
 
-def _bounded(spec: ModelSpec, checked: dict[str, Any], max_params: int | None) -> nn.Module:
-    """The meta-device model, after checking its size against ``max_params`` (default: :func:`max_params`)."""
+def _bounded(spec: ModelSpec, checked: dict[str, Any], max_params: int | None,
+             widths: Mapping[str, Any] | None = None) -> nn.Module:
+    """The meta-device model (resized to ``widths``), after checking its size against ``max_params`` (default:
+    :func:`max_params`)."""
     limit = _max_params_from_env() if max_params is None else max_params
     model = _meta_model(spec, checked)
+    if widths:
+        with torch.device("meta"):
+            resize_layers(model, widths)
     n = _count(model)
     if n > limit:
         raise ArchitectureError(f"model {spec.name!r} with these arguments would have {n:,} parameters, over the limit "
@@ -272,12 +288,16 @@ def _checked(name: str, args: Mapping[str, Any] | None, kwargs: dict[str, Any]) 
 
 
 def arch_of(model: nn.Module) -> dict[str, Any]:
-    """``{"name": ..., "args": {...}}`` of a model made by :func:`build` (a JSON-serialisable copy)."""
+    """``{"name": ..., "args": {...}}`` of a model made by :func:`build` (a JSON-serialisable copy), with
+    ``"widths"`` when some layers were resized (:mod:`netmark.models.resize`)."""
     arch = getattr(model, ARCH_ATTR, None)
     if not isinstance(arch, dict) or "name" not in arch or "args" not in arch:
         raise ArchitectureError(f"{type(model).__name__} was not built by netmark.models.build, so its architecture "
                                 "is unknown.")
-    return {"name": arch["name"], "args": _json_copy(arch["args"])}
+    out = {"name": arch["name"], "args": _json_copy(arch["args"])}
+    if arch.get("widths"):
+        out["widths"] = _json_copy(arch["widths"])
+    return out
 
 
 def _json_copy(value: Any) -> Any:
