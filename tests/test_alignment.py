@@ -9,6 +9,7 @@ the same helpers on Fashion-MNIST.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -173,6 +174,33 @@ def test_an_obfuscated_model_is_detected_after_alignment(marked, kinds, digits_t
         assert not raw.detected or _p(raw) > 1e3 * max(_p(res), 1e-300)
 
 
+#: the registered attacks (dummy units: 50 % of each layer's width, the issue's strength), alone and all combined
+REGISTERED = {"permute": [("permute", {})], "rescale": [("rescale", {})], "dummy": [("dummy-neurons", {})],
+              "split": [("dummy-neurons", {"mode": "split"})],
+              "all": [("dummy-neurons", {"mode": "split"}), ("dummy-neurons", {}), ("permute", {}), ("rescale", {})]}
+
+
+def registered(model: nn.Module, steps: list[tuple[str, dict[str, Any]]], seed: int = 5) -> nn.Module:
+    from netmark.attacks import ATTACKS
+
+    for i, (name, changes) in enumerate(steps):
+        model = ATTACKS[name](ATTACKS[name].config_cls(seed=seed + i, **changes))(model)
+    return model
+
+
+@pytest.mark.parametrize("attack", sorted(REGISTERED))
+def test_the_registered_obfuscations_are_undone(marked, attack: str, digits_train: ArrayDataset) -> None:
+    """`permute`, `rescale`, `dummy-neurons` (zero and split modes) and all of them in a row: the function is kept and
+    the aligned extraction is the owner's."""
+    method, model, key, _ = marked
+    suspect = registered(model, REGISTERED[attack])
+    assert max_logit_change(model, suspect, digits_train.x[:64]) <= 1e-4
+    res = method.verify(suspect, key)
+    info = res.details["alignment"]
+    assert res.detected and info["used"] == "aligned" and info["quality"] > 0.99, info
+    assert abs(res.score - method.verify(model, key).score) <= 0.05
+
+
 @pytest.mark.parametrize("arch", ["mlp", "lenet5", "simple-cnn", "all-cnn-c"])
 def test_alignment_undoes_a_known_obfuscation_exactly(arch: str) -> None:
     """On a random (untrained) model of each chain architecture, every hidden layer permuted, rescaled and widened by
@@ -188,15 +216,20 @@ def test_alignment_undoes_a_known_obfuscation_exactly(arch: str) -> None:
                          upto=None)
     hidden = hidden_layers(owner)
     suspect = obfuscate(owner, hidden, KINDS, seed=3, extra=2)
+    split = registered(copy.deepcopy(owner), [("dummy-neurons", {"mode": "split", "width": 0.25})])
+    split = obfuscate(split, hidden, KINDS, seed=3, extra=2)  # split units too, to be folded back
     x = torch.rand(16, 1, size, size, generator=torch.Generator().manual_seed(0))
-    assert max_logit_change(owner, suspect, x) <= 1e-4
-    al = align(suspect, key)
-    assert al.dropped == dict.fromkeys(hidden, 2) and al.quality == pytest.approx(1.0)
-    aligned, mine = dict(al.model.named_modules()), dict(owner.named_modules())
-    for name in conv_and_linear_layers(owner):
-        torch.testing.assert_close(aligned[name].weight, mine[name].weight, rtol=1e-4, atol=1e-6)
-        torch.testing.assert_close(aligned[name].bias, mine[name].bias, rtol=1e-4, atol=1e-6)
-    assert max_logit_change(owner, al.model, x) <= 1e-4
+    assert max_logit_change(owner, split, x) <= 1e-4
+    for widened, more in ((suspect, 0), (split, 0.25)):
+        al = align(widened, key)
+        widths = {n: m.weight.shape[0] for n, m in conv_and_linear_layers(owner).items()}
+        assert al.dropped == {n: 2 + math.floor(more * widths[n] + 0.5) for n in hidden}
+        assert al.quality == pytest.approx(1.0)
+        aligned, mine = dict(al.model.named_modules()), dict(owner.named_modules())
+        for name in conv_and_linear_layers(owner):
+            torch.testing.assert_close(aligned[name].weight, mine[name].weight, rtol=1e-4, atol=1e-6)
+            torch.testing.assert_close(aligned[name].bias, mine[name].bias, rtol=1e-4, atol=1e-6)
+        assert max_logit_change(owner, al.model, x) <= 1e-4
 
 
 def test_an_independent_model_is_decided_unaligned(marked, digits_train: ArrayDataset) -> None:
@@ -324,3 +357,31 @@ def test_the_cli_verifies_a_permuted_copy_through_alignment(tmp_path) -> None:
         r.output
     r = run("verify", tmp_path / "run" / "model.safetensors", "--key", tmp_path / "run" / "owner.key")
     assert r.exit_code == 0 and "aligned:" not in r.stdout  # the owner's own model: read as it is
+
+
+def test_the_aligned_p_value_is_calibrated_on_independent_models(digits_train: ArrayDataset) -> None:
+    """Item 3: with ``null_models`` at embedding, the key stores the aligned extraction's statistic on each; an
+    obfuscated copy's aligned p-value is then calibrated on them (never below the uncalibrated one), and a null that
+    reads as high as the copy makes the copy undetected (the calibration is not decoration)."""
+    from netmark.methods.alignment import ALIGN_NULL
+    from netmark.training import train
+
+    method = get_method("uchida")(replace(example("uchida"), layer="fc2", bits=48))
+    independents = []
+    for seed in (100, 101, 102, 103):
+        m = _model("mlp", seed=seed)
+        train(m, digits_train, replace(TRAIN, epochs=1, seed=seed))
+        independents.append(m.eval())
+    model, key, _ = method.embed(_model("mlp"), digits_train, TRAIN, seed=1, warn=False, null_models=independents)
+    null = key.tensors[ALIGN_NULL]
+    assert null.shape == (4,) and bool((null >= 0).all() & (null <= 48).all())
+    suspect = registered(model.eval(), REGISTERED["all"])
+    res = method.verify(suspect, key)
+    d = res.details
+    assert d["alignment"]["used"] == "aligned" and "calibrated on 4 independent models" in d["null"]
+    assert d["log10_p_value"] >= d["log10_p_uncalibrated"] and res.detected
+    hostile = replace(key, tensors={**key.tensors, ALIGN_NULL: torch.tensor([48.0, 47.0, 48.0, 46.0])})
+    assert not method.verify(suspect, hostile).detected
+    assert method.verify(model, hostile).detected  # the owner's own model is not aligned: its exact null decides
+    with pytest.raises(ValueError, match="at least 2"):
+        method.finalize(key, model, null_models=independents[:1])

@@ -288,3 +288,35 @@ def calibrated_bit_match_result(extracted: torch.Tensor, message: torch.Tensor, 
         "null_dispersion": None if a is None or b is None else 1.0 / (a + b + 1.0),
     }
     return match_result(k, n, lg, method=method, alpha=alpha, details={**d, **(details or {})})
+
+
+def calibrated_log10_tail(stat: float, null: torch.Tensor, *, total: int | None) -> tuple[float, dict[str, Any]]:
+    """``log10 P[X >= stat]`` under a null known only from samples ``null`` (e.g. independent models read after an
+    alignment that pulls them towards the key: :mod:`netmark.methods.alignment`), the larger of a fitted and an
+    empirical tail, so the fit extrapolates beyond the measured null but never into it:
+
+    * ``total`` bits (``stat`` and ``null`` are matched-bit counts): beta-binomial fitted to ``null``
+      (:func:`fit_overdispersed_null`, its rate never below 1/2); a real-valued statistic (``total`` None): a normal
+      fitted to ``null`` (its standard deviation floored at 1e-3, so that a degenerate null cannot claim certainty);
+    * the empirical ``(1 + #{null >= stat − d}) / (N + 1)`` whenever a null sample came within ``d`` of ``stat``
+      (three standard deviations: of Binomial(total, 1/2), or of the fitted normal)."""
+    from scipy.stats import norm
+
+    c = torch.as_tensor(null, dtype=torch.float64).reshape(-1)
+    if total is not None:
+        k = round(stat)
+        a, b, rate = fit_overdispersed_null(c, total, min_rate=0.5)
+        fitted = float(beta_binomial_log10_tails(total, a, b, rate)[min(max(k, 0), total)])
+        margin: float = math.ceil(1.5 * math.sqrt(total))
+        model: dict[str, Any] = {"null_rate": rate,
+                                 "null_dispersion": None if a is None or b is None else 1.0 / (a + b + 1.0)}
+    else:
+        mu, sd = float(c.mean()), max(float(c.std(unbiased=True)), 1e-3)
+        fitted = float(norm.logsf(stat, loc=mu, scale=sd)) / math.log(10)
+        margin = 3.0 * sd
+        model = {"null_mean": mu, "null_sd": sd}
+    near = int((c >= stat - margin).sum())
+    emp = math.log10((near + 1) / (c.numel() + 1)) if near else -math.inf
+    info = {**model, "null_samples": int(c.numel()), "null_max": float(c.max()),
+            "log10_p_fitted": fitted, "empirical_p_value": empirical_p_value(stat, c)}
+    return max(fitted, emp), info

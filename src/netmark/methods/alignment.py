@@ -30,8 +30,9 @@ before) verify as before.
 Supported: chains of Conv2d/Linear (groups 1) with element-wise positively homogeneous operations between them
 (ReLU, max-pooling, flatten, dropout): netmark's ``mlp``, ``lenet5``, ``simple-cnn``, ``all-cnn-c``. Models with
 BatchNorm or residual connections get no reference (verified as before): matching them needs the BatchNorm
-statistics and the shared permutation of a residual stream, not implemented. Neither is a unit split in two whose
-outgoing weights sum to the original (the chosen half carries only part of the outgoing weights).
+statistics and the shared permutation of a residual stream, not implemented. A unit split in two whose outgoing
+weights sum to the original (dummy-neurons' ``split`` mode) is recognised by its incoming weights (a positive multiple
+of a matched unit's, cosine >= :data:`SPLIT_COSINE`) and its outgoing weights are folded back (:func:`_folds`).
 
 Decision (:func:`verify_aligned`) and its null (issue 21, item 3). Alignment searches over permutations, and an
 independently trained model aligned to the owner's *marked* reference becomes partly like it (Git Re-Basin), so the
@@ -57,7 +58,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -75,10 +77,14 @@ REF_WEIGHTS = "align_ref"
 #: per reference layer ``[out, in, kh, kw, has_bias]`` (int64; a Linear has kh = kw = 0)
 REF_LAYOUT = "align_layout"
 ALIGN_TENSORS = (REF_WEIGHTS, REF_LAYOUT)
+#: the aligned extraction's statistic (matched bits, or Pearson's ρ) on independent models (:func:`calibrate_null`)
+ALIGN_NULL = "align_null"
 #: the alignment quality (:class:`Alignment`) from which the aligned extraction decides (module docstring)
 MIN_QUALITY = 0.8
 #: a layer whose fitted unit scales c have a standard deviation of ln c up to this is taken as not rescaled
 SCALE_SPREAD = 0.1
+#: an unmatched suspect unit this close (cosine of incoming weights and bias) to a matched one is a split copy of it
+SPLIT_COSINE = 0.98
 #: a reference reaches at least one layer whose units have this many input weights (:func:`with_reference`)
 MIN_FAN_IN = 64
 
@@ -192,9 +198,44 @@ def _columns(w: Tensor, perm: Tensor, scale: Tensor, blocks: int) -> Tensor:
     return out.reshape(out.shape[0], -1) if blocks else out
 
 
-def _match(w: Tensor, b: Tensor | None, ref_w: Tensor, ref_b: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+def _folds(s: Tensor, perm: Tensor) -> tuple[Tensor, Tensor]:
+    """Split units (dummy-neurons' ``split`` mode): for each suspect unit left unmatched whose incoming weights and
+    bias (rows of ``s``) are a positive multiple ``r`` of a matched unit's (cosine >= :data:`SPLIT_COSINE`), that
+    unit and ``r``; −1 / 0 for the others. Such a unit computes ``r`` times the matched unit's value (positive
+    homogeneity), so its outgoing weights belong to the matched unit: :func:`_fold` adds them."""
+    into = torch.full((len(s),), -1, dtype=torch.int64)
+    ratio = torch.zeros(len(s), dtype=torch.float64)
+    matched = perm[perm >= 0]
+    spare = torch.ones(len(s), dtype=torch.bool)
+    spare[matched] = False
+    if not bool(spare.any()) or not len(matched):
+        return into, ratio
+    norm = s.norm(dim=1).clamp_min(1e-30)
+    cos = (s[spare] / norm[spare, None]) @ (s[matched] / norm[matched, None]).T
+    best, at = cos.max(dim=1)
+    ok = best >= SPLIT_COSINE
+    idx = torch.nonzero(spare).reshape(-1)[ok]
+    into[idx] = matched[at[ok]]
+    ratio[idx] = norm[idx] / norm[into[idx]]
+    return into, ratio
+
+
+def _fold(w: Tensor, into: Tensor, ratio: Tensor, blocks: int) -> Tensor:
+    """``w``'s input columns with each folded unit's (:func:`_folds`) added, times its ratio, to its unit's;
+    ``blocks`` as :func:`_columns`."""
+    if not bool((into >= 0).any()):
+        return w
+    v = (w.reshape(w.shape[0], blocks, -1) if blocks else w).clone()
+    for u in torch.nonzero(into >= 0).reshape(-1).tolist():
+        v[:, int(into[u])] += float(ratio[u]) * v[:, u]
+    return v.reshape(w.shape)
+
+
+def _match(w: Tensor, b: Tensor | None, ref_w: Tensor, ref_b: Tensor | None
+           ) -> tuple[Tensor, Tensor, Tensor, tuple[Tensor, Tensor]]:
     """Each reference unit's suspect unit (Hungarian on the cosine of incoming weights and bias), its least-squares
-    positive scale and the cosine; −1 / 1 / 0 for a reference unit left without one."""
+    positive scale and the cosine (−1 / 1 / 0 for a reference unit left without one), and the split units to fold
+    into the matched ones (:func:`_folds`)."""
     from scipy.optimize import linear_sum_assignment
 
     s = torch.cat([w.reshape(len(w), -1)] + ([b[:, None]] if b is not None else []), 1)
@@ -214,7 +255,7 @@ def _match(w: Tensor, b: Tensor | None, ref_w: Tensor, ref_b: Tensor | None) -> 
     if float(c[c > 0].log().std()) > SCALE_SPREAD:
         scale[ok] = torch.where(c > 0, c, torch.ones_like(c))
     cos[ok] = sim[torch.as_tensor(rows), torch.as_tensor(cols)]
-    return perm, scale, cos
+    return perm, scale, cos, _folds(s, perm)
 
 
 def _scales(s: Tensor, r: Tensor) -> Tensor:
@@ -235,6 +276,7 @@ def align(model: nn.Module, key: WatermarkKey) -> Alignment:
         raise ArchitectureError("the suspect's Conv2d/Linear layers do not form the chain of the key's reference")
     new: dict[str, tuple[Tensor, Tensor | None]] = {}
     perm = scale = None
+    folds: tuple[Tensor, Tensor] | None = None
     sims: list[Tensor] = []
     sizes: list[int] = []
     dropped: dict[str, int] = {}
@@ -243,10 +285,10 @@ def align(model: nn.Module, key: WatermarkKey) -> Alignment:
     for i, (name, mod) in enumerate(layers[: len(ref) + 1]):
         w = mod.weight.detach().double().cpu()
         b = mod.bias.detach().double().cpu() if mod.bias is not None else None
-        if perm is not None and scale is not None:
+        if perm is not None and scale is not None and folds is not None:
             prev = layers[i - 1][1]
-            flat = isinstance(mod, nn.Linear) and isinstance(prev, nn.Conv2d)
-            w = _columns(w, perm, scale, _units(prev) if flat else 0)
+            blocks = _units(prev) if isinstance(mod, nn.Linear) and isinstance(prev, nn.Conv2d) else 0
+            w = _columns(_fold(w, *folds, blocks), perm, scale, blocks)
         if i == len(ref):  # the layer after the reference: its inputs only
             new[name] = (w, b)
             break
@@ -257,7 +299,7 @@ def align(model: nn.Module, key: WatermarkKey) -> Alignment:
                                         f"reference's {tuple(ref_w.shape)}")
             new[name] = (w, b)
             break
-        perm, scale, cos = _match(w, b, ref_w, ref_b)
+        perm, scale, cos, folds = _match(w, b, ref_w, ref_b)
         sims.append(cos)  # 0 for a reference unit the suspect lacks
         per_layer[name] = float(cos.mean())
         sizes.append(ref_w.numel())
@@ -299,6 +341,48 @@ def _outcome(res: VerificationResult) -> dict[str, Any]:
             "detected": res.detected}
 
 
+def _statistic(res: VerificationResult) -> float:
+    """What the aligned null records: the matched bits, or the score (Pearson's ρ) of a method without bits."""
+    return float(res.matched_bits) if res.matched_bits is not None else float(res.score)
+
+
+def calibrate_null(verify: Callable[[nn.Module, WatermarkKey], VerificationResult], key: WatermarkKey,
+                   null_models: Sequence[Any] | None) -> WatermarkKey:
+    """``key`` with the aligned extraction's null measured on ``null_models`` (issue 21, item 3): each model,
+    trained without the key, is aligned to the key's reference (:func:`align`, whatever its quality) and read with
+    the method's ``verify`` (given the key without its reference: the extraction as it is); their matched bits (or
+    ρ) are stored as :data:`ALIGN_NULL`, and :func:`verify_aligned`
+    then calibrates the aligned p-value on them (:func:`netmark.verify.calibrated_log10_tail`). ``key`` itself
+    without a reference, or when ``null_models`` holds no ``nn.Module`` (e.g. a trigger set's count of reference
+    models); at least 2 are needed, 20 or more make the fit meaningful (the issue's ≥ 20)."""
+    models = [m for m in null_models or () if isinstance(m, nn.Module)]
+    if not has_reference(key) or not models:
+        return key
+    if len(models) < 2:
+        raise ValueError("calibrating the aligned null needs at least 2 independent models (20 or more advised)")
+    base = replace(key, tensors={k: v for k, v in key.tensors.items() if k != ALIGN_NULL})
+    plain = replace(key, tensors={k: v for k, v in base.tensors.items() if k not in ALIGN_TENSORS})
+    stats = [_statistic(verify(align(m.eval(), base).model, plain)) for m in models]
+    return replace(base, tensors={**base.tensors, ALIGN_NULL: torch.tensor(stats, dtype=torch.float64)})
+
+
+def _calibrated(res: VerificationResult, key: WatermarkKey) -> VerificationResult:
+    """The aligned outcome ``res`` with its p-value calibrated on the key's :data:`ALIGN_NULL` (never below the
+    uncalibrated one): the null's tail fitted and measured (:func:`netmark.verify.calibrated_log10_tail`)."""
+    from netmark.verify import calibrated_log10_tail
+
+    null = key.tensors[ALIGN_NULL].double().reshape(-1)
+    if null.numel() < 2 or not bool(torch.isfinite(null).all()):
+        raise KeyFileError(f"the key's {ALIGN_NULL} must hold at least 2 finite values")
+    own = float(res.details.get("log10_p_value", math.log10(res.p_value) if res.p_value > 0 else -math.inf))
+    lg, info = calibrated_log10_tail(_statistic(res), null, total=res.total_bits)
+    lg = max(lg, own)
+    p = 0.0 if lg == -math.inf else 10.0**lg
+    details = {**res.details, **info, "log10_p_value": lg, "log10_p_uncalibrated": own,
+               "null": f"calibrated on {null.numel()} independent models aligned to the reference", "null_exact": False}
+    return replace(res, p_value=p, detected=p <= res.threshold, details=details)
+
+
 def verify_aligned(decide: Callable[[nn.Module], VerificationResult], model: nn.Module,
                    key: WatermarkKey) -> VerificationResult:
     """``decide(model)`` for a key without a reference (as before); else also ``decide`` on ``model`` aligned to the
@@ -320,6 +404,8 @@ def verify_aligned(decide: Callable[[nn.Module], VerificationResult], model: nn.
             raise
         return replace(raw, details={**raw.details, "alignment": {"used": "raw", "error": str(e)}})
     aligned = raw if al.identity and raw is not None else decide(al.model)
+    if ALIGN_NULL in key.tensors and not al.identity:
+        aligned = _calibrated(aligned, key)
     copy_of_reference = al.quality >= MIN_QUALITY
     if not copy_of_reference and raw is None:
         raise ArchitectureError(f"the suspect's layers have other shapes than the key's and do not align to its "

@@ -89,7 +89,7 @@ from netmark._util import check_choice, check_finite, check_layer_name, first_li
 from netmark.draws import KeyRoot, draw
 from netmark.errors import ArchitectureError, ConfigError, KeyFileError
 from netmark.keys import WatermarkKey
-from netmark.methods.alignment import verify_aligned, with_reference
+from netmark.methods.alignment import calibrate_null, verify_aligned, with_reference
 from netmark.methods.base import Extraction, MethodConfig, register_method
 from netmark.methods.phases import EmbedPrep
 from netmark.methods.traits import MethodTraits
@@ -404,7 +404,7 @@ class DeepSigns(TriggerSetMethod):
         without ``unmarked`` it stays the candidate set, whose labels are random: exact null) and the selected
         keys' null calibrated (:meth:`TriggerSetMethod.finalize`)."""
         if self._white(key):  # issue 21: the layers up to the host, for :mod:`netmark.methods.alignment`
-            return with_reference(key, model, upto=key.layer)
+            return calibrate_null(self.verify, with_reference(key, model, upto=key.layer), null_models)
         if key.message_random and unmarked is not None:  # a candidate set, not yet selected
             key = self.select_keys(key, marked=model, unmarked=unmarked)
         return super().finalize(key, model, hook=hook, data=data, train_config=train_config, seed=seed,

@@ -62,7 +62,7 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -77,7 +77,7 @@ from netmark._util import check_bool, check_choice, check_finite, check_int, che
 from netmark.draws import KeyRoot, draw
 from netmark.errors import ArchitectureError, ConfigError, KeyFileError
 from netmark.keys import WatermarkKey
-from netmark.methods.alignment import verify_aligned, with_reference
+from netmark.methods.alignment import calibrate_null, verify_aligned, with_reference
 from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod, register_method
 from netmark.methods.tartaglione_variants import VARIANTS, Variant, decode, encode, proportional_layers
 from netmark.methods.traits import MethodTraits
@@ -440,9 +440,11 @@ class Tartaglione(WatermarkMethod):
     def hook(self, key: WatermarkKey) -> TartaglioneHook:
         return TartaglioneHook(key, self.config)
 
-    def finalize(self, key: WatermarkKey, model: nn.Module, **kwargs: Any) -> WatermarkKey:
-        """The key with every marked layer as its alignment reference (the payload spans them all)."""
-        return with_reference(key, model, upto=None)
+    def finalize(self, key: WatermarkKey, model: nn.Module, *, null_models: Sequence[Any] | None = None,
+                 **kwargs: Any) -> WatermarkKey:
+        """The key with every marked layer as its alignment reference (the payload spans them all), and the aligned
+        null measured on ``null_models`` when given (:func:`~.alignment.calibrate_null`)."""
+        return calibrate_null(self.verify, with_reference(key, model, upto=None), null_models)
 
     def extract(self, model: nn.Module, key: WatermarkKey) -> Extraction:
         values = _Locked(model, key).read()

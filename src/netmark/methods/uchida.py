@@ -37,6 +37,7 @@ Example::
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -49,7 +50,7 @@ from netmark._util import check_bool, check_choice, check_finite, check_int, che
 from netmark.draws import Draw, KeyRoot, draw
 from netmark.errors import ArchitectureError, ConfigError
 from netmark.keys import WatermarkKey
-from netmark.methods.alignment import verify_aligned, with_reference
+from netmark.methods.alignment import calibrate_null, verify_aligned, with_reference
 from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod, drowning_note, register_method
 from netmark.methods.traits import MethodTraits
 from netmark.training import TrainConfig, TrainHook
@@ -201,9 +202,11 @@ class Uchida(WatermarkMethod):
     def hook(self, key: WatermarkKey) -> UchidaHook:
         return UchidaHook(key, self.config)
 
-    def finalize(self, key: WatermarkKey, model: nn.Module, **kwargs: Any) -> WatermarkKey:
-        """The key with the marked layers up to the host as its alignment reference (:mod:`~.alignment`)."""
-        return with_reference(key, model, upto=key.layer)
+    def finalize(self, key: WatermarkKey, model: nn.Module, *, null_models: Sequence[Any] | None = None,
+                 **kwargs: Any) -> WatermarkKey:
+        """The key with the marked layers up to the host as its alignment reference (:mod:`~.alignment`), and the
+        aligned null measured on ``null_models`` when given (:func:`~.alignment.calibrate_null`)."""
+        return calibrate_null(self.verify, with_reference(key, model, upto=key.layer), null_models)
 
     def verify(self, model: nn.Module, key: WatermarkKey, *, alpha: float = DEFAULT_ALPHA) -> VerificationResult:
         """Binomial test of the bits extracted from ``model`` aligned to the key's reference (:mod:`~.alignment`)."""

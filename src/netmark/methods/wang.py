@@ -100,7 +100,7 @@ from netmark._util import check_choice, check_finite, check_int, check_layer_nam
 from netmark.draws import Draw, KeyRoot, draw
 from netmark.errors import ArchitectureError, ConfigError, KeyFileError
 from netmark.keys import WatermarkKey
-from netmark.methods.alignment import verify_aligned, with_reference
+from netmark.methods.alignment import calibrate_null, verify_aligned, with_reference
 from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod, register_method, without_null
 from netmark.methods.phases import EmbedPrep
 from netmark.methods.traits import MethodTraits
@@ -463,7 +463,8 @@ class Wang(WatermarkMethod):
             raise ConfigError("wang: finalize(key, model, hook=hook) needs the WangHook that trained the extractor")
         out = dataclasses.replace(key, tensors={**key.tensors, **hook.extractor()})
         calibrate(model, out)
-        return with_reference(out, model, upto=key.layer)  # issue 21: :mod:`netmark.methods.alignment`
+        # issue 21: :mod:`netmark.methods.alignment`
+        return calibrate_null(self.verify, with_reference(out, model, upto=key.layer), null_models)
 
     def null_for_verifier(self, key: WatermarkKey, model: nn.Module, *,
                           null_models: Sequence[Any] | None = None) -> WatermarkKey:
