@@ -35,7 +35,8 @@ from netmark._util import seeded
 from netmark.attacks import ATTACKS
 from netmark.data import load
 from netmark.methods import get_method
-from netmark.methods.alignment import ALIGN_NULL, ALIGN_TENSORS
+from netmark.methods.alignment import without_reference
+from netmark.methods.alignment_null import ALIGN_NULL
 from netmark.methods.deepsigns import DeepSignsConfig
 from netmark.methods.tartaglione import TartaglioneConfig
 from netmark.methods.uchida import UchidaConfig
@@ -154,7 +155,7 @@ def main() -> None:
                                      warn=False)
         suspect = ATTACKS["obfuscate"](replace(ATTACKS["obfuscate"].example_config(), seed=1,
                                                train=TrainConfig(epochs=0, progress=False)))(model, data)
-        old = replace(key, tensors={k: v for k, v in key.tensors.items() if k not in ALIGN_TENSORS})
+        old = without_reference(key)
         for label, k, m in (("no reference", old, model), ("reference, unattacked", key, model),
                             ("reference, all three obfuscations", key, suspect)):
             t0 = time.perf_counter()

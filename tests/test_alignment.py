@@ -19,9 +19,10 @@ from torch import nn
 
 from netmark._util import seeded
 from netmark.data import ArrayDataset
-from netmark.errors import ArchitectureError
+from netmark.errors import ArchitectureError, ConfigError
 from netmark.methods import get_method
-from netmark.methods.alignment import ALIGN_TENSORS, MIN_FAN_IN, MIN_QUALITY, align, has_reference
+from netmark.methods.alignment import ALIGN_TENSORS, MIN_FAN_IN, align, has_reference
+from netmark.methods.alignment_null import MIN_QUALITY
 from netmark.methods.examples import example
 from netmark.models import build, conv_and_linear_layers
 from netmark.training import TrainConfig
@@ -260,16 +261,52 @@ def test_a_reshaped_model_that_does_not_align_is_refused() -> None:
     assert widened["used"] == "aligned" and widened["dropped_units"] == {"fc1": 1}
 
 
-def test_a_model_alignment_cannot_handle_gets_no_reference() -> None:
-    """BatchNorm (its statistics would need permuting too): the key stays as it was, verified unaligned."""
+def test_a_model_that_cannot_be_traced_gets_no_reference() -> None:
+    """Data-dependent control flow: torch.fx cannot follow the units, so the key stays as it was (verified
+    unaligned)."""
     from netmark.keys import WatermarkKey
     from netmark.methods.alignment import chain, with_reference
 
-    with seeded(0):
-        bn = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(144, 10))
-    key = WatermarkKey(method="uchida", layer="0", message="", tensors={}, config={})
-    assert chain(bn) is None and with_reference(key, bn, upto="0") is key
+    class Branchy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 8), nn.Linear(8, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.a(x)
+            return self.b(h if float(h.sum()) > 0 else -h)
+
+    key = WatermarkKey(method="uchida", layer="a", message="", tensors={}, config={})
+    assert with_reference(key, Branchy(), upto="a") is key
     assert chain(_model("cnn")) is not None
+
+
+@pytest.mark.parametrize("arch", ["vgg16", "wrn", "resnet20", "seq-cnn"])
+def test_batchnorm_and_residual_models_align_exactly(arch: str) -> None:
+    """Issue 21, item 2 beyond chains: BatchNorm (a rescaling lives in its weight and bias), residual streams (one
+    permutation for every layer on the stream), option-A padded shortcuts. Each registry model with BatchNorm or
+    residual connections (small builds, non-trivial BatchNorm statistics) gets a named reference of every layer;
+    after all four registered obfuscations the aligned copy has the owner's tensors back and its logits."""
+    from netmark.keys import WatermarkKey
+    from netmark.methods.alignment import REF_PREFIX, with_reference
+    from tests.test_obfuscation import inputs, make
+
+    owner = make(arch)
+    key = with_reference(WatermarkKey(method="tartaglione", layer=None, message="", tensors={}, config={}), owner,
+                         upto=None)
+    assert has_reference(key) and all(k.startswith(REF_PREFIX) for k in key.tensors)
+    suspect = registered(owner, REGISTERED["all"])
+    x = inputs()
+    assert max_logit_change(owner, suspect, x) <= 1e-4
+    assert any(a.shape != b.shape for a, b in zip(owner.state_dict().values(), suspect.state_dict().values(),
+                                                  strict=True))
+    al = align(suspect, key)
+    assert not al.identity and al.quality == pytest.approx(1.0) and sum(al.dropped.values()) > 0
+    mine, theirs = owner.state_dict(), al.model.state_dict()
+    for name, t in mine.items():
+        if t.is_floating_point():
+            torch.testing.assert_close(theirs[name], t, rtol=1e-4, atol=1e-5, msg=name)
+    assert max_logit_change(owner, al.model, x) <= 1e-4
 
 
 def test_a_claim_decides_on_the_unaligned_suspect(digits_train: ArrayDataset) -> None:
@@ -363,7 +400,7 @@ def test_the_aligned_p_value_is_calibrated_on_independent_models(digits_train: A
     """Item 3: with ``null_models`` at embedding, the key stores the aligned extraction's statistic on each; an
     obfuscated copy's aligned p-value is then calibrated on them (never below the uncalibrated one), and a null that
     reads as high as the copy makes the copy undetected (the calibration is not decoration)."""
-    from netmark.methods.alignment import ALIGN_NULL
+    from netmark.methods.alignment_null import ALIGN_NULL
     from netmark.training import train
 
     method = get_method("uchida")(replace(example("uchida"), layer="fc2", bits=48))
@@ -383,5 +420,25 @@ def test_the_aligned_p_value_is_calibrated_on_independent_models(digits_train: A
     hostile = replace(key, tensors={**key.tensors, ALIGN_NULL: torch.tensor([48.0, 47.0, 48.0, 46.0])})
     assert not method.verify(suspect, hostile).detected
     assert method.verify(model, hostile).detected  # the owner's own model is not aligned: its exact null decides
-    with pytest.raises(ValueError, match="at least 2"):
+    with pytest.raises(ConfigError, match="at least 2"):
         method.finalize(key, model, null_models=independents[:1])
+
+
+@pytest.mark.parametrize("name", ["uchida", "deepsigns"])
+def test_a_resnet_copy_obfuscated_every_way_is_detected(name: str, digits_train: ArrayDataset) -> None:
+    """End to end on ResNet-20 (BatchNorm, residual streams, padded shortcuts): Uchida in a stage-2 convolution and
+    DeepSigns white (activations of the same layer, read through a forward pass of the aligned copy); after dummy
+    units, permutation and rescaling the raw extraction fails (or cannot read the model), the aligned one finds the
+    mark."""
+    with seeded(0):
+        net = build("resnet20", in_channels=1, image_size=8, num_classes=10)
+    method = get_method(name)(replace(example(name), layer="layer2.0.conv1"))
+    model, key, _ = method.embed(net, digits_train, replace(TRAIN, epochs=2), seed=1, warn=False)
+    model.eval()
+    assert method.verify(model, key).detected
+    suspect = registered(model, REGISTERED["all"])
+    assert max_logit_change(model, suspect, digits_train.x[:64]) <= 1e-4
+    res = method.verify(suspect, key)
+    info = res.details["alignment"]
+    assert res.detected and info["used"] == "aligned" and info["quality"] > 0.99, info
+    assert "error" in info["raw"] or not info["raw"]["detected"]

@@ -292,7 +292,7 @@ def test_black_selection_needs_a_learnt_key(black, cnn, digits_train) -> None:
     with pytest.raises(ConfigError, match="none of the 60"):
         method.select_keys(key, marked=same, unmarked=same)
     with pytest.raises(ConfigError, match="null_models"):
-        DeepSigns(WHITE).embed(cnn, digits_train, EPOCHS, null_models=[cnn])
+        DeepSigns(WHITE).embed(cnn, digits_train, EPOCHS, null_models=[cnn])  # white: >= 2 (the aligned null)
     from netmark.models import build
 
     with pytest.raises(ArchitectureError):

@@ -21,11 +21,11 @@ from netmark.attacks import ATTACKS
 from netmark.attacks.dummy_neurons import DummyNeurons, DummyNeuronsConfig, widen_space
 from netmark.attacks.permute import Permute, PermuteConfig
 from netmark.attacks.rescale import Rescale, RescaleConfig
-from netmark.attacks.structure import apply_permutation, apply_scaling, draw_permutations, unit_spaces
 from netmark.cli import app
 from netmark.errors import ArchitectureError, ConfigError
 from netmark.io import load_model, read_metadata, save_model
 from netmark.models import MODELS, arch_of, build
+from netmark.models.structure import apply_permutation, apply_scaling, draw_permutations, unit_spaces
 from tests.conftest import make_cnn
 
 #: small builds of every registry architecture (1×12×12 inputs, 3 classes)

@@ -10,7 +10,7 @@ host layer of a white-box key no longer has the owner's shape, and the real unit
   (``a·h + (1 − a)·h = h``, ``a`` ~ U(0.2, 0.8); exact through any activation, the copy computes the same value).
 
 Both are exact whatever follows the layer, because the readers' new input columns cancel. A residual stream gets
-its new units in every layer writing it (one space, :mod:`netmark.attacks.structure`); a stream linked to an
+its new units in every layer writing it (one space, :mod:`netmark.models.structure`); a stream linked to an
 option-A zero-padded shortcut cannot be widened (the padding fixes its width) and is skipped. The layer widths
 change, so the model's architecture record gains ``"widths"`` (:mod:`netmark.models.resize`): the saved file
 rebuilds with its new shapes. A model not built by the registry (a user's own ``nn.Sequential``) is widened in memory.
@@ -41,10 +41,10 @@ from torch import nn
 
 from netmark.attacks.base import register_attack
 from netmark.attacks.permute import ObfuscationAttack, ObfuscationConfig
-from netmark.attacks.structure import UnitSpace
 from netmark.errors import ArchitectureError, ConfigError
 from netmark.models import ARCH_ATTR
 from netmark.models.resize import resized, set_layer, widths_of
+from netmark.models.structure import UnitSpace
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def _replace(model: nn.Module, name: str, new: nn.Module, tensors: dict[str, tor
 def widen_space(model: nn.Module, spaces: list[UnitSpace], name: str, k: int, mode: WidenMode,
                 gen: torch.Generator) -> None:
     """Add ``k`` dummy units to unit space ``name`` of ``model`` (one of ``spaces``, from
-    :func:`~netmark.attacks.structure.unit_spaces` of this model), in place: the producers get ``k`` new rows (random
+    :func:`~netmark.models.structure.unit_spaces` of this model), in place: the producers get ``k`` new rows (random
     for ``zero``, copies of random units for ``split``), BatchNorms ``k`` entries copied from random units, and every
     reader ``k`` new input columns (zero, or the split share ``1 − a`` of the copied unit's, ``a`` ~ U(0.2, 0.8)).
     A registry model's record gains the new layer sizes. Raises ArchitectureError for a space that cannot be widened

@@ -7,7 +7,7 @@ weight rows, bias, BatchNorm parameters and running statistics) and, with the sa
 every layer reading them leaves the model computing exactly the same function while every keyed weight moves.
 
 Threat model: the thief has the stolen model only (no data, no training, no cost). Which tensors move together is
-found by :mod:`netmark.attacks.structure` (a flatten between a conv and a Linear moves whole blocks of ``H·W``
+found by :mod:`netmark.models.structure` (a flatten between a conv and a Linear moves whole blocks of ``H·W``
 columns; a residual stream is one permutation shared by every layer reading or writing it; option-A zero-padded
 shortcuts keep the previous stream's permutation at their offset). The output units (classes) never move.
 
@@ -38,8 +38,8 @@ from torch.utils.data import Dataset
 
 from netmark._util import generator
 from netmark.attacks.base import Attack, AttackConfig, register_attack
-from netmark.attacks.structure import UnitSpace, apply_permutation, draw_permutations, unit_spaces
 from netmark.errors import ConfigError
+from netmark.models.structure import UnitSpace, apply_permutation, draw_permutations, unit_spaces
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ bias by ``c`` and its outgoing weights by ``1/c`` keeps the function while every
 unit, its weight and bias carry ``c`` instead (exact in eval mode, where it is an affine map per channel).
 
 Threat model: the thief has the stolen model only (no data, no training, no cost). Only spaces where this is exact
-are rescaled (:mod:`netmark.attacks.structure`): not the output layer, not a residual or zero-padded stream (several
+are rescaled (:mod:`netmark.models.structure`): not the output layer, not a residual or zero-padded stream (several
 layers write it), not a space passing through a non-homogeneous op (e.g. a sigmoid).
 
 Args:
@@ -34,8 +34,8 @@ from torch import nn
 
 from netmark.attacks.base import register_attack
 from netmark.attacks.permute import ObfuscationAttack, ObfuscationConfig
-from netmark.attacks.structure import UnitSpace, apply_scaling
 from netmark.errors import ConfigError
+from netmark.models.structure import UnitSpace, apply_scaling
 
 
 @dataclass

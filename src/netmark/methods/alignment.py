@@ -1,152 +1,181 @@
-"""Alignment-aware verification of white-box watermarks (issue 21, item 2).
+"""Alignment of a suspect's hidden units onto the owner's (issue 21, item 2): the reference a key stores, and the
+matching. The decision built on it (which extraction decides, its null) is :mod:`netmark.methods.alignment_null`.
 
 The threat: a thief who holds the weights reorders the hidden units of a layer (and the matching inputs of the next
 one), rescales a ReLU unit's incoming weights by c > 0 and its outgoing weights by 1/c, or adds dummy units whose
-outgoing weights are zero. The model computes the same function, yet every index a white-box key holds into a host
-layer now points at another weight (Yan et al., "Rethinking white-box watermarks on deep learning models under
-neural structural obfuscation", USENIX Security 2023; Li et al., neuron alignment, arXiv 2112.14108).
+outgoing weights are zero (or splits a unit in two). The model computes the same function, yet every index a
+white-box key holds into a host layer now points at another weight (Yan et al., "Rethinking white-box watermarks on
+deep learning models under neural structural obfuscation", USENIX Security 2023; Li et al., neuron alignment, arXiv
+2112.14108).
 
-What the key stores (:func:`with_reference`, called by the methods' ``finalize``): the owner's marked weights and
-biases of the model's Conv2d/Linear layers from the first one up to the host layer (every layer for Tartaglione,
-whose payload is spread over all of them; one layer more when the host's units have fewer than :data:`MIN_FAN_IN`
-inputs, e.g. a first conv layer: see :class:`Alignment`): :data:`REF_WEIGHTS` (flat) and :data:`REF_LAYOUT` (per
-layer: out, in, kh, kw, has-bias). It is secret like the rest of the key and never written into the model.
+What the key stores (:func:`with_reference`, called by the methods' ``finalize``): the owner's marked tensors of the
+model's Conv2d/Linear layers from the first one (in the order the forward pass calls them) up to the host layer
+(every layer for Tartaglione, whose payload is spread over all of them; more layers while no unit so far has
+:data:`MIN_FAN_IN` inputs: a first conv layer's small filters cannot tell a copy from an independent model), and of
+the BatchNorms among them. A chain of Conv2d/Linear layers without BatchNorm (``mlp``, ``lenet5``, ``simple-cnn``,
+``all-cnn-c``) stores them flat (:data:`REF_WEIGHTS`, with :data:`REF_LAYOUT`: per layer out, in, kh, kw, has-bias:
+the format of the first keys with a reference); any other model (BatchNorm, residual streams: ``vgg16``, ``wrn``,
+the ResNets, a user's ``nn.Sequential``) by name (``align.<layer>.<tensor>``). The reference is secret like the rest
+of the key and never written into the model.
 
-Alignment (:func:`align`). The network's input (pixels) and output (logits) are never permuted, so one sweep from
-the input determines every unit: for layer ``l`` the suspect's input columns are first put in the reference order
-and scale found for layer ``l − 1`` (a Linear after a flatten: whole channel blocks), then each reference unit is
-matched to one suspect unit by Hungarian assignment (:func:`scipy.optimize.linear_sum_assignment`) on the cosine
-of their incoming weights with the bias (scale-invariant; c > 0, so the signed cosine; ties keep the order), its
-positive scale is estimated (least squares over the weights the suspect kept, robust to pruning: :func:`_scales`)
-and divided out, unless the layer's scales hardly spread (sd of ln c <= :data:`SCALE_SPREAD`: fine-tuning moves the
-units about alike, weight decay shrinks them alike, and a common factor changes no extraction's signs), and unmatched
-suspect units (dummies) are dropped. The model's last layer keeps its rows (the logits); the layer after the last
-reference layer only gets its columns aligned. The result is a copy of the suspect with the owner's shapes, from
-which each method extracts exactly as before. Unlike alternating row/column matching on the host alone, the sweep
-needs no initial guess and no iteration; its cost is a reference of the layers below the host. An unobfuscated
-suspect aligns to the identity and is verified unchanged (the same numbers). Keys without a reference (written
-before) verify as before.
-
-Supported: chains of Conv2d/Linear (groups 1) with element-wise positively homogeneous operations between them
-(ReLU, max-pooling, flatten, dropout): netmark's ``mlp``, ``lenet5``, ``simple-cnn``, ``all-cnn-c``. Models with
-BatchNorm or residual connections get no reference (verified as before): matching them needs the BatchNorm
-statistics and the shared permutation of a residual stream, not implemented. A unit split in two whose outgoing
-weights sum to the original (dummy-neurons' ``split`` mode) is recognised by its incoming weights (a positive multiple
-of a matched unit's, cosine >= :data:`SPLIT_COSINE`) and its outgoing weights are folded back (:func:`_folds`).
-
-Decision (:func:`verify_aligned`) and its null (issue 21, item 3). Alignment searches over permutations, and an
-independently trained model aligned to the owner's *marked* reference becomes partly like it (Git Re-Basin), so the
-binomial / Pearson null does not hold for the aligned extraction. ``benchmarks/alignment.py`` (Fashion-MNIST, 6,000
-images, 3 epochs, key seeds 0 and 1, 50 independent models each): DeepSigns white (MLP ``fc1``, 32 bits) read the
-independent models at 25.4 and 23.9 of 32 bits on average once aligned (z = +23.6 and +19.9 against fair coins; the
-most 30 and 31 of 32: 1 and 3 of 50 would be false positives at 1e-6), unaligned at most 25 and 21; Tartaglione
-(LeNet5) at ρ up to 0.086 and 0.091 aligned (p = 1.3e-4, 5.6e-5), 0.048 and 0.050 unaligned. The aligned extraction
-therefore decides only when the alignment quality reaches :data:`MIN_QUALITY` (0.8), i.e. when the suspect's weights
-are the reference's up to the obfuscation: obfuscated copies scored 1.000, and 0.86-0.98 after one more epoch of
-fine-tuning; the independent models at most 0.27. Below it the raw extraction decides, under its exact null (0 false
-positives in the benchmark). A false positive would need an independent model that aligns to the owner's weights at
-quality >= 0.8; both outcomes are reported. A fine-tuned or pruned model that is not obfuscated aligns to the
-identity (its scales are fitted on the weights it kept, and hardly spread) and is read as before; an obfuscated model
-pruned heavily enough to fall below the gate is not aligned (an open limit).
-
-Claims (:mod:`netmark.methods.ownership`) decide with the re-derived key, which holds no reference (it is not among
-``TRAINED_TENSORS``): a forger would choose it freely, and with it the permutation his key is read through; a claim
-therefore decides on the unaligned suspect.
+Alignment (:func:`align`). The suspect's unit spaces (:func:`netmark.models.structure.unit_spaces`: which tensors
+index the same units, e.g. every layer reading or writing one residual stream) are matched one by one in the order
+the forward pass reaches them. The network's input (pixels) and output (logits) are never permuted, so a sweep from
+the input determines every unit: a space is matched through its *anchor*, the first layer writing it whose inputs
+are already aligned (a residual stream: the stem convolution; the stream is then one permutation for every layer
+and BatchNorm on it). The anchor's input columns are first put in the reference order and scale of the space before
+(a Linear after a flatten: whole channel blocks; split units folded back, below), then each reference unit is
+matched to one suspect unit by Hungarian assignment (:func:`scipy.optimize.linear_sum_assignment`) on the cosine of
+their incoming weights with the bias (scale-invariant; c > 0, so the signed cosine; ties keep the order). Its
+positive scale, where the space can carry one (one layer writes it), is estimated by least squares — on the
+BatchNorm's weight and bias when one follows (a rescaling then lives there: the convolution's rows are unchanged),
+else on the weights the suspect kept (robust to pruning: :func:`_scales`) — and divided out, unless the layer's
+scales hardly spread (sd of ln c <= :data:`SCALE_SPREAD`: fine-tuning moves units about alike, weight decay shrinks
+them alike, and a common factor changes no extraction's signs). Unmatched suspect units (dummies) are dropped; one
+whose incoming weights are a positive multiple of a matched unit's (cosine >= :data:`SPLIT_COSINE`: dummy-neurons'
+``split`` mode) is that unit's copy, and its outgoing weights are added to the matched unit's, times the ratio of the
+two (:func:`_folds`). Every tensor indexed by an aligned space follows: producers' rows, BatchNorm parameters and
+running statistics, consumers' columns (also of layers past the reference). The result is a copy of the suspect with
+the owner's shapes, from which each method extracts exactly as before. The sweep needs no initial guess and no
+iteration. An unobfuscated suspect aligns to the identity and is verified unchanged (the same numbers); keys without
+a reference (written before) verify as before. Spaces :mod:`~netmark.models.structure` cannot follow (concatenation,
+grouped convolutions, ...) are left as they are.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import math
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor, fx, nn
 
 from netmark.errors import ArchitectureError, KeyFileError
 from netmark.keys import WatermarkKey
-from netmark.verify import VerificationResult
+from netmark.models.resize import resized, set_layer
+from netmark.models.structure import UnitSpace, unit_spaces
 
 log = logging.getLogger(__name__)
 
-#: the owner's weights and biases of the reference layers, flattened and concatenated (float32)
+#: a chain's reference: the owner's weights and biases of the reference layers, flattened and concatenated (float32)
 REF_WEIGHTS = "align_ref"
 #: per reference layer ``[out, in, kh, kw, has_bias]`` (int64; a Linear has kh = kw = 0)
 REF_LAYOUT = "align_layout"
 ALIGN_TENSORS = (REF_WEIGHTS, REF_LAYOUT)
-#: the aligned extraction's statistic (matched bits, or Pearson's ρ) on independent models (:func:`calibrate_null`)
-ALIGN_NULL = "align_null"
-#: the alignment quality (:class:`Alignment`) from which the aligned extraction decides (module docstring)
-MIN_QUALITY = 0.8
+#: prefix of a named reference's tensors: ``align.<layer>.<weight|bias|running_mean|running_var>``
+REF_PREFIX = "align."
 #: a layer whose fitted unit scales c have a standard deviation of ln c up to this is taken as not rescaled
 SCALE_SPREAD = 0.1
 #: an unmatched suspect unit this close (cosine of incoming weights and bias) to a matched one is a split copy of it
 SPLIT_COSINE = 0.98
 #: a reference reaches at least one layer whose units have this many input weights (:func:`with_reference`)
 MIN_FAN_IN = 64
+_NORM = nn.BatchNorm1d | nn.BatchNorm2d
+_ATTRS = ("weight", "bias", "running_mean", "running_var")
 
 
 def chain(model: nn.Module) -> list[tuple[str, nn.Conv2d | nn.Linear]] | None:
-    """``model``'s Conv2d/Linear layers in order when they form a chain that alignment handles (module docstring):
-    no BatchNorm, groups 1, each layer's inputs the previous one's units (a Linear after a conv: whole channel
-    blocks); else ``None``."""
+    """``model``'s Conv2d/Linear layers in order when they form a chain stored flat (module docstring): no
+    BatchNorm, groups 1, each layer's inputs the previous one's units (a Linear after a conv: whole channel blocks);
+    else ``None``."""
     from netmark.models import conv_and_linear_layers
 
-    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+    if any(isinstance(m, _NORM) for m in model.modules()):
         return None
     layers = list(conv_and_linear_layers(model).items())
     for i, (_, mod) in enumerate(layers):
         if isinstance(mod, nn.Conv2d) and mod.groups != 1:
             return None
-        if i and not _fits(layers[i - 1][1], mod):
-            return None
+        if i:
+            prev, n_in = layers[i - 1][1], int(mod.weight.shape[1])
+            units = int(prev.weight.shape[0])
+            if (n_in % units if isinstance(mod, nn.Linear) and isinstance(prev, nn.Conv2d) else n_in != units):
+                return None
     return layers or None
 
 
-def _units(mod: nn.Conv2d | nn.Linear) -> int:
-    return int(mod.weight.shape[0])
-
-
-def _fits(prev: nn.Conv2d | nn.Linear, mod: nn.Conv2d | nn.Linear) -> bool:
-    n_in = int(mod.weight.shape[1])
-    if isinstance(mod, nn.Linear) and isinstance(prev, nn.Conv2d):
-        return n_in % _units(prev) == 0
-    return n_in == _units(prev)
+def call_order(model: nn.Module) -> list[str]:
+    """The Conv2d, Linear and BatchNorm layers of ``model`` in the order its forward pass calls them (torch.fx);
+    ArchitectureError when it cannot be traced."""
+    try:
+        graph = fx.symbolic_trace(model).graph
+    except Exception as e:  # fx raises many types for untraceable code
+        raise ArchitectureError(f"{type(model).__name__} cannot be traced with torch.fx ({str(e)[:120]})") from None
+    mods = dict(model.named_modules())
+    out: list[str] = []
+    for node in graph.nodes:
+        name = str(node.target)
+        if node.op == "call_module" and isinstance(mods.get(name), nn.Conv2d | nn.Linear | _NORM) and name not in out:
+            out.append(name)
+    return out
 
 
 def with_reference(key: WatermarkKey, model: nn.Module, *, upto: str | None) -> WatermarkKey:
-    """``key`` with the alignment reference of ``model`` (the owner's marked model): its chain's layers from the
-    first up to ``upto`` (``None``: all), and further hidden layers while every unit so far has fewer than
-    :data:`MIN_FAN_IN` inputs (the quality of a layer of small filters cannot tell a copy from an independent model).
-    ``key`` itself when ``model`` is no chain :func:`align` handles."""
-    layers = chain(model)
-    names = [n for n, _ in layers] if layers else []
-    if layers is None or (upto is not None and upto not in names):
-        log.info("no alignment reference: %s is not a Conv2d/Linear chain without BatchNorm", type(model).__name__)
+    """``key`` with the alignment reference of ``model`` (the owner's marked model): its Conv2d/Linear layers in call
+    order from the first up to ``upto`` (``None``: all), further hidden layers while no unit so far has
+    :data:`MIN_FAN_IN` inputs, and the BatchNorms among them (module docstring). ``key`` itself when ``model``'s
+    units cannot be followed (it cannot be traced, or ``upto`` is none of its layers)."""
+    try:
+        order = call_order(model)
+        unit_spaces(model)
+    except ArchitectureError as e:
+        log.info("no alignment reference: %s", e)
         return key
-    stop = names.index(upto) + 1 if upto is not None else len(layers)
-    while stop < len(layers) - 1 and max(m.weight[0].numel() for _, m in layers[:stop]) < MIN_FAN_IN:
+    mods = dict(model.named_modules())
+    layers = [n for n in order if isinstance(mods[n], nn.Conv2d | nn.Linear)]
+    if not layers or (upto is not None and upto not in layers):
+        return key
+    stop = layers.index(upto) + 1 if upto is not None else len(layers)
+    while stop < len(layers) - 1 and max(mods[n].weight[0].numel() for n in layers[:stop]) < MIN_FAN_IN:
         stop += 1  # the model's output layer never helps: its units are not matched
-    ref = layers[:stop]
+    flat_chain = chain(model)
+    if flat_chain is not None and [n for n, _ in flat_chain][:stop] == layers[:stop]:
+        return replace(key, tensors={**key.tensors, **_flat(mods, layers[:stop])})
+    last = order.index(layers[stop - 1])
+    following = [n for n in order[last + 1:] if isinstance(mods[n], nn.Conv2d | nn.Linear)]
+    end = order.index(following[0]) if following else len(order)
+    named = {f"{REF_PREFIX}{n}.{a}": t.detach().float().cpu().clone() for n in order[:end] for a in _ATTRS
+             if isinstance(t := getattr(mods[n], a, None), torch.Tensor)}
+    return replace(key, tensors={**key.tensors, **named})
+
+
+def _param(mod: nn.Module, attr: str) -> Tensor:
+    t = getattr(mod, attr)
+    if not isinstance(t, Tensor):
+        raise ArchitectureError(f"a {type(mod).__name__} without {attr}")
+    return t.detach()
+
+
+def _flat(mods: dict[str, nn.Module], names: list[str]) -> dict[str, Tensor]:
     flat, layout = [], []
-    for _, mod in ref:
-        w = mod.weight.detach().float().cpu()
+    for name in names:
+        mod = mods[name]
+        w = _param(mod, "weight").float().cpu()
         kh, kw = (int(w.shape[2]), int(w.shape[3])) if w.ndim == 4 else (0, 0)
-        layout.append([int(w.shape[0]), int(w.shape[1]), kh, kw, int(mod.bias is not None)])
-        flat += [w.reshape(-1)] + ([mod.bias.detach().float().cpu()] if mod.bias is not None else [])
-    tensors = {REF_WEIGHTS: torch.cat(flat), REF_LAYOUT: torch.tensor(layout, dtype=torch.int64)}
-    return replace(key, tensors={**key.tensors, **tensors})
+        bias = mod.bias
+        layout.append([int(w.shape[0]), int(w.shape[1]), kh, kw, int(bias is not None)])
+        flat += [w.reshape(-1)] + ([bias.detach().float().cpu()] if isinstance(bias, Tensor) else [])
+    return {REF_WEIGHTS: torch.cat(flat), REF_LAYOUT: torch.tensor(layout, dtype=torch.int64)}
 
 
 def has_reference(key: WatermarkKey) -> bool:
     """Whether ``key`` holds an alignment reference (keys written before issue 21 do not)."""
-    return all(t in key.tensors for t in ALIGN_TENSORS)
+    return all(t in key.tensors for t in ALIGN_TENSORS) or any(k.startswith(REF_PREFIX) for k in key.tensors)
 
 
-def _reference(key: WatermarkKey) -> list[tuple[Tensor, Tensor | None]]:
+def without_reference(key: WatermarkKey) -> WatermarkKey:
+    """``key`` without its alignment reference (verified on the suspect as it is)."""
+    return replace(key, tensors={k: v for k, v in key.tensors.items()
+                                 if k not in ALIGN_TENSORS and not k.startswith(REF_PREFIX)})
+
+
+def _reference(key: WatermarkKey, model: nn.Module) -> dict[str, Tensor]:
+    """The key's reference as ``{"<layer>.<tensor>": float64}`` for ``model``'s layer names (a flat chain reference
+    names the suspect's first chain layers)."""
+    if not all(t in key.tensors for t in ALIGN_TENSORS):
+        return {k.removeprefix(REF_PREFIX): v.double() for k, v in key.tensors.items() if k.startswith(REF_PREFIX)}
     flat, lay = key.tensors[REF_WEIGHTS].double().reshape(-1), key.tensors[REF_LAYOUT]
     if lay.ndim != 2 or lay.shape[1] != 5 or lay.is_floating_point() or bool((lay < 0).any()):
         raise KeyFileError(f"the key's alignment layout must be a non-negative integer (layers, 5) tensor, got "
@@ -155,24 +184,27 @@ def _reference(key: WatermarkKey) -> list[tuple[Tensor, Tensor | None]]:
     total = sum(o * i * max(kh, 1) * max(kw, 1) + o * bool(has_bias) for o, i, kh, kw, has_bias in layout)
     if total != flat.numel():
         raise KeyFileError(f"the key's alignment reference holds {flat.numel()} values, its layout {total}")
-    out, at = [], 0
-    for o, i, kh, kw, has_bias in layout:
+    layers = chain(model)
+    if layers is None or len(layers) < len(layout):
+        raise ArchitectureError("the suspect's Conv2d/Linear layers do not form the chain of the key's reference")
+    out, at = {}, 0
+    for (name, _), (o, i, kh, kw, has_bias) in zip(layers, layout, strict=False):
         n = o * i * max(kh, 1) * max(kw, 1)
-        w = flat[at: at + n].reshape(o, i, kh, kw) if kh else flat[at: at + n].reshape(o, i)
+        out[f"{name}.weight"] = flat[at: at + n].reshape(o, i, kh, kw) if kh else flat[at: at + n].reshape(o, i)
         at += n
-        b = flat[at: at + o] if has_bias else None
-        at += o if has_bias else 0
-        out.append((w, b))
+        if has_bias:
+            out[f"{name}.bias"] = flat[at: at + o]
+            at += o
     return out
 
 
 @dataclass
 class Alignment:
     """What :func:`align` found: ``model`` (the aligned copy, or the suspect itself when ``identity``); ``quality``:
-    the mean cosine of the matched units per layer (``per_layer``; a reference unit left unmatched counts 0),
-    averaged over the layers weighted by their number of weights (a layer of 10-weight filters tells little: the
-    filters of two independently trained first layers match well); the smallest cosine of a unit
-    (``min_similarity``); the suspect's units left unmatched per layer (``dropped``) and the layers aligned."""
+    the mean cosine of the matched units per space (``per_layer``, by anchor layer; a reference unit left unmatched
+    counts 0), averaged over the spaces weighted by their anchors' number of weights (a layer of 10-weight filters
+    tells little: the filters of two independently trained first layers match well); the smallest cosine of a unit
+    (``min_similarity``); the suspect's units left unmatched per space (``dropped``) and the layers rewritten."""
 
     model: nn.Module
     identity: bool
@@ -187,75 +219,43 @@ class Alignment:
                 "dropped_units": self.dropped, "layers": self.layers, "layer_quality": self.per_layer}
 
 
-def _columns(w: Tensor, perm: Tensor, scale: Tensor, blocks: int) -> Tensor:
-    """``w``'s inputs in the reference order of the previous layer's units (``perm``: suspect unit of each
-    reference unit, −1 for none), times their scale (undoes the 1/c of a rescaled unit). ``blocks``: the suspect's
-    previous units when ``w`` is a Linear after a flatten (each unit a block of inputs), else 0."""
-    if blocks:
-        w = w.reshape(w.shape[0], blocks, -1)
-    out = w[:, perm.clamp(min=0)] * scale.reshape(1, -1, *([1] * (w.ndim - 2)))
-    out[:, perm < 0] = 0
-    return out.reshape(out.shape[0], -1) if blocks else out
+@dataclass
+class _Match:
+    """One space's match: ``perm`` (the suspect unit of each reference unit, −1 for none), ``scale`` (where it
+    lives: ``"norm"`` or ``"rows"``), the split units to fold (``into``, ``ratio``) and the cosines."""
+
+    perm: Tensor
+    scale: Tensor
+    scale_in: str
+    into: Tensor
+    ratio: Tensor
+    cos: Tensor
+
+    def identity(self, size: int) -> bool:
+        return (len(self.perm) == size and bool((self.perm == torch.arange(size)).all())
+                and bool((self.scale == 1).all()) and not bool((self.into >= 0).any()))
 
 
-def _folds(s: Tensor, perm: Tensor) -> tuple[Tensor, Tensor]:
-    """Split units (dummy-neurons' ``split`` mode): for each suspect unit left unmatched whose incoming weights and
-    bias (rows of ``s``) are a positive multiple ``r`` of a matched unit's (cosine >= :data:`SPLIT_COSINE`), that
-    unit and ``r``; −1 / 0 for the others. Such a unit computes ``r`` times the matched unit's value (positive
-    homogeneity), so its outgoing weights belong to the matched unit: :func:`_fold` adds them."""
-    into = torch.full((len(s),), -1, dtype=torch.int64)
-    ratio = torch.zeros(len(s), dtype=torch.float64)
-    matched = perm[perm >= 0]
-    spare = torch.ones(len(s), dtype=torch.bool)
-    spare[matched] = False
-    if not bool(spare.any()) or not len(matched):
-        return into, ratio
-    norm = s.norm(dim=1).clamp_min(1e-30)
-    cos = (s[spare] / norm[spare, None]) @ (s[matched] / norm[matched, None]).T
-    best, at = cos.max(dim=1)
-    ok = best >= SPLIT_COSINE
-    idx = torch.nonzero(spare).reshape(-1)[ok]
-    into[idx] = matched[at[ok]]
-    ratio[idx] = norm[idx] / norm[into[idx]]
-    return into, ratio
+def _fold(w: Tensor, m: _Match, blocks: int) -> Tensor:
+    """Consumer weight ``w`` (out, suspect units × blocks) in the reference's units: split units folded into their
+    unit (times the ratio), reordered by ``m.perm`` (zero for a reference unit without one), times the scale (undoes
+    the 1/c of a rescaled unit). ``blocks``: input columns per unit (a Linear after a flatten), else 1."""
+    v = w.reshape(w.shape[0], -1, blocks, *w.shape[2:]).clone()
+    for u in torch.nonzero(m.into >= 0).reshape(-1).tolist():
+        v[:, int(m.into[u])] += float(m.ratio[u]) * v[:, u]
+    out = v[:, m.perm.clamp(min=0)] * m.scale.reshape(1, -1, *([1] * (v.ndim - 2)))
+    out[:, m.perm < 0] = 0
+    return out.reshape(out.shape[0], -1, *w.shape[2:])
 
 
-def _fold(w: Tensor, into: Tensor, ratio: Tensor, blocks: int) -> Tensor:
-    """``w``'s input columns with each folded unit's (:func:`_folds`) added, times its ratio, to its unit's;
-    ``blocks`` as :func:`_columns`."""
-    if not bool((into >= 0).any()):
-        return w
-    v = (w.reshape(w.shape[0], blocks, -1) if blocks else w).clone()
-    for u in torch.nonzero(into >= 0).reshape(-1).tolist():
-        v[:, int(into[u])] += float(ratio[u]) * v[:, u]
-    return v.reshape(w.shape)
-
-
-def _match(w: Tensor, b: Tensor | None, ref_w: Tensor, ref_b: Tensor | None
-           ) -> tuple[Tensor, Tensor, Tensor, tuple[Tensor, Tensor]]:
-    """Each reference unit's suspect unit (Hungarian on the cosine of incoming weights and bias), its least-squares
-    positive scale and the cosine (−1 / 1 / 0 for a reference unit left without one), and the split units to fold
-    into the matched ones (:func:`_folds`)."""
-    from scipy.optimize import linear_sum_assignment
-
-    s = torch.cat([w.reshape(len(w), -1)] + ([b[:, None]] if b is not None else []), 1)
-    r = torch.cat([ref_w.reshape(len(ref_w), -1)] + ([ref_b[:, None]] if ref_b is not None else []), 1)
-    if s.shape[1] != r.shape[1]:
-        raise ArchitectureError(f"a suspect unit has {s.shape[1]} inputs, the reference's {r.shape[1]}")
-    sim = (r / r.norm(dim=1, keepdim=True).clamp_min(1e-30)) @ (s / s.norm(dim=1, keepdim=True).clamp_min(1e-30)).T
-    ties = torch.eye(*sim.shape, dtype=sim.dtype) * 1e-9  # equal similarities (e.g. dead units): keep the order
-    rows, cols = linear_sum_assignment((sim + ties).numpy(), maximize=True)
-    perm = torch.full((len(r),), -1, dtype=torch.int64)
-    perm[torch.as_tensor(rows)] = torch.as_tensor(cols, dtype=torch.int64)
-    scale, cos = torch.ones(len(r), dtype=torch.float64), torch.zeros(len(r), dtype=torch.float64)
-    ok = perm >= 0
-    matched = s[perm[ok]]
-    c = _scales(matched, r[ok])
-    # a non-positive fit cannot be a ReLU rescaling; a layer whose units' log-scales hardly spread was not rescaled
-    if float(c[c > 0].log().std()) > SCALE_SPREAD:
-        scale[ok] = torch.where(c > 0, c, torch.ones_like(c))
-    cos[ok] = sim[torch.as_tensor(rows), torch.as_tensor(cols)]
-    return perm, scale, cos, _folds(s, perm)
+def _rows(t: Tensor, m: _Match, divide: bool) -> Tensor:
+    """A unit-major tensor in the reference's units (zero for a reference unit without one), divided by the scale
+    when it carries it."""
+    out = t[m.perm.clamp(min=0)].clone()
+    if divide:
+        out = out / m.scale.reshape(-1, *([1] * (t.ndim - 1)))
+    out[m.perm < 0] = 0
+    return out
 
 
 def _scales(s: Tensor, r: Tensor) -> Tensor:
@@ -267,151 +267,130 @@ def _scales(s: Tensor, r: Tensor) -> Tensor:
     return torch.where(den > 0, (s * kept).sum(1) / den.clamp_min(1e-300), torch.ones_like(den))
 
 
+def _match(s: Tensor, r: Tensor, s_affine: Tensor | None, r_affine: Tensor | None, scalable: bool) -> _Match:
+    """Hungarian matching of reference rows ``r`` to suspect rows ``s`` (incoming weights and bias) on their
+    cosine; scales from the BatchNorm's (weight, bias) rows ``*_affine`` when given, else from the rows; split
+    units among the unmatched (:data:`SPLIT_COSINE`)."""
+    from scipy.optimize import linear_sum_assignment
+
+    if s.shape[1] != r.shape[1]:
+        raise ArchitectureError(f"a suspect unit has {s.shape[1]} inputs, the reference's {r.shape[1]}")
+    ns, nr = s / s.norm(dim=1, keepdim=True).clamp_min(1e-30), r / r.norm(dim=1, keepdim=True).clamp_min(1e-30)
+    sim = nr @ ns.T
+    ties = torch.eye(*sim.shape, dtype=sim.dtype) * 1e-9  # equal similarities (e.g. dead units): keep the order
+    rows, cols = linear_sum_assignment((sim + ties).numpy(), maximize=True)
+    perm = torch.full((len(r),), -1, dtype=torch.int64)
+    perm[torch.as_tensor(rows)] = torch.as_tensor(cols, dtype=torch.int64)
+    ok = perm >= 0
+    scale, cos = torch.ones(len(r), dtype=torch.float64), torch.zeros(len(r), dtype=torch.float64)
+    cos[ok] = sim[torch.as_tensor(rows), torch.as_tensor(cols)]
+    by_norm = s_affine is not None and r_affine is not None
+    carrier, target = (s_affine, r_affine) if s_affine is not None and r_affine is not None else (s, r)
+    if scalable:
+        c = _scales(carrier[perm[ok]], target[ok])
+        # a non-positive fit cannot be a ReLU rescaling; a layer whose units' log-scales hardly spread was not rescaled
+        if float(c[c > 0].log().std()) > SCALE_SPREAD:
+            scale[ok] = torch.where(c > 0, c, torch.ones_like(c))
+    into = torch.full((len(s),), -1, dtype=torch.int64)
+    ratio = torch.zeros(len(s), dtype=torch.float64)
+    spare = torch.ones(len(s), dtype=torch.bool)
+    spare[perm[ok]] = False
+    if bool(spare.any()) and bool(ok.any()):
+        matched = perm[ok]
+        best, at = (ns[spare] @ ns[matched].T).max(dim=1)
+        idx = torch.nonzero(spare).reshape(-1)[best >= SPLIT_COSINE]
+        into[idx] = matched[at[best >= SPLIT_COSINE]]
+        size = carrier.norm(dim=1)
+        ratio[idx] = size[idx] / size[into[idx]].clamp_min(1e-30)
+    return _Match(perm, scale, "norm" if by_norm else "rows", into, ratio, cos)
+
+
 @torch.no_grad()
 def align(model: nn.Module, key: WatermarkKey) -> Alignment:
     """``model`` aligned to ``key``'s reference (module docstring); ArchitectureError when its layers cannot be."""
-    ref = _reference(key)
-    layers = chain(model)
-    if layers is None or len(layers) < len(ref):
-        raise ArchitectureError("the suspect's Conv2d/Linear layers do not form the chain of the key's reference")
-    new: dict[str, tuple[Tensor, Tensor | None]] = {}
-    perm = scale = None
-    folds: tuple[Tensor, Tensor] | None = None
-    sims: list[Tensor] = []
-    sizes: list[int] = []
-    dropped: dict[str, int] = {}
-    per_layer: dict[str, float] = {}
-    identity = True
-    for i, (name, mod) in enumerate(layers[: len(ref) + 1]):
-        w = mod.weight.detach().double().cpu()
-        b = mod.bias.detach().double().cpu() if mod.bias is not None else None
-        if perm is not None and scale is not None and folds is not None:
-            prev = layers[i - 1][1]
-            blocks = _units(prev) if isinstance(mod, nn.Linear) and isinstance(prev, nn.Conv2d) else 0
-            w = _columns(_fold(w, *folds, blocks), perm, scale, blocks)
-        if i == len(ref):  # the layer after the reference: its inputs only
-            new[name] = (w, b)
-            break
-        ref_w, ref_b = ref[i]
-        if i == len(layers) - 1:  # the model's output: its units are the logits, never permuted
-            if w.shape != ref_w.shape:
-                raise ArchitectureError(f"the suspect's output layer {name!r} has shape {tuple(w.shape)}, the "
-                                        f"reference's {tuple(ref_w.shape)}")
-            new[name] = (w, b)
-            break
-        perm, scale, cos, folds = _match(w, b, ref_w, ref_b)
-        sims.append(cos)  # 0 for a reference unit the suspect lacks
-        per_layer[name] = float(cos.mean())
-        sizes.append(ref_w.numel())
-        dropped[name] = len(w) - int((perm >= 0).sum())
-        identity &= len(w) == len(ref_w) and bool((perm == torch.arange(len(perm))).all() and (scale == 1).all())
-        keep = perm.clamp(min=0)
-        shape = (-1, *([1] * (w.ndim - 1)))
-        w = torch.where((perm >= 0).reshape(shape), w[keep] / scale.reshape(shape), torch.zeros(()))
-        b = None if b is None else torch.where(perm >= 0, b[keep] / scale, torch.zeros(()))
-        new[name] = (w, b)
-    n = torch.tensor(sizes, dtype=torch.float64)
-    quality = float((torch.tensor(list(per_layer.values()), dtype=torch.float64) * n).sum() / n.sum()) if sizes else 1.0
-    worst = float(torch.cat(sims).min()) if sims else 1.0
-    identity &= all(tuple(w.shape) == tuple(dict(layers)[n].weight.shape) for n, (w, _) in new.items())
+    ref = _reference(key, model)
+    spaces = unit_spaces(model)
+    order = call_order(model)
+    mods = dict(model.named_modules())
+    pos = {n: i for i, n in enumerate(order)}
+    reads: dict[str, tuple[UnitSpace, int]] = {c: (s, b) for s in spaces for c, b in s.consumers}
+    writes: dict[str, UnitSpace] = {p: s for s in spaces for p in (*s.producers, *s.norms)}
+    if not any(f"{n}.weight" in ref for n in order):
+        raise ArchitectureError("the suspect has none of the layers of the key's alignment reference")
+    matches: dict[str, _Match] = {}
+    weights: dict[str, int] = {}
+
+    def tensor(name: str, attr: str) -> Tensor | None:
+        t = getattr(mods[name], attr, None)
+        return t.detach().double().cpu() if isinstance(t, torch.Tensor) else None
+
+    def aligned_in(name: str) -> Tensor:
+        w = tensor(name, "weight")
+        assert w is not None
+        src = reads.get(name)
+        return w if src is None or src[0].name not in matches else _fold(w, matches[src[0].name], src[1])
+
+    for space in sorted(spaces, key=lambda s: pos.get(s.name, len(pos))):
+        if not space.permutable:
+            continue
+        anchor = next((p for p in space.producers if f"{p}.weight" in ref
+                       and (p not in reads or reads[p][0].name in matches or not reads[p][0].permutable)), None)
+        if anchor is None:
+            continue
+        w, b = aligned_in(anchor), tensor(anchor, "bias")
+        r_w, r_b = ref[f"{anchor}.weight"], ref.get(f"{anchor}.bias")
+        if (b is None) != (r_b is None):
+            raise ArchitectureError(f"the suspect's {anchor} and the reference's differ in having a bias")
+        s = torch.cat([w.reshape(len(w), -1)] + ([b[:, None]] if b is not None else []), 1)
+        r = torch.cat([r_w.reshape(len(r_w), -1)] + ([r_b[:, None]] if r_b is not None else []), 1)
+        norm = space.norms[0] if len(space.norms) == 1 and f"{space.norms[0]}.weight" in ref else None
+        s_aff = r_aff = None
+        if norm is not None and tensor(norm, "weight") is not None:
+            s_aff = torch.stack([tensor(norm, "weight"), tensor(norm, "bias")], 1)  # type: ignore[list-item]
+            r_aff = torch.stack([ref[f"{norm}.weight"], ref[f"{norm}.bias"]], 1)
+        matches[space.name] = _match(s, r, s_aff, r_aff, space.scalable)
+        weights[space.name] = r_w.numel()
+    return _assemble(model, spaces, matches, weights, reads, writes, mods)
+
+
+def _assemble(model: nn.Module, spaces: list[UnitSpace], matches: dict[str, _Match], weights: dict[str, int],
+              reads: dict[str, tuple[UnitSpace, int]], writes: dict[str, UnitSpace],
+              mods: dict[str, nn.Module]) -> Alignment:
+    """The aligned copy of ``model``: every tensor indexed by a matched space rewritten (module docstring)."""
+    sizes = {s.name: s.size for s in spaces}
+    identity = all(m.identity(sizes[n]) for n, m in matches.items())
+    per_layer = {n: float(m.cos.mean()) for n, m in matches.items()}
+    n = torch.tensor([weights[k] for k in per_layer], dtype=torch.float64)
+    quality = float((torch.tensor(list(per_layer.values()), dtype=torch.float64) * n).sum() / n.sum()) if per_layer \
+        else 1.0
+    worst = float(torch.cat([m.cos for m in matches.values()]).min()) if matches else 1.0
+    dropped = {k: sizes[k] - int((m.perm >= 0).sum()) for k, m in matches.items()}
+    touched = [name for name in mods if (name in writes and writes[name].name in matches)
+               or (name in reads and reads[name][0].name in matches)]
     if identity:
-        return Alignment(model, True, quality, worst, dropped, list(new), per_layer)
-    return Alignment(_copy_with(model, new), False, quality, worst, dropped, list(new), per_layer)
-
-
-def _copy_with(model: nn.Module, new: dict[str, tuple[Tensor, Tensor | None]]) -> nn.Module:
-    """A copy of ``model`` whose layers in ``new`` hold the given weights and biases (their shapes too)."""
+        return Alignment(model, True, quality, worst, dropped, touched, per_layer)
     out = copy.deepcopy(model)
-    mods = dict(out.named_modules())
-    for name, (w, b) in new.items():
-        mod = mods[name]
-        dtype, device = mod.weight.dtype, mod.weight.device
-        mod.weight = nn.Parameter(w.to(device, dtype).contiguous())
-        if b is not None:
-            mod.bias = nn.Parameter(b.to(device, dtype).contiguous())
-        if isinstance(mod, nn.Linear):
-            mod.out_features, mod.in_features = int(w.shape[0]), int(w.shape[1])
-        elif isinstance(mod, nn.Conv2d):
-            mod.out_channels, mod.in_channels = int(w.shape[0]), int(w.shape[1])
-    return out
-
-
-def _outcome(res: VerificationResult) -> dict[str, Any]:
-    return {"p_value": res.p_value, "score": res.score, "matched_bits": res.matched_bits,
-            "detected": res.detected}
-
-
-def _statistic(res: VerificationResult) -> float:
-    """What the aligned null records: the matched bits, or the score (Pearson's ρ) of a method without bits."""
-    return float(res.matched_bits) if res.matched_bits is not None else float(res.score)
-
-
-def calibrate_null(verify: Callable[[nn.Module, WatermarkKey], VerificationResult], key: WatermarkKey,
-                   null_models: Sequence[Any] | None) -> WatermarkKey:
-    """``key`` with the aligned extraction's null measured on ``null_models`` (issue 21, item 3): each model,
-    trained without the key, is aligned to the key's reference (:func:`align`, whatever its quality) and read with
-    the method's ``verify`` (given the key without its reference: the extraction as it is); their matched bits (or
-    ρ) are stored as :data:`ALIGN_NULL`, and :func:`verify_aligned`
-    then calibrates the aligned p-value on them (:func:`netmark.verify.calibrated_log10_tail`). ``key`` itself
-    without a reference, or when ``null_models`` holds no ``nn.Module`` (e.g. a trigger set's count of reference
-    models); at least 2 are needed, 20 or more make the fit meaningful (the issue's ≥ 20)."""
-    models = [m for m in null_models or () if isinstance(m, nn.Module)]
-    if not has_reference(key) or not models:
-        return key
-    if len(models) < 2:
-        raise ValueError("calibrating the aligned null needs at least 2 independent models (20 or more advised)")
-    base = replace(key, tensors={k: v for k, v in key.tensors.items() if k != ALIGN_NULL})
-    plain = replace(key, tensors={k: v for k, v in base.tensors.items() if k not in ALIGN_TENSORS})
-    stats = [_statistic(verify(align(m.eval(), base).model, plain)) for m in models]
-    return replace(base, tensors={**base.tensors, ALIGN_NULL: torch.tensor(stats, dtype=torch.float64)})
-
-
-def _calibrated(res: VerificationResult, key: WatermarkKey) -> VerificationResult:
-    """The aligned outcome ``res`` with its p-value calibrated on the key's :data:`ALIGN_NULL` (never below the
-    uncalibrated one): the null's tail fitted and measured (:func:`netmark.verify.calibrated_log10_tail`)."""
-    from netmark.verify import calibrated_log10_tail
-
-    null = key.tensors[ALIGN_NULL].double().reshape(-1)
-    if null.numel() < 2 or not bool(torch.isfinite(null).all()):
-        raise KeyFileError(f"the key's {ALIGN_NULL} must hold at least 2 finite values")
-    own = float(res.details.get("log10_p_value", math.log10(res.p_value) if res.p_value > 0 else -math.inf))
-    lg, info = calibrated_log10_tail(_statistic(res), null, total=res.total_bits)
-    lg = max(lg, own)
-    p = 0.0 if lg == -math.inf else 10.0**lg
-    details = {**res.details, **info, "log10_p_value": lg, "log10_p_uncalibrated": own,
-               "null": f"calibrated on {null.numel()} independent models aligned to the reference", "null_exact": False}
-    return replace(res, p_value=p, detected=p <= res.threshold, details=details)
-
-
-def verify_aligned(decide: Callable[[nn.Module], VerificationResult], model: nn.Module,
-                   key: WatermarkKey) -> VerificationResult:
-    """``decide(model)`` for a key without a reference (as before); else also ``decide`` on ``model`` aligned to the
-    key's reference (:func:`align`). The aligned outcome decides when the alignment's quality reaches
-    :data:`MIN_QUALITY` (the suspect's weights are the reference's, obfuscated), else the raw one; both, the one
-    used and the alignment's quality are in ``details["alignment"]``. An unobfuscated suspect aligns to the
-    identity: both agree. ArchitectureError when neither can be read (another architecture)."""
-    if not has_reference(key):
-        return decide(model)
-    try:
-        raw: VerificationResult | None = decide(model)
-        raw_info: dict[str, Any] = _outcome(raw) if raw is not None else {}
-    except ArchitectureError as e:  # dummy units change the host's shape: the raw extraction cannot read it
-        raw, raw_info = None, {"error": str(e)}
-    try:
-        al = align(model, key)
-    except ArchitectureError as e:
-        if raw is None:
-            raise
-        return replace(raw, details={**raw.details, "alignment": {"used": "raw", "error": str(e)}})
-    aligned = raw if al.identity and raw is not None else decide(al.model)
-    if ALIGN_NULL in key.tensors and not al.identity:
-        aligned = _calibrated(aligned, key)
-    copy_of_reference = al.quality >= MIN_QUALITY
-    if not copy_of_reference and raw is None:
-        raise ArchitectureError(f"the suspect's layers have other shapes than the key's and do not align to its "
-                                f"reference (quality {al.quality:.3f} < {MIN_QUALITY}): not a copy of the marked model")
-    res = aligned if copy_of_reference or raw is None else raw
-    # "raw" also for an identity alignment: the aligned outcome is then the raw one itself
-    info = {"used": "raw" if res is raw else "aligned", "raw": raw_info, "aligned": _outcome(aligned),
-            "min_quality": MIN_QUALITY, **al.summary()}
-    return replace(res, details={**res.details, "alignment": info})
+    for name in touched:
+        mod, new = mods[name], {}
+        own, src = writes.get(name), reads.get(name)
+        m_out = matches.get(own.name) if own is not None else None
+        for attr in _ATTRS:
+            t = getattr(mod, attr, None)
+            if not isinstance(t, torch.Tensor):
+                continue
+            v = t.detach().double()
+            if attr == "weight" and not isinstance(mod, _NORM) and src is not None and src[0].name in matches:
+                v = _fold(v, matches[src[0].name], src[1])
+            if m_out is not None:
+                carries = (attr in ("weight", "bias")) and (
+                    isinstance(mod, _NORM) if m_out.scale_in == "norm" else not isinstance(mod, _NORM))
+                v = _rows(v, m_out, divide=carries and len(own.producers) == 1 if own else False)
+            new[attr] = v.to(t.dtype)
+        layer = resized(mod, *([new["weight"].shape[0], new["weight"].shape[1]] if not isinstance(mod, _NORM)
+                               else [next(iter(new.values())).shape[0]]))
+        count = getattr(mod, "num_batches_tracked", None)
+        if isinstance(count, torch.Tensor):
+            new["num_batches_tracked"] = count.detach().clone()
+        layer.load_state_dict({**layer.state_dict(), **new}, strict=True)
+        set_layer(out, name, layer.train(mod.training))
+    return Alignment(out, False, quality, worst, dropped, touched, per_layer)

@@ -89,7 +89,8 @@ from netmark._util import check_choice, check_finite, check_layer_name, first_li
 from netmark.draws import KeyRoot, draw
 from netmark.errors import ArchitectureError, ConfigError, KeyFileError
 from netmark.keys import WatermarkKey
-from netmark.methods.alignment import calibrate_null, verify_aligned, with_reference
+from netmark.methods.alignment import with_reference
+from netmark.methods.alignment_null import calibrate_null, verify_aligned
 from netmark.methods.base import Extraction, MethodConfig, register_method
 from netmark.methods.phases import EmbedPrep
 from netmark.methods.traits import MethodTraits
@@ -388,13 +389,16 @@ class DeepSigns(TriggerSetMethod):
     def prepare(self, model: nn.Module, data: Dataset, train_config: TrainConfig | None, *,
                 key: WatermarkKey | None, teacher: nn.Module | None, eval_data: Dataset | None,
                 null_models: Sequence[Any] | None) -> EmbedPrep:
-        """White: no null models (its null is exact). Black: no distillation; keep a copy of the model from before
-        training (:meth:`finalize` selects the keys against it and trains the reference models from it)."""
+        """White: nothing (its null is exact; ``null_models``, independent models, calibrate the aligned null in
+        :meth:`finalize`: :func:`~netmark.methods.alignment_null.calibrate_null`). Black: no distillation; keep a copy
+        of the model from before training (:meth:`finalize` selects the keys against it and trains the reference
+        models from it)."""
         if not self._white(key):
             return super().prepare(model, data, train_config, key=key, teacher=teacher, eval_data=eval_data,
                                    null_models=null_models)
-        if null_models is not None:
-            raise ConfigError("null_models is for deepsigns' black-box mode; the white-box null is exact")
+        if null_models is not None and not all(isinstance(m, nn.Module) for m in null_models):
+            raise ConfigError("deepsigns white: null_models must be independently trained models (they calibrate "
+                              "the aligned null)")
         return EmbedPrep(train_config=train_config)
 
     def finalize(self, key: WatermarkKey, model: nn.Module, *, hook: TrainHook | None = None,

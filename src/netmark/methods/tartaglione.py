@@ -77,7 +77,8 @@ from netmark._util import check_bool, check_choice, check_finite, check_int, che
 from netmark.draws import KeyRoot, draw
 from netmark.errors import ArchitectureError, ConfigError, KeyFileError
 from netmark.keys import WatermarkKey
-from netmark.methods.alignment import calibrate_null, verify_aligned, with_reference
+from netmark.methods.alignment import with_reference
+from netmark.methods.alignment_null import calibrate_null, verify_aligned
 from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod, register_method
 from netmark.methods.tartaglione_variants import VARIANTS, Variant, decode, encode, proportional_layers
 from netmark.methods.traits import MethodTraits

@@ -50,7 +50,8 @@ from netmark._util import check_bool, check_choice, check_finite, check_int, che
 from netmark.draws import Draw, KeyRoot, draw
 from netmark.errors import ArchitectureError, ConfigError
 from netmark.keys import WatermarkKey
-from netmark.methods.alignment import calibrate_null, verify_aligned, with_reference
+from netmark.methods.alignment import with_reference
+from netmark.methods.alignment_null import calibrate_null, verify_aligned
 from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod, drowning_note, register_method
 from netmark.methods.traits import MethodTraits
 from netmark.training import TrainConfig, TrainHook

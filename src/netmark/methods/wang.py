@@ -100,7 +100,8 @@ from netmark._util import check_choice, check_finite, check_int, check_layer_nam
 from netmark.draws import Draw, KeyRoot, draw
 from netmark.errors import ArchitectureError, ConfigError, KeyFileError
 from netmark.keys import WatermarkKey
-from netmark.methods.alignment import calibrate_null, verify_aligned, with_reference
+from netmark.methods.alignment import with_reference
+from netmark.methods.alignment_null import calibrate_null, verify_aligned
 from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod, register_method, without_null
 from netmark.methods.phases import EmbedPrep
 from netmark.methods.traits import MethodTraits

@@ -36,6 +36,7 @@ from torch import fx, nn
 
 from netmark._util import first_line
 from netmark.errors import ArchitectureError
+from netmark.models.resize import widths_of
 
 #: modules that keep the unit axis and commute with per-unit positive scaling (ReLU(c·x) = c·ReLU(x))
 HOMOGENEOUS = (nn.ReLU, nn.LeakyReLU, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
@@ -365,12 +366,13 @@ class _Analysis:
 
 
 def _width(m: nn.Module, axis: int) -> int:
-    """Output (axis 0) or input (axis 1) units of a Conv2d, Linear or BatchNorm."""
-    if isinstance(m, nn.Conv2d):
-        return int(m.out_channels if axis == 0 else m.in_channels)
-    if isinstance(m, nn.Linear):
-        return int(m.out_features if axis == 0 else m.in_features)
-    return int(getattr(m, "num_features", -1))
+    """Output (axis 0) or input (axis 1) units of a Conv2d, Linear or BatchNorm, read off its tensors (a caller may
+    have replaced them without updating the module's size attributes)."""
+    try:
+        sizes = widths_of(m)
+    except ArchitectureError:
+        return -1
+    return sizes[axis] if axis < len(sizes) else -1
 
 
 def unit_spaces(model: nn.Module) -> list[UnitSpace]:
