@@ -5,7 +5,7 @@
 Per method (Fashion-MNIST, ``--train-size`` stratified training images, ``--epochs`` of SGD lr 0.01 momentum 0.9,
 batch 64, key seed ``--seed``; the settings of issue 21): Uchida in LeNet5 ``conv2`` (256 bits) and in the MLP's
 ``fc2`` (784-64-10, 48 bits: M = 64), Wang AUTO in the MLP's ``fc2`` (256 bits), Tartaglione in LeNet5 (1800 values,
-4 replicas, split batch), DeepSigns white in the MLP's ``fc1`` (32 bits, the example config; ``--deepsigns-bits``).
+4 replicas, split batch), DeepSigns white in the MLP's ``fc1`` (32 bits, the example config); ``--bits`` changes them.
 
 First ``2 × --independent`` models of each architecture are trained without any key (seeds 100, 101, ...; same data
 and schedule): the first half calibrates the key's aligned null (``embed(..., null_models=...)``: issue 21, item 3),
@@ -86,7 +86,7 @@ def main() -> None:
     ap.add_argument("--independent", type=int, default=20, help="models to calibrate with, and as many to test")
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--deepsigns-bits", type=int, default=None, help="DeepSigns white's bits (default: its example)")
+    ap.add_argument("--bits", default="", help="other message lengths, e.g. uchida-mlp=64,deepsigns-mlp=128")
     args = ap.parse_args()
     torch.set_num_threads(1)
     data = load("fashion-mnist", "train", train_size=args.train_size)
@@ -100,8 +100,9 @@ def main() -> None:
     others: dict[str, list[nn.Module]] = {}
     for case in args.cases.split(","):
         name, config, arch = CASES[case]
-        if name == "deepsigns" and args.deepsigns_bits:
-            config = replace(config, bits=args.deepsigns_bits)
+        bits_for = dict(item.split("=") for item in args.bits.split(",") if item)
+        if case in bits_for:
+            config = replace(config, bits=int(bits_for[case]))
         method = get_method(name)(config)
         if arch not in others:
             t0 = time.time()
