@@ -200,6 +200,7 @@ def test_the_registered_obfuscations_are_undone(marked, attack: str, digits_trai
     info = res.details["alignment"]
     assert res.detected and info["used"] == "aligned" and info["quality"] > 0.99, info
     assert abs(res.score - method.verify(model, key).score) <= 0.05
+    assert res.details["null_exact"] is False and "not calibrated" in res.details["null"]  # no aligned null in key
 
 
 @pytest.mark.parametrize("arch", ["mlp", "lenet5", "simple-cnn", "all-cnn-c"])
@@ -442,3 +443,34 @@ def test_a_resnet_copy_obfuscated_every_way_is_detected(name: str, digits_train:
     info = res.details["alignment"]
     assert res.detected and info["used"] == "aligned" and info["quality"] > 0.99, info
     assert "error" in info["raw"] or not info["raw"]["detected"]
+
+
+def test_the_cli_embeds_with_null_models_and_verifies_a_widened_copy(tmp_path) -> None:
+    """`netmark train` ×2 (independent models), `netmark embed --null-model ...` (the key stores their aligned
+    readings), `netmark attack dummy-neurons`, `netmark verify`: the widened copy is detected through alignment with
+    a p-value calibrated on the two models; the widened file reloads with its new layer sizes."""
+    from typer.testing import CliRunner
+
+    from netmark.cli import app
+    from netmark.keys import WatermarkKey
+    from netmark.methods.alignment_null import ALIGN_NULL
+
+    def run(*args: object) -> Any:
+        return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+
+    common = ("--model", "mlp", "--dataset", "digits", "--epochs", "6", "--lr", "0.05", "-q")
+    nulls = []
+    for seed in (11, 12):
+        r = run("train", *common, "--seed", seed, "--out", tmp_path / f"null{seed}")
+        assert r.exit_code == 0, r.output
+        nulls += ["--null-model", tmp_path / f"null{seed}" / "model.safetensors"]
+    r = run("embed", *common, "--method", "uchida", "--layer", "fc2", "--bits", "32", "--key-seed", "0", "--seed",
+            "0", *nulls, "--out", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    assert WatermarkKey.load(tmp_path / "run" / "owner.key").tensors[ALIGN_NULL].shape == (2,)
+    r = run("attack", "dummy-neurons", tmp_path / "run" / "model.safetensors", "--set", "seed=3", "--set", "mode=split",
+            "--out", tmp_path / "w.safetensors")
+    assert r.exit_code == 0, r.output
+    r = run("verify", tmp_path / "w.safetensors", "--key", tmp_path / "run" / "owner.key", "--json")
+    assert r.exit_code == 0, r.output
+    assert "calibrated on 2 independent models" in r.stdout and '"detected": true' in r.stdout, r.stdout

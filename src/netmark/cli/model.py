@@ -60,6 +60,7 @@ def embed(method: Annotated[str, typer.Option("--method", help="watermarking sch
           payload: Annotated[Path | None, typer.Option("--payload", help="tartaglione: an image (PNG...) whose RGB pixels are the payload (default: random values)")] = None,
           identity: Annotated[Path | None, typer.Option("--identity", help="sign an ownership claim with this identity (netmark identity new): the key is drawn from the claim's commitment and OUT/claim.json is written beside it")] = None,
           passphrase_file: Annotated[Path | None, typer.Option("--passphrase-file", help="the --identity's passphrase (first line of this file)")] = None,
+          null_model: Annotated[list[Path] | None, typer.Option("--null-model", help="a model trained without the key (netmark train; repeat, 20 or more advised): white-box keys store their readings after alignment, which calibrates the p-value of an obfuscated copy; trigger sets with image-dependent labels calibrate their null on these instead of training reference models")] = None,
           allow_undetected: Annotated[bool, typer.Option("--allow-undetected", help="write the files even when the owner's key does not verify on the model or its accuracy is at chance (exit 0 and a warning, not exit 3)")] = False,
           train_size: opt.TrainSize = None, seed: opt.Seed = 0, key_seed: opt.KeySeed = None, lr: opt.Lr = 0.01,
           batch_size: opt.Batch = 64, optimizer: opt.Optim = "sgd", momentum: opt.Momentum = 0.9,
@@ -114,7 +115,9 @@ def embed(method: Annotated[str, typer.Option("--method", help="watermarking sch
         from netmark.methods.ownership import claimed_key
 
         key, claim = claimed_key(wm, net, owner, data=tr if wm.traits().needs_data else None, payload=values)
-    net, key, run = wm.embed(net, tr, cfg, seed=key_seed, eval_data=te, teacher=teacher, key=key, warn=False)
+    refs = [opt.load_model_file(p) for p in null_model or []] or None
+    net, key, run = wm.embed(net, tr, cfg, seed=key_seed, eval_data=te, teacher=teacher, key=key, warn=False,
+                             null_models=refs)
     res, problem = run.check.verification, run.check.problem()
     if problem is not None and not allow_undetected:
         raise opt.fail(f"{problem} Nothing written (--allow-undetected writes it anyway).", 3)
