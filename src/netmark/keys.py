@@ -65,6 +65,9 @@ class WatermarkKey:
             ``None`` for a seeded key). Never printed (not in ``repr``).
         opening: a claimed key's opening (:mod:`netmark.claims`): ``{"nonce": hex, "config": the committed config,
             "commitment": hex}``; the root is derived from it. ``None``: no claim. Never printed.
+        hosts: the weight tensors the extraction reads, ``{name: {"shape": [...], "dtype": "float32"}}``, for methods
+            that read named weights only (``MethodTraits.reads_weights``): any file holding them verifies
+            (:mod:`netmark.weights`). ``None`` for other methods and for keys written before it existed.
         created: ISO timestamp.
         netmark_version: version that wrote the key.
         format_version: key file format version.
@@ -85,12 +88,18 @@ class WatermarkKey:
     message_random: bool = True
     root: str | None = field(default=None, repr=False)
     opening: dict[str, Any] | None = field(default=None, repr=False)
+    hosts: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.opening is not None and (self.root is None or not isinstance(self.opening, dict)
                                          or set(self.opening) != {"nonce", "config", "commitment"}
                                          or not isinstance(self.opening["config"], dict)):
             raise KeyFileError("a key's opening is {nonce, config, commitment} beside a root")
+        if self.hosts is not None and (not isinstance(self.hosts, dict) or not all(
+                isinstance(n, str) and n and isinstance(h, dict) and isinstance(h.get("shape"), list)
+                and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in h["shape"])
+                and isinstance(h.get("dtype"), str) for n, h in self.hosts.items())):
+            raise KeyFileError("a key's hosts are {tensor name: {shape: [int, ...], dtype: str}}")
         if self.root is not None:
             try:
                 ok = len(bytes.fromhex(self.root)) == 32
@@ -119,7 +128,7 @@ class WatermarkKey:
 
     def _fields(self) -> dict[str, Any]:
         # a seeded key's fields (and fingerprint) as format 1; an unclaimed key's as before claims existed
-        extra = {n: getattr(self, n) for n in ("root", "opening") if getattr(self, n) is not None}
+        extra = {n: getattr(self, n) for n in ("root", "opening", "hosts") if getattr(self, n) is not None}
         return {**{name: getattr(self, name) for name in _FIELD_TYPES}, **extra, "tensor_names": sorted(self.tensors)}
 
     @property
@@ -183,7 +192,9 @@ class WatermarkKey:
         for name, t in tensors.items():
             if t.is_floating_point() and not torch.isfinite(t).all():
                 raise KeyFileError(f"key file {p} has non-finite values in tensor {name!r}")
-        key = cls(tensors=dict(tensors), root=d.get("root"), opening=d.get("opening"),
+        if "hosts" in d and not isinstance(d["hosts"], dict):
+            raise KeyFileError(f"key file {p} has a malformed field 'hosts'")
+        key = cls(tensors=dict(tensors), root=d.get("root"), opening=d.get("opening"), hosts=d.get("hosts"),
                   **{name: d[name] for name in _FIELD_TYPES})
         if key.fingerprint != d["fingerprint"]:
             raise KeyFileError(f"key file {p} fails its sha256 fingerprint check (modified or corrupt)")

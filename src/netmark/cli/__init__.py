@@ -20,7 +20,7 @@ from typing import Annotated
 
 import typer
 
-from netmark.cli import access, model, ownership, study
+from netmark.cli import access, model, ownership, scan, study
 from netmark.cli.attack import attack_app
 from netmark.cli.common import OneLineErrors, enable_verbose, version_text
 from netmark.cli.identity import identity_app
@@ -33,8 +33,8 @@ app = typer.Typer(
     "3 embed: the trained model fails its own verification or is at chance (nothing written).",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, cls=OneLineErrors,
 )
-for _command in (model.train, model.embed, model.verify, model.serve, study.reproduce, study.report, model.models,
-                 study.demo, access.protect, study.evaluate, ownership.dispute, ownership.timestamp):
+for _command in (model.train, model.embed, model.verify, scan.scan, model.serve, study.reproduce, study.report,
+                 model.models, study.demo, access.protect, study.evaluate, ownership.dispute, ownership.timestamp):
     app.command()(_command)
 app.add_typer(attack_app, name="attack")
 app.add_typer(access.piracy_app, name="piracy")

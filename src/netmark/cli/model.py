@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -142,6 +142,30 @@ def embed(method: Annotated[str, typer.Option("--method", help="watermarking sch
                + (f"; the signed claim {claim_path[0]} (publish it)" if claim is not None else ""))
 
 
+def read_suspect(path: Path, key: Any, *, weights_ok: bool) -> Any:
+    """The suspect model in ``path`` rebuilt (netmark.io.load_model), or ``None`` when only its weights will be read:
+    ``weights_ok`` (the key's method reads named weights) and the file is a directory (Hugging Face), an ONNX file,
+    or a file whose architecture cannot be rebuilt (none recorded, a user's own module, another architecture)."""
+    from netmark.errors import ArchitectureError, ModelFileError
+    from netmark.io import load_model
+
+    if weights_ok and (path.is_dir() or path.suffix.lower() == ".onnx"):
+        return None
+    try:
+        return load_model(path, arch=key.arch)
+    except ArchitectureError:
+        if weights_ok:
+            return None
+        raise
+    except ModelFileError as e:
+        if weights_ok and "records no architecture" in str(e):
+            return None
+        if "records no architecture" in str(e):
+            raise ModelFileError(f"{e}; the key's method ({key.method}) needs the model itself, not only its "
+                                 "weights: save it with netmark.save_model") from None
+        raise
+
+
 #: what ``verify`` says of a key drawn from a research seed (``--key-seed``): nothing here can tell the owner's
 #: guessable key from a forger's
 UNCLAIMED_NOTE = ("note: no --claim given, so this is an unverified claim: a key forged to fit the model would pass "
@@ -220,10 +244,11 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
     else:
         from netmark.methods import verify as run_verify
 
-        net = load_model(Path(model), arch=k.arch)
-        predict = None
+        net, predict = read_suspect(Path(model), k, weights_ok=wm.traits().reads_weights and signed is None), None
 
         def decide(key_: WatermarkKey) -> VerificationResult:
+            if net is None:  # weights only: the file's architecture is not rebuilt (netmark.weights)
+                return wm.verify_weights(Path(model), key_, alpha=alpha)
             return run_verify(net, key_, alpha=alpha)
 
     checked = None
@@ -245,6 +270,8 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
         word = "DETECTED" if res.detected else "NOT DETECTED"
         typer.echo(f"{word}: {wm.describe(res, with_ber=True)}, p-value {res.p_value:.3g} vs alpha {alpha:g} "
                    f"[{res.method}, key {k.fingerprint[:12]}]")
+        if res.details.get("read"):
+            typer.echo(f"  read: {res.details['read']}: the key's host tensors, by name")
         al = res.details.get("alignment")
         if isinstance(al, dict) and al.get("used") == "aligned":
             raw = al.get("raw") or {}

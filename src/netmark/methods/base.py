@@ -248,11 +248,47 @@ class WatermarkMethod(ABC):
             check_message(message, bits)
         msg = message if message is not None or bits is None else random_message(bits, root)
         cfg = replace(self.config, layer=layer) if layer is not None else self.config  # type: ignore[call-arg]
-        return WatermarkKey(method=self.name, layer=layer, message=msg or "", tensors=tensors,
+        hosts = None
+        if self.traits().reads_weights:
+            hosts = {n: {"shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch.")}
+                     for n, t in self.host_tensors(model, layer).items()}
+        return WatermarkKey(method=self.name, layer=layer, message=msg or "", tensors=tensors, hosts=hosts,
                             config={**cfg.to_dict(), **config_extra}, arch=arch_or_none(model),
                             seed=root if isinstance(root, int) else None,
                             root=root.hex() if isinstance(root, bytes) else None,
                             message_random=message is None if message_random is None else message_random)
+
+    def host_tensors(self, model: nn.Module, layer: str | None) -> dict[str, torch.Tensor]:
+        """The named weight tensors of ``model`` the extraction reads (methods with ``reads_weights``; recorded in
+        the key as ``hosts``). Default: the host layer's weight."""
+        from netmark.models import get_layer
+
+        return {f"{layer}.weight": get_layer(model, layer).weight} if layer else {}
+
+    def host_names(self, key: WatermarkKey) -> dict[str, Any]:
+        """The tensors to read from a suspect file for ``key``: its ``hosts``, or for a key written before they were
+        recorded the host layer's weight (shape unchecked)."""
+        if key.hosts is not None:
+            return key.hosts
+        if not self.traits().reads_weights or not key.layer:
+            raise ConfigError(f"{self.name} keys are verified on a model (a forward pass or its predictions), not "
+                              "on weights alone")
+        return {f"{key.layer}.weight": None}
+
+    def verify_weights(self, source: Any, key: WatermarkKey, *, alpha: float = DEFAULT_ALPHA) -> VerificationResult:
+        """Verify ``key`` on the named weights of ``source`` (a :class:`netmark.weights.WeightFile`, or a path),
+        whatever architecture the file belongs to (:mod:`netmark.weights`): only for methods that read weights
+        (``MethodTraits.reads_weights``); ConfigError for others, ArchitectureError when a tensor is missing or has
+        another shape. Alignment needs the model's graph, so the suspect is read as it is."""
+        from netmark.methods.alignment import without_reference
+        from netmark.weights import WeightFile, weight_shell
+
+        if not self.traits().reads_weights:
+            raise ConfigError(f"{self.name} keys are verified on a model (a forward pass or its predictions), not on "
+                              "weights alone")
+        file = source if isinstance(source, WeightFile) else WeightFile(source)
+        res = self.verify(weight_shell(file.tensors(self.host_names(key))), without_reference(key), alpha=alpha)
+        return replace(res, details={**res.details, "read": "weights only (no architecture)"})
 
     @abstractmethod
     def hook(self, key: WatermarkKey) -> TrainHook:

@@ -400,7 +400,7 @@ class Tartaglione(WatermarkMethod):
     config_cls = TartaglioneConfig
     paper = ("Tartaglione, Grangetto, Cavagnino, Botta: Delving in the loss landscape to embed robust watermarks "
              "into neural networks, ICPR 2020")
-    TRAITS = MethodTraits(payload="values")
+    TRAITS = MethodTraits(payload="values", reads_weights=True)
     KEY_CONFIG_EXTRAS = ("layers", "payload_shape")
     VERSION = 2  # 2: the key holds an alignment reference of every layer (issue 21)
     config: TartaglioneConfig
@@ -437,6 +437,10 @@ class Tartaglione(WatermarkMethod):
     def check_key_tensors(self, key: WatermarkKey) -> None:
         if "payload" not in key.tensors:
             raise KeyFileError("tartaglione key lacks its payload tensor")
+
+    def host_tensors(self, model: nn.Module, layer: str | None) -> dict[str, Tensor]:
+        """Every parameter of every Conv2d/Linear layer, in model order: the payload is spread over all of them."""
+        return {name: p for _, ps in layers_of(model) for name, p in ps}
 
     def hook(self, key: WatermarkKey) -> TartaglioneHook:
         return TartaglioneHook(key, self.config)

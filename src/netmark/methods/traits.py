@@ -11,6 +11,8 @@ modes) overrides :meth:`~netmark.methods.base.WatermarkMethod.traits`. Callers a
 * ``needs_data`` / ``needs_payload``: what :meth:`~netmark.methods.base.WatermarkMethod.create_key` must be given
   (training images; a payload). A bit message is taken by ``bits`` methods only, a payload by ``values`` ones;
 * ``needs_trained_model``: the key is crafted on a trained model (frontier stitching's adversaries);
+* ``reads_weights``: the extraction reads named weight tensors only, so any file holding them verifies, whatever
+  its architecture (:mod:`netmark.weights`; the key records them: ``WatermarkKey.hosts``);
 * :meth:`MethodTraits.describe` / :attr:`MethodTraits.score_name`: what a verification reached, in words, and what
   its ``score`` is.
 """
@@ -37,6 +39,7 @@ class MethodTraits:
     needs_data: bool = False
     needs_payload: bool = False
     needs_trained_model: bool = False
+    reads_weights: bool = False
 
     def __post_init__(self) -> None:
         if self.payload not in PAYLOAD_KINDS:

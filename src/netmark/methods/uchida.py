@@ -178,7 +178,7 @@ class Uchida(WatermarkMethod):
     name = "uchida"
     config_cls = UchidaConfig
     paper = "Uchida et al., Embedding Watermarks into Deep Neural Networks, ICMR 2017"
-    TRAITS = MethodTraits(payload="bits")
+    TRAITS = MethodTraits(payload="bits", reads_weights=True)
     VERSION = 2  # 2: the key holds an alignment reference (issue 21)
     config: UchidaConfig
 

@@ -406,7 +406,7 @@ class Wang(WatermarkMethod):
     name = "wang"
     config_cls = WangConfig
     paper = "Wang et al., Watermarking in Deep Neural Networks via Error Back-propagation, EI 2020"
-    TRAITS = MethodTraits(payload="bits")
+    TRAITS = MethodTraits(payload="bits", reads_weights=True)
     STRENGTH_WEIGHS_LOSS = True
     VERSION = 4  # 2: extractor hardening (issue 18); 3: by a margin in the nulls' spread; 4: alignment reference
     TRAINED_TENSORS = ("selection", "W1", "W2")  # drawn from the root, then trained with the host

@@ -1,0 +1,198 @@
+"""Weights from any model file, by tensor name: verification for models netmark cannot (or need not) rebuild.
+
+Uchida, Wang and Tartaglione read named weight tensors only (``MethodTraits.reads_weights``), so a suspect's
+architecture does not matter to them: :func:`open_weights` reads the tensors a key names from
+
+* a ``.safetensors`` file (netmark's, or anyone's) — lazily, only the tensors asked for;
+* a Hugging Face ``save_pretrained`` directory: ``model.safetensors``, sharded ``model.safetensors.index.json``, or
+  ``pytorch_model.bin``;
+* a ``.pt`` / ``.pth`` / ``.bin`` / ``.ckpt`` state_dict, through ``torch.load(weights_only=True)`` (never full
+  unpickling: :mod:`netmark.io`);
+* an ONNX file's initializers (the ``onnx`` package: ``pip install 'netmark[onnx]'``).
+
+Names are matched exactly, else after the prefixes frameworks add or strip (:data:`PREFIXES`: ``module.`` from
+DataParallel/DDP, ``model.`` / ``base_model.model.`` from Hugging Face and PEFT, ``_orig_mod.`` from
+``torch.compile``); a missing tensor is an :class:`~netmark.errors.ArchitectureError` naming the closest names the file
+has, a tensor of another shape one naming both shapes. :func:`weight_shell` wraps the tensors as the ``Conv2d`` /
+``Linear`` layers the methods' extraction reads (it computes nothing: a forward pass is not what these methods need).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from netmark._util import first_line
+from netmark.errors import ArchitectureError, ModelFileError
+
+#: prefixes a framework adds to every tensor name (longest first)
+PREFIXES = ("base_model.model.", "_orig_mod.", "module.", "model.")
+#: file suffixes read as PyTorch state dicts (weights only)
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+MODEL_SUFFIXES = (".safetensors", ".onnx", *TORCH_SUFFIXES)
+HF_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+
+
+class WeightFile:
+    """The tensors of one model file or directory (module docstring), read on demand by name."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._where: dict[str, Path] = {}  # safetensors: tensor name -> file holding it
+        self._loaded: dict[str, torch.Tensor] = {}  # whole-file formats (torch, onnx)
+        p = self.path
+        if p.is_dir():
+            self._open_dir(p)
+        elif not p.is_file():
+            raise ModelFileError(f"model file {p} does not exist")
+        elif p.suffix.lower() == ".onnx":
+            self._loaded = _onnx_initializers(p)
+        elif p.suffix.lower() in TORCH_SUFFIXES:
+            from netmark.io import _load_torch_state
+
+            self._loaded = _load_torch_state(p)
+        else:
+            self._index_safetensors(p)
+
+    def _open_dir(self, p: Path) -> None:
+        index = p / "model.safetensors.index.json"
+        if (p / "model.safetensors").is_file():
+            self._index_safetensors(p / "model.safetensors")
+        elif index.is_file():
+            try:
+                weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+                shards = {str(v) for v in weight_map.values()}
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise ModelFileError(f"{index} is not a safetensors index (no weight_map)") from None
+            for shard in sorted(shards):
+                if Path(shard).name != shard:
+                    raise ModelFileError(f"{index} names a shard outside its directory: {shard!r}")
+                self._index_safetensors(p / shard)
+        elif (p / "pytorch_model.bin").is_file():
+            from netmark.io import _load_torch_state
+
+            self._loaded = _load_torch_state(p / "pytorch_model.bin")
+        else:
+            raise ModelFileError(f"{p} is a directory without a model file ({', '.join(HF_FILES)})")
+
+    def _index_safetensors(self, p: Path) -> None:
+        from safetensors import SafetensorError, safe_open
+
+        if not p.is_file():
+            raise ModelFileError(f"model file {p} does not exist")
+        try:
+            with safe_open(str(p), framework="pt") as f:
+                for name in f.keys():  # noqa: SIM118 (safe_open is no mapping)
+                    self._where[name] = p
+        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+            raise ModelFileError(f"model file {p} is corrupt, truncated or not safetensors ({first_line(e)})") from None
+
+    def names(self) -> list[str]:
+        """Every tensor name the file holds."""
+        return [*self._where, *self._loaded]
+
+    def resolve(self, name: str) -> str:
+        """The file's name for the tensor ``name`` (module docstring); ArchitectureError naming the closest ones."""
+        have = self.names()
+        if name in self._where or name in self._loaded:
+            return name
+        bare = _strip(name)
+        found = [n for n in have if _strip(n) == bare]
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise ArchitectureError(f"{self.path} holds several tensors that may be {name!r}: {', '.join(found[:4])}")
+        near = difflib.get_close_matches(name, have, n=3, cutoff=0.5) or have[:3]
+        raise ArchitectureError(f"{self.path} has no tensor {name!r} (nor under a framework prefix); closest: "
+                                f"{', '.join(near) or 'none: the file holds no tensors'}")
+
+    def get(self, name: str) -> torch.Tensor:
+        """The tensor ``name`` (resolved), as a float tensor (ModelFileError if it is not floating point or not
+        finite)."""
+        real = self.resolve(name)
+        if real in self._loaded:
+            t = self._loaded[real]
+        else:
+            from safetensors import safe_open
+
+            with safe_open(str(self._where[real]), framework="pt") as f:
+                t = f.get_tensor(real)
+        if not t.is_floating_point():
+            raise ModelFileError(f"{self.path}: {real} is stored as {str(t.dtype).removeprefix('torch.')}, expected "
+                                 "floating point (refusing to cast it)")
+        if not bool(torch.isfinite(t).all()):
+            raise ModelFileError(f"{self.path} has NaN/Inf weights in {real}")
+        return t
+
+    def tensors(self, wanted: Mapping[str, Any] | Iterable[str]) -> dict[str, torch.Tensor]:
+        """The tensors ``wanted`` (names, or names -> ``{"shape": [...]}`` as a key's ``hosts`` records them, then each
+        shape is checked) by the key's names."""
+        out: dict[str, torch.Tensor] = {}
+        for name in wanted:
+            t = self.get(name)
+            spec = wanted[name] if isinstance(wanted, Mapping) else None
+            shape = spec.get("shape") if isinstance(spec, Mapping) else None
+            if shape is not None and list(t.shape) != list(shape):
+                raise ArchitectureError(f"{self.path}: {self.resolve(name)} has shape {tuple(t.shape)}, the key's "
+                                        f"{name} {tuple(shape)} (another architecture?)")
+            out[name] = t
+        return out
+
+
+def _strip(name: str) -> str:
+    changed = True
+    while changed:
+        changed = False
+        for prefix in PREFIXES:
+            if name.startswith(prefix):
+                name, changed = name[len(prefix):], True
+    return name
+
+
+def _onnx_initializers(p: Path) -> dict[str, torch.Tensor]:
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        raise ModelFileError(f"reading {p} needs the onnx package: pip install 'netmark[onnx]'") from None
+    try:
+        proto = onnx.load(str(p), load_external_data=False)
+    except Exception as e:  # protobuf raises DecodeError and others for a corrupt file
+        raise ModelFileError(f"model file {p} is corrupt or not ONNX ({first_line(e)})") from None
+    return {init.name: torch.from_numpy(numpy_helper.to_array(init).copy()) for init in proto.graph.initializer}
+
+
+def weight_shell(tensors: Mapping[str, torch.Tensor]) -> nn.Module:
+    """An ``nn.Module`` whose sub-modules are ``Linear`` (2-D weight) and ``Conv2d`` (4-D) layers holding ``tensors``
+    (``<layer>.weight`` and, where given, ``<layer>.bias``), in the order given: what the weight-reading methods'
+    extraction looks up. It has no forward pass."""
+    shell = nn.Module()
+    for name, w in tensors.items():
+        layer, _, attr = name.rpartition(".")
+        if attr != "weight" or not layer:
+            continue
+        if w.ndim == 2:
+            mod: nn.Module = nn.Linear(w.shape[1], w.shape[0], bias=f"{layer}.bias" in tensors, device="meta")
+        elif w.ndim == 4:
+            mod = nn.Conv2d(w.shape[1], w.shape[0], (int(w.shape[2]), int(w.shape[3])), bias=f"{layer}.bias" in tensors,
+                            device="meta")
+        else:
+            raise ArchitectureError(f"{name} has {w.ndim} dimensions: not a Linear or Conv2d weight")
+        mod.weight = nn.Parameter(w.detach().float(), requires_grad=False)
+        if f"{layer}.bias" in tensors:
+            mod.bias = nn.Parameter(tensors[f"{layer}.bias"].detach().float(), requires_grad=False)
+        parent = shell
+        parts = layer.split(".")
+        for part in parts[:-1]:
+            if not hasattr(parent, part):
+                parent.add_module(part, nn.Module())
+            parent = getattr(parent, part)
+        parent.add_module(parts[-1], mod)
+    return shell.eval()
