@@ -148,6 +148,14 @@ def test_a_users_own_module_verifies_from_the_cli(marked, digits_train: ArrayDat
         assert r.exit_code == 0 and "DETECTED" in r.stdout and "weights only" in r.stdout, r.output
     r = run("verify", tmp_path / "other.pt", "--key", tmp_path / "owner.key")
     assert r.exit_code == 1 and "NOT DETECTED" in r.stdout, r.output
+    r = run("attack", "prune", tmp_path / "mine.pt", "--rate", "0.5", "--out", tmp_path / "pruned.pt")
+    assert r.exit_code == 0, r.output  # a tensor-by-tensor attack runs on the state dict, names kept
+    pruned = torch.load(tmp_path / "pruned.pt", weights_only=True)
+    assert list(pruned) == list(model.state_dict()) and float((pruned["body.1.weight"] == 0).float().mean()) == 0.5
+    r = run("verify", tmp_path / "pruned.pt", "--key", tmp_path / "owner.key")
+    assert r.exit_code in (0, 1) and "bits match" in r.stdout, r.output
+    r = run("attack", "permute", tmp_path / "mine.pt", "--out", tmp_path / "p.pt")  # needs the model's graph
+    assert r.exit_code == 2 and "records no architecture" in r.stderr and not (tmp_path / "p.pt").exists()
     tart = get_method("tartaglione")(example("tartaglione"))
     tmodel, tkey, _ = tart.embed(my_net(0), digits_train, TRAIN, seed=4, warn=False)
     assert set(tkey.hosts or {}) == {"body.1.weight", "body.1.bias", "head.weight", "head.bias"}

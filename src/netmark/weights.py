@@ -131,6 +131,17 @@ class WeightFile:
             raise ModelFileError(f"{self.path} has NaN/Inf weights in {real}")
         return t
 
+    def all(self) -> dict[str, torch.Tensor]:
+        """Every tensor of the file by its own name (a weights-only attack rewrites them all: :func:`state_shell`)."""
+        out = dict(self._loaded)
+        if self._where:
+            from safetensors import safe_open
+
+            for path in dict.fromkeys(self._where.values()):
+                with safe_open(str(path), framework="pt") as f:
+                    out.update({n: f.get_tensor(n) for n in f.keys()})  # noqa: SIM118 (safe_open is no mapping)
+        return out
+
     def tensors(self, wanted: Mapping[str, Any] | Iterable[str]) -> dict[str, torch.Tensor]:
         """The tensors ``wanted`` (names, or names -> ``{"shape": [...]}`` as a key's ``hosts`` records them, then each
         shape is checked) by the key's names."""
@@ -169,10 +180,12 @@ def _onnx_initializers(p: Path) -> dict[str, torch.Tensor]:
     return {init.name: torch.from_numpy(numpy_helper.to_array(init).copy()) for init in proto.graph.initializer}
 
 
-def weight_shell(tensors: Mapping[str, torch.Tensor]) -> nn.Module:
+def weight_shell(tensors: Mapping[str, torch.Tensor], *, keep_all: bool = False) -> nn.Module:
     """An ``nn.Module`` whose sub-modules are ``Linear`` (2-D weight) and ``Conv2d`` (4-D) layers holding ``tensors``
     (``<layer>.weight`` and, where given, ``<layer>.bias``), in the order given: what the weight-reading methods'
-    extraction looks up. It has no forward pass."""
+    extraction looks up. It has no forward pass. ``keep_all``: every other tensor too, as a parameter (floating
+    point) or buffer under its own name, so that ``state_dict()`` gives back exactly ``tensors`` (:func:`state_shell`).
+    """
     shell = nn.Module()
     for name, w in tensors.items():
         layer, _, attr = name.rpartition(".")
@@ -195,4 +208,42 @@ def weight_shell(tensors: Mapping[str, torch.Tensor]) -> nn.Module:
                 parent.add_module(part, nn.Module())
             parent = getattr(parent, part)
         parent.add_module(parts[-1], mod)
+    if keep_all:
+        for name, t in tensors.items():
+            layer, _, attr = name.rpartition(".")
+            if name in shell.state_dict():
+                continue
+            parent = shell
+            for part in layer.split(".") if layer else []:
+                if not hasattr(parent, part):
+                    parent.add_module(part, nn.Module())
+                parent = getattr(parent, part)
+            if t.is_floating_point():
+                parent.register_parameter(attr, nn.Parameter(t.detach().clone(), requires_grad=False))
+            else:
+                parent.register_buffer(attr, t.detach().clone())
     return shell.eval()
+
+
+def state_shell(tensors: Mapping[str, torch.Tensor]) -> nn.Module:
+    """Every tensor of a state dict in a module (:func:`weight_shell` with ``keep_all``): a tensor-by-tensor attack
+    (prune, quantize, fixed point, round trip) runs on a file whose architecture cannot be rebuilt, and the result
+    is saved under the same names (:func:`save_state`)."""
+    shell = weight_shell({n: t.float() if t.is_floating_point() else t for n, t in tensors.items()}, keep_all=True)
+    if list(shell.state_dict()) != list(tensors):
+        got = sorted(set(shell.state_dict()) ^ set(tensors))
+        raise ArchitectureError(f"cannot hold these tensors by their names (e.g. {', '.join(got[:3])})")
+    return shell
+
+
+def save_state(state: Mapping[str, torch.Tensor], path: str | os.PathLike[str], *, force: bool = False) -> Path:
+    """A plain state dict: ``.safetensors`` (safetensors, no metadata) or else ``torch.save``; atomic, no overwrite
+    without ``force``."""
+    from safetensors.torch import save_file
+
+    from netmark._util import atomic_write
+
+    clean = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+    if Path(path).suffix.lower() == ".safetensors":
+        return atomic_write(path, lambda p: save_file(clean, str(p)), force=force)
+    return atomic_write(path, lambda p: torch.save(clean, p), force=force)

@@ -55,6 +55,9 @@ class Attack(ABC, Generic[C]):
     config_cls: ClassVar[type[AttackConfig]]
     config: C
     needs_data: ClassVar[bool] = False
+    #: it rewrites tensors one by one and needs no forward pass, so it also runs on a file whose architecture
+    #: cannot be rebuilt (``netmark attack`` on a plain state dict: :func:`netmark.weights.state_shell`)
+    tensor_only: ClassVar[bool] = False
     #: the behaviour version: bump it when the attack's output changes for the same config, model and seed;
     #: cached study runs are keyed by it (with the config), not by source text
     VERSION: ClassVar[int] = 1
@@ -99,6 +102,8 @@ class TensorAttack(Attack[C]):
     config's ``seed`` per call, drawn from by the tensors in turn. The config has a ``layer`` field (``None``: the
     whole model) and, to rewrite every floating-point tensor rather than the conv/linear weights, ``include_buffers``.
     """
+
+    tensor_only = True
 
     def apply(self, model: nn.Module, data: Dataset | None) -> nn.Module:
         gen = generator(self.config.seed)

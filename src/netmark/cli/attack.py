@@ -331,7 +331,7 @@ def attack_command(name: str, cls: Any) -> Any:
         except TypeError as e:  # a config field without a default: --set cannot add it after the fact
             raise ConfigError(f"attack {name!r}: {e}") from None
         cfg = apply_settings(base, kw["settings"], name)
-        net = opt.load_model_file(model, kw["arch_from_key"])
+        net, plain = _victim(model, kw["arch_from_key"], cls.tensor_only)
         if plan.device is not None:
             cfg, net = _on_device(cfg, plan.device), net.to(plan.device)
         data = opt.load_data(plan.dataset, plan.data_dir, plan.train_size)[0] if plan.dataset is not None else None
@@ -344,12 +344,32 @@ def attack_command(name: str, cls: Any) -> Any:
         record = {**cfg.to_dict(), **plan.record}
         if plan.record_train_size and data is not None:  # record_train_size comes with a dataset
             record["train_size"] = len(data)
-        save_model(attacked, out, extra={"attack": {name: record}, "source": str(model)}, force=force)
+        if plain:  # a state dict without an architecture: written back under its own names, format by --out suffix
+            from netmark.weights import save_state
+
+            save_state(attacked.state_dict(), out, force=force)
+        else:
+            save_model(attacked, out, extra={"attack": {name: record}, "source": str(model)}, force=force)
         typer.echo(f"wrote {out}")
 
     one = typer.Typer(add_completion=False)
     one.command(name)(opt.handles_errors(opt.with_signature(run, params, shortcut.options.__doc__)))
     return typer.main.get_command(one)
+
+
+def _victim(model: Path, arch_key: Path | None, tensor_only: bool) -> tuple[Any, bool]:
+    """The model to attack and whether it is a plain state dict held by name (an attack that rewrites tensors one by
+    one runs on a file whose architecture cannot be rebuilt: a user's own module's state dict)."""
+    from netmark.errors import ModelFileError
+
+    try:
+        return opt.load_model_file(model, arch_key), False
+    except ModelFileError as e:
+        if not tensor_only or "records no architecture" not in str(e):
+            raise
+    from netmark.weights import WeightFile, state_shell
+
+    return state_shell(WeightFile(model).all()), True
 
 
 def attack_names() -> list[str]:
