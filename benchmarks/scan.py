@@ -4,9 +4,10 @@
 
 Writes ``--files`` LeNet5 files (28×28 inputs: netmark safetensors of 431k parameters, 1.7 MB each) into a temporary
 folder: half are copies of one Uchida-marked model (2,000 Fashion-MNIST images, 3 epochs; conv2 host, 64 bits) with
-Gaussian noise of sd 1e-3 added to every weight, half freshly initialised independent models (seeds 1000..). Then runs ``netmark scan
-FOLDER --key KEY --jsonl`` as a subprocess ``--repeats`` times and prints, per run, the wall time with the process
-start-up, the scan's own rate (its stderr summary) and the detections among the marked copies and the independents.
+Gaussian noise of sd 1e-3 added to every weight, half freshly initialised independent models (seeds 1000..). Then runs
+``netmark scan FOLDER --key KEY --jsonl`` as a subprocess ``--repeats`` times and prints, per run, the wall time with
+the process start-up, the scan's own rate (its stderr summary) and the detections among the marked copies and the
+independents.
 Also ``netmark verify`` once per file would cost a process start each: its wall time on one file is printed for
 comparison.
 """

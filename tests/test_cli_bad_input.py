@@ -231,7 +231,7 @@ def test_range_error_is_one_line_with_json_too() -> None:
 
 
 def test_a_directory_is_not_a_missing_file(tmp_path: Path, key: Path) -> None:
-    assert_bad(invoke("verify", tmp_path, "--key", key), f"model file {tmp_path} is a directory")
+    assert_bad(invoke("verify", tmp_path, "--key", key), f"{tmp_path} is a directory without a model file")
     assert_bad(invoke("verify", tmp_path / "absent.safetensors", "--key", key), "does not exist")
     model = _tiny_model(tmp_path)
     assert_bad(invoke("verify", model, "--key", tmp_path), f"key file {tmp_path} is a directory")

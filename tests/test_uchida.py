@@ -84,7 +84,7 @@ def test_user_message_and_validation(cnn) -> None:
         Uchida(UchidaConfig(layer="conv2", bits=8)).create_key(cnn, seed=0, message=msg)
     with pytest.raises(ArchitectureError, match="no layer"):
         Uchida(UchidaConfig(layer="conv9", bits=8)).create_key(cnn, seed=0)
-    with pytest.raises(ArchitectureError, match="conv/linear layers: conv1, conv2"):
+    with pytest.raises(ArchitectureError, match="such layers: conv1, conv2"):
         Uchida(UchidaConfig(layer="pool", bits=8)).create_key(cnn, seed=0)
 
 

@@ -28,9 +28,9 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import asdict, dataclass, field
-from typing import Literal, cast
+from typing import Any, Literal, TypeAlias, cast
 
 import torch
 import torch.nn.functional as F
@@ -174,10 +174,61 @@ def make_optimizer(params: Iterable[Tensor], cfg: TrainConfig) -> torch.optim.Op
     return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def iter_batches(data: Dataset, batch_size: int, *, shuffle: bool = False,
-                 gen: torch.Generator | None = None) -> Iterator[tuple[Tensor, Tensor]]:
-    """Minibatches of ``data``; in-memory datasets (tensor attributes ``x``/``y``) are sliced
-    directly, which is several times faster than per-sample collation on a CPU."""
+#: a batch of inputs: a tensor, or keyword inputs (``input_ids``, ``attention_mask``, ...) of a Hugging Face model
+Inputs: TypeAlias = Tensor | Mapping[str, Tensor]
+#: label keys of a dict batch (Hugging Face datasets and collators)
+LABEL_KEYS = ("labels", "label")
+
+
+def logits_of(out: Any) -> Tensor:
+    """The class scores of a model's output: a tensor itself, a ``ModelOutput``'s ``logits``, a tuple's first
+    element."""
+    if isinstance(out, Tensor):
+        return out
+    logits = getattr(out, "logits", None)
+    if isinstance(logits, Tensor):
+        return logits
+    if isinstance(out, tuple | list) and out and isinstance(out[0], Tensor):
+        return out[0]
+    raise ConfigError(f"the model returned a {type(out).__name__}: expected logits (a tensor, a tuple starting with "
+                      "one, or an output with .logits)")
+
+
+def forward(model: nn.Module, x: Inputs) -> Tensor:
+    """``model``'s logits for inputs ``x`` (keyword inputs are passed as keywords: ``model(**x)``)."""
+    return logits_of(model(**x) if isinstance(x, Mapping) else model(x))
+
+
+def to_device(x: Inputs, device: torch.device | str) -> Inputs:
+    """Inputs on ``device`` (each value of keyword inputs)."""
+    return {k: v.to(device) for k, v in x.items()} if isinstance(x, Mapping) else x.to(device)
+
+
+def split_batch(batch: Any) -> tuple[Inputs, Tensor]:
+    """``(inputs, labels)`` of a collated batch: an ``(x, y)`` pair, or a dict with ``labels`` (or ``label``)."""
+    if isinstance(batch, Mapping):
+        key = next((k for k in LABEL_KEYS if k in batch), None)
+        if key is None:
+            raise ConfigError(f"a dict batch needs one of {', '.join(LABEL_KEYS)}; it has {', '.join(batch)}")
+        return {k: v for k, v in batch.items() if k != key}, batch[key]
+    if isinstance(batch, tuple | list) and len(batch) == 2:
+        return batch[0], batch[1]
+    raise ConfigError(f"a batch must be an (inputs, labels) pair or a dict with labels, got {type(batch).__name__}")
+
+
+def n_samples(data: Dataset | DataLoader) -> int:
+    """Examples in ``data`` (a DataLoader's dataset's)."""
+    return len(cast(Sized, data.dataset if isinstance(data, DataLoader) else data))
+
+
+def iter_batches(data: Dataset | DataLoader, batch_size: int, *, shuffle: bool = False,
+                 gen: torch.Generator | None = None) -> Iterator[tuple[Any, Tensor]]:
+    """Minibatches ``(inputs, labels)`` of ``data`` (:func:`split_batch`); a ``DataLoader`` is iterated as it is
+    (its own batch size and order); in-memory datasets (tensor attributes ``x``/``y``) are sliced directly, which
+    is several times faster than per-sample collation on a CPU."""
+    if isinstance(data, DataLoader):
+        yield from (split_batch(b) for b in data)
+        return
     x_all, y_all = getattr(data, "x", None), getattr(data, "y", None)
     if isinstance(x_all, Tensor) and isinstance(y_all, Tensor) and len(x_all) == len(y_all) == len(cast(Sized, data)):
         n = len(x_all)
@@ -189,7 +240,7 @@ def iter_batches(data: Dataset, batch_size: int, *, shuffle: bool = False,
                 idx = order[i : i + batch_size]
                 yield x_all[idx], y_all[idx]
         return
-    yield from DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=gen)
+    yield from (split_batch(b) for b in DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=gen))
 
 
 def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tensor,
@@ -211,10 +262,10 @@ def loss_terms(model: nn.Module, x: Tensor, y: Tensor, hooks: Sequence[TrainHook
                ) -> tuple[Tensor, dict[str, Tensor], Tensor]:
     """``(logits, terms, loss)`` of one batch: the task loss (cross-entropy with ``y``, or with ``teacher``'s softmax)
     and the hooks' terms by name, and their sum."""
-    logits = model(x)
+    logits = forward(model, x)
     if teacher is not None:
         with torch.no_grad():
-            soft = F.softmax(teacher(x), dim=1)
+            soft = F.softmax(forward(teacher, x), dim=1)
         task = F.cross_entropy(logits, soft)
     else:
         task = F.cross_entropy(logits, y)
@@ -280,7 +331,8 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Dataset, *, batch_size: int = 512, device: str | torch.device | None = None,
+def evaluate(model: nn.Module, data: Dataset | DataLoader, *, batch_size: int = 512,
+             device: str | torch.device | None = None,
              transform: Callable[[Tensor], Tensor] | None = None) -> dict[str, float]:
     """Accuracy and mean cross-entropy of ``model`` on ``data`` (eval mode, restored after).
 
@@ -289,10 +341,10 @@ def evaluate(model: nn.Module, data: Dataset, *, batch_size: int = 512, device: 
     total, correct, loss_sum = 0, 0, 0.0
     with evaluating(model):
         for x, y in iter_batches(data, batch_size):
-            x, y = x.to(device), y.to(device)
+            x, y = to_device(x, device), y.to(device)
             if transform is not None:
-                x = transform(x)
-            logits = model(x)
+                x = transform(x)  # type: ignore[arg-type]  # transforms act on image tensors
+            logits = forward(model, x)
             loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
             correct += int((logits.argmax(1) == y).sum())
             total += len(y)
@@ -301,14 +353,16 @@ def evaluate(model: nn.Module, data: Dataset, *, batch_size: int = 512, device: 
     return {"accuracy": correct / total, "loss": loss_sum / total}
 
 
-def train(model: nn.Module, data: Dataset, config: TrainConfig | None = None, *, hooks: Sequence[TrainHook] = (),
-          eval_data: Dataset | None = None, teacher: nn.Module | None = None,
-          params: Sequence[Tensor] | None = None) -> TrainResult:
+def train(model: nn.Module, data: Dataset | DataLoader, config: TrainConfig | None = None, *,
+          hooks: Sequence[TrainHook] = (), eval_data: Dataset | DataLoader | None = None,
+          teacher: nn.Module | None = None, params: Sequence[Tensor] | None = None) -> TrainResult:
     """Train ``model`` in place on ``data`` and return its per-epoch history.
 
     Args:
         model: the network (modified in place, left in eval mode).
-        data: a map-style dataset of ``(x, y)`` pairs.
+        data: a map-style dataset of ``(x, y)`` pairs (or of dicts with ``labels``: keyword inputs of a Hugging Face
+            model), or a ``DataLoader`` of such batches (iterated as it is). Outputs may be tensors, tuples or
+            ``ModelOutput`` s (:func:`logits_of`).
         config: hyper-parameters (defaults: :class:`TrainConfig`).
         hooks: method hooks (loss terms, batch transforms, post-step actions).
         eval_data: evaluated after each epoch (``test_accuracy`` in the history).
@@ -336,7 +390,7 @@ def train(model: nn.Module, data: Dataset, config: TrainConfig | None = None, *,
     sync = None
     if distributed.world_size() > 1:
         same = {"config": {k: v for k, v in cfg.to_dict().items() if k not in ("progress", "device")},
-                "samples": len(cast(Sized, data)), "hooks": [type(h).__name__ for h in hooks],
+                "samples": n_samples(data), "hooks": [type(h).__name__ for h in hooks],
                 "teacher": teacher is not None}
         sync = distributed.TrainSync(model, trained, seed=cfg.seed, device=device, teacher=teacher, checks=same)
     elif distributed.env_world_size() > 1:
@@ -348,7 +402,7 @@ def train(model: nn.Module, data: Dataset, config: TrainConfig | None = None, *,
     if cfg.progress and sys.stderr.isatty() and distributed.is_main():
         from tqdm.auto import tqdm
 
-        batches = math.ceil(len(cast(Sized, data)) / cfg.batch_size)
+        batches = len(data) if isinstance(data, DataLoader) else math.ceil(n_samples(data) / cfg.batch_size)
         bar = tqdm(total=cfg.epochs * batches, unit="batch", leave=False, dynamic_ncols=True)
     with seeded(cfg.seed):
         for h in hooks:
@@ -360,9 +414,9 @@ def train(model: nn.Module, data: Dataset, config: TrainConfig | None = None, *,
                 n_seen, n_correct = 0, 0
                 t0 = time.perf_counter()
                 for x, y in iter_batches(data, cfg.batch_size, shuffle=True, gen=gen):
-                    x, y = x.to(device), y.to(device)
-                    for h in hooks:
-                        x, y = h.transform_batch(x, y)
+                    x, y = to_device(x, device), y.to(device)
+                    for h in hooks:  # hooks that rewrite batches (trigger sets, input transforms) take tensors
+                        x, y = h.transform_batch(cast(Tensor, x), y)
                     bs = len(y)  # the global batch (all ranks together)
                     if sync is not None:
                         x, y = sync.shard(x, y)

@@ -145,18 +145,15 @@ def embed(method: Annotated[str, typer.Option("--method", help="watermarking sch
 def read_suspect(path: Path, key: Any, *, weights_ok: bool) -> Any:
     """The suspect model in ``path`` rebuilt (netmark.io.load_model), or ``None`` when only its weights will be read:
     ``weights_ok`` (the key's method reads named weights) and the file is a directory (Hugging Face), an ONNX file,
-    or a file whose architecture cannot be rebuilt (none recorded, a user's own module, another architecture)."""
-    from netmark.errors import ArchitectureError, ModelFileError
+    or a state dict that records no architecture while the key has none either (a user's own module). A file whose
+    recorded architecture does not fit is refused as before."""
+    from netmark.errors import ModelFileError
     from netmark.io import load_model
 
     if weights_ok and (path.is_dir() or path.suffix.lower() == ".onnx"):
         return None
     try:
         return load_model(path, arch=key.arch)
-    except ArchitectureError:
-        if weights_ok:
-            return None
-        raise
     except ModelFileError as e:
         if weights_ok and "records no architecture" in str(e):
             return None

@@ -250,7 +250,11 @@ class WatermarkMethod(ABC):
         cfg = replace(self.config, layer=layer) if layer is not None else self.config  # type: ignore[call-arg]
         hosts = None
         if self.traits().reads_weights:
-            hosts = {n: {"shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch.")}
+            from netmark.models import host_layers, transposed
+
+            turned = {f"{n}.weight" for n, m in host_layers(model).items() if transposed(m)}
+            hosts = {n: {"shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch."),
+                         **({"transposed": True} if n in turned else {})}
                      for n, t in self.host_tensors(model, layer).items()}
         return WatermarkKey(method=self.name, layer=layer, message=msg or "", tensors=tensors, hosts=hosts,
                             config={**cfg.to_dict(), **config_extra}, arch=arch_or_none(model),
@@ -261,9 +265,9 @@ class WatermarkMethod(ABC):
     def host_tensors(self, model: nn.Module, layer: str | None) -> dict[str, torch.Tensor]:
         """The named weight tensors of ``model`` the extraction reads (methods with ``reads_weights``; recorded in
         the key as ``hosts``). Default: the host layer's weight."""
-        from netmark.models import get_layer
+        from netmark.models import host_layer
 
-        return {f"{layer}.weight": get_layer(model, layer).weight} if layer else {}
+        return {f"{layer}.weight": host_layer(model, layer).weight} if layer else {}  # type: ignore[dict-item]
 
     def host_names(self, key: WatermarkKey) -> dict[str, Any]:
         """The tensors to read from a suspect file for ``key``: its ``hosts``, or for a key written before they were
@@ -287,7 +291,10 @@ class WatermarkMethod(ABC):
             raise ConfigError(f"{self.name} keys are verified on a model (a forward pass or its predictions), not on "
                               "weights alone")
         file = source if isinstance(source, WeightFile) else WeightFile(source)
-        res = self.verify(weight_shell(file.tensors(self.host_names(key))), without_reference(key), alpha=alpha)
+        wanted = self.host_names(key)
+        tensors = {n: t.t() if isinstance(wanted.get(n), dict) and wanted[n].get("transposed") else t
+                   for n, t in file.tensors(wanted).items()}  # a Conv1D's (in, out) weight: the shell's Linear layout
+        res = self.verify(weight_shell(tensors), without_reference(key), alpha=alpha)
         return replace(res, details={**res.details, "read": "weights only (no architecture)"})
 
     @abstractmethod

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
-from netmark.training import TrainResult, evaluating, iter_batches, model_device
+from netmark.training import TrainResult, evaluating, forward, iter_batches, model_device, to_device
 from netmark.verify import DEFAULT_ALPHA, VerificationResult
 
 if TYPE_CHECKING:
@@ -48,14 +48,14 @@ def chance_p_value(correct: int, n: int, rate: float) -> float:
 
 
 @torch.no_grad()
-def accuracy_and_chance(model: nn.Module, data: Dataset, batch_size: int = 512) -> tuple[int, int, float]:
+def accuracy_and_chance(model: nn.Module, data: Dataset | DataLoader, batch_size: int = 512) -> tuple[int, int, float]:
     """(correct answers, images, majority-class share of the labels) of ``model`` on ``data``."""
     device = model_device(model)
     correct, n = 0, 0
     counts: torch.Tensor | None = None
     with evaluating(model):
         for x, y in iter_batches(data, batch_size):
-            logits = model(x.to(device))
+            logits = forward(model, to_device(x, device))
             y = y.to(torch.int64).reshape(-1)
             correct += int((logits.argmax(1).cpu() == y).sum())
             n += len(y)

@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -90,11 +90,19 @@ def paper_config() -> UchidaConfig:
     return UchidaConfig(layer="conv2.0.conv2", bits=256, key_type="random", strength=0.01)
 
 
-def host_module(model: nn.Module, name: str) -> nn.Conv2d | nn.Linear:
-    """The Conv2d/Linear module called ``name`` (ArchitectureError otherwise: :func:`netmark.models.get_layer`)."""
-    from netmark.models import get_layer
+def host_module(model: nn.Module, name: str) -> nn.Module:
+    """The host-capable layer called ``name``: Linear, Conv1d/2d/3d, Embedding or a Hugging Face ``Conv1D``
+    (ArchitectureError otherwise: :func:`netmark.models.host_layer`); read its weight with :func:`host_weight_of`."""
+    from netmark.models import host_layer
 
-    return get_layer(model, name)
+    return host_layer(model, name)
+
+
+def host_weight_of(mod: nn.Module) -> Tensor:
+    """``mod``'s weight, output units first (:func:`netmark.models.unit_major`: a ``Conv1D``'s is transposed)."""
+    from netmark.models import unit_major
+
+    return unit_major(mod)
 
 
 def host_vector(weight: Tensor, average: bool = True) -> Tensor:
@@ -128,15 +136,28 @@ def make_matrix(key_type: str, T: int, M: int, g: Draw) -> Tensor:
 
 
 def auto_layer(model: nn.Module, bits: int, average: bool = True) -> str:
-    """First conv layer with M ≥ bits, else first Linear with M ≥ bits."""
-    from netmark.models import conv_and_linear_layers
+    """The default host. A registry model (the papers' setting): the first conv layer with M ≥ bits, else the first
+    Linear. Any other model (a user's, a Hugging Face one): the hidden layer with the largest M ≥ bits among its
+    Linear, Conv and ``Conv1D`` layers, never the output head (the last of them) nor an embedding table."""
+    from netmark.methods.base import arch_or_none
+    from netmark.models import conv_and_linear_layers, host_layers
 
-    layers = conv_and_linear_layers(model)
-    for kind in (nn.Conv2d, nn.Linear):
-        for name, mod in layers.items():
-            if isinstance(mod, kind) and host_vector(mod.weight, average).numel() >= bits:
-                return name
-    caps = ", ".join(f"{n} (M={host_vector(m.weight, average).numel()})" for n, m in layers.items())
+    def m_of(mod: nn.Module) -> int:
+        return host_vector(host_weight_of(mod), average).numel()
+
+    if arch_or_none(model) is not None:
+        layers: dict[str, nn.Module] = dict(conv_and_linear_layers(model))
+        for kind in (nn.Conv2d, nn.Linear):
+            for name, mod in layers.items():
+                if isinstance(mod, kind) and m_of(mod) >= bits:
+                    return name
+    else:
+        layers = {n: m for n, m in host_layers(model).items() if not isinstance(m, nn.Embedding)}
+        hidden = {n: m_of(m) for n, m in list(layers.items())[:-1]}
+        fits = [n for n, size in hidden.items() if size >= bits]
+        if fits:
+            return max(fits, key=lambda n: hidden[n])
+    caps = ", ".join(f"{n} (M={m_of(m)})" for n, m in list(layers.items())[:12])
     raise ConfigError(f"no layer can hold {bits} bits (needs M >= bits); layers: {caps}")
 
 
@@ -153,7 +174,7 @@ class UchidaHook(TrainHook):
         self.bits = key.bits
 
     def regularizer(self, model: nn.Module) -> Tensor:
-        w = host_vector(host_module(model, self.key.layer or "").weight, self.config.average)
+        w = host_vector(host_weight_of(host_module(model, self.key.layer or "")), self.config.average)
         X = self.X.to(w.device)
         if X.shape[1] != w.numel():
             raise ArchitectureError(f"layer {self.key.layer!r} has M={w.numel()}, key expects {X.shape[1]}")
@@ -196,7 +217,7 @@ class Uchida(WatermarkMethod):
                     message: str | None) -> WatermarkKey:
         cfg = self.config
         layer = cfg.layer or auto_layer(model, cfg.bits, cfg.average)
-        M = host_vector(host_module(model, layer).weight, cfg.average).numel()
+        M = host_vector(host_weight_of(host_module(model, layer)), cfg.average).numel()
         X = make_matrix(cfg.key_type, cfg.bits, M, draw(root))
         return self.key_for(model, root=root, layer=layer, message=message, bits=cfg.bits, tensors={"X": X})
 
@@ -217,7 +238,7 @@ class Uchida(WatermarkMethod):
     def extract(self, model: nn.Module, key: WatermarkKey) -> Extraction:
         if key.layer is None or "X" not in key.tensors:
             raise ArchitectureError("uchida key has no host layer or no X matrix")
-        w = host_vector(host_module(model, key.layer).weight, self.config.average).float().cpu()
+        w = host_vector(host_weight_of(host_module(model, key.layer)), self.config.average).float().cpu()
         X = key.tensors["X"].float()
         if X.shape[1] != w.numel():
             raise ArchitectureError(
@@ -246,16 +267,17 @@ def embed_without_training(model: nn.Module, key: WatermarkKey, *, lam: float, s
         raise ConfigError(f"lam must be a finite number >= 0, got {lam!r}")
     cfg = UchidaConfig.from_dict(key.config)
     mod = host_module(model, key.layer or "")
-    W0 = mod.weight.detach().clone()
+    weight = cast(nn.Parameter, mod.weight)
+    W0 = weight.detach().clone()
     X, bits = key.tensors["X"].to(W0.device), key.bits.to(W0.device)
-    opt = torch.optim.Adam([mod.weight], lr=lr)
+    opt = torch.optim.Adam([weight], lr=lr)
     for _ in range(steps if lam > 0 else 0):
         opt.zero_grad(set_to_none=True)
-        v = host_vector(mod.weight, cfg.average)
-        loss = lam * embedding_loss(v, X, bits, cfg.reduction) + (mod.weight - W0).pow(2).sum()
+        v = host_vector(host_weight_of(mod), cfg.average)
+        loss = lam * embedding_loss(v, X, bits, cfg.reduction) + (weight - W0).pow(2).sum()
         loss.backward()
         opt.step()
     with torch.no_grad():
-        dist = float((mod.weight - W0).pow(2).sum())
-        er = float(embedding_loss(host_vector(mod.weight, cfg.average), X, bits, cfg.reduction))
+        dist = float((weight - W0).pow(2).sum())
+        er = float(embedding_loss(host_vector(host_weight_of(mod), cfg.average), X, bits, cfg.reduction))
     return {"weight_distance": dist, "embed_loss": er}

@@ -105,7 +105,7 @@ from netmark.methods.alignment_null import calibrate_null, verify_aligned
 from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod, register_method, without_null
 from netmark.methods.phases import EmbedPrep
 from netmark.methods.traits import MethodTraits
-from netmark.methods.uchida import host_module
+from netmark.methods.uchida import host_module, host_weight_of
 from netmark.training import TrainConfig, TrainHook
 from netmark.verify import DEFAULT_ALPHA, VerificationResult, calibrated_bit_match_result
 
@@ -212,7 +212,7 @@ def _extractor(key: WatermarkKey) -> tuple[Tensor, Tensor, Tensor]:
 
 def host_weight(model: nn.Module, key: WatermarkKey) -> Tensor:
     """The key's host-layer weight of ``model`` (ArchitectureError if its size differs from the key's M)."""
-    w = host_module(model, key.layer or "").weight
+    w = host_weight_of(host_module(model, key.layer or ""))
     M = int(key.tensors["selection"].numel()) if "selection" in key.tensors else -1
     if w.numel() != M:
         raise ArchitectureError(f"layer {key.layer!r} has {w.numel()} weights but the key's extractor reads {M}"
@@ -434,7 +434,7 @@ class Wang(WatermarkMethod):
                     message: str | None) -> WatermarkKey:
         cfg = self.config
         layer = cfg.layer or host_layer_name(model)
-        M = host_module(model, layer).weight.numel()
+        M = host_weight_of(host_module(model, layer)).numel()
         g = draw(root)
         tensors = {"selection": torch.ones(M) if cfg.variant == "auto" else torch.zeros(M),
                    "W1": _glorot(cfg.hidden, M, g), "W2": _glorot(cfg.bits, cfg.hidden, g)}

@@ -34,7 +34,8 @@ from netmark.errors import ArchitectureError
 from netmark.models.resize import checked_widths, resize_layers
 
 __all__ = ["ARCH_ATTR", "MODELS", "ModelSpec", "arch_of", "available", "build", "conv_and_linear_layers", "get_layer",
-           "max_params", "model_version", "param_count", "register", "skeleton"]
+           "host_layer", "host_layers", "max_params", "model_version", "param_count", "register", "skeleton",
+           "transposed", "unit_major"]
 
 #: Name of the attribute on which :func:`build` records ``{"name": ..., "args": {...}}``.
 ARCH_ATTR = "netmark_arch"
@@ -322,6 +323,46 @@ def get_layer(model: nn.Module, name: str) -> nn.Conv2d | nn.Linear:
         raise ArchitectureError(f"model {label!r} has no layer {name!r}; conv/linear layers: "
                                 f"{', '.join(layers) or 'none'}")
     return layers[name]
+
+
+#: layers whose weight is stored ``(in, out)``: Hugging Face's ``Conv1D`` (GPT-2), by qualified class name
+TRANSPOSED_LAYERS = ("transformers.pytorch_utils.Conv1D",)
+#: layer types a weight-reading watermark can live in (besides :data:`TRANSPOSED_LAYERS`)
+HOST_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding)
+
+
+def transposed(m: nn.Module) -> bool:
+    """Whether ``m``'s weight is stored ``(in, out)`` (:data:`TRANSPOSED_LAYERS`), not ``(out, in, ...)``."""
+    return f"{type(m).__module__}.{type(m).__qualname__}" in TRANSPOSED_LAYERS
+
+
+def host_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Every layer of ``model`` that can host a weight watermark (:data:`HOST_TYPES`, Hugging Face ``Conv1D``),
+    by qualified name, in model order."""
+    return {n: m for n, m in model.named_modules() if n and (isinstance(m, HOST_TYPES) or transposed(m))
+            and isinstance(getattr(m, "weight", None), torch.Tensor)}
+
+
+def host_layer(model: nn.Module, name: str) -> nn.Module:
+    """The host-capable layer called ``name`` (:func:`host_layers`); ArchitectureError listing them otherwise."""
+    layers = host_layers(model)
+    if name not in layers:
+        arch = getattr(model, ARCH_ATTR, None)
+        label = arch["name"] if isinstance(arch, dict) and "name" in arch else type(model).__name__
+        shown = list(layers)
+        raise ArchitectureError(f"model {label!r} has no layer {name!r} that can host a watermark; such layers: "
+                                f"{', '.join(shown[:12]) or 'none'}{' ...' if len(shown) > 12 else ''}")
+    return layers[name]
+
+
+def unit_major(m: nn.Module) -> torch.Tensor:
+    """``m``'s weight with its output units first (a Hugging Face ``Conv1D``'s transposed; an ``Embedding``'s rows
+    are its units): the layout every weight watermark reads, so that the same layer gives the same host vector
+    whatever class implements it."""
+    w = m.weight
+    if not isinstance(w, torch.Tensor):
+        raise ArchitectureError(f"{type(m).__name__} has no weight")
+    return w.t() if transposed(m) else w
 
 
 def conv_out(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:

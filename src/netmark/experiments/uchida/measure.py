@@ -16,7 +16,14 @@ from netmark.bench.runner import Runner, Trained
 from netmark.bench.study import MeasureRegistry
 from netmark.keys import WatermarkKey
 from netmark.methods import verify
-from netmark.methods.uchida import Uchida, embed_without_training, embedding_loss, host_module, host_vector
+from netmark.methods.uchida import (
+    Uchida,
+    embed_without_training,
+    embedding_loss,
+    host_module,
+    host_vector,
+    host_weight_of,
+)
 from netmark.training import evaluate
 from netmark.verify import log10_binomial_tail
 
@@ -32,7 +39,7 @@ HIST_ALPHAS = (0.65, 0.95)
 def wm_stats(model: nn.Module, key: WatermarkKey) -> dict[str, Any]:
     """BER, matches, p-value and E_R (per bit and summed) of ``key``'s watermark in ``model``."""
     r = verify(model, key)
-    w = host_vector(host_module(model, key.layer or "").weight).detach().float().cpu()
+    w = host_vector(host_weight_of(host_module(model, key.layer or ""))).detach().float().cpu()
     er = float(embedding_loss(w, key.tensors["X"].float(), key.bits, "mean"))
     return {"ber": r.bit_error_rate, "matched_bits": r.matched_bits, "total_bits": r.total_bits,
             "detected": r.detected, "p_value": r.p_value, "log10_p_value": r.details["log10_p_value"],

@@ -9,7 +9,7 @@ from netmark.bench.runner import Runner, Runs, Trained, finetune_options
 from netmark.data import ArrayDataset, load
 from netmark.errors import ConfigError
 from netmark.keys import WatermarkKey
-from netmark.methods.uchida import KeyType, Uchida, UchidaConfig, host_module, host_vector
+from netmark.methods.uchida import KeyType, Uchida, UchidaConfig, host_module, host_vector, host_weight_of
 from netmark.training import TrainConfig
 
 from .spec import STUDY, RunSpec
@@ -46,7 +46,7 @@ def uchida_config(runner: Runner, spec: RunSpec) -> UchidaConfig:
 def host_size(runner: Runner, layer: str | None = None) -> int:
     """M of a host layer (averaged filter size) for the scale's model."""
     m = runner.fresh_model(runner.data("main")[0], 0)
-    return int(host_vector(host_module(m, layer or runner.scale.layer).weight).numel())
+    return int(host_vector(host_weight_of(host_module(m, layer or runner.scale.layer))).numel())
 
 
 def _method(runner: Runner, spec: RunSpec) -> Uchida | None:
