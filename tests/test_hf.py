@@ -91,3 +91,19 @@ def test_the_default_host_of_a_model_without_registry_architecture_is_a_hidden_l
         assert key.layer not in ("classifier", "score") and key.layer is not None
     assert get_method("uchida")(UchidaConfig(bits=32)).create_key(tiny("gpt2", 0), seed=1).layer.startswith(
         "transformer.h.")
+
+
+def test_a_folder_loads_as_its_model_class_without_the_hub(tmp_path: Path) -> None:
+    """For methods that run the model: config.json's architecture, from the folder only."""
+    from netmark.errors import ModelFileError
+    from netmark.weights import load_pretrained
+
+    model = tiny("gpt2", 0).eval()
+    model.save_pretrained(tmp_path / "m")
+    again = load_pretrained(tmp_path / "m")
+    x = Tokens(4)[0]["input_ids"][None]
+    with torch.no_grad():
+        assert torch.allclose(again(x).logits, model(x).logits)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelFileError, match=r"no config\.json"):
+        load_pretrained(tmp_path / "empty")

@@ -60,3 +60,21 @@ def test_readme_own_training_loop_runs_as_written(capsys) -> None:
     finally:
         torch.set_num_threads(threads)
     assert capsys.readouterr().out.strip() == "True"
+
+
+def test_readme_bring_your_own_model_example_runs(tmp_path, monkeypatch, capsys) -> None:
+    """The Hugging Face example (a config-built GPT-2, Conv1D host): marked, saved with save_pretrained, and the
+    folder verifies from the command line as the README says."""
+    import pytest
+    from typer.testing import CliRunner
+
+    pytest.importorskip("transformers")
+    from netmark.cli import app
+
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    example = next(b for b in blocks if "GPT2ForSequenceClassification" in b)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(example, "README.md", "exec"), {"__name__": "readme"})
+    assert "detected: True" in capsys.readouterr().out
+    r = CliRunner().invoke(app, ["verify", "my-gpt2", "--key", "owner.key"])
+    assert r.exit_code == 0 and "DETECTED" in r.stdout, r.output

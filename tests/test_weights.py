@@ -6,6 +6,7 @@ for methods that read weights; `netmark verify` on a user's own nn.Module saved 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +188,26 @@ def test_scan_reports_every_file_and_never_stops(marked, tmp_path: Path) -> None
     assert r.exit_code == 1 and "error" in r.stdout
     r = run("scan", tmp_path / "zoo", "--key", tmp_path / "zoo" / "a.pt")
     assert r.exit_code == 2 and r.stderr.count("\n") == 1
+
+
+def my_net_factory() -> nn.Module:
+    """``--model-factory tests.test_weights:my_net_factory``."""
+    return MyNet()
+
+
+def test_a_method_that_runs_the_model_uses_the_model_factory(digits_train: ArrayDataset, tmp_path: Path) -> None:
+    """DeepSigns white reads activations, so it needs the model itself: a plain state dict of a user's module is
+    refused without --model-factory (one line, exit 2) and verified with it; the report names the factory."""
+    method = get_method("deepsigns")(replace(example("deepsigns"), layer="body.1"))
+    model, key, _ = method.embed(my_net(0), digits_train, TRAIN, seed=3, warn=False)
+    key.save(tmp_path / "owner.key")
+    torch.save(model.state_dict(), tmp_path / "mine.pt")
+    r = run("verify", tmp_path / "mine.pt", "--key", tmp_path / "owner.key")
+    assert r.exit_code == 2 and "needs the model itself" in r.stderr, r.output
+    r = run("verify", tmp_path / "mine.pt", "--key", tmp_path / "owner.key", "--model-factory",
+            "tests.test_weights:my_net_factory", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["model_factory"] == "tests.test_weights:my_net_factory", r.output
+    for bad, match in (("tests.test_weights", "package.module:function"), ("tests.nope:f", "No module"),
+                       ("tests.test_weights:missing", "missing"), ("tests.test_weights:my_net", "my_net")):
+        r = run("verify", tmp_path / "mine.pt", "--key", tmp_path / "owner.key", "--model-factory", bad)
+        assert r.exit_code == 2 and match in r.stderr and r.stderr.count("\n") == 1, (bad, r.output)

@@ -113,9 +113,9 @@ class WeightFile:
         raise ArchitectureError(f"{self.path} has no tensor {name!r} (nor under a framework prefix); closest: "
                                 f"{', '.join(near) or 'none: the file holds no tensors'}")
 
-    def get(self, name: str) -> torch.Tensor:
-        """The tensor ``name`` (resolved), as a float tensor (ModelFileError if it is not floating point or not
-        finite)."""
+    def get(self, name: str, *, floating: bool = True) -> torch.Tensor:
+        """The tensor ``name`` (resolved); ModelFileError if it is not finite, or (``floating``, the default) not
+        floating point."""
         real = self.resolve(name)
         if real in self._loaded:
             t = self._loaded[real]
@@ -125,6 +125,8 @@ class WeightFile:
             with safe_open(str(self._where[real]), framework="pt") as f:
                 t = f.get_tensor(real)
         if not t.is_floating_point():
+            if not floating:
+                return t
             raise ModelFileError(f"{self.path}: {real} is stored as {str(t.dtype).removeprefix('torch.')}, expected "
                                  "floating point (refusing to cast it)")
         if not bool(torch.isfinite(t).all()):
@@ -247,3 +249,56 @@ def save_state(state: Mapping[str, torch.Tensor], path: str | os.PathLike[str], 
     if Path(path).suffix.lower() == ".safetensors":
         return atomic_write(path, lambda p: save_file(clean, str(p)), force=force)
     return atomic_write(path, lambda p: torch.save(clean, p), force=force)
+
+
+def from_factory(spec: str, path: str | os.PathLike[str]) -> nn.Module:
+    """The model ``package.module:function()`` returns, with the tensors of ``path`` loaded into it by name (strict:
+    every tensor of the model from the file, shapes checked; framework prefixes matched as in :class:`WeightFile`).
+    For a user's own architecture that a method needs to run (a forward pass: DeepSigns, trigger sets, alignment,
+    attacks that train). The code imported is the user's own, named on the command line."""
+    import importlib
+
+    module_name, _, function = spec.partition(":")
+    if not module_name or not function.isidentifier():
+        raise ModelFileError(f"--model-factory must be package.module:function, got {spec!r}")
+    try:
+        fn = getattr(importlib.import_module(module_name), function)
+    except (ImportError, AttributeError) as e:
+        raise ModelFileError(f"--model-factory {spec}: {first_line(e)}") from None
+    try:
+        model = fn()
+    except Exception as e:  # the user's own code: any failure is one line
+        raise ModelFileError(f"--model-factory {spec} failed: {type(e).__name__}: {first_line(e)}") from None
+    if not isinstance(model, nn.Module):
+        raise ModelFileError(f"--model-factory {spec} returned a {type(model).__name__}, not an nn.Module")
+    file = WeightFile(path)
+    own = model.state_dict()
+    state = {name: file.get(name, floating=own[name].is_floating_point()) for name in own}
+    bad = [n for n in own if tuple(state[n].shape) != tuple(own[n].shape)]
+    if bad:
+        raise ArchitectureError(f"{path}: {bad[0]} has shape {tuple(state[bad[0]].shape)}, the factory's model "
+                                f"{tuple(own[bad[0]].shape)}")
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
+    return model.eval()
+
+
+def load_pretrained(path: str | os.PathLike[str]) -> nn.Module:
+    """A Hugging Face ``save_pretrained`` folder as its model class (``config.json``'s ``architectures``), from the
+    folder only (no hub access): ``pip install 'netmark[hf]'``."""
+    p = Path(path)
+    if not (p / "config.json").is_file():
+        raise ModelFileError(f"{p} has no config.json: not a Hugging Face model folder")
+    try:
+        import transformers
+    except ImportError:
+        raise ModelFileError(f"loading {p} needs transformers: pip install 'netmark[hf]'") from None
+    try:
+        config = transformers.AutoConfig.from_pretrained(str(p), local_files_only=True)
+        names = list(getattr(config, "architectures", None) or [])
+        cls = getattr(transformers, names[0], None) if names else None
+        if cls is None:
+            raise ModelFileError(f"{p}/config.json names no transformers model class ({names or 'none'})")
+        model = cls.from_pretrained(str(p), local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise ModelFileError(f"cannot load {p} with transformers ({first_line(e)})") from None
+    return model.eval()

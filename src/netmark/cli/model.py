@@ -142,16 +142,26 @@ def embed(method: Annotated[str, typer.Option("--method", help="watermarking sch
                + (f"; the signed claim {claim_path[0]} (publish it)" if claim is not None else ""))
 
 
-def read_suspect(path: Path, key: Any, *, weights_ok: bool) -> Any:
-    """The suspect model in ``path`` rebuilt (netmark.io.load_model), or ``None`` when only its weights will be read:
-    ``weights_ok`` (the key's method reads named weights) and the file is a directory (Hugging Face), an ONNX file,
-    or a state dict that records no architecture while the key has none either (a user's own module). A file whose
-    recorded architecture does not fit is refused as before."""
+def read_suspect(path: Path, key: Any, *, weights_ok: bool, factory: str | None = None) -> Any:
+    """The suspect model in ``path``: built by ``factory`` (package.module:function) with the file's tensors, a
+    Hugging Face folder through transformers when the method needs the model itself, else rebuilt from its recorded
+    architecture (netmark.io.load_model); or ``None`` when only its weights will be read: ``weights_ok`` (the key's
+    method reads named weights) and the file is a directory (Hugging Face), an ONNX file, or a state dict that records
+    no architecture while the key has none either (a user's own module). A file whose recorded architecture does not
+    fit is refused as before."""
     from netmark.errors import ModelFileError
     from netmark.io import load_model
 
+    if factory is not None:
+        from netmark.weights import from_factory
+
+        return from_factory(factory, path)
     if weights_ok and (path.is_dir() or path.suffix.lower() == ".onnx"):
         return None
+    if path.is_dir() and (path / "config.json").is_file():
+        from netmark.weights import load_pretrained
+
+        return load_pretrained(path)
     try:
         return load_model(path, arch=key.arch)
     except ModelFileError as e:
@@ -183,6 +193,7 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
            tsa_root: Annotated[Path | None, typer.Option("--tsa-root", help="the TSA's root certificate(s), PEM")] = None,
            null_model: Annotated[list[Path] | None, typer.Option("--null-model", help="with --claim, for keys whose labels depend on the images (zhang-*, frontier-stitching, deepsigns black box): a model you trained without the key (netmark train; repeat, at least 2): the null is measured on these, not taken from the key")] = None,
            redraws: Annotated[int, typer.Option("--redraws", min=1, help="with --claim, for single-target trigger sets (zhang-*): keys drawn from other roots that the specificity step compares the claimed triggers with (p-value floor 1/(N+1); through a URL each costs a query round)")] = 999,
+           model_factory: Annotated[str | None, typer.Option("--model-factory", help="package.module:function returning your nn.Module (importable: on PYTHONPATH); MODEL's tensors are loaded into it by name. For methods that run the model (DeepSigns, trigger sets, alignment) on an architecture netmark does not know")] = None,
            train_size: opt.TrainSize = None, data_dir: opt.DataDir = None,
            ) -> None:
     """Is the key's watermark in MODEL? Exit 0 = detected (with --claim: and every claim check holds), 1 = not
@@ -241,7 +252,8 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
     else:
         from netmark.methods import verify as run_verify
 
-        net, predict = read_suspect(Path(model), k, weights_ok=wm.traits().reads_weights and signed is None), None
+        net, predict = read_suspect(Path(model), k, weights_ok=wm.traits().reads_weights and signed is None,
+                                    factory=model_factory), None
 
         def decide(key_: WatermarkKey) -> VerificationResult:
             if net is None:  # weights only: the file's architecture is not rebuilt (netmark.weights)
@@ -261,6 +273,7 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
     ok = res.detected and (checked is None or checked.ok)
     if as_json:
         typer.echo(json.dumps({**res.to_dict(), "key_fingerprint": k.fingerprint, "model": shown,
+                               "model_factory": model_factory,
                                "key_seeded": k.seeded, "claim": None if checked is None else checked.to_dict()},
                               default=str))
     else:
