@@ -1,0 +1,99 @@
+"""ONNX export round trip: what a thief's deployment does to the weights (issue 22, item 6; no paper).
+
+The model is exported with ``torch.onnx.export`` (the TorchScript exporter, opset ``opset``, eval mode, constant
+folding as by default) in ``dtype`` — half precision by default, as models are usually exported for serving (fp32
+export is lossless: the same weights come back, measured in ``tests/test_export_attacks.py``) — and every tensor is
+read back from the ONNX file's initializers by name: what a verifier gets from an ONNX deployment (``netmark verify
+MODEL.onnx`` reads the same initializers). An export that renames or folds
+a tensor (a BatchNorm fused into the convolution before it) is refused with the names, since the model could not be
+rebuilt from the file as it is.
+
+Threat model: the thief has the stolen model only (no data, no training).
+
+Args:
+    input_shape: ``[C, H, W]`` of one input (default: the registry architecture's ``in_channels``/``image_size``).
+    opset: the ONNX opset [17].
+    dtype: ``fp16`` (default) or ``fp32``: the precision of the exported weights.
+    seed: unused (the export is deterministic), kept for the attack protocol.
+
+Example::
+
+    served = OnnxExport(OnnxExportConfig())(model)
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from netmark.attacks.base import Attack, AttackConfig, register_attack
+from netmark.errors import ArchitectureError, ConfigError
+from netmark.models import ARCH_ATTR
+
+
+@dataclass
+class OnnxExportConfig(AttackConfig):
+    """Settings of :class:`OnnxExport` (module docstring)."""
+
+    input_shape: list[int] | None = None
+    opset: int = 17
+    dtype: str = "fp16"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.input_shape, tuple):
+            self.input_shape = list(self.input_shape)
+        if self.input_shape is not None and (not isinstance(self.input_shape, list) or not self.input_shape or not all(
+                isinstance(d, int) and not isinstance(d, bool) and 0 < d <= 4096 for d in self.input_shape)):
+            raise ConfigError(f"input_shape must be a list of positive sizes (C, H, W), got {self.input_shape!r}")
+        if isinstance(self.opset, bool) or not isinstance(self.opset, int) or not 9 <= self.opset <= 21:
+            raise ConfigError(f"opset must be an ONNX opset between 9 and 21, got {self.opset!r}")
+        if self.dtype not in ("fp16", "fp32"):
+            raise ConfigError(f"dtype must be fp16 or fp32, got {self.dtype!r}")
+
+
+def _example_input(model: nn.Module, shape: list[int] | None) -> torch.Tensor:
+    if shape is None:
+        arch = getattr(model, ARCH_ATTR, None)
+        args = arch.get("args", {}) if isinstance(arch, dict) else {}
+        if "in_channels" not in args or "image_size" not in args:
+            raise ConfigError("onnx-export needs input_shape=[C, H, W] for a model without a registry architecture")
+        shape = [int(args["in_channels"]), int(args["image_size"]), int(args["image_size"])]
+    return torch.zeros(1, *shape)
+
+
+@register_attack
+class OnnxExport(Attack[OnnxExportConfig]):
+    """ONNX export, then the weights read back from the file (module docstring)."""
+
+    name = "onnx-export"
+    VERSION = 1
+
+    def apply(self, model: nn.Module, data: Dataset | None) -> nn.Module:
+        try:
+            import onnx
+            from onnx import numpy_helper
+        except ImportError:
+            raise ConfigError("onnx-export needs the onnx package: pip install 'netmark[onnx]'") from None
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notes
+            path = Path(tmp) / "model.onnx"
+            half = self.config.dtype == "fp16"
+            exported = copy.deepcopy(model).eval().to(torch.float16 if half else torch.float32)
+            x = _example_input(model, self.config.input_shape).to(torch.float16 if half else torch.float32)
+            torch.onnx.export(exported, (x,), str(path), opset_version=self.config.opset, dynamo=False)
+            inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
+        state = model.state_dict()
+        floats = [k for k, v in state.items() if v.is_floating_point()]
+        missing = [k for k in floats if k not in inits]
+        if missing:
+            raise ArchitectureError(f"the ONNX export renamed or folded {len(missing)} tensor(s) (e.g. "
+                                    f"{', '.join(missing[:3])}): the model cannot be rebuilt from the file as it is")
+        model.load_state_dict({**state, **{k: torch.from_numpy(inits[k].copy()).to(state[k].dtype) for k in floats}})
+        return model
