@@ -14,6 +14,8 @@ Args:
     input_shape: ``[C, H, W]`` of one input (default: the registry architecture's ``in_channels``/``image_size``).
     opset: the ONNX opset [17].
     dtype: ``fp16`` (default) or ``fp32``: the precision of the exported weights.
+    input_dtype: ``float32`` (default: images) or ``int64`` (token ids, e.g. ``input_shape=[12]`` for a Hugging Face
+        model's ``input_ids``).
     seed: unused (the export is deterministic), kept for the attack protocol.
 
 Example::
@@ -45,6 +47,7 @@ class OnnxExportConfig(AttackConfig):
     input_shape: list[int] | None = None
     opset: int = 17
     dtype: str = "fp16"
+    input_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         if isinstance(self.input_shape, tuple):
@@ -56,6 +59,8 @@ class OnnxExportConfig(AttackConfig):
             raise ConfigError(f"opset must be an ONNX opset between 9 and 21, got {self.opset!r}")
         if self.dtype not in ("fp16", "fp32"):
             raise ConfigError(f"dtype must be fp16 or fp32, got {self.dtype!r}")
+        if self.input_dtype not in ("float32", "int64"):
+            raise ConfigError(f"input_dtype must be float32 or int64, got {self.input_dtype!r}")
 
 
 def _example_input(model: nn.Module, shape: list[int] | None) -> torch.Tensor:
@@ -86,8 +91,13 @@ class OnnxExport(Attack[OnnxExportConfig]):
             path = Path(tmp) / "model.onnx"
             half = self.config.dtype == "fp16"
             exported = copy.deepcopy(model).eval().to(torch.float16 if half else torch.float32)
-            x = _example_input(model, self.config.input_shape).to(torch.float16 if half else torch.float32)
-            torch.onnx.export(exported, (x,), str(path), opset_version=self.config.opset, dynamo=False)
+            x = _example_input(model, self.config.input_shape)
+            x = x.long() if self.config.input_dtype == "int64" else x.to(torch.float16 if half else torch.float32)
+            try:
+                torch.onnx.export(exported, (x,), str(path), opset_version=self.config.opset, dynamo=False)
+            except (RuntimeError, TypeError, ValueError) as e:
+                raise ArchitectureError(f"the model could not be exported to ONNX: {str(e).splitlines()[0][:200]}"
+                                        ) from None
             inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
         state = model.state_dict()
         floats = [k for k, v in state.items() if v.is_floating_point()]

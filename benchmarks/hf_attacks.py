@@ -1,0 +1,107 @@
+"""Hugging Face models after deployment round trips: the detection table of issue 22's acceptance.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/hf_attacks.py --seed 0
+
+A tiny BERT (2 layers, hidden 32; host ``bert.encoder.layer.1.output.dense``, nn.Linear) and a tiny GPT-2 (2 layers,
+n_embd 32; host ``transformer.h.0.mlp.c_fc``, a Conv1D stored (in, out)), built from configs (random init, no
+download), are marked with Uchida (32 bits, λ = 1) and Wang AUTO (32 bits) by ``netmark.embed`` on 256 random token
+sequences of length 12 (label: parity of the first token; 6 epochs, Adam lr 5e-3, batch 32), saved with
+``save_pretrained`` and attacked: LoRA fine-tuning merged into the base (peft, r 8, α 16, every hidden Linear/Conv1D;
+1 and 3 epochs of Adam lr 1e-3 on 256 other sequences: the thief's data), torch.ao dynamic int8, an fp16 round trip,
+and an ONNX export (fp32; the TorchScript exporter). Each cell: the p-value read from the attacked model's weights
+(the way ``netmark verify FOLDER`` reads them) and the model's accuracy on 256 held-out sequences; an ONNX export
+that renames the host tensor says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+import netmark
+from netmark.attacks import ATTACKS
+from netmark.errors import NetmarkError
+from netmark.methods import get_method
+from netmark.methods.uchida import UchidaConfig
+from netmark.methods.wang import WangConfig
+from netmark.training import TrainConfig, evaluate
+
+VOCAB, LENGTH = 100, 12
+HOSTS = {"bert": "bert.encoder.layer.1.output.dense", "gpt2": "transformer.h.0.mlp.c_fc"}
+
+
+class Tokens(Dataset):
+    def __init__(self, n: int, seed: int) -> None:
+        self.ids = torch.randint(0, VOCAB, (n, LENGTH), generator=torch.Generator().manual_seed(seed))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.ids[i], "labels": self.ids[i, 0] % 2}
+
+
+def tiny(kind: str, seed: int) -> torch.nn.Module:
+    import transformers
+
+    torch.manual_seed(seed)
+    if kind == "bert":
+        return transformers.BertForSequenceClassification(transformers.BertConfig(
+            vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+            max_position_embeddings=32, num_labels=2))
+    return transformers.GPT2ForSequenceClassification(transformers.GPT2Config(
+        vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=2, n_positions=32, num_labels=2, pad_token_id=0,
+        bos_token_id=1, eos_token_id=1))
+
+
+def attacks(seed: int) -> list[tuple[str, str, dict[str, Any]]]:
+    lora = {"train": TrainConfig(epochs=1, lr=1e-3, optimizer="adam", batch_size=32, progress=False)}
+    return [("LoRA merge, 1 epoch", "lora", lora),
+            ("LoRA merge, 3 epochs", "lora", {"train": TrainConfig(epochs=3, lr=1e-3, optimizer="adam", batch_size=32,
+                                                                   progress=False)}),
+            ("int8 dynamic", "int8-dynamic", {}), ("fp16 round trip", "roundtrip", {"dtype": "fp16"}),
+            ("ONNX export (fp32)", "onnx-export", {"dtype": "fp32", "input_shape": [LENGTH],
+                                                            "input_dtype": "int64"})]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+    train_set, thief, held_out = Tokens(256, args.seed), Tokens(256, args.seed + 100), Tokens(256, args.seed + 200)
+    rows = []
+    for kind in ("bert", "gpt2"):
+        for name in ("uchida", "wang"):
+            config = (UchidaConfig(layer=HOSTS[kind], bits=32, strength=1.0) if name == "uchida"
+                      else WangConfig(layer=HOSTS[kind], bits=32, null_samples=256))
+            loader = DataLoader(train_set, batch_size=32, shuffle=True,
+                                generator=torch.Generator().manual_seed(args.seed))
+            model, key, _ = netmark.embed(tiny(kind, args.seed), loader, config,
+                                          TrainConfig(epochs=6, lr=5e-3, optimizer="adam", seed=args.seed,
+                                                      progress=False), seed=args.seed + 1)
+            method = get_method(name)(config)
+            cells = [f"{method.verify(model, key).p_value:.2g} / {evaluate(model, held_out)['accuracy']:.2f}"]
+            for _, attack, changes in attacks(args.seed):
+                cls = ATTACKS[attack]
+                cfg = cls.config_cls(seed=args.seed + 7, **changes)
+                try:
+                    out = cls(cfg)(model, thief if cls.needs_data else None)
+                    cells.append(f"{method.verify(out, key).p_value:.2g} / {evaluate(out, held_out)['accuracy']:.2f}")
+                except NetmarkError as e:
+                    cells.append("refused: " + str(e).split(" (e.g.")[0].removeprefix("the ONNX export "))
+            rows.append((f"{kind} {name}", cells))
+    print("| model, method | marked | " + " | ".join(label for label, _, _ in attacks(args.seed)) + " |")
+    print("|---|---|" + "---|" * len(attacks(args.seed)))
+    for label, cells in rows:
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print("\ncells: p-value (weights) / accuracy on 256 held-out sequences; alpha 1e-6")
+
+
+if __name__ == "__main__":
+    main()
