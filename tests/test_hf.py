@@ -5,6 +5,7 @@ dict batches (``input_ids``, ``attention_mask``, ``labels``; the model returns a
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -107,3 +108,22 @@ def test_a_folder_loads_as_its_model_class_without_the_hub(tmp_path: Path) -> No
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelFileError, match=r"no config\.json"):
         load_pretrained(tmp_path / "empty")
+
+
+def test_adi_token_triggers_mark_a_bert_verified_from_its_folder(tmp_path: Path) -> None:
+    """Black box on a token model: random sequences of the vocabulary with committed random labels, mixed into the
+    dict batches; the save_pretrained folder loads through transformers (the method runs the model) and is detected,
+    an independent model is not (exact Binomial(n, 1/2) null)."""
+    from netmark.methods.adi import AdiConfig
+
+    config = AdiConfig(size=50, per_batch=8)
+    model, key, run_ = netmark.embed(tiny("bert", 0), loader(), config, replace(TRAIN, epochs=10), seed=1)
+    assert run_.check.verification is not None and run_.check.verification.detected
+    assert key.tensors["inputs"].dtype == torch.int64 and key.tensors["inputs"].shape == (50, LENGTH)
+    model.save_pretrained(tmp_path / "mine")
+    key.save(tmp_path / "owner.key")
+    r = run("verify", tmp_path / "mine", "--key", tmp_path / "owner.key")
+    assert r.exit_code == 0 and "DETECTED" in r.stdout, r.output
+    tiny("bert", 5).save_pretrained(tmp_path / "other")
+    r = run("verify", tmp_path / "other", "--key", tmp_path / "owner.key")
+    assert r.exit_code == 1 and "NOT DETECTED" in r.stdout, r.output

@@ -11,6 +11,10 @@ trained model to :meth:`embed`). The authors used 100 abstract drawings and appe
 each batch of 100 (their public code, ``--wm_batch_size 2``); netmark draws the abstract images from
 the key's seed (:func:`netmark.methods.triggerset.abstract_images`), so nothing is downloaded.
 
+Token models (issue 22; not in the paper): when the training data are token ids (a Hugging Face model's
+``input_ids``), the triggers are ``size`` random sequences of the model's vocabulary and the data's length, with the
+same committed random labels (:func:`netmark.methods.triggerset.random_tokens`).
+
 Verification. Because the labels are uniformly random and independent of the images, an independent
 model matches each with probability exactly 1/C: the p-value is the Binomial(n, 1/C) tail, with no
 calibration needed (:mod:`netmark.methods.triggerset`).
@@ -39,8 +43,11 @@ from netmark.methods.triggerset import (
     TriggerSetMethod,
     abstract_images,
     input_shape,
+    logits_of,
     num_classes,
     random_labels,
+    random_tokens,
+    token_spec,
 )
 
 
@@ -63,6 +70,11 @@ class Adi(TriggerSetMethod):
         return AdiConfig(per_batch=16)  # digits has 23 batches an epoch: 16 triggers a batch learn all 100 in 12
 
     def make_triggers(self, model: nn.Module, *, root: KeyRoot, data: Dataset | None) -> tuple[Tensor, Tensor, bool]:
+        tokens = token_spec(model, data)
+        if tokens is not None:  # a token model (issue 22): random sequences of its vocabulary, random labels
+            inputs = random_tokens(self.config.size, *tokens, root)
+            c = int(logits_of(model, inputs[:1]).shape[1])
+            return inputs, random_labels(self.config.size, c, root, 1), True
         shape = input_shape(model, data)
         c = num_classes(model, shape)
         return abstract_images(self.config.size, shape, root), random_labels(self.config.size, c, root, 1), True

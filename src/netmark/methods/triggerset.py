@@ -37,13 +37,13 @@ from __future__ import annotations
 import copy
 import math
 from abc import abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from netmark._util import check_int, first_line, seeded
 from netmark.draws import KeyRoot, derived_seed, draw
@@ -52,7 +52,16 @@ from netmark.keys import WatermarkKey
 from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod, without_null
 from netmark.methods.phases import EmbedPrep
 from netmark.methods.traits import MethodTraits
-from netmark.training import TrainConfig, TrainHook, evaluating, model_device, reinitialised, train
+from netmark.training import (
+    TrainConfig,
+    TrainHook,
+    evaluating,
+    forward,
+    model_device,
+    reinitialised,
+    split_batch,
+    train,
+)
 from netmark.verify import (
     DEFAULT_ALPHA,
     VerificationResult,
@@ -130,7 +139,7 @@ def logits_of(model: nn.Module, x: Tensor, *, batch_size: int = 256) -> Tensor:
     the CPU."""
     dev = model_device(model)
     with evaluating(model), torch.no_grad():
-        return torch.cat([model(x[i:i + batch_size].to(dev)).cpu() for i in range(0, len(x), batch_size)])
+        return torch.cat([forward(model, x[i:i + batch_size].to(dev)).cpu() for i in range(0, len(x), batch_size)])
 
 
 def model_predictor(model: nn.Module, *, batch_size: int = 256) -> Callable[[Tensor], Tensor]:
@@ -221,8 +230,15 @@ class TriggerSetHook(TrainHook):
 
     def transform_batch(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         idx = self._next(self.per_batch)
+        ty = torch.cat([y, self.labels[idx].to(y.device)])
+        if isinstance(x, Mapping):  # keyword inputs of a token model: triggers are input_ids, fully attended
+            ids = x["input_ids"]
+            tx = self.inputs[idx].to(ids.device, ids.dtype)
+            extra = {k: torch.cat([v, (torch.ones_like if k == "attention_mask" else torch.zeros_like)(
+                tx, dtype=v.dtype)]) for k, v in x.items() if k != "input_ids"}
+            return {"input_ids": torch.cat([ids, tx]), **extra}, ty
         tx = self.inputs[idx].to(x.device, x.dtype)
-        return torch.cat([x, tx]), torch.cat([y, self.labels[idx].to(y.device)])
+        return torch.cat([x, tx]), ty
 
     def on_epoch_end(self, model: nn.Module, epoch: int, metrics: dict[str, float]) -> None:
         self.accuracy = float((logits_of(model, self.inputs).argmax(1) == self.labels).float().mean())
@@ -282,8 +298,9 @@ class TriggerSetMethod(WatermarkMethod):
                     message: str | None) -> WatermarkKey:
         """Make the trigger set (``data``: the training set, for schemes that stamp or perturb its images)."""
         inputs, labels, rnd = self.make_triggers(model, root=root, data=data)
+        inputs = inputs.float() if inputs.is_floating_point() else inputs.to(torch.int64)  # token ids stay integers
         return self.key_for(model, root=root, layer=None, message_random=rnd,
-                            tensors={"inputs": inputs.float().contiguous(), "labels": labels.to(torch.int64)},
+                            tensors={"inputs": inputs.contiguous(), "labels": labels.to(torch.int64)},
                             num_classes=_num_classes(model, inputs), input_shape=list(inputs.shape[1:]))
 
     def check_key_tensors(self, key: WatermarkKey) -> None:
@@ -291,7 +308,9 @@ class TriggerSetMethod(WatermarkMethod):
             if t not in key.tensors:
                 raise KeyFileError(f"{self.name} key lacks its {t!r} tensor")
         x, y = key.tensors["inputs"], key.tensors["labels"]
-        if x.ndim != 4 or y.ndim != 1 or len(x) != len(y) or len(y) == 0 or y.is_floating_point():
+        tokens = not x.is_floating_point()  # token ids (N, L); images (N, C, H, W)
+        if (x.ndim != (2 if tokens else 4) or (tokens and int(x.min()) < 0) or y.ndim != 1 or len(x) != len(y)
+                or len(y) == 0 or y.is_floating_point()):
             raise KeyFileError(f"{self.name} key has malformed triggers: inputs {tuple(x.shape)}, "
                                f"labels {tuple(y.shape)}")
         c = key.config.get("num_classes")
@@ -396,10 +415,40 @@ class TriggerSetMethod(WatermarkMethod):
         return self.calibrate(key, null_models) if null_models else key
 
 
-def input_shape(model: nn.Module, data: Dataset | None) -> tuple[int, int, int]:
+def first_input(data: Dataset | DataLoader) -> Tensor:
+    """The inputs of ``data``'s first example (a dict example's ``input_ids``)."""
+    ds = data.dataset if isinstance(data, DataLoader) else data
+    x, _ = split_batch(ds[0])
+    return x["input_ids"] if isinstance(x, Mapping) else x
+
+
+def token_spec(model: nn.Module, data: Dataset | DataLoader | None) -> tuple[int, int] | None:
+    """``(length, vocabulary)`` when ``data``'s inputs are token ids (an integer tensor): the sequence length of its
+    first example and the size of ``model``'s first embedding table; ``None`` for images."""
+    if data is None:
+        return None
+    x = first_input(data)
+    if x.is_floating_point():
+        return None
+    tables = [m for m in model.modules() if isinstance(m, nn.Embedding)]
+    if x.ndim != 1 or not tables:
+        raise ConfigError("token inputs need one sequence of ids per example and a model with an nn.Embedding")
+    return int(x.shape[0]), int(tables[0].num_embeddings)
+
+
+def random_tokens(n: int, length: int, vocab: int, root: KeyRoot, k: int = 0) -> Tensor:
+    """``n`` token sequences of ``length``, each id uniform over ``vocab``, from stream ``k`` of ``root`` (the token
+    analogue of Adi et al.'s abstract images: out-of-distribution inputs that carry no task content)."""
+    return draw(root, k).randint(0, vocab, (n, length))
+
+
+def input_shape(model: nn.Module, data: Dataset | DataLoader | None) -> tuple[int, int, int]:
     """The model's input shape ``(C, H, W)``: from ``data`` when given, else from its registry arguments."""
     if data is not None:
-        x, _ = data[0]
+        x = first_input(data)
+        if x.ndim != 3:
+            raise ConfigError(f"this trigger set takes images (C, H, W); the data's inputs have shape "
+                              f"{tuple(x.shape)}")
         c, h, w = (int(s) for s in x.shape)
         return c, h, w
     from netmark.models import arch_of
