@@ -74,7 +74,13 @@ def test_readme_bring_your_own_model_example_runs(tmp_path, monkeypatch, capsys)
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     example = next(b for b in blocks if "GPT2ForSequenceClassification" in b)
     monkeypatch.chdir(tmp_path)
-    exec(compile(example, "README.md", "exec"), {"__name__": "readme"})
+    black = next(b for b in blocks if "AdiConfig" in b)
+    ns: dict = {"__name__": "readme"}
+    exec(compile(example, "README.md", "exec"), ns)
     assert "detected: True" in capsys.readouterr().out
     r = CliRunner().invoke(app, ["verify", "my-gpt2", "--key", "owner.key"])
+    assert r.exit_code == 0 and "DETECTED" in r.stdout, r.output
+    exec(compile(black, "README.md", "exec"), ns)  # continues the first block (its data)
+    assert "detected: True" in capsys.readouterr().out
+    r = CliRunner().invoke(app, ["verify", "my-bert", "--key", "bert.key"])
     assert r.exit_code == 0 and "DETECTED" in r.stdout, r.output
