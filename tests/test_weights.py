@@ -207,7 +207,51 @@ def test_a_method_that_runs_the_model_uses_the_model_factory(digits_train: Array
     r = run("verify", tmp_path / "mine.pt", "--key", tmp_path / "owner.key", "--model-factory",
             "tests.test_weights:my_net_factory", "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["model_factory"] == "tests.test_weights:my_net_factory", r.output
+    r = run("attack", "permute", tmp_path / "mine.pt", "--model-factory", "tests.test_weights:my_net_factory",
+            "--set", "seed=2", "--out", tmp_path / "permuted.pt")
+    assert r.exit_code == 0, r.output  # an attack that needs the module's graph, on the factory's model
+    permuted = torch.load(tmp_path / "permuted.pt", weights_only=True)
+    assert list(permuted) == list(model.state_dict())
+    assert not torch.equal(permuted["body.1.weight"], model.state_dict()["body.1.weight"])
+    r = run("scan", tmp_path / "mine.pt", tmp_path / "permuted.pt", "--key", tmp_path / "owner.key", "--jsonl",
+            "--model-factory", "tests.test_weights:my_net_factory")
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert r.exit_code == 0 and rows[0]["detected"] and rows[1]["error"] is None, r.output
     for bad, match in (("tests.test_weights", "package.module:function"), ("tests.nope:f", "No module"),
                        ("tests.test_weights:missing", "missing"), ("tests.test_weights:my_net", "my_net")):
         r = run("verify", tmp_path / "mine.pt", "--key", tmp_path / "owner.key", "--model-factory", bad)
         assert r.exit_code == 2 and match in r.stderr and r.stderr.count("\n") == 1, (bad, r.output)
+
+
+class Mixed(nn.Module):
+    """Embedding, Conv1d and Conv3d hosts besides a Linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(50, 32)
+        self.conv = nn.Conv1d(32, 24, 3)
+        self.vol = nn.Conv3d(2, 8, 3)
+        self.head = nn.Linear(24, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(self.emb(x).transpose(1, 2)).mean(-1))
+
+
+@pytest.mark.parametrize("layer", ["emb", "conv", "vol"])
+def test_embedding_and_conv1d_3d_layers_host_a_uchida_mark(layer: str, tmp_path: Path) -> None:
+    """Item 3: any host layer. The mark is put into the host weights directly (Uchida's embed_without_training),
+    read in memory and from a torch.save state dict by name; an unmarked copy is not detected."""
+    from netmark.methods.uchida import embed_without_training
+
+    torch.manual_seed(0)
+    model = Mixed()
+    method = get_method("uchida")(UchidaConfig(layer=layer, bits=24))
+    key = method.create_key(model, seed=2)
+    assert key.hosts is not None and list(key.hosts) == [f"{layer}.weight"]
+    embed_without_training(model, key, lam=1000.0, steps=400, lr=0.05)
+    assert method.verify(model, key).detected
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    assert method.verify_weights(tmp_path / "m.pt", key).detected
+    torch.manual_seed(1)
+    torch.save(Mixed().state_dict(), tmp_path / "other.pt")
+    assert not method.verify_weights(tmp_path / "other.pt", key).detected

@@ -183,7 +183,8 @@ def _onnx_initializers(p: Path) -> dict[str, torch.Tensor]:
 
 
 def weight_shell(tensors: Mapping[str, torch.Tensor], *, keep_all: bool = False) -> nn.Module:
-    """An ``nn.Module`` whose sub-modules are ``Linear`` (2-D weight) and ``Conv2d`` (4-D) layers holding ``tensors``
+    """An ``nn.Module`` whose sub-modules are ``Linear`` (2-D weight) and ``Conv1d/2d/3d`` (3-5-D) layers holding
+    ``tensors``
     (``<layer>.weight`` and, where given, ``<layer>.bias``), in the order given: what the weight-reading methods'
     extraction looks up. It has no forward pass. ``keep_all``: every other tensor too, as a parameter (floating
     point) or buffer under its own name, so that ``state_dict()`` gives back exactly ``tensors`` (:func:`state_shell`).
@@ -195,11 +196,12 @@ def weight_shell(tensors: Mapping[str, torch.Tensor], *, keep_all: bool = False)
             continue
         if w.ndim == 2:
             mod: nn.Module = nn.Linear(w.shape[1], w.shape[0], bias=f"{layer}.bias" in tensors, device="meta")
-        elif w.ndim == 4:
-            mod = nn.Conv2d(w.shape[1], w.shape[0], (int(w.shape[2]), int(w.shape[3])), bias=f"{layer}.bias" in tensors,
-                            device="meta")
+        elif w.ndim in (3, 4, 5):  # Conv1d, Conv2d, Conv3d: (out, in, *kernel)
+            conv = {3: nn.Conv1d, 4: nn.Conv2d, 5: nn.Conv3d}[w.ndim]
+            mod = conv(w.shape[1], w.shape[0], tuple(int(k) for k in w.shape[2:]),  # type: ignore[arg-type]
+                       bias=f"{layer}.bias" in tensors, device="meta")
         else:
-            raise ArchitectureError(f"{name} has {w.ndim} dimensions: not a Linear or Conv2d weight")
+            raise ArchitectureError(f"{name} has {w.ndim} dimensions: not a Linear or convolution weight")
         mod.weight = nn.Parameter(w.detach().float(), requires_grad=False)
         if f"{layer}.bias" in tensors:
             mod.bias = nn.Parameter(tensors[f"{layer}.bias"].detach().float(), requires_grad=False)

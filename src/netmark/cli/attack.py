@@ -31,6 +31,7 @@ from netmark.errors import ConfigError
 
 Out = Annotated[Path, typer.Option("--out", "-o", help="output model file (.safetensors)")]
 ArchKey = Annotated[Path | None, typer.Option("--arch-from-key", help="take the architecture from this key (plain .pt input)")]
+Factory = Annotated[str | None, typer.Option("--model-factory", help="package.module:function returning your nn.Module: MODEL's tensors are loaded into it by name (an architecture netmark does not know)")]
 
 
 @dataclass
@@ -310,7 +311,8 @@ def attack_command(name: str, cls: Any) -> Any:
                       f"options): {_settings_text(cls.config_cls)}")]
     # after its own options every attack command has these, in this order (``quiet`` only where the shortcut takes
     # it, ``device`` on every attack that trains)
-    tail = {"settings": (settings, None), "arch_from_key": (ArchKey, None), "force": (opt.Force, False),
+    tail = {"settings": (settings, None), "arch_from_key": (ArchKey, None), "model_factory": (Factory, None),
+            "force": (opt.Force, False),
             "quiet": (opt.Quiet, False), "device": (opt.Device, "cpu")}
     wanted = [t for t in tail if (t != "quiet" or "quiet" in own) and (t != "device" or cls.needs_data)]
     params = [opt.kw_param("model", Annotated[Path, typer.Argument(help=shortcut.model_help)]), opt.kw_param("out", Out),
@@ -331,7 +333,7 @@ def attack_command(name: str, cls: Any) -> Any:
         except TypeError as e:  # a config field without a default: --set cannot add it after the fact
             raise ConfigError(f"attack {name!r}: {e}") from None
         cfg = apply_settings(base, kw["settings"], name)
-        net, plain = _victim(model, kw["arch_from_key"], cls.tensor_only)
+        net, plain = _victim(model, kw["arch_from_key"], cls.tensor_only, kw["model_factory"])
         if plan.device is not None:
             cfg, net = _on_device(cfg, plan.device), net.to(plan.device)
         data = opt.load_data(plan.dataset, plan.data_dir, plan.train_size)[0] if plan.dataset is not None else None
@@ -357,11 +359,17 @@ def attack_command(name: str, cls: Any) -> Any:
     return typer.main.get_command(one)
 
 
-def _victim(model: Path, arch_key: Path | None, tensor_only: bool) -> tuple[Any, bool]:
+def _victim(model: Path, arch_key: Path | None, tensor_only: bool, factory: str | None = None) -> tuple[Any, bool]:
     """The model to attack and whether it is a plain state dict held by name (an attack that rewrites tensors one by
-    one runs on a file whose architecture cannot be rebuilt: a user's own module's state dict)."""
+    one runs on a file whose architecture cannot be rebuilt: a user's own module's state dict). With ``factory``
+    (package.module:function) the user's module is built and the file's tensors loaded into it; the result is then
+    written back as a plain state dict too."""
     from netmark.errors import ModelFileError
 
+    if factory is not None:
+        from netmark.weights import from_factory
+
+        return from_factory(factory, model), True
     try:
         return opt.load_model_file(model, arch_key), False
     except ModelFileError as e:

@@ -46,6 +46,7 @@ def scan(paths: Annotated[list[Path], typer.Argument(help="model files or folder
          key: Annotated[Path, typer.Option("--key", "-k", help="the owner's secret key file")],
          jsonl: Annotated[bool, typer.Option("--jsonl", help="one JSON object per file: path, detected, p_value, score, error")] = False,
          alpha: Annotated[float, typer.Option("--alpha", help="significance level of each file's test")] = 1e-6,
+         model_factory: Annotated[str | None, typer.Option("--model-factory", help="package.module:function returning your nn.Module, for methods that run the model: each file's tensors are loaded into it by name")] = None,
          ) -> None:
     """Verify KEY on every model file under PATHS in one process; one line per file. Exit 0 if any is detected.
 
@@ -60,7 +61,7 @@ def scan(paths: Annotated[list[Path], typer.Argument(help="model files or folder
         raise ConfigError(f"--alpha must be in (0, 1), got {alpha}")
     k = WatermarkKey.load(key)
     wm = method_from_key(k)
-    weights_only = wm.traits().reads_weights
+    weights_only = wm.traits().reads_weights and model_factory is None
     start, seen, found, bad = time.perf_counter(), 0, 0, 0
     for path in model_files(paths):
         seen += 1
@@ -71,8 +72,10 @@ def scan(paths: Annotated[list[Path], typer.Argument(help="model files or folder
             else:
                 from netmark.io import load_model
                 from netmark.methods import verify as run_verify
+                from netmark.weights import from_factory
 
-                res = run_verify(load_model(path, arch=k.arch), k, alpha=alpha)
+                net = from_factory(model_factory, path) if model_factory else load_model(path, arch=k.arch)
+                res = run_verify(net, k, alpha=alpha)
             row.update(detected=res.detected, p_value=res.p_value, score=res.score)
             found += int(res.detected)
         except (NetmarkError, OSError, ValueError, RuntimeError) as e:
