@@ -7,10 +7,11 @@ n_embd 32; host ``transformer.h.0.mlp.c_fc``, a Conv1D stored (in, out)), built 
 download), are marked with Uchida (32 bits, λ = 1) and Wang AUTO (32 bits) by ``netmark.embed`` on 256 random token
 sequences of length 12 (label: parity of the first token; 6 epochs, Adam lr 5e-3, batch 32), saved with
 ``save_pretrained`` and attacked: LoRA fine-tuning merged into the base (peft, r 8, α 16, every hidden Linear/Conv1D;
-1 and 3 epochs of Adam lr 1e-3 on 256 other sequences: the thief's data), torch.ao dynamic int8, an fp16 round trip,
-and an ONNX export (fp32; the TorchScript exporter). Each cell: the p-value read from the attacked model's weights
-(the way ``netmark verify FOLDER`` reads them) and the model's accuracy on 256 held-out sequences; an ONNX export
-that renames the host tensor says so.
+1 and 3 epochs of Adam lr 1e-3 on 256 other sequences: the thief's data), torch.ao dynamic int8, an fp16 round trip;
+and exported to ONNX (fp32; the TorchScript exporter) and verified from the file's initializers (a host the exporter
+renamed is searched among the tensors of its shape, Bonferroni-corrected: ``netmark.methods.weights_verify``). Each
+cell: the p-value read from the attacked model's weights (the way ``netmark verify FOLDER`` reads them) and the
+model's accuracy on 256 held-out sequences.
 """
 
 from __future__ import annotations
@@ -63,9 +64,24 @@ def attacks(seed: int) -> list[tuple[str, str, dict[str, Any]]]:
     return [("LoRA merge, 1 epoch", "lora", lora),
             ("LoRA merge, 3 epochs", "lora", {"train": TrainConfig(epochs=3, lr=1e-3, optimizer="adam", batch_size=32,
                                                                    progress=False)}),
-            ("int8 dynamic", "int8-dynamic", {}), ("fp16 round trip", "roundtrip", {"dtype": "fp16"}),
-            ("ONNX export (fp32)", "onnx-export", {"dtype": "fp32", "input_shape": [LENGTH],
-                                                            "input_dtype": "int64"})]
+            ("int8 dynamic", "int8-dynamic", {}), ("fp16 round trip", "roundtrip", {"dtype": "fp16"})]
+
+
+def onnx_cell(model: torch.nn.Module, method: Any, key: Any) -> str:
+    """The marked model exported to ONNX (TorchScript exporter, fp32) and verified from the file's initializers."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        try:
+            torch.onnx.export(model.eval(), (torch.zeros(1, LENGTH, dtype=torch.int64),), str(path), dynamo=False,
+                              opset_version=17)
+        except (RuntimeError, TypeError, ValueError) as e:
+            return "export fails: " + str(e).splitlines()[0][:60]
+        res = method.verify_weights(path, key)
+        how = f" ({res.details['readings']} readings)" if "readings" in res.details else ""
+        return f"{res.p_value:.2g}{how}"
 
 
 def main() -> None:
@@ -95,9 +111,11 @@ def main() -> None:
                     cells.append(f"{method.verify(out, key).p_value:.2g} / {evaluate(out, held_out)['accuracy']:.2f}")
                 except NetmarkError as e:
                     cells.append("refused: " + str(e).split(" (e.g.")[0].removeprefix("the ONNX export "))
+            cells.append(onnx_cell(model, method, key))
             rows.append((f"{kind} {name}", cells))
-    print("| model, method | marked | " + " | ".join(label for label, _, _ in attacks(args.seed)) + " |")
-    print("|---|---|" + "---|" * len(attacks(args.seed)))
+    labels = [label for label, _, _ in attacks(args.seed)] + ["ONNX file (fp32)"]
+    print("| model, method | marked | " + " | ".join(labels) + " |")
+    print("|---|---|" + "---|" * len(labels))
     for label, cells in rows:
         print(f"| {label} | " + " | ".join(cells) + " |")
     print("\ncells: p-value (weights) / accuracy on 256 held-out sequences; alpha 1e-6")

@@ -127,3 +127,26 @@ def test_adi_token_triggers_mark_a_bert_verified_from_its_folder(tmp_path: Path)
     tiny("bert", 5).save_pretrained(tmp_path / "other")
     r = run("verify", tmp_path / "other", "--key", tmp_path / "owner.key")
     assert r.exit_code == 1 and "NOT DETECTED" in r.stdout, r.output
+
+
+def test_an_onnx_export_that_renames_the_host_is_searched_with_a_bonferroni_correction(tmp_path: Path) -> None:
+    """The TorchScript exporter stores BERT's Linear weights as anonymous, transposed MatMul constants: the key's
+    host is read as each tensor of its shape, the best p-value times the readings tried; detected in the owner's
+    export, not in an independent model's."""
+    import warnings
+
+    pytest.importorskip("onnx")
+    config = UchidaConfig(layer=HOSTS["bert"], bits=32, strength=1.0)
+    model, key, _ = netmark.embed(tiny("bert", 0), loader(), config, TRAIN, seed=1)
+    key.save(tmp_path / "owner.key")
+    x = torch.zeros(1, LENGTH, dtype=torch.int64)
+    for name, net in (("mine", model), ("other", tiny("bert", 5))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net.eval(), (x,), str(tmp_path / f"{name}.onnx"), dynamo=False, opset_version=17)
+    res = get_method("uchida")(config).verify_weights(tmp_path / "mine.onnx", key)
+    assert res.detected and res.details["readings"] >= 2 and res.details["renamed_as"].startswith("onnx::")
+    r = run("verify", tmp_path / "mine.onnx", "--key", tmp_path / "owner.key")
+    assert r.exit_code == 0 and "Bonferroni" in r.stdout, r.output
+    r = run("verify", tmp_path / "other.onnx", "--key", tmp_path / "owner.key")
+    assert r.exit_code == 1 and "NOT DETECTED" in r.stdout, r.output

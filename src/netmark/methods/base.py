@@ -282,20 +282,17 @@ class WatermarkMethod(ABC):
     def verify_weights(self, source: Any, key: WatermarkKey, *, alpha: float = DEFAULT_ALPHA) -> VerificationResult:
         """Verify ``key`` on the named weights of ``source`` (a :class:`netmark.weights.WeightFile`, or a path),
         whatever architecture the file belongs to (:mod:`netmark.weights`): only for methods that read weights
-        (``MethodTraits.reads_weights``); ConfigError for others, ArchitectureError when a tensor is missing or has
-        another shape. Alignment needs the model's graph, so the suspect is read as it is."""
-        from netmark.methods.alignment import without_reference
-        from netmark.weights import WeightFile, weight_shell
+        (``MethodTraits.reads_weights``); ConfigError for others, ArchitectureError when a tensor is missing (and no
+        tensor of its shape stands in for it: :mod:`netmark.methods.weights_verify`) or has another shape. Alignment
+        needs the model's graph, so the suspect is read as it is."""
+        from netmark.methods.weights_verify import verify_file
+        from netmark.weights import WeightFile
 
         if not self.traits().reads_weights:
             raise ConfigError(f"{self.name} keys are verified on a model (a forward pass or its predictions), not on "
                               "weights alone")
         file = source if isinstance(source, WeightFile) else WeightFile(source)
-        wanted = self.host_names(key)
-        tensors = {n: t.t() if isinstance(wanted.get(n), dict) and wanted[n].get("transposed") else t
-                   for n, t in file.tensors(wanted).items()}  # a Conv1D's (in, out) weight: the shell's Linear layout
-        res = self.verify(weight_shell(tensors), without_reference(key), alpha=alpha)
-        return replace(res, details={**res.details, "read": "weights only (no architecture)"})
+        return verify_file(self, file, key, alpha=alpha)
 
     @abstractmethod
     def hook(self, key: WatermarkKey) -> TrainHook:
