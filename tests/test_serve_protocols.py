@@ -37,7 +37,7 @@ from netmark.serve.protocols import (
     planned_queries,
 )
 from netmark.serve.runtimes import TOKEN_ENV
-from tests.test_serve import independent, key_file, marked  # noqa: F401 (module-scoped fixtures: the same models)
+from tests.test_serve import _request, independent, key_file, marked, serve  # noqa: F401 (module-scoped fixtures)
 
 runner = CliRunner()
 TOKEN = "s3cret-token-4711"
@@ -214,6 +214,53 @@ def test_query_budget_is_checked_before_sending(kserve_url: str, marked, key_fil
                 "--max-queries", str(n), "--batch-size", "5")
     assert r.exit_code == 0 and r.stdout.startswith("DETECTED"), (r.stdout, r.stderr)
     _assert_bad(_verify(__file__, key_file, "--protocol", "oip"), "are for a prediction URL")
+
+
+# ----------------------------------------------------------------------------- netmark serve --protocol
+
+
+@pytest.mark.parametrize(("protocol", "path"), [("oip", "/v2/models/suspect/infer"),
+                                                ("kserve-v1", "/v1/models/suspect:predict")])
+def test_netmark_server_speaks_the_standard_protocols(protocol: str, path: str, marked, independent, serve,  # noqa: F811
+                                                      key_file: Path) -> None:  # noqa: F811
+    """netmark's own server with --protocol: verified through tritonclient (oip) and the v1 client; bad requests
+    answer 400 with one line and the server goes on."""
+    url = serve(marked[0], protocol=protocol, name="suspect").url
+    r = _verify(url + path, key_file, "--protocol", protocol, "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["detected"] is True, (r.stdout, r.stderr)
+    other = serve(independent, protocol=protocol, name="suspect").url
+    r = _verify(other + path, key_file, "--protocol", protocol)
+    assert r.exit_code == 1 and r.stdout.startswith("NOT DETECTED"), (r.stdout, r.stderr)
+    ready = "/v2/health/ready" if protocol == "oip" else "/v1/models/suspect"
+    assert _request(url, "GET", ready)[0] == 200
+    assert _request(url, "POST", "/predict", b"{}")[0] == 404  # only the chosen protocol
+    assert _request(url, "GET", "/health")[1]["arch"] == "simple-cnn"
+    x = torch.rand(2, 1, 8, 8)
+    good = ({"inputs": [{"name": "input-0", "shape": [2, 1, 8, 8], "datatype": "FP32", "data": x.flatten().tolist()}]}
+            if protocol == "oip" else {"instances": x.tolist()})
+    status, reply = _request(url, "POST", path, json.dumps(good).encode())
+    assert status == 200, reply
+    got = reply["outputs"][0]["data"] if protocol == "oip" else reply["predictions"]
+    assert got == model_predictor(marked[0])(x).tolist()
+    bad = [{"inputs": []}, {"inputs": [{"name": "i", "shape": [2, 1, 8, 8], "datatype": "BYTES", "data": []}]},
+           {"inputs": [{"name": "i", "shape": [2, 1, 8, 8], "datatype": "FP32", "data": [1.0] * 5}]},
+           {"inputs": [{"name": "i", "shape": [2, 64], "datatype": "FP32", "data": [1.0] * 128}]},
+           {"inputs": [{"name": "i", "shape": [2, 1, 8, 8], "datatype": "FP32",
+                        "parameters": {"binary_data_size": 512}}]}] if protocol == "oip" else [
+           {"instances": "x"}, {"instances": [[[1.0, 2.0]], [[1.0]]]}, {"instances": [[1.0] * 64]},
+           {"predictions": []}, {"instances": [[[[float("nan")] * 8] * 8]]}]
+    for body in bad:
+        status, reply = _request(url, "POST", path, json.dumps(body).encode())
+        assert status == 400 and "\n" not in reply["error"], (body, status, reply)
+    status, reply = _request(url, "POST", path, json.dumps(good).encode())
+    assert status == 200
+
+
+def test_cli_serve_rejects_an_unknown_protocol(model_files: dict[str, Path]) -> None:
+    _assert_bad(runner.invoke(app, ["serve", str(model_files["marked"]), "--protocol", "grpc", "--port", "0"]),
+                "protocol must be")
+    _assert_bad(runner.invoke(app, ["serve", str(model_files["marked"]), "--protocol", "oip", "--name", "a/b"]),
+                "model name")
 
 
 # ----------------------------------------------------------------------------- units

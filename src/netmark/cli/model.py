@@ -321,19 +321,21 @@ def serve(model: Annotated[Path, typer.Argument(help="model file (.safetensors, 
           host: Annotated[str, typer.Option("--host", help="address to bind (default: this machine only)")] = "127.0.0.1",
           port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="TCP port (0: any free port)")] = 8000,
           key: Annotated[Path | None, typer.Option("--key", "-k", help="take the architecture from this key (plain .pt state_dict)")] = None,
+          protocol: Annotated[str, typer.Option("--protocol", help="netmark (POST /predict), oip (Open Inference Protocol v2: POST /v2/models/NAME/infer) or kserve-v1 (POST /v1/models/NAME:predict); labels only")] = "netmark",
+          name: Annotated[str, typer.Option("--name", help="the model's name in oip / kserve-v1 paths")] = "model",
           ) -> None:
     """Serve MODEL's predictions over HTTP (POST /predict, GET /health) until Ctrl-C.
 
-    The wire format is documented in netmark.serve; `netmark verify URL --key KEY` queries such a server. There is no authentication: keep the default loopback --host unless the network is trusted.
+    The wire format is documented in netmark.serve (netmark.serve.standard for --protocol oip|kserve-v1); `netmark verify URL --key KEY [--protocol P]` queries such a server. There is no authentication: keep the default loopback --host unless the network is trusted.
     """
     from netmark._util import sigterm_interrupts
     from netmark.serve import is_loopback, make_server
 
     net = opt.load_model_file(model, key)
-    server = make_server(net, host=host, port=port)
+    server = make_server(net, host=host, port=port, protocol=protocol, name=name)
     if not is_loopback(host):
         opt.echo(f"warning: serving on {host}, reachable from the network without authentication")
-    typer.echo(f"serving {model} at {server.url} (POST /predict, GET /health); Ctrl-C stops")
+    typer.echo(f"serving {model} at {server.url} (POST {server.predict_path}, GET /health); Ctrl-C stops")
     try:
         with sigterm_interrupts():  # SIGTERM stops cleanly too
             server.serve_forever()
