@@ -256,6 +256,19 @@ def test_netmark_server_speaks_the_standard_protocols(protocol: str, path: str, 
     assert status == 200
 
 
+@pytest.mark.parametrize("protocol", ["oip", "kserve-v1"])
+def test_integer_inputs_travel_as_integers(protocol: str, marked, serve) -> None:  # noqa: F811
+    """Integer inputs (token ids, here integer-valued images) go as INT64 / JSON integers, not floats: the server
+    reads them back exactly."""
+    url = serve(marked[0], protocol=protocol, name="m").url
+    x = torch.randint(0, 17, (9, 1, 8, 8), generator=torch.Generator().manual_seed(1))
+    path = "/v2/models/m/infer" if protocol == "oip" else "/v1/models/m:predict"
+    got = make_predictor(url + path, protocol, batch_size=4)(x)
+    assert torch.equal(torch.as_tensor(got), model_predictor(marked[0])(x.float()))
+    if protocol == "kserve-v1":
+        assert isinstance(KServeV1Predictor(url + path)._body(x[:1])["instances"][0][0][0][0], int)
+
+
 def test_cli_serve_rejects_an_unknown_protocol(model_files: dict[str, Path]) -> None:
     _assert_bad(runner.invoke(app, ["serve", str(model_files["marked"]), "--protocol", "grpc", "--port", "0"]),
                 "protocol must be")
@@ -281,9 +294,11 @@ def test_labels_from_answers() -> None:
     assert labels_from_answers([[3.0], [1.0]], 2, "e").tolist() == [3, 1]
     assert labels_from_answers(np.array([[0.1, 0.9], [2.0, -1.0]], np.float32), 2, "e").tolist() == [1, 0]
     assert labels_from_answers([], 0, "e").tolist() == []
+    assert labels_from_answers(np.array([0.0, 5.0, 1.0] * 2).reshape(2, 3, 1, 1), 2, "e").tolist() == [1, 1]
     for bad, match in (([1, 2], "2 answers for 3"), ([[1, 2], [3]], "for 3 inputs"), ([0.5, 1, 2], "non-integer"),
                        ([[float("nan"), 1.0]] * 3, "NaN"), (["a", "b", "c"], "for 3 inputs"),
-                       ([True, False, True], "booleans"), ({"x": 1}, "for 3 inputs")):
+                       ([True, False, True], "booleans"), ({"x": 1}, "for 3 inputs"),
+                       (np.zeros((3, 2, 2)), "shape \\[2, 2\\] per input")):
         with pytest.raises(QueryError, match=match):
             labels_from_answers(bad, 3, "e")
 

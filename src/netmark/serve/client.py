@@ -49,6 +49,9 @@ class HttpPredictor:
         Adi.from_key(key).verify_query(HttpPredictor("http://127.0.0.1:8000"), key)
     """
 
+    #: whether batches of any shape may be sent (netmark's wire format takes images only)
+    _ANY_SHAPE = False
+
     def __init__(self, url: str, *, timeout: float = 30.0, batch_size: int = 64,
                  max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES, headers: dict[str, str] | None = None) -> None:
         if not isinstance(url, str) or not is_url(url):
@@ -79,8 +82,8 @@ class HttpPredictor:
 
     def __call__(self, x: Tensor) -> Tensor:
         """The endpoint's labels for ``x`` ``(N, C, H, W)``, as an int64 tensor of length ``N``."""
-        if not isinstance(x, Tensor) or x.ndim != 4:
-            raise ConfigError("HttpPredictor takes a tensor batch of shape (N, C, H, W)")
+        if not isinstance(x, Tensor) or x.ndim < 1 or (x.ndim != 4 and not self._ANY_SHAPE):
+            raise ConfigError(f"{type(self).__name__} takes a tensor batch of shape (N, C, H, W)")
         parts = []
         for i in range(0, len(x), self.batch_size):
             chunk = x[i:i + self.batch_size]

@@ -7,7 +7,8 @@ its answers only. Three protocols:
     netmark's own wire format (:mod:`netmark.serve`): ``POST /predict``, answered with labels.
 ``oip``
     the Open Inference Protocol v2 (KServe v2, Triton, MLServer, BentoML): ``POST
-    /v2/models/{name}[/versions/{v}]/infer`` with ``{"inputs": [{"name", "shape", "datatype": "FP32", "data"}]}``,
+    /v2/models/{name}[/versions/{v}]/infer`` with ``{"inputs": [{"name", "shape", "datatype": "FP32", "data"}]}``
+    (``INT64`` for integer inputs: token ids),
     answered with ``{"outputs": [...]}``. Sent through the maintained client ``tritonclient[http]`` (the extra
     ``netmark[serve]``); the one input is named ``input-0`` and the first output is read.
 ``kserve-v1``
@@ -71,6 +72,9 @@ def labels_from_answers(answers: Any, n: int, where: str) -> Tensor:
     if arr.dtype == object or arr.dtype.kind not in "biuf" or arr.ndim == 0 or len(arr) != n:
         got = f"{len(arr)} answers" if arr.ndim and arr.dtype != object else f"answers {_short(answers, 60)}"
         raise QueryError(f"{where} sent {got} for {n} inputs: expected one label or one score vector per input")
+    if arr.ndim > 2 and not all(d == 1 for d in arr.shape[2:]):
+        raise QueryError(f"{where} answered outputs of shape {list(arr.shape[1:])} per input: expected one label or "
+                         "one score vector")
     arr = arr.reshape(n, -1) if n else arr.reshape(0, 1)
     if arr.dtype.kind == "b":
         raise QueryError(f"{where} answered booleans, not labels or scores")
@@ -112,8 +116,10 @@ class KServeV1Predictor(HttpPredictor):
     def __repr__(self) -> str:
         return f"KServeV1Predictor({redact_url(self.url)!r}, timeout={self.timeout:g}, batch_size={self.batch_size})"
 
+    _ANY_SHAPE = True
+
     def _body(self, chunk: Tensor) -> Any:
-        return {"instances": chunk.detach().to("cpu", torch.float32).tolist()}
+        return {"instances": _plain(chunk).tolist()}
 
     def _labels(self, reply: Any, n: int) -> Tensor:
         where = self._where()
@@ -163,7 +169,7 @@ class OipPredictor:
 
     def __call__(self, x: Tensor) -> Tensor:
         """The endpoint's labels for ``x``, as an int64 tensor of length ``len(x)``."""
-        if not isinstance(x, Tensor) or x.ndim < 2:
+        if not isinstance(x, Tensor) or x.ndim < 1:
             raise ConfigError("OipPredictor takes a tensor batch of shape (N, ...)")
         out = [self._infer(x[i:i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
         return torch.cat(out) if out else torch.zeros(0, dtype=torch.int64)
@@ -173,8 +179,8 @@ class OipPredictor:
 
     def _infer(self, chunk: Tensor) -> Tensor:
         where = f"the OIP endpoint {redact_url(self.url)}"
-        arr = chunk.detach().to("cpu", torch.float32).contiguous().numpy()
-        inp = self._triton.InferInput(OIP_INPUT, list(arr.shape), "FP32")
+        arr = _plain(chunk).contiguous().numpy()
+        inp = self._triton.InferInput(OIP_INPUT, list(arr.shape), "INT64" if arr.dtype == np.int64 else "FP32")
         inp.set_data_from_numpy(arr, binary_data=False)
         try:
             res = self._client.infer(self.model_name, [inp], model_version=self.model_version,
@@ -195,6 +201,11 @@ class OipPredictor:
         if answers is None:
             raise QueryError(f"{where} answered no outputs")
         return labels_from_answers(answers, len(chunk), where)
+
+
+def _plain(x: Tensor) -> Tensor:
+    """``x`` on the CPU as float32, or as int64 when it holds integers (token ids stay ids)."""
+    return x.detach().to("cpu", torch.float32 if x.is_floating_point() else torch.int64)
 
 
 def _server_message(body: Any) -> str:
