@@ -4,16 +4,10 @@ started here on 127.0.0.1: MLServer with netmark's runtime (Open Inference Proto
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
 import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +30,7 @@ from netmark.serve.protocols import (
     parse_headers,
     planned_queries,
 )
-from netmark.serve.runtimes import TOKEN_ENV
+from netmark.serve.runtimes import TOKEN_ENV, kserve_command, mlserver_command, running, write_mlserver_repo
 from tests.test_serve import _request, independent, key_file, marked, serve  # noqa: F401 (module-scoped fixtures)
 
 runner = CliRunner()
@@ -59,33 +53,10 @@ def _needs(*modules: str) -> None:
         pytest.skip(f"not installed: {', '.join(missing)} (pip install 'netmark[serve]')")
 
 
-@contextlib.contextmanager
-def _server(cmd: list[str], cwd: Path, ready_url: str, log: Path) -> Iterator[None]:
-    """Run ``cmd`` (a server, with the bearer token) until ``ready_url`` answers 200; stop it afterwards."""
-    env = {**os.environ, TOKEN_ENV: TOKEN, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([SRC, *filter(None, [os.environ.get("PYTHONPATH")])])}
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(ready_url, timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"{cmd[2]} did not start (exit {proc.poll()}): {log.read_text()[-2000:]}")
-            time.sleep(0.2)
-        yield
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+def _env() -> dict[str, str]:
+    """A server's environment: the bearer token, one torch thread, this checkout's sources first."""
+    return {**os.environ, TOKEN_ENV: TOKEN, "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": os.pathsep.join([SRC, *filter(None, [os.environ.get("PYTHONPATH")])])}
 
 
 @pytest.fixture(scope="module")
@@ -102,18 +73,13 @@ def mlserver_url(model_files: dict[str, Path], tmp_path_factory) -> Iterator[str
     """MLServer 1.x serving both models through netmark's runtime: the marked one answers logits, the other labels."""
     _needs("mlserver", "tritonclient")
     d = tmp_path_factory.mktemp("mlserver")
-    port, grpc, metrics = _free_port(), _free_port(), _free_port()
-    (d / "settings.json").write_text(json.dumps({
-        "debug": False, "parallel_workers": 0, "host": "127.0.0.1", "http_port": port, "grpc_port": grpc,
-        "metrics_port": metrics, "metrics_endpoint": None, "load_models_at_startup": True}))
-    for name, outputs in (("marked", "logits"), ("independent", "labels")):
-        (d / name).mkdir()
-        (d / name / "model-settings.json").write_text(json.dumps({
-            "name": name, "implementation": "netmark.serve.mlserver_runtime.NetmarkRuntime",
-            "parameters": {"uri": str(model_files[name]), "extra": {"outputs": outputs}}}))
+    port = _free_port()
+    write_mlserver_repo(d / "repo", {"marked": (model_files["marked"], "logits"),
+                                     "independent": (model_files["independent"], "labels")},
+                        http_port=port, grpc_port=_free_port(), metrics_port=_free_port())
     url = f"http://127.0.0.1:{port}"
-    with _server([sys.executable, "-m", "mlserver.cli.main", "start", str(d)], d, f"{url}/v2/models/marked/ready",
-                 d / "server.log"):
+    with running(mlserver_command(d / "repo"), f"{url}/v2/models/marked/ready", log=d / "server.log", env=_env(),
+                 cwd=d):
         yield url
 
 
@@ -124,9 +90,9 @@ def kserve_url(model_files: dict[str, Path], tmp_path_factory) -> Iterator[str]:
     d = tmp_path_factory.mktemp("kserve")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "netmark.serve.kserve_server", "--http-port", str(port),
-           "--model", f"marked={model_files['marked']},labels", "--model", f"independent={model_files['independent']}"]
-    with _server(cmd, d, f"{url}/v1/models/marked", d / "server.log"):
+    cmd = kserve_command({"marked": (model_files["marked"], "labels"),
+                          "independent": (model_files["independent"], "logits")}, port)
+    with running(cmd, f"{url}/v1/models/marked", log=d / "server.log", env=_env(), cwd=d):
         yield url
 
 
