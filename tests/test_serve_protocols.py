@@ -4,6 +4,7 @@ started here on 127.0.0.1: MLServer with netmark's runtime (Open Inference Proto
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -68,31 +69,36 @@ def model_files(marked, independent, tmp_path_factory) -> dict[str, Path]:  # no
     return files
 
 
+@contextlib.contextmanager
+def _started(kind: str, files: dict[str, Path], d: Path) -> Iterator[str]:
+    """MLServer (netmark's runtime: the marked model answers logits, the other labels) or KServe's ModelServer (the
+    marked model answers labels, the other logits) on a free port, with the bearer token; its URL."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    if kind == "mlserver":
+        write_mlserver_repo(d / "repo", {"marked": (files["marked"], "logits"),
+                                         "independent": (files["independent"], "labels")},
+                            http_port=port, grpc_port=_free_port(), metrics_port=_free_port())
+        cmd, ready = mlserver_command(d / "repo"), f"{url}/v2/models/marked/ready"
+    else:
+        cmd = kserve_command({"marked": (files["marked"], "labels"), "independent": (files["independent"], "logits")},
+                             port)
+        ready = f"{url}/v1/models/marked"
+    with running(cmd, ready, log=d / "server.log", env=_env(), cwd=d):
+        yield url
+
+
 @pytest.fixture(scope="module")
 def mlserver_url(model_files: dict[str, Path], tmp_path_factory) -> Iterator[str]:
-    """MLServer 1.x serving both models through netmark's runtime: the marked one answers logits, the other labels."""
     _needs("mlserver", "tritonclient")
-    d = tmp_path_factory.mktemp("mlserver")
-    port = _free_port()
-    write_mlserver_repo(d / "repo", {"marked": (model_files["marked"], "logits"),
-                                     "independent": (model_files["independent"], "labels")},
-                        http_port=port, grpc_port=_free_port(), metrics_port=_free_port())
-    url = f"http://127.0.0.1:{port}"
-    with running(mlserver_command(d / "repo"), f"{url}/v2/models/marked/ready", log=d / "server.log", env=_env(),
-                 cwd=d):
+    with _started("mlserver", model_files, tmp_path_factory.mktemp("mlserver")) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def kserve_url(model_files: dict[str, Path], tmp_path_factory) -> Iterator[str]:
-    """KServe's ModelServer serving both models: the marked one answers labels, the other logits."""
     _needs("kserve", "tritonclient")
-    d = tmp_path_factory.mktemp("kserve")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = kserve_command({"marked": (model_files["marked"], "labels"),
-                          "independent": (model_files["independent"], "logits")}, port)
-    with running(cmd, f"{url}/v1/models/marked", log=d / "server.log", env=_env(), cwd=d):
+    with _started("kserve", model_files, tmp_path_factory.mktemp("kserve")) as url:
         yield url
 
 
