@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -118,7 +119,9 @@ def _assert_bad(r: Any, match: str) -> None:
 # ----------------------------------------------------------------------------- real servers, through the CLI
 
 
-def test_mlserver_oip_detects_the_marked_model_only(mlserver_url: str, key_file: Path) -> None:  # noqa: F811
+def test_mlserver_oip_detects_the_marked_model_only(mlserver_url: str, key_file: Path,  # noqa: F811
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)  # the token is in no log record either
     r = _verify(f"{mlserver_url}/v2/models/marked/infer", key_file, "--protocol", "oip", "--header", AUTH, "--json")
     assert r.exit_code == 0, (r.stdout, r.stderr)
     d = json.loads(r.stdout)
@@ -126,6 +129,7 @@ def test_mlserver_oip_detects_the_marked_model_only(mlserver_url: str, key_file:
     assert TOKEN not in r.stdout + r.stderr
     r = _verify(f"{mlserver_url}/v2/models/independent/infer", key_file, "--protocol", "oip", "-H", AUTH)
     assert r.exit_code == 1 and r.stdout.startswith("NOT DETECTED"), (r.stdout, r.stderr)
+    assert TOKEN not in caplog.text
 
 
 @pytest.mark.parametrize(("protocol", "path"), [("kserve-v1", "/v1/models/{}:predict"), ("oip", "/v2/models/{}/infer")])
