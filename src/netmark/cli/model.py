@@ -195,13 +195,17 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
            redraws: Annotated[int, typer.Option("--redraws", min=1, help="with --claim, for single-target trigger sets (zhang-*): keys drawn from other roots that the specificity step compares the claimed triggers with (p-value floor 1/(N+1); through a URL each costs a query round)")] = 999,
            model_factory: Annotated[str | None, typer.Option("--model-factory", help="package.module:function returning your nn.Module (importable: on PYTHONPATH); MODEL's tensors are loaded into it by name. For methods that run the model (DeepSigns, trigger sets, alignment) on an architecture netmark does not know")] = None,
            train_size: opt.TrainSize = None, data_dir: opt.DataDir = None,
+           protocol: Annotated[str, typer.Option("--protocol", help="URL: what the server speaks: netmark (netmark serve's POST /predict), oip (Open Inference Protocol v2: KServe v2, Triton, MLServer, BentoML; URL .../v2/models/NAME/infer) or kserve-v1 (URL .../v1/models/NAME:predict); answers may be labels or scores (arg-max)")] = "netmark",
+           header: Annotated[list[str] | None, typer.Option("--header", "-H", help="URL: an HTTP header 'Name: value' sent with every request (repeatable; e.g. 'Authorization: Bearer TOKEN'); never logged or printed")] = None,
+           max_queries: Annotated[int | None, typer.Option("--max-queries", min=1, help="URL: most inputs to send; a verification that would need more is refused before anything is sent")] = None,
+           batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="URL: inputs per request")] = 64,
            ) -> None:
     """Is the key's watermark in MODEL? Exit 0 = detected (with --claim: and every claim check holds), 1 = not
     detected or claim rejected (the reason is printed), 2 = bad input.
 
     Without --claim the answer is an unverified claim: a key forged to fit the model would pass it too.
 
-    MODEL may be an http(s):// URL of a prediction server (black-box keys only): the key's triggers are sent to it (wire format: netmark.serve) and only its answers are used, as with a stolen model behind an API.
+    MODEL may be an http(s):// URL of a prediction server (black-box keys only): the key's triggers are sent to it (--protocol: netmark.serve's wire format, the Open Inference Protocol v2 or KServe v1; see netmark.serve.protocols) and only its answers are used, as with a stolen model behind an API.
     """
     from netmark.keys import WatermarkKey
     from netmark.methods import method_from_key
@@ -228,16 +232,25 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
     from netmark.io import load_model
 
     if "://" in model:
-        from netmark.serve import HttpPredictor, is_url, redact_url
+        from netmark.methods.triggerset import Predictor
+        from netmark.serve import is_url, redact_url
+        from netmark.serve.protocols import make_predictor, parse_headers, planned_queries
 
         if not is_url(model):
             raise ConfigError(f"only http:// and https:// URLs can be queried, got {redact_url(model)!r}")
-        shown = redact_url(model)
+        shown, headers = redact_url(model), parse_headers(header)
         if not wm.query_verifiable():
             raise ConfigError(f"the key's method {k.method!r} is white-box (it reads the model's weights), so it "
                               "cannot be verified through a prediction URL: pass the model file")
-        predictor = HttpPredictor(model, timeout=timeout)
-        predict: HttpPredictor | None = predictor
+        triggers = k.tensors.get("inputs")
+        need = planned_queries(len(triggers) if triggers is not None else 0, claim=signed is not None,
+                               labels_random=k.message_random, redraws=redraws)
+        if max_queries is not None and need > max_queries:
+            raise ConfigError(f"verifying this key sends up to {need} inputs to {shown}, over --max-queries "
+                              f"{max_queries}; nothing was sent")
+        predictor = make_predictor(model, protocol, timeout=timeout, batch_size=batch_size, headers=headers,
+                                   max_queries=max_queries)
+        predict: Predictor | None = predictor
 
         def decide(key_: WatermarkKey) -> VerificationResult:
             return wm.verify_query(predictor, key_, alpha=alpha)
@@ -251,6 +264,9 @@ def verify(model: Annotated[str, typer.Argument(help="suspect model (.safetensor
             net = build(k.arch["name"], k.arch.get("args") or {})
     else:
         from netmark.methods import verify as run_verify
+
+        if protocol != "netmark" or header or max_queries is not None:
+            raise ConfigError("--protocol, --header and --max-queries are for a prediction URL, not a model file")
 
         net, predict = read_suspect(Path(model), k, weights_ok=wm.traits().reads_weights and signed is None,
                                     factory=model_factory), None
@@ -305,19 +321,21 @@ def serve(model: Annotated[Path, typer.Argument(help="model file (.safetensors, 
           host: Annotated[str, typer.Option("--host", help="address to bind (default: this machine only)")] = "127.0.0.1",
           port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="TCP port (0: any free port)")] = 8000,
           key: Annotated[Path | None, typer.Option("--key", "-k", help="take the architecture from this key (plain .pt state_dict)")] = None,
+          protocol: Annotated[str, typer.Option("--protocol", help="netmark (POST /predict), oip (Open Inference Protocol v2: POST /v2/models/NAME/infer) or kserve-v1 (POST /v1/models/NAME:predict); labels only")] = "netmark",
+          name: Annotated[str, typer.Option("--name", help="the model's name in oip / kserve-v1 paths")] = "model",
           ) -> None:
     """Serve MODEL's predictions over HTTP (POST /predict, GET /health) until Ctrl-C.
 
-    The wire format is documented in netmark.serve; `netmark verify URL --key KEY` queries such a server. There is no authentication: keep the default loopback --host unless the network is trusted.
+    The wire format is documented in netmark.serve (netmark.serve.standard for --protocol oip|kserve-v1); `netmark verify URL --key KEY [--protocol P]` queries such a server. There is no authentication: keep the default loopback --host unless the network is trusted.
     """
     from netmark._util import sigterm_interrupts
     from netmark.serve import is_loopback, make_server
 
     net = opt.load_model_file(model, key)
-    server = make_server(net, host=host, port=port)
+    server = make_server(net, host=host, port=port, protocol=protocol, name=name)
     if not is_loopback(host):
         opt.echo(f"warning: serving on {host}, reachable from the network without authentication")
-    typer.echo(f"serving {model} at {server.url} (POST /predict, GET /health); Ctrl-C stops")
+    typer.echo(f"serving {model} at {server.url} (POST {server.predict_path}, GET /health); Ctrl-C stops")
     try:
         with sigterm_interrupts():  # SIGTERM stops cleanly too
             server.serve_forever()

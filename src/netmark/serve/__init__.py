@@ -35,6 +35,12 @@ unknown path; 405 wrong method; 411 no ``Content-Length``; 413 body or batch ove
 Security: the server binds ``127.0.0.1`` by default; bind another address only on a network you
 trust (there is no authentication; anyone who reaches it can query the model).
 
+Standard protocols: ``netmark serve --protocol oip|kserve-v1`` answers the Open Inference Protocol v2 or KServe v1
+instead (:mod:`~netmark.serve.standard`), and ``netmark verify URL --protocol oip|kserve-v1 [--header 'Name: value']``
+queries any server that speaks them: KServe, Triton, MLServer, BentoML (:mod:`~netmark.serve.protocols`). netmark
+models run on MLServer through :mod:`~netmark.serve.mlserver_runtime` and on KServe's ModelServer through
+:mod:`~netmark.serve.kserve_server` (the extra ``netmark[serve]``).
+
 Modules: :mod:`~netmark.serve.wire` (the format, its limits and errors), :mod:`~netmark.serve.server` (the server)
 and :mod:`~netmark.serve.client` (:class:`HttpPredictor`); everything public is importable from here.
 """

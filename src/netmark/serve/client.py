@@ -49,8 +49,11 @@ class HttpPredictor:
         Adi.from_key(key).verify_query(HttpPredictor("http://127.0.0.1:8000"), key)
     """
 
+    #: whether batches of any shape may be sent (netmark's wire format takes images only)
+    _ANY_SHAPE = False
+
     def __init__(self, url: str, *, timeout: float = 30.0, batch_size: int = 64,
-                 max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES) -> None:
+                 max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES, headers: dict[str, str] | None = None) -> None:
         if not isinstance(url, str) or not is_url(url):
             raise ConfigError(f"a prediction endpoint must be an http:// or https:// URL, got {url!r}")
         try:
@@ -64,6 +67,7 @@ class HttpPredictor:
             raise ConfigError(f"timeout must be a positive number of seconds, got {timeout!r}")
         check_positive_ints(ConfigError, batch_size=batch_size, max_reply_bytes=max_reply_bytes)
         self.url, self.timeout, self.batch_size, self.max_reply_bytes = url, float(timeout), batch_size, max_reply_bytes
+        self.headers = dict(headers or {})  # e.g. an auth token: never logged, never in repr or messages
         root = parts.path in ("", "/")
         base = parts._replace(query="", fragment="")
         self.predict_url = urllib.parse.urlunsplit(base._replace(path="/predict")) if root else url
@@ -78,12 +82,12 @@ class HttpPredictor:
 
     def __call__(self, x: Tensor) -> Tensor:
         """The endpoint's labels for ``x`` ``(N, C, H, W)``, as an int64 tensor of length ``N``."""
-        if not isinstance(x, Tensor) or x.ndim != 4:
-            raise ConfigError("HttpPredictor takes a tensor batch of shape (N, C, H, W)")
+        if not isinstance(x, Tensor) or x.ndim < 1 or (x.ndim != 4 and not self._ANY_SHAPE):
+            raise ConfigError(f"{type(self).__name__} takes a tensor batch of shape (N, C, H, W)")
         parts = []
         for i in range(0, len(x), self.batch_size):
             chunk = x[i:i + self.batch_size]
-            reply = self._request(self.predict_url, json.dumps(encode_batch(chunk)).encode())
+            reply = self._request(self.predict_url, json.dumps(self._body(chunk)).encode())
             parts.append(self._labels(reply, len(chunk)))
         return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int64)
 
@@ -94,12 +98,17 @@ class HttpPredictor:
             raise QueryError(f"{self._where()} answered a health reply that is not a JSON object")
         return reply
 
+    def _body(self, chunk: Tensor) -> Any:
+        """The JSON request for one batch (the wire format of :mod:`netmark.serve`; subclasses speak others)."""
+        return encode_batch(chunk)
+
     def _where(self) -> str:
         return f"the prediction endpoint {redact_url(self.url)}"
 
     def _request(self, url: str, data: bytes | None) -> Any:
         req = urllib.request.Request(url, data=data, method="GET" if data is None else "POST",
-                                     headers={"Content-Type": "application/json", "Accept": "application/json"})
+                                     headers={**self.headers, "Content-Type": "application/json",
+                                              "Accept": "application/json"})
         where = self._where()
         try:
             with self._opener.open(req, timeout=self.timeout) as resp:
@@ -144,7 +153,7 @@ def _error_detail(e: urllib.error.HTTPError) -> str:
     """``: <the server's error message>`` from a JSON error body, else the reason phrase."""
     try:
         body = json.loads(e.read(64 << 10))
-        msg = body.get("error") if isinstance(body, dict) else None
+        msg = (body.get("error") or body.get("detail")) if isinstance(body, dict) else None  # detail: FastAPI's
     except (OSError, ValueError, HTTPException, AttributeError):
         msg = None
     if isinstance(msg, str) and msg.strip():

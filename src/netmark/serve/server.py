@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import socket
 import socketserver
 import threading
@@ -17,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from netmark.errors import ArchitectureError
+from netmark.serve import standard
 from netmark.serve.wire import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_BODY_BYTES,
@@ -67,8 +69,15 @@ class PredictionServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, model: nn.Module, address: tuple[str, int], *, input_shape: Sequence[int] | None = None,
-                 max_batch: int = DEFAULT_MAX_BATCH, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+                 max_batch: int = DEFAULT_MAX_BATCH, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+                 protocol: str = "netmark", name: str = "model") -> None:
         check_positive_ints(ServeError, max_batch=max_batch, max_body_bytes=max_body_bytes)
+        if protocol not in ("netmark", "oip", "kserve-v1"):
+            raise ServeError(f"protocol must be netmark, oip or kserve-v1, got {protocol!r}")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            raise ServeError(f"a model name is letters, digits, '_', '.' and '-', got {name!r}")
+        self.protocol, self.name = protocol, name
+        self.predict_path = standard.predict_path(protocol, name)
         self.model = model.eval()
         self.lock = threading.Lock()
         self.max_batch, self.max_body_bytes = max_batch, max_body_bytes
@@ -170,18 +179,20 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = HANDLER_TIMEOUT_S
 
     def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
+        path, srv = self.path.split("?", 1)[0], self.server
         if path == "/health":
-            self._reply(HTTPStatus.OK, self.server.health())
-        elif path == "/predict":
-            self._reply(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "use POST /predict"}, allow="POST")
+            self._reply(HTTPStatus.OK, srv.health())
+        elif path in standard.ready_paths(srv.protocol, srv.name):
+            self._reply(HTTPStatus.OK, {"name": srv.name, "ready": True})
+        elif path == srv.predict_path:
+            self._reply(HTTPStatus.METHOD_NOT_ALLOWED, {"error": f"use POST {srv.predict_path}"}, allow="POST")
         else:
             self._reply(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint {_short(path)}; "
-                                                        "use POST /predict or GET /health"})
+                                                        f"use POST {srv.predict_path} or GET /health"})
 
     def do_POST(self) -> None:
         path = self.path.split("?", 1)[0]
-        if path != "/predict":
+        if path != self.server.predict_path:
             try:
                 n = self._content_length()
             except BadRequest:
@@ -193,11 +204,14 @@ class _Handler(BaseHTTPRequestHandler):
             if path == "/health":
                 self._reply(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "use GET /health"}, allow="GET")
             else:
-                self._reply(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint {_short(path)}; use POST /predict"})
+                self._reply(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint {_short(path)}; "
+                                                            f"use POST {self.server.predict_path}"})
             return
+        srv = self.server
         try:
             body = self._read_json()
-            x = decode_batch(body, max_batch=self.server.max_batch)
+            x = (decode_batch(body, max_batch=srv.max_batch) if srv.protocol == "netmark"
+                 else standard.decode(srv.protocol, body, max_batch=srv.max_batch))
             labels = self.server.predict(x)
         except BadRequest as e:
             self._reply(e.status, {"error": str(e)})
@@ -207,7 +221,8 @@ class _Handler(BaseHTTPRequestHandler):
             log.debug("prediction failed", exc_info=True)
             self._reply(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"the model failed: {_first_line(e)}"})
         else:
-            self._reply(HTTPStatus.OK, {"labels": labels})
+            self._reply(HTTPStatus.OK, {"labels": labels} if srv.protocol == "netmark"
+                        else standard.encode(srv.protocol, labels, srv.name))
 
     def _content_length(self) -> int:
         if self.headers.get("Transfer-Encoding", "").lower() not in ("", "identity"):
@@ -283,7 +298,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 def make_server(model: nn.Module, host: str = "127.0.0.1", port: int = 0, *,
                 input_shape: Sequence[int] | None = None, max_batch: int = DEFAULT_MAX_BATCH,
-                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> PredictionServer:
+                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, protocol: str = "netmark",
+                name: str = "model") -> PredictionServer:
     """A :class:`PredictionServer` for ``model`` bound to ``host:port`` (port 0: any free port; see
     ``server.url``). Not yet serving: call ``serve_forever()`` or ``start()``.
 
@@ -293,6 +309,8 @@ def make_server(model: nn.Module, host: str = "127.0.0.1", port: int = 0, *,
         input_shape: ``(C, H, W)`` the model takes (default: from its registry architecture; when unknown
             the shape is not checked up front and a model that fails on a request answers 400).
         max_batch, max_body_bytes: per-request limits (413 beyond them).
+        protocol, name: ``netmark`` (``POST /predict``), or the standard protocol ``oip`` / ``kserve-v1``
+            (:mod:`netmark.serve.standard`) for a model called ``name``.
 
     Raises:
         ServeError: the address cannot be bound, or the model does not take its own input shape.
@@ -303,6 +321,6 @@ def make_server(model: nn.Module, host: str = "127.0.0.1", port: int = 0, *,
         raise ServeError(f"host must be a non-empty address, got {host!r}")
     try:
         return PredictionServer(model, (host, port), input_shape=input_shape, max_batch=max_batch,
-                                max_body_bytes=max_body_bytes)
+                                max_body_bytes=max_body_bytes, protocol=protocol, name=name)
     except OSError as e:
         raise ServeError(f"cannot listen on {host}:{port}: {e.strerror or _first_line(e)}") from None
