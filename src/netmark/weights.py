@@ -98,6 +98,15 @@ class WeightFile:
         """Every tensor name the file holds."""
         return [*self._where, *self._loaded]
 
+    def shape(self, name: str) -> list[int]:
+        """The shape of the file's tensor ``name`` (its own name), read from the header without loading it."""
+        if name in self._loaded:
+            return list(self._loaded[name].shape)
+        from safetensors import safe_open
+
+        with safe_open(str(self._where[name]), framework="pt") as f:
+            return list(f.get_slice(name).get_shape())
+
     def resolve(self, name: str) -> str:
         """The file's name for the tensor ``name`` (module docstring); ArchitectureError naming the closest ones."""
         have = self.names()

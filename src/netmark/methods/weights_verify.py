@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from netmark.errors import ArchitectureError
+from netmark.errors import ArchitectureError, ModelFileError
 from netmark.keys import WatermarkKey
 from netmark.verify import VerificationResult
 
@@ -58,22 +58,22 @@ def _search(method: WatermarkMethod, file: WeightFile, key: WatermarkKey, wanted
     if shape is None:
         raise missing
     readings: list[tuple[str, bool]] = []  # (file tensor, transposed)
-    for other in file.names():
-        try:
-            t = file.get(other)
-        except Exception:
-            continue
-        if list(t.shape) == shape:
+    for other in file.names():  # shapes from the header: only the candidates are loaded
+        size = file.shape(other)
+        if size == shape:
             readings.append((other, False))
-        if t.ndim == 2 and list(t.shape) == shape[::-1]:
+        if len(size) == 2 and size == shape[::-1]:  # a square one is read both ways (both counted)
             readings.append((other, True))
-    if not readings:
-        raise missing
     results = []
     for other, turned in readings:
-        t = file.get(other)
+        try:
+            t = file.get(other)
+        except ModelFileError:  # an integer or non-finite tensor stands in for no weight (still counted in k)
+            continue
         t = t.t() if turned else t
         results.append((other, method.verify(weight_shell({name: _oriented(t, spec)}), key, alpha=alpha)))
+    if not results:
+        raise missing
     found, best = min(results, key=lambda r: r[1].p_value)
     k = len(readings)
     own = best.details.get("log10_p_value", math.log10(best.p_value) if best.p_value > 0 else -math.inf)
