@@ -4,13 +4,14 @@
 
 A tiny BERT (2 layers, hidden 32; host ``bert.encoder.layer.1.output.dense``, nn.Linear) and a tiny GPT-2 (2 layers,
 n_embd 32; host ``transformer.h.0.mlp.c_fc``, a Conv1D stored (in, out)), built from configs (random init, no
-download), are marked with Uchida (32 bits, λ = 1) and Wang AUTO (32 bits) by ``netmark.embed`` on 256 random token
-sequences of length 12 (label: parity of the first token; 6 epochs, Adam lr 5e-3, batch 32), saved with
-``save_pretrained`` and attacked: LoRA fine-tuning merged into the base (peft, r 8, α 16, every hidden Linear/Conv1D;
-1 and 3 epochs of Adam lr 1e-3 on 256 other sequences: the thief's data), torch.ao dynamic int8, an fp16 round trip;
-and exported to ONNX (fp32; the TorchScript exporter) and verified from the file's initializers (a host the exporter
-renamed is searched among the tensors of its shape, Bonferroni-corrected: ``netmark.methods.weights_verify``). Each
-cell: the p-value read from the attacked model's weights (the way ``netmark verify FOLDER`` reads them) and the
+download), are marked with Uchida (32 bits, λ = 1), Wang AUTO (32 bits) and Adi (50 random token sequences with random
+labels, 8 per batch; 10 epochs) by ``netmark.embed`` on 256 random token sequences of length 12 (label: parity of the
+first token; 6 epochs, Adam lr 5e-3, batch 32), saved with ``save_pretrained`` and attacked: LoRA fine-tuning merged
+into the base (peft, r 8, α 16, every hidden Linear/Conv1D; 1 and 3 epochs of Adam lr 1e-3 on 256 other sequences: the
+thief's data), torch.ao dynamic int8, an fp16 round trip; and exported to ONNX (fp32; the TorchScript exporter) and
+verified from the file's initializers (a host the exporter renamed is searched among the tensors of its shape,
+Bonferroni-corrected: ``netmark.methods.weights_verify``). Each cell: the p-value (white box: read from the attacked
+model's weights, the way ``netmark verify FOLDER`` reads them; Adi: from the model's answers to the triggers) and the
 model's accuracy on 256 held-out sequences.
 """
 
@@ -27,6 +28,7 @@ import netmark
 from netmark.attacks import ATTACKS
 from netmark.errors import NetmarkError
 from netmark.methods import get_method
+from netmark.methods.adi import AdiConfig
 from netmark.methods.uchida import UchidaConfig
 from netmark.methods.wang import WangConfig
 from netmark.training import TrainConfig, evaluate
@@ -93,14 +95,15 @@ def main() -> None:
     train_set, thief, held_out = Tokens(256, args.seed), Tokens(256, args.seed + 100), Tokens(256, args.seed + 200)
     rows = []
     for kind in ("bert", "gpt2"):
-        for name in ("uchida", "wang"):
+        for name in ("uchida", "wang", "adi"):
             config = (UchidaConfig(layer=HOSTS[kind], bits=32, strength=1.0) if name == "uchida"
-                      else WangConfig(layer=HOSTS[kind], bits=32, null_samples=256))
+                      else WangConfig(layer=HOSTS[kind], bits=32, null_samples=256) if name == "wang"
+                      else AdiConfig(size=50, per_batch=8))
             loader = DataLoader(train_set, batch_size=32, shuffle=True,
                                 generator=torch.Generator().manual_seed(args.seed))
             model, key, _ = netmark.embed(tiny(kind, args.seed), loader, config,
-                                          TrainConfig(epochs=6, lr=5e-3, optimizer="adam", seed=args.seed,
-                                                      progress=False), seed=args.seed + 1)
+                                          TrainConfig(epochs=10 if name == "adi" else 6, lr=5e-3, optimizer="adam",
+                                                      seed=args.seed, progress=False), seed=args.seed + 1)
             method = get_method(name)(config)
             cells = [f"{method.verify(model, key).p_value:.2g} / {evaluate(model, held_out)['accuracy']:.2f}"]
             for _, attack, changes in attacks(args.seed):
@@ -111,7 +114,7 @@ def main() -> None:
                     cells.append(f"{method.verify(out, key).p_value:.2g} / {evaluate(out, held_out)['accuracy']:.2f}")
                 except NetmarkError as e:
                     cells.append("refused: " + str(e).split(" (e.g.")[0].removeprefix("the ONNX export "))
-            cells.append(onnx_cell(model, method, key))
+            cells.append(onnx_cell(model, method, key) if name != "adi" else "n/a (black box: query the model)")
             rows.append((f"{kind} {name}", cells))
     labels = [label for label, _, _ in attacks(args.seed)] + ["ONNX file (fp32)"]
     print("| model, method | marked | " + " | ".join(labels) + " |")
