@@ -5,7 +5,7 @@
 A tiny BERT (2 layers, hidden 32; host ``bert.encoder.layer.1.output.dense``, nn.Linear) and a tiny GPT-2 (2 layers,
 n_embd 32; host ``transformer.h.0.mlp.c_fc``, a Conv1D stored (in, out)), built from configs (random init, no
 download), are marked with Uchida (32 bits, λ = 1), Wang AUTO (32 bits) and Adi (50 random token sequences with random
-labels, 8 per batch; 10 epochs) by ``netmark.embed`` on 256 random token sequences of length 12 (label: parity of the
+labels, 16 per batch; 10 epochs) by ``netmark.embed`` on 256 random token sequences of length 12 (label: parity of the
 first token; 6 epochs, Adam lr 5e-3, batch 32), saved with ``save_pretrained`` and attacked: LoRA fine-tuning merged
 into the base (peft, r 8, α 16, every hidden Linear/Conv1D; 1 and 3 epochs of Adam lr 1e-3 on 256 other sequences: the
 thief's data), torch.ao dynamic int8, an fp16 round trip; and exported to ONNX (fp32; the TorchScript exporter) and
@@ -39,7 +39,7 @@ HOSTS = {"bert": "bert.encoder.layer.1.output.dense", "gpt2": "transformer.h.0.m
 
 class Tokens(Dataset):
     def __init__(self, n: int, seed: int) -> None:
-        self.ids = torch.randint(0, VOCAB, (n, LENGTH), generator=torch.Generator().manual_seed(seed))
+        self.ids = torch.randint(1, VOCAB, (n, LENGTH), generator=torch.Generator().manual_seed(seed))  # 0: padding
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -98,7 +98,7 @@ def main() -> None:
         for name in ("uchida", "wang", "adi"):
             config = (UchidaConfig(layer=HOSTS[kind], bits=32, strength=1.0) if name == "uchida"
                       else WangConfig(layer=HOSTS[kind], bits=32, null_samples=256) if name == "wang"
-                      else AdiConfig(size=50, per_batch=8))
+                      else AdiConfig(size=50, per_batch=16))
             loader = DataLoader(train_set, batch_size=32, shuffle=True,
                                 generator=torch.Generator().manual_seed(args.seed))
             model, key, _ = netmark.embed(tiny(kind, args.seed), loader, config,

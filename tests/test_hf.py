@@ -30,7 +30,7 @@ class Tokens(Dataset):
     """Random token sequences; the label is the parity of the first token (learnable)."""
 
     def __init__(self, n: int = 256, seed: int = 0) -> None:
-        self.ids = torch.randint(0, VOCAB, (n, LENGTH), generator=torch.Generator().manual_seed(seed))
+        self.ids = torch.randint(1, VOCAB, (n, LENGTH), generator=torch.Generator().manual_seed(seed))  # 0: padding
         self.labels = self.ids[:, 0] % 2
 
     def __len__(self) -> int:
@@ -110,21 +110,24 @@ def test_a_folder_loads_as_its_model_class_without_the_hub(tmp_path: Path) -> No
         load_pretrained(tmp_path / "empty")
 
 
-def test_adi_token_triggers_mark_a_bert_verified_from_its_folder(tmp_path: Path) -> None:
-    """Black box on a token model: random sequences of the vocabulary with committed random labels, mixed into the
-    dict batches; the save_pretrained folder loads through transformers (the method runs the model) and is detected,
-    an independent model is not (exact Binomial(n, 1/2) null)."""
+@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+def test_adi_token_triggers_mark_a_model_verified_from_its_folder(kind: str, tmp_path: Path) -> None:
+    """Black box on a token model: random sequences of the vocabulary (never the padding id, which ends a sequence for
+    GPT-2) with committed random labels, mixed into the dict batches; the save_pretrained folder loads through
+    transformers (the method runs the model) and is detected, an independent model is not (exact Binomial(n, 1/2)
+    null)."""
     from netmark.methods.adi import AdiConfig
 
-    config = AdiConfig(size=50, per_batch=8)
-    model, key, run_ = netmark.embed(tiny("bert", 0), loader(), config, replace(TRAIN, epochs=10), seed=1)
+    config = AdiConfig(size=50, per_batch=16)
+    model, key, run_ = netmark.embed(tiny(kind, 0), loader(), config, replace(TRAIN, epochs=10), seed=1)
     assert run_.check.verification is not None and run_.check.verification.detected
-    assert key.tensors["inputs"].dtype == torch.int64 and key.tensors["inputs"].shape == (50, LENGTH)
+    triggers = key.tensors["inputs"]
+    assert triggers.dtype == torch.int64 and triggers.shape == (50, LENGTH) and not bool((triggers == 0).any())
     model.save_pretrained(tmp_path / "mine")
     key.save(tmp_path / "owner.key")
     r = run("verify", tmp_path / "mine", "--key", tmp_path / "owner.key")
     assert r.exit_code == 0 and "DETECTED" in r.stdout, r.output
-    tiny("bert", 5).save_pretrained(tmp_path / "other")
+    tiny(kind, 5).save_pretrained(tmp_path / "other")
     r = run("verify", tmp_path / "other", "--key", tmp_path / "owner.key")
     assert r.exit_code == 1 and "NOT DETECTED" in r.stdout, r.output
 

@@ -422,9 +422,10 @@ def first_input(data: Dataset | DataLoader) -> Tensor:
     return x["input_ids"] if isinstance(x, Mapping) else x
 
 
-def token_spec(model: nn.Module, data: Dataset | DataLoader | None) -> tuple[int, int] | None:
-    """``(length, vocabulary)`` when ``data``'s inputs are token ids (an integer tensor): the sequence length of its
-    first example and the size of ``model``'s first embedding table; ``None`` for images."""
+def token_spec(model: nn.Module, data: Dataset | DataLoader | None) -> tuple[int, int, int | None] | None:
+    """``(length, vocabulary, padding id)`` when ``data``'s inputs are token ids (an integer tensor): the sequence
+    length of its first example, the size of ``model``'s first embedding table and the id it pads with (the table's
+    ``padding_idx``, else a Hugging Face config's ``pad_token_id``; ``None`` if neither); ``None`` for images."""
     if data is None:
         return None
     x = first_input(data)
@@ -433,13 +434,20 @@ def token_spec(model: nn.Module, data: Dataset | DataLoader | None) -> tuple[int
     tables = [m for m in model.modules() if isinstance(m, nn.Embedding)]
     if x.ndim != 1 or not tables:
         raise ConfigError("token inputs need one sequence of ids per example and a model with an nn.Embedding")
-    return int(x.shape[0]), int(tables[0].num_embeddings)
+    pad = tables[0].padding_idx
+    if pad is None:
+        pad = getattr(getattr(model, "config", None), "pad_token_id", None)  # the Hugging Face convention
+    return int(x.shape[0]), int(tables[0].num_embeddings), int(pad) if isinstance(pad, int) else None
 
 
-def random_tokens(n: int, length: int, vocab: int, root: KeyRoot, k: int = 0) -> Tensor:
-    """``n`` token sequences of ``length``, each id uniform over ``vocab``, from stream ``k`` of ``root`` (the token
-    analogue of Adi et al.'s abstract images: out-of-distribution inputs that carry no task content)."""
-    return draw(root, k).randint(0, vocab, (n, length))
+def random_tokens(n: int, length: int, vocab: int, pad: int | None, root: KeyRoot, k: int = 0) -> Tensor:
+    """``n`` token sequences of ``length``, each id uniform over ``vocab`` but the padding id ``pad`` (a model reads
+    a sequence only up to its first padding), from stream ``k`` of ``root``: the token analogue of Adi et al.'s
+    abstract images, out-of-distribution inputs that carry no task content."""
+    if pad is None or not 0 <= pad < vocab:
+        return draw(root, k).randint(0, vocab, (n, length))
+    ids = draw(root, k).randint(0, vocab - 1, (n, length))
+    return ids + (ids >= pad).to(ids.dtype)
 
 
 def input_shape(model: nn.Module, data: Dataset | DataLoader | None) -> tuple[int, int, int]:
