@@ -38,6 +38,7 @@ from torch.utils.data import Dataset
 
 from netmark.draws import KeyRoot
 from netmark.methods.base import register_method
+from netmark.methods.tokens import random_tokens, token_spec
 from netmark.methods.triggerset import (
     TriggerSetConfig,
     TriggerSetMethod,
@@ -46,8 +47,6 @@ from netmark.methods.triggerset import (
     logits_of,
     num_classes,
     random_labels,
-    random_tokens,
-    token_spec,
 )
 
 

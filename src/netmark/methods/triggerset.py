@@ -51,6 +51,7 @@ from netmark.errors import ArchitectureError, ConfigError, KeyFileError, Netmark
 from netmark.keys import WatermarkKey
 from netmark.methods.base import Extraction, MethodConfig, WatermarkMethod, without_null
 from netmark.methods.phases import EmbedPrep
+from netmark.methods.tokens import first_input
 from netmark.methods.traits import MethodTraits
 from netmark.training import (
     TrainConfig,
@@ -59,7 +60,6 @@ from netmark.training import (
     forward,
     model_device,
     reinitialised,
-    split_batch,
     train,
 )
 from netmark.verify import (
@@ -413,41 +413,6 @@ class TriggerSetMethod(WatermarkMethod):
             null_models = train_reference_models(template, data, cfg, self.config.null_models, seed=seed,
                                                  epochs=self.config.null_epochs)
         return self.calibrate(key, null_models) if null_models else key
-
-
-def first_input(data: Dataset | DataLoader) -> Tensor:
-    """The inputs of ``data``'s first example (a dict example's ``input_ids``)."""
-    ds = data.dataset if isinstance(data, DataLoader) else data
-    x, _ = split_batch(ds[0])
-    return x["input_ids"] if isinstance(x, Mapping) else x
-
-
-def token_spec(model: nn.Module, data: Dataset | DataLoader | None) -> tuple[int, int, int | None] | None:
-    """``(length, vocabulary, padding id)`` when ``data``'s inputs are token ids (an integer tensor): the sequence
-    length of its first example, the size of ``model``'s first embedding table and the id it pads with (the table's
-    ``padding_idx``, else a Hugging Face config's ``pad_token_id``; ``None`` if neither); ``None`` for images."""
-    if data is None:
-        return None
-    x = first_input(data)
-    if x.is_floating_point():
-        return None
-    tables = [m for m in model.modules() if isinstance(m, nn.Embedding)]
-    if x.ndim != 1 or not tables:
-        raise ConfigError("token inputs need one sequence of ids per example and a model with an nn.Embedding")
-    pad = tables[0].padding_idx
-    if pad is None:
-        pad = getattr(getattr(model, "config", None), "pad_token_id", None)  # the Hugging Face convention
-    return int(x.shape[0]), int(tables[0].num_embeddings), int(pad) if isinstance(pad, int) else None
-
-
-def random_tokens(n: int, length: int, vocab: int, pad: int | None, root: KeyRoot, k: int = 0) -> Tensor:
-    """``n`` token sequences of ``length``, each id uniform over ``vocab`` but the padding id ``pad`` (a model reads
-    a sequence only up to its first padding), from stream ``k`` of ``root``: the token analogue of Adi et al.'s
-    abstract images, out-of-distribution inputs that carry no task content."""
-    if pad is None or not 0 <= pad < vocab:
-        return draw(root, k).randint(0, vocab, (n, length))
-    ids = draw(root, k).randint(0, vocab - 1, (n, length))
-    return ids + (ids >= pad).to(ids.dtype)
 
 
 def input_shape(model: nn.Module, data: Dataset | DataLoader | None) -> tuple[int, int, int]:
