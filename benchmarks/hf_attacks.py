@@ -18,11 +18,13 @@ model's accuracy on 256 held-out sequences.
 from __future__ import annotations
 
 import argparse
+import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 import netmark
 from netmark.attacks import ATTACKS
@@ -33,32 +35,8 @@ from netmark.methods.uchida import UchidaConfig
 from netmark.methods.wang import WangConfig
 from netmark.training import TrainConfig, evaluate
 
-VOCAB, LENGTH = 100, 12
-HOSTS = {"bert": "bert.encoder.layer.1.output.dense", "gpt2": "transformer.h.0.mlp.c_fc"}
-
-
-class Tokens(Dataset):
-    def __init__(self, n: int, seed: int) -> None:
-        self.ids = torch.randint(1, VOCAB, (n, LENGTH), generator=torch.Generator().manual_seed(seed))  # 0: padding
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"input_ids": self.ids[i], "labels": self.ids[i, 0] % 2}
-
-
-def tiny(kind: str, seed: int) -> torch.nn.Module:
-    import transformers
-
-    torch.manual_seed(seed)
-    if kind == "bert":
-        return transformers.BertForSequenceClassification(transformers.BertConfig(
-            vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-            max_position_embeddings=32, num_labels=2))
-    return transformers.GPT2ForSequenceClassification(transformers.GPT2Config(
-        vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=2, n_positions=32, num_labels=2, pad_token_id=0,
-        bos_token_id=1, eos_token_id=1))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tiny models and token data of the tests
+from tests.test_hf import HOSTS, LENGTH, Tokens, tiny
 
 
 def attacks(seed: int) -> list[tuple[str, str, dict[str, Any]]]:
@@ -72,7 +50,6 @@ def attacks(seed: int) -> list[tuple[str, str, dict[str, Any]]]:
 def onnx_cell(model: torch.nn.Module, method: Any, key: Any) -> str:
     """The marked model exported to ONNX (TorchScript exporter, fp32) and verified from the file's initializers."""
     import tempfile
-    from pathlib import Path
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"

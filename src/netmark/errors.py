@@ -24,6 +24,10 @@ class ModelFileError(NetmarkError):
     """A model file is missing, truncated, unsafe (pickle payload) or malformed."""
 
 
+class NoArchitectureError(ModelFileError):
+    """A model file records no architecture and none was given: only its weights can be read by name."""
+
+
 class ArchitectureError(NetmarkError):
     """A model does not match the architecture or layer a key/config expects."""
 

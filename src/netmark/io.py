@@ -24,7 +24,7 @@ from torch import nn
 
 from netmark._util import atomic_write, canonical_json, first_line, safetensors_metadata
 from netmark._version import __version__
-from netmark.errors import ArchitectureError, ModelFileError, NetmarkError
+from netmark.errors import ArchitectureError, ModelFileError, NetmarkError, NoArchitectureError
 
 MODEL_FORMAT_VERSION = 1
 _META = "netmark"
@@ -87,7 +87,7 @@ def load_model(path: str | os.PathLike[str], *, arch: dict[str, Any] | None = No
         file_arch = meta.get("arch") if meta else None
     use_arch = file_arch or arch
     if not isinstance(use_arch, dict) or "name" not in use_arch:
-        raise ModelFileError(f"model file {p} records no architecture; pass one (e.g. from the key) to load it")
+        raise NoArchitectureError(f"model file {p} records no architecture; pass one (e.g. from the key) to load it")
     args = dict(use_arch.get("args", {}))
     if file_arch is None:
         args = _adapt_num_classes(use_arch["name"], args, state)

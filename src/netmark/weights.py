@@ -282,14 +282,12 @@ def from_factory(spec: str, path: str | os.PathLike[str]) -> nn.Module:
         raise ModelFileError(f"--model-factory {spec} failed: {type(e).__name__}: {first_line(e)}") from None
     if not isinstance(model, nn.Module):
         raise ModelFileError(f"--model-factory {spec} returned a {type(model).__name__}, not an nn.Module")
+    from netmark.io import load_state
+
     file = WeightFile(path)
     own = model.state_dict()
-    state = {name: file.get(name, floating=own[name].is_floating_point()) for name in own}
-    bad = [n for n in own if tuple(state[n].shape) != tuple(own[n].shape)]
-    if bad:
-        raise ArchitectureError(f"{path}: {bad[0]} has shape {tuple(state[bad[0]].shape)}, the factory's model "
-                                f"{tuple(own[bad[0]].shape)}")
-    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
+    load_state(model, {name: file.get(name, floating=own[name].is_floating_point()) for name in own},
+               source=str(path))  # names, shapes and kinds checked, strict, finite
     return model.eval()
 
 

@@ -364,7 +364,7 @@ def _victim(model: Path, arch_key: Path | None, tensor_only: bool, factory: str 
     one runs on a file whose architecture cannot be rebuilt: a user's own module's state dict). With ``factory``
     (package.module:function) the user's module is built and the file's tensors loaded into it; the result is then
     written back as a plain state dict too."""
-    from netmark.errors import ModelFileError
+    from netmark.errors import NoArchitectureError
 
     if factory is not None:
         from netmark.weights import from_factory
@@ -372,8 +372,8 @@ def _victim(model: Path, arch_key: Path | None, tensor_only: bool, factory: str 
         return from_factory(factory, model), True
     try:
         return opt.load_model_file(model, arch_key), False
-    except ModelFileError as e:
-        if not tensor_only or "records no architecture" not in str(e):
+    except NoArchitectureError:
+        if not tensor_only:
             raise
     from netmark.weights import WeightFile, state_shell
 

@@ -149,7 +149,7 @@ def read_suspect(path: Path, key: Any, *, weights_ok: bool, factory: str | None 
     method reads named weights) and the file is a directory (Hugging Face), an ONNX file, or a state dict that records
     no architecture while the key has none either (a user's own module). A file whose recorded architecture does not
     fit is refused as before."""
-    from netmark.errors import ModelFileError
+    from netmark.errors import ModelFileError, NoArchitectureError
     from netmark.io import load_model
 
     if factory is not None:
@@ -164,13 +164,11 @@ def read_suspect(path: Path, key: Any, *, weights_ok: bool, factory: str | None 
         return load_pretrained(path)
     try:
         return load_model(path, arch=key.arch)
-    except ModelFileError as e:
-        if weights_ok and "records no architecture" in str(e):
+    except NoArchitectureError as e:
+        if weights_ok:
             return None
-        if "records no architecture" in str(e):
-            raise ModelFileError(f"{e}; the key's method ({key.method}) needs the model itself, not only its "
-                                 "weights: save it with netmark.save_model") from None
-        raise
+        raise ModelFileError(f"{e}; the key's method ({key.method}) needs the model itself, not only its "
+                             "weights: save it with netmark.save_model") from None
 
 
 #: what ``verify`` says of a key drawn from a research seed (``--key-seed``): nothing here can tell the owner's
