@@ -10,7 +10,7 @@ from netmark.bench.report import criterion
 from netmark.bench.spec import RunSpecBase, ScaleBase, at_least
 from netmark.errors import ConfigError
 from netmark.evaluation.cells import BASELINE, Job, independent_run, marked_run
-from netmark.evaluation.spec import preset
+from netmark.evaluation.presets import preset
 from netmark.experiments import chen_wu, fkirin, tartaglione, uchida, wang
 
 

@@ -26,7 +26,7 @@ from netmark.bench.runner import Runner
 from netmark.evaluation.access import _protected_fp
 from netmark.evaluation.cells import BASELINE, Context, Job, independent_run, marked_run
 from netmark.evaluation.measure import attack_cell
-from netmark.evaluation.spec import preset
+from netmark.evaluation.presets import preset
 from netmark.experiments.wang.runs import RUNS
 from netmark.methods import METHODS
 from netmark.models import MODELS

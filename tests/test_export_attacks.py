@@ -1,6 +1,7 @@
 """Export and adapter round trips as attacks (issue 22, item 6): ONNX export (fp32 lossless, fp16 rounds; an export
-that renames or folds tensors is refused), torch.ao dynamic int8 on the Linear layers, and LoRA fine-tuning merged into
-the base (peft); a Uchida mark in a tiny MLP survives each."""
+that changes a weight's values is refused; renamed transformer weights are read back: tests/test_hf_models.py),
+torch.ao dynamic quantization of the Linear layers (int8, float16), and LoRA fine-tuning merged into the base (peft);
+a Uchida mark in a tiny MLP survives each."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def test_onnx_export_in_fp32_is_lossless_and_fp16_rounds_every_weight() -> None:
 def test_onnx_export_refuses_what_it_folds_and_needs_an_input_shape() -> None:
     with seeded(0):
         resnet = build("resnet20", in_channels=1, image_size=8, num_classes=10).eval()
-    with pytest.raises(ArchitectureError, match="renamed or folded"):
+    with pytest.raises(ArchitectureError, match="changed"):
         ATTACKS["onnx-export"](ATTACKS["onnx-export"].config_cls(dtype="fp32"))(resnet)
     plain = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
     with pytest.raises(ConfigError, match="input_shape"):
@@ -49,6 +50,15 @@ def test_onnx_export_refuses_what_it_folds_and_needs_an_input_shape() -> None:
     for bad in ({"dtype": "int4"}, {"opset": 3}, {"input_shape": [0, 8]}):
         with pytest.raises(ConfigError):
             ATTACKS["onnx-export"].config_cls(**bad)
+
+
+def test_int8_dynamic_in_float16_rounds_the_linear_weights_to_half_precision() -> None:
+    model = lenet()
+    out = ATTACKS["int8-dynamic"](ATTACKS["int8-dynamic"].config_cls(dtype="float16"))(model)
+    w, q = model.state_dict()["fc1.weight"], out.state_dict()["fc1.weight"]
+    assert not torch.equal(w, q) and torch.equal(q, w.half().float())
+    with pytest.raises(ConfigError, match="dtype"):
+        ATTACKS["int8-dynamic"].config_cls(dtype="int4")
 
 
 def test_int8_dynamic_quantizes_linear_weights_only() -> None:

@@ -70,7 +70,10 @@ def make(arch: str) -> nn.Module:
     return model.eval()
 
 
-ARCHS = [*sorted(MODELS), "seq-mlp", "seq-cnn"]
+#: the Hugging Face transformers (netmark.models.hf) cannot be traced with torch.fx: the obfuscations refuse them
+#: (test_a_model_that_cannot_be_traced_is_refused_with_its_reason)
+TRANSFORMERS = ("hf-bert", "hf-gpt2")
+ARCHS = [*(m for m in sorted(MODELS) if m not in TRANSFORMERS), "seq-mlp", "seq-cnn"]
 
 
 def inputs() -> torch.Tensor:
@@ -84,6 +87,13 @@ def max_change(a: nn.Module, b: nn.Module) -> float:
         return math.inf
     return max(float((sa[k] - sb[k]).abs().max() / (sa[k].abs().max() + 1e-12))
                for k in sa if sa[k].is_floating_point())
+
+
+@pytest.mark.parametrize("arch", TRANSFORMERS)
+def test_a_model_that_cannot_be_traced_is_refused_with_its_reason(arch: str) -> None:
+    pytest.importorskip("transformers")
+    with pytest.raises(ArchitectureError, match=r"torch\.fx"):
+        run_attack("permute", make(arch))
 
 
 @pytest.mark.parametrize("arch", ARCHS)

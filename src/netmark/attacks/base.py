@@ -124,11 +124,14 @@ class TensorAttack(Attack[C]):
 
 
 def layer_weights(model: nn.Module, layer: str | None) -> dict[str, torch.Tensor]:
-    """The ``weight`` of the named conv/linear layer, or of every conv/linear layer when ``layer`` is None."""
-    from netmark.models import conv_and_linear_layers, get_layer
+    """The ``weight`` of the named layer, or of every convolution and linear layer when ``layer`` is None: Conv1d/2d/3d,
+    Linear and Hugging Face's ``Conv1D`` (GPT-2's hidden layers; :func:`netmark.models.host_layers` without the
+    embedding tables)."""
+    from netmark.models import host_layer, host_layers
 
-    layers = {layer: get_layer(model, layer)} if layer else conv_and_linear_layers(model)
-    return {name: mod.weight for name, mod in layers.items()}
+    layers = ({layer: host_layer(model, layer)} if layer else
+              {n: m for n, m in host_layers(model).items() if not isinstance(m, nn.Embedding)})
+    return {name: cast(torch.Tensor, mod.weight) for name, mod in layers.items()}
 
 
 def target_tensors(model: nn.Module, layer: str | None, include_buffers: bool = False) -> dict[str, torch.Tensor]:

@@ -9,6 +9,7 @@ PyTorch's own observer and affine scheme, and only the Linear layers.
 Threat model: the thief has the stolen model only (no data, no training).
 
 Args:
+    dtype: ``qint8`` (default: int8 weights) or ``float16`` (the dynamic fp16 path of the same API).
     seed: unused (the quantization is deterministic), kept for the attack protocol.
 
 Example::
@@ -26,11 +27,20 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from netmark.attacks.base import Attack, AttackConfig, register_attack
+from netmark.errors import ConfigError
+
+DTYPES = ("qint8", "float16")
 
 
 @dataclass
 class Int8DynamicConfig(AttackConfig):
-    """Settings of :class:`Int8Dynamic` (module docstring): none but the seed."""
+    """Settings of :class:`Int8Dynamic` (module docstring)."""
+
+    dtype: str = "qint8"
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
 
 
 @register_attack
@@ -45,11 +55,11 @@ class Int8Dynamic(Attack[Int8DynamicConfig]):
 
         with warnings.catch_warnings():  # torch points users to torchao here; the eager API is what serving used
             warnings.simplefilter("ignore")
-            quantized = quantize_dynamic(model.eval(), {nn.Linear}, dtype=torch.qint8)
+            quantized = quantize_dynamic(model.eval(), {nn.Linear}, dtype=getattr(torch, self.config.dtype))
         mods = dict(quantized.named_modules())
         with torch.no_grad():
             for name, layer in model.named_modules():
                 if isinstance(layer, nn.Linear):
-                    w = mods[name].weight()  # the quantized module's int8 weight, as stored
-                    layer.weight.copy_(w.dequantize().to(layer.weight.dtype))
+                    w = mods[name].weight()  # the quantized module's weight, as stored
+                    layer.weight.copy_((w.dequantize() if w.is_quantized else w).to(layer.weight.dtype))
         return model

@@ -3,10 +3,15 @@
 The model is exported with ``torch.onnx.export`` (the TorchScript exporter, opset ``opset``, eval mode, constant
 folding as by default) in ``dtype`` — half precision by default, as models are usually exported for serving (fp32
 export is lossless: the same weights come back, measured in ``tests/test_export_attacks.py``) — and every tensor is
-read back from the ONNX file's initializers by name: what a verifier gets from an ONNX deployment (``netmark verify
-MODEL.onnx`` reads the same initializers). An export that renames or folds
-a tensor (a BatchNorm fused into the convolution before it) is refused with the names, since the model could not be
-rebuilt from the file as it is.
+read back from the ONNX file's initializers: what a verifier gets from an ONNX deployment (``netmark verify
+MODEL.onnx`` reads the same initializers). Tensors are found by name; a weight the exporter renamed (a Linear
+turned into a ``MatMul`` constant ``onnx::MatMul_…``, stored transposed: transformers' layers) is the initializer of
+its shape or transposed shape whose values are nearest to it, and must agree with it to the export's precision (each
+initializer is used once); a tensor with no initializer of its shape is not part of the exported function (unused
+token embeddings of a model fed ``inputs_embeds``) and keeps its value. An export that changes a weight's values
+(a BatchNorm fused into the convolution before it) is refused with the names, since the model could not be rebuilt
+from the file as it is. (``netmark verify MODEL.onnx`` cannot pair renamed tensors with the model's: it searches
+the tensors of the host's shape, Bonferroni-corrected — :mod:`netmark.methods.weights_verify`.)
 
 Threat model: the thief has the stolen model only (no data, no training).
 
@@ -78,7 +83,7 @@ class OnnxExport(Attack[OnnxExportConfig]):
     """ONNX export, then the weights read back from the file (module docstring)."""
 
     name = "onnx-export"
-    VERSION = 1
+    VERSION = 2
 
     def apply(self, model: nn.Module, data: Dataset | None) -> nn.Module:
         try:
@@ -100,10 +105,38 @@ class OnnxExport(Attack[OnnxExportConfig]):
                                         ) from None
             inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
         state = model.state_dict()
-        floats = [k for k, v in state.items() if v.is_floating_point()]
-        missing = [k for k in floats if k not in inits]
-        if missing:
-            raise ArchitectureError(f"the ONNX export renamed or folded {len(missing)} tensor(s) (e.g. "
-                                    f"{', '.join(missing[:3])}): the model cannot be rebuilt from the file as it is")
-        model.load_state_dict({**state, **{k: torch.from_numpy(inits[k].copy()).to(state[k].dtype) for k in floats}})
+        read = _read_back(state, {k: torch.from_numpy(v.copy()) for k, v in inits.items()}, half)
+        model.load_state_dict({**state, **read})
         return model
+
+
+def _read_back(state: dict[str, torch.Tensor], inits: dict[str, torch.Tensor], half: bool) -> dict[str, torch.Tensor]:
+    """The model's floating-point tensors as the ONNX file holds them (module docstring): by name, else the unused
+    initializer of the same (or transposed) shape nearest in value, within the export's precision."""
+    floats = {k: v for k, v in state.items() if v.is_floating_point()}
+    out = {k: inits[k].to(v.dtype) for k, v in floats.items() if k in inits}
+    free = {n: t for n, t in inits.items() if n not in floats and t.is_floating_point()}
+    bad = []
+    for k, v in floats.items():
+        if k in out:
+            continue
+        best: tuple[float, str, torch.Tensor] | None = None
+        for n, t in free.items():
+            for cand in (t, t.T) if t.dim() == 2 else (t,):
+                if cand.shape == v.shape:
+                    d = float((cand.float() - v.float()).abs().max()) if v.numel() else 0.0
+                    if best is None or d < best[0]:
+                        best = (d, n, cand)
+        shapes = any(t.shape == v.shape or (t.dim() == 2 and t.T.shape == v.shape) for t in free.values())
+        if best is None and not shapes:
+            continue  # not in the exported function: keeps its value
+        tol = (1e-3 if half else 1e-6) * float(v.abs().max()) + 1e-6 if v.numel() else 0.0
+        if best is None or best[0] > tol:
+            bad.append(k)
+            continue
+        out[k] = best[2].contiguous().to(v.dtype)
+        del free[best[1]]
+    if bad:
+        raise ArchitectureError(f"the ONNX export changed {len(bad)} tensor(s) (e.g. {', '.join(bad[:3])}): the model "
+                                "cannot be rebuilt from the file as it is")
+    return out

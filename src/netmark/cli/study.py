@@ -72,7 +72,7 @@ def evaluate(model: Annotated[Path | None, typer.Argument(help="model file (.saf
              transform: opt.TransformKey = None, split: opt.Split = "test", limit: opt.Limit = None,
              data_dir: opt.DataDir = None, as_json: opt.AsJson = False,
              methods: Annotated[str | None, typer.Option("--methods", help="comparison: comma-separated methods (default: every registered one)")] = None,
-             preset: Annotated[str, typer.Option("--preset", help="comparison: full | quick (Fashion-MNIST MLP) | tiny (digits, seconds)")] = "quick",
+             preset: Annotated[str, typer.Option("--preset", help="comparison: full | quick (Fashion-MNIST MLP) | tiny (digits, seconds) | hf (a Hugging Face BERT on patch tokens; --model hf-gpt2)")] = "quick",
              arch: Annotated[str | None, typer.Option("--model", help="comparison: architecture (default: the preset's)")] = None,
              out: Annotated[Path, typer.Option("--out", "-o", help="comparison: output directory")] = Path("reports/evaluation"),
              cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="comparison: trained runs and finished cells (default OUT/cache; a rerun resumes; holds keys: keep it private)")] = None,

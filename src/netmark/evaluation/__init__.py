@@ -12,8 +12,9 @@ The grid is a set of independent, cached jobs (:mod:`netmark.evaluation.cells`) 
 from __future__ import annotations
 
 from netmark.bench.executors import EXECUTORS, Executor, ProcessExecutor, SerialExecutor, get_executor
+from netmark.evaluation.presets import preset
 from netmark.evaluation.runner import evaluate
-from netmark.evaluation.spec import SCHEMA, EvaluationConfig, Sweep, default_sweeps, preset
+from netmark.evaluation.spec import SCHEMA, EvaluationConfig, Sweep, default_sweeps
 
 __all__ = [
     "EXECUTORS", "SCHEMA", "EvaluationConfig", "Executor", "ProcessExecutor", "SerialExecutor", "Sweep",

@@ -17,9 +17,7 @@ antialiased) to the evaluated input shape, grey ↔ colour by channel mean / rep
 (``1 − x``) and labels shifted by one class (``(y + 1) mod C``): other inputs and another task on the same
 pixels, cheap and available for every dataset. The accuracy of such a cell is measured on that domain's test set.
 
-Presets (:func:`preset`): ``full`` (each method's paper defaults, LeNet5 on Fashion-MNIST, every sweep),
-``quick`` (the 784-64-10 MLP on 20k Fashion-MNIST images, 10 epochs, small method options, short sweeps: all
-methods in about ten minutes on 2 CPU cores) and ``tiny`` (digits, seconds; for tests).
+Presets (``full``, ``quick``, ``tiny``, ``hf``): :mod:`netmark.evaluation.presets`.
 
 Anti-piracy (:mod:`netmark.evaluation.access`): :func:`protect_config` (a transform kind with ``access_options``)
 and the forged-transform attacks on each protected model (:class:`PiracyAttack`, :func:`piracy_attacks`).
@@ -41,7 +39,6 @@ from netmark.verify import DEFAULT_ALPHA
 SCHEMA = "netmark-evaluation/1"
 SWEEP_DATA = ("none", "attacker", "other-domain")
 CAPACITY_UNITS = ("bits", "values", "triggers")
-PRESETS = ("full", "quick", "tiny")
 #: an attack removes a watermark only if the attacked model's task accuracy stays within this many percentage
 #: points of the marked model's (the usefulness bound of Lukas et al., "SoK: How Robust is Image Classification
 #: Deep Neural Network Watermarking?", S&P 2022).
@@ -250,38 +247,8 @@ def piracy_attacks(config: EvaluationConfig, kind: str) -> list[PiracyAttack]:
     return [PiracyAttack("input-only"), PiracyAttack("one-pair"), *pairs]
 
 
-def _small_options() -> dict[str, dict[str, Any]]:
-    """Every method's example options (:func:`netmark.methods.examples.example_options`: hosts that exist in the
-    MLP, LeNet5 and simple-cnn; trigger sets mixed in 16 a batch so that a few epochs learn them), except where the
-    presets differ (below)."""
-    from netmark.methods.base import METHODS
-    from netmark.methods.examples import example_options
-
-    opts: dict[str, dict[str, Any]] = {}
-    for n in METHODS:
-        try:
-            opts[n] = example_options(n)
-        except NotImplementedError:  # a method without an example: its defaults
-            continue
-    # the presets differ from the examples here (the committed reports/evaluation ran with these options):
-    # Uchida in fc1 (the MLP has no conv2) with a 5x stronger regularizer
-    opts["uchida"] = {**opts["uchida"], "layer": "fc1", "strength": 0.05}
-    # Wang in the architecture's registered host layer (the MLP has no conv1); harden_steps=0: the committed
-    # reports/evaluation ran before Wang's hardening step (issue 18); kept so that it re-runs as committed
-    # (benchmarks/wang_null_tail.py measures what hardening changes)
-    opts["wang"] = {**{k: v for k, v in opts["wang"].items() if k != "layer"}, "harden_steps": 0}
-    # options equal to the defaults that the committed results.json lists anyway
-    opts["deepsigns"] = {"mode": "white", **opts["deepsigns"]}
-    opts["tartaglione"] = {**opts["tartaglione"], "reinit": False}
-    return opts
-
-
-#: the quick and tiny presets' method options
-SMALL_OPTIONS: dict[str, dict[str, Any]] = _small_options()
-#: payload ladders of the capacity probes, by unit.
+#: payload ladders of the capacity probes, by unit (the full preset's; :mod:`netmark.evaluation.presets`).
 FULL_CAPACITY = {"bits": (64, 256, 1024, 4096), "values": (1800, 7200, 28800), "triggers": (100, 400, 1600)}
-QUICK_CAPACITY = {"bits": (32, 128, 512, 2048), "values": (300, 1200, 4800, 19200), "triggers": (50, 200, 800, 3200)}
-TINY_CAPACITY = {"bits": (16, 64), "values": (100,), "triggers": (10, 40)}
 
 
 @dataclass
@@ -446,43 +413,3 @@ class EvaluationConfig:
         if "sweeps" in kw:
             kw["sweeps"] = tuple(s if isinstance(s, Sweep) else Sweep.from_dict(s) for s in kw["sweeps"])
         return cls(**kw)
-
-
-def preset(name: str = "quick", *, methods: Sequence[str] | Mapping[str, Mapping[str, Any]] | None = None,
-           **overrides: Any) -> EvaluationConfig:
-    """The ``full``, ``quick`` or ``tiny`` evaluation (module docstring) of ``methods`` (default: every
-    registered method), with any :class:`EvaluationConfig` field overridden. Names take the preset's options
-    (``full``: each method's defaults); a mapping gives them explicitly."""
-    from netmark.methods import METHODS
-
-    if name not in PRESETS:
-        raise ConfigError(f"unknown evaluation preset {name!r}; choose one of {', '.join(PRESETS)}")
-    names = sorted(METHODS) if methods is None else methods
-    if isinstance(names, Mapping):
-        chosen = {n: dict(o) for n, o in names.items()}
-    elif isinstance(names, str):
-        raise ConfigError("methods must be a list of names, not a string")
-    else:
-        small = {} if name == "full" else _small_options()  # methods registered since import included
-        chosen = {n: dict(small.get(n, {})) for n in names}
-    if name == "full":
-        base: dict[str, Any] = {}
-    elif name == "quick":
-        base = {"model": "mlp", "dataset": "fashion-mnist", "train_size": 20000, "attacker_size": 10000,
-                "train": TrainConfig(epochs=10, optimizer="adam", lr=1e-3, progress=False),
-                "sweeps": default_sweeps(rates=(0.0, 0.25, 0.5, 0.75, 0.9, 0.95), finetune_epochs=(0, 1, 3),
-                                         fixed_point_bits=(16, 8, 6, 4, 2), quantize_bits=(8, 4, 2),
-                                         overwrite_epochs=(1, 3), distill_epochs=(1, 3, 10)),
-                "capacity": dict(QUICK_CAPACITY), "piracy_trials": 10, "pair_fractions": (0.1, 1.0), "quick": True}
-    else:
-        base = {"model": "mlp", "dataset": "digits", "attacker_size": 400, "n_independent": 3,
-                "train": TrainConfig(epochs=8, optimizer="adam", lr=3e-3, progress=False),
-                "sweeps": (Sweep("prune", (0.0, 0.5, 0.9), "rate", "prune (magnitude)", "rate",
-                                 {"order": "ascending"}),
-                           Sweep("roundtrip", ("fp16", "int8"), "dtype", "round trip", "dtype"),
-                           Sweep("finetune", (0, 1), "epochs", "fine-tune (same domain)", "epochs",
-                                 {"new_head": False}, data="attacker"),
-                           Sweep("distill", (1,), "epochs", "distillation", "epochs", data="attacker")),
-                "capacity": dict(TINY_CAPACITY), "overhead_rounds": 3, "overhead_steps": 4, "quick": True,
-                "access": ("fixed", "generator"), "piracy_trials": 2, "pair_fractions": (1.0,)}
-    return EvaluationConfig(**{"methods": chosen, **base, "preset": name, **overrides})

@@ -3,7 +3,7 @@
 
 An example embeds on digits with a simple-cnn (12 epochs, lr 0.05, batch 64) and is detected. The method contract
 tests (``tests/test_methods.py``) run every :func:`example_cases` entry; the DDP tests (``tests/test_ddp.py``) and
-the ``quick`` / ``tiny`` evaluation presets (:data:`netmark.evaluation.spec.SMALL_OPTIONS`) start from the same
+the ``quick`` / ``tiny`` evaluation presets (:data:`netmark.evaluation.presets.SMALL_OPTIONS`) start from the same
 configs and state their differences where they use them.
 """
 

@@ -15,7 +15,7 @@ typically watermark.
 from __future__ import annotations
 
 # Importing the family modules registers their builders in MODELS; the package's API is the registry's.
-from netmark.models import allcnn, lenet, mlp, registry, resnet, vgg, wrn  # noqa: F401
+from netmark.models import allcnn, hf, lenet, mlp, registry, resnet, vgg, wrn  # noqa: F401
 from netmark.models.registry import *  # noqa: F403
 
 __all__ = registry.__all__
