@@ -33,6 +33,19 @@ class AttackConfig:
 
     seed: int = 0
 
+    def training_epochs(self) -> float:
+        """The attack's compute budget in passes over its data (issue 23's compute axis): the epochs of every
+        :class:`TrainConfig` field plus an ``epochs`` field (distillation); 0 for an attack that does not train. An
+        attack that trains another way overrides it."""
+        total = 0.0
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, TrainConfig):
+                total += v.epochs
+            elif f.name == "epochs" and isinstance(v, int | float) and not isinstance(v, bool):
+                total += v
+        return total
+
     def to_dict(self) -> dict[str, Any]:
         """The config as plain data; a training schedule field as :meth:`TrainConfig.to_dict` writes it."""
         d = asdict(self)

@@ -147,6 +147,13 @@ class Context:
 
     def _load(self, role: str) -> ArrayDataset:
         c = self.cfg
+        if "@" in role:  # a data budget: the first n images of a role, in one seeded order (nested budgets)
+            whole, n = role.split("@")
+            d = self.data(whole)
+            if int(n) > len(d):
+                raise ConfigError(f"the data budget asks for {n} images but the {whole} data holds {len(d)}: raise "
+                                  "attacker_size or lower the sweep's data_fraction")
+            return d.subset(torch.randperm(len(d), generator=generator(c.split_seed))[:int(n)])
         split = _SPLITS.get(role)
         if split is not None:
             d = load(c.dataset, split, data_dir=c.data_dir, train_size=c.train_size, val_size=c.attacker_size,
@@ -228,20 +235,36 @@ class Context:
 
         return self.cached(run.name, self.run_fp(run), make)
 
+    def attack_roles(self, sweep: Sweep) -> tuple[str | None, str]:
+        """The data roles ``sweep`` attacks with (None: no data; ``attacker@n``: a budget of n images) and tests on."""
+        data, test = _ATTACK_DATA[sweep.data]
+        if data is None or sweep.data_fraction is None:
+            return data, test
+        return f"{data}@{max(1, round(sweep.data_fraction * len(self.data('train'))))}", test
+
+    def budget(self, sweep: Sweep, acfg: AttackConfig) -> dict[str, Any]:
+        """The attacker's budget of one point (issue 23), recorded in its cell: ``data_images`` (how many images the
+        attack used; 0: none), ``data_fraction`` (their share of the owner's training-set size) and ``compute`` (the
+        attack's training epochs over its data relative to the owner's epochs: :meth:`AttackConfig.training_epochs`)."""
+        data, _ = self.attack_roles(sweep)
+        n = len(self.data(data)) if data else 0
+        return {"data_images": n, "data_fraction": n / len(self.data("train")),
+                "compute": acfg.training_epochs() / max(1, self.cfg.train.epochs)}
+
     def sweep_point(self, job: Job, **method: Any) -> tuple[Sweep, AttackConfig, dict[str, Any]]:
         """The sweep of the attack job ``job``, its attack config (``method``, ``method_options``: an overwriting
         attack's) and the fingerprint parts of the point: the attack, its version and config, the data digests."""
         sweep = self.cfg.sweeps[job.index]
         strength = job.strength if job.strength is not None else sweep.strengths[0]
         acfg = sweep.attack_config(strength, train=self.cfg.train, seed=self.cfg.attack_seed, **method)
-        data, test = _ATTACK_DATA[sweep.data]
+        data, test = self.attack_roles(sweep)
         return sweep, acfg, {"attack": sweep.attack, "attack_version": ATTACKS[sweep.attack].VERSION,
                              "config": acfg.to_dict(), "data": self.digest(data) if data else None,
                              "test": self.digest(test)}
 
     def attacked(self, sweep: Sweep, acfg: AttackConfig, model: nn.Module) -> tuple[nn.Module, ArrayDataset]:
         """``model`` attacked at one point of ``sweep`` (:meth:`sweep_point`) and the data to test it on."""
-        data, test = _ATTACK_DATA[sweep.data]
+        data, test = self.attack_roles(sweep)
         return ATTACKS[sweep.attack](acfg)(model, self.data(data) if data else None), self.data(test)
 
     # ------------------------------------------------------------------ cells

@@ -39,6 +39,7 @@ def attack_cell(ctx: Context, job: Job) -> dict[str, Any]:
     try:  # an attack config this method rejects, missing other-domain data: this cell's error, not the run's
         _, acfg, parts = ctx.sweep_point(job, method=method, method_options=attacker_options(cfg.methods[method]))
         parts.update({"cell": "attack", "run": ctx.run_fp(marked_run(method)), "alpha": cfg.alpha})
+        base.update(ctx.budget(sweep, acfg))
     except NetmarkError as e:
         return {**base, **failed(e)}
 

@@ -59,6 +59,9 @@ class Sweep:
             that schedule's epochs (the rest of it is the evaluation's training schedule).
         options: further fields of the attack config (``{"order": "random"}``).
         data: what the attack trains on: ``none``, the ``attacker``'s images, or the ``other-domain`` data.
+        data_fraction: the attacker's data budget (issue 23): this share of the owner's training-set size, taken
+            from ``data`` (the first images of one seeded order, so a smaller budget's images are part of every
+            larger one); None: all of ``data`` (``attacker_size`` images).
     """
 
     attack: str
@@ -68,6 +71,7 @@ class Sweep:
     param: str
     options: dict[str, Any] = field(default_factory=dict)
     data: Literal["none", "attacker", "other-domain"] = "none"
+    data_fraction: float | None = None
 
     def __post_init__(self) -> None:
         if self.attack not in ATTACKS:
@@ -79,6 +83,11 @@ class Sweep:
             raise ConfigError("a sweep needs a label and a unit")
         if self.data not in SWEEP_DATA:
             raise ConfigError(f"sweep data must be one of {', '.join(SWEEP_DATA)}, got {self.data!r}")
+        if self.data_fraction is not None:
+            check_finite("data_fraction", self.data_fraction, positive=True)
+            if self.data == "none" or self.data_fraction > 1:
+                raise ConfigError(f"sweep {self.label!r}: a data_fraction in (0, 1] needs data='attacker' or "
+                                  f"'other-domain', got {self.data_fraction!r} with data={self.data!r}")
         cls = ATTACKS[self.attack]
         if cls.needs_data and self.data == "none":
             raise ConfigError(f"the {self.attack} attack trains: give sweep {self.label!r} data='attacker' or "
@@ -120,8 +129,9 @@ class Sweep:
             raise ConfigError(f"sweep {self.label!r}: {e}") from None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"attack": self.attack, "label": self.label, "unit": self.unit, "strengths": list(self.strengths),
-                "param": self.param, "options": dict(self.options), "data": self.data}
+        d = {"attack": self.attack, "label": self.label, "unit": self.unit, "strengths": list(self.strengths),
+             "param": self.param, "options": dict(self.options), "data": self.data}
+        return d if self.data_fraction is None else {**d, "data_fraction": self.data_fraction}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Sweep:
