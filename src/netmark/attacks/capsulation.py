@@ -42,7 +42,7 @@ from netmark.attacks.base import Attack, AttackConfig, register_attack
 from netmark.attacks.finetune import output_layer
 from netmark.errors import ConfigError
 from netmark.models.wrapped import Capsule
-from netmark.training import evaluating, iter_batches, model_device, to_device
+from netmark.training import evaluating, iter_batches, model_device
 
 
 @dataclass
@@ -73,7 +73,9 @@ def thief_features(capsule: Capsule, data: Dataset, batch_size: int = 256) -> Te
     out: list[Tensor] = []
     with evaluating(capsule), torch.no_grad():
         for x, _ in iter_batches(data, batch_size):
-            out.append(capsule.logits_and_features(to_device(x, model_device(capsule)))[1].float().cpu())
+            if not isinstance(x, Tensor):
+                raise ConfigError("capsulation needs image tensors (keyword inputs are not supported)")
+            out.append(capsule.logits_and_features(x.to(model_device(capsule)))[1].float().cpu())
     return torch.cat(out)
 
 

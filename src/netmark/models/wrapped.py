@@ -75,7 +75,9 @@ class QueryWrapper(nn.Module):
     @property
     def inner(self) -> nn.Module:
         """The wrapped network (itself possibly a wrapper)."""
-        return self._inner  # type: ignore[no-any-return]
+        inner = self.__dict__["_inner"]
+        assert isinstance(inner, nn.Module)
+        return inner
 
     def own(self, name: str) -> Tensor:
         """This wrapper's fitted tensor ``name``."""
@@ -121,7 +123,7 @@ def input_seeds(x: Tensor, seed: int) -> list[int]:
 
 
 def _number(config: dict[str, Any], name: str, lo: float, hi: float, *, integer: bool = False) -> float | int:
-    v = config.get(name)
+    v: Any = config.get(name)
     ok_type = isinstance(v, int) if integer else isinstance(v, int | float)
     if isinstance(v, bool) or not ok_type or not lo <= float(v) <= hi or not math.isfinite(float(v)):
         kind = "an integer" if integer else "a number"
@@ -326,7 +328,7 @@ def rewrap(model: nn.Module, records: Any, tensors: dict[str, Tensor]) -> nn.Mod
         raise ConfigError("its query-time wrappers are not a list of records")
     used: set[str] = set()
     for depth, rec in enumerate(records):
-        cls = WRAPPERS.get(rec.get("kind"))  # type: ignore[arg-type]
+        cls = WRAPPERS.get(str(rec.get("kind")))
         if cls is None:
             raise ConfigError(f"unknown query-time wrapper kind {rec.get('kind')!r}; known: {', '.join(WRAPPERS)}")
         version, config = rec.get("version"), rec.get("config")
