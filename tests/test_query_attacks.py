@@ -6,6 +6,7 @@ through a real `netmark serve` — while a white-box key still reads the wrapped
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import queue
@@ -226,3 +227,7 @@ def test_wrappers_nest_and_keep_the_architecture(marked, digits_train, tmp_path:
     with torch.no_grad():
         assert torch.equal(loaded(x), outer(x))
     assert type(unwrap(loaded)).__name__ == type(model).__name__
+    moved = copy.deepcopy(outer).double()  # .to(dtype/device) moves the network and the filter's tensors together
+    assert moved.conv1.weight is unwrap(moved).conv1.weight and unwrap(moved).conv1.weight.dtype == torch.float64
+    with torch.no_grad():
+        assert torch.equal(moved(x.double()).argmax(1), outer(x).argmax(1))

@@ -269,7 +269,7 @@ class Capsule(QueryWrapper):
 
     def scores(self, features: Tensor) -> Tensor:
         """Mean distance of each row to its ``k`` nearest reference points."""
-        ref = self.own("reference").to(features.device)
+        ref = self.own("reference").to(features.device, torch.float32)
         if ref.shape[1] != features.shape[1]:
             raise ConfigError(f"a capsule's reference has {ref.shape[1]} features, the input gives {features.shape[1]}")
         d = torch.cdist(features.float(), ref, compute_mode="donot_use_mm_for_euclid_dist")
