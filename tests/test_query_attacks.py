@@ -153,7 +153,7 @@ def test_bad_wrapper_records_are_one_line_errors(capsule, tmp_path: Path) -> Non
 
 
 def test_white_box_key_reads_a_wrapped_file(digits_train, tmp_path: Path) -> None:
-    from netmark.methods import get_method
+    from netmark.methods import get_method, verify
     from netmark.methods.examples import example
 
     method = get_method("uchida")(example("uchida"))
@@ -161,6 +161,8 @@ def test_white_box_key_reads_a_wrapped_file(digits_train, tmp_path: Path) -> Non
     key.save(tmp_path / "u.key")
     wrapped = ATTACKS["preprocess"](PreprocessConfig(kind="blur"))(model)
     assert method.verify(wrapped, key).detected  # in memory: the weights keep their names
+    capsule = ATTACKS["capsulation"](CapsulationConfig(space="input"))(wrapped, digits_train)
+    assert verify(capsule, key).p_value == method.verify(model, key).p_value  # white box: the network inside
     save_model(wrapped, tmp_path / "w.safetensors")
     r = runner.invoke(app, ["verify", str(tmp_path / "w.safetensors"), "--key", str(tmp_path / "u.key")])
     assert r.exit_code == 0 and "DETECTED" in r.stdout, (r.stdout, r.stderr)
@@ -213,6 +215,8 @@ def test_capsulated_model_served_by_netmark_serve_defeats_query_verification(mar
         assert torch.equal(predict(key.tensors["inputs"]), labels(capsule, key.tensors["inputs"]))
         r = runner.invoke(app, ["verify", url, "--key", str(tmp_path / "adi.key")])
         assert r.exit_code == 1 and "NOT DETECTED" in r.stdout, (r.stdout, r.stderr)
+    r = runner.invoke(app, ["verify", str(tmp_path / "capsule.safetensors"), "--key", str(tmp_path / "adi.key")])
+    assert r.exit_code == 1 and "NOT DETECTED" in r.stdout  # the file, queried as it would answer when served
     assert Adi.from_key(key).verify_query(model_predictor(model), key).detected  # the plain model: detected
 
 
