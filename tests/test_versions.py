@@ -36,6 +36,7 @@ from netmark.attacks import ATTACKS
 from netmark.data import ArrayDataset
 from netmark.methods import METHODS, get_method
 from netmark.models.registry import model_version
+from netmark.models.wrapped import QueryWrapper
 from netmark.training import TrainConfig, train
 from tests.conftest import make_cnn
 from tests.test_determinism import SMALL_ATTACKS
@@ -156,7 +157,11 @@ def victim(tiny: ArrayDataset) -> torch.nn.Module:
 def test_attack_output_is_unchanged_at_its_version(name: str, tiny: ArrayDataset, victim: torch.nn.Module) -> None:
     cls = ATTACKS[name]
     attacked = cls(cls.config_cls(seed=5, **SMALL_ATTACKS.get(name, {})))(victim, tiny if cls.needs_data else None)
-    _check("attacks", name, cls, {"model": _model_summary(attacked)})
+    outputs: dict[str, Any] = {"model": _model_summary(attacked)}
+    if isinstance(attacked, QueryWrapper):  # a query-time filter: its answers are its behaviour, not its weights
+        with torch.no_grad():
+            outputs["answers"] = _numbers(attacked(tiny.x[:64]))
+    _check("attacks", name, cls, outputs)
 
 
 def test_the_comparison_catches_a_changed_output(tiny: ArrayDataset) -> None:

@@ -38,10 +38,15 @@ def save_model(model: nn.Module, path: str | os.PathLike[str], *, extra: dict[st
     ``extra`` is JSON metadata stored beside the architecture (never put secrets here).
     """
     from netmark.models import arch_of
+    from netmark.models.wrapped import wrapper_records
 
     check_finite(model)
-    meta = {_META: canonical_json({"arch": arch_of(model), "netmark_version": __version__,
-                                   "format_version": MODEL_FORMAT_VERSION, "extra": extra or {}})}
+    record = {"arch": arch_of(model), "netmark_version": __version__, "format_version": MODEL_FORMAT_VERSION,
+              "extra": extra or {}}
+    wrappers = wrapper_records(model)
+    if wrappers:  # query-time filters around the network (netmark.models.wrapped): rebuilt by load_model
+        record["wrappers"] = wrappers
+    meta = {_META: canonical_json(record)}
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     return atomic_write(path, lambda p: save_file(state, str(p), metadata=meta), force=force)
 
@@ -77,7 +82,7 @@ def load_model(path: str | os.PathLike[str], *, arch: dict[str, Any] | None = No
             raise ModelFileError(f"model file {p} is named .safetensors but holds a torch.save/pickle file; "
                                  "rename it to .pt to read it as a plain state_dict (weights only, never code)")
         state = _load_torch_state(p)
-        file_arch = None
+        file_arch, wrappers = None, None
     else:
         meta = _parse_meta(raw, p, require=False)
         try:
@@ -85,10 +90,16 @@ def load_model(path: str | os.PathLike[str], *, arch: dict[str, Any] | None = No
         except (SafetensorError, ValueError, RuntimeError) as e:
             raise ModelFileError(f"model file {p} is corrupt or truncated ({first_line(e)})") from None
         file_arch = meta.get("arch") if meta else None
+        wrappers = meta.get("wrappers") if meta else None
     use_arch = file_arch or arch
     if not isinstance(use_arch, dict) or "name" not in use_arch:
         raise NoArchitectureError(f"model file {p} records no architecture; pass one (e.g. from the key) to load it")
     args = dict(use_arch.get("args", {}))
+    wrapper_state: dict[str, torch.Tensor] = {}
+    if wrappers is not None:
+        from netmark.models.wrapped import split_state
+
+        state, wrapper_state = split_state(state)
     if file_arch is None:
         args = _adapt_num_classes(use_arch["name"], args, state)
     try:  # shapes first, on the meta device: a small file cannot make us allocate a huge model it does not fit
@@ -100,8 +111,21 @@ def load_model(path: str | os.PathLike[str], *, arch: dict[str, Any] | None = No
     except (TypeError, ValueError) as e:
         raise ArchitectureError(f"cannot rebuild architecture {use_arch.get('name')!r}: {e}") from None
     load_state(model, state, source=str(p))
+    if wrappers is not None:
+        model = _rewrap(model, wrappers, wrapper_state, p)
     model.eval()
     return model
+
+
+def _rewrap(model: nn.Module, wrappers: Any, tensors: dict[str, torch.Tensor], p: Path) -> nn.Module:
+    """The network inside the query-time wrappers the file records (:mod:`netmark.models.wrapped`)."""
+    from netmark.errors import ConfigError
+    from netmark.models.wrapped import rewrap
+
+    try:
+        return rewrap(model, wrappers, tensors)
+    except ConfigError as e:
+        raise ModelFileError(f"model file {p} has a bad query-time wrapper record: {first_line(e)}") from None
 
 
 def _adapt_num_classes(name: str, args: dict[str, Any], state: dict[str, torch.Tensor]) -> dict[str, Any]:

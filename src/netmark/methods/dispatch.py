@@ -15,6 +15,7 @@ from torch import nn
 
 from netmark.errors import ConfigError, KeyFileError
 from netmark.keys import WatermarkKey
+from netmark.models.wrapped import unwrap
 from netmark.verify import DEFAULT_ALPHA, FalsePositiveReport, VerificationResult
 
 if TYPE_CHECKING:
@@ -42,8 +43,11 @@ def method_from_key(key: WatermarkKey) -> WatermarkMethod:
 
 def verify(model: nn.Module, key: WatermarkKey, *, alpha: float = DEFAULT_ALPHA) -> VerificationResult:
     """Check ``model`` against ``key`` with the key's own method. ``details["seeded"]``: the key was drawn from a
-    research seed, so anyone who guesses the seed can rebuild it (:mod:`netmark.draws`)."""
-    res = method_from_key(key).verify(model, key, alpha=alpha)
+    research seed, so anyone who guesses the seed can rebuild it (:mod:`netmark.draws`). A white-box key reads the
+    network inside any query-time filter (:mod:`netmark.models.wrapped`: it hides nothing from whoever holds the
+    weights); a black-box key's triggers go through the filter, as queries to the served model would."""
+    method = method_from_key(key)
+    res = method.verify(unwrap(model) if method.white_box else model, key, alpha=alpha)
     res.details["seeded"] = key.seeded
     return res
 
