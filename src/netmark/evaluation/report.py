@@ -55,6 +55,7 @@ from netmark.evaluation.outcome import (
     usable,
 )
 from netmark.evaluation.report_access import ACCESS_PNG, TRANSFORM_KEYS, access_blocks, access_figure, has_access
+from netmark.evaluation.verdict import verdict_blocks
 
 #: names other modules (and tests) import from here
 __all__ = ["INDEX", "README", "SCHEMA", "SUMMARY_PNG", "load_evaluation", "neg_log10_p", "page_blocks",
@@ -262,6 +263,7 @@ def page_blocks(res: dict[str, Any], figure_names: dict[str, str] | None = None)
                   if m["capacity"].get("note"))
     if notes:
         blocks += [Para(("Capacity notes:",)), Bullets(notes)]
+    blocks += verdict_blocks(res)
     blocks += [Heading(2, "Setup"), Table(("", "value"), tuple(_setup_rows(res)))]
     if any(s["attack"] in OBFUSCATIONS for s in sweeps):
         blocks += [Heading(2, "Function-preserving obfuscation"), Para((OBFUSCATION_TEXT,))]
