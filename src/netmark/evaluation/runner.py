@@ -166,7 +166,7 @@ def _method_entry(name: str, config: EvaluationConfig, by_kind: dict[tuple[str, 
 def _cell_entry(r: dict[str, Any]) -> dict[str, Any]:
     keys = ("method", "attack", "label", "strength", "test_accuracy", "p_value", "score", "detected", "seconds",
             "error", "task")
-    budget = {k: r[k] for k in ("data_images", "data_fraction", "compute") if k in r}  # the attacker's (issue 23)
+    budget: dict[str, Any] = {k: r[k] for k in ("data_images", "data_fraction", "compute") if k in r}  # issue 23
     return {**{k: r.get(k) for k in keys}, **budget}
 
 
