@@ -40,6 +40,15 @@ def test_ftll_moves_only_the_head_and_rtal_starts_from_a_new_one(digits_train) -
     assert not changed(rtal, again)
 
 
+def test_a_large_learning_rate_is_the_schedule_s_rate_times_lr_factor(digits_train) -> None:
+    """lr_factor=10 trains exactly as a schedule with ten times the rate."""
+    model = make_cnn(seed=0).eval()
+    big = ATTACKS["sok-finetune"](SokFinetuneConfig(lr_factor=10.0, train=ONE, seed=1))(model, digits_train)
+    same = ATTACKS["sok-finetune"](SokFinetuneConfig(train=replace(ONE, lr=0.1), seed=1))(model, digits_train)
+    small = ATTACKS["sok-finetune"](SokFinetuneConfig(train=ONE, seed=1))(model, digits_train)
+    assert not changed(big, same) and changed(big, small)
+
+
 def test_label_smoothing_is_the_smoothed_cross_entropy() -> None:
     logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
     y = torch.tensor([0, 2])
@@ -47,7 +56,7 @@ def test_label_smoothing_is_the_smoothed_cross_entropy() -> None:
     ce = torch.nn.functional.cross_entropy(logits, y)
     total = ce + LabelSmoothing(eps).extra_loss(torch.nn.Identity(), logits, y, logits)["label_smoothing"]
     assert torch.allclose(total, torch.nn.functional.cross_entropy(logits, y, label_smoothing=eps))
-    for bad in ({"mode": "ftxx"}, {"label_smoothing": 1.0}, {"label_smoothing": -0.1}):
+    for bad in ({"mode": "ftxx"}, {"label_smoothing": 1.0}, {"label_smoothing": -0.1}, {"lr_factor": 0}):
         with pytest.raises(ConfigError):
             SokFinetuneConfig(**bad)  # type: ignore[arg-type]
 

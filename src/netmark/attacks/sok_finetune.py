@@ -6,7 +6,8 @@ Watermarking?", S&P 2022, §V and the WRT toolbox): which layers the thief retra
 * ``rtal`` — re-initialise the last layer, then fine-tune all layers (Adi et al. 2018 §5.1 introduced the four
   variants; the SoK keeps FTLL, FTAL and RTAL).
 
-The SoK also runs each "with a large learning rate" (the thief trades some accuracy for removal: set ``train.lr``)
+The SoK also runs each "with a large learning rate" (the thief trades some accuracy for removal: ``lr_factor`` times
+the schedule's rate, or set ``train.lr``)
 and "with label smoothing" (the training targets mix the label with the uniform distribution, ``(1 − ε)·onehot +
 ε/C``, Szegedy et al. 2016, which flattens what the model is sure of, trigger answers included): ``label_smoothing``
 = ε. Threat model: the thief holds the stolen model and some data of the task (the attacker's split).
@@ -14,6 +15,7 @@ and "with label smoothing" (the training targets mix the label with the uniform 
 Args:
     mode: ``ftll``, ``ftal`` (default) or ``rtal``.
     label_smoothing: ε in [0, 1) [0.0: plain cross-entropy].
+    lr_factor: the schedule's learning rate is multiplied by it [1.0; the SoK's large-rate runs: about 10].
     train: the schedule [1 epoch, SGD lr 0.01; the SoK's large-rate runs use ~10× the owner's rate].
     seed: the re-initialisation (rtal) and the fine-tuning.
 
@@ -31,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from netmark._util import seeded
+from netmark._util import check_finite, seeded
 from netmark.attacks.base import Attack, AttackConfig, register_attack
 from netmark.attacks.finetune import output_layer
 from netmark.errors import ConfigError
@@ -46,6 +48,7 @@ class SokFinetuneConfig(AttackConfig):
 
     mode: str = "ftal"
     label_smoothing: float = 0.0
+    lr_factor: float = 1.0
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, lr=0.01, progress=False))
 
     def __post_init__(self) -> None:
@@ -54,6 +57,7 @@ class SokFinetuneConfig(AttackConfig):
         if (isinstance(self.label_smoothing, bool) or not isinstance(self.label_smoothing, int | float)
                 or not 0.0 <= float(self.label_smoothing) < 1.0):
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        check_finite("lr_factor", self.lr_factor, positive=True)
         if not isinstance(self.train, TrainConfig):
             raise ConfigError("SokFinetuneConfig.train must be a TrainConfig")
 
@@ -95,5 +99,6 @@ class SokFinetune(Attack[SokFinetuneConfig]):
                 reset()
         params = list(head.parameters()) if cfg.mode == "ftll" else None
         hooks = (LabelSmoothing(cfg.label_smoothing),) if cfg.label_smoothing > 0 else ()
-        train(model, data, replace(cfg.train, seed=cfg.seed), hooks=hooks, params=params)  # type: ignore[arg-type]
+        schedule = replace(cfg.train, seed=cfg.seed, lr=cfg.train.lr * cfg.lr_factor)
+        train(model, data, schedule, hooks=hooks, params=params)  # type: ignore[arg-type]
         return model
