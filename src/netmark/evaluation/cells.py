@@ -51,7 +51,8 @@ CACHE_VERSION = 1
 _SPLITS: dict[str, Split] = {"train": "train", "attacker": "val", "test": "test"}
 #: a sweep's ``data`` -> the roles (:meth:`Context.data`) its attack trains on (None: no data) and is tested on
 _ATTACK_DATA: dict[str, tuple[str | None, str]] = {"none": (None, "test"), "attacker": ("attacker", "test"),
-                                                   "other-domain": ("other", "other-test")}
+                                                   "other-domain": ("other", "other-test"),
+                                                   "other-images": ("other", "test")}
 
 #: How a job of each kind is named (``str.format`` fields: method, kind, index, strength, piracy, sweep: the label
 #: of the sweep ``index``); any other kind is ``"{method}: {kind}"``.
@@ -243,12 +244,13 @@ class Context:
         return f"{data}@{max(1, round(sweep.data_fraction * len(self.data('train'))))}", test
 
     def budget(self, sweep: Sweep, acfg: AttackConfig) -> dict[str, Any]:
-        """The attacker's budget of one point (issue 23), recorded in its cell: ``data_images`` (how many images the
-        attack used; 0: none), ``data_fraction`` (their share of the owner's training-set size) and ``compute`` (the
-        attack's training epochs over its data relative to the owner's epochs: :meth:`AttackConfig.training_epochs`)."""
+        """The attacker's budget of one point (issue 23), recorded in its cell: ``data`` (the sweep's kind of data),
+        ``data_images`` (how many images the attack used; 0: none), ``data_fraction`` (their share of the owner's
+        training-set size) and ``compute`` (the attack's training epochs over its data relative to the owner's
+        epochs: :meth:`AttackConfig.training_epochs`)."""
         data, _ = self.attack_roles(sweep)
         n = len(self.data(data)) if data else 0
-        return {"data_images": n, "data_fraction": n / len(self.data("train")),
+        return {"data_images": n, "data_fraction": n / len(self.data("train")), "data": sweep.data,
                 "compute": acfg.training_epochs() / max(1, self.cfg.train.epochs)}
 
     def sweep_point(self, job: Job, **method: Any) -> tuple[Sweep, AttackConfig, dict[str, Any]]:

@@ -124,3 +124,64 @@ def hf_sweeps() -> tuple[Sweep, ...]:
             Sweep("lora", (1, 3), "epochs", "LoRA fine-tune, merged", "epochs", data="attacker"),
             Sweep("onnx-export", ("fp32", "fp16"), "dtype", "ONNX export", "dtype"),
             Sweep("int8-dynamic", ("qint8", "float16"), "dtype", "dynamic quantization (torch.ao)", "dtype"))
+
+
+#: the attacker's data budgets of issue 23: shares of the owner's training-set size (drawn from the attacker's split)
+BUDGETS = (0.01, 0.05, 0.1, 0.3)
+
+
+def _pct(f: float) -> str:
+    return f"{100 * f:g}%"
+
+
+def sok_sweeps(budgets: Sequence[float] = BUDGETS, *, epochs: Sequence[int] = (1, 3),
+               extraction_epochs: Sequence[int] = (5, 10)) -> tuple[Sweep, ...]:
+    """The removal attacks a real thief uses (issue 23; Lukas et al., SoK, S&P 2022), with the attacker's budgets as
+    axes: data (``budgets``: shares of the owner's training set, and other-domain images) and compute (the strengths:
+    epochs, relative to the owner's in each cell's record).
+
+    * query time, no data: input preprocessing (JPEG quality, Gaussian blur σ, Gaussian noise std, input
+      quantization bits) and capsulation (an out-of-distribution filter fitted on 10 % data; its quantile);
+    * fine-tuning at every budget (FTAL), and at 10 %: FTLL, RTAL, FTAL with a 10× learning rate and with label
+      smoothing 0.1; fine-pruning (pruning rate, then 1 epoch) at every budget;
+    * Neural Cleanse, weight shifting and feature shuffling at 10 %; knockoff extraction at every budget and from
+      other-domain images (its epochs; the queries are the budget's images); Neural Dehydration at 1 % and 5 %;
+    * combined (the SoK's strongest): fine-pruning after a JPEG-filtered extraction, and capsulation after
+      fine-pruning, at 10 %."""
+    ep = tuple(epochs)
+    out: list[Sweep] = [
+        Sweep("preprocess", (90, 50, 20), "quality", "input JPEG", "quality", {"kind": "jpeg"}),
+        Sweep("preprocess", (0.5, 1.0, 2.0), "sigma", "input blur", "sigma", {"kind": "blur", "kernel_size": 5}),
+        Sweep("preprocess", (0.05, 0.1, 0.2), "std", "input noise", "std", {"kind": "noise"}),
+        Sweep("preprocess", (6, 4, 2), "bits", "input quantization", "bits", {"kind": "quantize"}),
+        Sweep("capsulation", (0.99, 0.95), "quantile", "capsulation, 10% data", "quantile", data="attacker",
+              data_fraction=0.1),
+    ]
+    out += [Sweep("sok-finetune", ep, "epochs", f"FTAL, {_pct(f)} data", "epochs", {"mode": "ftal"},
+                  data="attacker", data_fraction=f) for f in budgets]
+    out += [Sweep("sok-finetune", ep, "epochs", f"{what}, 10% data", "epochs", options, data="attacker",
+                  data_fraction=0.1)
+            for what, options in (("FTLL", {"mode": "ftll"}), ("RTAL", {"mode": "rtal"}),
+                                  ("FTAL, 10x learning rate", {"mode": "ftal", "lr_factor": 10.0}),
+                                  ("FTAL, label smoothing 0.1", {"mode": "ftal", "label_smoothing": 0.1}))]
+    out += [Sweep("fine-pruning", (0.5, 0.8), "rate", f"fine-pruning, {_pct(f)} data", "rate", data="attacker",
+                  data_fraction=f) for f in budgets]
+    out += [Sweep("neural-cleanse", ep, "epochs", "Neural Cleanse, 10% data", "epochs", data="attacker",
+                  data_fraction=0.1),
+            Sweep("weight-shift", ep, "epochs", "weight shifting, 10% data", "epochs", data="attacker",
+                  data_fraction=0.1),
+            Sweep("feature-shuffle", ep, "epochs", "feature shuffling, 10% data", "epochs", data="attacker",
+                  data_fraction=0.1)]
+    xe = tuple(extraction_epochs)
+    out += [Sweep("extraction", xe, "epochs", f"extraction, {_pct(f)} data", "epochs", data="attacker",
+                  data_fraction=f) for f in budgets]
+    out += [Sweep("extraction", xe, "epochs", "extraction, other-domain images", "epochs", data="other-images"),
+            *(Sweep("neural-dehydration", ep, "epochs", f"Neural Dehydration, {_pct(f)} data", "epochs",
+                    data="attacker", data_fraction=f) for f in budgets if f <= 0.05),
+            Sweep("combined", xe, "epochs", "fine-pruning after JPEG-filtered extraction, 10% data", "epochs",
+                  {"steps": [{"attack": "preprocess", "config": {"kind": "jpeg"}}, {"attack": "extraction"},
+                             {"attack": "fine-pruning"}]}, data="attacker", data_fraction=0.1),
+            Sweep("combined", ep, "epochs", "capsulation after fine-pruning, 10% data", "epochs",
+                  {"steps": [{"attack": "fine-pruning"}, {"attack": "capsulation"}]}, data="attacker",
+                  data_fraction=0.1)]
+    return tuple(out)

@@ -163,10 +163,14 @@ def _method_entry(name: str, config: EvaluationConfig, by_kind: dict[tuple[str, 
     }
 
 
+#: what an attacked cell records of the attacker's budget (issue 23: :meth:`Context.budget`)
+BUDGET_KEYS = ("data", "data_images", "data_fraction", "compute")
+
+
 def _cell_entry(r: dict[str, Any]) -> dict[str, Any]:
     keys = ("method", "attack", "label", "strength", "test_accuracy", "p_value", "score", "detected", "seconds",
             "error", "task")
-    budget: dict[str, Any] = {k: r[k] for k in ("data_images", "data_fraction", "compute") if k in r}  # issue 23
+    budget: dict[str, Any] = {k: r[k] for k in BUDGET_KEYS if k in r}
     return {**{k: r.get(k) for k in keys}, **budget}
 
 

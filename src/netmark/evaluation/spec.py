@@ -37,7 +37,7 @@ from netmark.training import TrainConfig
 from netmark.verify import DEFAULT_ALPHA
 
 SCHEMA = "netmark-evaluation/1"
-SWEEP_DATA = ("none", "attacker", "other-domain")
+SWEEP_DATA = ("none", "attacker", "other-domain", "other-images")
 CAPACITY_UNITS = ("bits", "values", "triggers")
 #: an attack removes a watermark only if the attacked model's task accuracy stays within this many percentage
 #: points of the marked model's (the usefulness bound of Lukas et al., "SoK: How Robust is Image Classification
@@ -58,7 +58,9 @@ class Sweep:
         param: the attack-config field a strength sets; ``"epochs"`` of an attack with a ``train`` schedule sets
             that schedule's epochs (the rest of it is the evaluation's training schedule).
         options: further fields of the attack config (``{"order": "random"}``).
-        data: what the attack trains on: ``none``, the ``attacker``'s images, or the ``other-domain`` data.
+        data: what the attack trains on: ``none``, the ``attacker``'s images, the ``other-domain`` data (another
+            task: the attacked model is tested on that domain) or ``other-images`` (the other domain's images used
+            as queries for the owner's task, e.g. knockoff extraction: tested on the owner's test set).
         data_fraction: the attacker's data budget (issue 23): this share of the owner's training-set size, taken
             from ``data`` (the first images of one seeded order, so a smaller budget's images are part of every
             larger one); None: all of ``data`` (``attacker_size`` images).
@@ -70,7 +72,7 @@ class Sweep:
     label: str
     param: str
     options: dict[str, Any] = field(default_factory=dict)
-    data: Literal["none", "attacker", "other-domain"] = "none"
+    data: Literal["none", "attacker", "other-domain", "other-images"] = "none"
     data_fraction: float | None = None
 
     def __post_init__(self) -> None:
@@ -86,8 +88,8 @@ class Sweep:
         if self.data_fraction is not None:
             check_finite("data_fraction", self.data_fraction, positive=True)
             if self.data == "none" or self.data_fraction > 1:
-                raise ConfigError(f"sweep {self.label!r}: a data_fraction in (0, 1] needs data='attacker' or "
-                                  f"'other-domain', got {self.data_fraction!r} with data={self.data!r}")
+                raise ConfigError(f"sweep {self.label!r}: a data_fraction in (0, 1] needs data (attacker, "
+                                  f"other-domain or other-images), got {self.data_fraction!r} with data={self.data!r}")
         cls = ATTACKS[self.attack]
         if cls.needs_data and self.data == "none":
             raise ConfigError(f"the {self.attack} attack trains: give sweep {self.label!r} data='attacker' or "

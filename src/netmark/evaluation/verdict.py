@@ -27,13 +27,15 @@ __all__ = ["SOK_POINTS", "budget_key", "budget_text", "removals", "sok_rows", "v
 #: sweeps whose attack derives a new model from the stolen one's answers or retrains it on its own data (the SoK's
 #: "surrogate" attacks: extraction, distillation, transfer learning to another task)
 SURROGATE_ATTACKS = ("distill", "extraction", "finetune")
+#: a cell's ``data`` kinds that are another domain's images
+OTHER_DATA = ("other-domain", "other-images")
 
 
 def budget_key(c: dict[str, Any]) -> tuple[float, int, float]:
     """The order of budgets (module docstring): (data share, 0 for other-domain data else 1, compute)."""
     frac = c.get("data_fraction")
     frac = float(frac) if isinstance(frac, int | float) else 1.0
-    other = 0 if c.get("task") == "other-domain" else 1
+    other = 0 if c.get("data") in OTHER_DATA or c.get("task") == "other-domain" else 1
     comp = c.get("compute")
     return frac, other if frac > 0 else 0, float(comp) if isinstance(comp, int | float) else 0.0
 
@@ -44,7 +46,7 @@ def budget_text(c: dict[str, Any]) -> str:
     if not isinstance(frac, int | float):
         return "budget not recorded"
     data = "no data" if frac == 0 else (f"{100 * frac:.3g}% of the owner's data"
-                                        + (" (other domain)" if c.get("task") == "other-domain" else ""))
+                                        + (" (other domain)" if c.get("data") in OTHER_DATA else ""))
     if isinstance(comp, int | float) and comp > 0:
         return f"{data}, {comp:.2g}× the owner's epochs"
     return data + ("" if frac == 0 else ", no training")
