@@ -31,6 +31,8 @@ SMALL_ATTACKS: dict[str, dict] = {
     "finetune": {"train": TINY},
     "overwrite": {"train": TINY, "method_config": {"layer": "conv2", "bits": 32}},
     "distill": {"epochs": 1},
+    "neural-cleanse": {"steps": 20, "classes": [0, 1, 2], "train": TINY},
+    "weight-shift": {"train": TINY},
 }
 
 

@@ -7,7 +7,8 @@ function-preserving obfuscations ``permute``, ``rescale`` and ``dummy-neurons`` 
 across ReLU / added with zero or split outgoing weights, found by :mod:`netmark.models.structure`; Yan et al., USENIX
 Security 2023) and ``obfuscate`` (the three, then fine-tuning); the query-time ``preprocess`` (JPEG, blur, noise,
 input quantization) and ``capsulation`` (an out-of-distribution filter answering random labels) wrap the model
-without changing a weight (:mod:`netmark.models.wrapped`). Importing this
+without changing a weight (:mod:`netmark.models.wrapped`); the SoK's ``neural-cleanse`` (Wang et al. 2019),
+``weight-shift`` and ``feature-shuffle`` (Lukas et al. 2022). Importing this
 package registers them all in :data:`ATTACKS`: it imports every module of the package (name order), so a new attack is
 one new module (plus its golden entry in ``tests/data/method_outputs.json``), with no list to edit here; the names
 below are only re-exported.
