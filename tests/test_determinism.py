@@ -31,6 +31,8 @@ SMALL_ATTACKS: dict[str, dict] = {
     "finetune": {"train": TINY},
     "overwrite": {"train": TINY, "method_config": {"layer": "conv2", "bits": 32}},
     "distill": {"epochs": 1},
+    "extraction": {"queries": 100, "train": TINY},
+    "neural-dehydration": {"per_class": 8, "inversion_steps": 10, "unlearn_batch": 16, "train": TINY},
 }
 
 
