@@ -121,7 +121,7 @@ def test_dehydration_lowers_the_adi_trigger_accuracy_keeping_the_task(adi_marked
     control = ATTACKS["neural-dehydration"](replace(SMALL, unlearn_weight=0.0))(model, clean)  # fine-tuning alone
     after, control_trig = (method.verify(m, key).details["trigger_accuracy"] for m in (attacked, control))
     acc = evaluate(attacked, digits_test)["accuracy"]
-    # measured: trigger accuracy 0.97 -> 0.78 (fine-tuning alone: 0.97), test accuracy 0.983 -> 0.956
+    # measured: trigger accuracy 0.97 -> 0.78 (fine-tuning alone: 0.96), test accuracy 0.983 -> 0.956 (alone: 0.978)
     assert after <= marked - 0.12 and after <= control_trig - 0.12
     assert acc >= marked_acc - 0.05
     again = ATTACKS["neural-dehydration"](SMALL)(model, clean)

@@ -50,7 +50,8 @@ Args:
     inversion_steps: Adam steps of the inversion [400, the code's MNIST value; 1000 for CIFAR-10].
     inversion_lr: [0.1].  l2_weight: [0.01].  tv_weight: [0.03].  bn_weight: [0.1].
     smooth_draws: noise draws of target class detection [50].  input_sigma: [1.0].  weight_sigma: [0.03].
-    unlearn_weight: weight of the unlearning term [0.125].  unlearn_batch: recovered samples per step [128].
+    unlearn_weight: weight of the unlearning term [0.125]; 0: no inversion, plain fine-tuning (a control).
+    unlearn_batch: recovered samples per step [128].
     train: the unlearning schedule [40 epochs, SGD lr 0.01, momentum 0.9, weight decay 5e-4, batch 128].
     seed: the inversion's noise, the detection's noise, the relabelling and the fine-tuning.
 
@@ -241,6 +242,10 @@ class NeuralDehydration(Attack[NeuralDehydrationConfig]):
         device = model_device(model)
         with torch.no_grad(), evaluating(model):
             num_classes = int(forward(model, x0.unsqueeze(0).to(device)).shape[1])
+        if cfg.unlearn_weight == 0:  # nothing to unlearn: plain fine-tuning on the clean data (the control)
+            self.report = {"recovered": 0}
+            train(model, data, replace(cfg.train, seed=cfg.seed))
+            return model
         gen = generator(cfg.seed)
         recovered, classes = invert(model, tuple(x0.shape), num_classes, cfg, gen)
         self.report = {"recovered": len(recovered)}
