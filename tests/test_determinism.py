@@ -33,6 +33,8 @@ SMALL_ATTACKS: dict[str, dict] = {
     "distill": {"epochs": 1},
     "neural-cleanse": {"steps": 20, "classes": [0, 1, 2], "train": TINY},
     "weight-shift": {"train": TINY},
+    "extraction": {"queries": 100, "train": TINY},
+    "neural-dehydration": {"per_class": 8, "inversion_steps": 10, "unlearn_batch": 16, "train": TINY},
 }
 
 

@@ -27,11 +27,12 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from netmark._util import check_choice, check_finite, check_int, generator
@@ -90,6 +91,30 @@ def distill_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tem
                     reduction="batchmean", log_target=True) * (t * t)
 
 
+def fit_student(student: nn.Module, data: Dataset, targets: Callable[[Tensor, Tensor], Tensor],
+                loss_fn: Callable[[Tensor, Tensor], Tensor], schedule: TrainConfig, *, what: str) -> nn.Module:
+    """Train ``student`` in place for ``schedule.epochs`` passes over ``data`` (shuffled from ``schedule.seed``):
+    each batch's ``(x, y)`` gives the target ``targets(x, y)`` (computed without gradient: the teacher's logits, or
+    answers looked up by index) and the loss ``loss_fn(student(x), target)``. Shared by :class:`Distill` and the
+    extraction attack (:mod:`netmark.attacks.extraction`); ``what`` names the attack in a divergence error."""
+    device = model_device(student)
+    opt = make_optimizer(list(student.parameters()), schedule)
+    gen = generator(schedule.seed)
+    for _ in range(schedule.epochs):
+        student.train()
+        for x, y in iter_batches(data, schedule.batch_size, shuffle=True, gen=gen):
+            x = x.to(device)
+            with torch.no_grad():
+                target = targets(x, y)
+            loss = loss_fn(student(x), target)
+            if not torch.isfinite(loss):
+                raise ConfigError(f"{what} diverged (loss {float(loss)}); lower the learning rate")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return student
+
+
 @register_attack
 class Distill(Attack[DistillConfig]):
     """Distillation of the stolen model into a fresh student (see module docstring)."""
@@ -101,24 +126,11 @@ class Distill(Attack[DistillConfig]):
         if data is None:
             raise ConfigError("the distill attack needs the attacker's images")
         cfg = self.config
-        device = model_device(model)
         teacher = model.eval()
-        student = fresh_student(model).to(device)
-        opt = make_optimizer(list(student.parameters()), cfg.schedule())
-        gen = generator(cfg.seed)
-        for _ in range(cfg.epochs):
-            student.train()
-            for x, _labels in iter_batches(data, cfg.batch_size, shuffle=True, gen=gen):
-                x = x.to(device)
-                with torch.no_grad():
-                    soft = teacher(x)
-                loss = distill_loss(student(x), soft, cfg.temperature)
-                if not torch.isfinite(loss):
-                    raise ConfigError(f"distillation diverged (loss {float(loss)}); lower the learning rate")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-        return student
+        student = fresh_student(model).to(model_device(model))
+        return fit_student(student, data, lambda x, _y: teacher(x),
+                           lambda logits, soft: distill_loss(logits, soft, cfg.temperature), cfg.schedule(),
+                           what="distillation")
 
 
 def distill(model: nn.Module, data: Dataset, config: DistillConfig | None = None) -> nn.Module:
