@@ -34,6 +34,7 @@ SMALL_ATTACKS: dict[str, dict] = {
     "neural-cleanse": {"steps": 20, "classes": [0, 1, 2], "train": TINY},
     "weight-shift": {"train": TINY},
     "extraction": {"queries": 100, "train": TINY},
+    "combined": {"train": TINY},
     "neural-dehydration": {"per_class": 8, "inversion_steps": 10, "unlearn_batch": 16, "train": TINY},
 }
 

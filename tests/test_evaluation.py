@@ -56,6 +56,14 @@ def test_presets_and_defaults_validate() -> None:
     assert quick.max_accuracy_drop == 5.0
     assert preset("tiny", max_accuracy_drop=2.5).to_dict()["max_accuracy_drop"] == 2.5
     assert _tiny().resolved_other_domain() == "inverted" and quick.resolved_other_domain() == "digits"
+    # issue 23: the SoK's removal attacks, with the attacker's data budgets (1/5/10/30% of the owner's training set)
+    removal = {"preprocess", "capsulation", "sok-finetune", "fine-pruning", "neural-cleanse", "weight-shift",
+               "feature-shuffle", "extraction", "neural-dehydration", "combined"}
+    for config in (quick, full):
+        assert {s.attack for s in config.sweeps} >= removal
+        budgets = {s.data_fraction for s in config.sweeps if s.attack == "extraction" and s.data == "attacker"}
+        assert budgets == {0.01, 0.05, 0.1, 0.3}
+        assert any(s.data == "other-images" for s in config.sweeps if s.attack == "extraction")
 
 
 @pytest.mark.parametrize("bad", [

@@ -89,6 +89,7 @@ class Combined(Attack[CombinedConfig]):
     """Registered attacks one after another (module docstring)."""
 
     name = "combined"
+    needs_data = True  # the attacker's data, passed to the steps that need it (the others ignore it)
     VERSION = 1
 
     @classmethod
@@ -98,9 +99,7 @@ class Combined(Attack[CombinedConfig]):
                               train=TrainConfig(epochs=1, lr=0.01, batch_size=64, progress=False))
 
     def apply(self, model: nn.Module, data: Dataset | None) -> nn.Module:
-        for i, (name, cfg) in enumerate(self.config.step_configs()):
+        for name, cfg in self.config.step_configs():
             attack = ATTACKS[name](cfg)
-            if attack.needs_data and data is None:
-                raise ConfigError(f"step {i + 1} ({name}) of the combined attack needs the attacker's data")
             model = attack(model, data if attack.needs_data else None)
         return model

@@ -1,9 +1,9 @@
 """The evaluation presets: ``netmark evaluate --preset full|quick|tiny|hf`` (:func:`preset`).
 
 * ``full``: each method's paper defaults, LeNet5 on Fashion-MNIST, every sweep (:func:`~netmark.evaluation.spec.
-  default_sweeps`).
+  default_sweeps` and issue 23's removal attacks with the attacker's budgets, :func:`sok_sweeps`).
 * ``quick``: the 784-64-10 MLP on 20k Fashion-MNIST images, 10 epochs, small method options (:data:`SMALL_OPTIONS`),
-  short sweeps: all methods in about ten minutes on 2 CPU cores.
+  short sweeps (both families).
 * ``tiny``: digits, seconds; for tests.
 * ``hf`` (issue 22): a Hugging Face transformer — ``hf-bert`` (``transformers``' BertModel; ``--model hf-gpt2`` for
   GPT-2, whose hidden layers are ``Conv1D``) reading Fashion-MNIST as 16 patch tokens of 7 × 7 pixels
@@ -84,7 +84,7 @@ def preset(name: str = "quick", *, methods: Sequence[str] | Mapping[str, Mapping
     if name == "hf":
         chosen = {n: {k: v for k, v in o.items() if k != "layer"} for n, o in chosen.items()}
     if name == "full":
-        base: dict[str, Any] = {}
+        base: dict[str, Any] = {"sweeps": (*default_sweeps(), *sok_sweeps(extraction_epochs=(10, 20)))}
     elif name == "hf":
         base = {"model": "hf-bert", "model_args": {"patch": 7}, "dataset": "fashion-mnist", "train_size": 10000,
                 "attacker_size": 5000, "train": TrainConfig(epochs=10, optimizer="adam", lr=2e-3, progress=False),
@@ -92,9 +92,9 @@ def preset(name: str = "quick", *, methods: Sequence[str] | Mapping[str, Mapping
     elif name == "quick":
         base = {"model": "mlp", "dataset": "fashion-mnist", "train_size": 20000, "attacker_size": 10000,
                 "train": TrainConfig(epochs=10, optimizer="adam", lr=1e-3, progress=False),
-                "sweeps": default_sweeps(rates=(0.0, 0.25, 0.5, 0.75, 0.9, 0.95), finetune_epochs=(0, 1, 3),
-                                         fixed_point_bits=(16, 8, 6, 4, 2), quantize_bits=(8, 4, 2),
-                                         overwrite_epochs=(1, 3), distill_epochs=(1, 3, 10)),
+                "sweeps": (*default_sweeps(rates=(0.0, 0.25, 0.5, 0.75, 0.9, 0.95), finetune_epochs=(0, 1, 3),
+                                           fixed_point_bits=(16, 8, 6, 4, 2), quantize_bits=(8, 4, 2),
+                                           overwrite_epochs=(1, 3), distill_epochs=(1, 3, 10)), *sok_sweeps()),
                 "capacity": dict(QUICK_CAPACITY), "piracy_trials": 10, "pair_fractions": (0.1, 1.0), "quick": True}
     else:
         base = {"model": "mlp", "dataset": "digits", "attacker_size": 400, "n_independent": 3,
