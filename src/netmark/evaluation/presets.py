@@ -94,7 +94,8 @@ def preset(name: str = "quick", *, methods: Sequence[str] | Mapping[str, Mapping
                 "train": TrainConfig(epochs=10, optimizer="adam", lr=1e-3, progress=False),
                 "sweeps": (*default_sweeps(rates=(0.0, 0.25, 0.5, 0.75, 0.9, 0.95), finetune_epochs=(0, 1, 3),
                                            fixed_point_bits=(16, 8, 6, 4, 2), quantize_bits=(8, 4, 2),
-                                           overwrite_epochs=(1, 3), distill_epochs=(1, 3, 10)), *sok_sweeps()),
+                                           overwrite_epochs=(1, 3), distill_epochs=(1, 3, 10)),
+                           *sok_sweeps(shift_linear=True)),
                 "capacity": dict(QUICK_CAPACITY), "piracy_trials": 10, "pair_fractions": (0.1, 1.0), "quick": True}
     else:
         base = {"model": "mlp", "dataset": "digits", "attacker_size": 400, "n_independent": 3,
@@ -135,7 +136,7 @@ def _pct(f: float) -> str:
 
 
 def sok_sweeps(budgets: Sequence[float] = BUDGETS, *, epochs: Sequence[int] = (1, 3),
-               extraction_epochs: Sequence[int] = (5, 10)) -> tuple[Sweep, ...]:
+               extraction_epochs: Sequence[int] = (5, 10), shift_linear: bool = False) -> tuple[Sweep, ...]:
     """The removal attacks a real thief uses (issue 23; Lukas et al., SoK, S&P 2022), with the attacker's budgets as
     axes: data (``budgets``: shares of the owner's training set, and other-domain images) and compute (the strengths:
     epochs, relative to the owner's in each cell's record).
@@ -147,7 +148,10 @@ def sok_sweeps(budgets: Sequence[float] = BUDGETS, *, epochs: Sequence[int] = (1
     * Neural Cleanse, weight shifting and feature shuffling at 10 %; knockoff extraction at every budget and from
       other-domain images (its epochs; the queries are the budget's images); Neural Dehydration at 1 % and 5 %;
     * combined (the SoK's strongest): fine-pruning after a JPEG-filtered extraction, and capsulation after
-      fine-pruning, at 10 %."""
+      fine-pruning, at 10 %.
+
+    ``shift_linear``: weight shifting also shifts the Linear layers (the SoK shifts convolutions only; the quick
+    preset's MLP has none)."""
     ep = tuple(epochs)
     out: list[Sweep] = [
         Sweep("preprocess", (90, 50, 20), "quality", "input JPEG", "quality", {"kind": "jpeg"}),
@@ -168,8 +172,8 @@ def sok_sweeps(budgets: Sequence[float] = BUDGETS, *, epochs: Sequence[int] = (1
                   data_fraction=f) for f in budgets]
     out += [Sweep("neural-cleanse", ep, "epochs", "Neural Cleanse, 10% data", "epochs", data="attacker",
                   data_fraction=0.1),
-            Sweep("weight-shift", ep, "epochs", "weight shifting, 10% data", "epochs", data="attacker",
-                  data_fraction=0.1),
+            Sweep("weight-shift", ep, "epochs", "weight shifting, 10% data", "epochs",
+                  {"linear": True} if shift_linear else {}, data="attacker", data_fraction=0.1),
             Sweep("feature-shuffle", ep, "epochs", "feature shuffling, 10% data", "epochs", data="attacker",
                   data_fraction=0.1)]
     xe = tuple(extraction_epochs)
