@@ -80,3 +80,12 @@ def test_the_hf_preset_runs_every_deployment_attack_on_a_tiny_transformer(tmp_pa
     assert len(cells) == len(sweeps) and all(c["error"] is None for c in cells), [c["error"] for c in cells]
     uchida = [c for c in cells if c["method"] == "uchida"]
     assert all(c["detected"] for c in uchida), [(c["label"], c["p_value"]) for c in uchida]
+
+
+def test_uchida_s_default_host_in_gpt2_is_a_conv1d_layer() -> None:
+    """A registry transformer's Conv1D layers host like Linear ones (the first with M >= bits)."""
+    from netmark.methods.uchida import auto_layer
+
+    model = tiny("hf-gpt2")
+    layer = auto_layer(model, 64)
+    assert layer.startswith("hf.h.") and type(host_layer(model, layer)).__name__ == "Conv1D"

@@ -137,22 +137,22 @@ def make_matrix(key_type: str, T: int, M: int, g: Draw) -> Tensor:
 
 def auto_layer(model: nn.Module, bits: int, average: bool = True) -> str:
     """The default host. A registry model (the papers' setting): the first conv layer with M ≥ bits, else the first
-    Linear. Any other model (a user's, a Hugging Face one): the hidden layer with the largest M ≥ bits among its
-    Linear, Conv and ``Conv1D`` layers, never the output head (the last of them) nor an embedding table."""
+    Linear (or Hugging Face ``Conv1D``: the transformers of :mod:`netmark.models.hf`). Any other model (a user's, a
+    Hugging Face one): the hidden layer with the largest M ≥ bits among its Linear, Conv and ``Conv1D`` layers, never
+    the output head (the last of them) nor an embedding table."""
     from netmark.methods.base import arch_or_none
-    from netmark.models import conv_and_linear_layers, host_layers
+    from netmark.models import host_layers
 
     def m_of(mod: nn.Module) -> int:
         return host_vector(host_weight_of(mod), average).numel()
 
+    layers = {n: m for n, m in host_layers(model).items() if not isinstance(m, nn.Embedding)}
     if arch_or_none(model) is not None:
-        layers: dict[str, nn.Module] = dict(conv_and_linear_layers(model))
-        for kind in (nn.Conv2d, nn.Linear):
+        for conv in (True, False):
             for name, mod in layers.items():
-                if isinstance(mod, kind) and m_of(mod) >= bits:
+                if isinstance(mod, nn.Conv2d) == conv and m_of(mod) >= bits:
                     return name
     else:
-        layers = {n: m for n, m in host_layers(model).items() if not isinstance(m, nn.Embedding)}
         hidden = {n: m_of(m) for n, m in list(layers.items())[:-1]}
         fits = [n for n, size in hidden.items() if size >= bits]
         if fits:
