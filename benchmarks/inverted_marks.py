@@ -9,8 +9,8 @@ al., SoK, S&P 2022) subtracts λ = 1.5 times the mean filter from every filter; 
 of exactly that mean, so the shift flips them all: k ≈ 0, one-sided p ≈ 1 — "removed" — although k = 0 is as unlikely
 under the null as k = n. This script reads an evaluation's cells and, for every cell of those methods that was not
 detected, gives k of n and the two-sided p-value 2·min(P(X >= k), P(X <= k)) (what an owner who also tests for an
-inverted mark would get, at the price of a doubled p-value everywhere). The payload n is the method's ``bits`` option
-in the results' config. Prints a markdown table; nothing here changes how netmark decides.
+inverted mark would get, at the price of a doubled p-value everywhere). The payload n is the ``bits`` of the method's
+config in the results. Prints a markdown table; nothing here changes how netmark decides.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import json
 from pathlib import Path
 
 from scipy.stats import binom
+
+from netmark.methods import get_method
 
 #: methods whose verification is an exact one-sided binomial bit test (their ``score`` is k / n)
 BIT_METHODS = ("uchida", "deepsigns")
@@ -39,7 +41,8 @@ def main() -> None:
     for c in res["cells"]:
         if c["method"] not in BIT_METHODS or c.get("error") or c.get("detected") or c.get("score") is None:
             continue
-        n = int(options.get(c["method"], {}).get("bits", 0))
+        method = get_method(c["method"])
+        n = int(method.config_cls.from_dict(options.get(c["method"], {})).bits)
         if n <= 0:
             continue
         k = round(float(c["score"]) * n)

@@ -42,9 +42,13 @@ def test_the_verdict_is_the_cheapest_removal_and_a_destroyed_model_is_no_removal
     ])
     rows = {r[0]: r for r in verdict_rows(res)}
     assert rows["a"][1] == Cell("removed by fine-tune, 5% @ 1", "lost") and rows["a"][2].startswith("5% of the owner")
-    assert rows["a"][3] == "2.0 pp" and rows["a"][5].startswith("2:")
+    assert rows["a"][3] == "2.0 pp" and rows["a"][5] == "(the same)" and rows["a"][6].startswith("2:")
     assert rows["b"][1] == Cell("survives every attack measured", "ok")
     assert rows["c"][1] == Cell("removed by prune @ 0.5", "lost") and rows["c"][2] == "no data"
+    other = results([cell("a", "new head", 0, detected=False, acc=0.1, frac=0.05, task="other-domain"),
+                     cell("a", "fine-tune", 3, detected=False, acc=0.89, frac=0.3, compute=0.3)])
+    row = verdict_rows(other)[0]
+    assert row[3] == "other task" and row[5].startswith("fine-tune @ 3 (30% of the owner's data")
     assert budget_key({"data_fraction": 0.05, "task": "other-domain"}) < budget_key({"data_fraction": 0.05})
     assert budget_key({"data_fraction": 0.0, "compute": 0}) < budget_key({"data_fraction": 0.01, "compute": 0})
     sok = dict(sok_rows(res))

@@ -144,7 +144,7 @@ def sok_sweeps(budgets: Sequence[float] = BUDGETS, *, epochs: Sequence[int] = (1
     * query time, no data: input preprocessing (JPEG quality, Gaussian blur σ, Gaussian noise std, input
       quantization bits) and capsulation (an out-of-distribution filter fitted on 10 % data; its quantile);
     * fine-tuning at every budget (FTAL), and at 10 %: FTLL, RTAL, FTAL with a 10× learning rate and with label
-      smoothing 0.1; fine-pruning (pruning rate, then 1 epoch) at every budget;
+      smoothing 0.1; fine-pruning (its pruning rate, then the owner's schedule: compute 1×) at every budget;
     * Neural Cleanse, weight shifting and feature shuffling at 10 %; knockoff extraction at every budget and from
       other-domain images (its epochs; the queries are the budget's images); Neural Dehydration at 1 % and 5 %;
     * combined (the SoK's strongest): fine-pruning after a JPEG-filtered extraction, and capsulation after

@@ -58,28 +58,33 @@ def removals(res: dict[str, Any], method: str) -> list[dict[str, Any]]:
     return sorted(cells, key=budget_key)
 
 
+def _removal_text(c: dict[str, Any]) -> str:
+    return f"{c['label']} @ {_strength_text(c['strength'])} ({budget_text(c)})"
+
+
 def verdict_rows(res: dict[str, Any]) -> list[tuple[str | Cell, ...]]:
-    """Per method: the cheapest removing cell (attack, strength, budget, accuracy cost, p-value), the sweeps that
-    remove it at some budget, and the attacked cells measured."""
+    """Per method: the cheapest removing cell (attack, strength, budget, accuracy cost, p-value), the cheapest that
+    keeps the owner's task (when the cheapest moved the model to another task), the sweeps that remove it at some
+    budget, and the attacked cells measured."""
     rows: list[tuple[str | Cell, ...]] = []
     for name, m in res["methods"].items():
         measured = [c for c in res["cells"] if c["method"] == name and cell_kind(res, c) is not None]
         gone = removals(res, name)
-        if not measured:
-            rows.append((name, Cell("not measured", "err"), "", "", "", "", "0"))
-            continue
-        if not gone:
-            rows.append((name, Cell("survives every attack measured", "ok"), "", "", "", "0",
-                         str(len(measured))))
+        if not measured or not gone:
+            verdict = Cell("survives every attack measured", "ok") if measured else Cell("not measured", "err")
+            rows.append((name, verdict, "", "", "", "", "", "0" if gone else str(len(measured))))
             continue
         c = gone[0]
         acc, marked = c.get("test_accuracy"), m.get("test_accuracy")
         cost = (number_text(100 * (marked - acc), ".1f", " pp") if isinstance(acc, int | float)
                 and isinstance(marked, int | float) and c.get("task") == "same" else "other task")
+        same = [x for x in gone if x.get("task") == "same"]
+        own = ("(the same)" if c.get("task") == "same" else _removal_text(same[0]) if same
+               else "none: every removal moved the model to another task")
         labels = sorted({x["label"] for x in gone})
         rows.append((name, Cell(f"removed by {c['label']} @ {_strength_text(c['strength'])}", "lost"),
-                     budget_text(c), cost, number_text(c.get("p_value"), ".2g"),
-                     f"{len(labels)}: {', '.join(labels)}", str(len(measured))))
+                     budget_text(c), cost, number_text(c.get("p_value"), ".2g"), own,
+                     f"{len(labels)}: {'; '.join(labels)}", str(len(measured))))
     return rows
 
 
@@ -128,7 +133,8 @@ def verdict_blocks(res: dict[str, Any]) -> list[Block]:
               "compute (the attack's training epochs relative to the owner's). Sweeps: every sweep that removed "
               "it at some budget.",)),
         Table(("scheme", "verdict (cheapest removal)", "attacker budget", "accuracy cost", "p-value",
-               "sweeps that remove it", "cells measured"), tuple(verdict_rows(res))),
+               "cheapest removal on the owner's task", "sweeps that remove it", "cells measured"),
+              tuple(verdict_rows(res))),
         Heading(2, "Compared with the SoK (Lukas et al., S&P 2022)"),
         Para((f"Measured here on {scale} with netmark's implementations (the SoK: CIFAR-10 and ImageNet, its "
               "WRT toolbox of about 30 attacks); the right column is computed from this evaluation's cells.",)),
