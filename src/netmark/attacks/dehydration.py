@@ -118,9 +118,10 @@ class _BNStats:
         self.handles = [m.register_forward_hook(self._grab) for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
 
     def _grab(self, mod: nn.Module, inputs: tuple[Tensor, ...], _out: Tensor) -> None:
+        if not isinstance(mod, nn.BatchNorm2d) or mod.running_mean is None or mod.running_var is None:
+            return  # a BatchNorm without running statistics has nothing to match
         x = inputs[0]
         mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)
-        assert isinstance(mod, nn.BatchNorm2d) and mod.running_mean is not None and mod.running_var is not None
         self.losses.append(torch.norm(mod.running_mean - mean, 2) + torch.norm(mod.running_var - var, 2))
 
     def take(self, device: torch.device) -> Tensor:

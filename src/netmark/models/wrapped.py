@@ -22,7 +22,7 @@ import copy
 import hashlib
 import io
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -75,9 +75,7 @@ class QueryWrapper(nn.Module):
     @property
     def inner(self) -> nn.Module:
         """The wrapped network (itself possibly a wrapper)."""
-        inner = self.__dict__["_inner"]
-        assert isinstance(inner, nn.Module)
-        return inner
+        return cast(nn.Module, self.__dict__["_inner"])
 
     def own(self, name: str) -> Tensor:
         """This wrapper's fitted tensor ``name``."""
