@@ -571,3 +571,24 @@ def test_fashion_mnist_system_copy(monkeypatch: pytest.MonkeyPatch) -> None:
     assert train.shape == (1, 28, 28) and train.classes[0] == "T-shirt/top"
     assert float(train.x.min()) == 0.0 and float(train.x.max()) == 1.0
     assert torch.bincount(train.y, minlength=10).tolist() == [6000] * 10
+
+
+def test_inputs_of_reads_inputs_in_order_and_never_labels() -> None:
+    from torch.utils.data import Dataset
+
+    from netmark.data import TensorPairs, inputs_of
+
+    x = torch.arange(12, dtype=torch.float32).reshape(6, 2)
+    pairs = TensorPairs(x, torch.arange(6))
+    assert inputs_of(pairs) is x and torch.equal(inputs_of(pairs, torch.tensor([4, 1])), x[[4, 1]])
+
+    class Slow(Dataset):  # no tensor attributes: read sample by sample
+        def __len__(self) -> int:
+            return 6
+
+        def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return x[i], torch.tensor(0)
+
+    assert torch.equal(inputs_of(Slow()), x) and torch.equal(inputs_of(Slow(), torch.tensor([5, 0])), x[[5, 0]])
+    with pytest.raises(DataError, match="equal length"):
+        TensorPairs(x, torch.arange(5))

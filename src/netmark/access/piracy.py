@@ -38,6 +38,7 @@ from torch.utils.data import Dataset
 
 from netmark._util import check_finite, check_int, check_unit, generator, seeded
 from netmark.access.transforms import AntiPiracyTransform, TransformConfig, bipolar, build_transform, recover_universal
+from netmark.data import TensorPairs, inputs_of
 from netmark.errors import ConfigError
 from netmark.training import TrainConfig, evaluate, iter_batches, make_optimizer, model_device
 
@@ -143,26 +144,6 @@ class PairAttackConfig:
         check_finite("lr", self.lr, positive=True)
 
 
-class _Pairs(Dataset):
-    """(raw, processed) pairs held as tensors (``iter_batches`` slices them directly)."""
-
-    def __init__(self, x: Tensor, y: Tensor) -> None:
-        self.x, self.y = x, y
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        return self.x[i], self.y[i]
-
-
-def _inputs(data: Dataset) -> Tensor:
-    x = getattr(data, "x", None)
-    if isinstance(x, Tensor) and len(x) == len(data):  # type: ignore[arg-type]
-        return x
-    return torch.stack([data[i][0] for i in range(len(data))])  # type: ignore[arg-type]
-
-
 @torch.no_grad()
 def processed_pairs(transform: AntiPiracyTransform, x: Tensor, batch_size: int = 1024) -> Tensor:
     """G(x) for a batch of raw inputs (what a wiretap of the trusted module records), on ``x``'s device."""
@@ -177,7 +158,7 @@ def fit_generator(pairs_raw: Tensor, pairs_processed: Tensor, config: TransformC
     g = build_transform(TransformConfig("generator", hidden=config.hidden, seed=seed),
                         tuple(pairs_raw.shape[1:])).to(pairs_raw.device)  # type: ignore[arg-type]
     opt = make_optimizer(g.parameters(), TrainConfig(optimizer="adam", lr=fit.lr, progress=False))
-    data = _Pairs(pairs_raw, pairs_processed)
+    data = TensorPairs(pairs_raw, pairs_processed)
     gen = generator(seed)
     g.train()
     with seeded(seed):
@@ -199,9 +180,9 @@ def pair_attack(model: nn.Module, transform: AntiPiracyTransform, train_data: Da
     if transform.config.kind != "generator":
         raise ConfigError("the pair attack fits a Generator copy; a universal transform falls to one_pair_attack")
     dev = model_device(model)
-    x_all = _inputs(train_data).to(dev)
+    x_all = inputs_of(train_data).to(dev)
     xp_all = processed_pairs(transform, x_all)
-    xt = _inputs(test_data)[:2048].to(dev)
+    xt = inputs_of(test_data)[:2048].to(dev)
     xt_p = processed_pairs(transform, xt)
     n = max(1, round(c.fraction * len(x_all)))
     accs, mse = [], []
@@ -219,10 +200,10 @@ def one_pair_attack(model: nn.Module, transform: AntiPiracyTransform, train_data
     """One (raw, processed) pair → δ = x_p − x_r, applied to every test input (exact for Fixed/Learned;
     for a Generator, δ of one input misses the input-dependent part)."""
     dev = model_device(model)
-    x = _inputs(train_data)[index : index + 1].to(dev)
+    x = inputs_of(train_data)[index : index + 1].to(dev)
     delta = recover_universal(x, processed_pairs(transform, x))
     acc = evaluate(model, test_data, transform=lambda t: t + delta)["accuracy"]
     with torch.no_grad():
-        xt = _inputs(test_data)[:2048].to(dev)
+        xt = inputs_of(test_data)[:2048].to(dev)
         err = float((processed_pairs(transform, xt) - (xt + delta)).abs().max())
     return PiracyResult("one-pair", [acc], {"index": index, "max_abs_error": err})

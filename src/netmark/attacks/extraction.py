@@ -48,6 +48,7 @@ from torch.utils.data import Dataset
 from netmark._util import check_choice, check_int, generator
 from netmark.attacks.base import Attack, AttackConfig, register_attack
 from netmark.attacks.distill import distill_loss, fit_student, fresh_student
+from netmark.data import TensorPairs, inputs_of
 from netmark.errors import ArchitectureError, ConfigError
 from netmark.training import TrainConfig, evaluating, forward, model_device
 
@@ -84,11 +85,7 @@ def query_inputs(data: Dataset, queries: int | None, gen: torch.Generator) -> Te
     n = len(cast(Sized, data))
     if queries is not None and queries > n:
         raise ConfigError(f"a budget of {queries} queries needs at least that many images; the data has {n}")
-    idx = torch.randperm(n, generator=gen)[: n if queries is None else queries]
-    x_all = getattr(data, "x", None)
-    if isinstance(x_all, Tensor) and len(x_all) == n:
-        return x_all[idx]
-    return torch.stack([data[int(i)][0] for i in idx])
+    return inputs_of(data, torch.randperm(n, generator=gen)[: n if queries is None else queries])
 
 
 @torch.no_grad()
@@ -117,19 +114,6 @@ def knockoff_of(model: nn.Module, arch: str | None) -> nn.Module:
         raise ConfigError(f"extraction: cannot build {arch!r} with the victim's arguments ({e})") from e
 
 
-class IndexedInputs(Dataset[tuple[Tensor, Tensor]]):
-    """The transfer set's images with their own index as the "label" (the answer is looked up by it)."""
-
-    def __init__(self, x: Tensor) -> None:
-        self.x, self.y = x, torch.arange(len(x))
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        return self.x[i], self.y[i]
-
-
 @register_attack
 class Extraction(Attack[ExtractionConfig]):
     """Knockoff-style extraction: a fresh model trained on the victim's answers to ``queries`` images."""
@@ -151,7 +135,7 @@ class Extraction(Attack[ExtractionConfig]):
         book = ask(model, x, cfg.answers, cfg.batch_size)
         self.queries_sent = len(x)
         knockoff = knockoff_of(model, cfg.arch).to(model_device(model))
-        transfer = IndexedInputs(x)
+        transfer = TensorPairs(x, torch.arange(len(x)))  # each image's "label": its index in the book
 
         def lookup(_x: Tensor, idx: Tensor) -> Tensor:
             return book[idx].to(_x.device)

@@ -43,8 +43,10 @@ from torch.utils.data import Dataset
 
 from netmark._util import check_bool, check_finite, generator
 from netmark.attacks.base import Attack, AttackConfig, register_attack
+from netmark.attacks.extraction import ask
+from netmark.data import TensorPairs, inputs_of
 from netmark.errors import ConfigError
-from netmark.training import TrainConfig, evaluating, forward, iter_batches, model_device, train
+from netmark.training import TrainConfig, train
 
 
 @dataclass
@@ -72,23 +74,10 @@ def shifted(w: torch.Tensor, shift: float, noise: float, gen: torch.Generator) -
     return w - shift * w.mean(0, keepdim=True) - noise * w.std() * eps
 
 
-class Relabelled(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """The thief's inputs labelled with a model's predictions (tensor attributes ``x``/``y``, as
-    :func:`~netmark.training.iter_batches` slices them)."""
-
-    def __init__(self, model: nn.Module, data: Dataset) -> None:
-        xs, preds = [], []
-        with evaluating(model), torch.no_grad():
-            for x, _ in iter_batches(data, 512):
-                xs.append(x)
-                preds.append(forward(model, x.to(model_device(model))).argmax(1).cpu())
-        self.x, self.y = torch.cat(xs), torch.cat(preds)
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.x[i], self.y[i]
+def relabelled(model: nn.Module, data: Dataset) -> TensorPairs:
+    """The thief's inputs labelled with ``model``'s top-1 predictions (the toolbox's ``true_labels: False``)."""
+    x = inputs_of(data)
+    return TensorPairs(x, ask(model, x, "label", 512))
 
 
 @register_attack
@@ -112,7 +101,7 @@ class WeightShift(Attack[WeightShiftConfig]):
         if not weights:
             raise ConfigError("weight-shift: the model has no " + ("Conv2d/Linear" if cfg.linear else "Conv2d")
                               + " layer (set linear=true to shift Linear layers)")
-        fit_data = Relabelled(model, data) if cfg.relabel else data
+        fit_data = relabelled(model, data) if cfg.relabel else data
         gen = generator(cfg.seed)
         with torch.no_grad():
             for w in weights:

@@ -35,8 +35,8 @@ set and ``"train"`` the rest (disjoint; chosen by ``split_seed`` only); ``train_
 
 from __future__ import annotations
 
-from netmark.data.dataset import ArrayDataset
+from netmark.data.dataset import ArrayDataset, TensorPairs, inputs_of
 from netmark.data.loading import available, get_spec, load
 from netmark.data.registry import DATASETS, DatasetSpec
 
-__all__ = ["DATASETS", "ArrayDataset", "DatasetSpec", "available", "get_spec", "load"]
+__all__ = ["DATASETS", "ArrayDataset", "DatasetSpec", "TensorPairs", "available", "get_spec", "inputs_of", "load"]

@@ -4,6 +4,9 @@
 ``[0, 1]``, ``y`` int64 ``(N,)``). Indexing with an ``int`` returns one sample; indexing with a
 sequence / tensor of indices returns a whole batch at once, which is what :meth:`ArrayDataset.loader`
 uses so that batches are sliced from memory instead of collated sample by sample.
+
+:class:`TensorPairs` is the same idea for any two tensors (an attack's transfer set, forged pairs), and
+:func:`inputs_of` reads a dataset's inputs as one tensor (an in-memory dataset's ``x`` directly).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 from netmark.errors import DataError
 
-__all__ = ["ArrayDataset"]
+__all__ = ["ArrayDataset", "TensorPairs", "inputs_of"]
 
 Indices = Sequence[int] | np.ndarray | torch.Tensor
 
@@ -150,3 +153,30 @@ class ArrayDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         # The generator is also given to the DataLoader, which draws its worker base seed from it
         # (from the global RNG otherwise).
         return DataLoader(self, sampler=batches, batch_size=None, generator=gen)
+
+
+class TensorPairs(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Pairs ``(x[i], y[i])`` of two tensors of equal length, any shape or dtype, held as the attributes ``x`` and
+    ``y`` that :func:`netmark.training.iter_batches` slices directly (no per-sample collation)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        if len(x) != len(y):
+            raise DataError(f"TensorPairs needs tensors of equal length, got {len(x)} and {len(y)}.")
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[i], self.y[i]
+
+
+def inputs_of(data: Dataset, index: torch.Tensor | None = None) -> torch.Tensor:
+    """The inputs of ``data`` (those at ``index``, in its order; all of them, in order, for None) as one tensor,
+    never its labels: an in-memory dataset's ``x`` is indexed directly, any other is read sample by sample."""
+    n = len(data)  # type: ignore[arg-type]
+    x_all = getattr(data, "x", None)
+    if isinstance(x_all, torch.Tensor) and len(x_all) == n:
+        return x_all if index is None else x_all[index]
+    order = range(n) if index is None else (int(i) for i in index)
+    return torch.stack([data[i][0] for i in order])

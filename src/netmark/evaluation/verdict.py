@@ -58,8 +58,8 @@ def removals(res: dict[str, Any], method: str) -> list[dict[str, Any]]:
     return sorted(cells, key=budget_key)
 
 
-def _removal_text(c: dict[str, Any]) -> str:
-    return f"{c['label']} @ {_strength_text(c['strength'])} ({budget_text(c)})"
+def _point(c: dict[str, Any]) -> str:
+    return f"{c['label']} @ {_strength_text(c['strength'])}"
 
 
 def verdict_rows(res: dict[str, Any]) -> list[tuple[str | Cell, ...]]:
@@ -79,10 +79,10 @@ def verdict_rows(res: dict[str, Any]) -> list[tuple[str | Cell, ...]]:
         cost = (number_text(100 * (marked - acc), ".1f", " pp") if isinstance(acc, int | float)
                 and isinstance(marked, int | float) and c.get("task") == "same" else "other task")
         same = [x for x in gone if x.get("task") == "same"]
-        own = ("(the same)" if c.get("task") == "same" else _removal_text(same[0]) if same
+        own = ("(the same)" if c.get("task") == "same" else f"{_point(same[0])} ({budget_text(same[0])})" if same
                else "none: every removal moved the model to another task")
         labels = sorted({x["label"] for x in gone})
-        rows.append((name, Cell(f"removed by {c['label']} @ {_strength_text(c['strength'])}", "lost"),
+        rows.append((name, Cell(f"removed by {_point(c)}", "lost"),
                      budget_text(c), cost, number_text(c.get("p_value"), ".2g"), own,
                      f"{len(labels)}: {'; '.join(labels)}", str(len(measured))))
     return rows
